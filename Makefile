@@ -1,0 +1,43 @@
+# axonfs — everything a fresh Debian machine needs, then run or test.
+#
+#   make run     install, then mount the default local store on ./mnt (foreground: Ctrl-C unmounts)
+#   make test    install, then run the whole test suite
+#   make bench   run the benchmarks and print ratios against native ceilings
+
+PYTHON ?= python3
+VENV   ?= .venv
+STORE  ?= $(HOME)/.local/share/axonfs
+MNT    ?= $(CURDIR)/mnt
+BIN     = $(VENV)/bin
+DEBS    = fuse3 libfuse3-dev pkg-config attr rsync
+
+.PHONY: run test bench deps venv clean
+
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/axonfs: pyproject.toml | deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/axonfs
+
+run: venv
+	mkdir -p $(MNT)
+	$(BIN)/axonfs mount --foreground --store $(STORE) $(MNT)
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python bench/bench_store.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,3 @@
+from axonfs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,430 @@
+"""The Axon service: the one storage API every front end calls.
+
+The FUSE operations, the control socket and the tests all talk to an
+:class:`Axon`. Its public coroutines keep the Synapse Axon's names, arguments
+and return shapes (sha256 as 32 raw bytes; see ``docs/ARCHITECTURE.md`` for
+where axonfs deliberately differs). Below it sits the synchronous
+:class:`~axonfs.store.store.Store`.
+
+Concurrency: everything runs on one trio thread. Index point reads run
+inline (microseconds); file I/O, hashing and index writes run in worker
+threads under the named limiters in :class:`Limiters`; every index write goes
+through one :class:`~axonfs.store.committer.GroupCommitter`, so concurrent
+puts share a synced commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from axonfs.backends.base import BlobBackend, BlobReader
+from axonfs.errors import AxonError, BadArg, BlobMissing, NoSuchFile, StoreCorrupt
+from axonfs.hashing import HashSet, Sha256, require_sha256
+from axonfs.store.committer import GroupCommitter
+from axonfs.store.index import BlobRow
+from axonfs.store.spool import Spool
+from axonfs.store.store import (
+    AddBlob,
+    AdoptBlob,
+    CommitOp,
+    CommitResult,
+    DeleteBlob,
+    Limits,
+    Store,
+)
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1 << 20
+"""get() yields pieces of at most this size."""
+INLINE_IO_MAX = 64 << 10
+"""Reads and writes up to this size run on the trio thread: a page-cache
+copy of 64 KiB takes a few µs, a thread round trip about 50 µs."""
+HASHES_BATCH = 1000
+
+
+@dataclass
+class Limiters:
+    """Named capacity limiters, one per kind of blocking work."""
+
+    disk_io: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(8))
+    hash_cpu: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(2))
+
+
+@dataclass(frozen=True, slots=True)
+class RecoverReport:
+    """What :meth:`Axon.recover` found."""
+
+    listed: int
+    added: int
+    skipped: int
+    ignored: int
+    corrupt: list[str]
+
+
+class Axon:
+    """An open store with the Axon API. Create with :meth:`Axon.open`."""
+
+    def __init__(self, store: Store, limiters: Limiters | None = None) -> None:
+        self.store = store
+        self.index = store.index
+        self.backend: BlobBackend = store.backend
+        self.limiters = limiters or Limiters()
+        self._committer: GroupCommitter[CommitOp, CommitResult] = GroupCommitter(store.commit)
+        self._new_rows = trio.Event()
+        self._recovering = trio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, root: Path, *, backend: BlobBackend | None = None,
+                   limits: Limits = Limits()) -> AsyncIterator[Axon]:
+        """Open (creating if needed) the store at *root*; close it on exit."""
+        store = await trio.to_thread.run_sync(Store, root, backend, limits)
+        try:
+            yield cls(store)
+        finally:
+            await trio.to_thread.run_sync(store.close)
+
+    # -- writing -----------------------------------------------------------------
+
+    async def put(self, byts: bytes) -> tuple[int, bytes]:
+        """Store *byts*; return ``(size, sha256)``."""
+        return (await self.puts([byts]))[0]
+
+    async def puts(self, files: Sequence[bytes]) -> list[tuple[int, bytes]]:
+        """Store several byte strings in one commit; return ``(size, sha256)`` each."""
+        ops = await trio.to_thread.run_sync(self._spool_all, list(files),
+                                            limiter=self.limiters.disk_io)
+        rows = await self._commit_adds(ops)
+        return [(row.size, bytes(row.sha256)) for row in rows]
+
+    async def upload(self) -> Upload:
+        """Return a reusable streaming writer: ``write()`` bytes, then ``save()``."""
+        return Upload(self)
+
+    async def save_spool(self, spool: Spool) -> BlobRow:
+        """Commit a written spool file as a blob (the spool is consumed)."""
+        sha = Sha256(await trio.to_thread.run_sync(spool.digest, limiter=self.limiters.hash_cpu))
+        path = spool.detach()
+        return (await self._commit_adds([AddBlob(sha, spool.size, path)]))[0]
+
+    async def _commit_adds(self, ops: list[CommitOp]) -> list[BlobRow]:
+        """Commit adds whose bytes are spooled; skip the commit for known blobs."""
+        rows: list[BlobRow | None] = []
+        pending: list[tuple[int, CommitOp]] = []
+        for op in ops:
+            row = self.index.get(op.sha256)
+            if row is not None and isinstance(op, AddBlob):
+                op.path.unlink(missing_ok=True)  # dedup before any limit, like the reference
+            else:
+                pending.append((len(rows), op))
+            rows.append(row)
+        if pending:
+            results = await self._committer.submit_many([op for _, op in pending])
+            self._announce()
+            for (slot, _), result in zip(pending, results, strict=True):
+                if isinstance(result, AxonError):
+                    raise result
+                assert isinstance(result, BlobRow)
+                rows[slot] = result
+        return rows  # type: ignore[return-value]
+
+    def _spool_all(self, files: list[bytes]) -> list[CommitOp]:
+        ops: list[CommitOp] = []
+        for data in files:
+            spool = self.store.new_spool()
+            try:
+                spool.append(data)
+                ops.append(AddBlob(Sha256(spool.digest()), spool.size, spool.detach()))
+            except BaseException:
+                spool.discard()
+                raise
+        return ops
+
+    def _announce(self) -> None:
+        """Wake hashes(wait=True) followers: new rows may have been committed."""
+        event, self._new_rows = self._new_rows, trio.Event()
+        event.set()
+
+    # -- deleting -----------------------------------------------------------------
+
+    async def del_(self, sha256: bytes) -> bool:
+        """Remove a blob; False if it was not present."""
+        return (await self.dels([sha256]))[0]
+
+    async def dels(self, sha256s: Iterable[bytes]) -> list[bool]:
+        """Remove several blobs in one commit; a bool per input, in order."""
+        ops: list[CommitOp] = [DeleteBlob(require_sha256(s)) for s in sha256s]
+        if not ops:
+            return []
+        results = await self._committer.submit_many(ops)
+        return [bool(r) for r in results]
+
+    # -- reading ------------------------------------------------------------------
+
+    def stat(self, sha256: bytes) -> BlobRow | None:
+        """The index row of a blob, or None (inline point read)."""
+        if not isinstance(sha256, bytes) or len(sha256) != 32:
+            return None
+        return self.index.get(Sha256(sha256))
+
+    async def has(self, sha256: bytes) -> bool:
+        return self.stat(sha256) is not None
+
+    async def size(self, sha256: bytes) -> int | None:
+        row = self.stat(sha256)
+        return None if row is None else row.size
+
+    async def wants(self, sha256s: Iterable[bytes]) -> list[bytes]:
+        """The inputs the store lacks, in input order, duplicates kept."""
+        return [s for s in sha256s if self.stat(s) is None]
+
+    async def metrics(self) -> dict[str, int]:
+        """Exactly ``{"size:bytes": int, "file:count": int}``."""
+        return self.index.metrics()
+
+    def require(self, sha256: bytes) -> BlobRow:
+        row = self.stat(sha256)
+        if row is None:
+            raise NoSuchFile("Axon does not contain the requested file.",
+                             sha256=sha256.hex() if isinstance(sha256, bytes) else repr(sha256))
+        return row
+
+    async def open_reader(self, sha256: bytes) -> BlobReader:
+        """Open a stored blob for random reads (raises NoSuchFile)."""
+        row = self.require(sha256)
+        try:
+            return await trio.to_thread.run_sync(self.backend.open, row.sha256,
+                                                 limiter=self.limiters.disk_io)
+        except BlobMissing:
+            log.error("blob %s is in the index but missing from the %s backend",
+                      row.sha256.hex(), self.backend.name)
+            raise
+
+    async def read(self, reader: BlobReader, offset: int, size: int) -> bytes:
+        """Read from an open blob, inline when small, else in a thread."""
+        if size <= INLINE_IO_MAX and getattr(self.backend, "reads_are_local", False):
+            return reader.read(offset, size)
+        return await trio.to_thread.run_sync(reader.read, offset, size,
+                                             limiter=self.limiters.disk_io)
+
+    async def get(self, sha256: bytes, offs: int | None = None,
+                  size: int | None = None) -> AsyncIterator[bytes]:
+        """Yield the blob's bytes, whole or the range ``[offs, offs+size)``.
+
+        Ranges follow the reference: NoSuchFile first; ``offs < 0`` or
+        ``size < 1`` is BadArg; ``offs`` at or past the end yields one ``b''``;
+        a size past the end is truncated; no other piece is empty.
+        """
+        row = self.require(sha256)
+        start, end = _range_of(row.size, offs, size)
+        if start >= row.size and offs is not None:
+            yield b""
+            return
+        reader = await self.open_reader(row.sha256)
+        try:
+            while start < end:
+                piece = await self.read(reader, start, min(READ_CHUNK, end - start))
+                if not piece:
+                    raise StoreCorrupt(f"blob {row.sha256.hex()} is shorter than indexed",
+                                       sha256=row.sha256.hex())
+                start += len(piece)
+                yield piece
+        finally:
+            reader.close()
+
+    async def hashset(self, sha256: bytes) -> dict[str, str]:
+        """md5, sha1, sha256 and sha512 of a blob as hex (computed once, cached)."""
+        row = self.require(sha256)
+        digests = self.index.get_hashset(row.sha256)
+        if digests is None:
+            digests = await trio.to_thread.run_sync(self._compute_hashset, row.sha256,
+                                                    limiter=self.limiters.hash_cpu)
+            await trio.to_thread.run_sync(self.index.put_hashset, row.sha256, digests)
+        return {name: digests[name].hex() for name in ("md5", "sha1", "sha256", "sha512")}
+
+    def _compute_hashset(self, sha256: Sha256) -> dict[str, bytes]:
+        hashset = HashSet()
+        with self.backend.open(sha256) as reader:
+            offset = 0
+            while piece := reader.read(offset, 4 * READ_CHUNK):
+                hashset.update(piece)
+                offset += len(piece)
+        digests = hashset.digests()
+        if digests["sha256"] != sha256:
+            raise StoreCorrupt(f"blob {sha256.hex()} does not match its hash",
+                               sha256=sha256.hex())
+        return digests
+
+    # -- sequence and history ---------------------------------------------------
+
+    async def hashes(self, offs: int, wait: bool = False,
+                     timeout: float | None = None) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
+        """Yield ``(indx, (sha256, size))`` of present blobs in added order from *offs*.
+
+        With *wait*, keep following new rows until *timeout* seconds pass
+        without one (forever if None).
+        """
+        if not isinstance(offs, int) or offs < 0:
+            raise BadArg("offs must be an integer >= 0", offs=offs)
+        indx = offs
+        while True:
+            new_rows = self._new_rows  # taken before reading, so no commit is missed
+            rows, indx = self.index.present_batch(indx, HASHES_BATCH)
+            for row in rows:
+                yield row.indx, (bytes(row.sha256), row.size)
+            if rows or indx < self.index.next_indx():
+                await trio.lowlevel.checkpoint()
+                continue
+            if not wait:
+                return
+            with trio.move_on_after(timeout if timeout is not None else float("inf")):
+                await new_rows.wait()
+                continue
+            return
+
+    async def history(self, tick: int, tock: int | None = None
+                      ) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
+        """Yield ``(tick_ms, (sha256, size))`` added in ``[tick, tock]`` (ms, inclusive).
+
+        Deleted blobs' rows are still shown, as in the reference.
+        """
+        if not isinstance(tick, int) or tick < 0:
+            raise BadArg("tick must be an integer >= 0 (epoch milliseconds)", tick=tick)
+        if tock is not None and (not isinstance(tock, int) or tock < 0):
+            raise BadArg("tock must be an integer >= 0 (epoch milliseconds)", tock=tock)
+        key = (tick, 0)
+        while True:
+            rows = self.index.history_batch(key, tock, HASHES_BATCH)
+            for row in rows:
+                yield row.tick_ms, (bytes(row.sha256), row.size)
+            if len(rows) < HASHES_BATCH:
+                return
+            key = (rows[-1].tick_ms, rows[-1].indx + 1)
+            await trio.lowlevel.checkpoint()
+
+    # -- recovery -----------------------------------------------------------------
+
+    async def recover(self, *, verify: bool = True,
+                      progress: Any = None) -> RecoverReport:
+        """Index every blob the backend holds and the index lacks, dated now.
+
+        Blobs already indexed are skipped. With *verify*, each adopted blob is
+        re-hashed first and skipped (reported corrupt) on a mismatch.
+        *progress*, if given, is called with ``(listed, added)`` now and then.
+        """
+        async with self._recovering:
+            listing = await trio.to_thread.run_sync(
+                lambda: list(self.backend.list()), limiter=self.limiters.disk_io)
+            added = skipped = 0
+            corrupt: list[str] = []
+            batch: list[CommitOp] = []
+            for done, item in enumerate(listing, 1):
+                if self.index.has(item.sha256):
+                    skipped += 1
+                elif verify and not await trio.to_thread.run_sync(
+                        self._verify, item.sha256, limiter=self.limiters.hash_cpu):
+                    corrupt.append(item.sha256.hex())
+                else:
+                    batch.append(AdoptBlob(item.sha256, item.size))
+                if len(batch) >= HASHES_BATCH or done == len(listing):
+                    added += len(batch)
+                    await self._adopt(batch)
+                    batch = []
+                    if progress is not None:
+                        progress(done, added)
+            if batch:
+                added += len(batch)
+                await self._adopt(batch)
+            if corrupt:
+                log.warning("recover: %d blobs do not match their names: %s",
+                            len(corrupt), ", ".join(corrupt[:5]))
+            return RecoverReport(len(listing), added, skipped, self.backend.ignored, corrupt)
+
+    async def _adopt(self, ops: list[CommitOp]) -> None:
+        if ops:
+            await self._committer.submit_many(ops)
+            self._announce()
+
+    def _verify(self, sha256: Sha256) -> bool:
+        hasher = hashlib.sha256()
+        with self.backend.open(sha256) as reader:
+            offset = 0
+            while piece := reader.read(offset, 4 * READ_CHUNK):
+                hasher.update(piece)
+                offset += len(piece)
+        return hasher.digest() == sha256
+
+
+class Upload:
+    """A reusable streaming writer (the reference's UpLoad).
+
+    ``write()`` appends and hashes; ``save()`` commits what was written as one
+    blob and starts afresh. Leaving the ``async with`` block discards unsaved
+    bytes. Memory stays flat: bytes go to a spool file as they arrive.
+    """
+
+    def __init__(self, axon: Axon) -> None:
+        self._axon = axon
+        self._spool: Spool | None = None
+
+    async def __aenter__(self) -> Upload:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def write(self, byts: bytes) -> None:
+        spool = await self._current()
+        if len(byts) <= INLINE_IO_MAX:
+            spool.append(byts)
+        else:
+            await trio.to_thread.run_sync(spool.append, byts,
+                                          limiter=self._axon.limiters.disk_io)
+
+    async def save(self) -> tuple[int, bytes]:
+        """Commit the bytes written since the last save; return ``(size, sha256)``."""
+        spool = await self._current()
+        self._spool = None
+        try:
+            row = await self._axon.save_spool(spool)
+        except BaseException:
+            spool.discard()
+            raise
+        return row.size, bytes(row.sha256)
+
+    async def close(self) -> None:
+        if self._spool is not None:
+            spool, self._spool = self._spool, None
+            await trio.to_thread.run_sync(spool.discard)
+
+    async def _current(self) -> Spool:
+        if self._spool is None:
+            self._spool = await trio.to_thread.run_sync(self._axon.store.new_spool)
+        return self._spool
+
+
+def _range_of(filesize: int, offs: int | None, size: int | None) -> tuple[int, int]:
+    """Validate a get() range; return ``[start, end)`` clipped to the blob."""
+    if offs is None and size is None:
+        return 0, filesize
+    if offs is None or size is None:
+        raise BadArg("offs and size must be given together", offs=offs, size=size)
+    if offs < 0:
+        raise BadArg("Offs must be >= 0", offs=offs)
+    if size < 1:
+        raise BadArg("Size must be >= 1", size=size)
+    return offs, min(filesize, offs + size)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

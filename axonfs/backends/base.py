@@ -1,0 +1,94 @@
+"""The blob backend interface: where a blob's bytes live.
+
+A backend is a small synchronous object; the :class:`~axonfs.axon.Axon` calls
+it from worker threads (``trio.to_thread``), never on the trio thread, except
+:meth:`BlobBackend.open` handles that read from the page cache. Backends know
+nothing of the index: they store, read, list and delete byte strings named by
+sha256.
+
+Durability contract: after :meth:`BlobBackend.put_file` and then
+:meth:`BlobBackend.flush` return, the blob survives a crash or power loss.
+Callers commit the index row only after ``flush()``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from axonfs.hashing import Sha256
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One blob found by :meth:`BlobBackend.list`."""
+
+    sha256: Sha256
+    size: int
+
+
+class BlobReader(abc.ABC):
+    """An open blob: random-access reads until :meth:`close`."""
+
+    size: int
+
+    @abc.abstractmethod
+    def read(self, offset: int, size: int) -> bytes:
+        """Return up to *size* bytes at *offset* (short only at the end)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release what the reader holds."""
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BlobBackend(abc.ABC):
+    """Stores blobs by sha256. Methods may block; call them from threads."""
+
+    name: str = "backend"
+
+    @abc.abstractmethod
+    def put_file(self, sha256: Sha256, path: Path) -> None:
+        """Take the spool file at *path* (whose sha256 is *sha256*) as the blob.
+
+        The backend consumes *path*: it is moved or uploaded and then removed.
+        """
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Make every blob put since the last flush durable."""
+
+    @abc.abstractmethod
+    def open(self, sha256: Sha256) -> BlobReader:
+        """Open a blob for reading; raise BlobMissing if it is absent."""
+
+    @abc.abstractmethod
+    def delete(self, sha256: Sha256) -> bool:
+        """Remove a blob; return False if it was not there."""
+
+    @abc.abstractmethod
+    def exists(self, sha256: Sha256) -> bool:
+        """True if the backend holds the blob."""
+
+    @abc.abstractmethod
+    def list(self) -> Iterator[Listing]:
+        """Yield every blob the backend holds, in no particular order.
+
+        Names that are not a sha256 are skipped; :attr:`ignored` counts them.
+        """
+
+    ignored: int = 0
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and handles."""
+
+    def usage(self) -> tuple[int, int] | None:
+        """Return (total bytes, free bytes) of the medium, if it has a size."""
+        return None

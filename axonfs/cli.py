@@ -1,0 +1,169 @@
+"""The ``axonfs`` command: one entry point, a subcommand per job.
+
+Each subcommand lives in the module that does the job and registers itself
+through a ``register(subparsers)`` function; this module only assembles them,
+sets up logging, and turns :class:`QuietError` and store errors into a one-line
+message and an exit status. argparse rather than a CLI framework: the
+``axonfs ctl`` calls are run in shell loops, and a bare argparse start-up is
+about 100 ms faster than Typer's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from axonfs import __version__
+from axonfs.config import default_store
+from axonfs.errors import AxonError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FALSE, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_FAILED = 0, 1, 2, 3, 4
+
+EPILOG = """\
+exit status:
+  0  done
+  1  absent, false, or (fsck) problems found
+  2  usage error
+  3  the daemon or the store is unreachable (or in use by another process)
+  4  the call failed
+
+environment:
+  AXONFS_STORE   the store directory (default ~/.local/share/axonfs)
+  AXONFS_SOCKET  the control socket of the daemon 'axonfs ctl' talks to
+
+Run 'axonfs COMMAND --help' for the options of each command.
+"""
+
+# Modules that add subcommands. Optional ones may not exist yet in a checkout.
+COMMAND_MODULES = ("axonfs.mount", "axonfs.ctl")
+
+
+class QuietError(Exception):
+    """A user-facing failure: print the message alone, exit with *exitcode*."""
+
+    def __init__(self, message: str, exitcode: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def store_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the common ``--store DIR`` option."""
+    parser.add_argument(
+        "--store", type=Path, default=None, metavar="DIR",
+        help="the store directory (default: $AXONFS_STORE, else ~/.local/share/axonfs; "
+             "created on first use)")
+
+
+def resolve_store(args: argparse.Namespace) -> Path:
+    store: Path | None = args.store
+    return (store if store is not None else default_store()).expanduser().absolute()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="axonfs", formatter_class=HelpFormatter, epilog=EPILOG,
+        description="axonfs keeps files by their SHA-256 (the Synapse Axon storage API)\n"
+                    "and shows them as a filesystem: /by-sha256/, /history/, /incoming/.")
+    parser.add_argument("--version", action="version", version=f"axonfs {__version__}")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"],
+                        help="how much to log to stderr (default: info)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _register_fsck(commands)
+    _register_recover(commands)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(commands)
+    return parser
+
+
+def _register_fsck(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "fsck", formatter_class=HelpFormatter, help="check the store's index against its blobs",
+        description="Check that every indexed blob exists, has its size and hashes to its\n"
+                    "name, that every stored blob is indexed, and that the counters add up.\n"
+                    "The store must not be open by a daemon.",
+        epilog="exit status: 0 clean, 1 problems found (even if repaired), 3 store in use")
+    store_argument(parser)
+    parser.add_argument("--repair", action="store_true",
+                        help="quarantine corrupt blobs, drop rows of missing ones, index "
+                             "verified orphans, recompute the counters")
+    parser.add_argument("--quick", action="store_true",
+                        help="check presence and sizes only, without re-hashing")
+    parser.set_defaults(func=_run_fsck)
+
+
+def _run_fsck(args: argparse.Namespace) -> int:
+    from axonfs.fsck import fsck
+    from axonfs.store.store import Store
+
+    with Store(resolve_store(args)) as store:
+        report = fsck(store, repair=args.repair, quick=args.quick,
+                      show_progress=sys.stderr.isatty())
+    print(report.summary())
+    return EXIT_OK if not report.problems else EXIT_FALSE
+
+
+def _register_recover(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "recover", formatter_class=HelpFormatter,
+        help="rebuild the index from the blobs (offline)",
+        description="Index every blob the backend holds and the index lacks, as if just added\n"
+                    "(new rows dated now); blobs already indexed are skipped. Use it after\n"
+                    "losing index.lmdb. With a daemon running, use 'axonfs ctl recover'.")
+    store_argument(parser)
+    parser.add_argument("--no-verify", action="store_true",
+                        help="adopt blobs without re-hashing them first")
+    parser.set_defaults(func=_run_recover)
+
+
+def _run_recover(args: argparse.Namespace) -> int:
+    import trio
+    from tqdm import tqdm
+
+    from axonfs.axon import Axon
+
+    async def run() -> int:
+        async with Axon.open(resolve_store(args)) as axon:
+            with tqdm(desc="recovering", unit="blob", disable=not sys.stderr.isatty()) as bar:
+                def progress(listed: int, added: int) -> None:
+                    bar.update(listed - bar.n)
+                report = await axon.recover(verify=not args.no_verify, progress=progress)
+        print(f"listed {report.listed}, added {report.added}, already indexed "
+              f"{report.skipped}, ignored {report.ignored}, corrupt {len(report.corrupt)}")
+        return EXIT_OK if not report.corrupt else EXIT_FALSE
+
+    return trio.run(run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except QuietError as exc:
+        print(f"axonfs: {exc}", file=sys.stderr)
+        return exc.exitcode
+    except AxonError as exc:
+        print(f"axonfs: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE if exc.code == "StoreLocked" else EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130

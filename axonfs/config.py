@@ -1,0 +1,28 @@
+"""Defaults and the paths derived from them, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_STORE = "AXONFS_STORE"
+
+
+def default_store() -> Path:
+    """``$AXONFS_STORE``, else ``$XDG_DATA_HOME/axonfs`` (``~/.local/share/axonfs``)."""
+    if env := os.environ.get(ENV_STORE):
+        return Path(env).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "axonfs"
+
+
+def control_socket(store: Path) -> Path:
+    """Where the daemon of *store* listens: ``<store>/run/ctl.sock``.
+
+    ``<store>/run`` is mode 0700, so only the owner (and root) can reach it.
+    """
+    return store / "run" / "ctl.sock"
+
+
+MOUNT_SOCKET_XATTR = "user.axonfs.socket"
+"""Extended attribute on a mount's root naming its daemon's control socket."""

@@ -1,0 +1,104 @@
+"""The axonfs exception tree.
+
+Every error the store raises on purpose is an :class:`AxonError`. Each class
+carries a stable wire ``code`` (its name, as the Synapse Axon spells it, so a
+client can re-raise the same class), the ``errno`` the FUSE adapter answers
+with, and keyword fields that travel with it::
+
+    AxonError
+    ├── NoSuchFile        the blob is not in the store            ENOENT
+    ├── BadArg            an argument is out of range or malformed EINVAL
+    ├── BadDataValu       the blob's content cannot be parsed      EIO
+    │   └── BadJsonText   a JSON line does not parse               EIO
+    ├── HitLimit          max:bytes / max:count reached            ENOSPC
+    ├── StoreLocked       another process has the store open       EBUSY
+    ├── StoreCorrupt      index and blobs disagree                 EIO
+    └── BackendError      the blob backend failed                  EIO
+        └── BlobMissing   the index names a blob the backend lacks EIO
+
+:func:`to_wire` and :func:`from_wire` turn an error into the dictionary that
+crosses the control socket and back.
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+from typing import Any, ClassVar
+
+
+class AxonError(Exception):
+    """Base of every error axonfs raises deliberately."""
+
+    errno: ClassVar[int] = errno_codes.EIO
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+    @property
+    def code(self) -> str:
+        return type(self).__name__
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NoSuchFile(AxonError):
+    errno = errno_codes.ENOENT
+
+
+class BadArg(AxonError):
+    errno = errno_codes.EINVAL
+
+
+class BadDataValu(AxonError):
+    errno = errno_codes.EIO
+
+
+class BadJsonText(BadDataValu):
+    pass
+
+
+class HitLimit(AxonError):
+    errno = errno_codes.ENOSPC
+
+
+class StoreLocked(AxonError):
+    errno = errno_codes.EBUSY
+
+
+class StoreCorrupt(AxonError):
+    errno = errno_codes.EIO
+
+
+class BackendError(AxonError):
+    errno = errno_codes.EIO
+
+
+class BlobMissing(BackendError):
+    pass
+
+
+def _all_classes() -> dict[str, type[AxonError]]:
+    found: dict[str, type[AxonError]] = {}
+    pending: list[type[AxonError]] = [AxonError]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def to_wire(exc: AxonError) -> dict[str, Any]:
+    """Return the wire form of *exc*: ``{"code", "message", **fields}``."""
+    return {"code": exc.code, "message": exc.message, **exc.fields}
+
+
+def from_wire(info: dict[str, Any]) -> AxonError:
+    """Rebuild the exception :func:`to_wire` described (AxonError if unknown)."""
+    fields = dict(info)
+    code = str(fields.pop("code", "AxonError"))
+    message = str(fields.pop("message", code))
+    cls = _all_classes().get(code, AxonError)
+    return cls(message, **fields)

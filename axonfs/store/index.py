@@ -1,0 +1,387 @@
+"""The LMDB index: which blobs exist, in what order they came, and when.
+
+This docstring is the canonical schema. Integers are fixed-width big-endian
+(``struct`` ``>Q``), so LMDB's byte order is numeric order. A sha256 is its 32
+raw digest bytes.
+
+========== ================================ ===================================
+named DB   key                              value
+========== ================================ ===================================
+blobs      sha256                           size u64, indx u64, added_ns u64
+seqn       indx u64                         sha256, size u64, added_ns u64
+history    added_ms u64, indx u64           sha256, size u64
+hashsets   sha256                           md5 (16), sha1 (20), sha512 (64)
+meta       b"version", b"next_indx",        u64 each
+           b"size:bytes", b"file:count"
+========== ================================ ===================================
+
+Invariants:
+
+* ``blobs`` is the single source of truth for "the store has this blob". A row
+  is written only after the blob's bytes are durable in the backend.
+* ``seqn`` and ``history`` are append-only and never pruned: deleting a blob
+  removes its ``blobs`` (and ``hashsets``) row only. ``hashes()`` filters
+  ``seqn`` against ``blobs``; ``history()`` shows every row, as the reference
+  Axon does. A re-added blob gets a new ``indx``.
+* ``blobs[sha].indx`` is the indx of the row that added the live copy; it is
+  also the blob's stable inode number in the mount.
+* ``history`` keys carry the indx after the millisecond, so rows added within
+  one millisecond keep their added order (the reference orders them by value).
+* ``size:bytes`` and ``file:count`` always equal the sums over ``blobs``.
+
+Concurrency: every write transaction is one synchronous method, run in one
+worker thread call by the single writer (``axonfs.store.committer``); no
+transaction is ever held across an ``await``. Point reads (``get``,
+``metrics``) are cheap enough (about 1.5 µs) to run inline on the trio thread,
+which also makes them atomic between checkpoints; scans read a bounded batch
+per transaction so callers can yield between batches. py-lmdb always opens
+environments with ``MDB_NOTLS``, so read transactions may be used from any
+thread.
+
+Durability: the environment is opened with ``sync=True`` and
+``metasync=True``; a commit returns once data and meta pages are on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmdb
+
+from axonfs.errors import StoreCorrupt
+from axonfs.hashing import Sha256
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+INITIAL_MAP_SIZE = 1 << 30
+MAX_MAP_SIZE = 1 << 40
+
+_U64 = struct.Struct(">Q")
+_I64 = struct.Struct(">q")
+_BLOB_ROW = struct.Struct(">QQQ")  # size, indx, added_ns
+_SEQN_ROW = struct.Struct(">32sQQ")  # sha256, size, added_ns
+_HIST_KEY = struct.Struct(">QQ")  # added_ms, indx
+_HIST_ROW = struct.Struct(">32sQ")  # sha256, size
+_HASHSET_ROW = struct.Struct(">16s20s64s")  # md5, sha1, sha512
+
+_META_VERSION = b"version"
+_META_NEXT_INDX = b"next_indx"
+_META_BYTES = b"size:bytes"
+_META_COUNT = b"file:count"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexOp:
+    """One change for :meth:`Index.apply`: add (sha256, size) or delete sha256."""
+
+    sha256: Sha256
+    size: int = 0
+    delete: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BlobRow:
+    """What the index knows of one stored blob."""
+
+    sha256: Sha256
+    size: int
+    indx: int
+    added_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeqnRow:
+    """One row of the append-only added-order sequence."""
+
+    indx: int
+    sha256: Sha256
+    size: int
+    added_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One row of the by-time history."""
+
+    tick_ms: int
+    indx: int
+    sha256: Sha256
+    size: int
+
+
+class Index:
+    """The LMDB environment and its named databases."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.env = lmdb.open(
+            str(path),
+            map_size=INITIAL_MAP_SIZE,
+            max_dbs=8,
+            sync=True,
+            metasync=True,
+            writemap=False,
+            readahead=False,
+            max_spare_txns=4,
+        )
+        self._grow_to_fit()
+        self.blobs = self.env.open_db(b"blobs")
+        self.seqn = self.env.open_db(b"seqn")
+        self.history = self.env.open_db(b"history")
+        self.hashsets = self.env.open_db(b"hashsets")
+        self.meta = self.env.open_db(b"meta")
+        self._check_version()
+
+    def close(self) -> None:
+        self.env.close()
+
+    # -- point reads (inline on the trio thread) --------------------------------
+
+    def get(self, sha256: Sha256) -> BlobRow | None:
+        """Return the live row of *sha256*, or None."""
+        with self.env.begin(db=self.blobs, buffers=True) as txn:
+            raw = txn.get(sha256)
+            if raw is None:
+                return None
+            size, indx, added_ns = _BLOB_ROW.unpack(raw)
+        return BlobRow(sha256, size, indx, added_ns)
+
+    def has(self, sha256: Sha256) -> bool:
+        with self.env.begin(db=self.blobs, buffers=True) as txn:
+            return txn.get(sha256) is not None
+
+    def metrics(self) -> dict[str, int]:
+        """Return exactly ``{"size:bytes": int, "file:count": int}``."""
+        with self.env.begin(db=self.meta) as txn:
+            return {
+                "size:bytes": _read_i64(txn, _META_BYTES, self.meta),
+                "file:count": _read_i64(txn, _META_COUNT, self.meta),
+            }
+
+    def next_indx(self) -> int:
+        with self.env.begin(db=self.meta) as txn:
+            return _read_i64(txn, _META_NEXT_INDX, self.meta)
+
+    def get_hashset(self, sha256: Sha256) -> dict[str, bytes] | None:
+        with self.env.begin(db=self.hashsets) as txn:
+            raw = txn.get(sha256)
+        if raw is None:
+            return None
+        md5, sha1, sha512 = _HASHSET_ROW.unpack(raw)
+        return {"md5": md5, "sha1": sha1, "sha256": bytes(sha256), "sha512": sha512}
+
+    # -- bounded scans ------------------------------------------------------------
+
+    def seqn_batch(self, start: int, limit: int) -> list[tuple[SeqnRow, bool]]:
+        """Return up to *limit* sequence rows from indx *start*, each with
+        whether it is the live row of its blob (not deleted, not superseded)."""
+        rows: list[tuple[SeqnRow, bool]] = []
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self.seqn)
+            if not cursor.set_range(_U64.pack(start)):
+                return rows
+            for key, raw in cursor:
+                indx = _U64.unpack(key)[0]
+                sha, size, added_ns = _SEQN_ROW.unpack(raw)
+                live = txn.get(sha, db=self.blobs)
+                is_live = live is not None and _BLOB_ROW.unpack(live)[1] == indx
+                rows.append((SeqnRow(indx, Sha256(sha), size, added_ns), is_live))
+                if len(rows) >= limit:
+                    break
+        return rows
+
+    def present_batch(self, start: int, limit: int) -> tuple[list[SeqnRow], int]:
+        """Sequence rows from *start* whose blob is present now (``hashes()``).
+
+        Scans at most *limit* rows; returns them and the indx to continue from.
+        """
+        rows: list[SeqnRow] = []
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self.seqn)
+            if not cursor.set_range(_U64.pack(start)):
+                return rows, start
+            scanned = 0
+            for key, raw in cursor:
+                start = _U64.unpack(key)[0] + 1
+                sha, size, added_ns = _SEQN_ROW.unpack(raw)
+                if txn.get(sha, db=self.blobs) is not None:
+                    rows.append(SeqnRow(start - 1, Sha256(sha), size, added_ns))
+                scanned += 1
+                if scanned >= limit:
+                    break
+        return rows, start
+
+    def history_batch(
+        self, start_key: tuple[int, int], tock_ms: int | None, limit: int
+    ) -> list[HistoryRow]:
+        """History rows with key >= *start_key* and added_ms <= *tock_ms*."""
+        rows: list[HistoryRow] = []
+        with self.env.begin(db=self.history) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(_HIST_KEY.pack(*start_key)):
+                return rows
+            for key, raw in cursor:
+                tick, indx = _HIST_KEY.unpack(key)
+                if tock_ms is not None and tick > tock_ms:
+                    break
+                sha, size = _HIST_ROW.unpack(raw)
+                rows.append(HistoryRow(tick, indx, Sha256(sha), size))
+                if len(rows) >= limit:
+                    break
+        return rows
+
+    def blobs_batch(self, after: bytes, limit: int) -> list[BlobRow]:
+        """Live blobs in sha256 order, strictly after *after* (b"" to start)."""
+        rows: list[BlobRow] = []
+        with self.env.begin(db=self.blobs) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(after):
+                return rows
+            for key, raw in cursor:
+                if key == after:
+                    continue
+                size, indx, added_ns = _BLOB_ROW.unpack(raw)
+                rows.append(BlobRow(Sha256(key), size, indx, added_ns))
+                if len(rows) >= limit:
+                    break
+        return rows
+
+    # -- writes (one transaction per call, run by the single writer thread) ----
+
+    def apply(self, ops: Sequence[IndexOp], now_ns: int) -> list[BlobRow | bool]:
+        """Apply adds and deletes, in order, in one transaction.
+
+        Adding a sha that is present is a no-op that returns the existing row;
+        deleting an absent sha returns False.
+
+        Returns:
+            Per op: the blob's row for an add, whether it was present for a delete.
+        """
+        return self._write(lambda txn: self._apply_txn(txn, ops, now_ns))  # type: ignore[no-any-return]
+
+    def put_hashset(self, sha256: Sha256, digests: dict[str, bytes]) -> None:
+        row = _HASHSET_ROW.pack(digests["md5"], digests["sha1"], digests["sha512"])
+
+        def put(txn: lmdb.Transaction) -> None:
+            if txn.get(sha256, db=self.blobs) is not None:
+                txn.put(sha256, row, db=self.hashsets)
+
+        self._write(put)
+
+    def recount(self) -> dict[str, int]:
+        """Recompute the counters from ``blobs`` (fsck). Returns the new values."""
+
+        def count(txn: lmdb.Transaction) -> dict[str, int]:
+            total = files = 0
+            for _, raw in txn.cursor(db=self.blobs):
+                total += _BLOB_ROW.unpack(raw)[0]
+                files += 1
+            txn.put(_META_BYTES, _I64.pack(total), db=self.meta)
+            txn.put(_META_COUNT, _I64.pack(files), db=self.meta)
+            return {"size:bytes": total, "file:count": files}
+
+        return self._write(count)
+
+    def _apply_txn(self, txn: lmdb.Transaction, ops: Sequence[IndexOp],
+                   now_ns: int) -> list[BlobRow | bool]:
+        counters = _Counters.read(txn, self.meta)
+        added_ms = now_ns // 1_000_000
+        results: list[BlobRow | bool] = []
+        for op in ops:
+            raw = txn.get(op.sha256, db=self.blobs)
+            if op.delete:
+                if raw is not None:
+                    txn.delete(op.sha256, db=self.blobs)
+                    txn.delete(op.sha256, db=self.hashsets)
+                    counters.remove(_BLOB_ROW.unpack(raw)[0])
+                results.append(raw is not None)
+            elif raw is not None:
+                size, indx, added_ns = _BLOB_ROW.unpack(raw)
+                results.append(BlobRow(op.sha256, size, indx, added_ns))
+            else:
+                indx = counters.add(op.size)
+                txn.put(_U64.pack(indx), _SEQN_ROW.pack(op.sha256, op.size, now_ns),
+                        db=self.seqn)
+                txn.put(_HIST_KEY.pack(added_ms, indx), _HIST_ROW.pack(op.sha256, op.size),
+                        db=self.history)
+                txn.put(op.sha256, _BLOB_ROW.pack(op.size, indx, now_ns), db=self.blobs)
+                results.append(BlobRow(op.sha256, op.size, indx, now_ns))
+        counters.write(txn, self.meta)
+        return results
+
+    def _write(self, body):  # type: ignore[no-untyped-def]
+        """Run *body(txn)* in one write transaction, growing the map when full."""
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return body(txn)
+            except lmdb.MapFullError:
+                self._grow(self.env.info()["map_size"] * 2)
+
+    def _grow(self, new_size: int) -> None:
+        if new_size > MAX_MAP_SIZE:
+            raise StoreCorrupt(f"index map would exceed {MAX_MAP_SIZE} bytes", path=str(self.path))
+        log.info("growing the index map to %d MiB", new_size >> 20)
+        self.env.set_mapsize(new_size)
+
+    def _grow_to_fit(self) -> None:
+        """Keep at least half the map free after open, so big batches fit."""
+        info = self.env.info()
+        used = (info["last_pgno"] + 1) * self.env.stat()["psize"]
+        if used * 2 > info["map_size"]:
+            self._grow(max(info["map_size"] * 2, used * 2))
+
+    def _check_version(self) -> None:
+        with self.env.begin(db=self.meta, write=True) as txn:
+            raw = txn.get(_META_VERSION)
+            if raw is None:
+                txn.put(_META_VERSION, _U64.pack(SCHEMA_VERSION))
+                return
+            version = _U64.unpack(raw)[0]
+        if version != SCHEMA_VERSION:
+            raise StoreCorrupt(
+                f"index schema version {version} is not {SCHEMA_VERSION}; "
+                "this axonfs cannot open it",
+                path=str(self.path),
+            )
+
+
+@dataclass(slots=True)
+class _Counters:
+    """The meta counters, read at the start of a write and written at its end."""
+
+    size_bytes: int
+    file_count: int
+    next_indx: int
+
+    @classmethod
+    def read(cls, txn: lmdb.Transaction, meta: lmdb._Database) -> _Counters:
+        keys = (_META_BYTES, _META_COUNT, _META_NEXT_INDX)
+        return cls(*(_read_i64(txn, key, meta) for key in keys))
+
+    def add(self, size: int) -> int:
+        """Count one new blob and return its indx."""
+        self.size_bytes += size
+        self.file_count += 1
+        self.next_indx += 1
+        return self.next_indx - 1
+
+    def remove(self, size: int) -> None:
+        self.size_bytes -= size
+        self.file_count -= 1
+
+    def write(self, txn: lmdb.Transaction, meta: lmdb._Database) -> None:
+        for key, value in ((_META_BYTES, self.size_bytes), (_META_COUNT, self.file_count),
+                           (_META_NEXT_INDX, self.next_indx)):
+            txn.put(key, _I64.pack(value), db=meta)
+
+
+def _read_i64(txn: lmdb.Transaction, key: bytes, db: lmdb._Database) -> int:
+    raw = txn.get(key, db=db)
+    return 0 if raw is None else int(_I64.unpack(raw)[0])

@@ -1,0 +1,38 @@
+"""The store lock: one writing process per store directory."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from axonfs.errors import StoreLocked
+
+
+class StoreLock:
+    """An exclusive ``flock`` on ``<store>/axonfs.lock`` holding the owner's pid.
+
+    The kernel drops the lock when the process dies, so a crash never leaves
+    a stale lock behind.
+    """
+
+    def __init__(self, store: Path) -> None:
+        self.path = store / "axonfs.lock"
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise StoreLocked(
+                f"the store {store} is already open by another process (pid {owner}); "
+                "stop it first, or talk to it with 'axonfs ctl'",
+                store=str(store), pid=owner,
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,211 @@
+"""The synchronous core of a store directory: lock, index, backend, spools.
+
+Layout of a store directory::
+
+    <store>/
+      axonfs.lock        flock held by the one process that has the store open
+      index.lmdb/        the LMDB index (see axonfs.store.index)
+      blobs/ab/cd/<hex>  the local backend's blob files (when it is the backend)
+      tmp/               spool files; swept when the store opens
+
+:meth:`Store.commit` is the one place blobs become visible. It runs a batch of
+adds and deletes in this order, which is what makes a crash at any instant
+harmless:
+
+1. each new blob's spool file is handed to the backend (a rename, or an S3
+   upload);
+2. ``backend.flush()`` makes every one of them durable (one ``syncfs``);
+3. one index transaction adds and removes the rows, and is synced;
+4. only then are deleted blobs' bytes removed from the backend.
+
+A crash before 3 leaves at most blob files the index lacks (``fsck`` lists
+them, ``recover`` adopts them); a crash after 3 leaves at most bytes of
+deleted blobs (likewise). The index never names a blob whose bytes are not
+durable.
+
+Everything here blocks: the async :class:`~axonfs.axon.Axon` calls it from a
+worker thread, one commit at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from axonfs.backends.base import BlobBackend
+from axonfs.backends.local import LocalBackend
+from axonfs.errors import AxonError, HitLimit
+from axonfs.hashing import Sha256
+from axonfs.store import spool
+from axonfs.store.index import BlobRow, Index, IndexOp
+from axonfs.store.lock import StoreLock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The reference Axon's ``max:bytes`` and ``max:count`` (None: no limit)."""
+
+    max_bytes: int | None = None
+    max_count: int | None = None
+
+
+@dataclass(slots=True)
+class AddBlob:
+    """Commit the spool file at *path*, whose content hashes to *sha256*."""
+
+    sha256: Sha256
+    size: int
+    path: Path
+
+
+@dataclass(slots=True)
+class AdoptBlob:
+    """Index a blob the backend already holds (recover); no bytes move."""
+
+    sha256: Sha256
+    size: int
+
+
+@dataclass(slots=True)
+class DeleteBlob:
+    sha256: Sha256
+
+
+CommitOp = AddBlob | AdoptBlob | DeleteBlob
+CommitResult = BlobRow | bool | AxonError
+
+
+class Store:
+    """An open store directory. Only one process may have it open."""
+
+    def __init__(self, root: Path, backend: BlobBackend | None = None,
+                 limits: Limits = Limits()) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.lock = StoreLock(root)
+        try:
+            self.tmp = root / "tmp"
+            self.tmp.mkdir(exist_ok=True)
+            spool.sweep(self.tmp)
+            self.index = Index(root / "index.lmdb")
+            self.backend = backend if backend is not None else LocalBackend(root / "blobs")
+        except BaseException:
+            self.lock.release()
+            raise
+        self.limits = limits
+
+    def close(self) -> None:
+        self.backend.close()
+        self.index.close()
+        self.lock.release()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def new_spool(self) -> spool.Spool:
+        return spool.Spool(self.tmp)
+
+    def commit(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
+        """Apply a batch of adds and deletes durably, in order.
+
+        Per-op failures (a limit, a backend error) come back as the exception
+        in that op's slot; an index failure raises for the whole batch.
+        """
+        plan = _Plan(self.index, self.limits)
+        index_ops: list[IndexOp] = []
+        results: list[CommitResult | None] = [None] * len(ops)
+        slots: list[int] = []
+        for i, op in enumerate(ops):
+            try:
+                index_op = self._stage(plan, op)
+            except AxonError as exc:
+                results[i] = exc
+                continue
+            index_ops.append(index_op)
+            slots.append(i)
+        if plan.stored:
+            self.backend.flush()
+        applied = self.index.apply(index_ops, time.time_ns()) if index_ops else []
+        for slot, result in zip(slots, applied, strict=True):
+            results[slot] = result
+        for sha in plan.deleted - plan.present_now():
+            self.backend.delete(sha)
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
+
+    def _stage(self, plan: _Plan, op: CommitOp) -> IndexOp:
+        """Do the backend half of *op* and return its index half."""
+        if isinstance(op, DeleteBlob):
+            plan.delete(op.sha256)
+            return IndexOp(op.sha256, delete=True)
+        if isinstance(op, AdoptBlob):
+            if not plan.is_present(op.sha256):
+                plan.add(op.sha256, op.size, stored=False)
+            return IndexOp(op.sha256, op.size)
+        if plan.is_present(op.sha256):
+            op.path.unlink(missing_ok=True)  # dedup: the bytes are already stored
+            return IndexOp(op.sha256, op.size)
+        try:
+            plan.check_limits()
+            self.backend.put_file(op.sha256, op.path)
+        except AxonError:
+            op.path.unlink(missing_ok=True)
+            raise
+        plan.add(op.sha256, op.size)
+        return IndexOp(op.sha256, op.size)
+
+
+class _Plan:
+    """What a batch will have done to presence and counters, op by op."""
+
+    def __init__(self, index: Index, limits: Limits) -> None:
+        self.index = index
+        self.limits = limits
+        metrics = index.metrics()
+        self.size_bytes = metrics["size:bytes"]
+        self.file_count = metrics["file:count"]
+        self.changed: dict[Sha256, int | None] = {}  # sha -> size if present, None if gone
+        self.deleted: set[Sha256] = set()
+        self.stored = 0
+
+    def is_present(self, sha: Sha256) -> bool:
+        if sha in self.changed:
+            return self.changed[sha] is not None
+        return self.index.has(sha)
+
+    def check_limits(self) -> None:
+        max_bytes, max_count = self.limits.max_bytes, self.limits.max_count
+        if max_bytes is not None and self.size_bytes >= max_bytes:
+            raise HitLimit(f"Axon is at size:bytes limit: {max_bytes}", limit=max_bytes)
+        if max_count is not None and self.file_count >= max_count:
+            raise HitLimit(f"Axon is at file:count limit: {max_count}", limit=max_count)
+
+    def add(self, sha: Sha256, size: int, stored: bool = True) -> None:
+        self.changed[sha] = size
+        self.size_bytes += size
+        self.file_count += 1
+        self.stored += stored
+
+    def delete(self, sha: Sha256) -> None:
+        if not self.is_present(sha):
+            return
+        if sha in self.changed:
+            size = self.changed[sha]
+        else:
+            row = self.index.get(sha)
+            size = row.size if row is not None else 0
+        self.changed[sha] = None
+        self.size_bytes -= size or 0
+        self.file_count -= 1
+        self.deleted.add(sha)
+
+    def present_now(self) -> set[Sha256]:
+        return {sha for sha, size in self.changed.items() if size is not None}
