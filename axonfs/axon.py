@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -387,9 +388,16 @@ class Upload:
         spool = await self._current()
         if len(byts) <= INLINE_IO_MAX:
             spool.append(byts)
-        else:
-            await trio.to_thread.run_sync(spool.append, byts,
-                                          limiter=self._axon.limiters.disk_io)
+            return
+        # Write and hash in two threads at once: hashing is the bottleneck,
+        # and the copy into the page cache then costs nothing extra.
+        offset = spool.size
+        limiters = self._axon.limiters
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(trio.to_thread.run_sync, spool.hash_bytes, byts, offset,
+                                       limiter=limiters.hash_cpu))
+            await trio.to_thread.run_sync(spool.write_bytes, byts, offset,
+                                          limiter=limiters.disk_io)
 
     async def save(self) -> tuple[int, bytes]:
         """Commit the bytes written since the last save; return ``(size, sha256)``."""
