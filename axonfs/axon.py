@@ -51,6 +51,8 @@ INLINE_IO_MAX = 64 << 10
 """Reads and writes up to this size run on the trio thread: a page-cache
 copy of 64 KiB takes a few µs, a thread round trip about 50 µs."""
 HASHES_BATCH = 1000
+PRESYNC_MIN = 4 << 20
+"""Spools larger than this are synced by their writer before the commit."""
 
 
 @dataclass
@@ -115,6 +117,10 @@ class Axon:
     async def save_spool(self, spool: Spool) -> BlobRow:
         """Commit a written spool file as a blob (the spool is consumed)."""
         sha = Sha256(await trio.to_thread.run_sync(spool.digest, limiter=self.limiters.hash_cpu))
+        if spool.size > PRESYNC_MIN:
+            # Flush a big blob here, beside other writers, rather than inside
+            # the one commit thread where it would hold up everyone's commit.
+            await trio.to_thread.run_sync(spool.sync, limiter=self.limiters.disk_io)
         path = spool.detach()
         return (await self._commit_adds([AddBlob(sha, spool.size, path)]))[0]
 

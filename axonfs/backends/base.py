@@ -61,6 +61,10 @@ class BlobBackend(abc.ABC):
         The backend consumes *path*: it is moved or uploaded and then removed.
         """
 
+    def prepare(self, paths: list[Path]) -> None:  # noqa: B027 - optional hook
+        """Get ready to take these spool files (a hint; the local backend
+        starts their writeback so one journal commit covers the batch)."""
+
     @abc.abstractmethod
     def flush(self) -> None:
         """Make every blob put since the last flush durable."""

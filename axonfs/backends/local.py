@@ -1,17 +1,24 @@
-"""Blobs as plain files: ``<root>/ab/cd/<sha256hex>``.
+"""Blobs as plain files: ``<root>/ab/<sha256hex>``.
 
-A spool file is renamed into place (same filesystem, so the rename is atomic)
-and made durable by :meth:`LocalBackend.flush`, which calls ``syncfs(2)`` once
-for a whole group of blobs: one journal commit covers every file's data and
-every rename, instead of two fsyncs per blob. Nothing but complete, verified
-blobs ever appears under ``<root>``: partial data lives in the spool directory
-until its hash is known.
+One level of 256 directories keeps every directory reasonably small up to
+tens of millions of blobs, while a batch of puts touches (and fsyncs) few
+directories and creates none after the first few hundred blobs.
+
+A batch's spool files first get their writeback started together
+(:meth:`LocalBackend.prepare`), then each is fdatasync'ed, then renamed into place (same filesystem, so
+the rename is atomic); :meth:`LocalBackend.flush` fsyncs the directories the
+renames touched. Within a batch only the first sync of each kind waits for a
+journal commit (ext4 commits every pending change at once), so a batch of
+blobs costs about two journal commits, not two per blob. ``syncfs(2)`` would
+be one call, but it also waits for every other writer on the filesystem:
+measured here it was 5x slower than per-file syncs for small blobs.
+
+Nothing but complete, verified blobs ever appears under ``<root>``: partial
+data lives in the spool directory until its hash is known.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -20,19 +27,10 @@ from pathlib import Path
 
 from axonfs.backends.base import BlobBackend, BlobReader, Listing
 from axonfs.errors import BackendError, BlobMissing
+from axonfs.fsutil import fsync_path, start_writeback
 from axonfs.hashing import Sha256, is_sha256_hex
 
 log = logging.getLogger(__name__)
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-
-def syncfs(fd: int) -> None:
-    """Flush the whole filesystem holding *fd* (data, metadata, renames)."""
-    if _libc.syncfs(fd) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
 
 class LocalReader(BlobReader):
     """An open blob file read with ``pread``."""
@@ -60,30 +58,50 @@ class LocalBackend(BlobBackend):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        self._dirty_dirs: set[Path] = set()
         self.ignored = 0
 
     def path_of(self, sha256: Sha256) -> Path:
         hexd = sha256.hex()
-        return self.root / hexd[0:2] / hexd[2:4] / hexd
+        return self.root / hexd[0:2] / hexd
+
+    def prepare(self, paths: list[Path]) -> None:
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue  # put_file will report it
+            try:
+                start_writeback(fd)
+            finally:
+                os.close(fd)
 
     def put_file(self, sha256: Sha256, path: Path) -> None:
         target = self.path_of(sha256)
         try:
+            fsync_path(path, data_only=True)
             os.chmod(path, 0o444)
             try:
                 os.rename(path, target)
             except FileNotFoundError:
                 target.parent.mkdir(parents=True, exist_ok=True)
+                self._dirty_dirs.add(self.root)
                 os.rename(path, target)
+            self._dirty_dirs.add(target.parent)
         except OSError as exc:
             raise BackendError(f"cannot store blob {sha256.hex()}: {exc.strerror}",
                                sha256=sha256.hex(), errno=exc.errno) from exc
 
     def flush(self) -> None:
+        # Deepest first, so a new directory's entry is synced after its contents.
+        dirs = sorted(self._dirty_dirs, key=lambda p: len(p.parts), reverse=True)
+        self._dirty_dirs.clear()
         try:
-            syncfs(self._root_fd)
+            for directory in dirs:
+                fsync_path(directory)
         except OSError as exc:
-            raise BackendError(f"syncfs failed: {exc.strerror}", errno=exc.errno) from exc
+            raise BackendError(f"cannot sync {directory}: {exc.strerror}",
+                               errno=exc.errno) from exc
 
     def open(self, sha256: Sha256) -> LocalReader:
         try:
@@ -109,13 +127,12 @@ class LocalBackend(BlobBackend):
     def list(self) -> Iterator[Listing]:
         self.ignored = 0
         for top in _scandir_sorted(self.root):
-            for mid in _scandir_sorted(top):
-                for entry in _scandir_sorted(mid):
-                    if is_sha256_hex(entry.name) and entry.name.startswith(top.name + mid.name):
-                        yield Listing(Sha256(bytes.fromhex(entry.name)),
-                                      entry.stat(follow_symlinks=False).st_size)
-                    else:
-                        self.ignored += 1
+            for entry in _scandir_sorted(top):
+                if is_sha256_hex(entry.name) and entry.name.startswith(top.name):
+                    yield Listing(Sha256(bytes.fromhex(entry.name)),
+                                  entry.stat(follow_symlinks=False).st_size)
+                else:
+                    self.ignored += 1
 
     def usage(self) -> tuple[int, int]:
         st = os.statvfs(self._root_fd)

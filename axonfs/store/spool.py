@@ -7,23 +7,19 @@ whatever is left behind by a crash is removed when the store opens.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import logging
 import os
 import tempfile
 from pathlib import Path
 
+from axonfs.fsutil import start_writeback
+
 log = logging.getLogger(__name__)
 
 SPOOL_PREFIX = "spool-"
 WRITEBACK_MIN = 4 << 20
 """Start writeback of every this many appended bytes (see Spool.start_writeback)."""
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-_SYNC_FILE_RANGE_WRITE = 2
 
 
 class Spool:
@@ -80,8 +76,7 @@ class Spool:
         """
         if self.size - self._written_back < WRITEBACK_MIN:
             return
-        if _libc.sync_file_range(self.fd, self._written_back, self.size - self._written_back,
-                                 _SYNC_FILE_RANGE_WRITE) == 0:
+        if start_writeback(self.fd, self._written_back, self.size - self._written_back):
             self._written_back = self.size
 
     def truncate(self, size: int) -> None:
@@ -109,6 +104,10 @@ class Spool:
             hasher.update(chunk)
             offset += len(chunk)
         self._hasher, self._hashed = hasher, offset
+
+    def sync(self) -> None:
+        """fdatasync the spool (before it is committed)."""
+        os.fdatasync(self.fd)
 
     def detach(self) -> Path:
         """Close the descriptor and hand over the file (to a backend)."""

@@ -5,7 +5,7 @@ Layout of a store directory::
     <store>/
       axonfs.lock        flock held by the one process that has the store open
       index.lmdb/        the LMDB index (see axonfs.store.index)
-      blobs/ab/cd/<hex>  the local backend's blob files (when it is the backend)
+      blobs/ab/<hex>     the local backend's blob files (when it is the backend)
       tmp/               spool files; swept when the store opens
 
 :meth:`Store.commit` is the one place blobs become visible. It runs a batch of
@@ -14,7 +14,8 @@ harmless:
 
 1. each new blob's spool file is handed to the backend (a rename, or an S3
    upload);
-2. ``backend.flush()`` makes every one of them durable (one ``syncfs``);
+2. ``backend.flush()`` makes every one of them durable (for local files:
+   the fsync of each directory a rename touched);
 3. one index transaction adds and removes the rows, and is synced;
 4. only then are deleted blobs' bytes removed from the backend.
 
@@ -119,6 +120,7 @@ class Store:
         Per-op failures (a limit, a backend error) come back as the exception
         in that op's slot; an index failure raises for the whole batch.
         """
+        self.backend.prepare([op.path for op in ops if isinstance(op, AddBlob)])
         plan = _Plan(self.index, self.limits)
         index_ops: list[IndexOp] = []
         results: list[CommitResult | None] = [None] * len(ops)
