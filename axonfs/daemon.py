@@ -1,0 +1,234 @@
+"""The daemon: one ``trio.run``, one root nursery, mount and control socket.
+
+:func:`run` opens the store, starts the control socket server (when
+:mod:`axonfs.ctlserver` exists) and, unless it only serves the socket, mounts
+the tree with pyfuse3; then it reports readiness and runs until unmounted or
+signalled. Shutdown order: ``pyfuse3.main()`` returns once every in-flight
+request (and so every commit in progress) has finished; the nursery is
+cancelled; uncommitted uploads are discarded; the
+store is closed. Only then does the process exit, which is what
+``axonfs umount`` waits for.
+
+SIGTERM and SIGINT end the FUSE loop with ``pyfuse3.terminate()`` and unmount
+cleanly. An unexpected error leaves the mount point dead on purpose (the house
+style's "don't unmount after a crash"); ``axonfs mount``/``umount`` clean such
+mount points up.
+
+A marker ``<store>/run/daemon.pid`` (the daemon's pid) exists while a daemon
+runs and is removed by a clean stop. Finding it at start means the previous
+daemon died abruptly (SIGKILL, power loss); this is logged. Repairing the
+store after such a crash is the store's job: opening it settles an
+interrupted commit (:mod:`axonfs.store.intent`) and sweeps stale spools.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyfuse3
+import trio
+import trio.lowlevel
+
+from axonfs import systemd
+from axonfs.axon import Axon
+from axonfs.backends.base import BlobBackend
+from axonfs.config import control_socket
+from axonfs.incoming import RETENTION_DEFAULT, Incoming
+from axonfs.ops import Operations
+from axonfs.store.store import Limits
+from axonfs.vfs import TreeOptions, Vfs
+
+log = logging.getLogger(__name__)
+
+READAHEAD_KB = 1024
+"""Read-ahead of the mount's bdi: 1 MiB requests double read throughput."""
+MARKER_NAME = "daemon.pid"
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """Everything a daemon run needs; built by :mod:`axonfs.mount` from the CLI."""
+
+    store: Path
+    mountpoint: Path | None = None
+    """None: serve the control socket only (``axonfs serve``)."""
+    allow_other: bool = False
+    allow_delete: bool = False
+    incoming_retention: float = RETENTION_DEFAULT
+    limits: Limits = Limits()
+    backend: BlobBackend | None = None
+    ctl_group: int | None = None
+    http_proxy: str | None = None
+    readahead_kb: int = READAHEAD_KB
+
+
+class Daemon:
+    """One run of the daemon; see the module docstring for the lifecycle."""
+
+    def __init__(self, config: DaemonConfig, axon: Axon) -> None:
+        self.config = config
+        self.axon = axon
+        self.socket_path = control_socket(config.store)
+        self.ops: Operations | None = None
+        self.incoming: Incoming | None = None
+        self._mounted = False
+        self._stop = trio.Event()
+
+    async def run(self, ready: Callable[[], None]) -> None:
+        async with trio.open_nursery() as nursery:
+            await self._start_control(nursery)
+            nursery.start_soon(self._watch_signals)
+            if self.config.mountpoint is None:
+                _announce_ready(ready)
+                await self._stop.wait()
+            else:
+                await self._serve_mount(nursery, ready)
+            nursery.cancel_scope.cancel()
+        systemd.notify("STOPPING=1")
+
+    async def _start_control(self, nursery: trio.Nursery) -> None:
+        try:
+            from axonfs.ctlserver import serve_control  # built separately; optional
+        except ModuleNotFoundError as exc:
+            if exc.name != "axonfs.ctlserver":
+                raise
+            log.info("no control server in this build: running without %s", self.socket_path)
+            return
+        self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # We hold the store lock, so a socket file left here is a dead daemon's.
+        self.socket_path.unlink(missing_ok=True)
+        await nursery.start(functools.partial(serve_control, ctl_group=self.config.ctl_group),
+                            self.axon, self.socket_path)
+
+    async def _serve_mount(self, nursery: trio.Nursery, ready: Callable[[], None]) -> None:
+        mountpoint = self.config.mountpoint
+        assert mountpoint is not None
+        self.incoming = Incoming(self.axon, retention=self.config.incoming_retention,
+                                 invalidate=_invalidate_entry)
+        options = TreeOptions(allow_delete=self.config.allow_delete,
+                              socket_path=self.socket_path, daemon_pid=os.getpid())
+        self.ops = Operations(Vfs(self.axon, self.incoming, options))
+        pyfuse3.init(self.ops, str(mountpoint), self._fuse_options())
+        self._mounted = True
+        clean = False
+        try:
+            await nursery.start(self.incoming.run_expiry)
+            nursery.start_soon(self._finish_mount, ready)
+            await pyfuse3.main()
+            clean = True
+        finally:
+            self._mounted = False
+            if self.ops.failsafe:
+                log.error("there were unexpected errors during this run; see the log above")
+            pyfuse3.close(unmount=clean)
+            self.incoming.close()
+        log.info("unmounted %s", mountpoint)
+
+    async def _finish_mount(self, ready: Callable[[], None]) -> None:
+        """Once the kernel's INIT is answered: tune read-ahead, then report ready.
+
+        Read-ahead must be raised after INIT: the kernel caps it at INIT time
+        to what was configured when the mount was made.
+        """
+        assert self.ops is not None and self.config.mountpoint is not None
+        await self.ops.initialized.wait()
+        await trio.lowlevel.checkpoint()  # let the INIT handler send its reply first
+        _raise_readahead(self.config.mountpoint, self.config.readahead_kb)
+        log.info("mounted %s on %s", self.config.store, self.config.mountpoint)
+        _announce_ready(ready)
+
+    def _fuse_options(self) -> set[str]:
+        options = set(pyfuse3.default_options)  # default_permissions: the kernel checks modes
+        options |= {"fsname=axonfs", "subtype=axonfs"}
+        if self.config.allow_other:
+            options.add("allow_other")
+        return options
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received %s: stopping", signal.Signals(signum).name)
+                self.stop()
+
+    def stop(self) -> None:
+        """End the run: unmount (after in-flight requests) or stop serving."""
+        if self._mounted:
+            pyfuse3.terminate()
+        self._stop.set()
+
+
+async def run(config: DaemonConfig, ready: Callable[[], None]) -> None:
+    """Run a daemon until it is unmounted or signalled.
+
+    Args:
+        config: what to serve and how.
+        ready: called once the mount (if any) and the control socket are up.
+
+    Raises:
+        StoreLocked: another process has the store open.
+    """
+    async with AsyncExitStack() as stack:
+        axon = await stack.enter_async_context(
+            Axon.open(config.store, backend=config.backend, limits=config.limits))
+        # Read by the control server (wget); not part of the Axon API itself.
+        axon.http_proxy = config.http_proxy  # type: ignore[attr-defined]
+        marker, crashed = _mark_running(config.store)
+        if crashed:
+            log.info("the previous daemon of %s stopped abruptly; the store has settled "
+                     "what it left unfinished", config.store)
+        daemon = Daemon(config, axon)
+        await daemon.run(ready)
+        failed = daemon.ops is not None and daemon.ops.failsafe
+        if not failed:
+            marker.unlink(missing_ok=True)
+
+
+def _announce_ready(ready: Callable[[], None]) -> None:
+    ready()
+    systemd.notify("READY=1")
+
+
+def _marker_path(store: Path) -> Path:
+    return store / "run" / MARKER_NAME
+
+
+def _mark_running(store: Path) -> tuple[Path, bool]:
+    """Create the running marker; return it and whether a dead daemon left one."""
+    marker = _marker_path(store)
+    marker.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    crashed = marker.exists()
+    marker.write_text(f"{os.getpid()}\n")
+    return marker, crashed
+
+
+def _invalidate_entry(parent_inode: int, name: str) -> None:
+    pyfuse3.invalidate_entry_async(pyfuse3.InodeT(parent_inode), os.fsencode(name),
+                                   ignore_enoent=True)
+
+
+def _raise_readahead(mountpoint: Path, kilobytes: int) -> None:
+    """Set the mount's read-ahead (root only; best effort).
+
+    The device number comes from /proc/self/mountinfo: a stat() of our own
+    mount point from this thread would wait for a reply we have yet to send.
+    """
+    from axonfs.mount import find_mount
+
+    entry = find_mount(mountpoint)
+    if entry is None or kilobytes <= 0:
+        return
+    path = Path("/sys/class/bdi") / entry.device / "read_ahead_kb"
+    try:
+        path.write_text(f"{kilobytes}\n")
+    except OSError as exc:
+        log.info("cannot raise read-ahead of %s to %d KiB (%s); reads will be slower",
+                 mountpoint, kilobytes, exc.strerror)
+    else:
+        log.debug("read-ahead of %s (bdi %s) set to %d KiB", mountpoint, entry.device, kilobytes)

@@ -1,0 +1,407 @@
+"""``axonfs mount``, ``axonfs umount`` and ``axonfs serve``.
+
+``mount`` without ``--foreground`` starts the foreground daemon as a detached
+child (``python -m axonfs ... --foreground --ready-fd N``) and returns once
+the child writes ``READY`` to the pipe, i.e. once the mount and the control
+socket are up; a child that fails first writes ``ERROR <message>``, which is
+printed. The parent never opens the store or starts trio, so nothing forks
+after LMDB or trio started. With ``--foreground`` the daemon runs in place
+(systemd ``Type=notify``). ``serve`` is the same daemon without FUSE.
+
+``umount`` unmounts (``fusermount3 -u``: refused while files are open) and
+then waits until the daemon process has exited, i.e. finished its commits and
+closed the store. Both commands detect a mount point left dead by a killed
+daemon ("Transport endpoint is not connected"), detach it and say so.
+
+This module is imported by every ``axonfs`` command, so it imports trio,
+pyfuse3 and the store lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import grp
+import logging
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from axonfs.backends import add_backend_arguments, backend_from_args
+from axonfs.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    HelpFormatter,
+    QuietError,
+    resolve_store,
+    store_argument,
+)
+
+log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT = 120.0
+"""Seconds ``axonfs mount`` waits for the detached daemon to become ready."""
+PID_XATTR = "user.axonfs.pid"
+LOG_NAME = "axonfs.log"
+_READY, _ERROR = b"READY", b"ERROR "
+
+def register(commands: Any) -> None:
+    """Add ``mount``, ``umount`` and ``serve`` to the ``axonfs`` command."""
+    _register_mount(commands)
+    _register_umount(commands)
+    _register_serve(commands)
+
+
+# -- command line ----------------------------------------------------------------
+
+
+def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    store_argument(parser)
+    parser.add_argument("--foreground", action="store_true",
+                        help="run the daemon in this process (for systemd Type=notify) "
+                             "instead of returning once it is ready")
+    parser.add_argument("--log", type=Path, metavar="FILE",
+                        help=f"log to FILE (default without --foreground: <store>/{LOG_NAME})")
+    parser.add_argument("--ctl-group", metavar="GROUP",
+                        help="also let members of GROUP use the control socket")
+    parser.add_argument("--http-proxy", metavar="URL", help="proxy for 'axonfs ctl wget'")
+    parser.add_argument("--max-bytes", type=int, metavar="N",
+                        help="refuse new blobs once the store holds N bytes")
+    parser.add_argument("--max-count", type=int, metavar="N",
+                        help="refuse new blobs once the store holds N blobs")
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    add_backend_arguments(parser)
+
+
+def _register_mount(commands: Any) -> None:
+    parser = commands.add_parser(
+        "mount", formatter_class=HelpFormatter, help="mount the store as a filesystem",
+        description="Mount the store on MOUNTPOINT: /by-sha256/<hex> (read-only blobs),\n"
+                    "/history/YYYY-MM-DD/ (symlinks in added order), /history.log (grows),\n"
+                    "/incoming/ (writable: a file closed there becomes a blob).\n"
+                    "Returns once the mount and its control socket are ready.",
+        epilog="exit status: 0 mounted, 2 usage, 3 store in use by another process, "
+               "4 failed")
+    _daemon_arguments(parser)
+    parser.add_argument("--allow-other", action="store_true",
+                        help="let other users see the mount (needs user_allow_other "
+                             "in /etc/fuse.conf unless root)")
+    parser.add_argument("--allow-delete", action="store_true",
+                        help="let 'rm /MOUNTPOINT/by-sha256/<hex>' delete the blob")
+    parser.add_argument("--incoming-retention", type=float, default=None, metavar="SECONDS",
+                        help="how long a committed file stays listed in /incoming "
+                             "(default 3600; 0: removed at once)")
+    parser.add_argument("--no-readahead", action="store_true",
+                        help="keep the kernel's default read-ahead (128 KiB)")
+    parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+    parser.set_defaults(func=_run_mount)
+
+
+def _register_umount(commands: Any) -> None:
+    parser = commands.add_parser(
+        "umount", formatter_class=HelpFormatter, help="unmount and wait for the daemon",
+        description="Unmount MOUNTPOINT and return once its daemon has finished every\n"
+                    "pending commit and exited. A mount point left dead by a killed\n"
+                    "daemon is detached.",
+        epilog="exit status: 0 unmounted, 1 not mounted, 4 failed (e.g. files still open)")
+    parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+    parser.set_defaults(func=_run_umount)
+
+
+def _register_serve(commands: Any) -> None:
+    parser = commands.add_parser(
+        "serve", formatter_class=HelpFormatter, help="run the daemon without a mount",
+        description="Open the store and serve its control socket only (no FUSE).\n"
+                    "Returns once the socket is ready; stop it with SIGTERM.",
+        epilog="exit status: 0 ready, 3 store in use by another process, 4 failed")
+    _daemon_arguments(parser)
+    parser.set_defaults(func=_run_serve)
+
+
+# -- mount and serve ---------------------------------------------------------------
+
+
+def _run_mount(args: argparse.Namespace) -> int:
+    mountpoint = _absolute(args.mountpoint)
+    _prepare_mountpoint(mountpoint, announce=not args.ready_fd)
+    if not args.foreground:
+        return _start_detached(args)
+    return _run_foreground(args, mountpoint)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    if not args.foreground:
+        return _start_detached(args)
+    return _run_foreground(args, None)
+
+
+def _prepare_mountpoint(mountpoint: Path, *, announce: bool) -> None:
+    """Check MOUNTPOINT, detaching a dead mount left on it by a killed daemon."""
+    state = probe_mount(mountpoint)
+    if state == "dead":
+        detach_dead_mount(mountpoint, announce=announce)
+    elif state == "alive":
+        raise QuietError(f"{mountpoint} is already mounted; 'axonfs umount' it first",
+                         EXIT_USAGE)
+    if not mountpoint.is_dir():
+        raise QuietError(f"{mountpoint} is not a directory", EXIT_USAGE)
+
+
+def probe_mount(mountpoint: Path) -> str:
+    """``"none"``, ``"alive"`` or ``"dead"`` (FUSE mount whose daemon is gone).
+
+    statvfs() always reaches the daemon (stat() may be answered from the
+    kernel's attribute cache), so it tells a dead connection (ENOTCONN).
+    """
+    entry = find_mount(mountpoint)
+    if entry is None:
+        return "none"
+    if not entry.fstype.startswith("fuse"):
+        return "alive"
+    try:
+        os.statvfs(mountpoint)
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            return "dead"
+        raise QuietError(f"cannot use {mountpoint}: {exc.strerror}") from None
+    return "alive"
+
+
+def _run_foreground(args: argparse.Namespace, mountpoint: Path | None) -> int:
+    import trio
+
+    from axonfs import daemon
+
+    if args.log is not None:
+        _log_to_file(args.log)
+    reporter = _ReadyReporter(args.ready_fd)
+    try:
+        config = _daemon_config(args, mountpoint)
+        trio.run(daemon.run, config, reporter.ready)
+    except BaseException as exc:
+        reporter.failed(str(exc) or type(exc).__name__)
+        raise
+    return EXIT_OK
+
+
+def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
+    from axonfs.daemon import DaemonConfig
+    from axonfs.incoming import RETENTION_DEFAULT
+    from axonfs.store.store import Limits
+
+    store = resolve_store(args)
+    retention = getattr(args, "incoming_retention", None)
+    return DaemonConfig(
+        store=store,
+        mountpoint=mountpoint,
+        allow_other=getattr(args, "allow_other", False),
+        allow_delete=getattr(args, "allow_delete", False),
+        incoming_retention=RETENTION_DEFAULT if retention is None else retention,
+        limits=Limits(max_bytes=args.max_bytes, max_count=args.max_count),
+        backend=backend_from_args(args, store),
+        ctl_group=_group_id(args.ctl_group),
+        http_proxy=args.http_proxy,
+        readahead_kb=0 if getattr(args, "no_readahead", False) else 1024,
+    )
+
+
+def _group_id(group: str | None) -> int | None:
+    if group is None:
+        return None
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise QuietError(f"no such group: {group}", EXIT_USAGE) from None
+
+
+def _log_to_file(path: Path) -> None:
+    """Send the log to *path* instead of stderr (keeping the level)."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s "
+                                           "%(name)s: %(message)s"))
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+
+
+class _ReadyReporter:
+    """The child's end of the readiness pipe (a no-op without ``--ready-fd``)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def ready(self) -> None:
+        self._send(_READY + b"\n")
+
+    def failed(self, message: str) -> None:
+        self._send(_ERROR + message.encode(errors="replace") + b"\n")
+
+    def _send(self, data: bytes) -> None:
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        try:
+            os.write(fd, data)
+        except OSError:
+            pass  # the parent gave up waiting
+        finally:
+            os.close(fd)
+
+
+def _start_detached(args: argparse.Namespace) -> int:
+    """Start the foreground daemon as a detached child; wait until it is ready."""
+    argv = sys.argv[1:]
+    if args.command not in argv:
+        raise QuietError("cannot restart this command line as a daemon; use --foreground",
+                         EXIT_USAGE)
+    store = resolve_store(args)
+    store.mkdir(parents=True, exist_ok=True)
+    log_path = (args.log or store / LOG_NAME).expanduser().absolute()
+    read_fd, write_fd = os.pipe()
+    child_argv = [sys.executable, "-m", "axonfs", *argv, "--foreground",
+                  "--ready-fd", str(write_fd), "--log", str(log_path)]
+    with open(log_path, "ab") as log_file:
+        child = subprocess.Popen(child_argv, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=log_file,
+                                 pass_fds=(write_fd,), start_new_session=True)
+    os.close(write_fd)
+    try:
+        message = _read_until_eof(read_fd, STARTUP_TIMEOUT)
+    finally:
+        os.close(read_fd)
+    if message.startswith(_READY):
+        return EXIT_OK
+    return _startup_failed(child, message, log_path)
+
+
+def _startup_failed(child: subprocess.Popen[bytes], message: bytes, log_path: Path) -> int:
+    try:
+        status = child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        raise QuietError(f"the daemon was not ready after {STARTUP_TIMEOUT:.0f} s and was "
+                         f"stopped; see {log_path}") from None
+    if message.startswith(_ERROR):
+        text = message[len(_ERROR):].decode(errors="replace").strip()
+    else:
+        text = f"the daemon exited with status {status} before it was ready"
+    raise QuietError(f"{text} (log: {log_path})", status or EXIT_FAILED)
+
+
+def _read_until_eof(fd: int, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    while (remaining := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([fd], [], [], remaining)
+        if not readable:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if b"\n" in chunk:
+            break
+    return b"".join(chunks)
+
+
+# -- umount ------------------------------------------------------------------------
+
+
+def _run_umount(args: argparse.Namespace) -> int:
+    mountpoint = _absolute(args.mountpoint)
+    state = probe_mount(mountpoint)
+    if state == "none":
+        raise QuietError(f"{mountpoint} is not mounted", 1)
+    if state == "dead":
+        detach_dead_mount(mountpoint, announce=True)
+        return EXIT_OK
+    pidfd = _daemon_pidfd(mountpoint)
+    try:
+        _fusermount(["-u", str(mountpoint)])
+        if pidfd is not None:
+            select.select([pidfd], [], [])  # readable once the daemon has exited
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    return EXIT_OK
+
+
+def _absolute(path: Path) -> Path:
+    """An absolute path without symlinks, as /proc/self/mountinfo spells it."""
+    return Path(os.path.realpath(path.expanduser()))
+
+
+def _daemon_pidfd(mountpoint: Path) -> int | None:
+    """A pidfd of the mount's daemon (taken before unmounting: no pid reuse race)."""
+    try:
+        pid = int(os.getxattr(mountpoint, PID_XATTR))
+        return os.pidfd_open(pid)
+    except (OSError, ValueError):
+        return None
+
+
+def detach_dead_mount(mountpoint: Path, *, announce: bool) -> None:
+    """Lazily unmount a mount point whose daemon is gone (ENOTCONN)."""
+    _fusermount(["-u", "-z", str(mountpoint)])
+    if announce:
+        print(f"axonfs: {mountpoint} was left unusable by a daemon that stopped abruptly; "
+              "unmounted it", file=sys.stderr)
+    log.debug("detached the dead mount at %s", mountpoint)
+
+
+def _fusermount(options: list[str]) -> None:
+    result = subprocess.run(["fusermount3", *options], capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        message = result.stderr.strip().removeprefix("fusermount3: ")
+        raise QuietError(message or f"fusermount3 {' '.join(options)} failed")
+
+
+# -- /proc/self/mountinfo ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MountEntry:
+    """One line of ``/proc/self/mountinfo``."""
+
+    device: str
+    """``major:minor``; for FUSE also the name of the mount's bdi."""
+    mountpoint: Path
+    fstype: str
+    source: str
+
+
+def find_mount(mountpoint: Path) -> MountEntry | None:
+    """The topmost mount on exactly *mountpoint*, without touching the path."""
+    found: MountEntry | None = None
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
+        for line in file:
+            entry = _parse_mountinfo(line)
+            if entry is not None and entry.mountpoint == mountpoint:
+                found = entry
+    return found
+
+
+def _parse_mountinfo(line: str) -> MountEntry | None:
+    head, _, tail = line.partition(" - ")
+    fields, rest = head.split(), tail.split()
+    if len(fields) < 5 or len(rest) < 2:
+        return None
+    return MountEntry(device=fields[2], mountpoint=Path(_unescape(fields[4])),
+                      fstype=rest[0], source=_unescape(rest[1]))
+
+
+def _unescape(field: str) -> str:
+    r"""Undo mountinfo's octal escapes (``\040`` for a space, ...)."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)

@@ -1,0 +1,327 @@
+"""The pyfuse3 adapter: kernel requests in, attributes, bytes or errnos out.
+
+This module translates and does nothing else. What the tree looks like lives
+in :mod:`axonfs.vfs` (and :mod:`axonfs.incoming` for the writable part); what
+the store does lives in :mod:`axonfs.axon`. Here: file-handle tables, lookup
+counts, and the one place exceptions become errnos (:func:`errno_for`).
+
+An unexpected exception in a handler never reaches ``pyfuse3.main()``: it is
+logged with its traceback, :attr:`Operations.failsafe` is set, and the
+request fails with ``EIO``.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import pyfuse3
+import trio
+from pyfuse3 import FileHandleT, FileNameT, FlagT, InodeT, ModeT, XAttrNameT
+
+from axonfs.errors import AxonError, BackendError, StoreCorrupt
+from axonfs.incoming import File
+from axonfs.vfs import BY_SHA256_INODE, DirListing, IncomingOpenFile, OpenFile, Vfs
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def errno_for(exc: Exception) -> int | None:
+    """The errno a handler answers for *exc*, or None if it is a bug.
+
+    The table: :class:`~axonfs.errors.AxonError` subclasses carry their own
+    ``errno`` (NoSuchFile ENOENT, BadArg EINVAL, HitLimit ENOSPC, StoreLocked
+    EBUSY, StoreCorrupt/BackendError/BlobMissing EIO); ``OSError`` keeps its
+    errno (the tree raises ENOENT, EROFS, EPERM, ... this way); anything else
+    is unexpected.
+    """
+    if isinstance(exc, AxonError):
+        return exc.errno
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return None
+
+
+def _handler(method: Callable[P, Coroutine[Any, Any, R]]
+             ) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Wrap a request handler so that it raises only FUSEError."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except Exception as exc:
+            self = args[0]
+            assert isinstance(self, Operations)
+            raise pyfuse3.FUSEError(self.fail(method.__name__, exc)) from None
+
+    return wrapper
+
+
+class Operations(pyfuse3.Operations):
+    """The request handlers of the mount."""
+
+    supports_dot_lookup = False
+    enable_writeback_cache = False  # house style D4: off until proven with commit-on-flush
+
+    def __init__(self, vfs: Vfs) -> None:
+        super().__init__()
+        self.vfs = vfs
+        self.failsafe = False
+        self.broken: set[str] = set()
+        self._files: dict[int, OpenFile] = {}
+        self._dirs: dict[int, DirListing] = {}
+        self._handles = itertools.count(1)
+        self.initialized = trio.Event()
+
+    def init(self) -> None:
+        """The kernel's INIT request arrived; the reply follows when this returns."""
+        self.initialized.set()
+
+    def fail(self, operation: str, exc: Exception) -> int:
+        """Log *exc* as its kind deserves and return the errno to answer."""
+        code = errno_for(exc)
+        if isinstance(exc, (BackendError, StoreCorrupt)):
+            log.error("%s: %s", operation, exc)
+            if sha := exc.fields.get("sha256"):
+                self.broken.add(str(sha))
+        elif code is None:
+            log.exception("%s failed unexpectedly", operation)
+            self.failsafe = True
+            return errno.EIO
+        else:
+            log.debug("%s: %s", operation, exc)
+        return code if code is not None else errno.EIO
+
+    # -- names ----------------------------------------------------------------------
+
+    @_handler
+    async def lookup(self, parent_inode: InodeT, name: FileNameT,
+                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        log.debug("lookup(%d, %r)", parent_inode, name)
+        attrs = await self.vfs.lookup(parent_inode, os.fsdecode(name))
+        self._count_lookup(attrs.st_ino)
+        return attrs
+
+    async def forget(self, inode_list: Sequence[tuple[InodeT, int]]) -> None:
+        for inode, count in inode_list:
+            if self.vfs.is_incoming(inode):
+                self.vfs.incoming.forget(inode, count)
+
+    @_handler
+    async def getattr(self, inode: InodeT, ctx: pyfuse3.RequestContext
+                      ) -> pyfuse3.EntryAttributes:
+        log.debug("getattr(%d)", inode)
+        return await self.vfs.getattr(inode)
+
+    @_handler
+    async def setattr(self, inode: InodeT, attr: pyfuse3.EntryAttributes,
+                      fields: pyfuse3.SetattrFields, fh: FileHandleT | None,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        log.debug("setattr(%d)", inode)
+        if not self.vfs.is_incoming(inode):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        node = self.vfs.incoming.node(inode)
+        if fields.update_size:
+            if not isinstance(node, File):
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            await self.vfs.incoming.truncate(node, attr.st_size)
+        if fields.update_mode and not (isinstance(node, File) and node.committed):
+            node.mode = (node.mode & ~0o7777) | (attr.st_mode & 0o7777)
+        if fields.update_uid:
+            node.uid = attr.st_uid
+        if fields.update_gid:
+            node.gid = attr.st_gid
+        if fields.update_mtime:
+            node.mtime_ns = attr.st_mtime_ns
+        return self.vfs.node_attrs(node)
+
+    @_handler
+    async def readlink(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> FileNameT:
+        return os.fsencode(self.vfs.readlink(inode))
+
+    @_handler
+    async def mknod(self, parent_inode: InodeT, name: FileNameT, mode: ModeT, rdev: int,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(self._write_refusal(parent_inode))
+
+    @_handler
+    async def mkdir(self, parent_inode: InodeT, name: FileNameT, mode: ModeT,
+                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        log.debug("mkdir(%d, %r)", parent_inode, name)
+        if not self.vfs.is_incoming(parent_inode):
+            raise pyfuse3.FUSEError(errno.EROFS)
+        node = self.vfs.incoming.mkdir(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
+        node.lookups += 1
+        return self.vfs.node_attrs(node)
+
+    @_handler
+    async def unlink(self, parent_inode: InodeT, name: FileNameT,
+                     ctx: pyfuse3.RequestContext) -> None:
+        log.debug("unlink(%d, %r)", parent_inode, name)
+        if parent_inode == BY_SHA256_INODE:
+            await self.vfs.delete_blob(os.fsdecode(name))
+        elif self.vfs.is_incoming(parent_inode):
+            self.vfs.incoming.unlink(parent_inode, os.fsdecode(name))
+        else:
+            raise pyfuse3.FUSEError(errno.EPERM)
+
+    @_handler
+    async def rmdir(self, parent_inode: InodeT, name: FileNameT,
+                    ctx: pyfuse3.RequestContext) -> None:
+        log.debug("rmdir(%d, %r)", parent_inode, name)
+        if not self.vfs.is_incoming(parent_inode):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        self.vfs.incoming.rmdir(parent_inode, os.fsdecode(name))
+
+    @_handler
+    async def symlink(self, parent_inode: InodeT, name: FileNameT, target: FileNameT,
+                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(self._write_refusal(parent_inode))
+
+    @_handler
+    async def link(self, inode: InodeT, new_parent_inode: InodeT, new_name: FileNameT,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(self._write_refusal(new_parent_inode))
+
+    @_handler
+    async def rename(self, parent_inode_old: InodeT, name_old: FileNameT,
+                     parent_inode_new: InodeT, name_new: FileNameT, flags: FlagT,
+                     ctx: pyfuse3.RequestContext) -> None:
+        log.debug("rename(%d, %r, %d, %r)", parent_inode_old, name_old, parent_inode_new,
+                  name_new)
+        if not (self.vfs.is_incoming(parent_inode_old)
+                and self.vfs.is_incoming(parent_inode_new)):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        self.vfs.incoming.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new,
+                                 os.fsdecode(name_new),
+                                 noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE))
+
+    # -- files ----------------------------------------------------------------------
+
+    @_handler
+    async def open(self, inode: InodeT, flags: FlagT,
+                   ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        log.debug("open(%d, %#o)", inode, flags)
+        return self._file_info(await self.vfs.open(inode, flags, ctx.pid))
+
+    @_handler
+    async def create(self, parent_inode: InodeT, name: FileNameT, mode: ModeT, flags: FlagT,
+                     ctx: pyfuse3.RequestContext
+                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        log.debug("create(%d, %r)", parent_inode, name)
+        if not self.vfs.is_incoming(parent_inode):
+            raise pyfuse3.FUSEError(errno.EROFS)
+        incoming = self.vfs.incoming
+        handle = incoming.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid,
+                                 ctx.pid)
+        handle.node.lookups += 1
+        info = self._file_info(IncomingOpenFile(incoming, handle))
+        return info, self.vfs.node_attrs(handle.node)
+
+    @_handler
+    async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
+        return await self._files[fh].read(off, size)
+
+    @_handler
+    async def write(self, fh: FileHandleT, off: int, buf: bytes) -> int:
+        return await self._files[fh].write(off, buf)
+
+    @_handler
+    async def flush(self, fh: FileHandleT) -> None:
+        log.debug("flush(%d)", fh)
+        await self._files[fh].flush()
+
+    @_handler
+    async def fsync(self, fh: FileHandleT, datasync: bool) -> None:
+        return None  # incoming bytes become durable at commit (close), all at once
+
+    @_handler
+    async def release(self, fh: FileHandleT) -> None:
+        log.debug("release(%d)", fh)
+        await self._files.pop(fh).release()
+
+    # -- directories ----------------------------------------------------------------
+
+    @_handler
+    async def opendir(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> FileHandleT:
+        fh = next(self._handles)
+        self._dirs[fh] = self.vfs.opendir(inode)
+        return FileHandleT(fh)
+
+    @_handler
+    async def readdir(self, fh: FileHandleT, start_id: int,
+                      token: pyfuse3.ReaddirToken) -> None:
+        log.debug("readdir(%d, %d)", fh, start_id)
+        for name, attrs, next_id in self.vfs.entries(self._dirs[fh], start_id):
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, next_id):
+                break
+            self._count_lookup(attrs.st_ino)
+
+    @_handler
+    async def releasedir(self, fh: FileHandleT) -> None:
+        self._dirs.pop(fh, None)
+
+    @_handler
+    async def fsyncdir(self, fh: FileHandleT, datasync: bool) -> None:
+        return None
+
+    @_handler
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        return self.vfs.statfs()
+
+    # -- extended attributes --------------------------------------------------------
+
+    @_handler
+    async def getxattr(self, inode: InodeT, name: XAttrNameT,
+                       ctx: pyfuse3.RequestContext) -> bytes:
+        return await self.vfs.getxattr(inode, os.fsdecode(name))
+
+    @_handler
+    async def listxattr(self, inode: InodeT, ctx: pyfuse3.RequestContext
+                        ) -> Sequence[XAttrNameT]:
+        return [os.fsencode(name) for name in self.vfs.listxattr(inode)]
+
+    @_handler
+    async def setxattr(self, inode: InodeT, name: XAttrNameT, value: bytes,
+                       ctx: pyfuse3.RequestContext) -> None:
+        raise pyfuse3.FUSEError(errno.ENOTSUP if self.vfs.is_incoming(inode) else errno.EPERM)
+
+    @_handler
+    async def removexattr(self, inode: InodeT, name: XAttrNameT,
+                          ctx: pyfuse3.RequestContext) -> None:
+        raise pyfuse3.FUSEError(errno.ENOTSUP if self.vfs.is_incoming(inode) else errno.EPERM)
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _file_info(self, open_file: OpenFile) -> pyfuse3.FileInfo:
+        fh = next(self._handles)
+        self._files[fh] = open_file
+        return pyfuse3.FileInfo(fh=FileHandleT(fh), keep_cache=open_file.keep_cache,
+                                direct_io=open_file.direct_io)
+
+    def _count_lookup(self, inode: int) -> None:
+        if self.vfs.is_incoming(inode):
+            node = self.vfs.incoming.nodes.get(inode)
+            if node is not None:
+                node.lookups += 1
+
+    def _write_refusal(self, parent_inode: int) -> int:
+        return errno.EPERM if self.vfs.is_incoming(parent_inode) else errno.EROFS
+
+    def statistics(self) -> dict[str, Any]:
+        """Open files and directories, and whether an unexpected error happened."""
+        return {"open_files": len(self._files), "open_dirs": len(self._dirs),
+                "failsafe": self.failsafe, "broken": sorted(self.broken)}

@@ -1,0 +1,56 @@
+"""Fixtures for tests that mount a store through the real kernel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers.fuse import Mounted, axonfs_mounts, fuse_available
+
+pytestmark = pytest.mark.fuse
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if fuse_available():
+        return
+    skip = pytest.mark.skip(reason="needs /dev/fuse")
+    for item in items:
+        if "tests/mount" in str(item.fspath):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_mount_left_behind() -> Iterator[None]:
+    """Fail the session if any test left an axonfs mount behind."""
+    before = set(axonfs_mounts())
+    yield
+    left = set(axonfs_mounts()) - before
+    assert not left, f"mounts left behind: {sorted(left)}"
+
+
+@pytest.fixture
+def make_mount(tmp_path: Path) -> Iterator[type[Mounted] | object]:
+    """Factory: ``make_mount(*options)`` mounts a fresh store; all are unmounted
+    at the end, even on failure, and the daemon's log must hold no ERROR."""
+    made: list[Mounted] = []
+
+    def make(*options: str, name: str = "m", mount: bool = True) -> Mounted:
+        mounted = Mounted(tmp_path / name, tuple(options))
+        made.append(mounted)
+        if mount:
+            mounted.mount()
+        return mounted
+
+    yield make
+    problems: list[str] = []
+    for mounted in made:
+        mounted.close()
+        problems += mounted.log_problems()
+    assert not problems, "the daemon logged errors:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def mounted(make_mount) -> Mounted:  # type: ignore[no-untyped-def]
+    """A fresh store mounted with default options."""
+    return make_mount()  # type: ignore[no-any-return]
