@@ -1,0 +1,485 @@
+"""The Python client: the Synapse AxonApi over an axonfs control socket.
+
+::
+
+    async with axonfs.client.connect() as axon:
+        size, sha256 = await axon.put(b"hello")
+        async for chunk in axon.get(sha256):
+            ...
+
+The object :func:`connect` yields has the reference ``AxonApi``'s method names,
+arguments and return shapes as a Telepath proxy returns them (lists arrive as
+tuples, hashes as raw bytes), so code written against a Synapse Axon proxy runs
+with only its connect line changed. Errors are re-raised as the matching
+:mod:`axonfs.errors` class (``NoSuchFile``, ``BadArg``, ...).
+
+Concurrency: built on anyio, so it runs under asyncio and under trio. The
+client keeps a small pool of connections; each carries one request at a time.
+A generator holds its connection until it is exhausted; abandoning it (break,
+``aclose()``, cancellation) closes that connection, which makes the daemon
+stop the work. ``upload()`` streams: ``write()`` sends the bytes as they come.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from axonfs.config import MOUNT_SOCKET_XATTR, control_socket, default_store
+from axonfs.errors import AxonError, BadArg, from_wire
+from axonfs.protocol import (
+    CANCELLED,
+    CLOSE,
+    END,
+    ERR,
+    HELLO,
+    ITEMS,
+    MAX_REPLY_FRAME,
+    OK,
+    RECEIVE_SIZE,
+    SAVE,
+    SAVED,
+    WRITE,
+    WRITE_CHUNK,
+    DaemonUnreachable,
+    FrameDecoder,
+    ProtocolError,
+    bindable_path,
+    encode_parts,
+)
+
+log = logging.getLogger(__name__)
+
+ENV_SOCKET = "AXONFS_SOCKET"
+PUT_INLINE_MAX = 4 << 20
+"""put()/puts() send bytes up to this size in the call itself; larger ones stream."""
+POOL_SIZE = 4
+"""Idle connections kept for reuse."""
+
+
+def find_socket(socket: str | os.PathLike[str] | None = None, *,
+                mount: str | os.PathLike[str] | None = None,
+                store: str | os.PathLike[str] | None = None) -> Path:
+    """Where the daemon listens: *socket*, else *mount*'s xattr, else *store*'s
+    socket, else ``$AXONFS_SOCKET``, else the default store's socket."""
+    if socket is not None:
+        return Path(socket)
+    if mount is not None:
+        try:
+            value = os.getxattr(mount, MOUNT_SOCKET_XATTR)
+        except OSError as exc:
+            raise DaemonUnreachable(
+                f"{mount} is not an axonfs mount (no {MOUNT_SOCKET_XATTR}: {exc.strerror})",
+                mount=str(mount)) from None
+        return Path(os.fsdecode(value))
+    if store is not None:
+        return control_socket(Path(store).expanduser().absolute())
+    if env := os.environ.get(ENV_SOCKET):
+        return Path(env)
+    return control_socket(default_store().expanduser().absolute())
+
+
+class _Connection:
+    """One socket to the daemon, with its frame decoder and request ids."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, path: Path) -> None:
+        self.stream = stream
+        self.path = path
+        self.decoder = FrameDecoder(MAX_REPLY_FRAME)
+        self._next_id = 0
+        self.server: dict[str, Any] = {}
+
+    @classmethod
+    async def open(cls, path: Path) -> _Connection:
+        try:
+            with bindable_path(path) as address:
+                stream = await anyio.connect_unix(address)
+        except OSError as exc:
+            raise DaemonUnreachable(f"no axonfs daemon at {path}: {exc.strerror or exc}",
+                                    socket=str(path)) from None
+        connection = cls(stream, path)
+        try:
+            hello = await connection.receive()
+            if hello.get("t") == ERR:
+                raise from_wire(hello["error"])
+            if hello.get("t") != HELLO:
+                raise ProtocolError(f"expected a hello frame, got {hello.get('t')!r}")
+            connection.server = hello
+        except BaseException:
+            await connection.aclose()
+            raise
+        return connection
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    async def send(self, message: dict[str, Any]) -> None:
+        header, body = encode_parts(message)
+        try:
+            if len(body) < 65536:
+                await self.stream.send(header + body)
+            else:
+                await self.stream.send(header)
+                await self.stream.send(body)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            raise DaemonUnreachable(f"the daemon at {self.path} closed the connection",
+                                    socket=str(self.path)) from None
+
+    async def receive(self) -> dict[str, Any]:
+        while True:
+            message = self.decoder.next_message()
+            if message is not None:
+                return message
+            try:
+                data = await self.stream.receive(RECEIVE_SIZE)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                raise DaemonUnreachable(f"the daemon at {self.path} closed the connection",
+                                        socket=str(self.path)) from None
+            self.decoder.feed(data)
+
+    async def reply(self, rid: int) -> dict[str, Any]:
+        """The next reply, which must be for request *rid*; ``err`` is raised."""
+        message = await self.receive()
+        if message.get("id") != rid:
+            if message.get("t") == ERR and message.get("id") is None:
+                raise from_wire(message["error"])
+            raise ProtocolError(f"reply for request {message.get('id')!r}, expected {rid}")
+        if message.get("t") == ERR:
+            raise from_wire(message["error"])
+        return message
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+class AxonClient:
+    """The AxonApi methods over a control socket; create with :func:`connect`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._idle: list[_Connection] = []
+        self._busy: set[_Connection] = set()
+        self._closed = False
+
+    # -- connections ----------------------------------------------------------------
+
+    async def _acquire(self) -> _Connection:
+        if self._closed:
+            raise AxonError("the client is closed")
+        connection = self._idle.pop() if self._idle else await _Connection.open(self.path)
+        self._busy.add(connection)
+        return connection
+
+    async def _release(self, connection: _Connection, reusable: bool) -> None:
+        self._busy.discard(connection)
+        if reusable and not self._closed and len(self._idle) < POOL_SIZE:
+            self._idle.append(connection)
+        else:
+            with anyio.CancelScope(shield=True):
+                await connection.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection (abandoning any running generator)."""
+        self._closed = True
+        connections = self._idle + list(self._busy)
+        self._idle.clear()
+        self._busy.clear()
+        with anyio.CancelScope(shield=True):
+            for connection in connections:
+                await connection.aclose()
+
+    async def _call(self, call: str, *args: Any, **kwargs: Any) -> Any:
+        connection = await self._acquire()
+        reusable = False
+        try:
+            rid = connection.new_id()
+            await connection.send({"id": rid, "call": call, "args": args, "kwargs": kwargs})
+            try:
+                reply = await connection.reply(rid)
+            except (DaemonUnreachable, ProtocolError):
+                raise
+            except AxonError:
+                reusable = True
+                raise
+            if reply.get("t") != OK:
+                raise ProtocolError(f"unexpected reply {reply.get('t')!r} to {call}")
+            reusable = True
+            return reply.get("result")
+        finally:
+            await self._release(connection, reusable)
+
+    async def _stream(self, call: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        connection = await self._acquire()
+        reusable = False
+        try:
+            rid = connection.new_id()
+            await connection.send({"id": rid, "call": call, "args": args, "kwargs": kwargs})
+            while True:
+                try:
+                    reply = await connection.reply(rid)
+                except (DaemonUnreachable, ProtocolError):
+                    raise
+                except AxonError:
+                    reusable = True
+                    raise
+                kind = reply.get("t")
+                if kind == ITEMS:
+                    for item in reply["items"]:
+                        yield item
+                elif kind in (END, CANCELLED):
+                    reusable = True
+                    return
+                else:
+                    raise ProtocolError(f"unexpected reply {kind!r} in the {call} stream")
+        finally:
+            # Abandoned mid-stream: closing the connection makes the daemon stop.
+            await self._release(connection, reusable)
+
+    async def ping(self) -> dict[str, Any]:
+        """The daemon's version and pid (an axonfs extension)."""
+        return await self._call("ping")  # type: ignore[no-any-return]
+
+    # -- the AxonApi ------------------------------------------------------------------
+
+    async def put(self, byts: bytes) -> tuple[int, bytes]:
+        """Store *byts*; return ``(size, sha256)``. Large buffers are streamed."""
+        if len(byts) > PUT_INLINE_MAX:
+            async with self.upload() as upload:
+                await upload.write(byts)
+                return await upload.save()
+        size, sha256 = await self._call("put", byts)
+        return size, sha256
+
+    async def puts(self, files: Sequence[bytes]) -> tuple[tuple[int, bytes], ...]:
+        """Store several byte strings; return ``(size, sha256)`` for each, in order."""
+        results: list[tuple[int, bytes]] = []
+        batch: list[bytes] = []
+        batch_size = 0
+        for data in files:
+            if len(data) > PUT_INLINE_MAX:
+                results.extend(await self._puts_batch(batch))
+                batch, batch_size = [], 0
+                results.append(await self.put(data))
+                continue
+            if batch and batch_size + len(data) > PUT_INLINE_MAX:
+                results.extend(await self._puts_batch(batch))
+                batch, batch_size = [], 0
+            batch.append(data)
+            batch_size += len(data)
+        results.extend(await self._puts_batch(batch))
+        return tuple(results)
+
+    async def _puts_batch(self, batch: list[bytes]) -> tuple[tuple[int, bytes], ...]:
+        if not batch:
+            return ()
+        return tuple(await self._call("puts", batch))
+
+    def upload(self) -> ClientUpload:
+        """A streaming upload: ``async with await axon.upload() as up`` (or without await),
+        then ``await up.write(bytes)`` and ``await up.save()``, as often as needed."""
+        return ClientUpload(self)
+
+    def get(self, sha256: bytes, offs: int | None = None,
+            size: int | None = None) -> AsyncIterator[bytes]:
+        """Yield the bytes of a blob (or of ``[offs, offs+size)``)."""
+        return self._stream("get", sha256, offs, size)
+
+    async def has(self, sha256: bytes) -> bool:
+        return bool(await self._call("has", sha256))
+
+    async def size(self, sha256: bytes) -> int | None:
+        return await self._call("size", sha256)  # type: ignore[no-any-return]
+
+    async def wants(self, sha256s: Iterable[bytes]) -> tuple[bytes, ...]:
+        return tuple(await self._call("wants", list(sha256s)))
+
+    async def hashset(self, sha256: bytes) -> dict[str, str]:
+        return await self._call("hashset", sha256)  # type: ignore[no-any-return]
+
+    async def metrics(self) -> dict[str, int]:
+        return await self._call("metrics")  # type: ignore[no-any-return]
+
+    def hashes(self, offs: int, wait: bool = False,
+               timeout: float | None = None) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
+        return self._stream("hashes", offs, wait, timeout)
+
+    def history(self, tick: int, tock: int | None = None
+                ) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
+        return self._stream("history", tick, tock)
+
+    async def del_(self, sha256: bytes) -> bool:
+        return bool(await self._call("del_", sha256))
+
+    async def dels(self, sha256s: Iterable[bytes]) -> tuple[bool, ...]:
+        return tuple(await self._call("dels", list(sha256s)))
+
+    async def wget(self, url: str, params: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None, json: Any = None,
+                   body: bytes | str | None = None, method: str = "GET", ssl: bool = True,
+                   timeout: float | None = None,  # noqa: ASYNC109 - reference API
+                   proxy: bool | str | None = True,
+                   ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Download *url* into the store; the reference's result dictionary."""
+        return await self._call(  # type: ignore[no-any-return]
+            "wget", url, params=params, headers=headers, json=json, body=body,
+            method=method, ssl=ssl, timeout=timeout, proxy=proxy, ssl_opts=ssl_opts)
+
+    async def wput(self, sha256: bytes, url: str, params: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None, method: str = "PUT",
+                   ssl: bool = True, timeout: float | None = None,  # noqa: ASYNC109
+                   proxy: bool | str | None = True,
+                   ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a blob as the body of a request to *url*."""
+        return await self._call(  # type: ignore[no-any-return]
+            "wput", sha256, url, params=params, headers=headers, method=method, ssl=ssl,
+            timeout=timeout, proxy=proxy, ssl_opts=ssl_opts)
+
+    async def postfiles(self, fields: Sequence[dict[str, Any]], url: str,
+                        params: dict[str, Any] | None = None,
+                        headers: dict[str, str] | None = None, method: str = "POST",
+                        ssl: bool = True, timeout: float | None = None,  # noqa: ASYNC109
+                        proxy: bool | str | None = True,
+                        ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a multipart form whose fields may be blobs (``sha256`` as hex)."""
+        return await self._call(  # type: ignore[no-any-return]
+            "postfiles", list(fields), url, params=params, headers=headers, method=method,
+            ssl=ssl, timeout=timeout, proxy=proxy, ssl_opts=ssl_opts)
+
+    def readlines(self, sha256: str, errors: str | None = "ignore") -> AsyncIterator[str]:
+        """Yield the lines of a text blob (*sha256* as hex, like the reference)."""
+        return self._stream("readlines", sha256, errors=errors)
+
+    def csvrows(self, sha256: bytes, dialect: str = "excel", errors: str | None = "ignore",
+                **fmtparams: Any) -> AsyncIterator[tuple[str, ...]]:
+        """Yield the rows of a CSV blob (*sha256* as raw bytes, like the reference)."""
+        return self._stream("csvrows", sha256, dialect, errors=errors, **fmtparams)
+
+    def jsonlines(self, sha256: str, errors: str | None = "ignore") -> AsyncIterator[Any]:
+        """Yield the objects of a JSON-lines blob (*sha256* as hex)."""
+        return self._stream("jsonlines", sha256, errors=errors)
+
+    def iterMpkFile(self, sha256: str) -> AsyncIterator[Any]:  # noqa: N802 - reference name
+        """Yield the items of a msgpack blob (*sha256* as hex)."""
+        return self._stream("iterMpkFile", sha256)
+
+    async def recoverIndices(self, verify: bool = True) -> dict[str, Any]:  # noqa: N802
+        """Index every stored blob the index lacks; the recovery report."""
+        return await self._call("recoverIndices", verify=verify)  # type: ignore[no-any-return]
+
+
+class ClientUpload:
+    """A streaming upload over one connection (the reference's UpLoadShare).
+
+    Usable as ``async with await axon.upload() as up`` or ``async with
+    axon.upload() as up``. ``write()`` sends without waiting for the daemon;
+    ``save()`` returns ``(size, sha256)`` (or raises the error of any failed
+    write) and starts a new file. Leaving the block discards unsaved bytes.
+    """
+
+    def __init__(self, client: AxonClient) -> None:
+        self._client = client
+        self._connection: _Connection | None = None
+        self._rid = 0
+        self._failed = False
+
+    def __await__(self) -> Generator[Any, None, ClientUpload]:
+        async def ready() -> ClientUpload:
+            return self
+        return ready().__await__()
+
+    async def __aenter__(self) -> ClientUpload:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _open(self) -> _Connection:
+        if self._connection is None:
+            connection = await self._client._acquire()
+            self._connection = connection
+            self._rid = connection.new_id()
+            try:
+                await connection.send({"id": self._rid, "call": "upload", "args": (),
+                                       "kwargs": {}})
+            except BaseException:
+                self._failed = True
+                raise
+        return self._connection
+
+    async def write(self, byts: bytes) -> None:
+        """Send *byts* (split into frames of at most 4 MiB)."""
+        connection = await self._open()
+        view = memoryview(byts)
+        try:
+            for start in range(0, len(view), WRITE_CHUNK):
+                await connection.send({"id": self._rid, "t": WRITE,
+                                       "data": bytes(view[start:start + WRITE_CHUNK])})
+        except BaseException:
+            self._failed = True
+            raise
+
+    async def save(self) -> tuple[int, bytes]:
+        """Store what was written since the last save; return ``(size, sha256)``."""
+        connection = await self._open()
+        try:
+            await connection.send({"id": self._rid, "t": SAVE})
+            reply = await connection.reply(self._rid)
+        except BaseException:
+            self._failed = True
+            raise
+        if reply.get("t") != SAVED:
+            self._failed = True
+            raise ProtocolError(f"unexpected reply {reply.get('t')!r} to save")
+        size, sha256 = reply["result"]
+        return size, sha256
+
+    async def close(self) -> None:
+        """End the session; unsaved bytes are discarded."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        reusable = False
+        if not self._failed:
+            try:
+                with anyio.move_on_after(10):
+                    await connection.send({"id": self._rid, "t": CLOSE})
+                    reusable = (await connection.reply(self._rid)).get("t") == END
+            except AxonError:
+                reusable = False
+        await self._client._release(connection, reusable)
+
+
+@asynccontextmanager
+async def connect(socket: str | os.PathLike[str] | None = None, *,
+                  mount: str | os.PathLike[str] | None = None,
+                  store: str | os.PathLike[str] | None = None) -> AsyncIterator[AxonClient]:
+    """Connect to an axonfs daemon; yield an :class:`AxonClient`.
+
+    Args:
+        socket: the control socket's path.
+        mount: a mount point; its daemon's socket is read from the
+            ``user.axonfs.socket`` xattr of its root.
+        store: a store directory; its daemon listens on ``<store>/run/ctl.sock``.
+
+    With none of them, ``$AXONFS_SOCKET``, else the default store's socket.
+
+    Raises:
+        DaemonUnreachable: nothing listens there.
+        AccessDenied: the daemon does not admit this uid.
+    """
+    if sum(value is not None for value in (socket, mount, store)) > 1:
+        raise BadArg("give at most one of socket, mount and store")
+    client = AxonClient(find_socket(socket, mount=mount, store=store))
+    await client._release(await client._acquire(), True)  # fail fast, and warm the pool
+    try:
+        yield client
+    finally:
+        await client.aclose()

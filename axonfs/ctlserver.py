@@ -1,0 +1,486 @@
+"""The daemon side of the control socket: accept, authorise, dispatch to the Axon.
+
+:func:`serve_control` listens on ``<store>/run/ctl.sock`` inside the daemon's
+root nursery. Each connection is checked with ``SO_PEERCRED`` (the socket's
+owner, root and members of ``--ctl-group`` are admitted), greeted with a
+``hello`` frame, then serves any number of requests, concurrently, each in its
+own task. The wire format is :mod:`axonfs.protocol`; ``docs/PROTOCOL.md`` has
+the prose.
+
+Concurrency: one task per connection reads frames and starts one task per
+request in the connection's nursery; replies go out under a per-connection send
+lock. Streamed results pass through a small memory channel between the task
+that pulls the Axon's generator and the task that writes ``items`` frames, so a
+client that stops reading stops the generator (back-pressure), and a client
+that disconnects cancels every request of its connection: an abandoned
+``csvrows`` stops parsing within one batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import inspect
+import logging
+import os
+import socket as stdsocket
+import stat
+import struct
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from axonfs import __version__
+from axonfs.axon import Axon
+from axonfs.errors import AxonError, BadArg
+from axonfs.protocol import (
+    CANCEL,
+    CANCELLED,
+    CLIENT_KINDS,
+    END,
+    HELLO,
+    ITEMS,
+    MAX_REQUEST_FRAME,
+    OK,
+    RECEIVE_SIZE,
+    SAVE,
+    SAVED,
+    VERSION,
+    WRITE,
+    AccessDenied,
+    FrameDecoder,
+    ProtocolError,
+    bindable_path,
+    encode_parts,
+    error_message,
+)
+
+log = logging.getLogger(__name__)
+
+UNARY, STREAM, UPLOAD = "unary", "stream", "upload"
+CALLS: dict[str, str] = {
+    "put": UNARY, "puts": UNARY, "has": UNARY, "size": UNARY, "wants": UNARY,
+    "hashset": UNARY, "del_": UNARY, "dels": UNARY, "metrics": UNARY, "wget": UNARY,
+    "wput": UNARY, "postfiles": UNARY, "recoverIndices": UNARY, "ping": UNARY,
+    "get": STREAM, "hashes": STREAM, "history": STREAM, "readlines": STREAM,
+    "csvrows": STREAM, "jsonlines": STREAM, "iterMpkFile": STREAM,
+    "upload": UPLOAD,
+}
+"""Every call the socket serves and how its result travels."""
+
+MAX_REQUESTS = 64
+"""Requests one connection may have in flight at once."""
+STREAM_BUFFER = 64
+"""Items a streamed call may run ahead of the socket."""
+BATCH_ITEMS = 512
+BATCH_BYTES = 4 << 20
+UPLOAD_INBOX = 8
+"""Upload frames (up to 4 MiB each) queued between the socket and the spool."""
+CLOSE_GRACE = 1.0
+"""Seconds to try delivering a final error before closing a connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatistics:
+    connections: int
+    requests: int
+    refused: int
+    protocol_errors: int
+    items_sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCredentials:
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_credentials(sock: Any) -> PeerCredentials:
+    """The pid, uid and gid of the process at the other end of a unix socket."""
+    raw = sock.getsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_PEERCRED, struct.calcsize("3i"))
+    return PeerCredentials(*struct.unpack("3i", raw))
+
+
+def _process_groups(pid: int) -> set[int]:
+    """Supplementary groups of *pid* (from /proc; empty if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Groups:"):
+                    return {int(gid) for gid in line.split()[1:]}
+    except OSError:
+        pass
+    return set()
+
+
+class ControlServer:
+    """Serves one :class:`Axon` on a control socket; see the module docstring."""
+
+    def __init__(self, axon: Axon, *, ctl_group: int | None = None) -> None:
+        self.axon = axon
+        self.ctl_group = ctl_group
+        self.owner_uid = os.geteuid()
+        self._connections = 0
+        self._requests = 0
+        self._refused = 0
+        self._protocol_errors = 0
+        self._items_sent = 0
+
+    def statistics(self) -> ServerStatistics:
+        return ServerStatistics(self._connections, self._requests, self._refused,
+                                self._protocol_errors, self._items_sent)
+
+    def admits(self, peer: PeerCredentials) -> bool:
+        """The socket's owner, root, and members of the control group get in."""
+        if peer.uid in (0, self.owner_uid):
+            return True
+        if self.ctl_group is None:
+            return False
+        return peer.gid == self.ctl_group or self.ctl_group in _process_groups(peer.pid)
+
+    async def serve(self, socket_path: Path, *,
+                    task_status: trio.TaskStatus[ControlServer] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Listen on *socket_path* until cancelled; remove the socket on the way out."""
+        sock, inode = await _listen(socket_path, self.ctl_group)
+        listener = trio.SocketListener(sock)
+        log.info("control socket listening on %s", socket_path)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(trio.serve_listeners, self._handle, [listener])
+                task_status.started(self)
+        finally:
+            _remove_socket(socket_path, inode)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        try:
+            peer = peer_credentials(stream.socket)
+        except OSError as exc:
+            log.warning("control connection without peer credentials: %s", exc)
+            await stream.aclose()
+            return
+        if not self.admits(peer):
+            self._refused += 1
+            log.warning("refused control connection from pid %d uid %d gid %d",
+                        peer.pid, peer.uid, peer.gid)
+            await _send_last(stream, error_message(None, AccessDenied(
+                f"uid {peer.uid} may not use this daemon (owner uid {self.owner_uid})",
+                uid=peer.uid)))
+            return
+        self._connections += 1
+        log.debug("control connection from pid %d uid %d", peer.pid, peer.uid)
+        try:
+            await _Connection(self, stream).run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:  # one connection's failure must never stop the daemon
+            log.exception("control connection from pid %d failed", peer.pid)
+        finally:
+            self._connections -= 1
+            await stream.aclose()
+
+
+class _Request:
+    def __init__(self, rid: int, call: str) -> None:
+        self.rid = rid
+        self.call = call
+        self.scope = trio.CancelScope()
+        self.inbox: trio.MemorySendChannel[dict[str, Any]] | None = None
+        self.inbox_receiver: trio.MemoryReceiveChannel[dict[str, Any]] | None = None
+        if CALLS.get(call) == UPLOAD:
+            # Made here, not in the task, so write frames that follow at once find it.
+            self.inbox, self.inbox_receiver = trio.open_memory_channel(UPLOAD_INBOX)
+
+
+class _Connection:
+    """One client connection: a reader loop plus a task per request."""
+
+    def __init__(self, server: ControlServer, stream: trio.SocketStream) -> None:
+        self.server = server
+        self.axon = server.axon
+        self.stream = stream
+        self.send_lock = trio.Lock()
+        self.requests: dict[int, _Request] = {}
+        self.nursery: trio.Nursery | None = None
+
+    async def run(self) -> None:
+        await self.send({"id": None, "t": HELLO, "version": VERSION,
+                         "server": f"axonfs {__version__}", "calls": sorted(CALLS),
+                         "max_frame": MAX_REQUEST_FRAME})
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            try:
+                await self._read_loop()
+            except ProtocolError as exc:
+                self.server._protocol_errors += 1
+                log.warning("closing control connection: %s", exc)
+                with trio.move_on_after(CLOSE_GRACE):
+                    await self.send(error_message(exc.fields.get("id"), exc))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            # The client went away (or broke the protocol): stop its work.
+            nursery.cancel_scope.cancel()
+
+    async def _read_loop(self) -> None:
+        decoder = FrameDecoder(MAX_REQUEST_FRAME)
+        while True:
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                return
+            decoder.feed(data)
+            while (message := decoder.next_message()) is not None:
+                await self._dispatch(message)
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        rid = message.get("id")
+        if not isinstance(rid, int) or isinstance(rid, bool):
+            raise ProtocolError(f"message id must be an integer, not {rid!r}")
+        if "call" in message:
+            self._start(rid, message)
+            return
+        kind = message.get("t")
+        if kind not in CLIENT_KINDS:
+            raise ProtocolError(f"message has neither a call nor a known kind: {kind!r}", id=rid)
+        request = self.requests.get(rid)
+        if request is None:
+            return  # the request already ended; its late frames are harmless
+        if kind == CANCEL:
+            request.scope.cancel()
+        elif request.inbox is None:
+            raise ProtocolError(f"{kind!r} sent to request {rid}, which is not an upload",
+                                id=rid)
+        else:
+            # A closed inbox: the upload ended with an error already sent.
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await request.inbox.send(message)
+
+    def _start(self, rid: int, message: dict[str, Any]) -> None:
+        call, args, kwargs = message.get("call"), message.get("args", ()), message.get("kwargs")
+        if not isinstance(call, str) or not isinstance(args, (list, tuple)) or not isinstance(
+                kwargs if kwargs is not None else {}, dict):
+            raise ProtocolError("a call needs 'call' (str), 'args' (array), 'kwargs' (map)",
+                                id=rid)
+        if rid in self.requests:
+            raise ProtocolError(f"request id {rid} is already in use", id=rid)
+        request = _Request(rid, call)
+        self.requests[rid] = request
+        assert self.nursery is not None
+        self.nursery.start_soon(self._run_request, request, tuple(args), dict(kwargs or {}))
+
+    async def _run_request(self, request: _Request, args: tuple[Any, ...],
+                           kwargs: dict[str, Any]) -> None:
+        rid = request.rid
+        self.server._requests += 1
+        log.debug("request %d: %s started", rid, request.call)
+        try:
+            with request.scope:
+                try:
+                    if len(self.requests) > MAX_REQUESTS:
+                        raise BadArg(f"more than {MAX_REQUESTS} requests in flight on one "
+                                     "connection")
+                    await self._execute(request, args, kwargs)
+                except AxonError as exc:
+                    await self.send(error_message(rid, exc))
+                except Exception as exc:
+                    log.exception("request %d: %s failed", rid, request.call)
+                    await self.send(error_message(rid, AxonError(
+                        f"{type(exc).__name__}: {exc}", exception=type(exc).__name__)))
+            if request.scope.cancelled_caught:
+                log.debug("request %d: %s cancelled by the client", rid, request.call)
+                await self.send({"id": rid, "t": CANCELLED})
+        finally:
+            self.server._requests -= 1
+            del self.requests[rid]
+
+    async def _execute(self, request: _Request, args: tuple[Any, ...],
+                       kwargs: dict[str, Any]) -> None:
+        kind = CALLS.get(request.call)
+        if kind is None:
+            raise BadArg(f"unknown call {request.call!r}", call=request.call)
+        if kind == UPLOAD:
+            await self._upload(request)
+            return
+        function = self._function(request.call)
+        try:
+            inspect.signature(function).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise BadArg(f"{request.call}: {exc}", call=request.call) from None
+        if kind == UNARY:
+            result = await function(*args, **kwargs)
+            await self.send({"id": request.rid, "t": OK, "result": result})
+        else:
+            await self._stream(request.rid, function(*args, **kwargs))
+            await self.send({"id": request.rid, "t": END})
+
+    def _function(self, call: str) -> Callable[..., Any]:
+        if call == "recoverIndices":
+            return self._recover_indices
+        if call == "ping":
+            return self._ping
+        return getattr(self.axon, call)  # type: ignore[no-any-return]
+
+    async def _recover_indices(self, verify: bool = True) -> dict[str, Any]:
+        report = await self.axon.recover(verify=bool(verify))
+        return {"listed": report.listed, "added": report.added, "skipped": report.skipped,
+                "ignored": report.ignored, "corrupt": list(report.corrupt)}
+
+    async def _ping(self) -> dict[str, Any]:
+        return {"server": f"axonfs {__version__}", "version": VERSION, "pid": os.getpid()}
+
+    async def _stream(self, rid: int, items: AsyncIterator[Any]) -> None:
+        """Send *items* in batched ``items`` frames; re-raise the generator's error last."""
+        send_channel, receive_channel = trio.open_memory_channel[Any](STREAM_BUFFER)
+        failure: list[Exception] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_produce, items, send_channel, failure)
+            async with receive_channel:
+                async for first in receive_channel:
+                    batch, size = [first], _cost(first)
+                    while len(batch) < BATCH_ITEMS and size < BATCH_BYTES:
+                        try:
+                            item = receive_channel.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                        batch.append(item)
+                        size += _cost(item)
+                    await self.send({"id": rid, "t": ITEMS, "items": batch})
+                    self.server._items_sent += len(batch)
+        if failure:
+            raise failure[0]
+
+    async def _upload(self, request: _Request) -> None:
+        """Serve an upload session: ``write`` frames, ``save`` → ``saved``, ``close``."""
+        inbox = request.inbox_receiver
+        assert inbox is not None
+        async with inbox, await self.axon.upload() as upload:
+            async for message in inbox:
+                kind = message["t"]
+                if kind == WRITE:
+                    data = message.get("data")
+                    if not isinstance(data, bytes):
+                        raise BadArg("upload write needs 'data' as bytes")
+                    await upload.write(data)
+                elif kind == SAVE:
+                    size, sha256 = await upload.save()
+                    await self.send({"id": request.rid, "t": SAVED, "result": (size, sha256)})
+                else:  # close: unsaved bytes are discarded
+                    break
+        await self.send({"id": request.rid, "t": END})
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send one frame; a vanished client cancels the whole connection."""
+        header, body = encode_parts(message)
+        try:
+            async with self.send_lock:
+                if len(body) < 65536:
+                    await self.stream.send_all(header + body)
+                else:
+                    await self.stream.send_all(header)
+                    await self.stream.send_all(body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if self.nursery is not None:
+                self.nursery.cancel_scope.cancel()
+            await trio.lowlevel.checkpoint()  # raises Cancelled now
+            raise
+
+
+async def _produce(items: AsyncIterator[Any], channel: trio.MemorySendChannel[Any],
+                   failure: list[Exception]) -> None:
+    async with channel, aclosing(items):  # type: ignore[type-var]
+        try:
+            async for item in items:
+                await channel.send(item)
+        except Exception as exc:
+            failure.append(exc)
+
+
+def _cost(item: Any) -> int:
+    return len(item) if isinstance(item, (bytes, str)) else 64
+
+
+async def _send_last(stream: trio.SocketStream, message: dict[str, Any]) -> None:
+    header, body = encode_parts(message)
+    with trio.move_on_after(CLOSE_GRACE), contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(header + body)
+    await stream.aclose()
+
+
+async def _listen(path: Path, ctl_group: int | None) -> tuple[trio.socket.SocketType, int]:
+    """Bind and listen on *path* (mode 0600, or 0660 for a control group)."""
+    _prepare_directory(path.parent, ctl_group)
+    await _clear_stale(path)
+    sock = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    try:
+        with bindable_path(path) as address:
+            await sock.bind(address)
+        # Nobody can connect before listen(), so setting the mode here is race-free.
+        if ctl_group is None:
+            os.chmod(path, 0o600)
+        else:
+            os.chown(path, -1, ctl_group)
+            os.chmod(path, 0o660)
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, os.stat(path).st_ino
+
+
+def _prepare_directory(directory: Path, ctl_group: int | None) -> None:
+    """Create the socket's directory; a ``run`` directory is made owner-only."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if directory.name != "run":
+        return  # a directory the operator chose: leave its mode alone
+    if ctl_group is None:
+        os.chmod(directory, 0o700)
+    else:
+        os.chown(directory, -1, ctl_group)
+        os.chmod(directory, 0o750)
+
+
+async def _clear_stale(path: Path) -> None:
+    """Remove a socket left by a dead daemon; refuse to steal a live one."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise AxonError(f"{path} exists and is not a socket", path=str(path))
+    probe = trio.socket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    try:
+        with bindable_path(path) as address:
+            await probe.connect(address)
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise
+        log.info("removing stale control socket %s", path)
+        path.unlink(missing_ok=True)  # noqa: ASYNC240 - a tiny local unlink
+    else:
+        raise AxonError(f"another daemon is serving {path}", path=str(path))
+    finally:
+        probe.close()
+
+
+def _remove_socket(path: Path, inode: int) -> None:
+    try:
+        if os.stat(path).st_ino == inode:
+            path.unlink()
+    except OSError:
+        pass
+
+
+async def serve_control(axon: Axon, socket_path: Path, *, ctl_group: int | None = None,
+                        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve *axon* on the control socket *socket_path* until cancelled.
+
+    ``nursery.start``-compatible: returns control (with the
+    :class:`ControlServer`) once the socket is listening. Members of the group
+    *ctl_group* are admitted besides the owner and root.
+    """
+    await ControlServer(axon, ctl_group=ctl_group).serve(socket_path, task_status=task_status)

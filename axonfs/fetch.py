@@ -1,0 +1,387 @@
+"""wget, wput and postfiles: HTTP between the store and the network, with httpx.
+
+They behave as the Synapse Axon's (decision D2): ``wget`` stores the response
+body whatever the status code and returns the reference's result dictionary;
+failures come back as ``{"ok": False, ...}`` rather than raised, except a
+``proxy`` argument of the wrong type, which raises :class:`BadArg`. Bodies
+stream in both directions: a download goes chunk by chunk into
+:meth:`Axon.upload` (hashed on the way), an upload is the :meth:`Axon.get`
+stream, so memory stays flat whatever the size.
+
+Differences from the reference, all deliberate: exception names in ``err`` and
+``mesg`` are httpx's (``ConnectError``, ``ProxyError``...), except timeouts,
+which read ``TimeoutError`` as in the reference; ``ssl_opts`` may also carry
+``ca_cert`` (PEM text of extra trusted CAs); SOCKS proxies need ``socksio``.
+
+Concurrency: runs on the daemon's trio thread; SSL contexts are built and
+digests computed in worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http
+import json as jsonlib
+import logging
+import os
+import secrets
+import ssl as sslib
+import tempfile
+import traceback
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import trio
+
+from axonfs.errors import AxonError, BadArg
+from axonfs.hashing import HashSet
+
+log = logging.getLogger(__name__)
+
+COALESCE = 1 << 20
+"""Download chunks are gathered to this size before hashing and spooling."""
+MAX_REDIRECTS = 10
+SSL_CACHE_SIZE = 16
+_ssl_cache: dict[tuple[Any, ...], sslib.SSLContext] = {}
+
+
+def http_reason(code: int) -> str:
+    """The standard reason phrase of *code* (the reference's httpcodereason)."""
+    try:
+        return http.HTTPStatus(code).phrase
+    except ValueError:
+        return f"Unknown HTTP status code {code}"
+
+
+def proxy_for(axon: Any, proxy: Any) -> str | None:
+    """The proxy URL to use: True/None → the daemon's ``--http-proxy``, False → none,
+    a string → itself; anything else raises BadArg (not returned as a result)."""
+    if proxy is None or proxy is True:
+        configured = getattr(axon, "http_proxy", None)
+        return str(configured) if configured else None
+    if proxy is False:
+        return None
+    if isinstance(proxy, str):
+        return proxy
+    raise BadArg("HTTP proxy argument must be a string or bool.", proxy=repr(proxy))
+
+
+def error_tuple(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    """The reference's ``err`` tuple: ``(ExcName, {efile, eline, esrc, ename, mesg...})``."""
+    info: dict[str, Any] = {}
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        info = {"efile": os.path.basename(last.filename), "eline": last.lineno,
+                "esrc": last.line, "ename": last.name}
+    if isinstance(exc, AxonError):
+        info.update({key: _plain(value) for key, value in exc.fields.items()})
+        info["mesg"] = exc.message
+    else:
+        info["mesg"] = _message(exc).partition(": ")[2]
+    return type(exc).__name__, info
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    return repr(value)
+
+
+def _message(exc: BaseException) -> str:
+    """``Name: text``, the text taken from the cause when httpx leaves it empty."""
+    if isinstance(exc, TimeoutError):
+        return "TimeoutError"  # as the reference words it, whatever the cancel scope said
+    text = str(exc)
+    cause_: BaseException | None = exc
+    while not text and cause_ is not None:
+        cause_ = cause_.__cause__ or cause_.__context__
+        text = str(cause_) if cause_ is not None else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _failure(exc: Exception, url: str, what: str) -> tuple[str, tuple[str, dict[str, Any]]]:
+    log.warning("%s %s failed: %s", what, _sanitize(url), _message(exc),
+                exc_info=log.isEnabledFor(logging.DEBUG))
+    return _message(exc), error_tuple(exc)
+
+
+def _sanitize(url: str) -> str:
+    """The URL without a password, for logs."""
+    try:
+        parsed = httpx.URL(url)
+        return str(parsed.copy_with(password="****")) if parsed.password else url
+    except Exception:
+        return "<unparsable url>"
+
+
+def _headers(headers: httpx.Headers) -> dict[str, str]:
+    """Headers as a dict with their original case (the last of a repeated name wins)."""
+    return {key.decode("latin-1"): value.decode("latin-1") for key, value in headers.raw}
+
+
+def _flatten(response: httpx.Response) -> dict[str, Any]:
+    """One response as the reference describes it (without size and hashes)."""
+    request = response.request
+    return {"ok": True, "url": str(response.url), "code": response.status_code,
+            "headers": _headers(response.headers), "reason": http_reason(response.status_code),
+            "request": {"url": str(request.url), "headers": _headers(request.headers),
+                        "method": request.method}}
+
+
+# -- TLS -------------------------------------------------------------------------
+
+async def ssl_verify(axon: Any, ssl_opts: Any, verify: Any) -> sslib.SSLContext | bool:
+    """httpx's ``verify`` for the reference's ``ssl`` and ``ssl_opts`` arguments.
+
+    ``ssl`` overrides ``ssl_opts['verify']``; without verification the client
+    certificate is not used either (as in the reference).
+    """
+    if ssl_opts is not None and not isinstance(ssl_opts, dict):
+        raise BadArg("ssl_opts must be a dictionary", ssl_opts=repr(ssl_opts))
+    opts = dict(ssl_opts or {})
+    if verify is not None:
+        opts["verify"] = verify
+    if not opts.get("verify", True):
+        return False
+    key = (getattr(axon, "tls_ca_dir", None), opts.get("ca_cert"), opts.get("client_cert"),
+           opts.get("client_key"))
+    context = _ssl_cache.get(key)
+    if context is None:
+        context = await trio.to_thread.run_sync(_make_ssl_context, *key)
+        if len(_ssl_cache) >= SSL_CACHE_SIZE:
+            _ssl_cache.pop(next(iter(_ssl_cache)))
+        _ssl_cache[key] = context
+    return context
+
+
+def _make_ssl_context(ca_dir: str | None, ca_cert: str | None, client_cert: str | None,
+                      client_key: str | None) -> sslib.SSLContext:
+    context = sslib.create_default_context()
+    if ca_dir:
+        for path in sorted(Path(ca_dir).iterdir()):
+            if path.is_file():
+                context.load_verify_locations(cafile=str(path))
+    if ca_cert:
+        context.load_verify_locations(cadata=ca_cert)
+    if client_cert:
+        with _pem_file(client_cert) as cert_path, _pem_file(client_key) as key_path:
+            assert cert_path is not None
+            context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+@contextlib.contextmanager
+def _pem_file(pem: str | None) -> Iterator[str | None]:
+    """load_cert_chain wants paths: write the PEM to a private temp file."""
+    if pem is None:
+        yield None
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".pem") as handle:
+        handle.write(pem)
+        handle.flush()
+        yield handle.name
+
+
+@contextlib.asynccontextmanager
+async def _client(axon: Any, proxy: str | None, ssl: Any, ssl_opts: Any,
+                  timeout: float | None,  # noqa: ASYNC109
+                  ) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client plus the reference's total-time limit around its use."""
+    verify = await ssl_verify(axon, ssl_opts, ssl)
+    async with httpx.AsyncClient(verify=verify, proxy=proxy, timeout=httpx.Timeout(None),
+                                 follow_redirects=True, max_redirects=MAX_REDIRECTS,
+                                 trust_env=False) as client:
+        with anyio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
+            yield client
+
+
+# -- wget ------------------------------------------------------------------------
+
+async def wget(axon: Any, url: str, params: Any = None, headers: Any = None, json: Any = None,
+               body: Any = None, method: str = "GET", ssl: bool = True,
+               timeout: float | None = None, proxy: Any = True,  # noqa: ASYNC109 - reference API
+               ssl_opts: Any = None) -> dict[str, Any]:
+    """Download *url* into the store; the reference's result dictionary."""
+    proxy_url = proxy_for(axon, proxy)
+    try:
+        async with _client(axon, proxy_url, ssl, ssl_opts, timeout) as client:
+            request = client.build_request(method, url, params=params, headers=headers,
+                                           json=json, **_body(body))
+            response = await client.send(request, stream=True)
+            try:
+                size, digests = await _store_body(axon, response)
+            finally:
+                await response.aclose()
+    except Exception as exc:
+        mesg, err = _failure(exc, url, "wget")
+        return {"ok": False, "mesg": mesg, "code": -1,
+                "reason": f"Exception occurred during request: {mesg}", "err": err}
+    info = _flatten(response)
+    if response.history:
+        info["history"] = [_flatten(hop) for hop in response.history]
+    info["size"] = size
+    info["hashes"] = digests
+    return info
+
+
+def _body(body: Any) -> dict[str, Any]:
+    if body is None:
+        return {}
+    if isinstance(body, dict):
+        return {"data": body}  # a form, as aiohttp's data= takes it
+    return {"content": body}
+
+
+async def _store_body(axon: Any, response: httpx.Response) -> tuple[int, dict[str, str]]:
+    """Stream the body into an upload while hashing it; ``(size, hexdigests)``."""
+    hashset = HashSet()
+    async with await axon.upload() as upload:
+        async with contextlib.aclosing(_coalesce(response.aiter_bytes())) as chunks:
+            async for chunk in chunks:
+                await trio.to_thread.run_sync(hashset.update, chunk,
+                                              limiter=axon.limiters.hash_cpu)
+                await upload.write(chunk)
+        size, _ = await upload.save()
+    return size, hashset.hexdigests()
+
+
+async def _coalesce(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        if len(pending) >= COALESCE:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)
+
+
+# -- wput and postfiles ----------------------------------------------------------
+
+async def wput(axon: Any, sha256: bytes, url: str, params: Any = None, headers: Any = None,
+               method: str = "PUT", ssl: bool = True, timeout: float | None = None,  # noqa: ASYNC109 - reference API
+               proxy: Any = True, ssl_opts: Any = None) -> dict[str, Any]:
+    """Send a stored blob as the body of a request to *url*."""
+    proxy_url = proxy_for(axon, proxy)
+    try:
+        row = axon.require(sha256)
+        send_headers = dict(headers or {})
+        if not any(key.lower() == "content-length" for key in send_headers):
+            send_headers["Content-Length"] = str(row.size)
+        async with _client(axon, proxy_url, ssl, ssl_opts, timeout) as client:
+            response = await client.request(method, url, params=params, headers=send_headers,
+                                             content=axon.get(sha256))
+    except Exception as exc:
+        mesg, err = _failure(exc, url, "wput")
+        return {"ok": False, "mesg": mesg, "code": -1,
+                "reason": f"Exception occurred during request: {mesg}", "err": err}
+    return {"ok": True, "url": str(response.url), "code": response.status_code,
+            "headers": _headers(response.headers), "reason": http_reason(response.status_code)}
+
+
+async def postfiles(axon: Any, fields: Any, url: str, params: Any = None, headers: Any = None,
+                    method: str = "POST", ssl: bool = True, timeout: float | None = None,  # noqa: ASYNC109 - reference API
+                    proxy: Any = True, ssl_opts: Any = None) -> dict[str, Any]:
+    """Send a multipart form; a field with ``sha256`` (hex) streams that blob."""
+    proxy_url = proxy_for(axon, proxy)
+    try:
+        boundary = secrets.token_hex(16)
+        parts = [_part(axon, field) for field in fields]
+        length = sum(len(boundary) + 4 + len(part.head) + part.size + 2 for part in parts)
+        length += len(boundary) + 6
+        send_headers = dict(headers or {})
+        send_headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        send_headers["Content-Length"] = str(length)
+        async with _client(axon, proxy_url, ssl, ssl_opts, timeout) as client:
+            response = await client.request(method, url, params=params, headers=send_headers,
+                                            content=_form_body(axon, boundary, parts))
+    except Exception as exc:
+        mesg, err = _failure(exc, url, "postfiles")
+        return {"ok": False, "err": err, "url": url, "body": b"", "code": -1,
+                "reason": f"Exception occurred during request: {mesg}", "headers": {}}
+    return {"ok": True, "url": str(response.url), "code": response.status_code,
+            "body": response.content, "reason": http_reason(response.status_code),
+            "headers": _headers(response.headers)}
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace(
+        "\n", "%0A")
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One form field: its headers, its body size, and its bytes or the blob to stream."""
+
+    head: bytes
+    size: int
+    data: bytes = b""
+    sha256: bytes | None = None
+
+
+def _part(axon: Any, field: Any) -> _Part:
+    """Check one reference field dictionary and describe its part (BadArg, NoSuchFile)."""
+    if not isinstance(field, dict):
+        raise BadArg("Each field must be a dictionary", field=repr(field))
+    name = field.get("name")
+    if not isinstance(name, str):
+        raise BadArg(f'Each field requires a "name" key with a string value: {name!r}',
+                     name=repr(name))
+    filename, content_type = field.get("filename"), field.get("content_type")
+    encoding = field.get("content_transfer_encoding")
+    sha256: bytes | None = None
+    source = b""
+    if field.get("sha256"):
+        sha256 = _unhex(field["sha256"])
+        size = axon.require(sha256).size
+        content_type = content_type or "application/octet-stream"
+    else:
+        value = field.get("value")
+        if isinstance(value, bytes):
+            source = value
+            content_type = content_type or "application/octet-stream"
+            if filename is None and encoding is None:
+                filename = name
+        else:
+            text = value if isinstance(value, str) else jsonlib.dumps(value, separators=(",", ":"))
+            source = text.encode("utf-8")
+            content_type = content_type or "text/plain; charset=utf-8"
+        size = len(source)
+    disposition = f'form-data; name="{_quote(name)}"'
+    if filename is not None:
+        disposition += f'; filename="{_quote(str(filename))}"'
+    lines = [f"Content-Disposition: {disposition}", f"Content-Type: {content_type}"]
+    if encoding is not None:
+        lines.append(f"Content-Transfer-Encoding: {encoding}")
+    head = "\r\n".join(lines).encode("utf-8") + b"\r\n\r\n"
+    return _Part(head, size, source, sha256)
+
+
+def _unhex(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    try:
+        return bytes.fromhex(str(value))
+    except ValueError:
+        raise BadArg(f"sha256 is not hex: {value!r}", value=repr(value)) from None
+
+
+async def _form_body(axon: Any, boundary: str, parts: list[_Part]
+                     ) -> AsyncGenerator[bytes, None]:
+    delimiter = f"--{boundary}\r\n".encode()
+    for part in parts:
+        yield delimiter + part.head
+        if part.sha256 is not None:
+            async with contextlib.aclosing(axon.get(part.sha256)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        else:
+            yield part.data
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+

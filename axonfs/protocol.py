@@ -1,0 +1,188 @@
+"""The control protocol: length-prefixed msgpack frames over a unix stream socket.
+
+This module is sans-IO: it builds and parses frames and knows the message
+shapes; the daemon side (:mod:`axonfs.ctlserver`) and the client side
+(:mod:`axonfs.client`) do the reading and writing. ``docs/PROTOCOL.md`` is the
+prose specification; keep the two in step.
+
+A frame is a 4-byte big-endian unsigned length followed by that many bytes of
+one msgpack map. Every map carries ``"v": 1`` (:data:`VERSION`). A client
+sends calls (``{"v", "id", "call", "args", "kwargs"}``) and control frames
+(``{"v", "id", "t": "cancel" | "write" | "save" | "close"}``); the server
+answers with frames whose ``"t"`` is ``hello``, ``ok``, ``items``, ``end``,
+``saved``, ``cancelled`` or ``err``, each naming the request ``id`` it
+belongs to. Errors travel as :func:`axonfs.errors.to_wire` dictionaries.
+
+Unpacking uses ``use_list=False``, so arrays come back as tuples: the same
+shapes a Synapse Telepath client sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from axonfs.errors import AxonError, to_wire
+
+VERSION = 1
+"""Protocol version carried in every frame as ``"v"``."""
+
+HEADER = struct.Struct(">I")
+MAX_REQUEST_FRAME = 32 << 20
+"""Largest frame the server accepts (a call or an upload ``write``)."""
+MAX_REPLY_FRAME = 256 << 20
+"""Largest frame a client accepts."""
+WRITE_CHUNK = 4 << 20
+"""Clients split upload data into ``write`` frames of at most this many bytes."""
+RECEIVE_SIZE = 1 << 20
+"""Bytes asked of the socket per receive."""
+
+# Reply kinds ("t") from the server.
+HELLO, OK, ITEMS, END, SAVED, CANCELLED, ERR = (
+    "hello", "ok", "items", "end", "saved", "cancelled", "err")
+# Control kinds ("t") from the client.
+CANCEL, WRITE, SAVE, CLOSE = "cancel", "write", "save", "close"
+CLIENT_KINDS = frozenset({CANCEL, WRITE, SAVE, CLOSE})
+
+SOCKET_PATH_MAX = 100
+"""Unix socket paths longer than this are reached through ``/proc/self/fd``."""
+
+
+class ProtocolError(AxonError):
+    """A frame was oversized, not msgpack, or not a valid message."""
+
+
+class AccessDenied(AxonError):
+    """The daemon refused this peer (SO_PEERCRED uid/gid not admitted)."""
+
+
+class DaemonUnreachable(AxonError):
+    """No daemon answers on the control socket (or it went away)."""
+
+
+class Cancelled(AxonError):
+    """The server stopped a request because the client cancelled it."""
+
+
+def _default(obj: Any) -> Any:
+    """msgpack fallback: dataclasses as dicts, paths as strings."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"cannot send a {type(obj).__name__} over the control socket")
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """Return *message* as one frame (header and body), adding ``"v"``."""
+    message.setdefault("v", VERSION)
+    body: bytes = msgpack.packb(message, use_bin_type=True, default=_default)
+    return HEADER.pack(len(body)) + body
+
+
+def encode_parts(message: dict[str, Any]) -> tuple[bytes, bytes]:
+    """Like :func:`encode` but header and body apart (spares a copy of big bodies)."""
+    message.setdefault("v", VERSION)
+    body: bytes = msgpack.packb(message, use_bin_type=True, default=_default)
+    return HEADER.pack(len(body)), body
+
+
+def decode_body(body: bytes | memoryview) -> dict[str, Any]:
+    """Parse one frame body into a message map, or raise :class:`ProtocolError`."""
+    try:
+        message = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises ValueError, TypeError, UnicodeDecodeError...
+        raise ProtocolError(f"frame is not valid msgpack: {type(exc).__name__}: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"frame is a msgpack {type(message).__name__}, not a map")
+    version = message.get("v")
+    if version != VERSION:
+        raise ProtocolError(f"unsupported protocol version {version!r}; this end speaks "
+                            f"{VERSION}", version=VERSION, id=_request_id(message))
+    return message
+
+
+def _request_id(message: dict[str, Any]) -> int | None:
+    rid = message.get("id")
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
+
+
+class FrameDecoder:
+    """Accumulate received bytes and cut them into messages.
+
+    Oversized frames are refused as soon as their header arrives, before any
+    of the body is buffered.
+    """
+
+    def __init__(self, max_frame: int) -> None:
+        self._buffer = bytearray()
+        self._max_frame = max_frame
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet returned as a message."""
+        return len(self._buffer)
+
+    def next_message(self) -> dict[str, Any] | None:
+        """The next complete message, None if more bytes are needed."""
+        if len(self._buffer) < HEADER.size:
+            return None
+        (size,) = HEADER.unpack_from(self._buffer)
+        if size > self._max_frame:
+            raise ProtocolError(f"frame of {size} bytes is larger than the limit of "
+                                f"{self._max_frame}", size=size, limit=self._max_frame)
+        end = HEADER.size + size
+        if len(self._buffer) < end:
+            return None
+        # After a ProtocolError the stream cannot be resynchronised: callers close it.
+        with memoryview(self._buffer) as view, view[HEADER.size:end] as body:
+            message = decode_body(body)
+        del self._buffer[:end]
+        return message
+
+
+def error_message(rid: int | None, exc: AxonError) -> dict[str, Any]:
+    """The ``err`` reply for *exc*; fields that msgpack cannot carry become text."""
+    wire = {key: _plain(value) for key, value in to_wire(exc).items()}
+    return {"v": VERSION, "id": rid, "t": ERR, "error": wire}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return repr(value)
+
+
+@contextlib.contextmanager
+def bindable_path(path: Path) -> Iterator[str]:
+    """Yield a path string for bind()/connect() that fits ``sun_path``.
+
+    Linux limits unix socket paths to 107 bytes; a longer one is reached
+    through ``/proc/self/fd/N/name``, N being an open descriptor of the
+    socket's directory, kept open while the caller binds or connects.
+    """
+    text = os.fspath(path)
+    if len(os.fsencode(text)) <= SOCKET_PATH_MAX:
+        yield text
+        return
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)

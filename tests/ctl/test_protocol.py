@@ -1,0 +1,166 @@
+"""The wire protocol: frames, versions, errors, and a server that survives bad clients."""
+
+from __future__ import annotations
+
+import struct
+
+import msgpack
+import pytest
+import trio
+
+from axonfs import client
+from axonfs.errors import BadArg, NoSuchFile
+from axonfs.protocol import (
+    HEADER,
+    MAX_REQUEST_FRAME,
+    VERSION,
+    FrameDecoder,
+    ProtocolError,
+    decode_body,
+    encode,
+)
+
+from .conftest import Served
+
+
+def test_frame_roundtrip_keeps_bytes_and_makes_tuples() -> None:
+    decoder = FrameDecoder(1 << 20)
+    frame = encode({"id": 1, "call": "put", "args": [b"\x00\xff", [1, 2]], "kwargs": {}})
+    for byte in frame[:-1]:  # byte by byte: nothing until the last one
+        decoder.feed(bytes([byte]))
+        assert decoder.next_message() is None
+    decoder.feed(frame[-1:])
+    message = decoder.next_message()
+    assert message == {"v": VERSION, "id": 1, "call": "put", "args": (b"\x00\xff", (1, 2)),
+                       "kwargs": {}}
+    assert decoder.pending == 0
+
+
+def test_decoder_refuses_oversized_frames_from_the_header() -> None:
+    decoder = FrameDecoder(100)
+    decoder.feed(HEADER.pack(101))
+    with pytest.raises(ProtocolError, match="larger than the limit"):
+        decoder.next_message()
+
+
+@pytest.mark.parametrize("body, match", [
+    (b"\xc1", "not valid msgpack"),
+    (msgpack.packb([1, 2]), "not a map"),
+    (msgpack.packb({"v": 99, "id": 1}), "unsupported protocol version"),
+])
+def test_decode_body_errors(body: bytes, match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        decode_body(body)
+
+
+async def _raw(served: Served) -> trio.SocketStream:
+    stream = await trio.open_unix_socket(str(served.socket))
+    hello = await _read_frame(stream)
+    assert hello["t"] == "hello" and hello["version"] == VERSION
+    return stream
+
+
+async def _read_frame(stream: trio.SocketStream) -> dict:
+    decoder = FrameDecoder(1 << 30)
+    while (message := decoder.next_message()) is None:
+        data = await stream.receive_some(65536)
+        assert data, "connection closed before a frame arrived"
+        decoder.feed(data)
+    return message
+
+
+async def _assert_closed(stream: trio.SocketStream) -> None:
+    try:
+        with trio.fail_after(5):
+            while True:
+                try:
+                    if not await stream.receive_some(65536):
+                        return
+                except trio.BrokenResourceError:
+                    return
+    finally:
+        await stream.aclose()
+
+
+async def _still_serving(served: Served) -> None:
+    async with client.connect(served.socket) as axon:
+        assert await axon.put(b"still here") == (10, __import__("hashlib").sha256(
+            b"still here").digest())
+
+
+@pytest.mark.parametrize("garbage", [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",                     # a huge length prefix
+    HEADER.pack(3) + b"\xc1\xc1\xc1",                        # not msgpack
+    HEADER.pack(3) + msgpack.packb([1, 2]),                  # not a map
+    encode({"id": "seven", "call": "has"}),                  # bad id
+    encode({"id": 1, "t": "dance"}),                         # unknown kind
+    encode({"v": 2, "id": 1, "call": "has"}),                # another version
+])
+async def test_garbage_gets_an_error_and_a_close(served: Served, garbage: bytes) -> None:
+    stream = await _raw(served)
+    await stream.send_all(garbage)
+    reply = await _read_frame(stream)
+    assert reply["t"] == "err" and reply["error"]["code"] == "ProtocolError"
+    await _assert_closed(stream)
+    await _still_serving(served)
+    assert served.server.statistics().protocol_errors >= 1
+
+
+async def test_oversized_frame_is_refused_before_its_body(served: Served) -> None:
+    stream = await _raw(served)
+    await stream.send_all(HEADER.pack(MAX_REQUEST_FRAME + 1) + b"x" * 1000)
+    reply = await _read_frame(stream)
+    assert reply["error"]["code"] == "ProtocolError"
+    assert reply["error"]["limit"] == MAX_REQUEST_FRAME
+    await _assert_closed(stream)
+    await _still_serving(served)
+
+
+async def test_errors_carry_the_exception_code_and_fields(served: Served) -> None:
+    stream = await _raw(served)
+    await stream.send_all(encode({"id": 1, "call": "get", "args": [b"\x01" * 32],
+                                  "kwargs": {}}))
+    reply = await _read_frame(stream)
+    assert reply["id"] == 1 and reply["t"] == "err"
+    assert reply["error"] == {"code": "NoSuchFile",
+                              "message": "Axon does not contain the requested file.",
+                              "sha256": "01" * 32}
+    # unknown calls and bad arguments are BadArg, and the connection stays usable
+    await stream.send_all(encode({"id": 2, "call": "format_disk", "args": [], "kwargs": {}}))
+    assert (await _read_frame(stream))["error"]["code"] == "BadArg"
+    await stream.send_all(encode({"id": 3, "call": "has", "args": [], "kwargs": {"x": 1}}))
+    assert (await _read_frame(stream))["error"]["code"] == "BadArg"
+    await stream.send_all(encode({"id": 4, "call": "metrics", "args": [], "kwargs": {}}))
+    assert (await _read_frame(stream)) == {"v": VERSION, "id": 4, "t": "ok",
+                                           "result": {"size:bytes": 0, "file:count": 0}}
+    await stream.aclose()
+
+
+async def test_client_reraises_axonfs_errors(served: Served) -> None:
+    async with client.connect(served.socket) as axon:
+        with pytest.raises(NoSuchFile):
+            await axon.hashset(b"\x02" * 32)
+        with pytest.raises(BadArg, match="Offs must be >= 0"):
+            [chunk async for chunk in axon.get((await axon.put(b"abc"))[1], -1, 1)]
+
+
+async def test_requests_are_multiplexed_and_cancellable(served: Served) -> None:
+    stream = await _raw(served)
+    # a follow that would wait forever, then a quick call on the same connection
+    await stream.send_all(encode({"id": 1, "call": "hashes", "args": [0, True, None],
+                                  "kwargs": {}}))
+    await stream.send_all(encode({"id": 2, "call": "has", "args": [b"\x00" * 32],
+                                  "kwargs": {}}))
+    assert await _read_frame(stream) == {"v": VERSION, "id": 2, "t": "ok", "result": False}
+    await stream.send_all(encode({"id": 1, "t": "cancel"}))
+    assert await _read_frame(stream) == {"v": VERSION, "id": 1, "t": "cancelled"}
+    with trio.fail_after(5):
+        while served.server.statistics().requests:
+            await trio.sleep(0.01)
+    await stream.aclose()
+
+
+async def test_frame_header_is_big_endian_u32() -> None:
+    frame = encode({"id": 5, "t": "cancel"})
+    (size,) = struct.unpack(">I", frame[:4])
+    assert size == len(frame) - 4

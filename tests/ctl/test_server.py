@@ -1,0 +1,158 @@
+"""The control server with the Python client under trio: every call, streaming,
+uploads, and work that stops when the client stops."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import aclosing
+
+import pytest
+import trio
+
+from axonfs import client
+from axonfs.errors import BadArg, NoSuchFile
+from axonfs.protocol import DaemonUnreachable
+
+from .conftest import Served
+
+EMPTY = hashlib.sha256(b"").digest()
+
+
+def sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+async def test_every_call_with_reference_shapes(served: Served) -> None:
+    async with client.connect(served.socket) as axon:
+        assert await axon.put(b"asdfqwer") == (8, sha(b"asdfqwer"))
+        assert await axon.puts([b"a", b"", b"asdfqwer"]) == (
+            (1, sha(b"a")), (0, EMPTY), (8, sha(b"asdfqwer")))
+        assert await axon.has(sha(b"a")) is True and await axon.has(b"\x00" * 32) is False
+        assert await axon.size(sha(b"a")) == 1 and await axon.size(b"\x00" * 32) is None
+        assert await axon.wants([b"\x00" * 32, sha(b"a"), b"\x00" * 32]) == (b"\x00" * 32,) * 2
+        assert await axon.metrics() == {"size:bytes": 9, "file:count": 3}
+        assert (await axon.hashset(sha(b"a")))["md5"] == hashlib.md5(b"a").hexdigest()
+        assert [row async for row in axon.hashes(0)] == [
+            (0, (sha(b"asdfqwer"), 8)), (1, (sha(b"a"), 1)), (2, (EMPTY, 0))]
+        history = [row async for row in axon.history(0)]
+        assert [row[1] for row in history] == [(sha(b"asdfqwer"), 8), (sha(b"a"), 1),
+                                               (EMPTY, 0)]
+        assert [c async for c in axon.get(sha(b"asdfqwer"), 2, 4)] == [b"dfqw"]
+        assert [c async for c in axon.get(sha(b"asdfqwer"), 8, 4)] == [b""]
+        assert [c async for c in axon.get(EMPTY)] == []
+        assert await axon.del_(sha(b"a")) is True
+        assert await axon.dels([sha(b"a"), EMPTY]) == (False, True)
+        assert (await axon.recoverIndices())["added"] == 0
+        with pytest.raises(NoSuchFile):
+            [c async for c in axon.get(sha(b"a"))]
+        with pytest.raises(BadArg):
+            [c async for c in axon.hashes(-1)]
+
+
+async def test_large_put_and_upload_stream(served: Served) -> None:
+    big = os.urandom(9 << 20)  # larger than a frame's inline limit: sent as an upload
+    async with client.connect(served.socket) as axon:
+        assert await axon.put(big) == (len(big), sha(big))
+        results = await axon.puts([b"x", big, b"y"])
+        assert results == ((1, sha(b"x")), (len(big), sha(big)), (1, sha(b"y")))
+        async with await axon.upload() as upload:
+            for start in range(0, len(big), 3 << 20):
+                await upload.write(big[start:start + (3 << 20)])
+            assert await upload.save() == (len(big), sha(big))
+            await upload.write(b"second")
+            assert await upload.save() == (6, sha(b"second"))
+            assert await upload.save() == (0, EMPTY)
+            await upload.write(b"discarded")
+        async with axon.upload() as upload:  # without await, as the reference docs show
+            await upload.write(b"third")
+            assert await upload.save() == (5, sha(b"third"))
+        assert b"".join([c async for c in axon.get(sha(big))]) == big
+        assert not await axon.has(sha(b"discarded"))
+
+
+async def _wait_idle(served: Served) -> None:
+    with trio.fail_after(10):
+        while served.server.statistics().requests:
+            await trio.sleep(0.01)
+
+
+async def test_abandoned_csvrows_stops_parsing(served: Served) -> None:
+    data = b"a,b\n" * 2_000_000  # 2 million rows
+    _, digest = await served.axon.put(data)
+    async with client.connect(served.socket) as axon:
+        async with aclosing(axon.csvrows(digest)) as rows:
+            async for row in rows:
+                assert row == ("a", "b")
+                break
+        await _wait_idle(served)
+        sent = served.server.statistics().items_sent
+        assert sent < 200_000, f"the server kept parsing after the client left: {sent}"
+        # the connection of an abandoned stream is closed; the client still works
+        assert await axon.has(digest)
+
+
+async def test_a_client_that_stops_reading_pauses_the_work(served: Served) -> None:
+    _, digest = await served.axon.put(b"x\n" * 3_000_000)
+    async with client.connect(served.socket) as axon:
+        lines = axon.readlines(digest.hex())
+        assert await lines.__anext__() == "x"
+        await trio.sleep(0.5)  # not reading: socket buffers and the channel fill up
+        sent = served.server.statistics().items_sent
+        await trio.sleep(0.3)
+        assert served.server.statistics().items_sent == sent < 500_000
+        await lines.aclose()
+        await _wait_idle(served)
+
+
+async def test_disconnect_cancels_a_follow(served: Served) -> None:
+    async with client.connect(served.socket) as axon:
+        follow = axon.hashes(0, wait=True)
+        with trio.move_on_after(0.2):
+            async for _ in follow:
+                pass
+        assert served.server.statistics().requests == 1
+        await follow.aclose()
+        await _wait_idle(served)
+
+
+async def test_follow_sees_new_puts(served: Served) -> None:
+    async with client.connect(served.socket) as axon:
+        seen: list[int] = []
+
+        async def follow() -> None:
+            async with aclosing(axon.hashes(0, wait=True, timeout=2)) as rows:
+                async for indx, _ in rows:
+                    seen.append(indx)
+                    if len(seen) == 2:
+                        return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(follow)
+            await axon.put(b"one")
+            await trio.sleep(0.05)
+            await axon.put(b"two")
+        assert seen == [0, 1]
+
+
+async def test_unreachable_daemon(tmp_path: os.PathLike[str]) -> None:
+    with pytest.raises(DaemonUnreachable):
+        async with client.connect(os.path.join(tmp_path, "nothing.sock")):
+            pass
+
+
+async def test_long_socket_paths(store_dir: os.PathLike[str], nursery: trio.Nursery) -> None:
+    from pathlib import Path
+
+    from axonfs.axon import Axon
+    from axonfs.ctlserver import serve_control
+
+    deep = Path(store_dir) / ("d" * 60) / ("e" * 60) / "run" / "ctl.sock"
+    assert len(str(deep)) > 108
+    async with Axon.open(Path(store_dir) / "s") as opened:
+        await nursery.start(serve_control, opened, deep)
+        async with client.connect(deep) as axon:
+            assert await axon.metrics() == {"size:bytes": 0, "file:count": 0}
+        assert oct(deep.stat().st_mode & 0o777) == "0o600"
+        assert oct(deep.parent.stat().st_mode & 0o777) == "0o700"
+        nursery.cancel_scope.cancel()
