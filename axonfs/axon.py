@@ -29,7 +29,7 @@ import trio
 
 from axonfs.backends.base import BlobBackend, BlobReader
 from axonfs.errors import AxonError, BadArg, BlobMissing, NoSuchFile, StoreCorrupt
-from axonfs.hashing import HashSet, Sha256, require_sha256
+from axonfs.hashing import HashSet, Sha256
 from axonfs.store.committer import GroupCommitter
 from axonfs.store.index import BlobRow
 from axonfs.store.spool import Spool
@@ -85,6 +85,8 @@ class Axon:
         self._committer: GroupCommitter[CommitOp, CommitResult] = GroupCommitter(store.commit)
         self._new_rows = trio.Event()
         self._recovering = trio.Lock()
+        self.dedup_hits = 0
+        """Adds of a blob the store already held (read by axonfs.stats)."""
 
     @classmethod
     @asynccontextmanager
@@ -95,7 +97,10 @@ class Axon:
         try:
             yield cls(store)
         finally:
-            await trio.to_thread.run_sync(store.close)
+            # Shielded: a cancelled caller must still release the lock and
+            # the index, or this process could never open the store again.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(store.close)
 
     # -- writing -----------------------------------------------------------------
 
@@ -132,6 +137,7 @@ class Axon:
             row = self.index.get(op.sha256)
             if row is not None and isinstance(op, AddBlob):
                 op.path.unlink(missing_ok=True)  # dedup before any limit, like the reference
+                self.dedup_hits += 1
             else:
                 pending.append((len(rows), op))
             rows.append(row)
@@ -169,12 +175,15 @@ class Axon:
         return (await self.dels([sha256]))[0]
 
     async def dels(self, sha256s: Iterable[bytes]) -> list[bool]:
-        """Remove several blobs in one commit; a bool per input, in order."""
-        ops: list[CommitOp] = [DeleteBlob(require_sha256(s)) for s in sha256s]
-        if not ops:
-            return []
-        results = await self._committer.submit_many(ops)
-        return [bool(r) for r in results]
+        """Remove several blobs in one commit; a bool per input, in order.
+
+        Anything that is not a 32-byte digest is simply not present: False,
+        as in the reference (whose ``del_`` asks ``has()`` first).
+        """
+        wanted = list(sha256s)
+        ops: list[CommitOp] = [DeleteBlob(Sha256(bytes(s))) for s in wanted if _is_digest(s)]
+        results = iter(await self._committer.submit_many(ops) if ops else [])
+        return [bool(next(results)) if _is_digest(s) else False for s in wanted]
 
     # -- reading ------------------------------------------------------------------
 
@@ -371,6 +380,65 @@ class Axon:
                 offset += len(piece)
         return hasher.digest() == sha256
 
+    # -- network and parsers --------------------------------------------------------
+    # Thin delegations to axonfs.fetch and axonfs.parsers (owned by the control-socket
+    # work); the reference's names, arguments and argument quirks are kept.
+
+    async def wget(self, url: str, params: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None, json: Any = None, body: Any = None,
+                   method: str = "GET", ssl: bool = True, timeout: float | None = None,
+                   proxy: bool | str | None = True,
+                   ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Download *url* into the store; see :func:`axonfs.fetch.wget`."""
+        from axonfs import fetch
+        return await fetch.wget(self, url, params=params, headers=headers, json=json,
+                                body=body, method=method, ssl=ssl, timeout=timeout,
+                                proxy=proxy, ssl_opts=ssl_opts)
+
+    async def wput(self, sha256: bytes, url: str, params: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None, method: str = "PUT",
+                   ssl: bool = True, timeout: float | None = None,
+                   proxy: bool | str | None = True,
+                   ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a blob to *url*; see :func:`axonfs.fetch.wput`."""
+        from axonfs import fetch
+        return await fetch.wput(self, sha256, url, params=params, headers=headers,
+                                method=method, ssl=ssl, timeout=timeout, proxy=proxy,
+                                ssl_opts=ssl_opts)
+
+    async def postfiles(self, fields: Sequence[dict[str, Any]], url: str,
+                        params: dict[str, Any] | None = None,
+                        headers: dict[str, str] | None = None, method: str = "POST",
+                        ssl: bool = True, timeout: float | None = None,
+                        proxy: bool | str | None = True,
+                        ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send a multipart form of values and blobs; see :func:`axonfs.fetch.postfiles`."""
+        from axonfs import fetch
+        return await fetch.postfiles(self, fields, url, params=params, headers=headers,
+                                     method=method, ssl=ssl, timeout=timeout, proxy=proxy,
+                                     ssl_opts=ssl_opts)
+
+    def readlines(self, sha256: str, errors: str | None = "ignore") -> AsyncIterator[str]:
+        """Yield the lines of a text blob (*sha256* as hex, like the reference)."""
+        from axonfs import parsers
+        return parsers.readlines(self, sha256, errors)
+
+    def csvrows(self, sha256: bytes, dialect: str = "excel", errors: str | None = "ignore",
+                **fmtparams: Any) -> AsyncIterator[tuple[str, ...]]:
+        """Yield the rows of a CSV blob as tuples (*sha256* as raw bytes)."""
+        from axonfs import parsers
+        return parsers.csvrows(self, sha256, dialect, errors, **fmtparams)
+
+    def jsonlines(self, sha256: str, errors: str | None = "ignore") -> AsyncIterator[Any]:
+        """Yield the JSON value of each non-blank line (*sha256* as hex)."""
+        from axonfs import parsers
+        return parsers.jsonlines(self, sha256, errors)
+
+    def iterMpkFile(self, sha256: str) -> AsyncIterator[Any]:  # noqa: N802 - reference name
+        """Yield the items of a msgpack blob (*sha256* as hex)."""
+        from axonfs import parsers
+        return parsers.iter_msgpack(self, sha256)
+
 
 class Upload:
     """A reusable streaming writer (the reference's UpLoad).
@@ -399,11 +467,16 @@ class Upload:
         # and the copy into the page cache then costs nothing extra.
         offset = spool.size
         limiters = self._axon.limiters
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(partial(trio.to_thread.run_sync, spool.hash_bytes, byts, offset,
-                                       limiter=limiters.hash_cpu))
-            await trio.to_thread.run_sync(spool.write_bytes, byts, offset,
-                                          limiter=limiters.disk_io)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(trio.to_thread.run_sync, spool.hash_bytes, byts,
+                                           offset, limiter=limiters.hash_cpu))
+                await trio.to_thread.run_sync(spool.write_bytes, byts, offset,
+                                              limiter=limiters.disk_io)
+        except BaseExceptionGroup as group:  # a full disk reaches the caller as its OSError
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     async def save(self) -> tuple[int, bytes]:
         """Commit the bytes written since the last save; return ``(size, sha256)``."""
@@ -419,7 +492,8 @@ class Upload:
     async def close(self) -> None:
         if self._spool is not None:
             spool, self._spool = self._spool, None
-            await trio.to_thread.run_sync(spool.discard)
+            with trio.CancelScope(shield=True):  # a cancelled upload must not leak its spool
+                await trio.to_thread.run_sync(spool.discard)
 
     async def _current(self) -> Spool:
         if self._spool is None:
@@ -438,6 +512,10 @@ def _range_of(filesize: int, offs: int | None, size: int | None) -> tuple[int, i
     if size < 1:
         raise BadArg("Size must be >= 1", size=size)
     return offs, min(filesize, offs + size)
+
+
+def _is_digest(value: object) -> bool:
+    return isinstance(value, (bytes, bytearray, memoryview)) and len(value) == 32
 
 
 def now_ms() -> int:

@@ -44,11 +44,14 @@ Durability: the environment is opened with ``sync=True`` and
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import lmdb
 
@@ -56,6 +59,8 @@ from axonfs.errors import StoreCorrupt
 from axonfs.hashing import Sha256
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
 INITIAL_MAP_SIZE = 1 << 30
@@ -263,7 +268,7 @@ class Index:
         Returns:
             Per op: the blob's row for an add, whether it was present for a delete.
         """
-        return self._write(lambda txn: self._apply_txn(txn, ops, now_ns))  # type: ignore[no-any-return]
+        return self._write(lambda txn: self._apply_txn(txn, ops, now_ns))
 
     def put_hashset(self, sha256: Sha256, digests: dict[str, bytes]) -> None:
         row = _HASHSET_ROW.pack(digests["md5"], digests["sha1"], digests["sha512"])
@@ -315,7 +320,7 @@ class Index:
         counters.write(txn, self.meta)
         return results
 
-    def _write(self, body):  # type: ignore[no-untyped-def]
+    def _write(self, body: Callable[[lmdb.Transaction], _T]) -> _T:
         """Run *body(txn)* in one write transaction, growing the map when full."""
         while True:
             try:
@@ -323,6 +328,9 @@ class Index:
                     return body(txn)
             except lmdb.MapFullError:
                 self._grow(self.env.info()["map_size"] * 2)
+            except lmdb.DiskError as exc:  # LMDB's ENOSPC: the disk is full, not a bug
+                raise OSError(errno.ENOSPC, f"the index cannot grow ({exc.args[0]}): "
+                              f"{os.strerror(errno.ENOSPC)}") from exc
 
     def _grow(self, new_size: int) -> None:
         if new_size > MAX_MAP_SIZE:

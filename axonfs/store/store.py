@@ -7,6 +7,7 @@ Layout of a store directory::
       index.lmdb/        the LMDB index (see axonfs.store.index)
       blobs/ab/<hex>     the local backend's blob files (when it is the backend)
       tmp/               spool files; swept when the store opens
+      commit.intent      present only while a commit moves bytes (axonfs.store.intent)
 
 :meth:`Store.commit` is the one place blobs become visible. It runs a batch of
 adds and deletes in this order, which is what makes a crash at any instant
@@ -19,10 +20,11 @@ harmless:
 3. one index transaction adds and removes the rows, and is synced;
 4. only then are deleted blobs' bytes removed from the backend.
 
-A crash before 3 leaves at most blob files the index lacks (``fsck`` lists
-them, ``recover`` adopts them); a crash after 3 leaves at most bytes of
-deleted blobs (likewise). The index never names a blob whose bytes are not
-durable.
+A crash before 3 would leave blob files the index lacks, and a crash after 3
+bytes of deleted blobs; so before 1 the batch's adds and deletes are written to
+``commit.intent``, and opening the store finishes whatever a crash interrupted
+(:mod:`axonfs.store.intent`). The index never names a blob whose bytes are not
+durable, and after a crash the store is as a prefix of the calls left it.
 
 Everything here blocks: the async :class:`~axonfs.axon.Axon` calls it from a
 worker thread, one commit at a time.
@@ -38,9 +40,9 @@ from pathlib import Path
 
 from axonfs.backends.base import BlobBackend
 from axonfs.backends.local import LocalBackend
-from axonfs.errors import AxonError, HitLimit
+from axonfs.errors import AxonError, BackendError, HitLimit
 from axonfs.hashing import Sha256
-from axonfs.store import spool
+from axonfs.store import intent, spool
 from axonfs.store.index import BlobRow, Index, IndexOp
 from axonfs.store.lock import StoreLock
 
@@ -95,6 +97,13 @@ class Store:
             spool.sweep(self.tmp)
             self.index = Index(root / "index.lmdb")
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
+            self.intent_path = root / intent.INTENT_NAME
+            self._unsettled = True
+            try:
+                self._settle_intent()
+            except BackendError as exc:  # e.g. the bucket is unreachable: reads may still work
+                log.warning("cannot finish an interrupted commit yet (%s); "
+                            "will retry before the next commit", exc)
         except BaseException:
             self.lock.release()
             raise
@@ -120,6 +129,47 @@ class Store:
         Per-op failures (a limit, a backend error) come back as the exception
         in that op's slot; an index failure raises for the whole batch.
         """
+        moves = [(op.sha256, isinstance(op, AddBlob)) for op in ops
+                 if isinstance(op, (AddBlob, DeleteBlob))]
+        if not moves:
+            return self._commit(ops)
+        if self._unsettled:  # an intent is left over: settle it before replacing it
+            self._settle_intent()
+        intent.write(self.intent_path, moves)
+        try:
+            results = self._commit(ops)
+        except BaseException:
+            self._unsettled = True
+            raise
+        intent.clear(self.intent_path)
+        return results
+
+    def _settle_intent(self) -> None:
+        """Finish the commit a crash (or a failure) interrupted, if any."""
+        final = intent.read(self.intent_path)
+        if final is None:
+            self._unsettled = False
+            return
+        adopt: list[IndexOp] = []
+        removed = 0
+        for sha, added in final.items():
+            if self.index.has(sha) or not self.backend.exists(sha):
+                continue
+            size = intent.verified_size(self.backend, sha) if added else None
+            if size is not None:
+                adopt.append(IndexOp(sha, size))
+            else:
+                self.backend.delete(sha)
+                removed += 1
+        if adopt:
+            self.index.apply(adopt, time.time_ns())
+        intent.clear(self.intent_path)
+        self._unsettled = False
+        if adopt or removed:
+            log.info("finished an interrupted commit: indexed %d blobs, removed %d",
+                     len(adopt), removed)
+
+    def _commit(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
         self.backend.prepare([op.path for op in ops if isinstance(op, AddBlob)])
         plan = _Plan(self.index, self.limits)
         index_ops: list[IndexOp] = []

@@ -1,0 +1,88 @@
+"""The commit intent: what a commit is about to do, so a crash cannot leave orphans.
+
+:meth:`Store.commit <axonfs.store.store.Store.commit>` hands new blobs to the
+backend *before* the index transaction that makes them visible, and removes
+deleted blobs' bytes *after* it. A crash in between would leave bytes the
+index does not name. So before any bytes move, the commit writes
+``<store>/commit.intent`` (one ``add <hex>`` or ``del <hex>`` line per op, in
+batch order) and removes the file once the batch is done. A store that opens
+and finds the file settles each blob it names by the batch's last word on it:
+
+* the index has the blob: nothing to do (the batch either committed, or never
+  reached the index and left the bytes alone);
+* ``add``, the index lacks it, the backend has it and it hashes to its name:
+  index it, dated now (roll forward: the bytes were durable, the put just had
+  not returned);
+* otherwise, if the backend has it: remove the bytes (finish a delete, or drop
+  a copy that does not match its name).
+
+After that the store is exactly what some prefix of the crashed process's
+calls would have made it: ``fsck`` finds nothing.
+
+Durability: the file gets no fsync of its own. It is written before the
+batch's blob files are synced and renamed, and the directory fsync that makes
+those renames durable commits it too on ext4 (data=ordered). On a filesystem
+without that ordering, a power cut can at worst lose the file and leave
+unindexed blobs, which ``fsck`` reports and ``recover`` adopts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from axonfs.backends.base import BlobBackend
+from axonfs.errors import BlobMissing
+from axonfs.hashing import Sha256, is_sha256_hex
+
+log = logging.getLogger(__name__)
+
+INTENT_NAME = "commit.intent"
+_READ = 4 << 20
+
+
+def write(path: Path, ops: Iterable[tuple[Sha256, bool]]) -> None:
+    """Record a batch's ``(sha256, is_add)`` ops at *path*, replacing any old record."""
+    data = "".join(f"{'add' if add else 'del'} {sha.hex()}\n" for sha, add in ops).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def read(path: Path) -> dict[Sha256, bool] | None:
+    """The last word on each blob in the record at *path* (True: add), or None."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    final: dict[Sha256, bool] = {}
+    for line in text.splitlines():
+        kind, _, hexd = line.partition(" ")
+        if kind in ("add", "del") and is_sha256_hex(hexd):  # a torn last line is skipped
+            final[Sha256(bytes.fromhex(hexd))] = kind == "add"
+    return final
+
+
+def clear(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def verified_size(backend: BlobBackend, sha256: Sha256) -> int | None:
+    """The size of the backend's copy of *sha256* if it hashes to its name, else None."""
+    hasher = hashlib.sha256()
+    try:
+        with backend.open(sha256) as reader:
+            offset = 0
+            while piece := reader.read(offset, _READ):
+                hasher.update(piece)
+                offset += len(piece)
+    except BlobMissing:
+        return None
+    return offset if hasher.digest() == sha256 else None
