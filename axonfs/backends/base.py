@@ -54,12 +54,23 @@ class BlobBackend(abc.ABC):
 
     name: str = "backend"
 
+    deferred_sync: bool = False
+    """True if :meth:`put_file` can skip syncing (``sync=False``) and
+    :meth:`sync_blobs` make such blobs durable later, in a batch. The store
+    then keeps small blobs' bytes in the index until that happens."""
+
     @abc.abstractmethod
-    def put_file(self, sha256: Sha256, path: Path) -> None:
+    def put_file(self, sha256: Sha256, path: Path, sync: bool = True) -> None:
         """Take the spool file at *path* (whose sha256 is *sha256*) as the blob.
 
         The backend consumes *path*: it is moved or uploaded and then removed.
+        With ``sync=False`` (only if :attr:`deferred_sync`), the blob need not
+        be durable until :meth:`sync_blobs` names it.
         """
+
+    def sync_blobs(self, sha256s: list[Sha256]) -> list[Sha256]:
+        """Make blobs put with ``sync=False`` durable; return those not found."""
+        return []
 
     def prepare(self, paths: list[Path]) -> None:  # noqa: B027 - optional hook
         """Get ready to take these spool files (a hint; the local backend

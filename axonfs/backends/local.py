@@ -53,6 +53,7 @@ class LocalBackend(BlobBackend):
 
     name = "local"
     reads_are_local = True
+    deferred_sync = True
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -76,10 +77,11 @@ class LocalBackend(BlobBackend):
             finally:
                 os.close(fd)
 
-    def put_file(self, sha256: Sha256, path: Path) -> None:
+    def put_file(self, sha256: Sha256, path: Path, sync: bool = True) -> None:
         target = self.path_of(sha256)
         try:
-            fsync_path(path, data_only=True)
+            if sync:
+                fsync_path(path, data_only=True)
             os.chmod(path, 0o444)
             try:
                 os.rename(path, target)
@@ -87,7 +89,8 @@ class LocalBackend(BlobBackend):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self._dirty_dirs.add(self.root)
                 os.rename(path, target)
-            self._dirty_dirs.add(target.parent)
+            if sync:
+                self._dirty_dirs.add(target.parent)
         except OSError as exc:
             raise BackendError(f"cannot store blob {sha256.hex()}: {exc.strerror}",
                                sha256=sha256.hex(), errno=exc.errno) from exc
@@ -102,6 +105,29 @@ class LocalBackend(BlobBackend):
         except OSError as exc:
             raise BackendError(f"cannot sync {directory}: {exc.strerror}",
                                errno=exc.errno) from exc
+
+    def sync_blobs(self, sha256s: list[Sha256]) -> list[Sha256]:
+        fds: list[tuple[Sha256, int]] = []
+        missing: list[Sha256] = []
+        try:
+            for sha in sha256s:
+                try:
+                    fd = os.open(self.path_of(sha), os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    missing.append(sha)
+                    continue
+                fds.append((sha, fd))
+                start_writeback(fd)  # all first, so one journal commit covers the batch
+            for sha, fd in fds:
+                os.fdatasync(fd)
+                self._dirty_dirs.add(self.path_of(sha).parent)
+        except OSError as exc:
+            raise BackendError(f"cannot sync blobs: {exc.strerror}", errno=exc.errno) from exc
+        finally:
+            for _, fd in fds:
+                os.close(fd)
+        self.flush()
+        return missing
 
     def open(self, sha256: Sha256) -> LocalReader:
         try:

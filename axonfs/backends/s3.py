@@ -280,8 +280,11 @@ class S3Backend(BlobBackend):
 
     # -- writing -----------------------------------------------------------------
 
-    def put_file(self, sha256: Sha256, path: Path) -> None:
-        """Upload the spool file as ``<prefix><hex>``; remove it once stored."""
+    def put_file(self, sha256: Sha256, path: Path, sync: bool = True) -> None:
+        """Upload the spool file as ``<prefix><hex>``; remove it once stored.
+
+        An upload is durable when it returns, so *sync* changes nothing.
+        """
         self._ready()
         self.abort_pending_uploads()
         try:

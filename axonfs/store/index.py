@@ -11,6 +11,7 @@ blobs      sha256                           size u64, indx u64, added_ns u64
 seqn       indx u64                         sha256, size u64, added_ns u64
 history    added_ms u64, indx u64           sha256, size u64
 hashsets   sha256                           md5 (16), sha1 (20), sha512 (64)
+journal    sha256                           the blob's bytes (small blobs only)
 meta       b"version", b"next_indx",        u64 each
            b"size:bytes", b"file:count"
 ========== ================================ ===================================
@@ -18,7 +19,12 @@ meta       b"version", b"next_indx",        u64 each
 Invariants:
 
 * ``blobs`` is the single source of truth for "the store has this blob". A row
-  is written only after the blob's bytes are durable in the backend.
+  is written only after the blob's bytes are durable: in the backend, or, for
+  small blobs, in ``journal`` in the same transaction.
+* ``journal`` holds the bytes of small blobs whose backend file may not be on
+  disk yet (see ``axonfs.store.store``: one synced commit makes a small blob
+  durable; its file is synced later, in batches, and the row then dropped).
+  Every ``journal`` key is also a ``blobs`` key.
 * ``seqn`` and ``history`` are append-only and never pruned: deleting a blob
   removes its ``blobs`` (and ``hashsets``) row only. ``hashes()`` filters
   ``seqn`` against ``blobs``; ``history()`` shows every row, as the reference
@@ -82,11 +88,16 @@ _META_COUNT = b"file:count"
 
 @dataclass(frozen=True, slots=True)
 class IndexOp:
-    """One change for :meth:`Index.apply`: add (sha256, size) or delete sha256."""
+    """One change for :meth:`Index.apply`: add (sha256, size) or delete sha256.
+
+    An add may carry *journal*, the blob's bytes, kept until the backend's copy
+    is known to be durable.
+    """
 
     sha256: Sha256
     size: int = 0
     delete: bool = False
+    journal: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +151,7 @@ class Index:
         self.seqn = self.env.open_db(b"seqn")
         self.history = self.env.open_db(b"history")
         self.hashsets = self.env.open_db(b"hashsets")
+        self.journal = self.env.open_db(b"journal")
         self.meta = self.env.open_db(b"meta")
         self._check_version()
 
@@ -293,6 +305,29 @@ class Index:
 
         return self._write(count)
 
+    def journal_batch(self, limit: int) -> list[tuple[Sha256, bytes]]:
+        """Up to *limit* journaled blobs with their bytes."""
+        with self.env.begin(db=self.journal) as txn:
+            rows = []
+            for key, value in txn.cursor():
+                rows.append((Sha256(key), value))
+                if len(rows) >= limit:
+                    break
+        return rows
+
+    def journal_entries(self) -> int:
+        with self.env.begin() as txn:
+            return int(txn.stat(self.journal)["entries"])
+
+    def drop_journal(self, shas: Sequence[Sha256]) -> None:
+        """Forget journaled bytes whose backend copy is now durable."""
+
+        def drop(txn: lmdb.Transaction) -> None:
+            for sha in shas:
+                txn.delete(sha, db=self.journal)
+
+        self._write(drop)
+
     def _apply_txn(self, txn: lmdb.Transaction, ops: Sequence[IndexOp],
                    now_ns: int) -> list[BlobRow | bool]:
         counters = _Counters.read(txn, self.meta)
@@ -304,6 +339,7 @@ class Index:
                 if raw is not None:
                     txn.delete(op.sha256, db=self.blobs)
                     txn.delete(op.sha256, db=self.hashsets)
+                    txn.delete(op.sha256, db=self.journal)
                     counters.remove(_BLOB_ROW.unpack(raw)[0])
                 results.append(raw is not None)
             elif raw is not None:
@@ -316,6 +352,8 @@ class Index:
                 txn.put(_HIST_KEY.pack(added_ms, indx), _HIST_ROW.pack(op.sha256, op.size),
                         db=self.history)
                 txn.put(op.sha256, _BLOB_ROW.pack(op.size, indx, now_ns), db=self.blobs)
+                if op.journal is not None:
+                    txn.put(op.sha256, op.journal, db=self.journal)
                 results.append(BlobRow(op.sha256, op.size, indx, now_ns))
         counters.write(txn, self.meta)
         return results

@@ -125,6 +125,17 @@ class Spool:
         self.path.unlink(missing_ok=True)
 
 
+def write_file(directory: Path, data: bytes) -> Path:
+    """Write *data* to a new spool file (unsynced) and return its path."""
+    spool = Spool(directory)
+    try:
+        spool.write_bytes(data, 0)
+    except BaseException:
+        spool.discard()
+        raise
+    return spool.detach()
+
+
 def sweep(directory: Path) -> int:
     """Remove spool files a crashed process left behind; return how many."""
     removed = 0

@@ -101,7 +101,7 @@ async def test_recover_reports_corrupt_blobs_without_adopting_them(
         await stage_corrupt(axon, liar, b"what the bytes are")
     lose_index(store_dir)
     async with open_axon() as axon:
-        report = await axon.recover()
+        report = await axon.recover(verify=True)  # the default only for local backends
         assert report.corrupt == [liar.hex()]
         assert (report.listed, report.added) == (3, 2)
         assert not await axon.has(liar)
@@ -110,6 +110,19 @@ async def test_recover_reports_corrupt_blobs_without_adopting_them(
         trusting = await axon.recover(verify=False)
         assert (trusting.added, trusting.corrupt) == (1, [])
         assert await axon.has(liar)
+
+
+async def test_recover_verifies_by_default_only_where_reads_are_local(
+        open_axon: OpenAxon, store_dir: Path) -> None:
+    liar = sha256(b"the name")
+    async with open_axon() as axon:
+        await stage_corrupt(axon, liar, b"other bytes")
+    lose_index(store_dir)
+    async with open_axon() as axon:
+        report = await axon.recover()
+        local = axon.backend.reads_are_local
+        assert report.corrupt == ([liar.hex()] if local else [])
+        assert await axon.has(liar) is not local
 
 
 async def test_recover_reports_progress(open_axon: OpenAxon, store_dir: Path) -> None:
