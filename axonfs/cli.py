@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from axonfs import __version__
+from axonfs.backends import add_backend_arguments, backend_from_args
 from axonfs.config import default_store
-from axonfs.errors import AxonError
+from axonfs.errors import AxonError, BadArg
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"axonfs {__version__}")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"],
-                        help="how much to log to stderr (default: info)")
+                        help="how much to log to stderr (default: info; journald's format "
+                             "under systemd; change it live with 'axonfs ctl log-level')")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _register_fsck(commands)
     _register_recover(commands)
@@ -90,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(commands)
+    from axonfs import settings
+
+    settings.install(parser, commands)
     return parser
 
 
@@ -106,6 +111,7 @@ def _register_fsck(commands: argparse._SubParsersAction[argparse.ArgumentParser]
                              "verified orphans, recompute the counters")
     parser.add_argument("--quick", action="store_true",
                         help="check presence and sizes only, without re-hashing")
+    add_backend_arguments(parser)
     parser.set_defaults(func=_run_fsck)
 
 
@@ -113,7 +119,8 @@ def _run_fsck(args: argparse.Namespace) -> int:
     from axonfs.fsck import fsck
     from axonfs.store.store import Store
 
-    with Store(resolve_store(args)) as store:
+    store_dir = resolve_store(args)
+    with Store(store_dir, backend_from_args(args, store_dir)) as store:
         report = fsck(store, repair=args.repair, quick=args.quick,
                       show_progress=sys.stderr.isatty())
     print(report.summary())
@@ -128,8 +135,13 @@ def _register_recover(commands: argparse._SubParsersAction[argparse.ArgumentPars
                     "(new rows dated now); blobs already indexed are skipped. Use it after\n"
                     "losing index.lmdb. With a daemon running, use 'axonfs ctl recover'.")
     store_argument(parser)
-    parser.add_argument("--no-verify", action="store_true",
-                        help="adopt blobs without re-hashing them first")
+    verify = parser.add_mutually_exclusive_group()
+    verify.add_argument("--verify", dest="verify", action="store_true", default=None,
+                        help="re-hash every blob before adopting it (the default for local "
+                             "blobs; on S3 it downloads every object)")
+    verify.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="adopt blobs without re-hashing them (the default on S3)")
+    add_backend_arguments(parser)
     parser.set_defaults(func=_run_recover)
 
 
@@ -140,11 +152,12 @@ def _run_recover(args: argparse.Namespace) -> int:
     from axonfs.axon import Axon
 
     async def run() -> int:
-        async with Axon.open(resolve_store(args)) as axon:
+        store_dir = resolve_store(args)
+        async with Axon.open(store_dir, backend=backend_from_args(args, store_dir)) as axon:
             with tqdm(desc="recovering", unit="blob", disable=not sys.stderr.isatty()) as bar:
                 def progress(listed: int, added: int) -> None:
                     bar.update(listed - bar.n)
-                report = await axon.recover(verify=not args.no_verify, progress=progress)
+                report = await axon.recover(verify=args.verify, progress=progress)
         print(f"listed {report.listed}, added {report.added}, already indexed "
               f"{report.skipped}, ignored {report.ignored}, corrupt {len(report.corrupt)}")
         return EXIT_OK if not report.corrupt else EXIT_FALSE
@@ -153,15 +166,28 @@ def _run_recover(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from axonfs import log as logsetup
+    from axonfs import settings
+
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings.apply(parser, arguments)  # the config file's values become the defaults
+    except QuietError as exc:
+        print(f"axonfs: {exc}", file=sys.stderr)
+        return exc.exitcode
+    args = parser.parse_args(arguments)
+    if getattr(args, "print_config", False):
+        return settings.print_config(parser, args)
+    logsetup.setup_logging(args.log_level)
     try:
         return int(args.func(args))
     except QuietError as exc:
         print(f"axonfs: {exc}", file=sys.stderr)
         return exc.exitcode
+    except BadArg as exc:  # an option's value, found wrong once combined with the others
+        print(f"axonfs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except AxonError as exc:
         print(f"axonfs: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE if exc.code == "StoreLocked" else EXIT_FAILED
