@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from axonfs.errors import AxonError
 from axonfs.hashing import Sha256
 
 
@@ -67,6 +68,22 @@ class BlobBackend(abc.ABC):
         With ``sync=False`` (only if :attr:`deferred_sync`), the blob need not
         be durable until :meth:`sync_blobs` names it.
         """
+
+    def put_files(self, items: list[tuple[Sha256, Path]]) -> list[AxonError | None]:
+        """:meth:`put_file` for several spools (a backend may send them at once).
+
+        Returns a slot per item: None when stored, else its error (the spool
+        is then still the caller's to remove).
+        """
+        errors: list[AxonError | None] = []
+        for sha256, path in items:
+            try:
+                self.put_file(sha256, path)
+            except AxonError as exc:
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
 
     def sync_blobs(self, sha256s: list[Sha256]) -> list[Sha256]:
         """Make blobs put with ``sync=False`` durable; return those not found."""

@@ -202,36 +202,66 @@ class Store:
         self.backend.prepare([op.path for op in ops if isinstance(op, AddBlob)
                               and op.path is not None and not self._journals(op)])
         plan = _Plan(self.index, self.limits)
-        index_ops: list[IndexOp] = []
+        staged: list[tuple[int, IndexOp]] = []  # (slot in ops, its index half)
+        uploads: list[tuple[int, AddBlob]] = []  # (slot, op) whose bytes the backend takes
         results: list[CommitResult | None] = [None] * len(ops)
-        slots: list[int] = []
         for i, op in enumerate(ops):
+            fresh = isinstance(op, AddBlob) and not plan.is_present(op.sha256)
             try:
                 index_op = self._stage(plan, op)
             except AxonError as exc:
                 results[i] = exc
                 continue
-            index_ops.append(index_op)
-            slots.append(i)
-        if plan.stored:
-            self.backend.flush()
-        applied = self.index.apply(index_ops, time.time_ns()) if index_ops else []
-        for slot, result in zip(slots, applied, strict=True):
+            if fresh and index_op.journal is None:
+                uploads.append((i, op))  # type: ignore[arg-type]
+            staged.append((i, index_op))
+        failed = self._upload(uploads, plan)
+        for i, error in failed.items():
+            results[i] = error
+        failed_shas = {ops[i].sha256 for i in failed}
+        staged = [(i, index_op) for i, index_op in staged
+                  if i not in failed and not (index_op.sha256 in failed_shas
+                                              and not index_op.delete)]
+        applied = self.index.apply([op for _, op in staged], time.time_ns()) if staged else []
+        for (slot, _), result in zip(staged, applied, strict=True):
             results[slot] = result
+        for i, op in enumerate(ops):  # a dedup of an upload that failed fails with it
+            if results[i] is None and op.sha256 in failed_shas:
+                results[i] = next(failed[j] for j in failed if ops[j].sha256 == op.sha256)
         for sha in plan.deleted - plan.present_now():
             self.backend.delete(sha)
         self._spill_if_due()
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
+    def _upload(self, uploads: list[tuple[int, AddBlob]], plan: _Plan) -> dict[int, AxonError]:
+        """Hand the batch's synced blobs to the backend at once, then flush.
+
+        Returns the slots whose upload failed (their spools are removed and
+        their sizes taken back out of the plan's counters).
+        """
+        if not uploads:
+            return {}
+        errors = self.backend.put_files([(op.sha256, self._spooled(op)) for _, op in uploads])
+        failed: dict[int, AxonError] = {}
+        for (slot, op), error in zip(uploads, errors, strict=True):
+            if error is not None:
+                op.discard()
+                plan.forget(op.sha256, op.size)
+                failed[slot] = error
+        if len(failed) < len(uploads):
+            self.backend.flush()
+        return failed
+
     def _stage(self, plan: _Plan, op: CommitOp) -> IndexOp:
-        """Do the backend half of *op* and return its index half."""
+        """Plan *op* (journaled blobs are moved into place here) and return its
+        index half; blobs that need a synced upload are left to :meth:`_upload`."""
         if isinstance(op, DeleteBlob):
             plan.delete(op.sha256)
             return IndexOp(op.sha256, delete=True)
         if isinstance(op, AdoptBlob):
             if not plan.is_present(op.sha256):
-                plan.add(op.sha256, op.size, stored=False)
+                plan.add(op.sha256, op.size)
             return IndexOp(op.sha256, op.size)
         if plan.is_present(op.sha256):
             op.discard()  # dedup: the bytes are already stored
@@ -241,9 +271,9 @@ class Store:
             if self._journals(op):
                 journal = op.data if op.data is not None else self._read_small(op)
                 self.backend.put_file(op.sha256, self._spooled(op), sync=False)
-                plan.add(op.sha256, op.size, stored=False)
+                plan.add(op.sha256, op.size)
                 return IndexOp(op.sha256, op.size, journal=journal)
-            self.backend.put_file(op.sha256, self._spooled(op))
+            self._spooled(op)
         except AxonError:
             op.discard()
             raise
@@ -328,7 +358,6 @@ class _Plan:
         self.file_count = metrics["file:count"]
         self.changed: dict[Sha256, int | None] = {}  # sha -> size if present, None if gone
         self.deleted: set[Sha256] = set()
-        self.stored = 0
 
     def is_present(self, sha: Sha256) -> bool:
         if sha in self.changed:
@@ -342,11 +371,19 @@ class _Plan:
         if max_count is not None and self.file_count >= max_count:
             raise HitLimit(f"Axon is at file:count limit: {max_count}", limit=max_count)
 
-    def add(self, sha: Sha256, size: int, stored: bool = True) -> None:
+    def add(self, sha: Sha256, size: int) -> None:
         self.changed[sha] = size
         self.size_bytes += size
         self.file_count += 1
-        self.stored += stored
+
+    def forget(self, sha: Sha256, size: int) -> None:
+        """Undo :meth:`add` for a blob whose upload failed."""
+        if sha in self.deleted:
+            self.changed[sha] = None  # deleted earlier in the batch: still gone
+        else:
+            del self.changed[sha]
+        self.size_bytes -= size
+        self.file_count -= 1
 
     def delete(self, sha: Sha256) -> None:
         if not self.is_present(sha):
