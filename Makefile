@@ -11,7 +11,7 @@ MNT    ?= $(CURDIR)/mnt
 BIN     = $(VENV)/bin
 DEBS    = fuse3 libfuse3-dev pkg-config attr rsync
 
-.PHONY: run test bench deps venv clean
+.PHONY: run test bench bench-mount deps venv clean
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -38,6 +38,10 @@ test: venv
 
 bench: venv
 	$(BIN)/python bench/bench_store.py
+
+# The mount against native ceilings (issue 3): root, /dev/fuse, ~15 GiB free in /var/tmp.
+bench-mount: venv
+	$(BIN)/python bench/bench_mount.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

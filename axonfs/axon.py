@@ -16,9 +16,10 @@ puts share a synced commit.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -367,14 +368,16 @@ class Axon:
     # -- recovery -----------------------------------------------------------------
 
     async def recover(self, *, verify: bool | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> RecoverReport:
+                      progress: Callable[[int, int], Awaitable[None] | None] | None = None,
+                      ) -> RecoverReport:
         """Index every blob the backend holds and the index lacks, dated now.
 
         Blobs already indexed are skipped. With *verify* (the default for local
         backends; for S3 it would download every object), each adopted blob is
         re-hashed first and skipped (reported corrupt) on a mismatch. The
-        listing streams in, so *progress*, if given, is called with
-        ``(listed, added)`` after every batch, even during a long listing.
+        listing streams in, so *progress*, if given, is called (and awaited,
+        if it returns an awaitable) with ``(listed, added)`` after every batch,
+        even during a long listing.
         Safe to interrupt and run again.
         """
         if verify is None:
@@ -388,7 +391,9 @@ class Axon:
                     async for items in receive:
                         await self._recover_batch(items, verify, report)
                         if progress is not None:
-                            progress(report.listed, report.added)
+                            called = progress(report.listed, report.added)
+                            if inspect.isawaitable(called):
+                                await called
             if report.corrupt:
                 log.warning("recover: %d blobs do not match their names: %s",
                             len(report.corrupt), ", ".join(report.corrupt[:5]))

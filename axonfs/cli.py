@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(commands)
     from axonfs import settings
 
-    settings.install(parser, commands)
+    settings.install(commands)
     return parser
 
 

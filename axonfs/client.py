@@ -247,6 +247,14 @@ class AxonClient:
         """The daemon's version and pid (an axonfs extension)."""
         return await self._call("ping")  # type: ignore[no-any-return]
 
+    async def stats(self) -> dict[str, Any]:
+        """The daemon's operational counters (an axonfs extension; see axonfs.stats)."""
+        return await self._call("stats")  # type: ignore[no-any-return]
+
+    async def log_level(self, level: str | None = None, logger: str = "") -> dict[str, Any]:
+        """Set the daemon's log level (of *logger*, default the root); report the levels."""
+        return await self._call("log_level", level, logger)  # type: ignore[no-any-return]
+
     # -- the AxonApi ------------------------------------------------------------------
 
     async def put(self, byts: bytes) -> tuple[int, bytes]:
@@ -370,9 +378,18 @@ class AxonClient:
         """Yield the items of a msgpack blob (*sha256* as hex)."""
         return self._stream("iterMpkFile", sha256)
 
-    async def recoverIndices(self, verify: bool = True) -> dict[str, Any]:  # noqa: N802
-        """Index every stored blob the index lacks; the recovery report."""
+    async def recoverIndices(self, verify: bool | None = None) -> dict[str, Any]:  # noqa: N802
+        """Index every stored blob the index lacks; the recovery report.
+
+        *verify* (re-hash before adopting) defaults to the daemon backend's
+        choice: on for local files, off for S3 (it would download everything).
+        """
         return await self._call("recoverIndices", verify=verify)  # type: ignore[no-any-return]
+
+    def recover_progress(self, verify: bool | None = None) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`recoverIndices` with progress: ``{"listed", "added"}`` dicts as
+        the listing goes, then the report with ``"done": True``."""
+        return self._stream("recover_progress", verify=verify)
 
 
 class ClientUpload:

@@ -26,3 +26,6 @@ def control_socket(store: Path) -> Path:
 
 MOUNT_SOCKET_XATTR = "user.axonfs.socket"
 """Extended attribute on a mount's root naming its daemon's control socket."""
+
+WGET_MAX_BYTES = 4 << 30
+"""Default cap of one ``wget`` download (``--wget-max-bytes``; 0: no cap)."""

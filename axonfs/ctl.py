@@ -276,6 +276,24 @@ async def _metrics(axon: Any, args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+async def _stats(axon: Any, args: argparse.Namespace, out: Output) -> int:
+    from axonfs.stats import format_text
+
+    snapshot = await axon.stats()
+    out.emit(snapshot, None if out.as_json else format_text(snapshot))
+    return EXIT_OK
+
+
+async def _log_level(axon: Any, args: argparse.Namespace, out: Output) -> int:
+    try:
+        result = await axon.log_level(args.level, args.logger or "")
+    except BadArg as exc:
+        raise QuietError(str(exc), EXIT_USAGE) from None
+    levels = result["levels"]
+    out.emit(levels, "\n".join(f"{name or '(root)'} {level}" for name, level in levels.items()))
+    return EXIT_OK
+
+
 def _http_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments wget, wput and postfiles share."""
     ssl_opts: dict[str, Any] = {}
@@ -407,7 +425,16 @@ async def _csvrows(axon: Any, args: argparse.Namespace, out: Output) -> int:
 
 
 async def _recover(axon: Any, args: argparse.Namespace, out: Output) -> int:
-    report = await axon.recoverIndices(verify=not args.no_verify)
+    from tqdm import tqdm
+
+    report: dict[str, Any] = {}
+    with tqdm(desc="recovering", unit=" blobs", disable=not sys.stderr.isatty()) as bar:
+        async for step in axon.recover_progress(verify=args.verify):
+            if step.get("done"):
+                report = {key: value for key, value in step.items() if key != "done"}
+            else:
+                bar.update(step["listed"] - bar.n)
+                bar.set_postfix(added=step["added"])
     out.emit(report, f"listed {report['listed']}, added {report['added']}, already indexed "
                      f"{report['skipped']}, ignored {report['ignored']}, corrupt "
                      f"{len(report['corrupt'])}")
@@ -555,6 +582,22 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     add("metrics", _metrics, "bytes and files stored", "Print size:bytes and file:count.")
 
+    add("stats", _stats, "the daemon's operational counters",
+        "Print uptime, FUSE requests and their latencies (count, errors, mean, p99, max),\n"
+        "bytes read and written through the mount, commits, dedup hits, the backend's\n"
+        "requests, errors and cache hits, open handles and spool usage. --json prints\n"
+        "the whole record (latencies in ns, with power-of-two histogram buckets).")
+
+    p = add("log-level", _log_level, "show or change the daemon's log level",
+            "Set the level of the daemon's log (debug, info, warning, error, critical) while\n"
+            "it runs, for every module or only --logger NAME (e.g. axonfs.ops); without\n"
+            "LEVEL, print the current levels. Not persistent: a restart uses the\n"
+            "configured level.")
+    p.add_argument("level", nargs="?", choices=["debug", "info", "warning", "error",
+                                                "critical"], metavar="LEVEL")
+    p.add_argument("--logger", metavar="NAME",
+                   help="only this logger and its children (default: all)")
+
     p = add("wget", _wget, "download a URL into the store",
             "Download URL and store the body whatever the status code; print 'CODE REASON\n"
             "SIZE SHA256 URL' (--json: the whole result dictionary). Exit 4 if the request\n"
@@ -611,5 +654,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = add("recover", _recover, "index blobs the index lacks (live)",
             "Index every blob the backend holds and the index lacks, through the running\n"
             "daemon (the reference's recoverIndices). Exit 1 if corrupt blobs were found.")
-    p.add_argument("--no-verify", action="store_true",
-                   help="adopt blobs without re-hashing them first")
+    verify = p.add_mutually_exclusive_group()
+    verify.add_argument("--verify", dest="verify", action="store_true", default=None,
+                        help="re-hash every blob before adopting it (default for local blobs)")
+    verify.add_argument("--no-verify", dest="verify", action="store_false",
+                        help="adopt blobs without re-hashing them (default on S3, where "
+                             "verifying downloads every object)")

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import inspect
 import logging
 import os
 import socket as stdsocket
 import stat
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from typing import Any
 import trio
 
 from axonfs import __version__
+from axonfs import log as logsetup
 from axonfs.axon import Axon
 from axonfs.errors import AxonError, BadArg
 from axonfs.protocol import (
@@ -58,6 +60,7 @@ from axonfs.protocol import (
     encode_parts,
     error_message,
 )
+from axonfs.stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ CALLS: dict[str, str] = {
     "put": UNARY, "puts": UNARY, "has": UNARY, "size": UNARY, "wants": UNARY,
     "hashset": UNARY, "del_": UNARY, "dels": UNARY, "metrics": UNARY, "wget": UNARY,
     "wput": UNARY, "postfiles": UNARY, "recoverIndices": UNARY, "ping": UNARY,
+    "recover_progress": STREAM,
+    "stats": UNARY, "log_level": UNARY,
     "get": STREAM, "hashes": STREAM, "history": STREAM, "readlines": STREAM,
     "csvrows": STREAM, "jsonlines": STREAM, "iterMpkFile": STREAM,
     "upload": UPLOAD,
@@ -121,9 +126,12 @@ def _process_groups(pid: int) -> set[int]:
 class ControlServer:
     """Serves one :class:`Axon` on a control socket; see the module docstring."""
 
-    def __init__(self, axon: Axon, *, ctl_group: int | None = None) -> None:
+    def __init__(self, axon: Axon, *, ctl_group: int | None = None,
+                 stats: Stats | None = None) -> None:
         self.axon = axon
         self.ctl_group = ctl_group
+        self.stats = stats if stats is not None else Stats(axon)
+        self.stats.control = self
         self.owner_uid = os.geteuid()
         self._connections = 0
         self._requests = 0
@@ -244,7 +252,7 @@ class _Connection:
             self._start(rid, message)
             return
         kind = message.get("t")
-        if kind not in CLIENT_KINDS:
+        if not isinstance(kind, str) or kind not in CLIENT_KINDS:  # a map is unhashable
             raise ProtocolError(f"message has neither a call nor a known kind: {kind!r}", id=rid)
         request = self.requests.get(rid)
         if request is None:
@@ -286,6 +294,11 @@ class _Connection:
                     await self._execute(request, args, kwargs)
                 except AxonError as exc:
                     await self.send(error_message(rid, exc))
+                except OSError as exc:  # the environment (a full disk...), not a daemon bug
+                    log.warning("request %d: %s failed: %s", rid, request.call, exc)
+                    await self.send(error_message(rid, AxonError(
+                        f"{type(exc).__name__}: {exc}", exception=type(exc).__name__,
+                        errno=exc.errno)))
                 except Exception as exc:
                     log.exception("request %d: %s failed", rid, request.call)
                     await self.send(error_message(rid, AxonError(
@@ -306,11 +319,16 @@ class _Connection:
             await self._upload(request)
             return
         function = self._function(request.call)
+        if request.call == "recover_progress":  # it sends its own items
+            function = functools.partial(function, request.rid)
         try:
             inspect.signature(function).bind(*args, **kwargs)
         except TypeError as exc:
             raise BadArg(f"{request.call}: {exc}", call=request.call) from None
-        if kind == UNARY:
+        if request.call == "recover_progress":
+            await function(*args, **kwargs)
+            await self.send({"id": request.rid, "t": END})
+        elif kind == UNARY:
             result = await function(*args, **kwargs)
             await self.send({"id": request.rid, "t": OK, "result": result})
         else:
@@ -320,14 +338,45 @@ class _Connection:
     def _function(self, call: str) -> Callable[..., Any]:
         if call == "recoverIndices":
             return self._recover_indices
+        if call == "recover_progress":
+            return self._recover_progress
         if call == "ping":
             return self._ping
+        if call == "stats":
+            return self.server.stats.snapshot
+        if call == "log_level":
+            return self._log_level
         return getattr(self.axon, call)  # type: ignore[no-any-return]
 
-    async def _recover_indices(self, verify: bool = True) -> dict[str, Any]:
-        report = await self.axon.recover(verify=bool(verify))
+    async def _recover_indices(self, verify: bool | None = None,
+                               progress: Callable[[int, int], Awaitable[None]] | None = None,
+                               ) -> dict[str, Any]:
+        report = await self.axon.recover(verify=None if verify is None else bool(verify),
+                                         progress=progress)
         return {"listed": report.listed, "added": report.added, "skipped": report.skipped,
                 "ignored": report.ignored, "corrupt": list(report.corrupt)}
+
+    async def _recover_progress(self, rid: int, verify: bool | None = None) -> None:
+        """recoverIndices as a stream: ``{"listed", "added"}`` items as it goes,
+        then the report with ``"done": True``."""
+
+        async def progress(listed: int, added: int) -> None:
+            await self.send({"id": rid, "t": ITEMS,
+                             "items": [{"listed": listed, "added": added}]})
+
+        report = await self._recover_indices(verify, progress)
+        await self.send({"id": rid, "t": ITEMS, "items": [{"done": True, **report}]})
+
+    async def _log_level(self, level: str | None = None, logger: str = "") -> dict[str, Any]:
+        """Set (or with no *level*, only report) the daemon's log levels."""
+        if not isinstance(logger, str) or not (level is None or isinstance(level, str)):
+            raise BadArg("log_level takes a level name and a logger name (strings)")
+        if level is not None:
+            try:
+                logsetup.set_level(level, logger)
+            except ValueError as exc:
+                raise BadArg(str(exc), level=level) from None
+        return {"levels": logsetup.levels()}
 
     async def _ping(self) -> dict[str, Any]:
         return {"server": f"axonfs {__version__}", "version": VERSION, "pid": os.getpid()}
@@ -476,11 +525,15 @@ def _remove_socket(path: Path, inode: int) -> None:
 
 
 async def serve_control(axon: Axon, socket_path: Path, *, ctl_group: int | None = None,
+                        stats: Stats | None = None,
                         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve *axon* on the control socket *socket_path* until cancelled.
 
     ``nursery.start``-compatible: returns control (with the
     :class:`ControlServer`) once the socket is listening. Members of the group
-    *ctl_group* are admitted besides the owner and root.
+    *ctl_group* are admitted besides the owner and root. *stats* is what the
+    ``stats`` call reports (the daemon's, with the mount's counters); by
+    default the server keeps its own, without FUSE figures.
     """
-    await ControlServer(axon, ctl_group=ctl_group).serve(socket_path, task_status=task_status)
+    server = ControlServer(axon, ctl_group=ctl_group, stats=stats)
+    await server.serve(socket_path, task_status=task_status)

@@ -39,9 +39,11 @@ import trio.lowlevel
 from axonfs import systemd
 from axonfs.axon import Axon
 from axonfs.backends.base import BlobBackend
-from axonfs.config import control_socket
+from axonfs.config import WGET_MAX_BYTES, control_socket
+from axonfs.errors import AxonError
 from axonfs.incoming import RETENTION_DEFAULT, Incoming
 from axonfs.ops import Operations
+from axonfs.stats import Stats
 from axonfs.store.store import Limits
 from axonfs.vfs import TreeOptions, Vfs
 
@@ -66,7 +68,13 @@ class DaemonConfig:
     backend: BlobBackend | None = None
     ctl_group: int | None = None
     http_proxy: str | None = None
+    wget_max_bytes: int = WGET_MAX_BYTES
+    """Largest body ``wget`` stores (0: no cap)."""
     readahead_kb: int = READAHEAD_KB
+    metrics_listen: tuple[str, int] | None = None
+    """Serve Prometheus metrics on this (host, port); None: no listener."""
+    sync_interval: float | None = None
+    """Seconds between adoptions of blobs other hosts added to a shared bucket."""
 
 
 class Daemon:
@@ -78,13 +86,17 @@ class Daemon:
         self.socket_path = control_socket(config.store)
         self.ops: Operations | None = None
         self.incoming: Incoming | None = None
+        self.stats = Stats(axon, store=config.store)
         self._mounted = False
         self._stop = trio.Event()
 
     async def run(self, ready: Callable[[], None]) -> None:
         async with trio.open_nursery() as nursery:
             await self._start_control(nursery)
+            await self._start_metrics(nursery)
             nursery.start_soon(self._watch_signals)
+            if self.config.sync_interval:
+                nursery.start_soon(self._sync_shared_bucket, self.config.sync_interval)
             if self.config.mountpoint is None:
                 _announce_ready(ready)
                 await self._stop.wait()
@@ -104,8 +116,27 @@ class Daemon:
         self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # We hold the store lock, so a socket file left here is a dead daemon's.
         self.socket_path.unlink(missing_ok=True)
-        await nursery.start(functools.partial(serve_control, ctl_group=self.config.ctl_group),
+        await nursery.start(functools.partial(serve_control, ctl_group=self.config.ctl_group,
+                                              stats=self.stats),
                             self.axon, self.socket_path)
+
+    async def _sync_shared_bucket(self, interval: float) -> None:
+        """Index what other hosts added to the bucket, every *interval* seconds."""
+        while True:
+            await trio.sleep(interval)
+            try:
+                report = await self.axon.recover(verify=False)
+            except AxonError as exc:  # S3 away: keep serving, try again next time
+                log.warning("periodic sync from the bucket failed: %s", exc)
+                continue
+            if report.added:
+                log.info("periodic sync: indexed %d blobs other hosts added", report.added)
+
+    async def _start_metrics(self, nursery: trio.Nursery) -> None:
+        if self.config.metrics_listen is not None:
+            from axonfs.metrics_http import serve_metrics
+
+            await nursery.start(serve_metrics, self.stats, *self.config.metrics_listen)
 
     async def _serve_mount(self, nursery: trio.Nursery, ready: Callable[[], None]) -> None:
         mountpoint = self.config.mountpoint
@@ -115,6 +146,7 @@ class Daemon:
         options = TreeOptions(allow_delete=self.config.allow_delete,
                               socket_path=self.socket_path, daemon_pid=os.getpid())
         self.ops = Operations(Vfs(self.axon, self.incoming, options))
+        self.stats.attach_operations(self.ops)  # times each request handler
         pyfuse3.init(self.ops, str(mountpoint), self._fuse_options())
         self._mounted = True
         clean = False
@@ -179,6 +211,7 @@ async def run(config: DaemonConfig, ready: Callable[[], None]) -> None:
             Axon.open(config.store, backend=config.backend, limits=config.limits))
         # Read by the control server (wget); not part of the Axon API itself.
         axon.http_proxy = config.http_proxy  # type: ignore[attr-defined]
+        axon.wget_max_bytes = config.wget_max_bytes  # type: ignore[attr-defined]
         marker, crashed = _mark_running(config.store)
         if crashed:
             log.info("the previous daemon of %s stopped abruptly; the store has settled "

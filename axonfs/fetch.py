@@ -37,7 +37,8 @@ import anyio
 import httpx
 import trio
 
-from axonfs.errors import AxonError, BadArg
+from axonfs.config import WGET_MAX_BYTES
+from axonfs.errors import AxonError, BadArg, HitLimit
 from axonfs.hashing import HashSet
 
 log = logging.getLogger(__name__)
@@ -238,11 +239,26 @@ def _body(body: Any) -> dict[str, Any]:
 
 
 async def _store_body(axon: Any, response: httpx.Response) -> tuple[int, dict[str, str]]:
-    """Stream the body into an upload while hashing it; ``(size, hexdigests)``."""
+    """Stream the body into an upload while hashing it; ``(size, hexdigests)``.
+
+    Raises:
+        HitLimit: the body is (or announces to be) larger than the daemon's
+            ``--wget-max-bytes``; nothing is stored.
+    """
+    limit = getattr(axon, "wget_max_bytes", WGET_MAX_BYTES) or None
+    announced = response.headers.get("content-length", "")
+    if limit is not None and announced.isdigit() and int(announced) > limit:
+        raise HitLimit(f"response body of {announced} bytes is larger than the wget limit "
+                       f"of {limit} bytes", limit=limit)
     hashset = HashSet()
+    received = 0
     async with await axon.upload() as upload:
         async with contextlib.aclosing(_coalesce(response.aiter_bytes())) as chunks:
             async for chunk in chunks:
+                received += len(chunk)
+                if limit is not None and received > limit:
+                    raise HitLimit(f"response body is larger than the wget limit of {limit} "
+                                   "bytes", limit=limit)
                 await trio.to_thread.run_sync(hashset.update, chunk,
                                               limiter=axon.limiters.hash_cpu)
                 await upload.write(chunk)

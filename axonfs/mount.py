@@ -72,10 +72,19 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctl-group", metavar="GROUP",
                         help="also let members of GROUP use the control socket")
     parser.add_argument("--http-proxy", metavar="URL", help="proxy for 'axonfs ctl wget'")
+    parser.add_argument("--wget-max-bytes", type=int, metavar="N", default=None,
+                        help="largest download 'wget' stores; a longer body is cut off "
+                             "and refused (default 4 GiB; 0: no cap)")
     parser.add_argument("--max-bytes", type=int, metavar="N",
                         help="refuse new blobs once the store holds N bytes")
     parser.add_argument("--max-count", type=int, metavar="N",
                         help="refuse new blobs once the store holds N blobs")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
+                        help="serve Prometheus metrics on http://HOST:PORT/metrics "
+                             "(loopback only, e.g. 127.0.0.1:9567)")
+    parser.add_argument("--metrics-allow-remote", action="store_true",
+                        help="allow --metrics-listen on a non-loopback address (the endpoint "
+                             "has no authentication)")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     add_backend_arguments(parser)
 
@@ -100,7 +109,8 @@ def _register_mount(commands: Any) -> None:
                              "(default 3600; 0: removed at once)")
     parser.add_argument("--no-readahead", action="store_true",
                         help="keep the kernel's default read-ahead (128 KiB)")
-    parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
+    parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT", nargs="?",
+                        help="where to mount (or 'mountpoint' in the --config file)")
     parser.set_defaults(func=_run_mount)
 
 
@@ -129,6 +139,9 @@ def _register_serve(commands: Any) -> None:
 
 
 def _run_mount(args: argparse.Namespace) -> int:
+    if args.mountpoint is None:
+        raise QuietError("no MOUNTPOINT: give one, or set 'mountpoint' in the --config file",
+                         EXIT_USAGE)
     mountpoint = _absolute(args.mountpoint)
     _prepare_mountpoint(mountpoint, announce=not args.ready_fd)
     if not args.foreground:
@@ -192,6 +205,7 @@ def _run_foreground(args: argparse.Namespace, mountpoint: Path | None) -> int:
 
 
 def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
+    from axonfs.config import WGET_MAX_BYTES
     from axonfs.daemon import DaemonConfig
     from axonfs.incoming import RETENTION_DEFAULT
     from axonfs.store.store import Limits
@@ -208,8 +222,23 @@ def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
         backend=backend_from_args(args, store),
         ctl_group=_group_id(args.ctl_group),
         http_proxy=args.http_proxy,
+        wget_max_bytes=(WGET_MAX_BYTES if getattr(args, "wget_max_bytes", None) is None
+                        else args.wget_max_bytes),
         readahead_kb=0 if getattr(args, "no_readahead", False) else 1024,
+        metrics_listen=_metrics_address(args),
+        sync_interval=getattr(args, "s3_sync_interval", None),
     )
+
+
+def _metrics_address(args: argparse.Namespace) -> tuple[str, int] | None:
+    from axonfs.metrics_http import parse_listen
+
+    if not args.metrics_listen:
+        return None
+    try:
+        return parse_listen(args.metrics_listen, allow_remote=args.metrics_allow_remote)
+    except ValueError as exc:
+        raise QuietError(f"--metrics-listen: {exc}", EXIT_USAGE) from None
 
 
 def _group_id(group: str | None) -> int | None:

@@ -6,23 +6,22 @@ unmounted in a ``finally``) and measures, on the same data and right next to
 each axonfs figure, its native ceiling (the machine is noisy: only ratios
 taken in the same run mean anything):
 
-================  =============================================  ===========================================
-figure            axonfs                                         native ceiling
-================  =============================================  ===========================================
-read first        ``dd bs=1M`` / ``cat`` of a 1 GiB blob through  ``dd bs=1M`` of the blob's own file in the
-                  the mount, the mount's page cache empty         store, from the page cache
-                  (``posix_fadvise(DONTNEED)`` before each run)
-read second       the same, straight again (``keep_cache``)       same
-large ingest      ``cp`` of a 1 GiB file into ``/incoming/``      Python: read the same bytes, write them to a
-                  (returns after commit)                          plain file, sha256, fsync
-small ingest      ``cp -r`` of 10,000 files of 4 KiB into         Python copy into a plain directory with an
-                  ``/incoming/``                                  fsync per file (durable); ``cp -r`` (not)
-ls -f / ls -l     ``/by-sha256/`` holding 100,000 blobs (stored   a plain directory of 100,000 files; "cold"
-                  with ``puts()`` before mounting), cold           = after ``drop_caches=2`` (dentries and
-                  (after ``drop_caches=2``) and warm (repeat)      inodes), for both sides
-daemon RSS        VmHWM of the daemon over a 4 GiB ``cp`` into    (target: < 150 MiB)
-                  ``/incoming/`` (peak reset with clear_refs)
-================  =============================================  ===========================================
+* read, first: ``dd bs=1M`` and ``cat`` of a 1 GiB blob through the mount with
+  the mount's page cache emptied (``posix_fadvise(DONTNEED)``) before each run,
+  against ``dd bs=1M`` of the blob's own file in the store from the page cache;
+* read, second: the same straight again (``keep_cache``), same ceiling;
+* large ingest: ``cp`` of a 1 GiB file into ``/incoming/`` (returns after the
+  commit), against Python reading the same bytes and writing them to a plain
+  file with sha256 and fsync;
+* small ingest: ``cp -r`` of 10,000 files of 4 KiB into ``/incoming/``,
+  against a Python copy into a plain directory with an fsync per file (the
+  durable ceiling) and ``cp -r`` into a plain directory (no fsync);
+* ``ls -f`` / ``ls -l`` of ``/by-sha256/`` holding 100,000 blobs (stored with
+  ``puts()`` batches before mounting, not through FUSE) against a plain
+  directory of 100,000 files; "cold" is after ``drop_caches=2`` (dentries and
+  inodes, both sides), "warm" a repeat;
+* daemon RSS: VmHWM of the daemon over a 4 GiB ``cp`` into ``/incoming/`` (the
+  peak is reset first with ``clear_refs``); target < 150 MiB.
 
 Before measuring, memory is warmed by writing and deleting a file of
 ``--warm-mib`` (the first large write after idle is slow on a fresh VM).
@@ -30,8 +29,8 @@ Figures are medians of ``--runs`` runs. Rates are MB/s (10**6 bytes).
 
 Usage::
 
-    python bench/bench_mount.py                          # full: 1 GiB, 10,000 files, 100,000 blobs
-    python bench/bench_mount.py --quick                  # a minute: 256 MiB, 2,000 files, 20,000 blobs
+    python bench/bench_mount.py            # full: 1 GiB, 10,000 files, 100,000 blobs
+    python bench/bench_mount.py --quick    # ~1 minute: 256 MiB, 2,000 files, 20,000 blobs
     python bench/bench_mount.py --json out.json --runs 5
     python bench/bench_mount.py --mount-arg=--no-readahead   # extra 'axonfs mount' arguments
 """
@@ -53,7 +52,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +211,8 @@ class Mount:
 # -- store population (through the API, not FUSE) --------------------------------------
 
 
-def populate(store: Path, count: int, batch: int = 2000) -> list[bytes]:
-    """Store *count* small distinct blobs with ``puts()``; return their contents' sizes."""
+def populate(store: Path, count: int, batch: int = 2000) -> None:
+    """Store *count* small distinct blobs with ``puts()`` batches (not through FUSE)."""
 
     async def main() -> None:
         async with Axon.open(store) as axon:
@@ -223,7 +222,6 @@ def populate(store: Path, count: int, batch: int = 2000) -> list[bytes]:
                 await axon.puts(blobs)
 
     trio.run(main)
-    return []
 
 
 def plain_listing_dir(directory: Path, count: int) -> None:
@@ -245,8 +243,8 @@ def bench_ls(mount: Mount, plain: Path, runs: int, cold: bool) -> dict[str, Any]
         for name, directory in (("native", plain), ("axonfs", by_sha)):
             cold_time = None
             if cold and drop_dentries():
-                cold_time = timed(lambda d=directory: run("ls", flag, d))
-            warm = [timed(lambda d=directory: run("ls", flag, d)) for _ in range(runs)]
+                cold_time = timed(lambda d=directory, f=flag: run("ls", f, d))
+            warm = [timed(lambda d=directory, f=flag: run("ls", f, d)) for _ in range(runs)]
             out[f"{key}_{name}_cold_s"] = cold_time
             out[f"{key}_{name}_warm_s"] = median(warm)
             log(f"ls {flag} {name}: cold {cold_time if cold_time is None else round(cold_time, 3)}"
@@ -284,7 +282,7 @@ def bench_large(mount: Mount, work: Path, size: int, runs: int) -> dict[str, Any
     for i in range(runs):
         tag_file(src, b"large run %d" % i)
         native = work / "large-native"
-        native_times.append(timed(lambda: native_ingest(src, native)))
+        native_times.append(timed(lambda n=native: native_ingest(src, n)))
         native.unlink()
         target = mount.path("incoming", f"large-{i}")
         axon_times.append(timed(lambda t=target: run("cp", src, t)))
@@ -355,9 +353,10 @@ def bench_small(mount: Mount, work: Path, count: int, size: int, runs: int) -> d
         src = work / f"small-src-{i}"
         make_small_tree(src, count, size)
         run("cat", *sorted(src.iterdir()))  # sources in the page cache for every contender
-        durable.append(timed(lambda: durable_copy(src, work / f"small-durable-{i}")))
-        plain.append(timed(lambda: run("cp", "-r", src, work / f"small-plain-{i}")))
-        axon.append(timed(lambda: run("cp", "-r", src, mount.path("incoming", f"small-{i}"))))
+        durable.append(timed(lambda s=src, d=work / f"small-durable-{i}": durable_copy(s, d)))
+        plain.append(timed(lambda s=src, d=work / f"small-plain-{i}": run("cp", "-r", s, d)))
+        target = mount.path("incoming", f"small-{i}")
+        axon.append(timed(lambda s=src, d=target: run("cp", "-r", s, d)))
         log(f"small ingest run {i}: durable {count / durable[-1]:.0f} files/s, "
             f"plain cp -r {count / plain[-1]:.0f}, axonfs cp -r {count / axon[-1]:.0f}")
     d, p, a = (count / median(x) for x in (durable, plain, axon))
@@ -392,7 +391,7 @@ def bench_rss(mount: Mount, work: Path, size: int) -> dict[str, Any]:
     src.unlink()
     hwm = status_kib(pid, "VmHWM")
     rss_peak = max(samples, default=0)
-    log(f"4 GiB ingest: {size / elapsed / 1e6:.0f} MB/s, daemon peak RSS "
+    log(f"{size >> 20} MiB ingest: {size / elapsed / 1e6:.0f} MB/s, daemon peak RSS "
         f"{hwm / 1024:.0f} MiB (sampled max {rss_peak / 1024:.0f} MiB; "
         f"whole run so far {before_hwm / 1024:.0f} MiB)")
     return {"rss_mib": (hwm if reset else rss_peak) / 1024, "rss_sampled_mib": rss_peak / 1024,
@@ -418,17 +417,16 @@ def report(r: dict[str, Any]) -> None:
         rows.append((name, axon, native, "" if ratio is None else f"{ratio:.2f}",
                      verdict(key, ratio) if key else ""))
 
+    big = f"{r['args']['blob_mib']} MiB"
     if "read_dd_native_mbps" in r:
         for tool in ("dd", "cat"):
             n = r[f"read_{tool}_native_mbps"]
-            row(f"{tool} 1 GiB blob, first read", f"{r[f'read_{tool}_first_mbps']:.0f} MB/s",
-                f"{n:.0f} MB/s", r[f"read_{tool}_first_ratio"],
-                "read_first" if tool == "dd" else None)
-            row(f"{tool} 1 GiB blob, second read", f"{r[f'read_{tool}_second_mbps']:.0f} MB/s",
-                f"{n:.0f} MB/s", r[f"read_{tool}_second_ratio"],
-                "read_second" if tool == "dd" else None)
+            for which in ("first", "second"):
+                row(f"{tool} {big} blob, {which} read",
+                    f"{r[f'read_{tool}_{which}_mbps']:.0f} MB/s", f"{n:.0f} MB/s",
+                    r[f"read_{tool}_{which}_ratio"], f"read_{which}" if tool == "dd" else None)
     if "ingest_large_axonfs_mbps" in r:
-        row("cp 1 GiB into /incoming", f"{r['ingest_large_axonfs_mbps']:.0f} MB/s",
+        row(f"cp {big} into /incoming", f"{r['ingest_large_axonfs_mbps']:.0f} MB/s",
             f"{r['ingest_large_native_mbps']:.0f} MB/s", r["ingest_large_ratio"], "ingest_large")
     if "ingest_small_axonfs_fps" in r:
         row("cp -r small files (fsync/file)", f"{r['ingest_small_axonfs_fps']:.0f} files/s",
@@ -439,20 +437,23 @@ def report(r: dict[str, Any]) -> None:
     for flag in ("f", "l"):
         if f"ls_{flag}_warm_ratio" not in r:
             continue
-        if r.get(f"ls_{flag}_cold_ratio") is not None:
-            row(f"ls -{flag} 100k, cold", f"{r[f'ls_{flag}_axonfs_cold_s']:.3f} s",
-                f"{r[f'ls_{flag}_native_cold_s']:.3f} s", r[f"ls_{flag}_cold_ratio"],
+        for state in ("cold", "warm"):
+            if r.get(f"ls_{flag}_{state}_ratio") is None:
+                continue
+            row(f"ls -{flag} {r['args']['list_count']}, {state}",
+                f"{r[f'ls_{flag}_axonfs_{state}_s']:.3f} s",
+                f"{r[f'ls_{flag}_native_{state}_s']:.3f} s", r[f"ls_{flag}_{state}_ratio"],
                 f"ls_{flag}")
-        row(f"ls -{flag} 100k, warm", f"{r[f'ls_{flag}_axonfs_warm_s']:.3f} s",
-            f"{r[f'ls_{flag}_native_warm_s']:.3f} s", r[f"ls_{flag}_warm_ratio"], f"ls_{flag}")
     if "rss_mib" in r:
-        rows.append(("daemon RSS, 4 GiB ingest", f"{r['rss_mib']:.0f} MiB", "", "",
+        rows.append((f"daemon RSS, {r['args']['rss_mib']} MiB ingest", f"{r['rss_mib']:.0f} MiB",
+                     f"{r['rss_ingest_mbps']:.0f} MB/s", "",
                      verdict("rss_mib", r["rss_mib"])))
     widths = [max(len(x[i]) for x in rows + [("figure", "axonfs", "ceiling", "ratio", "target")])
               for i in range(5)]
     header = ("figure", "axonfs", "ceiling", "ratio", "target")
     for line in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        print("  ".join(cells).rstrip())
 
 
 # -- main ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ them.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from axonfs.backends.base import BlobBackend
@@ -47,11 +48,18 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache-size", metavar="BYTES", type=_size, default=None,
                        help="cap of the local read cache in <store>/cache, e.g. 20G "
                             "(default: 1G; 0 disables it)")
+    group.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
+                       help="where the read cache lives (default: $AXONFS_CACHE_DIR, "
+                            "else <store>/cache)")
     group.add_argument("--s3-part-size", metavar="BYTES", type=_size, default=None,
                        help="multipart upload part size, at least 5M (default: 16M); "
                             "smaller blobs go up in one PUT")
     group.add_argument("--s3-connections", metavar="N", type=int, default=None,
                        help="S3 requests in flight at once (default: 16)")
+    group.add_argument("--s3-sync-interval", metavar="SECONDS", type=float, default=None,
+                       help="every SECONDS, index the blobs other hosts added to the bucket "
+                            "(a 'recover' without verification; default: only on "
+                            "'axonfs ctl recover')")
 
 
 def backend_from_args(args: argparse.Namespace, store: Path) -> BlobBackend | None:
@@ -64,7 +72,8 @@ def backend_from_args(args: argparse.Namespace, store: Path) -> BlobBackend | No
         BadArg: an S3 option without ``--s3-bucket``, or an invalid value.
     """
     bucket = getattr(args, "s3_bucket", None)
-    s3_options = ("s3_endpoint", "s3_region", "s3_part_size", "s3_connections", "cache_size")
+    s3_options = ("s3_endpoint", "s3_region", "s3_part_size", "s3_connections", "cache_size",
+                  "s3_sync_interval")
     if not bucket:
         given = [name for name in s3_options if getattr(args, name, None) is not None]
         prefix: str = getattr(args, "s3_prefix", "")
@@ -83,4 +92,14 @@ def backend_from_args(args: argparse.Namespace, store: Path) -> BlobBackend | No
                           region=args.s3_region, **settings)  # type: ignore[arg-type]
     except ValueError as exc:
         raise BadArg(str(exc)) from None
-    return S3Backend(config, cache_dir=store / CACHE_DIR)
+    return S3Backend(config, cache_dir=cache_directory(getattr(args, "cache_dir", None), store))
+
+
+def cache_directory(option: Path | None, store: Path) -> Path:
+    """``--cache-dir``, else ``$AXONFS_CACHE_DIR`` (set by the systemd unit), else
+    ``<store>/cache``."""
+    if option is not None:
+        return option.expanduser().absolute()
+    if env := os.environ.get("AXONFS_CACHE_DIR"):
+        return Path(env).expanduser().absolute()
+    return store / CACHE_DIR

@@ -50,6 +50,17 @@ async def test_every_call_with_reference_shapes(served: Served) -> None:
             [c async for c in axon.hashes(-1)]
 
 
+async def test_recover_progress_streams_then_reports(served: Served) -> None:
+    async with client.connect(served.socket) as axon:
+        await axon.puts([b"blob %d" % i for i in range(1500)])
+        steps = [step async for step in axon.recover_progress()]
+    *progress, report = steps
+    assert progress and all(step["listed"] <= 1500 for step in progress)
+    assert [step["listed"] for step in progress] == sorted(step["listed"] for step in progress)
+    assert report["done"] is True
+    assert (report["listed"], report["added"], report["skipped"]) == (1500, 0, 1500)
+
+
 async def test_large_put_and_upload_stream(served: Served) -> None:
     big = os.urandom(9 << 20)  # larger than a frame's inline limit: sent as an upload
     async with client.connect(served.socket) as axon:

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.fuse import Mounted, axonfs, axonfs_mounts, fuse_available
+from helpers.fuse import Mounted, axonfs, axonfs_mounts, fuse_available, wait_until
 from helpers.s3server import new_bucket_name
 
 pytestmark = [pytest.mark.fuse,
@@ -60,6 +60,18 @@ def test_two_hosts_share_one_bucket(hosts: list[Mounted], tmp_path: Path) -> Non
         assert host_b.path("by-sha256", hexd).read_bytes() == data
     again = json.loads(ctl(host_b, "--json", "recover").stdout)
     assert (again["listed"], again["added"], again["skipped"]) == (2, 0, 2)
+
+
+def test_periodic_sync_adopts_other_hosts_blobs(hosts: list[Mounted], tmp_path: Path) -> None:
+    host_a, host_b = hosts
+    host_a.mount()
+    host_b.mount("--s3-sync-interval", "0.3")
+    data = os.urandom(5000)
+    (tmp_path / "shared").write_bytes(data)
+    subprocess.run(["cp", tmp_path / "shared", host_a.path("incoming")], check=True)
+    blob = host_b.path("by-sha256", hashlib.sha256(data).hexdigest())
+    assert wait_until(blob.exists, timeout=15)
+    assert blob.read_bytes() == data
 
 
 def test_offline_recover_rebuilds_a_lost_index(hosts: list[Mounted], tmp_path: Path) -> None:

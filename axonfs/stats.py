@@ -1,0 +1,348 @@
+"""Operational statistics of a running daemon: ``axonfs ctl stats`` and ``/metrics``.
+
+:class:`Stats` gathers what an operator watches: uptime, FUSE requests and
+their latencies, bytes read and written through the mount, commits, dedup
+hits, the backend's counters (S3 requests, errors, cache hits and misses, when
+the backend has a ``stats()`` method), open handles, spool usage, and the
+control socket's connections. :meth:`Stats.snapshot` returns one plain dict
+(msgpack- and JSON-ready) that both front ends render:
+:func:`format_text` for people and :func:`axonfs.metrics_http.prometheus_text`
+for Prometheus.
+
+FUSE requests are timed by :func:`instrument`, applied once to the
+``Operations`` instance the daemon mounts: it replaces each async request
+handler on the instance with a wrapper, so no handler is edited and unit
+tests that drive ``Operations`` directly see the plain class.
+
+Concurrency: everything runs on the trio thread, so counters are plain
+integers updated without locks. A request costs two ``perf_counter_ns()``
+calls, one ``int.bit_length()`` and a few integer additions; nothing is
+logged. Latencies go into power-of-two nanosecond buckets (bucket *i* holds
+durations in ``[2**(i-1), 2**i)`` ns), from which the p99 is estimated as the
+upper edge of the bucket that holds it (so it is at most 2x pessimistic) and
+which Prometheus receives as a histogram.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import os
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from axonfs import __version__
+
+BUCKETS = 48
+"""Latency buckets: up to 2**47 ns (39 hours); longer requests land in the last."""
+
+FUSE_HANDLERS = (
+    "lookup", "forget", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink", "rmdir",
+    "symlink", "link", "rename", "open", "create", "read", "write", "flush", "fsync",
+    "release", "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "getxattr",
+    "listxattr", "setxattr", "removexattr", "access",
+)
+"""The pyfuse3 request handlers :func:`instrument` times (those the class defines)."""
+
+
+class OpStats:
+    """Counters of one kind of FUSE request."""
+
+    __slots__ = ("count", "errors", "total_ns", "max_ns", "buckets")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.total_ns = 0
+        self.max_ns = 0
+        self.buckets = [0] * BUCKETS
+
+    def record(self, elapsed_ns: int) -> None:
+        self.count += 1
+        self.total_ns += elapsed_ns
+        if elapsed_ns > self.max_ns:
+            self.max_ns = elapsed_ns
+        self.buckets[min(elapsed_ns.bit_length(), BUCKETS - 1)] += 1
+
+    def quantile_ns(self, fraction: float) -> int:
+        """Upper bound of the bucket holding the *fraction* quantile (0 if empty)."""
+        wanted = fraction * self.count
+        seen = 0
+        for index, count in enumerate(self.buckets):
+            seen += count
+            if count and seen >= wanted:
+                return min(1 << index, self.max_ns)
+        return self.max_ns
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "errors": self.errors, "total_ns": self.total_ns,
+                "mean_ns": self.total_ns // self.count if self.count else 0,
+                "p99_ns": self.quantile_ns(0.99), "max_ns": self.max_ns,
+                "buckets": _trim(self.buckets)}
+
+
+def _trim(buckets: list[int]) -> list[int]:
+    """*buckets* without trailing zeros (they are implied)."""
+    end = len(buckets)
+    while end and not buckets[end - 1]:
+        end -= 1
+    return buckets[:end]
+
+
+class FuseStats:
+    """Request counters and byte totals of one mount."""
+
+    def __init__(self) -> None:
+        self.ops: dict[str, OpStats] = {}
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    def op(self, name: str) -> OpStats:
+        return self.ops.setdefault(name, OpStats())
+
+
+Handler = Callable[..., Coroutine[Any, Any, Any]]
+
+
+def instrument(operations: Any, fuse: FuseStats) -> Any:
+    """Time every async request handler of *operations*; return *operations*.
+
+    Wraps the bound methods on the instance (pyfuse3 looks handlers up on the
+    instance for each request), so the class stays untouched.
+    """
+    for name in FUSE_HANDLERS:
+        method = getattr(operations, name, None)
+        if method is None or not inspect.iscoroutinefunction(method):
+            continue
+        setattr(operations, name, _timed(method, fuse.op(name), _byte_counter(name, fuse)))
+    return operations
+
+
+def _byte_counter(name: str, fuse: FuseStats) -> Callable[[Any], None] | None:
+    if name == "read":
+        def count_read(result: Any) -> None:
+            fuse.bytes_read += len(result)
+        return count_read
+    if name == "write":
+        def count_written(result: Any) -> None:
+            fuse.bytes_written += result
+        return count_written
+    return None
+
+
+def _timed(method: Handler, record: OpStats, on_result: Callable[[Any], None] | None
+           ) -> Handler:
+    clock = time.perf_counter_ns
+    buckets = record.buckets
+    last = BUCKETS - 1
+
+    # OpStats.record inlined: this runs for every FUSE request.
+    @functools.wraps(method)
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        start = clock()
+        try:
+            result = await method(*args, **kwargs)
+        except BaseException:
+            record.errors += 1
+            raise
+        finally:
+            elapsed = clock() - start
+            record.count += 1
+            record.total_ns += elapsed
+            if elapsed > record.max_ns:
+                record.max_ns = elapsed
+            index = elapsed.bit_length()
+            buckets[index if index < last else last] += 1
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    return timed
+
+
+def spool_usage(directory: Path) -> tuple[int, int]:
+    """``(files, bytes)`` of the spool files in *directory* (blocking: run in a thread)."""
+    files = size = 0
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                try:
+                    status = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # committed or discarded meanwhile
+                files += 1
+                size += status.st_blocks * 512
+    except FileNotFoundError:
+        pass
+    return files, size
+
+
+class Stats:
+    """The daemon's counters and the sources it reads at snapshot time.
+
+    The daemon creates one, hands it to the control server and the metrics
+    listener, and attaches the mount's ``Operations`` once it exists.
+    """
+
+    def __init__(self, axon: Any, *, store: Path | None = None) -> None:
+        self.axon = axon
+        self.store = store
+        self.fuse: FuseStats | None = None
+        self.operations: Any = None
+        self.control: Any = None
+        """The :class:`~axonfs.ctlserver.ControlServer`, once listening."""
+        self.started_ns = time.monotonic_ns()
+        self.started_at = time.time()
+
+    def attach_operations(self, operations: Any) -> Any:
+        """Instrument the mount's request handlers; return *operations*."""
+        self.fuse = FuseStats()
+        self.operations = operations
+        return instrument(operations, self.fuse)
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Every counter now, as one plain dict (see the module docstring)."""
+        spool_dir = getattr(getattr(self.axon, "store", None), "tmp", None)
+        files, size = (await trio.to_thread.run_sync(spool_usage, spool_dir)
+                       if spool_dir is not None else (0, 0))
+        metrics = await self.axon.metrics()
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9,
+            "store": {"path": str(self.store if self.store is not None
+                                  else getattr(self.axon.store, "root", "")),
+                      "blobs": metrics.get("file:count", 0),
+                      "bytes": metrics.get("size:bytes", 0)},
+            "commits": self._commits(),
+            "dedup_hits": getattr(self.axon, "dedup_hits", 0),
+            "spool": {"files": files, "bytes": size},
+            "fuse": self._fuse(),
+            "backend": self._backend(),
+            "control": self._control(),
+        }
+
+    def _commits(self) -> dict[str, int]:
+        committer = getattr(self.axon, "_committer", None)
+        return {"batches": getattr(committer, "batches", 0), "ops": getattr(committer, "ops", 0)}
+
+    def _fuse(self) -> dict[str, Any] | None:
+        if self.fuse is None:
+            return None
+        handles = self.operations.statistics() if self.operations is not None else {}
+        return {"bytes_read": self.fuse.bytes_read, "bytes_written": self.fuse.bytes_written,
+                "open_files": handles.get("open_files", 0),
+                "open_dirs": handles.get("open_dirs", 0),
+                "failsafe": bool(handles.get("failsafe", False)),
+                "ops": {name: op.as_dict() for name, op in sorted(self.fuse.ops.items())
+                        if op.count}}
+
+    def _backend(self) -> dict[str, Any]:
+        backend = getattr(self.axon, "backend", None)
+        found: dict[str, Any] = {"name": getattr(backend, "name", type(backend).__name__)}
+        stats = getattr(backend, "stats", None)
+        if callable(stats):
+            value = stats()
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                value = dataclasses.asdict(value)
+            if isinstance(value, dict):
+                found.update(value)
+        return found
+
+    def _control(self) -> dict[str, int] | None:
+        if self.control is None:
+            return None
+        return dataclasses.asdict(self.control.statistics())
+
+
+# -- human output -------------------------------------------------------------------
+
+
+def format_text(snapshot: dict[str, Any]) -> str:
+    """*snapshot* as aligned lines for a terminal."""
+    lines = [f"axonfs {snapshot['version']}, pid {snapshot['pid']}, up "
+             f"{_duration(snapshot['uptime_s'])}"]
+    store = snapshot["store"]
+    lines.append(f"store      {store['path']}: {store['blobs']} blobs, "
+                 f"{_bytes(store['bytes'])}")
+    commits = snapshot["commits"]
+    lines.append(f"commits    {commits['batches']} batches, {commits['ops']} blobs committed, "
+                 f"{snapshot['dedup_hits']} dedup hits")
+    spool = snapshot["spool"]
+    lines.append(f"spool      {spool['files']} files, {_bytes(spool['bytes'])}")
+    lines += _backend_lines(snapshot["backend"])
+    control = snapshot.get("control")
+    if control:
+        lines.append(f"control    {control['connections']} connections, {control['requests']} "
+                     f"requests in flight, {control['refused']} refused")
+    lines += _fuse_lines(snapshot.get("fuse"))
+    return "\n".join(lines)
+
+
+def _backend_lines(backend: dict[str, Any]) -> list[str]:
+    lines = [f"backend    {backend.get('name')}"]
+    requests = backend.get("requests")
+    if isinstance(requests, dict):
+        total = sum(requests.values())
+        detail = ", ".join(f"{kind} {count}" for kind, count in sorted(requests.items()))
+        lines[0] += (f": {total} requests ({detail or 'none'}), {backend.get('retries', 0)} "
+                     f"retries, {backend.get('failures', 0)} errors, "
+                     f"{_bytes(backend.get('bytes_sent', 0))} sent, "
+                     f"{_bytes(backend.get('bytes_received', 0))} received")
+    cache = backend.get("cache")
+    if isinstance(cache, dict):
+        lines.append(f"cache      {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses, "
+                     f"{cache.get('evictions', 0)} evictions, {_bytes(cache.get('bytes', 0))} "
+                     f"of {_bytes(cache.get('capacity', 0))}")
+    return lines
+
+
+def _fuse_lines(fuse: dict[str, Any] | None) -> list[str]:
+    if fuse is None:
+        return ["fuse       not mounted"]
+    lines = [f"fuse       {_bytes(fuse['bytes_read'])} read, {_bytes(fuse['bytes_written'])} "
+             f"written, {fuse['open_files']} open files, {fuse['open_dirs']} open dirs"
+             + (", FAILSAFE (unexpected errors: see the log)" if fuse["failsafe"] else "")]
+    if fuse["ops"]:
+        lines.append(f"  {'operation':<12} {'count':>10} {'errors':>8} {'mean':>10} "
+                     f"{'p99':>10} {'max':>10}")
+    for name, op in fuse["ops"].items():
+        lines.append(f"  {name:<12} {op['count']:>10} {op['errors']:>8} "
+                     f"{_latency(op['mean_ns']):>10} {_latency(op['p99_ns']):>10} "
+                     f"{_latency(op['max_ns']):>10}")
+    return lines
+
+
+def _latency(ns: int) -> str:
+    if ns < 1_000_000:
+        return f"{ns / 1000:.0f} us"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.1f} ms"
+    return f"{ns / 1e9:.2f} s"
+
+
+def _bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"  # pragma: no cover - the loop always returns
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {minutes}m"
+    if hours:
+        return f"{hours}h {minutes}m {secs}s"
+    return f"{minutes}m {secs}s" if minutes else f"{seconds:.1f}s"

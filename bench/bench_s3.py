@@ -1,0 +1,452 @@
+#!/usr/bin/env python3
+"""S3 backend benchmark (issue 5): the S3 backend against the local backend, same run.
+
+Starts a moto S3 server on 127.0.0.1 (``tests/helpers/s3server.py``; a
+separate process) and, in this process, opens ``axonfs.axon.Axon`` stores on
+the local backend and on the S3 backend in turn, measuring per run:
+
+=====================  ==============================================================
+figure                 what is timed
+=====================  ==============================================================
+ingest                 ``Axon.upload()`` of ``--big-mib`` MiB in ``--chunk-mib`` MiB
+                       writes + ``save()`` (S3: spool + hash locally, multipart at save)
+first read             ``Axon.get(sha)`` whole, right after the ingest (S3: read cache
+                       empty, every block from the server; local: page cache warm)
+second read            the same again (S3: from the local read cache)
+small put / puts       ``--small-count`` new 4 KiB blobs: ``put()`` one by one, then
+                       ``puts()`` in batches of ``--batch``
+4 KiB random read      ``Axon.get(sha, offs, 4096)`` at random offsets of a fresh
+                       ``--range-blob-mib`` MiB blob (cache cold for it)
+recover                ``Axon.recover(verify=False)`` on a fresh, empty index over
+                       ``--recover-count`` objects (objects/s); then again (all skipped)
+=====================  ==============================================================
+
+S3 requests are counted from ``S3Backend.stats()`` (every retry included):
+per blob ingested (big and small) and per 4 KiB random read.
+
+The recover objects are created once, before any timing: directly in their
+own bucket with boto3 (``--create-threads`` in parallel; key = sha256 of the
+tiny body), and for the local backend as files in a blob directory shared by
+the runs (each run opens a fresh store on it). ``--recover-count`` defaults to
+100,000.
+
+moto caveats (this measures moto as much as axonfs): moto is one Python process
+on the same 2 CPUs; a ranged GET costs time proportional to the *object's*
+size (moto materialises the whole object), so a 4 KiB read of a 64 MiB object
+costs far more than on a real server; and its listing re-sorts every key of the
+bucket for each page. Treat S3 times as a lower bound of what a real server
+gives; request counts do not depend on the server.
+
+Usage::
+
+    python bench/bench_s3.py --runs 2 --json s3.json
+    python bench/bench_s3.py --big-mib 128 --recover-count 10000      # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import hashlib
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from axonfs.axon import Axon  # noqa: E402
+from axonfs.backends.local import LocalBackend  # noqa: E402
+from axonfs.backends.s3 import S3Backend, S3Config  # noqa: E402
+from bench_store import big_chunks, log, machine_info, machine_load, small_blobs  # noqa: E402
+from tests.helpers.s3server import TEST_ENV, MotoServer  # noqa: E402
+
+MiB = 1 << 20
+BACKENDS = ("local", "s3")
+
+
+def requests_of(backend: Any) -> dict[str, int]:
+    stats = getattr(backend, "stats", None)
+    return dict(stats().requests) if stats else {}
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    out = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    return {k: v for k, v in out.items() if v}
+
+
+def s3_config(args: argparse.Namespace, endpoint: str, bucket: str) -> S3Config:
+    return S3Config(bucket=bucket, endpoint_url=endpoint, cache_size=args.cache_size,
+                    part_size=args.part_size * MiB)
+
+
+# -- one backend, one run ----------------------------------------------------------------
+
+
+async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir: Path,
+                      endpoint: str, chunks: list[bytes], expected: bytes,
+                      range_chunks: list[bytes]) -> dict[str, Any]:
+    res: dict[str, Any] = {"load_at_start": machine_load()}
+    store_dir = workdir / f"{kind}-{run_no}"
+    backend = None
+    if kind == "s3":
+        backend = S3Backend(s3_config(args, endpoint, f"bench-{run_no}-{os.getpid()}"),
+                            cache_dir=store_dir / "cache")
+    total = sum(len(c) for c in chunks)
+    async with Axon.open(store_dir, backend=backend) as axon:
+        be = axon.backend
+        # ---------------------------------------------------------------- ingest
+        log(f"[run {run_no} {kind}] ingest {total // MiB} MiB")
+        gc.collect()
+        r0 = requests_of(be)
+        t0 = time.perf_counter()
+        async with await axon.upload() as up:
+            for piece in chunks:
+                await up.write(piece)
+            t1 = time.perf_counter()
+            size, sha = await up.save()
+        t2 = time.perf_counter()
+        assert size == total and sha == expected
+        res["ingest_MiBps"] = total / MiB / (t2 - t0)
+        res["ingest_write_phase_s"] = t1 - t0
+        res["ingest_save_phase_s"] = t2 - t1
+        res["ingest_requests"] = delta(requests_of(be), r0)
+
+        # ---------------------------------------------------------------- reads
+        for label in ("first", "second"):
+            log(f"[run {run_no} {kind}] {label} read")
+            r0 = requests_of(be)
+            got = 0
+            t0 = time.perf_counter()
+            async for piece in axon.get(sha):
+                got += len(piece)
+            secs = time.perf_counter() - t0
+            assert got == total
+            res[f"read_{label}_MiBps"] = total / MiB / secs
+            res[f"read_{label}_requests"] = delta(requests_of(be), r0)
+
+        # ---------------------------------------------------------------- small files
+        n = args.small_count
+        seq = small_blobs(n, args.small_size, 1000 + run_no)
+        bat = small_blobs(n, args.small_size, 3000 + run_no)
+        log(f"[run {run_no} {kind}] put() x {n}")
+        r0 = requests_of(be)
+        t0 = time.perf_counter()
+        for data in seq:
+            await axon.put(data)
+        res["put_files_per_s"] = n / (time.perf_counter() - t0)
+        res["put_requests"] = delta(requests_of(be), r0)
+        log(f"[run {run_no} {kind}] puts() x {n} in batches of {args.batch}")
+        r0 = requests_of(be)
+        t0 = time.perf_counter()
+        for i in range(0, n, args.batch):
+            await axon.puts(bat[i:i + args.batch])
+        res["puts_files_per_s"] = n / (time.perf_counter() - t0)
+        res["puts_requests"] = delta(requests_of(be), r0)
+
+        # ---------------------------------------------------------------- random reads
+        if args.range_reads:
+            async with await axon.upload() as up:
+                for piece in range_chunks:
+                    await up.write(piece)
+                rsize, rsha = await up.save()
+            k = args.range_reads
+            rr = random.Random(11 + run_no)
+            offsets = [rr.randrange(0, rsize - 4096) for _ in range(k)]
+            log(f"[run {run_no} {kind}] {k} random 4 KiB reads of a "
+                f"{rsize // MiB} MiB blob")
+            r0 = requests_of(be)
+            got = 0
+            t0 = time.perf_counter()
+            for offs in offsets:
+                async for piece in axon.get(rsha, offs, 4096):
+                    got += len(piece)
+            res["range_ops"] = k / (time.perf_counter() - t0)
+            assert got == k * 4096
+            res["range_requests"] = delta(requests_of(be), r0)
+            res["range_bytes_received"] = (be.stats().bytes_received
+                                           if kind == "s3" else None)
+        if kind == "s3":
+            st = be.stats()
+            res["s3_total"] = {"requests": st.requests, "retries": st.retries,
+                               "failures": st.failures, "bytes_sent": st.bytes_sent,
+                               "bytes_received": st.bytes_received,
+                               "cache": dataclasses.asdict(st.cache)}
+    res["load_at_end"] = machine_load()
+    return res
+
+
+async def run_recover(args: argparse.Namespace, kind: str, run_no: int, workdir: Path,
+                      endpoint: str, local_blobs: Path, bucket: str) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    store_dir = workdir / f"recover-{kind}-{run_no}"
+    if kind == "s3":
+        backend: Any = S3Backend(s3_config(args, endpoint, bucket), cache_dir=store_dir / "cache")
+    else:
+        backend = LocalBackend(local_blobs)
+    async with Axon.open(store_dir, backend=backend) as axon:
+        log(f"[run {run_no} {kind}] recover of {args.recover_count} objects")
+        r0 = requests_of(backend)
+        t0 = time.perf_counter()
+        report = await axon.recover(verify=False)
+        secs = time.perf_counter() - t0
+        assert report.added == args.recover_count, report
+        res["recover_objects_per_s"] = args.recover_count / secs
+        res["recover_s"] = secs
+        res["recover_requests"] = delta(requests_of(backend), r0)
+        t0 = time.perf_counter()
+        report = await axon.recover(verify=False)
+        secs = time.perf_counter() - t0
+        assert report.skipped == args.recover_count, report
+        res["recover_again_objects_per_s"] = args.recover_count / secs
+    return res
+
+
+# -- preparing recover objects ------------------------------------------------------------
+
+
+def recover_bodies(count: int) -> list[tuple[str, bytes]]:
+    out = []
+    for i in range(count):
+        body = b"recover-%d" % i
+        out.append((hashlib.sha256(body).hexdigest(), body))
+    return out
+
+
+def create_s3_objects(endpoint: str, bucket: str, items: list[tuple[str, bytes]],
+                      threads: int) -> float:
+    import boto3
+    import botocore.config
+
+    client = boto3.session.Session(region_name="us-east-1").client(
+        "s3", endpoint_url=endpoint,
+        config=botocore.config.Config(s3={"addressing_style": "path"},
+                                      max_pool_connections=threads,
+                                      request_checksum_calculation="when_required"))
+    client.create_bucket(Bucket=bucket)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]),
+                          items, chunksize=64):
+            pass
+    secs = time.perf_counter() - t0
+    client.close()
+    return secs
+
+
+def raw_list(endpoint: str, bucket: str) -> tuple[float, int]:
+    """One sequential paginated listing with plain boto3: the naive way."""
+    import boto3
+    import botocore.config
+
+    client = boto3.session.Session(region_name="us-east-1").client(
+        "s3", endpoint_url=endpoint, config=botocore.config.Config(s3={"addressing_style": "path"}))
+    n = 0
+    t0 = time.perf_counter()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        n += len(page.get("Contents", []))
+    secs = time.perf_counter() - t0
+    client.close()
+    return secs, n
+
+
+def create_local_files(root: Path, items: list[tuple[str, bytes]]) -> float:
+    t0 = time.perf_counter()
+    for hexd, body in items:
+        d = root / hexd[:2]
+        d.mkdir(parents=True, exist_ok=True)
+        (d / hexd).write_bytes(body)
+    return time.perf_counter() - t0
+
+
+# -- reporting ----------------------------------------------------------------------------
+
+ROWS = [
+    # label, key, unit
+    ("ingest 1 blob (upload 8 MiB writes + save)", "ingest_MiBps", "MiB/s"),
+    ("  save phase (S3: multipart upload)", "ingest_save_phase_s", "s"),
+    ("first read, whole", "read_first_MiBps", "MiB/s"),
+    ("second read, whole (S3: read cache)", "read_second_MiBps", "MiB/s"),
+    ("small put() 4 KiB, sequential", "put_files_per_s", "files/s"),
+    ("small puts() 4 KiB, batched", "puts_files_per_s", "files/s"),
+    ("random 4 KiB read (cold blob)", "range_ops", "ops/s"),
+    ("recover (fresh index)", "recover_objects_per_s", "objects/s"),
+    ("recover again (all indexed)", "recover_again_objects_per_s", "objects/s"),
+]
+
+
+def fmt(value: float | None, ratio: bool = False) -> str:
+    if value is None:
+        return "-"
+    if ratio:
+        return f"{value:.3f}x" if value < 0.1 else f"{value:.2f}x"
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"
+
+
+def med(runs: list[dict[str, Any]], kind: str, key: str) -> float | None:
+    values = [r[kind][key] for r in runs if r.get(kind, {}).get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def per(requests: dict[str, int] | None, count: int) -> str:
+    if not requests:
+        return "0"
+    total = sum(requests.values())
+    detail = ", ".join(f"{k} {v / count:g}" for k, v in sorted(requests.items()))
+    return f"{total / count:g} ({detail})"
+
+
+def summarise(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    table = []
+    for label, key, unit in ROWS:
+        local, s3 = med(runs, "local", key), med(runs, "s3", key)
+        if local is None and s3 is None:
+            continue
+        table.append({"figure": label, "unit": unit, "local": local, "s3": s3,
+                      "ratio": (s3 / local) if (local and s3 is not None) else None,
+                      "runs_local": [r.get("local", {}).get(key) for r in runs],
+                      "runs_s3": [r.get("s3", {}).get(key) for r in runs]})
+    last = runs[-1]["s3"]
+    reqs = {
+        "big blob ingested": per(last.get("ingest_requests"), 1),
+        "small blob, put()": per(last.get("put_requests"), args.small_count),
+        "small blob, puts()": per(last.get("puts_requests"), args.small_count),
+        "first whole read (per MiB)": per(last.get("read_first_requests"), args.big_mib),
+        "second whole read": per(last.get("read_second_requests"), 1),
+        "4 KiB random read": per(last.get("range_requests"), max(1, args.range_reads)),
+        "recover (per 1,000 objects)": per(last.get("recover_requests"),
+                                            max(1, args.recover_count // 1000)),
+    }
+    return {"table": table, "s3_requests_per": reqs}
+
+
+def print_summary(summary: dict[str, Any], runs: list[dict[str, Any]], extra: dict[str, Any]
+                  ) -> None:
+    head = ("figure", "unit", "local", "s3", "s3/local", "runs local", "runs s3")
+    lines = [head]
+    for row in summary["table"]:
+        lines.append((row["figure"], row["unit"], fmt(row["local"]), fmt(row["s3"]),
+                      fmt(row["ratio"], True),
+                      " ".join(fmt(v) for v in row["runs_local"]),
+                      " ".join(fmt(v) for v in row["runs_s3"])))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    print(f"axonfs S3 backend (moto on loopback) vs local backend, median of {len(runs)} run(s)")
+    for i, line in enumerate(lines):
+        print("  ".join(cell.ljust(w) if j < 2 else cell.rjust(w)
+                        for j, (cell, w) in enumerate(zip(line, widths, strict=True))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    print("S3 requests per operation (last run):")
+    for what, text in summary["s3_requests_per"].items():
+        print(f"  {what}: {text}")
+    for key, value in extra.items():
+        print(f"{key}: {value}")
+    for r in runs:
+        for kind in BACKENDS:
+            if kind in r:
+                print(f"run {r['run']} {kind}: load at start "
+                      f"{r[kind]['load_at_start'].get('loadavg', '?')}")
+
+
+async def amain(args: argparse.Namespace) -> int:
+    os.environ.update(TEST_ENV)
+    base = Path(args.dir) if args.dir else None
+    if base:
+        base.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="axonfs-bench-s3-", dir=base))
+    moto = MotoServer(workdir / "moto.log")
+    moto.start()
+    extra: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = []
+    try:
+        total = args.big_mib * MiB
+        log(f"generating {args.big_mib} MiB in {args.chunk_mib} MiB pieces")
+        chunks = big_chunks(total, args.chunk_mib * MiB, seed=0)
+        expected = hashlib.sha256()
+        for piece in chunks:
+            expected.update(piece)
+        range_chunks = big_chunks(args.range_blob_mib * MiB, args.chunk_mib * MiB, seed=5)
+
+        rbucket = "bench-recover"
+        local_blobs = workdir / "recover-blobs"
+        if args.recover_count:
+            items = recover_bodies(args.recover_count)
+            log(f"creating {args.recover_count} objects in the bucket "
+                f"({args.create_threads} threads) and as local files")
+            secs = await trio.to_thread.run_sync(create_s3_objects, moto.endpoint, rbucket,
+                                                 items, args.create_threads)
+            extra["recover objects created (s3, untimed setup)"] = (
+                f"{args.recover_count} in {secs:.1f} s ({args.recover_count / secs:,.0f}/s)")
+            secs = await trio.to_thread.run_sync(create_local_files, local_blobs, items)
+            extra["recover objects created (local files)"] = f"{secs:.1f} s"
+            del items
+            secs, n = await trio.to_thread.run_sync(raw_list, moto.endpoint, rbucket)
+            extra["raw boto3 sequential listing of the bucket"] = (
+                f"{n} keys in {secs:.1f} s ({n / secs:,.0f} keys/s)")
+
+        for run_no in range(args.runs):
+            run: dict[str, Any] = {"run": run_no}
+            order = BACKENDS if run_no % 2 == 0 else tuple(reversed(BACKENDS))
+            for kind in order:
+                run[kind] = await run_backend(args, kind, run_no, workdir, moto.endpoint,
+                                              chunks, expected.digest(), range_chunks)
+                if args.recover_count:
+                    run[kind].update(await run_recover(args, kind, run_no, workdir,
+                                                       moto.endpoint, local_blobs, rbucket))
+                # the blobs are not needed again; free the disk and the page cache
+                shutil.rmtree(workdir / f"{kind}-{run_no}", ignore_errors=True)
+            runs.append(run)
+        summary = summarise(args, runs)
+        print_summary(summary, runs, extra)
+        if args.json:
+            doc = {"machine": machine_info(), "params": vars(args), "runs": runs,
+                   "setup": extra, **summary}
+            Path(args.json).write_text(json.dumps(doc, indent=2, default=repr) + "\n")
+            log(f"wrote {args.json}")
+    finally:
+        moto.stop()
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def get_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--big-mib", type=int, default=1024, help="ingested/read blob size (1024)")
+    p.add_argument("--chunk-mib", type=int, default=8, help="upload write size (8)")
+    p.add_argument("--small-count", type=int, default=1000, help="small blobs per mode (1000)")
+    p.add_argument("--small-size", type=int, default=4096, help="bytes per small blob")
+    p.add_argument("--batch", type=int, default=100, help="blobs per puts() (100)")
+    p.add_argument("--range-reads", type=int, default=200, help="random 4 KiB reads (200)")
+    p.add_argument("--range-blob-mib", type=int, default=64,
+                   help="size of the blob read at random (64; moto's cost grows with it)")
+    p.add_argument("--recover-count", type=int, default=100_000,
+                   help="objects for recover (100,000; 0: skip)")
+    p.add_argument("--create-threads", type=int, default=16,
+                   help="threads creating the recover objects (16)")
+    p.add_argument("--cache-size", type=int, default=2 << 30,
+                   help="S3 read cache cap in bytes (2 GiB, so a 1 GiB blob fits; "
+                        "the daemon's default is 1 GiB)")
+    p.add_argument("--part-size", type=int, default=16, help="multipart part MiB (16)")
+    p.add_argument("--runs", type=int, default=1, help="repeat; report medians")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.add_argument("--dir", help="parent of the temporary directory (default $TMPDIR)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(trio.run(amain, get_args()))

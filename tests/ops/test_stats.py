@@ -1,0 +1,157 @@
+"""``axonfs ctl stats`` and the Prometheus endpoint, against real activity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from axonfs.metrics_http import parse_listen, prometheus_text
+from axonfs.stats import OpStats
+
+from .conftest import clean_env, metrics_port, new_bucket_name, run_axonfs
+
+
+def stats(mnt: Path) -> dict:  # type: ignore[type-arg]
+    result = run_axonfs("ctl", "-m", mnt, "--json", "stats", env=clean_env())
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def samples(text: str) -> dict[str, float]:
+    """``name{labels}`` -> value of every sample line."""
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+def test_stats_follow_real_activity(make_mount, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    mounted = make_mount("--metrics-listen", "127.0.0.1:0")
+    before = stats(mounted.mnt)
+    assert before["fuse"]["bytes_written"] == 0 and before["store"]["blobs"] == 0
+
+    data = os.urandom(300_000)
+    source = tmp_path / "sample.bin"
+    source.write_bytes(data)
+    shutil.copyfile(source, mounted.path("incoming", "a"))
+    shutil.copyfile(source, mounted.path("incoming", "b"))  # the same bytes: a dedup hit
+    sha = hashlib.sha256(data).hexdigest()
+    assert mounted.path("by-sha256", sha).read_bytes() == data
+
+    after = stats(mounted.mnt)
+    fuse = after["fuse"]
+    assert fuse["bytes_written"] == 2 * len(data)
+    assert fuse["bytes_read"] >= len(data)
+    for op in ("create", "write", "flush", "release", "lookup", "open", "read"):
+        assert fuse["ops"][op]["count"] >= 1, op
+        assert 0 < fuse["ops"][op]["mean_ns"] <= fuse["ops"][op]["max_ns"], op
+        assert 0 < fuse["ops"][op]["p99_ns"] <= fuse["ops"][op]["max_ns"], op
+    assert fuse["open_files"] == 0
+    assert after["store"] == {"path": str(mounted.store), "blobs": 1, "bytes": len(data)}
+    assert after["commits"]["batches"] >= 1 and after["commits"]["ops"] >= 1
+    assert after["dedup_hits"] == 1
+    assert after["spool"] == {"files": 0, "bytes": 0}
+    assert after["backend"]["name"] == "local"
+    assert after["uptime_s"] > before["uptime_s"]
+
+    text = run_axonfs("ctl", "-m", mounted.mnt, "stats", env=clean_env())
+    assert text.returncode == 0
+    assert re.search(r"^  read +\d+ +0 +\d", text.stdout, re.MULTILINE), text.stdout
+    assert "1 dedup hits" in text.stdout and "585.9 KiB written" in text.stdout
+
+    # The same counters for Prometheus, scraped over loopback.
+    port = metrics_port(mounted.log.read_text())
+    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    scraped = samples(response.text)
+    assert scraped["axonfs_store_blobs"] == 1
+    assert scraped["axonfs_dedup_hits_total"] == 1
+    assert scraped["axonfs_fuse_written_bytes_total"] == 2 * len(data)
+    assert scraped['axonfs_fuse_request_duration_seconds_count{op="read"}'] >= 1
+    assert scraped['axonfs_fuse_request_duration_seconds_bucket{op="read",le="+Inf"}'] \
+        == scraped['axonfs_fuse_request_duration_seconds_count{op="read"}']
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 404
+    assert httpx.post(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 405
+    mounted.umount()
+
+
+def test_serve_stats_without_a_mount(start_serve) -> None:  # type: ignore[no-untyped-def]
+    served = start_serve(env=clean_env())
+    result = served.ctl("--json", "stats")
+    assert result.returncode == 0, result.stderr
+    snapshot = json.loads(result.stdout)
+    assert snapshot["fuse"] is None and snapshot["control"]["connections"] == 1
+    assert "fuse       not mounted" in served.ctl("stats").stdout
+
+
+def test_s3_counters_and_the_cache_dir_from_a_config_file(  # type: ignore[no-untyped-def]
+        start_serve, moto_server: str, tmp_path: Path) -> None:
+    config = tmp_path / "s3.toml"
+    config.write_text(f's3-bucket = "{new_bucket_name()}"\ns3-endpoint = "{moto_server}"\n'
+                      f'cache-dir = "cache"\ncache-size = "64M"\n')
+    served = start_serve("--config", config, env=clean_env())
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(100_000))
+    put = served.ctl("put", "--no-progress", str(blob))
+    assert put.returncode == 0, put.stderr
+    sha = put.stdout.split()[1]
+    for _ in range(2):
+        got = served.ctl("get", sha, "-o", str(tmp_path / "out"))
+        assert got.returncode == 0 and (tmp_path / "out").read_bytes() == blob.read_bytes()
+    backend = json.loads(served.ctl("--json", "stats").stdout)["backend"]
+    assert backend["name"] == "s3"
+    assert sum(backend["requests"].values()) >= 2 and backend["failures"] == 0
+    assert backend["cache"]["hits"] >= 1
+    assert any((tmp_path / "cache").rglob("*")), "the read cache is not in cache-dir"
+    text = served.ctl("stats").stdout
+    assert "backend    s3: " in text and "cache      " in text
+
+
+def test_metrics_listen_is_loopback_only() -> None:
+    assert parse_listen("127.0.0.1:9567") == ("127.0.0.1", 9567)
+    assert parse_listen("[::1]:9567") == ("::1", 9567)
+    assert parse_listen("localhost:1") == ("localhost", 1)
+    for remote in ("0.0.0.0:9567", "[::]:9567", "192.0.2.1:80", "example.com:80"):
+        with pytest.raises(ValueError, match="not a loopback address"):
+            parse_listen(remote)
+    assert parse_listen("0.0.0.0:9567", allow_remote=True) == ("0.0.0.0", 9567)
+    for bad in ("9567", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000"):
+        with pytest.raises(ValueError, match="HOST:PORT"):
+            parse_listen(bad)
+
+
+def test_latency_buckets_and_p99() -> None:
+    op = OpStats()
+    for _ in range(99):
+        op.record(1000)  # 1 us: bucket 10
+    op.record(5_000_000)
+    assert op.count == 100 and op.max_ns == 5_000_000
+    assert op.quantile_ns(0.99) == 1024  # the 99th of 100 is still fast
+    assert op.quantile_ns(1.0) == 5_000_000  # capped at the max
+    text = prometheus_text({
+        "version": "t", "uptime_s": 1.5, "started_at": 0, "dedup_hits": 0,
+        "store": {"blobs": 0, "bytes": 0}, "commits": {"batches": 0, "ops": 0},
+        "spool": {"files": 0, "bytes": 0}, "control": None,
+        "backend": {"name": "s3", "requests": {"GetObject": 3}, "retries": 1, "failures": 2,
+                    "bytes_sent": 0, "bytes_received": 9,
+                    "cache": {"hits": 4, "misses": 5, "evictions": 0, "blocks": 1,
+                              "bytes": 10, "capacity": 20}},
+        "fuse": {"bytes_read": 0, "bytes_written": 0, "open_files": 0, "open_dirs": 0,
+                 "failsafe": False, "ops": {"read": op.as_dict()}}})
+    scraped = samples(text)
+    assert scraped['axonfs_backend_requests_total{operation="GetObject"}'] == 3
+    assert scraped["axonfs_backend_failures_total"] == 2
+    assert scraped["axonfs_cache_hits_total"] == 4 and scraped["axonfs_cache_misses_total"] == 5
+    assert scraped['axonfs_fuse_request_duration_seconds_bucket{op="read",le="1.024e-06"}'] == 99
+    assert scraped['axonfs_fuse_request_duration_seconds_bucket{op="read",le="+Inf"}'] == 100
+    assert scraped['axonfs_build_info{version="t"}'] == 1
