@@ -299,6 +299,14 @@ class _Connection:
                     await self.send(error_message(rid, AxonError(
                         f"{type(exc).__name__}: {exc}", exception=type(exc).__name__,
                         errno=exc.errno)))
+                except (TypeError, ValueError) as exc:
+                    # Arguments arrive as untyped msgpack: a wrong type surfaces
+                    # as one of these from inside the call. The caller's mistake,
+                    # so a BadArg reply and a warning, not a daemon error.
+                    log.warning("request %d: %s with bad arguments: %s", rid, request.call,
+                                exc)
+                    await self.send(error_message(rid, BadArg(
+                        f"{request.call}: {type(exc).__name__}: {exc}", call=request.call)))
                 except Exception as exc:
                     log.exception("request %d: %s failed", rid, request.call)
                     await self.send(error_message(rid, AxonError(

@@ -391,11 +391,14 @@ def bench_rss(mount: Mount, work: Path, size: int) -> dict[str, Any]:
     src.unlink()
     hwm = status_kib(pid, "VmHWM")
     rss_peak = max(samples, default=0)
+    anon, mapped = status_kib(pid, "RssAnon"), status_kib(pid, "RssFile")
     log(f"{size >> 20} MiB ingest: {size / elapsed / 1e6:.0f} MB/s, daemon peak RSS "
         f"{hwm / 1024:.0f} MiB (sampled max {rss_peak / 1024:.0f} MiB; "
-        f"whole run so far {before_hwm / 1024:.0f} MiB)")
+        f"whole run so far {before_hwm / 1024:.0f} MiB; after: anonymous {anon / 1024:.0f} MiB, "
+        f"file-backed maps (LMDB, blobs) {mapped / 1024:.0f} MiB)")
     return {"rss_mib": (hwm if reset else rss_peak) / 1024, "rss_sampled_mib": rss_peak / 1024,
             "rss_run_hwm_before_mib": before_hwm / 1024,
+            "rss_anon_after_mib": anon / 1024, "rss_file_after_mib": mapped / 1024,
             "rss_ingest_mbps": size / elapsed / 1e6}
 
 

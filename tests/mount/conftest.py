@@ -21,11 +21,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_mount_left_behind() -> Iterator[None]:
-    """Fail the session if any test left an axonfs mount behind."""
-    before = set(axonfs_mounts())
+def no_mount_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the session if any test left an axonfs mount behind (only this
+    session's own: a benchmark's mount elsewhere on the machine is not ours)."""
+    base = str(tmp_path_factory.getbasetemp())
     yield
-    left = set(axonfs_mounts()) - before
+    left = [mount for mount in axonfs_mounts() if mount.startswith(base)]
     assert not left, f"mounts left behind: {sorted(left)}"
 
 
