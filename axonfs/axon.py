@@ -121,7 +121,7 @@ class Axon:
     @classmethod
     @asynccontextmanager
     async def open(cls, root: Path, *, backend: BlobBackend | None = None,
-                   limits: Limits = Limits()) -> AsyncIterator[Axon]:
+                   limits: Limits | None = None) -> AsyncIterator[Axon]:
         """Open (creating if needed) the store at *root*; close it on exit."""
         store = await trio.to_thread.run_sync(Store, root, backend, limits)
         try:

@@ -55,6 +55,10 @@ class BlobBackend(abc.ABC):
 
     name: str = "backend"
 
+    reads_are_local: bool = False
+    """True if reads hit a local disk (page cache): small ones may then run
+    inline on the trio thread, and recover verifies blobs by default."""
+
     deferred_sync: bool = False
     """True if :meth:`put_file` can skip syncing (``sync=False``) and
     :meth:`sync_blobs` make such blobs durable later, in a batch. The store

@@ -5,9 +5,11 @@ tens of millions of blobs, while a batch of puts touches (and fsyncs) few
 directories and creates none after the first few hundred blobs.
 
 A batch's spool files first get their writeback started together
-(:meth:`LocalBackend.prepare`), then each is fdatasync'ed, then renamed into place (same filesystem, so
-the rename is atomic); :meth:`LocalBackend.flush` fsyncs the directories the
-renames touched. Within a batch only the first sync of each kind waits for a
+(:meth:`LocalBackend.prepare`), then each is fdatasync'ed, then renamed into
+place (same filesystem, so the rename is atomic); :meth:`LocalBackend.flush`
+fsyncs the directories the renames touched. Small blobs skip all of this: the
+store journals their bytes in the index commit and calls :meth:`sync_blobs`
+for a whole batch later. Within a batch only the first sync of each kind waits for a
 journal commit (ext4 commits every pending change at once), so a batch of
 blobs costs about two journal commits, not two per blob. ``syncfs(2)`` would
 be one call, but it also waits for every other writer on the filesystem:

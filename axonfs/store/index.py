@@ -223,13 +223,11 @@ class Index:
             cursor = txn.cursor(db=self.seqn)
             if not cursor.set_range(_U64.pack(start)):
                 return rows, start
-            scanned = 0
-            for key, raw in cursor:
+            for scanned, (key, raw) in enumerate(cursor, 1):
                 start = _U64.unpack(key)[0] + 1
                 sha, size, added_ns = _SEQN_ROW.unpack(raw)
                 if txn.get(sha, db=self.blobs) is not None:
                     rows.append(SeqnRow(start - 1, Sha256(sha), size, added_ns))
-                scanned += 1
                 if scanned >= limit:
                     break
         return rows, start

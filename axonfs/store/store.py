@@ -104,7 +104,7 @@ class Store:
     """An open store directory. Only one process may have it open."""
 
     def __init__(self, root: Path, backend: BlobBackend | None = None,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits | None = None) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.lock = StoreLock(root)
@@ -125,7 +125,7 @@ class Store:
         except BaseException:
             self.lock.release()
             raise
-        self.limits = limits
+        self.limits = limits if limits is not None else Limits()
 
     def close(self) -> None:
         if self.backend.deferred_sync:
