@@ -21,6 +21,11 @@ recover                ``Axon.recover(verify=False)`` on a fresh, empty index ov
                        ``--recover-count`` objects (objects/s); then again (all skipped)
 =====================  ==============================================================
 
+Beside the S3 figures, "moto ceilings" from plain boto3 calls on the backend's
+client in the same run: one whole GET of the big object, sequential 4 KiB PUTs,
+sequential 4 KiB ranged GETs of the random-read blob, and one sequential
+paginated listing of the recover bucket (keys/s).
+
 S3 requests are counted from ``S3Backend.stats()`` (every retry included):
 per blob ingested (big and small) and per 4 KiB random read.
 
@@ -134,6 +139,9 @@ async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir:
             assert got == total
             res[f"read_{label}_MiBps"] = total / MiB / secs
             res[f"read_{label}_requests"] = delta(requests_of(be), r0)
+        if kind == "s3":
+            res["read_first_ceiling"] = await trio.to_thread.run_sync(
+                raw_get, be, be.key_of(sha), total)
 
         # ---------------------------------------------------------------- small files
         n = args.small_count
@@ -153,6 +161,9 @@ async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir:
             await axon.puts(bat[i:i + args.batch])
         res["puts_files_per_s"] = n / (time.perf_counter() - t0)
         res["puts_requests"] = delta(requests_of(be), r0)
+        if kind == "s3":
+            res["put_ceiling"] = await trio.to_thread.run_sync(
+                raw_puts, be, small_blobs(min(n, 300), args.small_size, 5000 + run_no))
 
         # ---------------------------------------------------------------- random reads
         if args.range_reads:
@@ -174,8 +185,9 @@ async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir:
             res["range_ops"] = k / (time.perf_counter() - t0)
             assert got == k * 4096
             res["range_requests"] = delta(requests_of(be), r0)
-            res["range_bytes_received"] = (be.stats().bytes_received
-                                           if kind == "s3" else None)
+            if kind == "s3":
+                res["range_ceiling"] = await trio.to_thread.run_sync(
+                    raw_ranges, be, be.key_of(rsha), offsets[:max(10, k // 4)])
         if kind == "s3":
             st = be.stats()
             res["s3_total"] = {"requests": st.requests, "retries": st.retries,
@@ -184,6 +196,37 @@ async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir:
                                "cache": dataclasses.asdict(st.cache)}
     res["load_at_end"] = machine_load()
     return res
+
+
+# -- moto ceilings: plain boto3 calls on the backend's own client (not counted) -------------
+
+
+def raw_get(be: Any, key: str, total: int) -> float:
+    """One whole GET, read in 1 MiB pieces: MiB/s."""
+    t0 = time.perf_counter()
+    body = be.client.get_object(Bucket=be.config.bucket, Key=key)["Body"]
+    got = 0
+    while piece := body.read(MiB):
+        got += len(piece)
+    assert got == total
+    return total / MiB / (time.perf_counter() - t0)
+
+
+def raw_puts(be: Any, blobs: list[bytes]) -> float:
+    """Sequential put_object of small bodies (no Content-MD5): objects/s."""
+    t0 = time.perf_counter()
+    for i, data in enumerate(blobs):
+        be.client.put_object(Bucket=be.config.bucket, Key=f"raw/{i}", Body=data)
+    return len(blobs) / (time.perf_counter() - t0)
+
+
+def raw_ranges(be: Any, key: str, offsets: list[int]) -> float:
+    """Sequential 4 KiB ranged GETs: ops/s."""
+    t0 = time.perf_counter()
+    for offs in offsets:
+        be.client.get_object(Bucket=be.config.bucket, Key=key,
+                             Range=f"bytes={offs}-{offs + 4095}")["Body"].read()
+    return len(offsets) / (time.perf_counter() - t0)
 
 
 async def run_recover(args: argparse.Namespace, kind: str, run_no: int, workdir: Path,
@@ -272,16 +315,16 @@ def create_local_files(root: Path, items: list[tuple[str, bytes]]) -> float:
 # -- reporting ----------------------------------------------------------------------------
 
 ROWS = [
-    # label, key, unit
-    ("ingest 1 blob (upload 8 MiB writes + save)", "ingest_MiBps", "MiB/s"),
-    ("  save phase (S3: multipart upload)", "ingest_save_phase_s", "s"),
-    ("first read, whole", "read_first_MiBps", "MiB/s"),
-    ("second read, whole (S3: read cache)", "read_second_MiBps", "MiB/s"),
-    ("small put() 4 KiB, sequential", "put_files_per_s", "files/s"),
-    ("small puts() 4 KiB, batched", "puts_files_per_s", "files/s"),
-    ("random 4 KiB read (cold blob)", "range_ops", "ops/s"),
-    ("recover (fresh index)", "recover_objects_per_s", "objects/s"),
-    ("recover again (all indexed)", "recover_again_objects_per_s", "objects/s"),
+    # label, key, unit, moto ceiling key (plain boto3, same run)
+    ("ingest 1 blob (upload 8 MiB writes + save)", "ingest_MiBps", "MiB/s", None),
+    ("  save phase (S3: multipart upload)", "ingest_save_phase_s", "s", None),
+    ("first read, whole", "read_first_MiBps", "MiB/s", "read_first_ceiling"),
+    ("second read, whole (S3: read cache)", "read_second_MiBps", "MiB/s", None),
+    ("small put() 4 KiB, sequential", "put_files_per_s", "files/s", "put_ceiling"),
+    ("small puts() 4 KiB, batched", "puts_files_per_s", "files/s", None),
+    ("random 4 KiB read (cold blob)", "range_ops", "ops/s", "range_ceiling"),
+    ("recover (fresh index)", "recover_objects_per_s", "objects/s", "list_ceiling"),
+    ("recover again (all indexed)", "recover_again_objects_per_s", "objects/s", None),
 ]
 
 
@@ -308,12 +351,15 @@ def per(requests: dict[str, int] | None, count: int) -> str:
 
 def summarise(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
     table = []
-    for label, key, unit in ROWS:
+    for label, key, unit, ceil_key in ROWS:
         local, s3 = med(runs, "local", key), med(runs, "s3", key)
         if local is None and s3 is None:
             continue
+        ceiling = med(runs, "s3", ceil_key) if ceil_key else None
         table.append({"figure": label, "unit": unit, "local": local, "s3": s3,
                       "ratio": (s3 / local) if (local and s3 is not None) else None,
+                      "moto_ceiling": ceiling,
+                      "ratio_ceiling": (s3 / ceiling) if (ceiling and s3 is not None) else None,
                       "runs_local": [r.get("local", {}).get(key) for r in runs],
                       "runs_s3": [r.get("s3", {}).get(key) for r in runs]})
     last = runs[-1]["s3"]
@@ -332,11 +378,13 @@ def summarise(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str,
 
 def print_summary(summary: dict[str, Any], runs: list[dict[str, Any]], extra: dict[str, Any]
                   ) -> None:
-    head = ("figure", "unit", "local", "s3", "s3/local", "runs local", "runs s3")
+    head = ("figure", "unit", "local", "s3", "s3/local", "moto ceiling", "s3/ceiling",
+            "runs local", "runs s3")
     lines = [head]
     for row in summary["table"]:
         lines.append((row["figure"], row["unit"], fmt(row["local"]), fmt(row["s3"]),
-                      fmt(row["ratio"], True),
+                      fmt(row["ratio"], True), fmt(row["moto_ceiling"]),
+                      fmt(row["ratio_ceiling"], True),
                       " ".join(fmt(v) for v in row["runs_local"]),
                       " ".join(fmt(v) for v in row["runs_s3"])))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
@@ -390,9 +438,6 @@ async def amain(args: argparse.Namespace) -> int:
             secs = await trio.to_thread.run_sync(create_local_files, local_blobs, items)
             extra["recover objects created (local files)"] = f"{secs:.1f} s"
             del items
-            secs, n = await trio.to_thread.run_sync(raw_list, moto.endpoint, rbucket)
-            extra["raw boto3 sequential listing of the bucket"] = (
-                f"{n} keys in {secs:.1f} s ({n / secs:,.0f} keys/s)")
 
         for run_no in range(args.runs):
             run: dict[str, Any] = {"run": run_no}
@@ -403,6 +448,10 @@ async def amain(args: argparse.Namespace) -> int:
                 if args.recover_count:
                     run[kind].update(await run_recover(args, kind, run_no, workdir,
                                                        moto.endpoint, local_blobs, rbucket))
+                    if kind == "s3":
+                        secs, n = await trio.to_thread.run_sync(raw_list, moto.endpoint,
+                                                                rbucket)
+                        run[kind]["list_ceiling"] = n / secs
                 # the blobs are not needed again; free the disk and the page cache
                 shutil.rmtree(workdir / f"{kind}-{run_no}", ignore_errors=True)
             runs.append(run)
