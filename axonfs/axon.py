@@ -28,7 +28,7 @@ from typing import Any
 
 import trio
 
-from axonfs.backends.base import BlobBackend, BlobReader, Listing
+from axonfs.backends.base import BlobBackend, BlobReader, BytesReader, Listing
 from axonfs.errors import AxonError, BadArg, BlobMissing, NoSuchFile, StoreCorrupt
 from axonfs.hashing import HashSet, Sha256
 from axonfs.store.committer import GroupCommitter
@@ -156,7 +156,11 @@ class Axon:
 
     async def save_spool(self, spool: Spool) -> BlobRow:
         """Commit a written spool file as a blob (the spool is consumed)."""
-        sha = Sha256(await trio.to_thread.run_sync(spool.digest, limiter=self.limiters.hash_cpu))
+        if spool.fully_hashed:
+            sha = Sha256(spool.digest())  # hashed as written: finishing it is O(1)
+        else:
+            sha = Sha256(await trio.to_thread.run_sync(spool.digest,
+                                                       limiter=self.limiters.hash_cpu))
         if spool.size > PRESYNC_MIN:
             # Flush a big blob here, beside other writers, rather than inside
             # the one commit thread where it would hold up everyone's commit.
@@ -259,6 +263,12 @@ class Axon:
             return await trio.to_thread.run_sync(self.backend.open, row.sha256,
                                                  limiter=self.limiters.blob_io)
         except BlobMissing:
+            # A small blob's file is written just after its commit: a reader
+            # between the two (or after a crash that lost the file) gets the
+            # bytes the index journaled.
+            journaled = self.index.journal_get(row.sha256)
+            if journaled is not None:
+                return BytesReader(journaled)
             log.error("blob %s is in the index but missing from the %s backend",
                       row.sha256.hex(), self.backend.name)
             raise

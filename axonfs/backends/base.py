@@ -50,6 +50,20 @@ class BlobReader(abc.ABC):
         self.close()
 
 
+class BytesReader(BlobReader):
+    """A blob held in memory (a small blob read from the index journal)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self.data[offset:offset + size]
+
+    def close(self) -> None:
+        pass
+
+
 class BlobBackend(abc.ABC):
     """Stores blobs by sha256. Methods may block; call them from threads."""
 

@@ -313,6 +313,11 @@ class Index:
                     break
         return rows
 
+    def journal_get(self, sha256: Sha256) -> bytes | None:
+        with self.env.begin(db=self.journal) as txn:
+            value: bytes | None = txn.get(sha256)
+        return value
+
     def journal_entries(self) -> int:
         with self.env.begin() as txn:
             return int(txn.stat(self.journal)["entries"])

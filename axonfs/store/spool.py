@@ -85,6 +85,11 @@ class Spool:
             self._hashed = -1
         self.size = size
 
+    @property
+    def fully_hashed(self) -> bool:
+        """True if :meth:`digest` is free (every byte was hashed as it came)."""
+        return self._hashed == self.size
+
     def digest(self) -> bytes:
         """Return the sha256 of the whole file, re-reading it if needed."""
         if self._hashed != self.size:

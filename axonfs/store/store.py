@@ -153,8 +153,11 @@ class Store:
         Per-op failures (a limit, a backend error) come back as the exception
         in that op's slot; an index failure raises for the whole batch.
         """
+        # Journaled adds need no intent: their file is written only after the
+        # commit, and a file lost after it is rewritten from the journal.
         moves = [(op.sha256, isinstance(op, AddBlob)) for op in ops
-                 if isinstance(op, (AddBlob, DeleteBlob))]
+                 if isinstance(op, DeleteBlob)
+                 or (isinstance(op, AddBlob) and not self._journals(op))]
         if not moves:
             return self._commit(ops)
         if self._unsettled:  # an intent is left over: settle it before replacing it
@@ -225,6 +228,8 @@ class Store:
         applied = self.index.apply([op for _, op in staged], time.time_ns()) if staged else []
         for (slot, _), result in zip(staged, applied, strict=True):
             results[slot] = result
+        self._place_journaled([ops[slot] for slot, index_op in staged  # type: ignore[misc]
+                               if index_op.journal is not None])
         for i, op in enumerate(ops):  # a dedup of an upload that failed fails with it
             if results[i] is None and op.sha256 in failed_shas:
                 results[i] = next(failed[j] for j in failed if ops[j].sha256 == op.sha256)
@@ -270,9 +275,8 @@ class Store:
             plan.check_limits()
             if self._journals(op):
                 journal = op.data if op.data is not None else self._read_small(op)
-                self.backend.put_file(op.sha256, self._spooled(op), sync=False)
                 plan.add(op.sha256, op.size)
-                return IndexOp(op.sha256, op.size, journal=journal)
+                return IndexOp(op.sha256, op.size, journal=journal)  # file: after the commit
             self._spooled(op)
         except AxonError:
             op.discard()
@@ -281,6 +285,20 @@ class Store:
         return IndexOp(op.sha256, op.size)
 
     # -- the small-blob journal ---------------------------------------------------
+
+    def _place_journaled(self, ops: list[AddBlob]) -> None:
+        """Write the files of blobs the commit just journaled (no sync).
+
+        A failure here loses nothing: the bytes are in the journal, reads
+        fall back to them, and the next spill rewrites the file.
+        """
+        for op in ops:
+            try:
+                self.backend.put_file(op.sha256, self._spooled(op), sync=False)
+            except (AxonError, OSError) as exc:
+                op.discard()
+                log.warning("blob %s is committed but its file is not written yet (%s); "
+                            "it is served from the index journal", op.sha256.hex(), exc)
 
     def _journals(self, op: AddBlob) -> bool:
         return self.backend.deferred_sync and op.size <= JOURNAL_MAX
