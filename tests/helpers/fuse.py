@@ -84,6 +84,18 @@ class Mounted:
         self.mnt.mkdir(parents=True, exist_ok=True)
 
     @property
+    def backend_options(self) -> list[str]:
+        """The ``--s3-*`` options among :attr:`options` (for fsck, recover...)."""
+        picked: list[str] = []
+        options = list(self.options)
+        for i, option in enumerate(options):
+            if option.startswith("--s3-"):
+                picked.append(option)
+                if "=" not in option and i + 1 < len(options):
+                    picked.append(options[i + 1])
+        return picked
+
+    @property
     def log(self) -> Path:
         return self.store / "axonfs.log"
 

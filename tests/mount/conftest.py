@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from helpers.fuse import Mounted, axonfs_mounts, fuse_available
+from helpers.s3server import moto, moto_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.fuse
 
@@ -30,14 +31,26 @@ def no_mount_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     assert not left, f"mounts left behind: {sorted(left)}"
 
 
+@pytest.fixture(params=["local", "s3"])
+def backend_options(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Every mount test runs on local blob files and on S3 (a moto server)."""
+    if request.param == "local":
+        return ()
+    from helpers.s3server import new_bucket_name
+
+    endpoint = request.getfixturevalue("moto_server")
+    return ("--s3-bucket", new_bucket_name(), "--s3-endpoint", endpoint)
+
+
 @pytest.fixture
-def make_mount(tmp_path: Path) -> Iterator[type[Mounted] | object]:
+def make_mount(tmp_path: Path, backend_options: tuple[str, ...]
+               ) -> Iterator[type[Mounted] | object]:
     """Factory: ``make_mount(*options)`` mounts a fresh store; all are unmounted
     at the end, even on failure, and the daemon's log must hold no ERROR."""
     made: list[Mounted] = []
 
     def make(*options: str, name: str = "m", mount: bool = True) -> Mounted:
-        mounted = Mounted(tmp_path / name, tuple(options))
+        mounted = Mounted(tmp_path / name, (*backend_options, *options))
         made.append(mounted)
         if mount:
             mounted.mount()

@@ -1,43 +1,52 @@
-"""Reach a (not mounted) store through the Axon API from a sync test."""
+"""Reach a (not mounted) store through the Axon API from a sync test.
+
+Each helper takes the :class:`~helpers.fuse.Mounted` whose store to open, so
+the store is opened with the same backend (local files or S3) as its mount.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import trio
+from helpers.fuse import Mounted
 
 from axonfs.axon import Axon
+from axonfs.backends import add_backend_arguments, backend_from_args
 
 
-def put_blobs(store: Path, blobs: list[bytes]) -> list[bytes]:
+@asynccontextmanager
+async def open_store(mounted: Mounted) -> AsyncIterator[Axon]:
+    parser = argparse.ArgumentParser()
+    add_backend_arguments(parser)
+    args, _ = parser.parse_known_args(list(mounted.options))
+    async with Axon.open(mounted.store, backend=backend_from_args(args, mounted.store)) as axon:
+        yield axon
+
+
+def put_blobs(mounted: Mounted, blobs: list[bytes]) -> list[bytes]:
     """Store *blobs* through the API; return their sha256 digests."""
 
     async def run() -> list[bytes]:
-        async with Axon.open(store) as axon:
+        async with open_store(mounted) as axon:
             return [sha for _, sha in await axon.puts(blobs)]
 
     return trio.run(run)
 
 
-def get_blob(store: Path, sha256: bytes) -> bytes:
+def get_blob(mounted: Mounted, sha256: bytes) -> bytes:
     async def run() -> bytes:
-        async with Axon.open(store) as axon:
+        async with open_store(mounted) as axon:
             return b"".join([piece async for piece in axon.get(sha256)])
 
     return trio.run(run)
 
 
-def metrics(store: Path) -> dict[str, int]:
-    async def run() -> dict[str, int]:
-        async with Axon.open(store) as axon:
-            return await axon.metrics()
-
-    return trio.run(run)
-
-
-def has(store: Path, sha256: bytes) -> bool:
+def has(mounted: Mounted, sha256: bytes) -> bool:
     async def run() -> bool:
-        async with Axon.open(store) as axon:
+        async with open_store(mounted) as axon:
             return await axon.has(sha256)
 
     return trio.run(run)

@@ -20,7 +20,7 @@ def today() -> str:
 def test_history_days_hold_symlinks_in_added_order(make_mount) -> None:  # type: ignore[no-untyped-def]
     mounted = make_mount("--allow-delete", mount=False)
     blobs = [b"first", b"second", b"third"]
-    shas = put_blobs(mounted.store, blobs[:2]) + put_blobs(mounted.store, blobs[2:])
+    shas = put_blobs(mounted, blobs[:2]) + put_blobs(mounted, blobs[2:])
     mounted.mount()
     assert os.listdir(mounted.path("history")) == [today()]
     day = mounted.path("history", today())
@@ -45,7 +45,7 @@ def test_history_log_lines(make_mount) -> None:  # type: ignore[no-untyped-def]
     mounted = make_mount(mount=False)
     blobs = [os.urandom(n) for n in (1, 10, 100, 1000)] * 1
     blobs += [b"%d" % i for i in range(600)]  # past the first offset marks
-    shas = put_blobs(mounted.store, blobs)
+    shas = put_blobs(mounted, blobs)
     mounted.mount()
     text = mounted.path("history.log").read_text()
     lines = text.splitlines()

@@ -53,7 +53,7 @@ def test_written_through_the_mount_read_back_through_the_api(mounted: Mounted) -
     data = os.urandom(5 << 20)
     mounted.path("incoming", "big").write_bytes(data)
     mounted.umount()
-    assert get_blob(mounted.store, hashlib.sha256(data).digest()) == data
+    assert get_blob(mounted, hashlib.sha256(data).digest()) == data
 
 
 def test_cp_r_find_and_rsync(mounted: Mounted, tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_a_writer_killed_mid_copy_commits_nothing(mounted: Mounted) -> None:
 def test_two_writers_and_four_readers_at_once(make_mount, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     mounted = make_mount(mount=False)
     stored = [os.urandom(4 << 20) for _ in range(4)]
-    shas = put_blobs(mounted.store, stored)
+    shas = put_blobs(mounted, stored)
     mounted.mount()
     sources = []
     for i in range(2):

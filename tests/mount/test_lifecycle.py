@@ -29,7 +29,7 @@ def test_umount_returns_after_the_daemon_exited(mounted: Mounted) -> None:
     mounted.umount()
     assert pid is not None and not pid_alive(pid)
     assert not (mounted.store / "run" / "daemon.pid").exists()  # stopped cleanly
-    assert axonfs("fsck", "--store", mounted.store).returncode == 0
+    assert axonfs("fsck", "--store", mounted.store, *mounted.backend_options).returncode == 0
 
 
 def test_umount_refuses_while_a_file_is_open(mounted: Mounted) -> None:
@@ -107,7 +107,7 @@ def test_daemon_killed_during_ingest_then_mount_recovers(make_mount) -> None:  #
     assert "incoming" in os.listdir(mounted.mnt)
     assert not list((mounted.store / "tmp").iterdir())  # stale spools swept
     mounted.umount()
-    fsck = axonfs("fsck", "--store", mounted.store, check=False)
+    fsck = axonfs("fsck", "--store", mounted.store, *mounted.backend_options, check=False)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
 

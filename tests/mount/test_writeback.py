@@ -114,7 +114,7 @@ def test_cp_of_large_file_then_store_api_reads_it(mounted: Mounted, tmp_path: Pa
     sha = committed_sha(mounted.path("incoming", "big"))
     assert sha == sha_hex(data)
     mounted.umount()
-    assert get_blob(mounted.store, bytes.fromhex(sha)) == data
+    assert get_blob(mounted, bytes.fromhex(sha)) == data
 
 
 async def test_incoming_write_out_of_order_large_pieces(tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ async def test_incoming_sequential_large_pieces_keep_the_running_hash(tmp_path: 
 def big_blob(make_mount) -> tuple[Mounted, bytes, Path]:  # type: ignore[no-untyped-def]
     mounted = make_mount(mount=False)
     data = os.urandom(2 * MAP_WINDOW + 5 * MIB + 333)
-    (sha,) = put_blobs(mounted.store, [data])
+    (sha,) = put_blobs(mounted, [data])
     mounted.mount()
     return mounted, data, mounted.path("by-sha256", sha.hex())
 
@@ -202,7 +202,7 @@ def test_mapped_reads_from_several_readers_at_once(big_blob) -> None:  # type: i
 
 def test_empty_blob_reads_empty(make_mount) -> None:  # type: ignore[no-untyped-def]
     mounted = make_mount(mount=False)
-    (sha,) = put_blobs(mounted.store, [b""])
+    (sha,) = put_blobs(mounted, [b""])
     mounted.mount()
     assert mounted.path("by-sha256", sha.hex()).read_bytes() == b""
 
