@@ -96,6 +96,36 @@ async def client_rate(path: Path, probe: list[bytes]) -> float:
         return len(probe) / (time.perf_counter() - t0)
 
 
+async def anyio_raw_rate(path: Path, probe: list[bytes]) -> float:
+    """anyio.connect_unix speaking the protocol by hand (no axonfs.client code)."""
+    stream = await anyio.connect_unix(str(path))
+    buf = bytearray()
+    rid = 0
+
+    async def recv() -> dict:
+        nonlocal buf
+        while True:
+            if len(buf) >= 4:
+                (size,) = HDR.unpack_from(buf)
+                if len(buf) >= 4 + size:
+                    msg = msgpack.unpackb(bytes(buf[4:4 + size]), raw=False)
+                    del buf[:4 + size]
+                    return msg
+            buf += await stream.receive(1 << 20)
+
+    await recv()  # hello
+    t0 = time.perf_counter()
+    for sha in probe:
+        rid += 1
+        body = msgpack.packb({"v": 1, "id": rid, "call": "has", "args": (sha,), "kwargs": {}},
+                             use_bin_type=True)
+        await stream.send(HDR.pack(len(body)) + body)
+        await recv()
+    secs = time.perf_counter() - t0
+    await stream.aclose()
+    return len(probe) / secs
+
+
 async def store_some(path: Path) -> list[bytes]:
     async with axonfs.client.connect(path) as axon:
         return [sha for _, sha in await axon.puts([os.urandom(64) for _ in range(100)])]
@@ -118,6 +148,7 @@ def main() -> None:
                       f"raw has {raw_rate(daemon.socket, 'has', probe):,.0f}/s; "
                       f"raw ping {raw_rate(daemon.socket, 'ping', probe):,.0f}/s; "
                       f"raw has pipelined x32 {raw_pipelined(daemon.socket, probe):,.0f}/s; "
+                      f"anyio by hand {anyio.run(anyio_raw_rate, daemon.socket, probe):,.0f}/s; "
                       f"client asyncio {anyio.run(client_rate, daemon.socket, probe):,.0f}/s; "
                       f"client trio "
                       f"{anyio.run(client_rate, daemon.socket, probe, backend='trio'):,.0f}/s",
