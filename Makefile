@@ -11,7 +11,7 @@ MNT    ?= $(CURDIR)/mnt
 BIN     = $(VENV)/bin
 DEBS    = fuse3 libfuse3-dev pkg-config attr rsync
 
-.PHONY: run test bench bench-mount deps venv clean
+.PHONY: run test bench bench-mount bench-socket bench-s3 deps venv clean
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -42,6 +42,15 @@ bench: venv
 # The mount against native ceilings (issue 3): root, /dev/fuse, ~15 GiB free in /var/tmp.
 bench-mount: venv
 	$(BIN)/python bench/bench_mount.py
+
+# The control socket against Synapse over Telepath (issue 4): needs /tmp/synapse-venv
+# (see ../shared/bench/README.md) for --run-reference.
+bench-socket: venv
+	$(BIN)/python bench/bench_socket.py --runs 2 --run-reference
+
+# The S3 backend (a moto server on 127.0.0.1) against the local backend (issue 5).
+bench-s3: venv
+	$(BIN)/python bench/bench_s3.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -101,9 +101,10 @@ class Daemon:
         self.log = store.parent / f"{store.name}.log"
         self.extra = extra or []
         self.process: subprocess.Popen[bytes] | None = None
+        self.command = [str(VENV_BIN / "axonfs")]
 
     def start(self, timeout: float = 60.0) -> None:
-        cmd = [str(VENV_BIN / "axonfs"), "serve", "--store", str(self.store), "--foreground",
+        cmd = [*self.command, "serve", "--store", str(self.store), "--foreground",
                "--log", str(self.log), *self.extra]
         self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -135,9 +135,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--fastpath", action="store_true",
+                   help="run the daemon with experiments/fastpath_daemon.py's patch")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         daemon = Daemon(Path(tmp) / "store")
+        if args.fastpath:
+            daemon.command = [sys.executable, str(Path(__file__).with_name(
+                "fastpath_daemon.py"))]
         daemon.start()
         try:
             shas = anyio.run(store_some, daemon.socket)

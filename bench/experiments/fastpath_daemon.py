@@ -1,0 +1,39 @@
+"""`axonfs serve` with an experimental fast path patched in (nothing under axonfs/ edited).
+
+A/B aid for docs/PERFORMANCE.md (issue 4): unary index lookups (has, size, wants,
+hashset, metrics) are executed inline in the connection's read loop -- no task,
+no CancelScope, no inspect.signature per request -- and their reply is sent at
+once. Errors fall back to the normal path. Run as the daemon command:
+
+    python bench/experiments/fastpath_daemon.py serve --store DIR --foreground
+"""
+
+from __future__ import annotations
+
+import sys
+
+from axonfs import ctlserver
+from axonfs.protocol import OK
+
+FAST = frozenset({"has", "size", "wants", "hashset", "metrics"})
+_orig_dispatch = ctlserver._Connection._dispatch
+
+
+async def _dispatch(self, message):  # type: ignore[no-untyped-def]
+    call = message.get("call")
+    if call in FAST and not message.get("kwargs"):
+        try:
+            result = await getattr(self.axon, call)(*message.get("args", ()))
+        except Exception:  # noqa: BLE001 - let the normal path produce the error
+            return await _orig_dispatch(self, message)
+        await self.send({"id": message["id"], "t": OK, "result": result})
+        return None
+    return await _orig_dispatch(self, message)
+
+
+ctlserver._Connection._dispatch = _dispatch  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    from axonfs.cli import main
+
+    sys.exit(main(sys.argv[1:]))
