@@ -2,7 +2,8 @@
 #
 #   make run     install, then mount the default local store on ./mnt (foreground: Ctrl-C unmounts)
 #   make test    install, then run the whole test suite
-#   make bench   run the benchmarks and print ratios against native ceilings
+#   make bench   run every benchmark (bench/run_all.py) and write the ratios into docs/PERFORMANCE.md
+#                (BENCH_ARGS=--quick for a smoke run)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -37,7 +38,10 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 bench: venv
-	$(BIN)/python bench/bench_store.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+bench-store: venv
+	$(BIN)/python bench/bench_store.py $(BENCH_ARGS)
 
 # The mount against native ceilings (issue 3): root, /dev/fuse, ~15 GiB free in /var/tmp.
 bench-mount: venv
