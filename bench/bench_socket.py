@@ -64,9 +64,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from bench_store import log, machine_info, machine_load, small_blobs
 
 import axonfs.client
-from bench_store import big_chunks, log, machine_info, machine_load, small_blobs
 
 MiB = 1 << 20
 HERE = Path(__file__).resolve().parent
@@ -329,7 +329,8 @@ def cli_suite(args: argparse.Namespace, sock: Path, sha_hex: str) -> dict[str, A
         times = []
         for _ in range(k):
             t0 = time.perf_counter()
-            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL).returncode
             times.append(time.perf_counter() - t0)
             assert rc == expect, (cmd, rc)
         return times
