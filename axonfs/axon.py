@@ -51,7 +51,8 @@ READ_CHUNK = 4 << 20
 trip per piece (about 50 µs) is small beside the copy."""
 INLINE_IO_MAX = 64 << 10
 """Reads and writes up to this size run on the trio thread: a page-cache
-copy of 64 KiB takes a few µs, a thread round trip about 50 µs."""
+copy of 64 KiB takes a few µs, a thread round trip about 50 µs. Reads go
+inline only if the bytes are already in memory (``read_cached``)."""
 HASHES_BATCH = 1000
 PRESYNC_MIN = 4 << 20
 """Spools larger than this are synced by their writer before the commit."""
@@ -274,9 +275,10 @@ class Axon:
             raise
 
     async def read(self, reader: BlobReader, offset: int, size: int) -> bytes:
-        """Read from an open blob, inline when small, else in a thread."""
-        if size <= INLINE_IO_MAX and self.backend.reads_are_local:
-            return reader.read(offset, size)
+        """Read from an open blob: inline when small and already in memory
+        (it cannot wait for a disk then), else in a worker thread."""
+        if size <= INLINE_IO_MAX and (cached := reader.read_cached(offset, size)) is not None:
+            return cached
         return await trio.to_thread.run_sync(reader.read, offset, size,
                                              limiter=self.limiters.blob_io)
 

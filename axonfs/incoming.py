@@ -525,7 +525,7 @@ class Incoming:
                 pending.extend(node.children.values())
 
 
-def _single(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one exception of a nursery's group (else the group itself)."""
     return group.exceptions[0] if len(group.exceptions) == 1 else group
 

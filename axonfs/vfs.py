@@ -137,11 +137,15 @@ class BlobFile(OpenFile):
     def __init__(self, axon: Axon, reader: BlobReader) -> None:
         self.axon = axon
         self.reader = reader
-        self.mapped = (_MappedBlob(reader.fd, reader.size)
-                       if isinstance(reader, LocalReader) and reader.size > 0 else None)
+        self.local = reader if isinstance(reader, LocalReader) and reader.size > 0 else None
+        self.mapped = _MappedBlob(self.local.fd, self.local.size) if self.local else None
 
     async def read(self, offset: int, size: int) -> bytes | memoryview:
-        if self.mapped is not None:
+        # A slice of the map is copied by the kernel while it sends the reply,
+        # on this thread: only when the pages are in memory. A cold read goes
+        # to a worker thread instead, so a disk wait never stalls the loop.
+        if self.mapped is not None and self.local is not None \
+                and self.local.is_cached(offset, size):
             return self.mapped.read(offset, size)
         return await self.axon.read(self.reader, offset, size)
 

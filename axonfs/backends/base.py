@@ -43,6 +43,11 @@ class BlobReader(abc.ABC):
     def close(self) -> None:
         """Release what the reader holds."""
 
+    def read_cached(self, offset: int, size: int) -> bytes | None:
+        """Read without waiting for a disk: the bytes if all of them are in
+        memory already, else None (then :meth:`read` them from a thread)."""
+        return None
+
     def __enter__(self) -> BlobReader:
         return self
 
@@ -59,6 +64,9 @@ class BytesReader(BlobReader):
 
     def read(self, offset: int, size: int) -> bytes:
         return self.data[offset:offset + size]
+
+    def read_cached(self, offset: int, size: int) -> bytes:
+        return self.read(offset, size)
 
     def close(self) -> None:
         pass

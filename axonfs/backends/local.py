@@ -44,6 +44,37 @@ class LocalReader(BlobReader):
     def read(self, offset: int, size: int) -> bytes:
         return os.pread(self.fd, size, offset)
 
+    def read_cached(self, offset: int, size: int) -> bytes | None:
+        """``preadv2(RWF_NOWAIT)``: the page cache's bytes, or None if the
+        read would have to wait for the disk."""
+        size = max(0, min(size, self.size - offset))
+        buffer = bytearray(size)
+        try:
+            done = os.preadv(self.fd, [buffer], offset, os.RWF_NOWAIT) if size else 0
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP:  # a filesystem without RWF_NOWAIT
+                return None
+            raise
+        return bytes(buffer) if done == size else None
+
+    def is_cached(self, offset: int, size: int) -> bool:
+        """True if the first and last page of the range are in the page cache
+        (the kernel's readahead fills what lies between)."""
+        probe = bytearray(1)
+        try:
+            for at in {offset, max(offset, offset + size - 1)}:
+                if at < self.size and os.preadv(self.fd, [probe], at, os.RWF_NOWAIT) != 1:
+                    return False
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP:
+                return False
+            raise
+        return True
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
