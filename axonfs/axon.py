@@ -19,8 +19,8 @@ import hashlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -339,14 +339,22 @@ class Axon:
         With *wait*, keep following new rows until *timeout* seconds pass
         without one (forever if None).
         """
+        async with aclosing(self.hashes_batches(offs, wait, timeout)) as batches:
+            async for rows in batches:
+                for row in rows:
+                    yield row
+
+    async def hashes_batches(self, offs: int, wait: bool = False, timeout: float | None = None
+                             ) -> AsyncGenerator[list[tuple[int, tuple[bytes, int]]], None]:
+        """:meth:`hashes` a list of rows at a time (one index read each)."""
         if not isinstance(offs, int) or offs < 0:
             raise BadArg("offs must be an integer >= 0", offs=offs)
         indx = offs
         while True:
             new_rows = self._new_rows  # taken before reading, so no commit is missed
             rows, indx = self.index.present_batch(indx, HASHES_BATCH)
-            for row in rows:
-                yield row.indx, (bytes(row.sha256), row.size)
+            if rows:
+                yield [(row.indx, (bytes(row.sha256), row.size)) for row in rows]
             if rows or indx < self.index.next_indx():
                 await trio.lowlevel.checkpoint()
                 continue
@@ -363,6 +371,14 @@ class Axon:
 
         Deleted blobs' rows are still shown, as in the reference.
         """
+        async with aclosing(self.history_batches(tick, tock)) as batches:
+            async for rows in batches:
+                for row in rows:
+                    yield row
+
+    async def history_batches(self, tick: int, tock: int | None = None
+                              ) -> AsyncGenerator[list[tuple[int, tuple[bytes, int]]], None]:
+        """:meth:`history` a list of rows at a time (one index read each)."""
         if not isinstance(tick, int) or tick < 0:
             raise BadArg("tick must be an integer >= 0 (epoch milliseconds)", tick=tick)
         if tock is not None and (not isinstance(tock, int) or tock < 0):
@@ -370,8 +386,8 @@ class Axon:
         key = (tick, 0)
         while True:
             rows = self.index.history_batch(key, tock, HASHES_BATCH)
-            for row in rows:
-                yield row.tick_ms, (bytes(row.sha256), row.size)
+            if rows:
+                yield [(row.tick_ms, (bytes(row.sha256), row.size)) for row in rows]
             if len(rows) < HASHES_BATCH:
                 return
             key = (rows[-1].tick_ms, rows[-1].indx + 1)

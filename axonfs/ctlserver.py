@@ -77,6 +77,9 @@ CALLS: dict[str, str] = {
 }
 """Every call the socket serves and how its result travels."""
 
+BATCHED_STREAMS = {"hashes": "hashes_batches", "history": "history_batches"}
+"""Streams whose Axon generator has a list-at-a-time twin, sent a list per frame."""
+
 INLINE_CALLS = frozenset({"has", "size", "wants", "metrics", "ping"})
 """Unary index lookups answered in the connection's reading task (see
 ``_Connection._answer_inline``): microseconds of work, no blocking."""
@@ -371,6 +374,10 @@ class _Connection:
         elif kind == UNARY:
             result = await function(*args, **kwargs)
             await self.send({"id": request.rid, "t": OK, "result": result})
+        elif request.call in BATCHED_STREAMS:
+            batches = getattr(self.axon, BATCHED_STREAMS[request.call])(*args, **kwargs)
+            await self._stream(request.rid, batches, batched=True)
+            await self.send({"id": request.rid, "t": END})
         else:
             await self._stream(request.rid, function(*args, **kwargs))
             await self.send({"id": request.rid, "t": END})
@@ -421,14 +428,21 @@ class _Connection:
     async def _ping(self) -> dict[str, Any]:
         return {"server": f"axonfs {__version__}", "version": VERSION, "pid": os.getpid()}
 
-    async def _stream(self, rid: int, items: AsyncIterator[Any]) -> None:
-        """Send *items* in batched ``items`` frames; re-raise the generator's error last."""
+    async def _stream(self, rid: int, items: AsyncIterator[Any], batched: bool = False) -> None:
+        """Send *items* in batched ``items`` frames; re-raise the generator's error last.
+
+        With *batched*, the generator yields lists of items, each sent as it is.
+        """
         send_channel, receive_channel = trio.open_memory_channel[Any](STREAM_BUFFER)
         failure: list[Exception] = []
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_produce, items, send_channel, failure)
             async with receive_channel:
                 async for first in receive_channel:
+                    if batched:
+                        await self.send({"id": rid, "t": ITEMS, "items": first})
+                        self.server._items_sent += len(first)
+                        continue
                     batch, size = [first], _cost(first)
                     while len(batch) < BATCH_ITEMS and size < BATCH_BYTES:
                         try:
