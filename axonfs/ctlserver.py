@@ -256,7 +256,8 @@ class _Connection:
         if not isinstance(rid, int) or isinstance(rid, bool):
             raise ProtocolError(f"message id must be an integer, not {rid!r}")
         if "call" in message:
-            if message.get("call") in INLINE_CALLS:
+            call = message.get("call")
+            if isinstance(call, str) and call in INLINE_CALLS:  # a map is unhashable
                 await self._answer_inline(rid, message)
             else:
                 self._start(rid, message)
