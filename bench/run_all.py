@@ -197,6 +197,8 @@ def main() -> int:
                         help="skip the reference Synapse Axon")
     parser.add_argument("--no-doc", action="store_true",
                         help="print the table instead of writing docs/PERFORMANCE.md")
+    parser.add_argument("--keep-reference", action="store_true",
+                        help="reuse bench/results/reference.json instead of measuring it again")
     parser.add_argument("--render-only", action="store_true",
                         help="measure nothing: rebuild the table from bench/results/*.json")
     args = parser.parse_args()
@@ -205,17 +207,20 @@ def main() -> int:
     unknown = set(names) - set(SIZES)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    if args.render_only:
-        results = load_saved(names)
-    else:
-        reference = None if args.no_reference else run_reference(args.quick)
-        results = {name: run_bench(name, args.quick, reference) for name in names}
+    # Benchmarks not run this time keep their last results in the table.
+    results = load_saved(list(SIZES))
+    if not args.render_only:
+        saved_reference = RESULTS / "reference.json"
+        reference = (None if args.no_reference else run_reference(args.quick)
+                     if not (args.keep_reference and saved_reference.exists())
+                     else saved_reference)
+        results.update({name: run_bench(name, args.quick, reference) for name in names})
     block = render(results, args.quick)
     print(block)
     if not args.no_doc:
         write_doc(block)
         log(f"wrote the table into {DOC.relative_to(REPO)}")
-    return 0 if all(doc is not None for doc in results.values()) else 1
+    return 0 if all(results[name] is not None for name in names) else 1
 
 
 if __name__ == "__main__":
