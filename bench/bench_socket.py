@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from bench_store import log, machine_info, machine_load, small_blobs
+from bench_store import fmt, log, machine_info, machine_load, small_blobs
 
 import axonfs.client
 
@@ -437,14 +437,6 @@ def load_reference(paths: list[str]) -> dict[str, Any]:
         if out:
             ref[tport] = out
     return ref
-
-
-def fmt(value: float | None, ratio: bool = False) -> str:
-    if value is None:
-        return "-"
-    if ratio:
-        return f"{value:.2f}x"
-    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
 def summarise(runs: list[dict[str, Any]], ref: dict[str, Any]) -> dict[str, Any]:
