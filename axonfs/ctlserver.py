@@ -291,6 +291,7 @@ class _Connection:
         if rid in self.requests:
             raise ProtocolError(f"request id {rid} is already in use", id=rid)
         self.server._requests += 1
+        log.debug("request %d: %s answered inline", rid, call)
         try:
             try:
                 result = await self._function(call)(*args, **(kwargs or {}))
