@@ -303,11 +303,16 @@ class Index:
 
         return self._write(count)
 
-    def journal_batch(self, limit: int) -> list[tuple[Sha256, bytes]]:
-        """Up to *limit* journaled blobs with their bytes."""
+    def journal_batch(self, limit: int, after: bytes = b"") -> list[tuple[Sha256, bytes]]:
+        """Up to *limit* journaled blobs with their bytes, in sha256 order after *after*."""
+        rows: list[tuple[Sha256, bytes]] = []
         with self.env.begin(db=self.journal) as txn:
-            rows = []
-            for key, value in txn.cursor():
+            cursor = txn.cursor()
+            if not cursor.set_range(after):
+                return rows
+            for key, value in cursor:
+                if key == after:
+                    continue
                 rows.append((Sha256(key), value))
                 if len(rows) >= limit:
                     break
@@ -321,6 +326,13 @@ class Index:
     def journal_entries(self) -> int:
         with self.env.begin() as txn:
             return int(txn.stat(self.journal)["entries"])
+
+    def journal_bytes(self) -> int:
+        """The pages the journal takes, in bytes (its blobs' sizes, roughly)."""
+        with self.env.begin() as txn:
+            stat = txn.stat(self.journal)
+        pages = stat["leaf_pages"] + stat["overflow_pages"] + stat["branch_pages"]
+        return int(pages * stat["psize"])
 
     def drop_journal(self, shas: Sequence[Sha256]) -> None:
         """Forget journaled bytes whose backend copy is now durable."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +56,12 @@ is written without a sync. One synced commit per batch, instead of an
 fdatasync per file plus directory fsyncs, is what makes small-file ingest
 fast; see the ``journal`` DB in axonfs.store.index."""
 JOURNAL_SPILL_COUNT = 2048
-"""Once this many small blobs are journaled, their files are synced in one
-batch and the journal rows dropped (also at close and at open)."""
+JOURNAL_SPILL_BYTES = 32 << 20
+"""Once this many small blobs (or bytes of them) are journaled, their files
+are synced in one batch and the journal rows dropped (also at close and at
+open)."""
+JOURNAL_BATCH = 256
+"""Journaled blobs read into memory at once when spilling or settling."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +323,9 @@ class Store:
                                sha256=op.sha256.hex()) from exc
 
     def _spill_if_due(self) -> None:
-        if self.backend.deferred_sync and self.index.journal_entries() >= JOURNAL_SPILL_COUNT:
+        if self.backend.deferred_sync and (
+                self.index.journal_entries() >= JOURNAL_SPILL_COUNT
+                or self.index.journal_bytes() >= JOURNAL_SPILL_BYTES):
             self.spill_journal()
 
     def spill_journal(self) -> int:
@@ -330,7 +336,7 @@ class Store:
         its journaled bytes first.
         """
         spilled = 0
-        while rows := self.index.journal_batch(JOURNAL_SPILL_COUNT):
+        while rows := self.index.journal_batch(JOURNAL_BATCH):
             shas = [sha for sha, _ in rows]
             missing = set(self.backend.sync_blobs(shas))
             for sha, data in rows:
@@ -345,7 +351,7 @@ class Store:
         if not self.backend.deferred_sync:
             return
         repaired = 0
-        for sha, data in self.index.journal_batch(1 << 62):
+        for sha, data in self._journal_rows():
             try:
                 with self.backend.open(sha) as reader:
                     intact = reader.size == len(data) and reader.read(0, len(data)) == data
@@ -359,6 +365,13 @@ class Store:
             log.warning("rewrote %d small blobs from the index journal after a crash", repaired)
         elif spilled:
             log.info("synced %d journaled small blobs left by an unclean stop", spilled)
+
+    def _journal_rows(self) -> Iterator[tuple[Sha256, bytes]]:
+        """Every journaled blob, read :data:`JOURNAL_BATCH` at a time."""
+        after = b""
+        while rows := self.index.journal_batch(JOURNAL_BATCH, after=after):
+            yield from rows
+            after = rows[-1][0]
 
     def _restore(self, sha: Sha256, data: bytes) -> None:
         self.backend.put_file(sha, spool.write_file(self.tmp, data), sync=True)

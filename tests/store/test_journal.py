@@ -60,6 +60,16 @@ async def test_spill_when_the_journal_is_full(store_dir: Path,
         assert axon.index.journal_entries() == 0
 
 
+async def test_spill_when_the_journal_is_big(store_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "JOURNAL_SPILL_BYTES", 1 << 20)
+    async with Axon.open(store_dir) as axon:
+        await axon.puts([os.urandom(100_000) for _ in range(5)])  # ~0.5 MiB
+        assert axon.index.journal_entries() == 5
+        await axon.puts([os.urandom(100_000) for _ in range(6)])  # past 1 MiB
+        assert axon.index.journal_entries() == 0
+
+
 def test_lost_file_is_restored_from_the_journal(store_dir: Path) -> None:
     """A process killed after its puts returned; then the files' contents are lost."""
     blobs = [os.urandom(size) for size in (0, 1, 4096, 70_000)]
