@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 SCHEMA_VERSION = 1
+FULL_DISK_SLACK = 4 << 20
+"""Less free space than this when a commit fails means the disk is full."""
 INITIAL_MAP_SIZE = 1 << 30
 MAX_MAP_SIZE = 1 << 40
 
@@ -384,6 +386,18 @@ class Index:
             except lmdb.DiskError as exc:  # LMDB's ENOSPC: the disk is full, not a bug
                 raise OSError(errno.ENOSPC, f"the index cannot grow ({exc.args[0]}): "
                               f"{os.strerror(errno.ENOSPC)}") from exc
+            except lmdb.Error as exc:
+                # A failed commit leaves the index as it was (LMDB aborts the
+                # transaction). On a full disk LMDB may report the failed page
+                # write as EIO; say ENOSPC then, which is what the writer can act on.
+                raise self._io_error(exc) from exc
+
+    def _io_error(self, exc: lmdb.Error) -> OSError:
+        full = os.statvfs(self.path).f_bavail * os.statvfs(self.path).f_frsize < FULL_DISK_SLACK
+        code = errno.ENOSPC if full else errno.EIO
+        log.warning("an index commit failed (%s); %s", exc,
+                    "the disk is full" if full else "nothing was committed")
+        return OSError(code, f"the index commit failed ({exc}): {os.strerror(code)}")
 
     def _grow(self, new_size: int) -> None:
         if new_size > MAX_MAP_SIZE:
