@@ -120,6 +120,14 @@ class Output:
         self.as_json = as_json
         self.stream = stream or sys.stdout
 
+    def emit_mapping(self, mapping: dict[str, Any]) -> None:
+        """A dict as one JSON value, or as ``name value`` lines."""
+        if self.as_json:
+            self.emit(mapping)
+        else:
+            for name, value in mapping.items():
+                self.emit(None, f"{name} {value}")
+
     def emit(self, value: Any, text: str | None = None) -> None:
         if self.as_json or text is None:
             line = json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
@@ -250,12 +258,7 @@ async def _history(axon: Any, args: argparse.Namespace, out: Output) -> int:
 
 
 async def _hashset(axon: Any, args: argparse.Namespace, out: Output) -> int:
-    digests = await axon.hashset(args.sha256)
-    if out.as_json:
-        out.emit(digests)
-    else:
-        for name, value in digests.items():
-            out.emit(None, f"{name} {value}")
+    out.emit_mapping(await axon.hashset(args.sha256))
     return EXIT_OK
 
 
@@ -267,12 +270,7 @@ async def _del(axon: Any, args: argparse.Namespace, out: Output) -> int:
 
 
 async def _metrics(axon: Any, args: argparse.Namespace, out: Output) -> int:
-    metrics = await axon.metrics()
-    if out.as_json:
-        out.emit(metrics)
-    else:
-        for name, value in metrics.items():
-            out.emit(None, f"{name} {value}")
+    out.emit_mapping(await axon.metrics())
     return EXIT_OK
 
 
