@@ -72,7 +72,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_store import big_chunks, log, machine_info, machine_load, small_blobs  # noqa: E402
+from bench_store import big_chunks, log, machine_info, machine_load, print_columns, small_blobs  # noqa: E402
 
 from axonfs.axon import Axon  # noqa: E402
 from axonfs.backends.local import LocalBackend  # noqa: E402
@@ -414,13 +414,8 @@ def print_summary(summary: dict[str, Any], runs: list[dict[str, Any]], extra: di
                       fmt(row["ratio_ceiling"], True),
                       " ".join(fmt(v) for v in row["runs_local"]),
                       " ".join(fmt(v) for v in row["runs_s3"])))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     print(f"axonfs S3 backend (moto on loopback) vs local backend, median of {len(runs)} run(s)")
-    for i, line in enumerate(lines):
-        print("  ".join(cell.ljust(w) if j < 2 else cell.rjust(w)
-                        for j, (cell, w) in enumerate(zip(line, widths, strict=True))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(lines)
     print("S3 requests per operation (last run):")
     for what, text in summary["s3_requests_per"].items():
         print(f"  {what}: {text}")

@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from bench_store import fmt, log, machine_info, machine_load, small_blobs
+from bench_store import fmt, log, machine_info, machine_load, print_columns, small_blobs
 
 import axonfs.client
 
@@ -476,14 +476,9 @@ def print_table(summary: dict[str, Any], nruns: int, nref: int) -> None:
             row.get("target", ""),
             "" if "target" not in row else ("?" if met is None else ("yes" if met else "NO")),
         ))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     print(f"axonfs control socket (Python client), median of {nruns} run(s); reference: "
           f"Synapse Axon, median of {nref} run(s); MiB/s or per second")
-    for i, line in enumerate(lines):
-        print("  ".join(cell.ljust(w) if j < 2 else cell.rjust(w)
-                        for j, (cell, w) in enumerate(zip(line, widths, strict=True))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(lines)
     med = summary["median"]
     if "upload_save_phase_s" in med:
         print(f"upload: write phase {med['upload_write_phase_s']:.2f} s, "

@@ -491,19 +491,25 @@ def print_table(summary: dict[str, Any], nruns: int) -> None:
             fmt(row.get("ratio_reference"), True), row.get("target", ""),
             "" if "target" not in row else ("?" if met is None else ("yes" if met else "NO")),
         ))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     print(f"axonfs storage core, median of {nruns} run(s); rates in MiB/s or per second")
-    for i, line in enumerate(lines):
-        print("  ".join(cell.ljust(w) if j < 2 else cell.rjust(w)
-                        for j, (cell, w) in enumerate(zip(line, widths, strict=True))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_columns(lines)
     med = summary["median"]
     if "upload_save_phase_s" in med:
         print(f"upload: write phase {med['upload_write_phase_s']:.2f} s, "
               f"save phase {med['upload_save_phase_s']:.2f} s")
     if "put_concurrent_commits" in med:
         print(f"concurrent puts: {med['put_concurrent_commits']:.0f} group commits")
+
+
+def print_columns(lines: list[tuple[str, ...]]) -> None:
+    """Print rows aligned in columns (the first two left, the rest right), the
+    first row as a header underlined with dashes."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for i, line in enumerate(lines):
+        print("  ".join(cell.ljust(w) if j < 2 else cell.rjust(w)
+                        for j, (cell, w) in enumerate(zip(line, widths, strict=True))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
 
 
 def machine_load() -> dict[str, str]:
