@@ -28,7 +28,7 @@ from typing import Any
 
 import trio
 
-from axonfs.backends.base import BlobBackend, BlobReader, BytesReader, Listing
+from axonfs.backends.base import BlobBackend, BlobReader, Listing
 from axonfs.errors import AxonError, BadArg, BlobMissing, NoSuchFile, StoreCorrupt
 from axonfs.hashing import HashSet, Sha256
 from axonfs.store.committer import GroupCommitter
@@ -54,6 +54,8 @@ INLINE_IO_MAX = 64 << 10
 copy of 64 KiB takes a few µs, a thread round trip about 50 µs. Reads go
 inline only if the bytes are already in memory (``read_cached``)."""
 HASHES_BATCH = 1000
+SPILL_IDLE = 1.0
+"""Seconds without a commit after which journaled small blobs are spilled."""
 PRESYNC_MIN = 4 << 20
 """Spools larger than this are synced by their writer before the commit."""
 
@@ -116,6 +118,8 @@ class Axon:
         self._committer: GroupCommitter[CommitOp, CommitResult] = GroupCommitter(store.commit)
         self._new_rows = trio.Event()
         self._recovering = trio.Lock()
+        self._spill_wanted = trio.Event()
+        self._last_commit = -float("inf")
         self.dedup_hits = 0
         """Adds of a blob the store already held (read by axonfs.stats)."""
 
@@ -126,7 +130,20 @@ class Axon:
         """Open (creating if needed) the store at *root*; close it on exit."""
         store = await trio.to_thread.run_sync(Store, root, backend, limits)
         try:
-            yield cls(store)
+            axon = cls(store)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(axon._spill_in_background)
+                    try:
+                        yield axon
+                    finally:
+                        nursery.cancel_scope.cancel()  # a running spill step finishes first
+            except BaseExceptionGroup as group:
+                # Only the caller's block can raise here (the spiller catches its
+                # errors): hand its exception on as it was raised.
+                if len(group.exceptions) == 1:
+                    raise group.exceptions[0] from None
+                raise
         finally:
             # Shielded: a cancelled caller must still release the lock and
             # the index, or this process could never open the store again.
@@ -184,6 +201,9 @@ class Axon:
         if pending:
             results = await self._committer.submit_many([op for _, op in pending])
             self._announce()
+            self._last_commit = trio.current_time()
+            if self.store.spill_wanted():
+                self._spill_wanted.set()
             for (slot, _), result in zip(pending, results, strict=True):
                 if isinstance(result, AxonError):
                     raise result
@@ -202,6 +222,40 @@ class Axon:
                 spool.discard()
                 raise
         return ops
+
+    async def spill_journal(self) -> int:
+        """Write every journaled small blob to its file now; return how many.
+
+        Never needed for safety (a journaled blob is durable); useful before
+        looking at the backend's files directly.
+        """
+        return await trio.to_thread.run_sync(self.store.spill_journal,
+                                             limiter=self.limiters.disk_io)
+
+    async def _spill_in_background(self) -> None:
+        """Write the files of journaled small blobs, off every caller's path.
+
+        A put is durable once its index commit returns (the bytes are in the
+        journal); this moves them to their files in batches: all of them once
+        no commit has come for :data:`SPILL_IDLE` seconds, and down to
+        :data:`~axonfs.store.store.JOURNAL_SPILL_START` while ingest goes on.
+        """
+        while True:
+            with trio.move_on_after(SPILL_IDLE):
+                await self._spill_wanted.wait()
+            self._spill_wanted = trio.Event()
+            try:
+                while self._spill_due():
+                    await trio.to_thread.run_sync(self.store.spill_step,
+                                                  limiter=self.limiters.disk_io)
+            except (AxonError, OSError) as exc:
+                # Nothing is lost: the bytes stay in the journal and reads use them.
+                log.warning("cannot write journaled small blobs to their files yet (%s); "
+                            "will retry", exc)
+
+    def _spill_due(self) -> bool:
+        quiet = trio.current_time() - self._last_commit >= SPILL_IDLE
+        return self.store.spill_wanted() or (quiet and self.store.journaled() > 0)
 
     def _announce(self) -> None:
         """Wake hashes(wait=True) followers: new rows may have been committed."""
@@ -260,16 +314,10 @@ class Axon:
         row = self.require(sha256)
         try:
             if self.backend.reads_are_local:
-                return self.backend.open(row.sha256)  # an open(2) and fstat(2): ~5 µs
-            return await trio.to_thread.run_sync(self.backend.open, row.sha256,
+                return self.store.open_blob(row.sha256)  # an open(2) and fstat(2): ~5 µs
+            return await trio.to_thread.run_sync(self.store.open_blob, row.sha256,
                                                  limiter=self.limiters.blob_io)
         except BlobMissing:
-            # A small blob's file is written just after its commit: a reader
-            # between the two (or after a crash that lost the file) gets the
-            # bytes the index journaled.
-            journaled = self.index.journal_get(row.sha256)
-            if journaled is not None:
-                return BytesReader(journaled)
             log.error("blob %s is in the index but missing from the %s backend",
                       row.sha256.hex(), self.backend.name)
             raise
@@ -319,7 +367,7 @@ class Axon:
 
     def _compute_hashset(self, sha256: Sha256) -> dict[str, bytes]:
         hashset = HashSet()
-        with self.backend.open(sha256) as reader:
+        with self.store.open_blob(sha256) as reader:
             offset = 0
             while piece := reader.read(offset, 4 * READ_CHUNK):
                 hashset.update(piece)
@@ -411,6 +459,9 @@ class Axon:
         if verify is None:
             verify = self.backend.reads_are_local
         async with self._recovering:
+            # Journaled small blobs have no file yet: write them, so the listing
+            # shows every blob the store holds (and counts them as skipped).
+            await self.spill_journal()
             report = _RecoverTally()
             send, receive = trio.open_memory_channel[list[Listing]](4)
             async with trio.open_nursery() as nursery:
@@ -538,7 +589,8 @@ class Upload:
 
     ``write()`` appends and hashes; ``save()`` commits what was written as one
     blob and starts afresh. Leaving the ``async with`` block discards unsaved
-    bytes. Memory stays flat: bytes go to a spool file as they arrive.
+    bytes. Memory stays flat: bytes go to a direct-mode spool file (see
+    :mod:`axonfs.store.spool`), which holds at most one stage in memory.
     """
 
     def __init__(self, axon: Axon) -> None:
@@ -554,10 +606,14 @@ class Upload:
     async def write(self, byts: bytes) -> None:
         spool = await self._current()
         if len(byts) <= INLINE_IO_MAX:
-            spool.append(byts)
+            if spool.fills_stage(len(byts)):  # this one writes a whole stage to disk
+                await trio.to_thread.run_sync(spool.append, byts,
+                                              limiter=self._axon.limiters.disk_io)
+            else:
+                spool.append(byts)  # a copy into the spool's stage, and a small hash
             return
         # Write and hash in two threads at once: hashing is the bottleneck,
-        # and the copy into the page cache then costs nothing extra.
+        # and the O_DIRECT write of the stage then costs nothing extra.
         offset = spool.size
         limiters = self._axon.limiters
         try:
@@ -576,6 +632,8 @@ class Upload:
         spool = await self._current()
         self._spool = None
         try:
+            if spool.staged > INLINE_IO_MAX:  # detach() would write it on the trio thread
+                await trio.to_thread.run_sync(spool.flush, limiter=self._axon.limiters.disk_io)
             row = await self._axon.save_spool(spool)
         except BaseException:
             spool.discard()
@@ -590,7 +648,9 @@ class Upload:
 
     async def _current(self) -> Spool:
         if self._spool is None:
-            self._spool = await trio.to_thread.run_sync(self._axon.store.new_spool)
+            # Direct mode: an upload only appends, and its bytes are bound for the disk.
+            self._spool = await trio.to_thread.run_sync(
+                partial(Spool, self._axon.store.tmp, direct=True))
         return self._spool
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+_libc.syncfs.argtypes = [ctypes.c_int]
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -22,6 +23,17 @@ def start_writeback(fd: int, offset: int = 0, nbytes: int = 0) -> bool:
     kernel refused (the caller loses only the head start).
     """
     return bool(_libc.sync_file_range(fd, offset, nbytes, _SYNC_FILE_RANGE_WRITE) == 0)
+
+
+def syncfs(fd: int) -> None:
+    """Make everything written to the filesystem holding *fd* durable: data,
+    inodes and directory entries, for every file, with one journal commit.
+
+    Raises OSError if writeback failed since *fd* was opened (Linux >= 5.8).
+    """
+    if _libc.syncfs(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 def fsync_path(path: Path, data_only: bool = False) -> None:

@@ -437,7 +437,7 @@ class Incoming:
     def _spool_from_blob(self, sha256: Sha256) -> Spool:
         spool = self.axon.store.new_spool()
         try:
-            with self.axon.backend.open(sha256) as reader:
+            with self.axon.store.open_blob(sha256) as reader:
                 while piece := reader.read(spool.size, _COPY_CHUNK):
                     spool.append(piece)
         except BaseException:

@@ -73,6 +73,9 @@ class GroupCommitter(Generic[Op, Result]):
 
     async def _lead(self) -> None:
         self._busy = True
+        # Callers woken by the previous batch are runnable now: let them queue
+        # before taking the batch, or each batch would hold only the fastest.
+        await trio.lowlevel.cancel_shielded_checkpoint()
         batch = self._queue[: self._max_batch]
         del self._queue[: self._max_batch]
         try:

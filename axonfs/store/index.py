@@ -305,9 +305,12 @@ class Index:
 
         return self._write(count)
 
-    def journal_batch(self, limit: int, after: bytes = b"") -> list[tuple[Sha256, bytes]]:
-        """Up to *limit* journaled blobs with their bytes, in sha256 order after *after*."""
+    def journal_batch(self, limit: int, after: bytes = b"",
+                      max_bytes: int | None = None) -> list[tuple[Sha256, bytes]]:
+        """Up to *limit* journaled blobs (and about *max_bytes* of them, at
+        least one) with their bytes, in sha256 order after *after*."""
         rows: list[tuple[Sha256, bytes]] = []
+        total = 0
         with self.env.begin(db=self.journal) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(after):
@@ -316,7 +319,8 @@ class Index:
                 if key == after:
                     continue
                 rows.append((Sha256(key), value))
-                if len(rows) >= limit:
+                total += len(value)
+                if len(rows) >= limit or (max_bytes is not None and total >= max_bytes):
                     break
         return rows
 

@@ -33,12 +33,13 @@ worker thread, one commit at a time.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from axonfs.backends.base import BlobBackend
+from axonfs.backends.base import BlobBackend, BlobReader, BytesReader
 from axonfs.backends.local import LocalBackend
 from axonfs.errors import AxonError, BackendError, BlobMissing, HitLimit
 from axonfs.hashing import Sha256
@@ -50,18 +51,27 @@ log = logging.getLogger(__name__)
 
 
 JOURNAL_MAX = 128 << 10
-"""Blobs up to this size are made durable by the index commit itself: their
-bytes ride in the same synced LMDB transaction as their row, and their file
-is written without a sync. One synced commit per batch, instead of an
-fdatasync per file plus directory fsyncs, is what makes small-file ingest
-fast; see the ``journal`` DB in axonfs.store.index."""
-JOURNAL_SPILL_COUNT = 2048
-JOURNAL_SPILL_BYTES = 32 << 20
-"""Once this many small blobs (or bytes of them) are journaled, their files
-are synced in one batch and the journal rows dropped (also at close and at
-open)."""
-JOURNAL_BATCH = 256
-"""Journaled blobs read into memory at once when spilling or settling."""
+"""Blobs up to this size are made durable by the index commit alone: their
+bytes ride in the same synced LMDB transaction as their row. One synced
+commit per batch, instead of a file create, an fdatasync and directory
+fsyncs per blob, is what makes small-blob ingest fast; see the ``journal`` DB
+in axonfs.store.index. Their files are written later, in batches, by
+:meth:`Store.spill_step` (the Axon runs it in the background)."""
+JOURNAL_SPILL_START = 16384
+"""The Axon spills in the background once this many small blobs are journaled
+(or as soon as ingest pauses). Writing files costs several times what the
+index commit does, so a burst of small puts runs at index speed and their
+files follow when things are quiet."""
+JOURNAL_SPILL_COUNT = 32768
+JOURNAL_SPILL_BYTES = 128 << 20
+"""Back-pressure: past this many journaled blobs (or bytes of them), the
+commit that crossed the line spills the whole journal before it returns, so
+the journal stays bounded when ingest outruns the background spill."""
+JOURNAL_BATCH = 1024
+JOURNAL_BATCH_BYTES = 8 << 20
+"""Journaled blobs (and bytes of them) read, written and synced per spill step:
+the memory bound of a spill. Each step ends with one syncfs and one index
+commit, so bigger steps cost less per blob."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +122,10 @@ class Store:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.lock = StoreLock(root)
+        # _commit_lock orders commits against the spiller's renames and journal
+        # drops; _spill_lock keeps spill steps one at a time.
+        self._commit_lock = threading.Lock()
+        self._spill_lock = threading.Lock()
         try:
             self.tmp = root / "tmp"
             self.tmp.mkdir(exist_ok=True)
@@ -159,6 +173,14 @@ class Store:
         """
         # Journaled adds need no intent: their file is written only after the
         # commit, and a file lost after it is rewritten from the journal.
+        with self._commit_lock:
+            results = self._commit_with_intent(ops)
+        self._spill_if_due()
+        return results
+
+    def _commit_with_intent(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
+        # Journaled adds need no intent: their bytes are in the index commit,
+        # and their file is written only later by a spill.
         moves = [(op.sha256, isinstance(op, AddBlob)) for op in ops
                  if isinstance(op, DeleteBlob)
                  or (isinstance(op, AddBlob) and not self._journals(op))]
@@ -232,14 +254,11 @@ class Store:
         applied = self.index.apply([op for _, op in staged], time.time_ns()) if staged else []
         for (slot, _), result in zip(staged, applied, strict=True):
             results[slot] = result
-        self._place_journaled([ops[slot] for slot, index_op in staged  # type: ignore[misc]
-                               if index_op.journal is not None])
         for i, op in enumerate(ops):  # a dedup of an upload that failed fails with it
             if results[i] is None and op.sha256 in failed_shas:
                 results[i] = next(failed[j] for j in failed if ops[j].sha256 == op.sha256)
         for sha in plan.deleted - plan.present_now():
             self.backend.delete(sha)
-        self._spill_if_due()
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
@@ -290,20 +309,6 @@ class Store:
 
     # -- the small-blob journal ---------------------------------------------------
 
-    def _place_journaled(self, ops: list[AddBlob]) -> None:
-        """Write the files of blobs the commit just journaled (no sync).
-
-        A failure here loses nothing: the bytes are in the journal, reads
-        fall back to them, and the next spill rewrites the file.
-        """
-        for op in ops:
-            try:
-                self.backend.put_file(op.sha256, self._spooled(op), sync=False)
-            except (AxonError, OSError) as exc:
-                op.discard()
-                log.warning("blob %s is committed but its file is not written yet (%s); "
-                            "it is served from the index journal", op.sha256.hex(), exc)
-
     def _journals(self, op: AddBlob) -> bool:
         return self.backend.deferred_sync and op.size <= JOURNAL_MAX
 
@@ -317,10 +322,29 @@ class Store:
     def _read_small(op: AddBlob) -> bytes:
         assert op.path is not None
         try:
-            return op.path.read_bytes()
+            data = op.path.read_bytes()
         except OSError as exc:
             raise BackendError(f"cannot read the spool of {op.sha256.hex()}: {exc.strerror}",
                                sha256=op.sha256.hex()) from exc
+        op.discard()  # the journal holds the bytes now; the file is written at spill
+        return data
+
+    def open_blob(self, sha256: Sha256) -> BlobReader:
+        """Open a stored blob: its journaled bytes if it has any, else its file.
+
+        The journal is asked first because its row is dropped only after the
+        file is in place and synced: the other order could miss both.
+        """
+        if self.backend.deferred_sync and (journaled := self.index.journal_get(sha256)) is not None:
+            return BytesReader(journaled)
+        return self.backend.open(sha256)
+
+    def spill_wanted(self) -> bool:
+        """True if enough small blobs are journaled for a spill to be worth it."""
+        return self.backend.deferred_sync and self.index.journal_entries() >= JOURNAL_SPILL_START
+
+    def journaled(self) -> int:
+        return self.index.journal_entries() if self.backend.deferred_sync else 0
 
     def _spill_if_due(self) -> None:
         if self.backend.deferred_sync and (
@@ -329,53 +353,78 @@ class Store:
             self.spill_journal()
 
     def spill_journal(self) -> int:
-        """Sync the files of journaled blobs, then drop their journal rows.
-
-        Returns how many were spilled. A journaled blob whose file is missing
-        or damaged (a power cut before the kernel wrote it) is rewritten from
-        its journaled bytes first.
-        """
+        """Write and sync the files of every journaled blob, dropping their
+        journal rows; return how many were spilled."""
         spilled = 0
-        while rows := self.index.journal_batch(JOURNAL_BATCH):
-            shas = [sha for sha, _ in rows]
-            missing = set(self.backend.sync_blobs(shas))
-            for sha, data in rows:
-                if sha in missing:
-                    self._restore(sha, data)
-            self.index.drop_journal(shas)
-            spilled += len(rows)
+        while count := self.spill_step():
+            spilled += count
         return spilled
 
+    def spill_step(self, limit: int = JOURNAL_BATCH) -> int:
+        """Write and sync the files of up to *limit* journaled blobs, then drop
+        their journal rows; return how many were spilled (0: journal empty).
+
+        Runs beside commits: only the renames into place and the journal drop
+        hold the commit lock, so a commit never waits for file writes or syncs.
+        """
+        with self._spill_lock:
+            rows = self.index.journal_batch(limit, max_bytes=JOURNAL_BATCH_BYTES)
+            if not rows:
+                return 0
+            fresh = [(sha, spool.write_file(self.tmp, data)) for sha, data in rows
+                     if not self.backend.exists(sha)]
+            with self._commit_lock:
+                self._place(fresh)
+            shas = [sha for sha, _ in rows]
+            missing = set(self.backend.sync_blobs(shas))
+            with self._commit_lock:
+                # A blob deleted since the batch was read has no file (and
+                # no journal row) now; one deleted and re-added has a journal
+                # row but no file yet: keep its row for the next step.
+                self.index.drop_journal([sha for sha in shas if sha not in missing
+                                         and self.backend.exists(sha)])
+            return len(rows)
+
+    def _place(self, written: list[tuple[Sha256, Path]]) -> None:
+        """Rename spilled files into place, unless their blob was deleted meanwhile."""
+        for sha, path in written:
+            if self.index.has(sha):
+                self.backend.put_file(sha, path, sync=False)
+            else:
+                path.unlink(missing_ok=True)
+
     def _settle_journal(self) -> None:
-        """After a crash, make every journaled blob's file match its bytes."""
+        """After a crash, make every journaled blob's file match its bytes.
+
+        A spill a power cut interrupted can leave files that were renamed into
+        place but whose data never reached the disk: remove those, and let the
+        spill write them (and every file not written yet) again.
+        """
         if not self.backend.deferred_sync:
             return
-        repaired = 0
+        damaged = 0
         for sha, data in self._journal_rows():
             try:
                 with self.backend.open(sha) as reader:
                     intact = reader.size == len(data) and reader.read(0, len(data)) == data
             except BlobMissing:
-                intact = False
+                continue
             if not intact:
-                self._restore(sha, data)
-                repaired += 1
+                self.backend.delete(sha)
+                damaged += 1
         spilled = self.spill_journal()
-        if repaired:
-            log.warning("rewrote %d small blobs from the index journal after a crash", repaired)
-        elif spilled:
-            log.info("synced %d journaled small blobs left by an unclean stop", spilled)
+        if damaged:
+            log.warning("rewrote %d small blobs from the index journal after a crash", damaged)
+        if spilled:
+            log.info("wrote %d journaled small blobs left by an unclean stop", spilled)
 
     def _journal_rows(self) -> Iterator[tuple[Sha256, bytes]]:
         """Every journaled blob, read :data:`JOURNAL_BATCH` at a time."""
         after = b""
-        while rows := self.index.journal_batch(JOURNAL_BATCH, after=after):
+        while rows := self.index.journal_batch(JOURNAL_BATCH, after=after,
+                                               max_bytes=JOURNAL_BATCH_BYTES):
             yield from rows
             after = rows[-1][0]
-
-    def _restore(self, sha: Sha256, data: bytes) -> None:
-        self.backend.put_file(sha, spool.write_file(self.tmp, data), sync=True)
-        self.backend.flush()
 
 
 class _Plan:

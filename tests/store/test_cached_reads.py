@@ -49,6 +49,7 @@ async def test_axon_read_falls_back_to_a_thread_when_cold(store_dir: Path) -> No
     data = os.urandom(100_000)
     async with Axon.open(store_dir) as axon:
         _, sha = await axon.put(data)
+        await axon.spill_journal()  # a file, not the journal's bytes
         reader = await axon.open_reader(sha)
         try:
             evict(axon.backend.path_of(Sha256(sha)))  # type: ignore[attr-defined]
