@@ -174,6 +174,9 @@ def prometheus_text(snapshot: dict[str, Any]) -> str:
             snapshot["spool"]["files"])
     out.one("spool_bytes", "gauge", "Disk space used by spool files.",
             snapshot["spool"]["bytes"])
+    out.one("journal_blobs", "gauge",
+            "Small blobs durable in the index whose files are not written yet.",
+            snapshot["journal"]["blobs"])
     _control(out, snapshot.get("control"))
     _backend(out, snapshot["backend"])
     _fuse(out, snapshot.get("fuse"))

@@ -223,10 +223,16 @@ class Stats:
             "commits": self._commits(),
             "dedup_hits": getattr(self.axon, "dedup_hits", 0),
             "spool": {"files": files, "bytes": size},
+            "journal": {"blobs": self._journaled()},
             "fuse": self._fuse(),
             "backend": self._backend(),
             "control": self._control(),
         }
+
+    def _journaled(self) -> int:
+        """Small blobs committed whose files are not written yet (see axonfs.store.store)."""
+        store = getattr(self.axon, "store", None)
+        return store.journaled() if store is not None and hasattr(store, "journaled") else 0
 
     def _commits(self) -> dict[str, int]:
         committer = getattr(self.axon, "_committer", None)
@@ -276,6 +282,8 @@ def format_text(snapshot: dict[str, Any]) -> str:
                  f"{snapshot['dedup_hits']} dedup hits")
     spool = snapshot["spool"]
     lines.append(f"spool      {spool['files']} files, {_bytes(spool['bytes'])}")
+    lines.append(f"journal    {snapshot['journal']['blobs']} small blobs durable in the index, "
+                 "their files not written yet")
     lines += _backend_lines(snapshot["backend"])
     control = snapshot.get("control")
     if control:

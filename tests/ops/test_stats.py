@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from axonfs import axon as axon_module
+from axonfs.axon import Axon
 from axonfs.metrics_http import parse_listen, prometheus_text
-from axonfs.stats import OpStats
+from axonfs.stats import OpStats, Stats, format_text
 
 from .conftest import clean_env, metrics_port, new_bucket_name, run_axonfs
 
@@ -141,7 +143,7 @@ def test_latency_buckets_and_p99() -> None:
     text = prometheus_text({
         "version": "t", "uptime_s": 1.5, "started_at": 0, "dedup_hits": 0,
         "store": {"blobs": 0, "bytes": 0}, "commits": {"batches": 0, "ops": 0},
-        "spool": {"files": 0, "bytes": 0}, "control": None,
+        "spool": {"files": 0, "bytes": 0}, "journal": {"blobs": 7}, "control": None,
         "backend": {"name": "s3", "requests": {"GetObject": 3}, "retries": 1, "failures": 2,
                     "bytes_sent": 0, "bytes_received": 9,
                     "cache": {"hits": 4, "misses": 5, "evictions": 0, "blocks": 1,
@@ -155,3 +157,16 @@ def test_latency_buckets_and_p99() -> None:
     assert scraped['axonfs_fuse_request_duration_seconds_bucket{op="read",le="1.024e-06"}'] == 99
     assert scraped['axonfs_fuse_request_duration_seconds_bucket{op="read",le="+Inf"}'] == 100
     assert scraped['axonfs_build_info{version="t"}'] == 1
+    assert scraped["axonfs_journal_blobs"] == 7
+
+
+async def test_journal_counts_small_blobs_whose_files_are_pending(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(axon_module, "SPILL_IDLE", 3600)  # no background spill meanwhile
+    async with Axon.open(tmp_path / "store") as axon:
+        await axon.puts([b"small", b"blobs"])
+        snapshot = await Stats(axon).snapshot()
+        assert snapshot["journal"] == {"blobs": 2}
+        assert "journal    2 small blobs" in format_text(snapshot)
+        await axon.spill_journal()
+        assert (await Stats(axon).snapshot())["journal"] == {"blobs": 0}
