@@ -43,7 +43,7 @@ def test_history_days_hold_symlinks_in_added_order(make_mount) -> None:  # type:
 
 def test_history_log_lines(make_mount) -> None:  # type: ignore[no-untyped-def]
     mounted = make_mount(mount=False)
-    blobs = [os.urandom(n) for n in (1, 10, 100, 1000)] * 1
+    blobs = [b"\xff"] + [os.urandom(n) for n in (10, 100, 1000)]  # none equals a digit below
     blobs += [b"%d" % i for i in range(600)]  # past the first offset marks
     shas = put_blobs(mounted, blobs)
     mounted.mount()

@@ -65,7 +65,8 @@ class Round:
         if exc.errno in DEAD_MOUNT_ERRNOS and self.dead.is_set():
             return
         with self.lock:
-            self.errors.append(f"round {self.number} {who}: {exc!r}")
+            self.errors.append(f"round {self.number} {who}: {exc!r} "
+                               f"(daemon killed: {self.dead.is_set()})")
 
     def writer(self, index: int) -> None:
         rng = random.Random(self.seed * 1000 + index)

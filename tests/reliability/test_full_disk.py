@@ -169,7 +169,8 @@ def _run(daemon: Daemon, disk: Path, seed: int, figures: Figures) -> None:
     with pytest.raises(OSError) as denied:
         write_file(mnt / "incoming" / "while-full", os.urandom(1 << 20))
     assert denied.value.errno == errno.ENOSPC
-    assert not os.path.exists(mnt / "incoming" / "while-full")
+    # The entry goes when the kernel's RELEASE arrives, which close() does not wait for.
+    assert wait_until(lambda: not os.path.exists(mnt / "incoming" / "while-full"), timeout=10)
     assert wait_until(lambda: not spools(daemon.store), timeout=10), spools(daemon.store)
     (disk / "ballast2").unlink()
 

@@ -23,8 +23,10 @@ from helpers.fuse import AXONFS, axonfs, is_mounted, pid_alive, wait_until
 
 from axonfs.config import control_socket
 
-DEAD_MOUNT_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED)
-"""What a syscall on a FUSE mount returns once its daemon is gone."""
+DEAD_MOUNT_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED, errno.EIO)
+"""What a syscall on a FUSE mount returns once its daemon is gone. EIO comes
+from the writeback cache: a close() whose dirty pages the dead daemon never
+took reports the failed writeback as EIO (only ever accepted after the kill)."""
 COMMAND_TIMEOUT = 60.0
 
 
