@@ -21,6 +21,9 @@ hashes(0)           every row (2 x small-count + 1, same as the reference)
 has / size          half present, half absent
 wants               ``--wants-count`` hashes, half present
 CLI ``has``         ``axonfs ctl --socket S has SHA`` as a subprocess, per call
+in-process          put / has / size with the client in the daemon's process and
+                    trio loop (``--in-process``, on by default): how the reference's
+                    Telepath figures are taken
 ==================  ================================================================
 
 The reference is the Synapse Axon through Telepath (``cell://`` unix socket and
@@ -64,9 +67,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import trio
 from bench_store import fmt, log, machine_info, machine_load, print_columns, small_blobs
 
 import axonfs.client
+from axonfs.axon import Axon
+from axonfs.ctlserver import serve_control
 
 MiB = 1 << 20
 HERE = Path(__file__).resolve().parent
@@ -318,6 +324,41 @@ async def client_suite(args: argparse.Namespace, sock: Path, run_no: int,
     return res
 
 
+async def inproc_suite(args: argparse.Namespace, store: Path, run_no: int) -> dict[str, Any]:
+    """Point calls with the client in the daemon's own process and trio loop.
+
+    The reference's Telepath figures are measured this way (the Axon cell and
+    its proxy share one process and one event loop, talking over the unix
+    socket), so this is the like-for-like figure; the main suite's, across
+    two processes, adds a context switch each way per call.
+    """
+    res: dict[str, Any] = {}
+    sock = store.parent / f"inproc-{run_no}.sock"
+    async with Axon.open(store) as axon, trio.open_nursery() as nursery:
+        await nursery.start(serve_control, axon, sock)
+        async with axonfs.client.connect(sock) as client:
+            n = max(1, args.small_count // 4)
+            blobs = small_blobs(n, args.small_size, 5000 + run_no)
+            log(f"[run {run_no}] in-process: put() x {n}, has() x {args.has_ops}")
+            t0 = time.perf_counter()
+            shas = [(await client.put(data))[1] for data in blobs]
+            res["inproc_put_files_per_s"] = n / (time.perf_counter() - t0)
+            k = args.has_ops
+            probe = [shas[i % n] if i % 2 == 0 else hashlib.sha256(b"no-%d" % i).digest()
+                     for i in range(k)]
+            t0 = time.perf_counter()
+            hits = sum([await client.has(sha) for sha in probe])
+            res["inproc_has_ops"] = k / (time.perf_counter() - t0)
+            assert hits == (k + 1) // 2, hits
+            j = min(k, 5000)
+            t0 = time.perf_counter()
+            for sha in probe[:j]:
+                await client.size(sha)
+            res["inproc_size_ops"] = j / (time.perf_counter() - t0)
+        nursery.cancel_scope.cancel()
+    return res
+
+
 def cli_suite(args: argparse.Namespace, sock: Path, sha_hex: str) -> dict[str, Any]:
     """Process start cost: ``axonfs ctl has`` against a bare interpreter start."""
     res: dict[str, Any] = {}
@@ -377,6 +418,8 @@ def run_axonfs(args: argparse.Namespace, run_no: int, workdir: Path,
             res.update(cli_suite(args, daemon.socket, res.pop("cli_sha")))
     finally:
         daemon.stop()
+    if args.in_process:
+        res.update(trio.run(inproc_suite, args, workdir / f"inproc-store-{run_no}", run_no))
     res["load_at_end"] = machine_load()
     return res
 
@@ -395,6 +438,9 @@ REF_PICK = [
     ("has_ops", "e_has", "ops_per_s"),
     ("size_ops", "e2_size", "ops_per_s"),
     ("wants_hashes_per_s", "f_wants", "hashes_per_s"),
+    ("inproc_put_files_per_s", "a_put_small", "files_per_s"),
+    ("inproc_has_ops", "e_has", "ops_per_s"),
+    ("inproc_size_ops", "e2_size", "ops_per_s"),
 ]
 TRANSPORTS = ("telepath-unix", "telepath-tcp", "local")
 
@@ -410,6 +456,9 @@ ROWS = [
     ("history(0)", "history_rows_per_s", "rows/s", None),
     ("has()", "has_ops", "ops/s", 1.0),
     ("size()", "size_ops", "ops/s", None),
+    ("put 4 KiB, client in the daemon's process", "inproc_put_files_per_s", "files/s", None),
+    ("has(), client in the daemon's process", "inproc_has_ops", "ops/s", 1.0),
+    ("size(), client in the daemon's process", "inproc_size_ops", "ops/s", None),
     ("wants() 10,000", "wants_hashes_per_s", "hashes/s", None),
 ]
 
@@ -553,6 +602,9 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="'axonfs ctl has' subprocess calls to time (0: skip)")
     p.add_argument("--async-backend", choices=("asyncio", "trio"), default="asyncio",
                    help="event loop the client runs under (asyncio)")
+    p.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=True,
+                   help="also measure put/has/size with the client in the daemon's process, "
+                        "as the reference measures Telepath (default on)")
     p.add_argument("--runs", type=int, default=1, help="repeat; report medians")
     p.add_argument("--run-reference", action="store_true",
                    help="run synapse_axon_bench.py --telepath all in every run")
