@@ -8,11 +8,15 @@ caller reads it from a worker thread instead.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
+
+import trio
 
 from axonfs.axon import Axon
 from axonfs.backends.local import LocalBackend
 from axonfs.hashing import Sha256
+from axonfs.store.spool import STAGE
 
 from .storetools import sha256
 
@@ -56,3 +60,24 @@ async def test_axon_read_falls_back_to_a_thread_when_cold(store_dir: Path) -> No
             assert await axon.read(reader, 1000, 5000) == data[1000:6000]
         finally:
             reader.close()
+
+
+def resident_bytes(path: Path) -> int:
+    """Bytes of *path* in the page cache, by util-linux's fincore (mincore(2)):
+    unlike a probing read, asking does not bring anything in."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+async def test_a_direct_upload_is_read_back_into_the_cache(store_dir: Path) -> None:
+    """Uploads bypass the page cache (O_DIRECT); the blob is read back in the background."""
+    data = os.urandom(3 * STAGE + 5)
+    async with Axon.open(store_dir) as axon:
+        async with await axon.upload() as upload:
+            await upload.write(data)
+            _, sha = await upload.save()
+        path = axon.backend.path_of(Sha256(sha))  # type: ignore[attr-defined]
+        with trio.fail_after(10):
+            while resident_bytes(path) < len(data):  # noqa: ASYNC110
+                await trio.sleep(0.02)
