@@ -57,13 +57,13 @@ commit per batch, instead of a file create, an fdatasync and directory
 fsyncs per blob, is what makes small-blob ingest fast; see the ``journal`` DB
 in axonfs.store.index. Their files are written later, in batches, by
 :meth:`Store.spill_step` (the Axon runs it in the background)."""
-JOURNAL_SPILL_START = 16384
+JOURNAL_SPILL_START = 8192
 """The Axon spills in the background once this many small blobs are journaled
 (or as soon as ingest pauses). Writing files costs several times what the
 index commit does, so a burst of small puts runs at index speed and their
 files follow when things are quiet."""
-JOURNAL_SPILL_COUNT = 32768
-JOURNAL_SPILL_BYTES = 128 << 20
+JOURNAL_SPILL_COUNT = 16384
+JOURNAL_SPILL_BYTES = 32 << 20
 """Back-pressure: past this many journaled blobs (or bytes of them), the
 commit that crossed the line spills the whole journal before it returns, so
 the journal stays bounded when ingest outruns the background spill."""
