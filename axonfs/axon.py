@@ -185,6 +185,8 @@ class Axon:
             # Flush a big blob here, beside other writers, rather than inside
             # the one commit thread where it would hold up everyone's commit.
             await trio.to_thread.run_sync(spool.sync, limiter=self.limiters.disk_io)
+        elif spool.staged > INLINE_IO_MAX:  # detach() would write it on the trio thread
+            await trio.to_thread.run_sync(spool.flush, limiter=self.limiters.disk_io)
         path = spool.detach()
         row = (await self._commit_adds([AddBlob(sha, spool.size, path)]))[0]
         if spool.direct_bytes and self._background is not None:
@@ -650,8 +652,6 @@ class Upload:
         spool = await self._current()
         self._spool = None
         try:
-            if spool.staged > INLINE_IO_MAX:  # detach() would write it on the trio thread
-                await trio.to_thread.run_sync(spool.flush, limiter=self._axon.limiters.disk_io)
             row = await self._axon.save_spool(spool)
         except BaseException:
             spool.discard()
@@ -668,7 +668,7 @@ class Upload:
         if self._spool is None:
             # Direct mode: an upload only appends, and its bytes are bound for the disk.
             self._spool = await trio.to_thread.run_sync(
-                partial(Spool, self._axon.store.tmp, direct=True))
+                partial(self._axon.store.new_spool, direct=True))
         return self._spool
 
 

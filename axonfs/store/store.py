@@ -162,8 +162,9 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def new_spool(self) -> spool.Spool:
-        return spool.Spool(self.tmp)
+    def new_spool(self, direct: bool = False) -> spool.Spool:
+        """A new spool file; *direct* for writers that mostly append (see axonfs.store.spool)."""
+        return spool.Spool(self.tmp, direct=direct)
 
     def commit(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
         """Apply a batch of adds and deletes durably, in order.
