@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 4 << 20
 """get() yields pieces of at most this size: big enough that the thread round
 trip per piece (about 50 µs) is small beside the copy."""
+LOCAL_READ_CHUNK = 16 << 20
+"""The same for local files (the reference's chunk size too): a get from the
+page cache ran at 0.71-0.73x of a plain read with 16 MiB pieces, 0.60-0.61x
+with 4 MiB."""
 INLINE_IO_MAX = 64 << 10
 """Reads and writes up to this size run on the trio thread: a page-cache
 copy of 64 KiB takes a few µs, a thread round trip about 50 µs. Reads go
@@ -364,9 +368,10 @@ class Axon:
             yield b""
             return
         reader = await self.open_reader(row.sha256)
+        chunk = LOCAL_READ_CHUNK if self.backend.reads_are_local else READ_CHUNK
         try:
             while start < end:
-                piece = await self.read(reader, start, min(READ_CHUNK, end - start))
+                piece = await self.read(reader, start, min(chunk, end - start))
                 if not piece:
                     raise StoreCorrupt(f"blob {row.sha256.hex()} is shorter than indexed",
                                        sha256=row.sha256.hex())

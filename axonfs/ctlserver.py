@@ -90,6 +90,10 @@ STREAM_BUFFER = 64
 """Items a streamed call may run ahead of the socket."""
 BATCH_ITEMS = 512
 BATCH_BYTES = 4 << 20
+WIRE_PIECE = 4 << 20
+"""Larger byte items (a local ``get`` yields 16 MiB pieces) go out in slices of
+this size: measured, 16 MiB frames made a socket ``get`` ~40% slower than 4 MiB
+ones (the client assembles each frame in a growing buffer)."""
 UPLOAD_INBOX = 8
 """Upload frames (up to 4 MiB each) queued between the socket and the spool."""
 CLOSE_GRACE = 1.0
@@ -500,13 +504,18 @@ async def _produce(items: AsyncIterator[Any], channel: trio.MemorySendChannel[An
     async with channel, aclosing(items):  # type: ignore[type-var]
         try:
             async for item in items:
-                await channel.send(item)
+                if isinstance(item, bytes) and len(item) > WIRE_PIECE:
+                    view = memoryview(item)  # slices share the bytes: no copy
+                    for start in range(0, len(item), WIRE_PIECE):
+                        await channel.send(view[start:start + WIRE_PIECE])
+                else:
+                    await channel.send(item)
         except Exception as exc:
             failure.append(exc)
 
 
 def _cost(item: Any) -> int:
-    return len(item) if isinstance(item, (bytes, str)) else 64
+    return len(item) if isinstance(item, (bytes, str, memoryview)) else 64
 
 
 SEND_BUFFER = 4 << 20

@@ -36,7 +36,7 @@ from axonfs.hashing import Sha256, is_sha256_hex
 
 log = logging.getLogger(__name__)
 
-_PREFETCH_WINDOW = 2 << 20
+_PREFETCH_PIECE = 4 << 20
 
 
 class LocalReader(BlobReader):
@@ -50,11 +50,15 @@ class LocalReader(BlobReader):
         return os.pread(self.fd, size, offset)
 
     def prefetch(self) -> None:
-        # Each call submits reads and returns; the kernel drops the pages again
-        # under memory pressure like any other cache. One call covers at most
-        # the device's read-ahead size, hence the windows.
-        for offset in range(0, self.size, _PREFETCH_WINDOW):
-            os.posix_fadvise(self.fd, offset, _PREFETCH_WINDOW, os.POSIX_FADV_WILLNEED)
+        # Plain sequential reads into one reused buffer, not WILLNEED: pages the
+        # kernel's read-ahead fills for a sequential reader copy out faster later
+        # (measured, Axon.get of 512 MiB: 0.60x of a page-cache read against
+        # 0.34-0.46x after WILLNEED). The kernel drops them again under memory
+        # pressure like any other cache.
+        buffer = bytearray(_PREFETCH_PIECE)
+        offset = 0
+        while offset < self.size and (done := os.preadv(self.fd, [buffer], offset)) > 0:
+            offset += done
 
     def read_cached(self, offset: int, size: int) -> bytes | None:
         """``preadv2(RWF_NOWAIT)``: the page cache's bytes, or None if the
