@@ -50,9 +50,9 @@ READ_CHUNK = 4 << 20
 """get() yields pieces of at most this size: big enough that the thread round
 trip per piece (about 50 µs) is small beside the copy."""
 LOCAL_READ_CHUNK = 16 << 20
-"""The same for local files (the reference's chunk size too): a get from the
-page cache ran at 0.71-0.73x of a plain read with 16 MiB pieces, 0.60-0.61x
-with 4 MiB."""
+"""The same for local files (the reference's chunk size too): fewer thread
+round trips per byte. A get from the page cache ran at 0.71-0.84x of a plain
+read with 16 MiB pieces, 0.60-0.61x with 4 MiB (blob pages filled by a reader)."""
 INLINE_IO_MAX = 64 << 10
 """Reads and writes up to this size run on the trio thread: a page-cache
 copy of 64 KiB takes a few µs, a thread round trip about 50 µs. Reads go
