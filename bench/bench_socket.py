@@ -295,21 +295,8 @@ async def client_suite(args: argparse.Namespace, sock: Path, run_no: int,
         # ------------------------------------------------------------ has / size / wants
         k = args.has_ops
         log(f"[run {run_no}] has() x {k}")
-        absent = [hashlib.sha256(b"absent-%d" % i).digest() for i in range(k // 2 + 1)]
-        probe = [shas[i % len(shas)] if i % 2 == 0 else absent[i // 2] for i in range(k)]
-        hits = 0
-        with prof.phase("has"):
-            t0 = time.perf_counter()
-            for sha in probe:
-                if await axon.has(sha):
-                    hits += 1
-            res["has_ops"] = k / (time.perf_counter() - t0)
-        assert hits == (k + 1) // 2, hits
-        j = min(k, 5000)
-        t0 = time.perf_counter()
-        for sha in probe[:j]:
-            await axon.size(sha)
-        res["size_ops"] = j / (time.perf_counter() - t0)
+        res["has_ops"], res["size_ops"] = await time_has_and_size(
+            axon, half_present(shas, k), prof.phase("has"))
 
         w = args.wants_count
         present = [shas[i % len(shas)] for i in range(w // 2)]
@@ -322,6 +309,31 @@ async def client_suite(args: argparse.Namespace, sock: Path, run_no: int,
         assert len(wanted) == len(missing)
         res["cli_sha"] = shas[0].hex()
     return res
+
+
+def half_present(shas: list[bytes], k: int) -> list[bytes]:
+    """*k* hashes to look up, alternately stored (from *shas*) and absent."""
+    absent = [hashlib.sha256(b"absent-%d" % i).digest() for i in range(k // 2 + 1)]
+    return [shas[i % len(shas)] if i % 2 == 0 else absent[i // 2] for i in range(k)]
+
+
+async def time_has_and_size(axon: Any, probe: list[bytes],
+                            phase: contextlib.AbstractContextManager[Any] | None = None,
+                            ) -> tuple[float, float]:
+    """``has()`` of every hash in *probe*, then ``size()`` of up to 5,000: calls per second."""
+    hits = 0
+    with phase or contextlib.nullcontext():
+        t0 = time.perf_counter()
+        for sha in probe:
+            if await axon.has(sha):
+                hits += 1
+        has_ops = len(probe) / (time.perf_counter() - t0)
+    assert hits == (len(probe) + 1) // 2, hits
+    j = min(len(probe), 5000)
+    t0 = time.perf_counter()
+    for sha in probe[:j]:
+        await axon.size(sha)
+    return has_ops, j / (time.perf_counter() - t0)
 
 
 async def inproc_suite(args: argparse.Namespace, store: Path, run_no: int) -> dict[str, Any]:
@@ -343,18 +355,8 @@ async def inproc_suite(args: argparse.Namespace, store: Path, run_no: int) -> di
             t0 = time.perf_counter()
             shas = [(await client.put(data))[1] for data in blobs]
             res["inproc_put_files_per_s"] = n / (time.perf_counter() - t0)
-            k = args.has_ops
-            probe = [shas[i % n] if i % 2 == 0 else hashlib.sha256(b"no-%d" % i).digest()
-                     for i in range(k)]
-            t0 = time.perf_counter()
-            hits = sum([await client.has(sha) for sha in probe])
-            res["inproc_has_ops"] = k / (time.perf_counter() - t0)
-            assert hits == (k + 1) // 2, hits
-            j = min(k, 5000)
-            t0 = time.perf_counter()
-            for sha in probe[:j]:
-                await client.size(sha)
-            res["inproc_size_ops"] = j / (time.perf_counter() - t0)
+            res["inproc_has_ops"], res["inproc_size_ops"] = await time_has_and_size(
+                client, half_present(shas, args.has_ops))
         nursery.cancel_scope.cancel()
     return res
 

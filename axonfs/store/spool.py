@@ -11,7 +11,8 @@ buffer of :data:`STAGE` bytes, and each full stage is written with
 into fresh page-cache pages runs at only 300-500 MB/s, while an ``O_DIRECT``
 write of a few MiB runs at 1.3-1.5 GB/s; the bytes are going to disk before
 the commit anyway (the writer syncs large spools). The cost: a just-uploaded blob
-is not in the page cache, so its first read comes from disk (2+ GB/s cold).
+is not in the page cache (the Axon reads it back in the background after the
+commit, see ``Axon.save_spool``).
 Anything other than an append (a random write, a truncate, a read) flushes
 the stage and leaves direct mode for good; a filesystem that refuses
 ``O_DIRECT`` (``EINVAL``) silently gets ordinary buffered writes.

@@ -342,9 +342,10 @@ class Store:
 
     def spill_wanted(self) -> bool:
         """True if enough small blobs are journaled for a spill to be worth it."""
-        return self.backend.deferred_sync and self.index.journal_entries() >= JOURNAL_SPILL_START
+        return self.journaled() >= JOURNAL_SPILL_START
 
     def journaled(self) -> int:
+        """How many small blobs are durable in the index but have no file yet."""
         return self.index.journal_entries() if self.backend.deferred_sync else 0
 
     def _spill_if_due(self) -> None:
@@ -377,13 +378,12 @@ class Store:
             with self._commit_lock:
                 self._place(fresh)
             shas = [sha for sha, _ in rows]
-            missing = set(self.backend.sync_blobs(shas))
+            self.backend.sync_blobs(shas)
             with self._commit_lock:
                 # A blob deleted since the batch was read has no file (and
                 # no journal row) now; one deleted and re-added has a journal
                 # row but no file yet: keep its row for the next step.
-                self.index.drop_journal([sha for sha in shas if sha not in missing
-                                         and self.backend.exists(sha)])
+                self.index.drop_journal([sha for sha in shas if self.backend.exists(sha)])
             return len(rows)
 
     def _place(self, written: list[tuple[Sha256, Path]]) -> None:
