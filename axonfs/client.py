@@ -31,6 +31,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from axonfs.config import MOUNT_SOCKET_XATTR, control_socket, default_store
 from axonfs.errors import AxonError, BadArg, from_wire
@@ -43,6 +44,7 @@ from axonfs.protocol import (
     ITEMS,
     MAX_REPLY_FRAME,
     OK,
+    RAW,
     RECEIVE_SIZE,
     SAVE,
     SAVED,
@@ -54,6 +56,7 @@ from axonfs.protocol import (
     bindable_path,
     encode_parts,
 )
+from axonfs.sockio import SocketWire
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ PUT_INLINE_MAX = 4 << 20
 """put()/puts() send bytes up to this size in the call itself; larger ones stream."""
 POOL_SIZE = 4
 """Idle connections kept for reuse."""
+RAW_RECEIVE = 4 << 20
+"""Most bytes of a ``raw`` item asked of the socket per receive."""
 
 
 def find_socket(socket: str | os.PathLike[str] | None = None, *,
@@ -89,8 +94,12 @@ def find_socket(socket: str | os.PathLike[str] | None = None, *,
 class _Connection:
     """One socket to the daemon, with its frame decoder and request ids."""
 
-    def __init__(self, stream: anyio.abc.ByteStream, path: Path) -> None:
+    def __init__(self, stream: anyio.abc.SocketStream, path: Path) -> None:
         self.stream = stream
+        self.wire = SocketWire(stream.extra(anyio.abc.SocketAttribute.raw_socket).fileno(),
+                               wait_readable=anyio.wait_readable,
+                               wait_writable=anyio.wait_writable,
+                               checkpoint=anyio.lowlevel.checkpoint)
         self.path = path
         self.decoder = FrameDecoder(MAX_REPLY_FRAME)
         self._next_id = 0
@@ -125,10 +134,10 @@ class _Connection:
         header, body = encode_parts(message)
         try:
             if len(body) < 65536:
-                await self.stream.send(header + body)
+                await self.wire.send_all(header + body)
             else:
-                await self.stream.send(header)
-                await self.stream.send(body)
+                await self.wire.send_all(header)
+                await self.wire.send_all(body)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             raise DaemonUnreachable(f"the daemon at {self.path} closed the connection",
                                     socket=str(self.path)) from None
@@ -139,11 +148,34 @@ class _Connection:
             if message is not None:
                 return message
             try:
-                data = await self.stream.receive(RECEIVE_SIZE)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                data = await self.wire.receive_some(RECEIVE_SIZE)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                data = b""
+            if not data:
                 raise DaemonUnreachable(f"the daemon at {self.path} closed the connection",
-                                        socket=str(self.path)) from None
+                                        socket=str(self.path))
             self.decoder.feed(data)
+
+    async def receive_raw(self, size: int) -> AsyncIterator[bytes]:
+        """The *size* bytes that follow a ``raw`` frame, as they arrive.
+
+        Read straight from the socket into the bytes handed on: no frame
+        buffer and no msgpack copy in between.
+        """
+        if self.decoder.pending:
+            head = self.decoder.take(size)
+            size -= len(head)
+            yield head
+        while size:
+            try:
+                data = await self.wire.receive_some(min(size, RAW_RECEIVE))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                data = b""
+            if not data:
+                raise DaemonUnreachable(f"the daemon at {self.path} closed the connection",
+                                        socket=str(self.path))
+            size -= len(data)
+            yield data
 
     async def reply(self, rid: int) -> dict[str, Any]:
         """The next reply, which must be for request *rid*; ``err`` is raised."""
@@ -221,7 +253,8 @@ class AxonClient:
         reusable = False
         try:
             rid = connection.new_id()
-            await connection.send({"id": rid, "call": call, "args": args, "kwargs": kwargs})
+            await connection.send({"id": rid, "call": call, "args": args, "kwargs": kwargs,
+                                   "raw": True})
             while True:
                 try:
                     reply = await connection.reply(rid)
@@ -234,6 +267,12 @@ class AxonClient:
                 if kind == ITEMS:
                     for item in reply["items"]:
                         yield item
+                elif kind == RAW:
+                    size = reply.get("size")
+                    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                        raise ProtocolError(f"raw frame with a bad size {size!r}")
+                    async for piece in connection.receive_raw(size):
+                        yield piece
                 elif kind in (END, CANCELLED):
                     reusable = True
                     return

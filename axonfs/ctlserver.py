@@ -48,6 +48,8 @@ from axonfs.protocol import (
     ITEMS,
     MAX_REQUEST_FRAME,
     OK,
+    RAW,
+    RAW_MIN,
     RECEIVE_SIZE,
     SAVE,
     SAVED,
@@ -60,6 +62,7 @@ from axonfs.protocol import (
     encode_parts,
     error_message,
 )
+from axonfs.sockio import SocketWire
 from axonfs.stats import Stats
 
 log = logging.getLogger(__name__)
@@ -196,7 +199,7 @@ class ControlServer:
         _widen_send_buffer(stream)
         try:
             await _Connection(self, stream).run()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             pass
         except Exception:  # one connection's failure must never stop the daemon
             log.exception("control connection from pid %d failed", peer.pid)
@@ -206,9 +209,10 @@ class ControlServer:
 
 
 class _Request:
-    def __init__(self, rid: int, call: str) -> None:
+    def __init__(self, rid: int, call: str, raw: bool = False) -> None:
         self.rid = rid
         self.call = call
+        self.raw = raw  # the client reads big bytes items as raw frames
         self.scope = trio.CancelScope()
         self.inbox: trio.MemorySendChannel[dict[str, Any]] | None = None
         self.inbox_receiver: trio.MemoryReceiveChannel[dict[str, Any]] | None = None
@@ -224,6 +228,9 @@ class _Connection:
         self.server = server
         self.axon = server.axon
         self.stream = stream
+        self.wire = SocketWire(stream.socket.fileno(), wait_readable=trio.lowlevel.wait_readable,
+                               wait_writable=trio.lowlevel.wait_writable,
+                               checkpoint=trio.lowlevel.checkpoint)
         self.send_lock = trio.Lock()
         self.requests: dict[int, _Request] = {}
         self.nursery: trio.Nursery | None = None
@@ -241,7 +248,7 @@ class _Connection:
                 log.warning("closing control connection: %s", exc)
                 with trio.move_on_after(CLOSE_GRACE):
                     await self.send(error_message(exc.fields.get("id"), exc))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
                 pass
             # The client went away (or broke the protocol): stop its work.
             nursery.cancel_scope.cancel()
@@ -249,7 +256,7 @@ class _Connection:
     async def _read_loop(self) -> None:
         decoder = FrameDecoder(MAX_REQUEST_FRAME)
         while True:
-            data = await self.stream.receive_some(RECEIVE_SIZE)
+            data = await self.wire.receive_some(RECEIVE_SIZE)
             if not data:
                 return
             decoder.feed(data)
@@ -317,7 +324,7 @@ class _Connection:
                                 id=rid)
         if rid in self.requests:
             raise ProtocolError(f"request id {rid} is already in use", id=rid)
-        request = _Request(rid, call)
+        request = _Request(rid, call, raw=message.get("raw") is True)
         self.requests[rid] = request
         assert self.nursery is not None
         self.nursery.start_soon(self._run_request, request, tuple(args), dict(kwargs or {}))
@@ -386,7 +393,7 @@ class _Connection:
             await self._stream(request.rid, batches, batched=True)
             await self.send({"id": request.rid, "t": END})
         else:
-            await self._stream(request.rid, function(*args, **kwargs))
+            await self._stream(request.rid, function(*args, **kwargs), raw=request.raw)
             await self.send({"id": request.rid, "t": END})
 
     def _function(self, call: str) -> Callable[..., Any]:
@@ -435,10 +442,12 @@ class _Connection:
     async def _ping(self) -> dict[str, Any]:
         return {"server": f"axonfs {__version__}", "version": VERSION, "pid": os.getpid()}
 
-    async def _stream(self, rid: int, items: AsyncIterator[Any], batched: bool = False) -> None:
+    async def _stream(self, rid: int, items: AsyncIterator[Any], batched: bool = False,
+                      raw: bool = False) -> None:
         """Send *items* in batched ``items`` frames; re-raise the generator's error last.
 
         With *batched*, the generator yields lists of items, each sent as it is.
+        With *raw*, bytes items of :data:`RAW_MIN` or more go as ``raw`` frames.
         """
         send_channel, receive_channel = trio.open_memory_channel[Any](STREAM_BUFFER)
         failure: list[Exception] = []
@@ -450,16 +459,27 @@ class _Connection:
                         await self.send({"id": rid, "t": ITEMS, "items": first})
                         self.server._items_sent += len(first)
                         continue
-                    batch, size = [first], _cost(first)
-                    while len(batch) < BATCH_ITEMS and size < BATCH_BYTES:
-                        try:
-                            item = receive_channel.receive_nowait()
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                        batch.append(item)
-                        size += _cost(item)
-                    await self.send({"id": rid, "t": ITEMS, "items": batch})
-                    self.server._items_sent += len(batch)
+                    pending = first
+                    while pending is not None:
+                        if raw and _is_raw(pending):
+                            await self.send({"id": rid, "t": RAW, "size": len(pending)},
+                                            payload=pending)
+                            self.server._items_sent += 1
+                            pending = None
+                            continue
+                        batch, size, pending = [pending], _cost(pending), None
+                        while len(batch) < BATCH_ITEMS and size < BATCH_BYTES:
+                            try:
+                                item = receive_channel.receive_nowait()
+                            except (trio.WouldBlock, trio.EndOfChannel):
+                                break
+                            if raw and _is_raw(item):
+                                pending = item  # ends the batch; sent right after it
+                                break
+                            batch.append(item)
+                            size += _cost(item)
+                        await self.send({"id": rid, "t": ITEMS, "items": batch})
+                        self.server._items_sent += len(batch)
         if failure:
             raise failure[0]
 
@@ -482,17 +502,27 @@ class _Connection:
                     break
         await self.send({"id": request.rid, "t": END})
 
-    async def send(self, message: dict[str, Any]) -> None:
-        """Send one frame; a vanished client cancels the whole connection."""
+    async def send(self, message: dict[str, Any], payload: bytes | memoryview = b"") -> None:
+        """Send one frame, and *payload* right after it (a ``raw`` frame's bytes);
+        a vanished client cancels the whole connection."""
         header, body = encode_parts(message)
         try:
-            async with self.send_lock:
+            # An uncontended lock is taken without the scheduler pass of `async with`.
+            try:
+                self.send_lock.acquire_nowait()
+            except trio.WouldBlock:
+                await self.send_lock.acquire()
+            try:
                 if len(body) < 65536:
-                    await self.stream.send_all(header + body)
+                    await self.wire.send_all(header + body)
                 else:
-                    await self.stream.send_all(header)
-                    await self.stream.send_all(body)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.wire.send_all(header)
+                    await self.wire.send_all(body)
+                if payload:
+                    await self.wire.send_all(payload)
+            finally:
+                self.send_lock.release()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             if self.nursery is not None:
                 self.nursery.cancel_scope.cancel()
             await trio.lowlevel.checkpoint()  # raises Cancelled now
@@ -512,6 +542,10 @@ async def _produce(items: AsyncIterator[Any], channel: trio.MemorySendChannel[An
                     await channel.send(item)
         except Exception as exc:
             failure.append(exc)
+
+
+def _is_raw(item: Any) -> bool:
+    return isinstance(item, (bytes, memoryview)) and len(item) >= RAW_MIN
 
 
 def _cost(item: Any) -> int:

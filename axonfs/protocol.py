@@ -9,9 +9,12 @@ A frame is a 4-byte big-endian unsigned length followed by that many bytes of
 one msgpack map. Every map carries ``"v": 1`` (:data:`VERSION`). A client
 sends calls (``{"v", "id", "call", "args", "kwargs"}``) and control frames
 (``{"v", "id", "t": "cancel" | "write" | "save" | "close"}``); the server
-answers with frames whose ``"t"`` is ``hello``, ``ok``, ``items``, ``end``,
-``saved``, ``cancelled`` or ``err``, each naming the request ``id`` it
-belongs to. Errors travel as :func:`axonfs.errors.to_wire` dictionaries.
+answers with frames whose ``"t"`` is ``hello``, ``ok``, ``items``, ``raw``,
+``end``, ``saved``, ``cancelled`` or ``err``, each naming the request ``id`` it
+belongs to. A ``raw`` frame (``{"t": "raw", "size": N}``, sent only to a call
+that asked with ``"raw": true``) is followed on the stream by N bytes outside
+msgpack: one bytes item of a stream, spared two copies on each side. Errors
+travel as :func:`axonfs.errors.to_wire` dictionaries.
 
 Unpacking uses ``use_list=False``, so arrays come back as tuples: the same
 shapes a Synapse Telepath client sees.
@@ -44,9 +47,12 @@ WRITE_CHUNK = 4 << 20
 RECEIVE_SIZE = 1 << 20
 """Bytes asked of the socket per receive."""
 
+RAW_MIN = 64 << 10
+"""Bytes items of at least this size go as ``raw`` frames to calls that accept them."""
+
 # Reply kinds ("t") from the server.
-HELLO, OK, ITEMS, END, SAVED, CANCELLED, ERR = (
-    "hello", "ok", "items", "end", "saved", "cancelled", "err")
+HELLO, OK, ITEMS, RAW, END, SAVED, CANCELLED, ERR = (
+    "hello", "ok", "items", "raw", "end", "saved", "cancelled", "err")
 # Control kinds ("t") from the client.
 CANCEL, WRITE, SAVE, CLOSE = "cancel", "write", "save", "close"
 CLIENT_KINDS = frozenset({CANCEL, WRITE, SAVE, CLOSE})
@@ -134,6 +140,13 @@ class FrameDecoder:
     def pending(self) -> int:
         """Bytes received but not yet returned as a message."""
         return len(self._buffer)
+
+    def take(self, size: int) -> bytes:
+        """Up to *size* bytes from the front of the buffer, outside any frame
+        (the start of a ``raw`` item's payload)."""
+        piece = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return piece
 
     def next_message(self) -> dict[str, Any] | None:
         """The next complete message, None if more bytes are needed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import msgpack
@@ -164,3 +165,62 @@ async def test_frame_header_is_big_endian_u32() -> None:
     frame = encode({"id": 5, "t": "cancel"})
     (size,) = struct.unpack(">I", frame[:4])
     assert size == len(frame) - 4
+
+
+async def _read_exactly(stream: trio.SocketStream, decoder: FrameDecoder, size: int) -> bytes:
+    got = bytearray(decoder.take(size))
+    while len(got) < size:
+        data = await stream.receive_some(size - len(got))
+        assert data, "connection closed inside a raw payload"
+        got += data
+    return bytes(got)
+
+
+async def _frames_of_get(served: Served, digest: bytes, *, raw: bool,
+                         **kwargs: int) -> tuple[list[str], bytes]:
+    """Frame kinds of a get on the wire, and the bytes they carried."""
+    stream = await _raw(served)
+    await stream.send_all(encode({"id": 1, "call": "get", "args": [digest], "kwargs": kwargs,
+                                  **({"raw": True} if raw else {})}))
+    decoder = FrameDecoder(1 << 30)
+    kinds: list[str] = []
+    data = bytearray()
+    while not kinds or kinds[-1] not in ("end", "err"):
+        while (message := decoder.next_message()) is None:
+            decoder.feed(await stream.receive_some(1 << 20))
+        kinds.append(message["t"])
+        if message["t"] == "items":
+            data += b"".join(message["items"])
+        elif message["t"] == "raw":
+            data += await _read_exactly(stream, decoder, message["size"])
+    assert decoder.pending == 0
+    await stream.aclose()
+    return kinds, bytes(data)
+
+
+async def test_big_bytes_items_go_raw_only_to_a_call_that_asks(served: Served) -> None:
+    blob = bytes(range(256)) * (5 << 12)  # 5 MiB: two 4 MiB wire pieces
+    _, digest = await served.axon.put(blob)
+    kinds, data = await _frames_of_get(served, digest, raw=True)
+    assert kinds == ["raw", "raw", "end"] and data == blob
+    kinds, data = await _frames_of_get(served, digest, raw=False)
+    assert "raw" not in kinds and kinds[-1] == "end" and data == blob
+
+
+async def test_small_bytes_items_stay_in_items_frames(served: Served) -> None:
+    blob = b"tiny but raw-capable"
+    _, digest = await served.axon.put(blob)
+    assert await _frames_of_get(served, digest, raw=True) == (["items", "end"], blob)
+    kinds, data = await _frames_of_get(served, digest, raw=True, offs=3, size=5)
+    assert (kinds, data) == (["items", "end"], blob[3:8])
+
+
+async def test_the_client_reads_raw_items_across_many_receives(served: Served) -> None:
+    blob = os.urandom(9 << 20)
+    _, digest = await served.axon.put(blob)
+    async with client.connect(served.socket) as axon:
+        pieces = [piece async for piece in axon.get(digest)]
+        assert b"".join(pieces) == blob and all(pieces)
+        ranged = [piece async for piece in axon.get(digest, (4 << 20) - 10, 100)]
+        assert b"".join(ranged) == blob[(4 << 20) - 10:(4 << 20) + 90]
+        assert await axon.has(digest)  # the connection is still in step after raw frames
