@@ -91,6 +91,10 @@ MAX_REQUESTS = 64
 """Requests one connection may have in flight at once."""
 STREAM_BUFFER = 64
 """Items a streamed call may run ahead of the socket."""
+STREAM_WINDOW = 16 << 20
+"""Bytes of items a streamed call may run ahead of the socket: a client that
+reads a big ``get`` slowly holds at most this (plus the piece being read) in
+the daemon, not STREAM_BUFFER pieces of 4 MiB."""
 BATCH_ITEMS = 512
 BATCH_BYTES = 4 << 20
 WIRE_PIECE = 4 << 20
@@ -110,6 +114,8 @@ class ServerStatistics:
     refused: int
     protocol_errors: int
     items_sent: int
+    stream_bytes: int
+    """Bytes produced for streams and not yet sent (held in memory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +158,12 @@ class ControlServer:
         self._refused = 0
         self._protocol_errors = 0
         self._items_sent = 0
+        self._stream_bytes = 0
 
     def statistics(self) -> ServerStatistics:
         return ServerStatistics(self._connections, self._requests, self._refused,
-                                self._protocol_errors, self._items_sent)
+                                self._protocol_errors, self._items_sent,
+                                self._stream_bytes)
 
     def admits(self, peer: PeerCredentials) -> bool:
         """The socket's owner, root, and members of the control group get in."""
@@ -449,14 +457,23 @@ class _Connection:
         With *batched*, the generator yields lists of items, each sent as it is.
         With *raw*, bytes items of :data:`RAW_MIN` or more go as ``raw`` frames.
         """
-        send_channel, receive_channel = trio.open_memory_channel[Any](STREAM_BUFFER)
         failure: list[Exception] = []
+        window = _Window(STREAM_WINDOW, self.server)
+        with window:
+            await self._send_stream(rid, items, batched, raw, window, failure)
+        if failure:
+            raise failure[0]
+
+    async def _send_stream(self, rid: int, items: AsyncIterator[Any], batched: bool, raw: bool,
+                           window: _Window, failure: list[Exception]) -> None:
+        send_channel, receive_channel = trio.open_memory_channel[Any](STREAM_BUFFER)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_produce, items, send_channel, failure)
+            nursery.start_soon(_produce, items, send_channel, window, failure)
             async with receive_channel:
                 async for first in receive_channel:
                     if batched:
                         await self.send({"id": rid, "t": ITEMS, "items": first})
+                        window.release(_cost(first))
                         self.server._items_sent += len(first)
                         continue
                     pending = first
@@ -464,6 +481,7 @@ class _Connection:
                         if raw and _is_raw(pending):
                             await self.send({"id": rid, "t": RAW, "size": len(pending)},
                                             payload=pending)
+                            window.release(_cost(pending))
                             self.server._items_sent += 1
                             pending = None
                             continue
@@ -479,9 +497,8 @@ class _Connection:
                             batch.append(item)
                             size += _cost(item)
                         await self.send({"id": rid, "t": ITEMS, "items": batch})
+                        window.release(size)
                         self.server._items_sent += len(batch)
-        if failure:
-            raise failure[0]
 
     async def _upload(self, request: _Request) -> None:
         """Serve an upload session: ``write`` frames, ``save`` → ``saved``, ``close``."""
@@ -530,18 +547,53 @@ class _Connection:
 
 
 async def _produce(items: AsyncIterator[Any], channel: trio.MemorySendChannel[Any],
-                   failure: list[Exception]) -> None:
+                   window: _Window, failure: list[Exception]) -> None:
     async with channel, aclosing(items):  # type: ignore[type-var]
         try:
             async for item in items:
                 if isinstance(item, bytes) and len(item) > WIRE_PIECE:
                     view = memoryview(item)  # slices share the bytes: no copy
                     for start in range(0, len(item), WIRE_PIECE):
-                        await channel.send(view[start:start + WIRE_PIECE])
+                        piece = view[start:start + WIRE_PIECE]
+                        await window.reserve(_cost(piece))
+                        await channel.send(piece)
                 else:
+                    await window.reserve(_cost(item))
                     await channel.send(item)
         except Exception as exc:
             failure.append(exc)
+
+
+class _Window:
+    """Bytes a stream's producer may have handed on and the socket not yet taken.
+
+    ``reserve`` waits while the window is full (one item always fits, whatever
+    its size); the consumer releases what it sent. The server's
+    ``stream_bytes`` statistic is the sum over every open stream.
+    """
+
+    def __init__(self, limit: int, server: ControlServer) -> None:
+        self.limit = limit
+        self.used = 0
+        self._server = server
+        self._room = trio.lowlevel.ParkingLot()
+
+    async def reserve(self, size: int) -> None:
+        while self.used and self.used + size > self.limit:
+            await self._room.park()
+        self.used += size
+        self._server._stream_bytes += size
+
+    def release(self, size: int) -> None:
+        self.used -= size
+        self._server._stream_bytes -= size
+        self._room.unpark_all()
+
+    def __enter__(self) -> _Window:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release(self.used)  # a stream that ended early leaves items unsent
 
 
 def _is_raw(item: Any) -> bool:

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from axonfs import client
+from axonfs.ctlserver import STREAM_WINDOW
 from axonfs.errors import BadArg, NoSuchFile
 from axonfs.protocol import DaemonUnreachable
 
@@ -114,6 +115,22 @@ async def test_a_client_that_stops_reading_pauses_the_work(served: Served) -> No
         assert served.server.statistics().items_sent == sent < 500_000
         await lines.aclose()
         await _wait_idle(served)
+
+
+async def test_a_slow_get_holds_only_a_window_of_its_bytes(served: Served) -> None:
+    """A client that stops reading a big get pins at most STREAM_WINDOW in the daemon."""
+    blob = os.urandom(1 << 20) * 96
+    _, digest = await served.axon.put(blob)
+    async with client.connect(served.socket) as axon:
+        pieces = axon.get(digest)
+        got = [await pieces.__anext__()]
+        await trio.sleep(0.5)  # not reading: the socket and the window fill up
+        held = served.server.statistics().stream_bytes
+        assert 0 < held <= STREAM_WINDOW <= 32 << 20, held
+        got += [piece async for piece in pieces]
+        assert b"".join(got) == blob
+    await _wait_idle(served)
+    assert served.server.statistics().stream_bytes == 0
 
 
 async def test_disconnect_cancels_a_follow(served: Served) -> None:
