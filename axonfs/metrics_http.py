@@ -192,6 +192,9 @@ def _control(out: _Writer, control: dict[str, int] | None) -> None:
             control["requests"])
     out.one("control_refused_total", "counter", "Control connections refused.",
             control["refused"])
+    out.one("control_stream_bytes", "gauge",
+            "Bytes streams produced and the socket has not yet taken.",
+            control["stream_bytes"])
 
 
 def _backend(out: _Writer, backend: dict[str, Any]) -> None:

@@ -288,7 +288,8 @@ def format_text(snapshot: dict[str, Any]) -> str:
     control = snapshot.get("control")
     if control:
         lines.append(f"control    {control['connections']} connections, {control['requests']} "
-                     f"requests in flight, {control['refused']} refused")
+                     f"requests in flight, {control['refused']} refused, "
+                     f"{_bytes(control['stream_bytes'])} waiting to be sent")
     lines += _fuse_lines(snapshot.get("fuse"))
     return "\n".join(lines)
 

@@ -143,7 +143,9 @@ def test_latency_buckets_and_p99() -> None:
     text = prometheus_text({
         "version": "t", "uptime_s": 1.5, "started_at": 0, "dedup_hits": 0,
         "store": {"blobs": 0, "bytes": 0}, "commits": {"batches": 0, "ops": 0},
-        "spool": {"files": 0, "bytes": 0}, "journal": {"blobs": 7}, "control": None,
+        "spool": {"files": 0, "bytes": 0}, "journal": {"blobs": 7},
+        "control": {"connections": 2, "requests": 1, "refused": 0, "protocol_errors": 0,
+                    "items_sent": 5, "stream_bytes": 4096},
         "backend": {"name": "s3", "requests": {"GetObject": 3}, "retries": 1, "failures": 2,
                     "bytes_sent": 0, "bytes_received": 9,
                     "cache": {"hits": 4, "misses": 5, "evictions": 0, "blocks": 1,
@@ -158,6 +160,8 @@ def test_latency_buckets_and_p99() -> None:
     assert scraped['axonfs_fuse_request_duration_seconds_bucket{op="read",le="+Inf"}'] == 100
     assert scraped['axonfs_build_info{version="t"}'] == 1
     assert scraped["axonfs_journal_blobs"] == 7
+    assert scraped["axonfs_control_connections"] == 2
+    assert scraped["axonfs_control_stream_bytes"] == 4096
 
 
 async def test_journal_counts_small_blobs_whose_files_are_pending(
