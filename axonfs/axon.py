@@ -185,6 +185,10 @@ class Axon:
         else:
             sha = Sha256(await trio.to_thread.run_sync(spool.digest,
                                                        limiter=self.limiters.hash_cpu))
+        if spool.in_memory:  # a small file: from memory into the index journal
+            data = spool.contents()
+            spool.discard()
+            return (await self._commit_adds([AddBlob(sha, len(data), data=data)]))[0]
         if spool.size > PRESYNC_MIN:
             # Flush a big blob here, beside other writers, rather than inside
             # the one commit thread where it would hold up everyone's commit.

@@ -21,7 +21,8 @@ a signal (``kill``, Ctrl-C) does not commit: the upload is discarded when the
 last handle is released ("a writer killed mid-copy commits nothing").
 
 Concurrency: everything runs on the trio thread; spool writes larger than
-:data:`INLINE_IO_MAX` and commits run in worker threads. The kernel serialises
+:data:`INLINE_IO_MAX` (or that create the spool's file) and commits run in
+worker threads. The kernel serialises
 writes to one inode, and a per-file :class:`trio.Lock` orders writes, truncates
 and the commit.
 """
@@ -52,6 +53,10 @@ INCOMING_INODE = 3
 """The inode of ``/incoming`` itself."""
 INCOMING_BASE = 1 << 32
 """Inodes of entries below ``/incoming`` start here (see :mod:`axonfs.vfs`)."""
+MEMORY_SPOOL_MAX = 64 << 10
+"""An upload's bytes stay in memory up to this size (see axonfs.store.spool):
+most files of a corpus are small, and a small file then never touches the
+spool directory. It bounds what each file being written holds in memory."""
 RETENTION_DEFAULT = 3600.0
 """Seconds a committed entry stays listed in ``/incoming`` by default."""
 _COPY_CHUNK = 1 << 20
@@ -239,8 +244,9 @@ class Incoming:
                pid: int) -> IncomingFile:
         """Create an empty file and return a writable handle on it."""
         parent = self._free_slot(parent_inode, name)
-        # mkstemp is one small metadata syscall: cheaper inline than a thread hop.
-        node = File(next(self._inodes), name, mode, uid, gid, self.axon.store.new_spool())
+        # A memory spool: no file until the upload outgrows MEMORY_SPOOL_MAX.
+        node = File(next(self._inodes), name, mode, uid, gid,
+                    self.axon.store.new_spool(memory_max=MEMORY_SPOOL_MAX))
         self._attach(parent, node)
         return self._new_handle(node, writable=True, pid=pid)
 
@@ -265,7 +271,7 @@ class Incoming:
                              "an earlier write to this file failed")
             spool = await self._writable_spool(node)
             try:
-                if len(data) <= INLINE_IO_MAX:
+                if len(data) <= INLINE_IO_MAX and not spool.creates_file(offset + len(data)):
                     spool.pwrite(data, offset)
                 else:
                     await self._write_and_hash(spool, data, offset)

@@ -16,6 +16,14 @@ commit, see ``Axon.save_spool``).
 Anything other than an append (a random write, a truncate, a read) flushes
 the stage and leaves direct mode for good; a filesystem that refuses
 ``O_DIRECT`` (``EINVAL``) silently gets ordinary buffered writes.
+
+Memory mode (``Spool(directory, memory_max=N)``, for ``/incoming``, where most
+files are small): the bytes stay in memory until the spool would outgrow *N*;
+only then is the file created. A small file is then committed from memory
+straight into the index journal: no file is created, written, read back and
+removed for it. Creating a file is also not the cheap syscall it looks like:
+it waits while the filesystem's journal commits (every fsync of the index),
+a few hundred microseconds that ``/incoming`` spent on its event loop per file.
 """
 
 from __future__ import annotations
@@ -60,10 +68,15 @@ class Spool:
     is still staged. :attr:`direct_bytes` counts what went out ``O_DIRECT``.
     """
 
-    def __init__(self, directory: Path, direct: bool = False) -> None:
-        fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, dir=directory)
-        self.fd = fd
-        self.path = Path(name)
+    def __init__(self, directory: Path, direct: bool = False, memory_max: int = 0) -> None:
+        self._directory = directory
+        self.fd = -1
+        self.path: Path | None = None  # None while the bytes are in memory (memory mode)
+        # Memory mode: the spool's bytes until they would pass memory_max.
+        self._memory: bytearray | None = bytearray() if memory_max > 0 and not direct else None
+        self._memory_max = memory_max
+        if self._memory is None:
+            self._create_file()
         self.size = 0
         self.direct_bytes = 0  # bytes written with O_DIRECT, all below _stage_start
         self._hasher = hashlib.sha256()
@@ -75,6 +88,36 @@ class Spool:
         self._stage_c = (ctypes.c_char * STAGE).from_buffer(self._stage) if self._stage else None
         self._stage_start = 0
         self._direct_fd = -1  # opened when the first stage fills
+
+    def _create_file(self) -> None:
+        fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX, dir=self._directory)
+        self.fd, self.path = fd, Path(name)
+
+    @property
+    def in_memory(self) -> bool:
+        """True while the spool has no file (memory mode, still small)."""
+        return self._memory is not None
+
+    def contents(self) -> bytes:
+        """The bytes of a spool that is :attr:`in_memory`."""
+        assert self._memory is not None
+        return bytes(self._memory)
+
+    def creates_file(self, end: int) -> bool:
+        """True if growing to *end* bytes creates the file (so not on an event loop)."""
+        return self._memory is not None and end > self._memory_max
+
+    def _to_file(self) -> None:
+        """Leave memory mode: create the file and write the bytes so far."""
+        memory, self._memory = self._memory, None
+        if memory is None:
+            return
+        self._create_file()
+        try:
+            _pwrite_all(self.fd, memoryview(memory), 0)
+        except BaseException:
+            self.discard()
+            raise
 
     @property
     def direct(self) -> bool:
@@ -102,6 +145,16 @@ class Spool:
 
     def write_bytes(self, data: bytes | memoryview, offset: int) -> int:
         """Only the write half of :meth:`pwrite` (may run beside :meth:`hash_bytes`)."""
+        memory = self._memory
+        if memory is not None:
+            end = offset + len(data)
+            if end <= self._memory_max:
+                if offset > len(memory):
+                    memory.extend(bytes(offset - len(memory)))  # a hole reads as zeros
+                memory[offset:end] = data
+                self.size = max(self.size, end)
+                return len(data)
+            self._to_file()
         if self._stage is not None:
             if offset == self.size:
                 return self._stage_bytes(data)
@@ -127,14 +180,22 @@ class Spool:
         the disk works while the CPU hashes. Failures only cost that overlap.
         (Ranges written ``O_DIRECT`` are on disk already and are skipped.)
         """
-        if self.size - self._written_back < WRITEBACK_MIN:
+        if self.size - self._written_back < WRITEBACK_MIN or self.fd < 0:
             return
         if start_writeback(self.fd, self._written_back, self.size - self._written_back):
             self._written_back = self.size
 
     def truncate(self, size: int) -> None:
-        self.flush()
-        os.ftruncate(self.fd, size)
+        memory = self._memory
+        if memory is not None and size <= self._memory_max:
+            if size < len(memory):
+                del memory[size:]
+            else:
+                memory.extend(bytes(size - len(memory)))
+        else:
+            self._to_file()
+            self.flush()
+            os.ftruncate(self.fd, size)
         if size < self._hashed:
             self._hashed = -1
         self.size = size
@@ -152,10 +213,15 @@ class Spool:
         return self._hasher.digest()
 
     def read(self, offset: int, size: int) -> bytes:
+        if self._memory is not None:
+            return bytes(self._memory[offset:offset + size])
         self.flush()
         return os.pread(self.fd, size, offset)
 
     def _rehash(self) -> None:
+        if self._memory is not None:
+            self._hasher, self._hashed = hashlib.sha256(self._memory), self.size
+            return
         hasher = hashlib.sha256()
         offset = 0
         while offset < self.size:
@@ -183,13 +249,16 @@ class Spool:
 
     def sync(self) -> None:
         """fdatasync the spool (before it is committed)."""
+        self._to_file()
         self.flush()
         os.fdatasync(self.fd)
 
     def detach(self) -> Path:
         """Write what is staged, close the descriptor and hand over the file (to a backend)."""
+        self._to_file()
         self.flush()
         self.close()
+        assert self.path is not None
         return self.path
 
     def close(self) -> None:
@@ -199,9 +268,11 @@ class Spool:
             self.fd = -1
 
     def discard(self) -> None:
-        """Close and remove the file."""
+        """Close and remove the file (or drop the bytes held in memory)."""
         self.close()
-        self.path.unlink(missing_ok=True)
+        self._memory = None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
     # -- direct mode -------------------------------------------------------------
 
@@ -258,6 +329,7 @@ class Spool:
 
     def _open_direct(self) -> int:
         """A second, ``O_DIRECT`` descriptor onto the spool file."""
+        assert self.path is not None  # direct spools are never in memory
         return os.open(self.path, os.O_WRONLY | os.O_CLOEXEC | _O_DIRECT)
 
     def _pwrite_direct(self, stage: mmap.mmap, offset: int) -> int:

@@ -162,9 +162,10 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def new_spool(self, direct: bool = False) -> spool.Spool:
-        """A new spool file; *direct* for writers that mostly append (see axonfs.store.spool)."""
-        return spool.Spool(self.tmp, direct=direct)
+    def new_spool(self, direct: bool = False, memory_max: int = 0) -> spool.Spool:
+        """A new spool: *direct* for writers that mostly append, *memory_max* for
+        writers of mostly small files (see axonfs.store.spool)."""
+        return spool.Spool(self.tmp, direct=direct, memory_max=memory_max)
 
     def commit(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
         """Apply a batch of adds and deletes durably, in order.

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from helpers.fuse import Mounted, wait_until
 
+from axonfs.incoming import MEMORY_SPOOL_MAX
 from mount.storeapi import get_blob, put_blobs
 
 
@@ -93,6 +94,19 @@ def test_dd_redirection_truncate_and_random_writes(mounted: Mounted) -> None:
     expected = bytearray(b"".join(pieces))
     expected[5:7] = b"XY"
     assert mounted.path("by-sha256", sha_hex(bytes(expected))).read_bytes() == expected
+
+
+def test_small_writes_across_the_in_memory_limit(mounted: Mounted, tmp_path: Path) -> None:
+    """Uploads start in memory and move to a spool file past MEMORY_SPOOL_MAX."""
+    incoming = mounted.path("incoming")
+    for size in (MEMORY_SPOOL_MAX - 1, MEMORY_SPOOL_MAX, MEMORY_SPOOL_MAX + 1,
+                 40 * 4096 + 17):
+        source = tmp_path / f"s{size}"
+        source.write_bytes(os.urandom(size))
+        sh(f"dd if={source} of={incoming}/s{size} bs=4k status=none")
+        blob = mounted.path("by-sha256", sha_hex(source.read_bytes()))
+        assert blob.read_bytes() == source.read_bytes()
+    assert not spools(mounted)
 
 
 def test_mv_into_incoming_and_within(mounted: Mounted, tmp_path: Path) -> None:

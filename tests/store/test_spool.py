@@ -1,4 +1,5 @@
-"""Spool direct mode: staged appends written ``O_DIRECT``, and every way out of it.
+"""Spool direct mode (staged appends written ``O_DIRECT``, and every way out of
+it) and memory mode (small uploads that never get a file).
 
 Each test checks the bytes that reach the file and the sha256 the spool
 reports against a plain model of what was written.
@@ -200,6 +201,74 @@ def test_a_full_disk_is_reported_not_swallowed(spool_dir: Path) -> None:
     assert full.value.errno == errno.ENOSPC
     spool.discard()
     assert list(spool_dir.iterdir()) == []
+
+
+# -- memory mode ----------------------------------------------------------------------
+
+MEMORY_MAX = 64 << 10
+
+
+def test_a_small_spool_stays_in_memory_through_every_operation(spool_dir: Path) -> None:
+    rng = random.Random(8)
+    spool = Spool(spool_dir, memory_max=MEMORY_MAX)
+    model = bytearray()
+    for piece in odd_pieces(rng.randbytes(20_000), 3):
+        spool.append(piece)
+        model += piece
+    assert spool.fully_hashed
+    spool.pwrite(b"patch", 100)  # a rewrite: the hash goes stale
+    model[100:105] = b"patch"
+    spool.pwrite(b"far", 30_000)  # past the end: a hole of zeros
+    model += bytes(30_000 - len(model)) + b"far"
+    spool.truncate(25_000)
+    del model[25_000:]
+    spool.truncate(26_000)
+    model += bytes(1000)
+    assert spool.in_memory and list(spool_dir.iterdir()) == []
+    assert spool.size == len(model) and spool.contents() == model
+    assert spool.read(24_990, 100) == model[24_990:25_090]
+    assert spool.digest() == sha256(bytes(model))
+    spool.discard()
+    assert list(spool_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("growth", ["append", "hole", "truncate"])
+def test_outgrowing_memory_moves_every_byte_to_a_file(spool_dir: Path, growth: str) -> None:
+    rng = random.Random(9)
+    spool = Spool(spool_dir, memory_max=MEMORY_MAX)
+    model = bytearray(rng.randbytes(MEMORY_MAX - 10))
+    spool.append(bytes(model))
+    assert not spool.creates_file(MEMORY_MAX) and spool.creates_file(MEMORY_MAX + 1)
+    if growth == "append":
+        tail = rng.randbytes(5000)
+        spool.append(tail)
+        model += tail
+    elif growth == "hole":
+        spool.pwrite(b"end", 3 * MEMORY_MAX)
+        model += bytes(3 * MEMORY_MAX - len(model)) + b"end"
+    else:
+        spool.truncate(2 * MEMORY_MAX)
+        model += bytes(2 * MEMORY_MAX - len(model))
+    assert not spool.in_memory and len(list(spool_dir.iterdir())) == 1
+    assert spool.digest() == sha256(bytes(model))
+    assert spool.detach().read_bytes() == model
+
+
+def test_detaching_a_memory_spool_writes_its_file(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, memory_max=MEMORY_MAX)
+    spool.append(b"small but wanted as a file")
+    path = spool.detach()
+    assert path.parent == spool_dir and path.read_bytes() == b"small but wanted as a file"
+
+
+async def test_a_small_incoming_style_spool_commits_from_memory(axon: Axon) -> None:
+    spool = axon.store.new_spool(memory_max=MEMORY_MAX)
+    spool.append(b"committed without a spool file")
+    row = await axon.save_spool(spool)
+    assert row.sha256 == sha256(b"committed without a spool file")
+    assert spool.path is None and list(axon.store.tmp.iterdir()) == []  # no file, ever
+    assert b"".join([piece async for piece in axon.get(row.sha256)]) == \
+        b"committed without a spool file"
 
 
 # -- on a real tmpfs (root only) -------------------------------------------------------
