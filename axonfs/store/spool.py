@@ -200,6 +200,10 @@ class Spool:
             self._hashed = -1
         self.size = size
 
+    def forget_hash(self) -> None:
+        """Make :meth:`digest` re-read the bytes (the running hash is not to be trusted)."""
+        self._hashed = -1
+
     @property
     def fully_hashed(self) -> bool:
         """True if :meth:`digest` is free (every byte was hashed as it came)."""

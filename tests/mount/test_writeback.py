@@ -2,7 +2,7 @@
 
 * Commit-on-flush sees every byte whatever order and size the application
   writes in (reversed, scattered, tiny appends, shared mmap), and large
-  writes that hash and write in two threads keep the running hash. The
+  writes, hashed in a worker behind the writes, keep the running hash. The
   writeback cache (house style D4) stays off: with it the kernel ignores the
   size the daemon reports for regular files, and ``tail -f /history.log``
   (the test in test_history.py) stops seeing it grow.
@@ -21,13 +21,16 @@ import os
 import random
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
+import trio
 from helpers.fuse import Mounted
 
+import axonfs.incoming
 from axonfs.axon import INLINE_IO_MAX, Axon
-from axonfs.incoming import Incoming
+from axonfs.incoming import HashBehind, Incoming
 from axonfs.ops import Operations
 from axonfs.vfs import MAP_WINDOW
 from mount.storeapi import get_blob, put_blobs
@@ -143,9 +146,63 @@ async def test_incoming_sequential_large_pieces_keep_the_running_hash(tmp_path: 
         handle = incoming.create(3, "f", 0o644, 0, 0, os.getpid())
         for offset in range(0, len(data), piece):
             await incoming.write(handle, offset, data[offset:offset + piece])
-        spool = handle.node.spool
-        assert spool is not None and spool._hashed == len(data)  # no re-hash needed
+        spool, lane = handle.node.spool, handle.node.hashing
+        assert spool is not None and lane is not None and lane.spool is spool
+        await lane.wait()  # large pieces are hashed behind the writes, in order
+        assert spool.fully_hashed  # no re-hash needed at commit
         await incoming.flush(handle)
+        assert handle.node.sha256 == hashlib.sha256(data).digest()
+        await incoming.release(handle)
+
+
+async def test_hashing_behind_holds_back_the_writer_and_stops_on_cancel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(axonfs.incoming, "HASH_BEHIND_MAX", 3 * MIB)
+    async with Axon.open(tmp_path / "store") as axon:
+        spool = axon.store.new_spool()
+        lane = HashBehind(spool)
+        seen: list[int] = []
+        real_hash = spool.hash_bytes
+
+        def slow_hash(data: bytes, offset: int) -> None:
+            seen.append(lane._queued)
+            time.sleep(0.005)
+            real_hash(data, offset)
+
+        monkeypatch.setattr(spool, "hash_bytes", slow_hash)
+        data = os.urandom(20 * MIB)
+        for offset in range(0, len(data), MIB):
+            spool.write_bytes(data[offset:offset + MIB], offset)
+            await lane.add(data[offset:offset + MIB], offset)
+        await lane.wait()
+        assert lane.idle and spool.fully_hashed and spool.digest() == hashlib.sha256(data).digest()
+        assert max(seen) <= 4 * MIB  # the limit, plus the piece that crossed it
+        for offset in range(0, 10 * MIB, MIB):
+            await lane.add(data[offset:offset + MIB], offset)
+        lane.cancel()
+        with trio.fail_after(5):
+            await lane.wait()  # only the piece in the worker's hands is finished
+        spool.discard()
+
+
+async def test_a_failed_hash_behind_falls_back_to_a_rehash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(6 * MIB)
+    async with Axon.open(tmp_path / "store") as axon:
+        incoming = Incoming(axon)
+        handle = incoming.create(3, "f", 0o644, 0, 0, os.getpid())
+        await incoming.write(handle, 0, data[:MIB])
+        spool = handle.node.spool
+        assert spool is not None
+
+        def broken(data: bytes, offset: int) -> None:
+            raise RuntimeError("simulated")
+
+        monkeypatch.setattr(spool, "hash_bytes", broken)
+        for offset in range(MIB, len(data), MIB):
+            await incoming.write(handle, offset, data[offset:offset + MIB])
+        with trio.fail_after(10):
+            await incoming.flush(handle)  # logs the failure, then re-reads the spool
         assert handle.node.sha256 == hashlib.sha256(data).digest()
         await incoming.release(handle)
 
