@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Generator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,7 @@ class _Connection:
                                         socket=str(self.path))
             self.decoder.feed(data)
 
-    async def receive_raw(self, size: int) -> AsyncIterator[bytes]:
+    async def receive_raw(self, size: int) -> AsyncGenerator[bytes, None]:
         """The *size* bytes that follow a ``raw`` frame, as they arrive.
 
         Read straight from the socket into the bytes handed on: no frame
@@ -271,8 +271,9 @@ class AxonClient:
                     size = reply.get("size")
                     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
                         raise ProtocolError(f"raw frame with a bad size {size!r}")
-                    async for piece in connection.receive_raw(size):
-                        yield piece
+                    async with aclosing(connection.receive_raw(size)) as pieces:
+                        async for piece in pieces:
+                            yield piece
                 elif kind in (END, CANCELLED):
                     reusable = True
                     return

@@ -133,6 +133,21 @@ async def test_a_slow_get_holds_only_a_window_of_its_bytes(served: Served) -> No
     assert served.server.statistics().stream_bytes == 0
 
 
+async def test_an_abandoned_raw_get_frees_its_window_and_the_client_goes_on(
+        served: Served) -> None:
+    blob = os.urandom(1 << 20) * 40
+    _, digest = await served.axon.put(blob)
+    async with client.connect(served.socket) as axon:
+        async with aclosing(axon.get(digest)) as pieces:
+            async for piece in pieces:
+                assert piece == blob[:len(piece)]
+                break  # mid raw payload: the connection cannot be reused
+        await _wait_idle(served)
+        assert served.server.statistics().stream_bytes == 0
+        assert await axon.has(digest)
+        assert b"".join([p async for p in axon.get(digest, 5, 10)]) == blob[5:15]
+
+
 async def test_disconnect_cancels_a_follow(served: Served) -> None:
     async with client.connect(served.socket) as axon:
         follow = axon.hashes(0, wait=True)
