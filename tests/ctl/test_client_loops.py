@@ -32,7 +32,10 @@ async def exercise(daemon: Daemon, http_server: LocalHTTPServer, tag: bytes) -> 
         async with await axon.upload() as upfd:
             for piece in (b"x" * 100_000, b"y" * 5_000_000):
                 await upfd.write(piece)
-            assert (await upfd.save())[0] == 5_100_000
+            size, big = await upfd.save()
+            assert size == 5_100_000
+        got = [byts async for byts in axon.get(big)]  # raw frames, read under this loop
+        assert b"".join(got) == b"x" * 100_000 + b"y" * 5_000_000 and all(got)
         rows = [row async for row in axon.hashes(0)]
         assert sha256 in {row[1][0] for row in rows}
         _, csv_sha = await axon.put(b"a,b\n" * 100_000)
