@@ -76,8 +76,9 @@ class Operations(pyfuse3.Operations):
     """House style D4, measured and left off: with the writeback cache the kernel
     owns the size of every regular file and ignores the size the daemon reports,
     so /history.log would stop growing for ``tail -f``; it also adds a SETATTR
-    per small file. Large writes instead overlap hashing with the spool write
-    (:meth:`Incoming._write_and_hash`), which measured as fast. The commit path
+    per small file. Large writes instead return once copied into the spool,
+    with the hash following behind (:class:`axonfs.hashbehind.HashBehind`),
+    which measured faster. The commit path
     is proven for out-of-order and mmap writes by tests/mount/test_writeback.py."""
 
     def __init__(self, vfs: Vfs) -> None:

@@ -121,8 +121,8 @@ def test_cp_of_large_file_then_store_api_reads_it(mounted: Mounted, tmp_path: Pa
 
 
 async def test_incoming_write_out_of_order_large_pieces(tmp_path: Path) -> None:
-    """The daemon side alone: large pieces (the threaded write+hash path) and
-    small ones (inline), delivered out of order, then committed."""
+    """The daemon side alone: large pieces (written in a thread, hashed behind)
+    and small ones (inline), delivered out of order, then committed."""
     piece = INLINE_IO_MAX * 4
     data = os.urandom(piece * 6 + 1000)
     order = [3, 0, 1, 5, 2, 4, 6]
@@ -157,7 +157,7 @@ async def test_incoming_sequential_large_pieces_keep_the_running_hash(tmp_path: 
 
 async def test_hashing_behind_holds_back_the_writer_and_stops_on_cancel(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(axonfs.incoming, "HASH_BEHIND_MAX", 3 * MIB)
+    monkeypatch.setattr(axonfs.hashbehind, "HASH_BEHIND_MAX", 3 * MIB)
     async with Axon.open(tmp_path / "store") as axon:
         spool = axon.store.new_spool()
         lane = HashBehind(spool)
