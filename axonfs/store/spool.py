@@ -217,14 +217,16 @@ class Spool:
         return self._hasher.digest()
 
     def read(self, offset: int, size: int) -> bytes:
-        if self._memory is not None:
-            return bytes(self._memory[offset:offset + size])
+        memory = self._memory  # once: a write in another thread may move it to a file
+        if memory is not None:
+            return bytes(memory[offset:offset + size])
         self.flush()
         return os.pread(self.fd, size, offset)
 
     def _rehash(self) -> None:
-        if self._memory is not None:
-            self._hasher, self._hashed = hashlib.sha256(self._memory), self.size
+        memory = self._memory
+        if memory is not None:
+            self._hasher, self._hashed = hashlib.sha256(memory), len(memory)
             return
         hasher = hashlib.sha256()
         offset = 0
