@@ -520,8 +520,12 @@ class _Connection:
         await self.send({"id": request.rid, "t": END})
 
     async def send(self, message: dict[str, Any], payload: bytes | memoryview = b"") -> None:
-        """Send one frame, and *payload* right after it (a ``raw`` frame's bytes);
-        a vanished client cancels the whole connection."""
+        """Send one frame, and *payload* right after it (a ``raw`` frame's bytes).
+
+        A vanished client cancels the whole connection, and so does a send
+        cancelled part way through a frame (a ``cancel`` from the client, say):
+        whatever followed on the stream would be garbage to the client.
+        """
         header, body = encode_parts(message)
         try:
             # An uncontended lock is taken without the scheduler pass of `async with`.
@@ -537,6 +541,10 @@ class _Connection:
                     await self.wire.send_all(body)
                 if payload:
                     await self.wire.send_all(payload)
+            except trio.Cancelled:
+                if self.nursery is not None:
+                    self.nursery.cancel_scope.cancel()
+                raise
             finally:
                 self.send_lock.release()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):

@@ -224,3 +224,19 @@ async def test_the_client_reads_raw_items_across_many_receives(served: Served) -
         ranged = [piece async for piece in axon.get(digest, (4 << 20) - 10, 100)]
         assert b"".join(ranged) == blob[(4 << 20) - 10:(4 << 20) + 90]
         assert await axon.has(digest)  # the connection is still in step after raw frames
+
+
+async def test_a_frame_cut_short_by_a_cancel_closes_the_connection(served: Served) -> None:
+    """A cancel that lands while a raw payload is half sent must not leave the
+    client reading a frame header out of the middle of blob bytes."""
+    _, digest = await served.axon.put(os.urandom(1 << 20) * 24)
+    stream = await _raw(served)
+    await stream.send_all(encode({"id": 1, "call": "get", "args": [digest], "kwargs": {},
+                                  "raw": True}))
+    await trio.sleep(0.3)  # not reading: the daemon's send blocks inside a payload
+    await stream.send_all(encode({"id": 1, "t": "cancel"}))
+    with trio.fail_after(10):
+        while await stream.receive_some(1 << 20):
+            pass  # drain what was sent, up to the end of the stream
+    await stream.aclose()
+    await _still_serving(served)
