@@ -133,11 +133,7 @@ class _Connection:
     async def send(self, message: dict[str, Any]) -> None:
         header, body = encode_parts(message)
         try:
-            if len(body) < 65536:
-                await self.wire.send_all(header + body)
-            else:
-                await self.wire.send_all(header)
-                await self.wire.send_all(body)
+            await self.wire.send_all(header, body)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             raise DaemonUnreachable(f"the daemon at {self.path} closed the connection",
                                     socket=str(self.path)) from None

@@ -534,15 +534,9 @@ class _Connection:
             except trio.WouldBlock:
                 await self.send_lock.acquire()
             try:
-                if len(body) < 65536:
-                    await self.wire.send_all(header + body)
-                else:
-                    await self.wire.send_all(header)
-                    await self.wire.send_all(body)
-                if payload:
-                    await self.wire.send_all(payload)
+                await self.wire.send_all(header, body, payload)
             except trio.Cancelled:
-                if self.nursery is not None:
+                if self.wire.mid_send and self.nursery is not None:
                     self.nursery.cancel_scope.cancel()
                 raise
             finally:

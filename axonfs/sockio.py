@@ -49,6 +49,8 @@ class SocketWire:
         self._wait_writable = wait_writable
         self._checkpoint = checkpoint
         self._unyielded = 0
+        self.mid_send = False
+        """True while a send waits for room with part of its bytes already out."""
 
     async def receive_some(self, max_bytes: int) -> bytes:
         """Up to *max_bytes* (at least one unless the peer closed its end)."""
@@ -64,20 +66,32 @@ class SocketWire:
             await self._maybe_yield()
             return data
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Send every byte of *data*, waiting for room as needed."""
-        view = memoryview(data).cast("B")
-        while view:
+    async def send_all(self, *parts: bytes | bytearray | memoryview) -> None:
+        """Send every byte of *parts*, in order (one ``writev`` when they fit).
+
+        The checkpoint comes before the first byte, so a cancellation can cut a
+        send short only while it waits for room: :attr:`mid_send` then says
+        that part of it went out.
+        """
+        await self._maybe_yield()
+        views = [view for view in (memoryview(part).cast("B") for part in parts) if view]
+        sent_any = False
+        while views:
             try:
-                sent = os.write(self.fd, view)
+                sent = os.writev(self.fd, views)
             except BlockingIOError:
                 self._unyielded = 0
+                self.mid_send = sent_any
                 await self._wait_writable(self.fd)
                 continue
             except OSError as exc:
                 raise _gone(exc) from None
-            view = view[sent:]
-        await self._maybe_yield()
+            sent_any = True
+            while views and sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            if sent:
+                views[0] = views[0][sent:]
+        self.mid_send = False
 
     async def _maybe_yield(self) -> None:
         self._unyielded += 1
