@@ -69,9 +69,9 @@ class SocketWire:
     async def send_all(self, *parts: bytes | bytearray | memoryview) -> None:
         """Send every byte of *parts*, in order (one ``writev`` when they fit).
 
-        The checkpoint comes before the first byte, so a cancellation can cut a
-        send short only while it waits for room: :attr:`mid_send` then says
-        that part of it went out.
+        The periodic checkpoint comes before the first byte, so a cancellation
+        can cut a send short only while it waits for room; :attr:`mid_send`
+        then says whether part of it had gone out.
         """
         await self._maybe_yield()
         views = [view for view in (memoryview(part).cast("B") for part in parts) if view]

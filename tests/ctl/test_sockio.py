@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 
@@ -114,3 +115,21 @@ def test_under_asyncio_through_anyio() -> None:
             return bytes(got)
 
     assert asyncio.run(main()) == data
+
+
+async def test_mid_send_tells_a_send_cut_short_from_one_never_started() -> None:
+    a, b = pair()
+    with a, b:
+        wire = trio_wire(a)
+        with trio.move_on_after(0.2):
+            await wire.send_all(b"h" * 10, os.urandom(16 << 20))  # the peer never reads
+        assert wire.mid_send  # part of it is out: the stream is no longer framed
+    a, b = pair()
+    with a, b:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                a.send(bytes(1 << 16))  # fill the socket: the next send must wait
+        wire = trio_wire(a)
+        with trio.move_on_after(0.2):
+            await wire.send_all(b"header", b"body")
+        assert not wire.mid_send  # cancelled before any byte of it went out
