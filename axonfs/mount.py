@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import fcntl
 import grp
 import logging
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -43,6 +45,7 @@ from axonfs.cli import (
     resolve_store,
     store_argument,
 )
+from axonfs.store.lock import LOCK_NAME
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +56,11 @@ LOG_NAME = "axonfs.log"
 _READY, _ERROR = b"READY", b"ERROR "
 
 def register(commands: Any) -> None:
-    """Add ``mount``, ``umount`` and ``serve`` to the ``axonfs`` command."""
+    """Add ``mount``, ``umount``, ``serve`` and ``stop`` to the ``axonfs`` command."""
     _register_mount(commands)
     _register_umount(commands)
     _register_serve(commands)
+    _register_stop(commands)
 
 
 # -- command line ----------------------------------------------------------------
@@ -129,10 +133,23 @@ def _register_serve(commands: Any) -> None:
     parser = commands.add_parser(
         "serve", formatter_class=HelpFormatter, help="run the daemon without a mount",
         description="Open the store and serve its control socket only (no FUSE).\n"
-                    "Returns once the socket is ready; stop it with SIGTERM.",
+                    "Returns once the socket is ready; stop it with 'axonfs stop' (or SIGTERM).",
         epilog="exit status: 0 ready, 3 store in use by another process, 4 failed")
     _daemon_arguments(parser)
     parser.set_defaults(func=_run_serve)
+
+
+def _register_stop(commands: Any) -> None:
+    parser = commands.add_parser(
+        "stop", formatter_class=HelpFormatter, help="stop the daemon that has the store open",
+        description="Stop the daemon (of 'axonfs serve' or 'axonfs mount') that holds the\n"
+                    "store, as SIGTERM does: it finishes every pending commit, unmounts if\n"
+                    "it had a mount, and exits. Returns once it has exited.",
+        epilog="exit status: 0 stopped, 1 no daemon has the store open, 4 failed")
+    store_argument(parser)
+    parser.add_argument("--timeout", type=float, metavar="S", default=None,
+                        help="give up waiting after S seconds (the daemon goes on stopping)")
+    parser.set_defaults(func=_run_stop)
 
 
 # -- mount and serve ---------------------------------------------------------------
@@ -364,6 +381,58 @@ def _run_umount(args: argparse.Namespace) -> int:
         if pidfd is not None:
             os.close(pidfd)
     return EXIT_OK
+
+
+def _run_stop(args: argparse.Namespace) -> int:
+    store = resolve_store(args)
+    pidfd = _store_daemon_pidfd(store)
+    if pidfd is None:
+        raise QuietError(f"no daemon has the store {store} open", 1)
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        ready, _, _ = select.select([pidfd], [], [], args.timeout)  # readable once it exited
+    except ProcessLookupError:
+        ready = [pidfd]  # it exited on its own meanwhile
+    finally:
+        os.close(pidfd)
+    if not ready:
+        raise QuietError(f"the daemon of {store} is still stopping after {args.timeout:g} s")
+    return EXIT_OK
+
+
+def _store_daemon_pidfd(store: Path) -> int | None:
+    """A pidfd of the process holding *store*'s lock, or None if nobody holds it.
+
+    The pid comes from the lock file; the lock is checked again once the
+    pidfd is open, so a pid reused after the daemon exited is never signalled.
+    """
+    try:
+        fd = os.open(store / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        if not _locked(fd):
+            return None
+        try:
+            pidfd = os.pidfd_open(int(os.pread(fd, 32, 0).decode().strip()))
+        except (ValueError, ProcessLookupError):
+            return None
+        if not _locked(fd):
+            os.close(pidfd)
+            return None
+        return pidfd
+    finally:
+        os.close(fd)
+
+
+def _locked(fd: int) -> bool:
+    """True if another process holds an exclusive flock on *fd*'s file."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
 
 
 def _absolute(path: Path) -> Path:

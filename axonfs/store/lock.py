@@ -8,6 +8,9 @@ from pathlib import Path
 
 from axonfs.errors import StoreLocked
 
+LOCK_NAME = "axonfs.lock"
+"""The lock file in the store directory; it holds the owner's pid."""
+
 
 class StoreLock:
     """An exclusive ``flock`` on ``<store>/axonfs.lock`` holding the owner's pid.
@@ -17,7 +20,7 @@ class StoreLock:
     """
 
     def __init__(self, store: Path) -> None:
-        self.path = store / "axonfs.lock"
+        self.path = store / LOCK_NAME
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
