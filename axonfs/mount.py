@@ -385,7 +385,10 @@ def _run_umount(args: argparse.Namespace) -> int:
 
 def _run_stop(args: argparse.Namespace) -> int:
     store = resolve_store(args)
-    pidfd = _store_daemon_pidfd(store)
+    try:
+        pidfd = _store_daemon_pidfd(store)
+    except PermissionError as exc:
+        raise QuietError(f"cannot read the lock of {store}: {exc.strerror}") from None
     if pidfd is None:
         raise QuietError(f"no daemon has the store {store} open", 1)
     try:
@@ -393,6 +396,8 @@ def _run_stop(args: argparse.Namespace) -> int:
         ready, _, _ = select.select([pidfd], [], [], args.timeout)  # readable once it exited
     except ProcessLookupError:
         ready = [pidfd]  # it exited on its own meanwhile
+    except PermissionError:
+        raise QuietError(f"not allowed to stop the daemon of {store} (another user's)") from None
     finally:
         os.close(pidfd)
     if not ready:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
+import pytest
 from helpers.fuse import is_mounted
 
+from axonfs.cli import QuietError
+from axonfs.mount import _run_stop
+
 from .conftest import needs_fuse, run_axonfs
+
+NOBODY = 65534
 
 
 def test_stop_a_serve_daemon_then_find_nothing_to_stop(start_serve) -> None:  # type: ignore[no-untyped-def]
@@ -35,3 +45,43 @@ def test_stop_unmounts_a_mount(make_mount) -> None:  # type: ignore[no-untyped-d
     assert not is_mounted(mounted.mnt)
     served_again = run_axonfs("fsck", "--store", mounted.store)  # the lock is free
     assert served_again.returncode == 0, served_again.stdout + served_again.stderr
+
+
+def _stop_as(uid: int, store: Path) -> str:
+    """``axonfs stop`` from a forked child running as *uid*: its message or "ok"."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe and leave, whatever happens
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            _run_stop(argparse.Namespace(store=store, timeout=5.0))
+            result = "ok"
+        except QuietError as exc:
+            result = f"{exc.exitcode} {exc}"
+        except BaseException as exc:  # noqa: BLE001 - a traceback is what this test rules out
+            result = f"crashed {exc!r}"
+        os.write(write_end, result.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return result
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch uid")
+def test_another_user_cannot_stop_the_daemon(start_serve) -> None:  # type: ignore[no-untyped-def]
+    reachable = Path(tempfile.mkdtemp(prefix="axonfs-stop-"))  # pytest's tmp dirs are 0700
+    try:
+        served = start_serve(store=reachable / "store")
+        assert _stop_as(NOBODY, served.store).startswith("4 cannot read the lock")
+        for directory in (reachable, served.store):  # let nobody reach and read the lock
+            directory.chmod(0o755)
+        (served.store / "axonfs.lock").chmod(0o644)
+        assert _stop_as(NOBODY, served.store).startswith("4 not allowed to stop the daemon")
+        assert served.process.poll() is None  # still running
+        assert served.stop() == 0
+    finally:
+        shutil.rmtree(reachable, ignore_errors=True)
