@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from helpers.users import as_user
 
 from .conftest import Daemon, start_daemon, stop_daemon
 
@@ -21,14 +22,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch 
 
 
 def connect_as(path: Path, uid: int, gid: int) -> str:
-    """From a forked child running as uid/gid: the first frame's kind (and error code)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no pytest, no trio; report through the pipe and leave
+    """From a child running as uid/gid: the first frame's kind (and error code)."""
+
+    def connect() -> str:
         try:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.settimeout(5)
                 sock.connect(str(path))
@@ -38,19 +35,12 @@ def connect_as(path: Path, uid: int, gid: int) -> str:
                     if not chunk:
                         break
                     data += chunk
-            message = msgpack.unpackb(data[4:])
-            result = f"{message['t']} {message.get('error', {}).get('code', '')}".strip()
         except OSError as exc:
-            result = f"oserror {exc.errno}"
-        except BaseException as exc:  # noqa: BLE001 - anything, as long as the child exits
-            result = f"failed {exc!r}"
-        os.write(write_end, result.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        result = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return result
+            return f"oserror {exc.errno}"
+        message = msgpack.unpackb(data[4:])
+        return f"{message['t']} {message.get('error', {}).get('code', '')}".strip()
+
+    return as_user(uid, gid, connect)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers.fuse import is_mounted
+from helpers.users import as_user
 
 from axonfs.cli import QuietError
 from axonfs.mount import _run_stop
@@ -48,27 +49,16 @@ def test_stop_unmounts_a_mount(make_mount) -> None:  # type: ignore[no-untyped-d
 
 
 def _stop_as(uid: int, store: Path) -> str:
-    """``axonfs stop`` from a forked child running as *uid*: its message or "ok"."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report through the pipe and leave, whatever happens
+    """``axonfs stop`` from a child running as *uid*: its message or "ok"."""
+
+    def stop() -> str:
         try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
             _run_stop(argparse.Namespace(store=store, timeout=5.0))
-            result = "ok"
         except QuietError as exc:
-            result = f"{exc.exitcode} {exc}"
-        except BaseException as exc:  # noqa: BLE001 - a traceback is what this test rules out
-            result = f"crashed {exc!r}"
-        os.write(write_end, result.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        result = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return result
+            return f"{exc.exitcode} {exc}"
+        return "ok"
+
+    return as_user(uid, uid, stop)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch uid")
