@@ -135,22 +135,14 @@ class _Connection:
         try:
             await self.wire.send_all(header, body)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            raise DaemonUnreachable(f"the daemon at {self.path} closed the connection",
-                                    socket=str(self.path)) from None
+            raise self._closed() from None
 
     async def receive(self) -> dict[str, Any]:
         while True:
             message = self.decoder.next_message()
             if message is not None:
                 return message
-            try:
-                data = await self.wire.receive_some(RECEIVE_SIZE)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                data = b""
-            if not data:
-                raise DaemonUnreachable(f"the daemon at {self.path} closed the connection",
-                                        socket=str(self.path))
-            self.decoder.feed(data)
+            self.decoder.feed(await self._receive_some(RECEIVE_SIZE))
 
     async def receive_raw(self, size: int) -> AsyncGenerator[bytes, None]:
         """The *size* bytes that follow a ``raw`` frame, as they arrive.
@@ -163,15 +155,23 @@ class _Connection:
             size -= len(head)
             yield head
         while size:
-            try:
-                data = await self.wire.receive_some(min(size, RAW_RECEIVE))
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                data = b""
-            if not data:
-                raise DaemonUnreachable(f"the daemon at {self.path} closed the connection",
-                                        socket=str(self.path))
+            data = await self._receive_some(min(size, RAW_RECEIVE))
             size -= len(data)
             yield data
+
+    async def _receive_some(self, max_bytes: int) -> bytes:
+        """At least one byte from the daemon, or DaemonUnreachable."""
+        try:
+            data = await self.wire.receive_some(max_bytes)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            data = b""
+        if not data:
+            raise self._closed()
+        return data
+
+    def _closed(self) -> DaemonUnreachable:
+        return DaemonUnreachable(f"the daemon at {self.path} closed the connection",
+                                 socket=str(self.path))
 
     async def reply(self, rid: int) -> dict[str, Any]:
         """The next reply, which must be for request *rid*; ``err`` is raised."""
