@@ -173,8 +173,6 @@ class Store:
         Per-op failures (a limit, a backend error) come back as the exception
         in that op's slot; an index failure raises for the whole batch.
         """
-        # Journaled adds need no intent: their file is written only after the
-        # commit, and a file lost after it is rewritten from the journal.
         with self._commit_lock:
             results = self._commit_with_intent(ops)
         self._spill_if_due()
