@@ -24,7 +24,7 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -111,6 +111,17 @@ class RecoverReport:
     corrupt: list[str]
 
 
+class BlobWatcher(Protocol):
+    """Told of every blob added to or deleted from the store, by any front end.
+
+    Called on the trio thread once the commit is durable; it must not block.
+    """
+
+    def blobs_added(self, rows: Sequence[BlobRow]) -> None: ...
+
+    def blobs_deleted(self, rows: Sequence[BlobRow]) -> None: ...
+
+
 class Axon:
     """An open store with the Axon API. Create with :meth:`Axon.open`."""
 
@@ -127,6 +138,21 @@ class Axon:
         self._background: trio.Nursery | None = None  # set by open(): hints like prefetch
         self.dedup_hits = 0
         """Adds of a blob the store already held (read by axonfs.stats)."""
+        self._watchers: list[BlobWatcher] = []
+
+    def watch(self, watcher: BlobWatcher) -> None:
+        """Tell *watcher* of every blob added or deleted from now on."""
+        self._watchers.append(watcher)
+
+    def _tell(self, added: Sequence[BlobRow] = (), deleted: Sequence[BlobRow] = ()) -> None:
+        for watcher in self._watchers:
+            try:
+                if added:
+                    watcher.blobs_added(added)
+                if deleted:
+                    watcher.blobs_deleted(deleted)
+            except Exception:  # the commit is done: a watcher's bug must not fail it
+                log.exception("a watcher of blob changes failed")
 
     @classmethod
     @asynccontextmanager
@@ -232,6 +258,7 @@ class Axon:
             self._last_commit = trio.current_time()
             if self.store.spill_wanted():
                 self._spill_wanted.set()
+            self._tell(added=[row for row in results if isinstance(row, BlobRow)])
             for (slot, _), result in zip(pending, results, strict=True):
                 if isinstance(result, AxonError):
                     raise result
@@ -304,8 +331,12 @@ class Axon:
         """
         wanted = list(sha256s)
         ops: list[CommitOp] = [DeleteBlob(Sha256(bytes(s))) for s in wanted if _is_digest(s)]
-        results = iter(await self._committer.submit_many(ops) if ops else [])
-        return [bool(next(results)) if _is_digest(s) else False for s in wanted]
+        rows = [self.index.get(op.sha256) for op in ops]
+        results = await self._committer.submit_many(ops) if ops else []
+        self._tell(deleted=[row for row, gone in zip(rows, results, strict=True)
+                            if gone is True and row is not None])
+        done = iter(results)
+        return [bool(next(done)) if _is_digest(s) else False for s in wanted]
 
     # -- reading ------------------------------------------------------------------
 
@@ -541,8 +572,9 @@ class Axon:
 
     async def _adopt(self, ops: list[CommitOp]) -> None:
         if ops:
-            await self._committer.submit_many(ops)
+            results = await self._committer.submit_many(ops)
             self._announce()
+            self._tell(added=[row for row in results if isinstance(row, BlobRow)])
 
     def _verify(self, sha256: Sha256) -> bool:
         hasher = hashlib.sha256()

@@ -42,10 +42,11 @@ from axonfs.backends.base import BlobBackend
 from axonfs.config import WGET_MAX_BYTES, control_socket
 from axonfs.errors import AxonError
 from axonfs.incoming import RETENTION_DEFAULT, Incoming
-from axonfs.ops import Operations
+from axonfs.ops import FuseKernelCache, Operations
 from axonfs.stats import Stats
 from axonfs.store.store import Limits
 from axonfs.vfs import TreeOptions, Vfs
+from axonfs.writers import ProcWriters
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +142,15 @@ class Daemon:
     async def _serve_mount(self, nursery: trio.Nursery, ready: Callable[[], None]) -> None:
         mountpoint = self.config.mountpoint
         assert mountpoint is not None
+        kernel = FuseKernelCache()
+        # Resolved before mounting: afterwards a stat() of the mount point
+        # from this thread would wait for a reply only this thread can send.
+        writers = ProcWriters(Path(await trio.to_thread.run_sync(os.path.realpath, mountpoint)))
         self.incoming = Incoming(self.axon, retention=self.config.incoming_retention,
-                                 invalidate=_invalidate_entry)
+                                 kernel=kernel, writers=writers)
         options = TreeOptions(allow_delete=self.config.allow_delete,
                               socket_path=self.socket_path, daemon_pid=os.getpid())
-        self.ops = Operations(Vfs(self.axon, self.incoming, options))
+        self.ops = Operations(Vfs(self.axon, self.incoming, options, kernel))
         self.stats.attach_operations(self.ops)  # times each request handler
         pyfuse3.init(self.ops, str(mountpoint), self._fuse_options())
         self._mounted = True
@@ -239,11 +244,6 @@ def _mark_running(store: Path) -> tuple[Path, bool]:
     crashed = marker.exists()
     marker.write_text(f"{os.getpid()}\n")
     return marker, crashed
-
-
-def _invalidate_entry(parent_inode: int, name: str) -> None:
-    pyfuse3.invalidate_entry_async(pyfuse3.InodeT(parent_inode), os.fsencode(name),
-                                   ignore_enoent=True)
 
 
 def _raise_readahead(mountpoint: Path, kilobytes: int) -> None:

@@ -68,6 +68,27 @@ def _handler(method: Callable[P, Coroutine[Any, Any, R]]
     return wrapper
 
 
+class FuseKernelCache:
+    """:class:`~axonfs.kernelcache.KernelCache` for the running mount.
+
+    Entries are dropped through pyfuse3's own thread: the kernel takes the
+    directory's lock for it, which a request being answered on this thread
+    may hold. Dropping attributes takes no lock the kernel could be holding
+    while it waits for this daemon, so it is done at once.
+    """
+
+    def forget_entry(self, parent_inode: int, name: str) -> None:
+        pyfuse3.invalidate_entry_async(InodeT(parent_inode), os.fsencode(name),
+                                       ignore_enoent=True)
+
+    def forget_attrs(self, inode: int) -> None:
+        try:
+            pyfuse3.invalidate_inode(InodeT(inode), attr_only=True)
+        except OSError as exc:  # ENOENT: the kernel has nothing cached for it
+            if exc.errno != errno.ENOENT:
+                log.debug("cannot drop cached attributes of inode %d: %s", inode, exc)
+
+
 class Operations(pyfuse3.Operations):
     """The request handlers of the mount."""
 
@@ -138,19 +159,18 @@ class Operations(pyfuse3.Operations):
         log.debug("setattr(%d)", inode)
         if not self.vfs.is_incoming(inode):
             raise pyfuse3.FUSEError(errno.EPERM)
-        node = self.vfs.incoming.node(inode)
+        incoming = self.vfs.incoming
+        node = incoming.node(inode)
         if fields.update_size:
             if not isinstance(node, File):
                 raise pyfuse3.FUSEError(errno.EISDIR)
-            await self.vfs.incoming.truncate(node, attr.st_size)
-        if fields.update_mode and not (isinstance(node, File) and node.committed):
-            node.mode = (node.mode & ~0o7777) | (attr.st_mode & 0o7777)
-        if fields.update_uid:
-            node.uid = attr.st_uid
-        if fields.update_gid:
-            node.gid = attr.st_gid
-        if fields.update_mtime:
-            node.mtime_ns = attr.st_mtime_ns
+            open_file = self._files.get(fh) if fh is not None else None
+            handle = open_file.handle if isinstance(open_file, IncomingOpenFile) else None
+            await incoming.truncate(node, attr.st_size, handle)
+        incoming.change(node, mode=attr.st_mode if fields.update_mode else None,
+                        uid=attr.st_uid if fields.update_uid else None,
+                        gid=attr.st_gid if fields.update_gid else None,
+                        mtime_ns=attr.st_mtime_ns if fields.update_mtime else None)
         return self.vfs.node_attrs(node)
 
     @_handler

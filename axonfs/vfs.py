@@ -36,6 +36,7 @@ thread (see :mod:`axonfs.store.index`); anything slower runs in a thread.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import errno
 import logging
@@ -43,7 +44,7 @@ import mmap
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +53,11 @@ import pyfuse3
 from axonfs.axon import Axon
 from axonfs.backends.base import BlobReader
 from axonfs.backends.local import LocalReader
+from axonfs.fuseattrs import set_reported_ino
 from axonfs.hashing import Sha256, is_sha256_hex
 from axonfs.historylog import HistoryLog, iso_time
 from axonfs.incoming import INCOMING_BASE, INCOMING_INODE, Dir, File, Incoming, IncomingFile, Node
+from axonfs.kernelcache import KernelCache, NoKernelCache
 from axonfs.store.index import BlobRow
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,8 @@ MAP_WINDOW = 16 << 20
 """Bytes of a blob file mapped at once to answer reads (see :class:`_MappedBlob`)."""
 LIST_BATCH = 128
 """Index rows read per scan while listing a directory."""
+DELETED_REMEMBERED = 65_536
+"""Deleted blobs whose names are dropped from the kernel again if they come back."""
 DAY_MS = 86_400_000
 _OFFSET_INDX_BITS = 36  # history-day offsets: ms-in-day << 36 | indx
 
@@ -228,16 +233,50 @@ class IncomingOpenFile(OpenFile):
 
 
 class Vfs:
-    """The tree: inodes, names, attributes, listings, xattrs and opening."""
+    """The tree: inodes, names, attributes, listings, xattrs and opening.
 
-    def __init__(self, axon: Axon, incoming: Incoming, options: TreeOptions) -> None:
+    It watches the store (:meth:`Axon.watch <axonfs.axon.Axon.watch>`): a blob
+    deleted or added by any front end has its names dropped from the
+    kernel's cache at once, so ``stat`` and ``cat`` agree with ``has``.
+    """
+
+    def __init__(self, axon: Axon, incoming: Incoming, options: TreeOptions,
+                 kernel: KernelCache | None = None) -> None:
         self.axon = axon
         self.index = axon.index
         self.incoming = incoming
         self.options = options
+        self.kernel: KernelCache = kernel or NoKernelCache()
         self.history_log = HistoryLog(axon.index)
         self.started_ns = time.time_ns()
         self.uid, self.gid = os.getuid(), os.getgid()
+        self._deleted: collections.OrderedDict[Sha256, None] = collections.OrderedDict()
+        incoming.links_changed = self._links_changed
+        axon.watch(self)
+
+    # -- the store changed ------------------------------------------------------
+
+    def blobs_added(self, rows: Sequence[BlobRow]) -> None:
+        for row in rows:
+            if self._deleted.pop(row.sha256, 0) is None:
+                # A name the kernel saw before the delete may still point at
+                # the old inode if a lookup raced the delete.
+                self.kernel.forget_entry(BY_SHA256_INODE, row.sha256.hex())
+
+    def blobs_deleted(self, rows: Sequence[BlobRow]) -> None:
+        for row in rows:
+            self.kernel.forget_entry(BY_SHA256_INODE, row.sha256.hex())
+            day, ms_in_day = divmod(row.added_ns // 1_000_000, DAY_MS)
+            self.kernel.forget_entry(DAY_BASE + day, _link_name(ms_in_day, row.sha256))
+            self.incoming.blob_deleted(row.sha256)
+            self._deleted[row.sha256] = None
+            if len(self._deleted) > DELETED_REMEMBERED:
+                self._deleted.popitem(last=False)
+
+    def _links_changed(self, sha256: Sha256) -> None:
+        row = self.axon.stat(sha256)
+        if row is not None:
+            self.kernel.forget_attrs(BLOB_BASE + row.indx)
 
     # -- names and attributes ---------------------------------------------------
 
@@ -338,6 +377,7 @@ class Vfs:
 
     def _blob_attrs(self, row: BlobRow) -> pyfuse3.EntryAttributes:
         attrs = self._base_attrs(BLOB_BASE + row.indx, stat.S_IFREG | 0o444, IMMUTABLE_TIMEOUT)
+        attrs.st_nlink = 1 + self.incoming.links.get(row.sha256, 0)
         attrs.st_size = row.size
         attrs.st_blocks = (row.size + 511) // 512
         _set_times(attrs, row.added_ns)
@@ -364,10 +404,19 @@ class Vfs:
         if isinstance(node, File):
             attrs.st_size = node.size
             attrs.st_blocks = (node.size + 511) // 512
+            if node.committed and node.sha256 is not None and node.parent is not None:
+                self._as_link_to_blob(attrs, node.sha256)
         else:
             attrs.st_nlink = 2
         _set_times(attrs, node.mtime_ns, node.ctime_ns)
         return attrs
+
+    def _as_link_to_blob(self, attrs: pyfuse3.EntryAttributes, sha256: Sha256) -> None:
+        """A committed entry reports its blob's inode number and link count
+        (a hard link, so ``du`` counts the bytes once); it keeps its own node id."""
+        row = self.axon.stat(sha256)
+        if row is not None and set_reported_ino(attrs, BLOB_BASE + row.indx):
+            attrs.st_nlink = 1 + self.incoming.links.get(sha256, 0)
 
     # -- listings -----------------------------------------------------------------
 
@@ -414,13 +463,14 @@ class Vfs:
         uid, gid = self.uid, self.gid
         mode = stat.S_IFREG | 0o444
         new_attrs = pyfuse3.EntryAttributes
+        links = self.incoming.links
         while batch := self.index.seqn_batch(indx, LIST_BATCH):
             for row, live in batch:
                 if live:
                     attrs = new_attrs()
                     attrs.st_ino = BLOB_BASE + row.indx
                     attrs.st_mode = mode
-                    attrs.st_nlink = 1
+                    attrs.st_nlink = 1 + links[row.sha256] if links else 1
                     attrs.st_uid = uid
                     attrs.st_gid = gid
                     attrs.st_blksize = BLOCK_SIZE
@@ -475,9 +525,9 @@ class Vfs:
     # -- files --------------------------------------------------------------------
 
     async def open(self, inode: int, flags: int, pid: int) -> OpenFile:
-        writing = flags & os.O_ACCMODE != os.O_RDONLY
+        writing = flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC
         if self.is_incoming(inode):
-            return IncomingOpenFile(self.incoming, self.incoming.open(inode, flags, pid))
+            return IncomingOpenFile(self.incoming, await self.incoming.open(inode, flags, pid))
         if writing:
             raise _error(errno.EROFS)
         if inode == HISTORY_LOG_INODE:
