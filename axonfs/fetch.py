@@ -30,6 +30,7 @@ import ssl as sslib
 import tempfile
 import traceback
 import urllib.parse
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,7 +299,7 @@ async def _store_body(axon: Any, response: httpx.Response) -> tuple[int, dict[st
     hashset = HashSet()
     received = 0
     async with await axon.upload() as upload:
-        async with contextlib.aclosing(_coalesce(response.aiter_bytes())) as chunks:
+        async with contextlib.aclosing(_coalesce(_decoded(response))) as chunks:
             async for chunk in chunks:
                 received += len(chunk)
                 if limit is not None and received > limit:
@@ -312,6 +313,50 @@ async def _store_body(axon: Any, response: httpx.Response) -> tuple[int, dict[st
     return size, hashset.hexdigests()
 
 
+DECODE_PIECE = 1 << 20
+"""Most bytes one step of our own gzip/deflate decoding produces."""
+_ZLIB_WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16,
+               "deflate": zlib.MAX_WBITS}
+
+
+async def _decoded(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+    """The body's decoded bytes, gzip and deflate at most :data:`DECODE_PIECE` at a time.
+
+    httpx inflates each network read whole: 64 KiB of a gzip bomb become 64 MB
+    in one call, before any check can run. Other encodings are left to httpx.
+    """
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in _ZLIB_WBITS:
+        async for chunk in response.aiter_bytes():
+            yield chunk
+        return
+    wbits = _ZLIB_WBITS[encoding]
+    decompressor = zlib.decompressobj(wbits)
+    first = True
+    async for raw in response.aiter_raw():
+        pending = raw
+        while pending:
+            try:
+                piece = decompressor.decompress(pending, DECODE_PIECE)
+            except zlib.error as exc:
+                if not (first and encoding == "deflate"):
+                    raise httpx.DecodingError(str(exc)) from exc
+                # Servers send raw deflate as often as the zlib format: try it.
+                decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+                first = False
+                continue
+            first = False
+            pending = decompressor.unconsumed_tail
+            if piece:
+                yield piece
+    try:
+        tail = decompressor.flush()
+    except zlib.error as exc:
+        raise httpx.DecodingError(str(exc)) from exc
+    if tail:
+        yield tail
+
+
 def _check_ratio(decoded: int, downloaded: int) -> None:
     """Refuse a body that decodes to far more than was downloaded (a bomb)."""
     if decoded > WGET_RATIO_SLACK and decoded > WGET_MAX_RATIO * max(downloaded, 1):
@@ -323,6 +368,9 @@ def _check_ratio(decoded: int, downloaded: int) -> None:
 async def _coalesce(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     pending = bytearray()
     async for chunk in chunks:
+        if not pending and len(chunk) >= COALESCE:
+            yield chunk  # big enough already: spare two copies
+            continue
         pending += chunk
         if len(pending) >= COALESCE:
             yield bytes(pending)
