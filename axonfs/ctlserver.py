@@ -286,7 +286,14 @@ class _Connection:
                 if not data:
                     return
                 decoder.feed(data)
-                while (message := decoder.next_message()) is not None:
+                while True:
+                    if size := decoder.frame_to_charge():
+                        # Waiting here leaves the rest of the frame in the socket.
+                        await self.server.budget.take(size)
+                        decoder.charged(size)
+                    message = decoder.next_message()
+                    if message is None:
+                        break
                     charge = decoder.take_charge()
                     kept = False
                     try:

@@ -28,12 +28,14 @@ import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from axonfs.budget import MemoryBudget
 from axonfs.errors import AxonError, HitLimit, to_wire
+
+if TYPE_CHECKING:  # the client side never needs it (nor trio, which it imports)
+    from axonfs.budget import MemoryBudget
 
 VERSION = 1
 """Protocol version carried in every frame as ``"v"``."""
@@ -236,6 +238,19 @@ class FrameDecoder:
         self._handed = self._charged + (cost.taken if cost is not None else 0)
         self._charged = 0
         return message
+
+    def frame_to_charge(self) -> int:
+        """The size of the frame whose header has arrived, if it must be taken
+        from the budget and has not been yet (else 0): a caller that can wait
+        takes it itself and calls :meth:`charged`."""
+        if self._budget is None or self._charged or len(self._buffer) < HEADER.size:
+            return 0
+        (size,) = HEADER.unpack_from(self._buffer)
+        return size if UNCOUNTED_FRAME < size <= self._max_frame else 0
+
+    def charged(self, size: int) -> None:
+        """The caller took *size* bytes for the current frame from the budget."""
+        self._charged = size
 
     def take_charge(self) -> int:
         """The budget bytes the last message took (0 once taken, or if uncounted)."""

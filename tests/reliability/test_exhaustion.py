@@ -9,7 +9,6 @@ codes, and every daemon's log must hold no ERROR line.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import gzip
 import hashlib
@@ -33,7 +32,7 @@ import trio
 
 from axonfs import client
 from axonfs.axon import Axon
-from axonfs.budget import REQUEST_BUDGET
+from axonfs.budget import BUDGET_WAIT, REQUEST_BUDGET
 from axonfs.config import control_socket
 from axonfs.ctlserver import MAX_REQUESTS, serve_control
 from axonfs.protocol import MAX_REQUEST_FRAME
@@ -107,15 +106,16 @@ def served(tmp_path: Path) -> Iterator[Served]:
     assert not log_problems(log), "\n".join(log_problems(log)[:20])
 
 
-def put_blob(served: Served, data: bytes) -> bytes:
-    async def run() -> bytes:
-        async with client.connect(served.socket) as axon, await axon.upload() as upload:
-            for start in range(0, len(data), 4 * MiB):
-                await upload.write(data[start:start + 4 * MiB])
-            _, sha256 = await upload.save()
-        return sha256
+async def put_blob_async(served: Served, data: bytes) -> bytes:
+    async with client.connect(served.socket) as axon, await axon.upload() as upload:
+        for start in range(0, len(data), 4 * MiB):
+            await upload.write(data[start:start + 4 * MiB])
+        _, sha256 = await upload.save()
+    return sha256  # type: ignore[no-any-return]
 
-    return trio.run(run)
+
+def put_blob(served: Served, data: bytes) -> bytes:
+    return trio.run(put_blob_async, served, data)
 
 
 # -- request buffering and decoding ------------------------------------------------------
@@ -123,41 +123,81 @@ def put_blob(served: Served, data: bytes) -> bytes:
 
 def test_unfinished_frames_share_one_budget(served: Served, figures: Figures) -> None:
     """40 connections each part way through a 32 MiB frame: the daemon holds at
-    most the budget of them and refuses the rest with HitLimit."""
+    most the budget of them; the others wait, unread, and are refused with
+    HitLimit once BUDGET_WAIT has passed."""
     body_part = b"\xc0" * (MAX_REQUEST_FRAME - MiB)
     header = struct.pack(">I", MAX_REQUEST_FRAME)
     base = reset_peak(served.pid)
     held: list[socket.socket] = []
-    refused = 0
-    try:
-        for _ in range(40):
-            sock = raw_connect(served.socket, REPLY_TIMEOUT)
+    accepted: list[socket.socket] = []
+    lock = threading.Lock()
+
+    def hold() -> None:
+        sock = raw_connect(served.socket, REPLY_TIMEOUT)
+        with lock:
             held.append(sock)
-            sock.sendall(header)
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                sock.sendall(body_part)
-            sock.settimeout(0.2)
-            try:
-                reply = read_frame(sock)
-            except TimeoutError:
-                continue  # accepted: the daemon waits for the rest of the frame
-            assert reply is not None and reply["t"] == "err", reply
-            assert reply["error"]["code"] == "HitLimit", reply
-            refused += 1
+        try:
+            sock.sendall(header + body_part)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # refused: the daemon closed the connection
+        with lock:
+            accepted.append(sock)
+
+    threads = [threading.Thread(target=hold) for _ in range(40)]
+    started = time.monotonic()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(REPLY_TIMEOUT + BUDGET_WAIT)
+        waited = time.monotonic() - started
         peak = peak_rss(served.pid) - base
-        assert served.call("ping")["t"] == "ok"  # small frames are not held back
+        control = served.call("stats")["result"]["control"]  # small frames still served
+        refusals = [read_frame(sock) for sock in held if sock not in accepted]
     finally:
         for sock in held:
             sock.close()
-    stats = served.call("stats")["result"]["control"]
-    assert wait_until(lambda: served.call("stats")["result"]["control"]["request_bytes"] == 0)
-    assert refused >= 40 - REQUEST_BUDGET // MAX_REQUEST_FRAME
+    assert all(reply is not None and reply["error"]["code"] == "HitLimit"
+               for reply in refusals), refusals[:3]
+    assert len(accepted) == REQUEST_BUDGET // MAX_REQUEST_FRAME, len(accepted)
+    assert control["request_bytes"] == len(accepted) * MAX_REQUEST_FRAME
     assert peak < REQUEST_BUDGET + 96 * MiB, f"daemon grew by {peak >> 20} MiB"
+    assert wait_until(lambda: served.call("stats")["result"]["control"]["request_bytes"] == 0)
     figures.setdefault("exhaustion", {}).update({
-        "request budget": f"{REQUEST_BUDGET >> 20} MiB",
-        "40 unfinished 32 MiB frames: RSS growth": f"{peak >> 20} MiB ({refused} refused)",
-        "budget peak while held": f"{stats['request_bytes_peak'] >> 20} MiB",
+        "request budget": f"{REQUEST_BUDGET >> 20} MiB, {BUDGET_WAIT:g} s wait for room",
+        "40 unfinished 32 MiB frames: RSS growth": (
+            f"{peak >> 20} MiB ({len(accepted)} held, {len(refusals)} refused "
+            f"after {waited:.1f} s)"),
     })
+
+
+def test_busy_uploads_wait_for_the_budget_not_refused(served: Served) -> None:
+    """Twelve clients stream uploads in 4 MiB writes while unfinished frames
+    hold most of the budget: the writes are paced, and every upload completes."""
+    data = [os.urandom(MiB) * 40 for _ in range(12)]
+
+    async def upload(payload: bytes, results: list[bytes]) -> None:
+        results.append(await put_blob_async(served, payload))
+
+    async def run() -> list[bytes]:
+        results: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+            for payload in data:
+                nursery.start_soon(upload, payload, results)
+        return results
+
+    # Unfinished frames hold three quarters of the budget meanwhile.
+    hogs = [raw_connect(served.socket, REPLY_TIMEOUT) for _ in range(6)]
+    try:
+        for sock in hogs:
+            sock.sendall(struct.pack(">I", MAX_REQUEST_FRAME) + bytes(MAX_REQUEST_FRAME - MiB))
+        digests = trio.run(run)
+    finally:
+        for sock in hogs:
+            sock.close()
+    assert sorted(digests) == sorted(hashlib.sha256(payload).digest() for payload in data)
+    control = served.call("stats")["result"]["control"]
+    assert control["request_bytes_peak"] <= REQUEST_BUDGET, control
 
 
 def test_a_frame_that_decodes_huge_is_refused(served: Served, figures: Figures) -> None:
