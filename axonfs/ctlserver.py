@@ -286,14 +286,7 @@ class _Connection:
                 if not data:
                     return
                 decoder.feed(data)
-                while True:
-                    if size := decoder.frame_to_charge():
-                        # Waiting here leaves the rest of the frame in the socket.
-                        await self.server.budget.take(size)
-                        decoder.charged(size)
-                    message = decoder.next_message()
-                    if message is None:
-                        break
+                while (message := await self._next_message(decoder)) is not None:
                     charge = decoder.take_charge()
                     kept = False
                     try:
@@ -303,6 +296,14 @@ class _Connection:
                             self.server.budget.release(charge)
         finally:
             decoder.close()
+
+    async def _next_message(self, decoder: FrameDecoder) -> dict[str, Any] | None:
+        """The next whole message, its large frame first taken from the budget."""
+        if size := decoder.frame_to_charge():
+            # Waiting here leaves the rest of the frame unread in the socket.
+            await self.server.budget.take(size)
+            decoder.charged(size)
+        return decoder.next_message()
 
     async def _dispatch(self, message: dict[str, Any], charge: int) -> bool:
         """Act on one message; True if a request now holds its *charge*."""
