@@ -6,7 +6,10 @@ failures come back as ``{"ok": False, ...}`` rather than raised, except a
 ``proxy`` argument of the wrong type, which raises :class:`BadArg`. Bodies
 stream in both directions: a download goes chunk by chunk into
 :meth:`Axon.upload` (hashed on the way), an upload is the :meth:`Axon.get`
-stream, so memory stays flat whatever the size.
+stream, so memory stays flat whatever the size. A download is also refused
+(``HitLimit``) when its body decodes to far more than was received, which
+stops a compression bomb after tens of MiB instead of at the byte cap; URLs
+reach the log without their userinfo and query values.
 
 Differences from the reference, all deliberate: exception names in ``err`` and
 ``mesg`` are httpx's (``ConnectError``, ``ProxyError``...), except timeouts,
