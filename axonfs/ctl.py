@@ -62,6 +62,10 @@ COMMON_HELP = {
 }
 
 READ_CHUNK = 4 << 20
+HTTP_TIMEOUT = 300.0
+"""Default total time limit of wget, wput and postfiles from the command line
+(the API's default is the reference's None): a server that accepts and never
+answers must not hang a shell or a cron job forever."""
 WANTS_BATCH = 10000
 
 
@@ -302,7 +306,7 @@ def _http_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             ssl_opts[key] = Path(path).read_text()
     proxy: bool | str = args.proxy if args.proxy is not None else not args.no_proxy
     return {"params": dict(args.param) or None, "headers": dict(args.header) or None,
-            "method": args.method, "ssl": not args.no_ssl_verify, "timeout": args.timeout,
+            "method": args.method, "ssl": not args.no_ssl_verify, "timeout": args.timeout or None,
             "proxy": proxy, "ssl_opts": ssl_opts or None}
 
 
@@ -499,7 +503,8 @@ def _http_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--client-cert", metavar="PEM", help="client certificate (mTLS)")
     group.add_argument("--client-key", metavar="PEM",
                        help="client key, if not in the --client-cert file")
-    group.add_argument("--timeout", type=float, metavar="S", help="total time limit, seconds")
+    group.add_argument("--timeout", type=float, metavar="S", default=HTTP_TIMEOUT,
+                       help="total time limit, seconds (default: %(default)s; 0: none)")
     proxy = group.add_mutually_exclusive_group()
     proxy.add_argument("--proxy", metavar="URL",
                        help="use this proxy (default: the daemon's --http-proxy, if any)")

@@ -38,7 +38,8 @@ import trio
 from axonfs import __version__
 from axonfs import log as logsetup
 from axonfs.axon import Axon
-from axonfs.errors import AxonError, BadArg
+from axonfs.budget import MemoryBudget, request_budget
+from axonfs.errors import AxonError, BadArg, HitLimit
 from axonfs.protocol import (
     CANCEL,
     CANCELLED,
@@ -116,6 +117,13 @@ class ServerStatistics:
     items_sent: int
     stream_bytes: int
     """Bytes produced for streams and not yet sent (held in memory)."""
+    request_bytes: int
+    """Request-budget bytes held now (large frames, buffered or decoded)."""
+    request_bytes_peak: int
+    over_budget: int
+    """Frames refused because the request budget could not hold them."""
+    over_in_flight: int
+    """Calls refused because their connection had MAX_REQUESTS in flight."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +160,8 @@ class ControlServer:
         self.ctl_group = ctl_group
         self.stats = stats if stats is not None else Stats(axon)
         self.stats.control = self
+        self.budget: MemoryBudget = request_budget(axon)
+        """Shared with every front end of the same Axon."""
         self.owner_uid = os.geteuid()
         self._connections = 0
         self._requests = 0
@@ -159,11 +169,14 @@ class ControlServer:
         self._protocol_errors = 0
         self._items_sent = 0
         self._stream_bytes = 0
+        self._requests_refused = 0
 
     def statistics(self) -> ServerStatistics:
+        budget = self.budget.statistics()
         return ServerStatistics(self._connections, self._requests, self._refused,
                                 self._protocol_errors, self._items_sent,
-                                self._stream_bytes)
+                                self._stream_bytes, budget.used, budget.peak, budget.refused,
+                                self._requests_refused)
 
     def admits(self, peer: PeerCredentials) -> bool:
         """The socket's owner, root, and members of the control group get in."""
@@ -222,8 +235,10 @@ class _Request:
         self.call = call
         self.raw = raw  # the client reads big bytes items as raw frames
         self.scope = trio.CancelScope()
-        self.inbox: trio.MemorySendChannel[dict[str, Any]] | None = None
-        self.inbox_receiver: trio.MemoryReceiveChannel[dict[str, Any]] | None = None
+        self.charge = 0  # request-budget bytes its frame took, released when it ends
+        # Upload frames travel with the budget bytes each took.
+        self.inbox: trio.MemorySendChannel[tuple[dict[str, Any], int]] | None = None
+        self.inbox_receiver: trio.MemoryReceiveChannel[tuple[dict[str, Any], int]] | None = None
         if CALLS.get(call) == UPLOAD:
             # Made here, not in the task, so write frames that follow at once find it.
             self.inbox, self.inbox_receiver = trio.open_memory_channel(UPLOAD_INBOX)
@@ -251,7 +266,9 @@ class _Connection:
             self.nursery = nursery
             try:
                 await self._read_loop()
-            except ProtocolError as exc:
+            except (ProtocolError, HitLimit) as exc:
+                # HitLimit: a frame the request budget cannot hold; the rest of
+                # it is not read, so the stream cannot be resynchronised either.
                 self.server._protocol_errors += 1
                 log.warning("closing control connection: %s", exc)
                 with trio.move_on_after(CLOSE_GRACE):
@@ -262,16 +279,34 @@ class _Connection:
             nursery.cancel_scope.cancel()
 
     async def _read_loop(self) -> None:
-        decoder = FrameDecoder(MAX_REQUEST_FRAME)
-        while True:
-            data = await self.wire.receive_some(RECEIVE_SIZE)
-            if not data:
-                return
-            decoder.feed(data)
-            while (message := decoder.next_message()) is not None:
-                await self._dispatch(message)
+        decoder = FrameDecoder(MAX_REQUEST_FRAME, self.server.budget)
+        try:
+            while True:
+                data = await self.wire.receive_some(RECEIVE_SIZE)
+                if not data:
+                    return
+                decoder.feed(data)
+                while (message := await self._next_message(decoder)) is not None:
+                    charge = decoder.take_charge()
+                    kept = False
+                    try:
+                        kept = await self._dispatch(message, charge)
+                    finally:
+                        if not kept:
+                            self.server.budget.release(charge)
+        finally:
+            decoder.close()
 
-    async def _dispatch(self, message: dict[str, Any]) -> None:
+    async def _next_message(self, decoder: FrameDecoder) -> dict[str, Any] | None:
+        """The next whole message, its large frame first taken from the budget."""
+        if size := decoder.frame_to_charge():
+            # Waiting here leaves the rest of the frame unread in the socket.
+            await self.server.budget.take(size)
+            decoder.charged(size)
+        return decoder.next_message()
+
+    async def _dispatch(self, message: dict[str, Any], charge: int) -> bool:
+        """Act on one message; True if a request now holds its *charge*."""
         rid = message.get("id")
         if not isinstance(rid, int) or isinstance(rid, bool):
             raise ProtocolError(f"message id must be an integer, not {rid!r}")
@@ -279,24 +314,25 @@ class _Connection:
             call = message.get("call")
             if isinstance(call, str) and call in INLINE_CALLS:  # a map is unhashable
                 await self._answer_inline(rid, message)
-            else:
-                self._start(rid, message)
-            return
+                return False
+            return await self._start(rid, message, charge)
         kind = message.get("t")
         if not isinstance(kind, str) or kind not in CLIENT_KINDS:  # a map is unhashable
             raise ProtocolError(f"message has neither a call nor a known kind: {kind!r}", id=rid)
         request = self.requests.get(rid)
         if request is None:
-            return  # the request already ended; its late frames are harmless
+            return False  # the request already ended; its late frames are harmless
         if kind == CANCEL:
             request.scope.cancel()
-        elif request.inbox is None:
+            return False
+        if request.inbox is None:
             raise ProtocolError(f"{kind!r} sent to request {rid}, which is not an upload",
                                 id=rid)
-        else:
-            # A closed inbox: the upload ended with an error already sent.
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await request.inbox.send(message)
+        try:
+            await request.inbox.send((message, charge))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False  # the upload ended with an error already sent
+        return True
 
     async def _answer_inline(self, rid: int, message: dict[str, Any]) -> None:
         """Answer a point lookup in the reading task, without a task of its own.
@@ -313,18 +349,16 @@ class _Connection:
         self.server._requests += 1
         log.debug("request %d: %s answered inline", rid, call)
         try:
-            try:
-                result = await self._function(call)(*args, **(kwargs or {}))
-            except TypeError as exc:  # wrong arity or argument types
-                raise BadArg(f"{call}: {exc}", call=call) from None
-        except AxonError as exc:
-            await self.send(error_message(rid, exc))
+            result = await self._function(call)(*args, **(kwargs or {}))
+        except Exception as exc:  # the same policy as calls in tasks
+            await self.send(_failure_reply(rid, call, exc))
         else:
             await self.send({"id": rid, "t": OK, "result": result})
         finally:
             self.server._requests -= 1
 
-    def _start(self, rid: int, message: dict[str, Any]) -> None:
+    async def _start(self, rid: int, message: dict[str, Any], charge: int) -> bool:
+        """Start a task for a call; True if it holds *charge* now."""
         call, args, kwargs = message.get("call"), message.get("args", ()), message.get("kwargs")
         if not isinstance(call, str) or not isinstance(args, (list, tuple)) or not isinstance(
                 kwargs if kwargs is not None else {}, dict):
@@ -332,10 +366,20 @@ class _Connection:
                                 id=rid)
         if rid in self.requests:
             raise ProtocolError(f"request id {rid} is already in use", id=rid)
+        if len(self.requests) >= MAX_REQUESTS:
+            # Counted here, as the frame arrives: a pipelined burst has its
+            # first MAX_REQUESTS started before any task runs.
+            self.server._requests_refused += 1
+            await self.send(error_message(rid, BadArg(
+                f"more than {MAX_REQUESTS} requests in flight on one connection",
+                limit=MAX_REQUESTS)))
+            return False
         request = _Request(rid, call, raw=message.get("raw") is True)
+        request.charge = charge
         self.requests[rid] = request
         assert self.nursery is not None
         self.nursery.start_soon(self._run_request, request, tuple(args), dict(kwargs or {}))
+        return True
 
     async def _run_request(self, request: _Request, args: tuple[Any, ...],
                            kwargs: dict[str, Any]) -> None:
@@ -345,35 +389,16 @@ class _Connection:
         try:
             with request.scope:
                 try:
-                    if len(self.requests) > MAX_REQUESTS:
-                        raise BadArg(f"more than {MAX_REQUESTS} requests in flight on one "
-                                     "connection")
                     await self._execute(request, args, kwargs)
-                except AxonError as exc:
-                    await self.send(error_message(rid, exc))
-                except OSError as exc:  # the environment (a full disk...), not a daemon bug
-                    log.warning("request %d: %s failed: %s", rid, request.call, exc)
-                    await self.send(error_message(rid, AxonError(
-                        f"{type(exc).__name__}: {exc}", exception=type(exc).__name__,
-                        errno=exc.errno)))
-                except (TypeError, ValueError) as exc:
-                    # Arguments arrive as untyped msgpack: a wrong type surfaces
-                    # as one of these from inside the call. The caller's mistake,
-                    # so a BadArg reply and a warning, not a daemon error.
-                    log.warning("request %d: %s with bad arguments: %s", rid, request.call,
-                                exc)
-                    await self.send(error_message(rid, BadArg(
-                        f"{request.call}: {type(exc).__name__}: {exc}", call=request.call)))
                 except Exception as exc:
-                    log.exception("request %d: %s failed", rid, request.call)
-                    await self.send(error_message(rid, AxonError(
-                        f"{type(exc).__name__}: {exc}", exception=type(exc).__name__)))
+                    await self.send(_failure_reply(rid, request.call, exc))
             if request.scope.cancelled_caught:
                 log.debug("request %d: %s cancelled by the client", rid, request.call)
                 await self.send({"id": rid, "t": CANCELLED})
         finally:
             self.server._requests -= 1
             del self.requests[rid]
+            self.server.budget.release(request.charge)
 
     async def _execute(self, request: _Request, args: tuple[Any, ...],
                        kwargs: dict[str, Any]) -> None:
@@ -504,20 +529,36 @@ class _Connection:
         """Serve an upload session: ``write`` frames, ``save`` → ``saved``, ``close``."""
         inbox = request.inbox_receiver
         assert inbox is not None
-        async with inbox, await self.axon.upload() as upload:
-            async for message in inbox:
-                kind = message["t"]
-                if kind == WRITE:
-                    data = message.get("data")
-                    if not isinstance(data, bytes):
-                        raise BadArg("upload write needs 'data' as bytes")
-                    await upload.write(data)
-                elif kind == SAVE:
-                    size, sha256 = await upload.save()
-                    await self.send({"id": request.rid, "t": SAVED, "result": (size, sha256)})
-                else:  # close: unsaved bytes are discarded
-                    break
+        async with inbox:
+            try:
+                await self._upload_frames(request, inbox)
+            finally:
+                # Frames still queued die with the inbox: give back their budget.
+                with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                    while True:
+                        self.server.budget.release(inbox.receive_nowait()[1])
         await self.send({"id": request.rid, "t": END})
+
+    async def _upload_frames(self, request: _Request,
+                             inbox: trio.MemoryReceiveChannel[tuple[dict[str, Any], int]]
+                             ) -> None:
+        async with await self.axon.upload() as upload:
+            async for message, charge in inbox:
+                try:
+                    kind = message["t"]
+                    if kind == WRITE:
+                        data = message.get("data")
+                        if not isinstance(data, bytes):
+                            raise BadArg("upload write needs 'data' as bytes")
+                        await upload.write(data)
+                    elif kind == SAVE:
+                        size, sha256 = await upload.save()
+                        await self.send({"id": request.rid, "t": SAVED,
+                                         "result": (size, sha256)})
+                    else:  # close: unsaved bytes are discarded
+                        break
+                finally:
+                    self.server.budget.release(charge)
 
     async def send(self, message: dict[str, Any], payload: bytes | memoryview = b"") -> None:
         """Send one frame, and *payload* right after it (a ``raw`` frame's bytes).
@@ -546,6 +587,28 @@ class _Connection:
                 self.nursery.cancel_scope.cancel()
             await trio.lowlevel.checkpoint()  # raises Cancelled now
             raise
+
+
+def _failure_reply(rid: int, call: str, exc: Exception) -> dict[str, Any]:
+    """The ``err`` reply for a call that raised *exc*, logged as its kind deserves.
+
+    The one error policy of both ways a call runs (inline and in a task).
+    """
+    if isinstance(exc, AxonError):
+        return error_message(rid, exc)
+    if isinstance(exc, OSError):  # the environment (a full disk...), not a daemon bug
+        log.warning("request %d: %s failed: %s", rid, call, exc)
+        return error_message(rid, AxonError(
+            f"{type(exc).__name__}: {exc}", exception=type(exc).__name__, errno=exc.errno))
+    if isinstance(exc, (TypeError, ValueError)):
+        # Arguments arrive as untyped msgpack: a wrong type (or arity) surfaces
+        # as one of these from inside the call. The caller's mistake, so a
+        # BadArg reply and a warning, not a daemon error.
+        log.warning("request %d: %s with bad arguments: %s", rid, call, exc)
+        return error_message(rid, BadArg(f"{call}: {type(exc).__name__}: {exc}", call=call))
+    log.exception("request %d: %s failed", rid, call)
+    return error_message(rid, AxonError(f"{type(exc).__name__}: {exc}",
+                                        exception=type(exc).__name__))
 
 
 async def _produce(items: AsyncIterator[Any], channel: trio.MemorySendChannel[Any],

@@ -41,6 +41,7 @@ from axonfs.axon import Axon
 from axonfs.backends.base import BlobBackend
 from axonfs.config import WGET_MAX_BYTES, control_socket
 from axonfs.errors import AxonError
+from axonfs.fsutil import raise_descriptor_limit
 from axonfs.incoming import RETENTION_DEFAULT, Incoming
 from axonfs.ops import FuseKernelCache, Operations
 from axonfs.stats import Stats
@@ -211,6 +212,8 @@ async def run(config: DaemonConfig, ready: Callable[[], None]) -> None:
     Raises:
         StoreLocked: another process has the store open.
     """
+    old, new = raise_descriptor_limit()
+    log.info("descriptor limit: %d (was %d)", new, old)
     async with AsyncExitStack() as stack:
         axon = await stack.enter_async_context(
             Axon.open(config.store, backend=config.backend, limits=config.limits))

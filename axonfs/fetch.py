@@ -6,7 +6,10 @@ failures come back as ``{"ok": False, ...}`` rather than raised, except a
 ``proxy`` argument of the wrong type, which raises :class:`BadArg`. Bodies
 stream in both directions: a download goes chunk by chunk into
 :meth:`Axon.upload` (hashed on the way), an upload is the :meth:`Axon.get`
-stream, so memory stays flat whatever the size.
+stream, so memory stays flat whatever the size. A download is also refused
+(``HitLimit``) when its body decodes to far more than was received, which
+stops a compression bomb after tens of MiB instead of at the byte cap; URLs
+reach the log without their userinfo and query values.
 
 Differences from the reference, all deliberate: exception names in ``err`` and
 ``mesg`` are httpx's (``ConnectError``, ``ProxyError``...), except timeouts,
@@ -24,10 +27,13 @@ import http
 import json as jsonlib
 import logging
 import os
+import re
 import secrets
 import ssl as sslib
 import tempfile
 import traceback
+import urllib.parse
+import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +49,13 @@ from axonfs.hashing import HashSet
 
 log = logging.getLogger(__name__)
 
+WGET_MAX_RATIO = 200
+"""Most bytes a wget body may decode to per byte received, once past
+:data:`WGET_RATIO_SLACK`: a few MB of gzip inflate to gigabytes (gzip
+reaches about 1000:1), and the byte cap alone let them fill the spool up to
+it first. Text compresses 5-20:1; the slack lets small, very regular bodies
+through whatever their ratio."""
+WGET_RATIO_SLACK = 64 << 20
 COALESCE = 1 << 20
 """Download chunks are gathered to this size before hashing and spooling."""
 MAX_REDIRECTS = 10
@@ -106,18 +119,54 @@ def _message(exc: BaseException) -> str:
 
 
 def _failure(exc: Exception, url: str, what: str) -> tuple[str, tuple[str, dict[str, Any]]]:
-    log.warning("%s %s failed: %s", what, _sanitize(url), _message(exc),
+    log.warning("%s %s failed: %s", what, redact_url(url), redact_text(_message(exc)),
                 exc_info=log.isEnabledFor(logging.DEBUG))
     return _message(exc), error_tuple(exc)
 
 
-def _sanitize(url: str) -> str:
-    """The URL without a password, for logs."""
+def redact_url(url: str) -> str:
+    """*url* fit for a log: no userinfo, and every query value replaced.
+
+    Signed URLs, API keys and basic-auth credentials travel in exactly these
+    parts, and a log is read by more people than the caller.
+    """
     try:
-        parsed = httpx.URL(url)
-        return str(parsed.copy_with(password="****")) if parsed.password else url
-    except Exception:
+        parts = urllib.parse.urlsplit(str(url))
+    except ValueError:
         return "<unparsable url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = "&".join(
+        f"{name}=***" if sep else name
+        for name, sep, _ in (field.partition("=") for field in parts.query.split("&"))
+    ) if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_text(text: str) -> str:
+    """*text* with every URL in it passed through :func:`redact_url`."""
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group()), text)
+
+
+class RedactUrls(logging.Filter):
+    """Redacts the URLs in the records of a library's logger (httpx logs each
+    request's URL at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "://" in record.msg:
+            record.msg = redact_text(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_text(str(arg)) if isinstance(arg, (str, httpx.URL)) and "://" in str(arg)
+                else arg for arg in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(RedactUrls())
 
 
 def _headers(headers: httpx.Headers) -> dict[str, str]:
@@ -253,12 +302,13 @@ async def _store_body(axon: Any, response: httpx.Response) -> tuple[int, dict[st
     hashset = HashSet()
     received = 0
     async with await axon.upload() as upload:
-        async with contextlib.aclosing(_coalesce(response.aiter_bytes())) as chunks:
+        async with contextlib.aclosing(_coalesce(_decoded(response))) as chunks:
             async for chunk in chunks:
                 received += len(chunk)
                 if limit is not None and received > limit:
                     raise HitLimit(f"response body is larger than the wget limit of {limit} "
                                    "bytes", limit=limit)
+                _check_ratio(received, response.num_bytes_downloaded)
                 await trio.to_thread.run_sync(hashset.update, chunk,
                                               limiter=axon.limiters.hash_cpu)
                 await upload.write(chunk)
@@ -266,9 +316,64 @@ async def _store_body(axon: Any, response: httpx.Response) -> tuple[int, dict[st
     return size, hashset.hexdigests()
 
 
+DECODE_PIECE = 1 << 20
+"""Most bytes one step of our own gzip/deflate decoding produces."""
+_ZLIB_WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16,
+               "deflate": zlib.MAX_WBITS}
+
+
+async def _decoded(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+    """The body's decoded bytes, gzip and deflate at most :data:`DECODE_PIECE` at a time.
+
+    httpx inflates each network read whole: 64 KiB of a gzip bomb become 64 MB
+    in one call, before any check can run. Other encodings are left to httpx.
+    """
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in _ZLIB_WBITS:
+        async for chunk in response.aiter_bytes():
+            yield chunk
+        return
+    wbits = _ZLIB_WBITS[encoding]
+    decompressor = zlib.decompressobj(wbits)
+    first = True
+    async for raw in response.aiter_raw():
+        pending = raw
+        while pending:
+            try:
+                piece = decompressor.decompress(pending, DECODE_PIECE)
+            except zlib.error as exc:
+                if not (first and encoding == "deflate"):
+                    raise httpx.DecodingError(str(exc)) from exc
+                # Servers send raw deflate as often as the zlib format: try it.
+                decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+                first = False
+                continue
+            first = False
+            pending = decompressor.unconsumed_tail
+            if piece:
+                yield piece
+    try:
+        tail = decompressor.flush()
+    except zlib.error as exc:
+        raise httpx.DecodingError(str(exc)) from exc
+    if tail:
+        yield tail
+
+
+def _check_ratio(decoded: int, downloaded: int) -> None:
+    """Refuse a body that decodes to far more than was downloaded (a bomb)."""
+    if decoded > WGET_RATIO_SLACK and decoded > WGET_MAX_RATIO * max(downloaded, 1):
+        raise HitLimit(f"response body decodes to more than {WGET_MAX_RATIO} times the "
+                       f"{downloaded} bytes received (a decompression bomb?)",
+                       limit=WGET_MAX_RATIO, received=downloaded, decoded=decoded)
+
+
 async def _coalesce(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     pending = bytearray()
     async for chunk in chunks:
+        if not pending and len(chunk) >= COALESCE:
+            yield chunk  # big enough already: spare two copies
+            continue
         pending += chunk
         if len(pending) >= COALESCE:
             yield bytes(pending)

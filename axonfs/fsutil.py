@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import resource
 from pathlib import Path
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -43,3 +44,16 @@ def fsync_path(path: Path, data_only: bool = False) -> None:
         (os.fdatasync if data_only else os.fsync)(fd)
     finally:
         os.close(fd)
+
+
+def raise_descriptor_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard one; return the ``(old, new)`` soft limit.
+
+    The soft limit (often 1024) is a guard for programs that use select(2);
+    the daemon uses epoll and holds a descriptor per open blob, per spool and
+    per connection, so it takes what the administrator allows.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return soft, hard

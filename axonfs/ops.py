@@ -34,15 +34,23 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC,
+                             errno.EDQUOT})
+"""Errnos that say the daemon or its disk ran short, not that a blob is bad."""
+
+
 def errno_for(exc: Exception) -> int | None:
     """The errno a handler answers for *exc*, or None if it is a bug.
 
     The table: :class:`~axonfs.errors.AxonError` subclasses carry their own
     ``errno`` (NoSuchFile ENOENT, BadArg EINVAL, HitLimit ENOSPC, StoreLocked
-    EBUSY, StoreCorrupt/BackendError/BlobMissing EIO); ``OSError`` keeps its
-    errno (the tree raises ENOENT, EROFS, EPERM, ... this way); anything else
-    is unexpected.
+    EBUSY, StoreCorrupt/BackendError/BlobMissing EIO), except a
+    ``BackendError`` that records the OS's errno (a full disk, no descriptor
+    left), which answers that; ``OSError`` keeps its errno (the tree raises
+    ENOENT, EROFS, EPERM, ... this way); anything else is unexpected.
     """
+    if isinstance(exc, BackendError) and isinstance(exc.fields.get("errno"), int):
+        return int(exc.fields["errno"]) or exc.errno
     if isinstance(exc, AxonError):
         return exc.errno
     if isinstance(exc, OSError) and exc.errno:
@@ -119,7 +127,11 @@ class Operations(pyfuse3.Operations):
     def fail(self, operation: str, exc: Exception) -> int:
         """Log *exc* as its kind deserves and return the errno to answer."""
         code = errno_for(exc)
-        if isinstance(exc, (BackendError, StoreCorrupt)):
+        if code in RESOURCE_ERRNOS and (isinstance(exc, BackendError)
+                                        or code in (errno.EMFILE, errno.ENFILE)):
+            # The blob is fine; the daemon is out of descriptors or space.
+            log.warning("%s: %s", operation, exc)
+        elif isinstance(exc, (BackendError, StoreCorrupt)):
             log.error("%s: %s", operation, exc)
             if sha := exc.fields.get("sha256"):
                 self.broken.add(str(sha))

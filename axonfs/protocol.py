@@ -28,11 +28,14 @@ import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from axonfs.errors import AxonError, to_wire
+from axonfs.errors import AxonError, HitLimit, to_wire
+
+if TYPE_CHECKING:  # the client side never needs it (nor trio, which it imports)
+    from axonfs.budget import MemoryBudget
 
 VERSION = 1
 """Protocol version carried in every frame as ``"v"``."""
@@ -46,6 +49,17 @@ WRITE_CHUNK = 4 << 20
 """Clients split upload data into ``write`` frames of at most this many bytes."""
 RECEIVE_SIZE = 1 << 20
 """Bytes asked of the socket per receive."""
+
+UNCOUNTED_FRAME = 64 << 10
+"""Frames up to this size are decoded without counting them against a request
+budget: they decode to a few MiB at worst, and point lookups stay as cheap as
+they were."""
+MAX_CONTAINER = 1 << 20
+"""Most elements one array or map of a counted frame may have; a longer one is
+refused from its header, before it is built (a million hashes fit)."""
+DECODED_ITEM_COST = 64
+"""Bytes a decoded element is counted as: a pointer and a small object. A
+32 MiB frame of 33 million nils decodes to 545 MiB, 16 bytes of it per byte."""
 
 RAW_MIN = 64 << 10
 """Bytes items of at least this size go as ``raw`` frames to calls that accept them."""
@@ -102,10 +116,22 @@ def encode_parts(message: dict[str, Any]) -> tuple[bytes, bytes]:
     return HEADER.pack(len(body)), body
 
 
-def decode_body(body: bytes | memoryview) -> dict[str, Any]:
-    """Parse one frame body into a message map, or raise :class:`ProtocolError`."""
+def decode_body(body: bytes | memoryview, cost: _DecodedCost | None = None) -> dict[str, Any]:
+    """Parse one frame body into a message map, or raise :class:`ProtocolError`.
+
+    With *cost*, every array and map is counted against its budget as it is
+    built, and :class:`~axonfs.errors.HitLimit` stops the decode once the
+    budget is spent.
+    """
     try:
-        message = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=False)
+        if cost is None:
+            message = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=False)
+        else:
+            message = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=False,
+                                      list_hook=cost.array, object_hook=cost.map,
+                                      max_array_len=MAX_CONTAINER, max_map_len=MAX_CONTAINER)
+    except HitLimit:
+        raise
     except Exception as exc:  # msgpack raises ValueError, TypeError, UnicodeDecodeError...
         raise ProtocolError(f"frame is not valid msgpack: {type(exc).__name__}: {exc}") from None
     if not isinstance(message, dict):
@@ -122,16 +148,50 @@ def _request_id(message: dict[str, Any]) -> int | None:
     return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
 
 
+class _DecodedCost:
+    """msgpack hooks that count decoded elements against a budget."""
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self.budget = budget
+        self.taken = 0
+
+    def _take(self, elements: int) -> None:
+        size = elements * DECODED_ITEM_COST
+        if not self.budget.try_take(size):
+            raise HitLimit(f"the daemon's request memory budget of {self.budget.limit} bytes "
+                           "is spent; try again later", limit=self.budget.limit)
+        self.taken += size
+
+    def array(self, items: tuple[Any, ...]) -> tuple[Any, ...]:
+        self._take(len(items) + 1)
+        return items
+
+    def map(self, items: dict[Any, Any]) -> dict[Any, Any]:
+        self._take(2 * len(items) + 4)
+        return items
+
+
 class FrameDecoder:
     """Accumulate received bytes and cut them into messages.
 
     Oversized frames are refused as soon as their header arrives, before any
     of the body is buffered.
+
+    With a *budget*, a frame larger than :data:`UNCOUNTED_FRAME` takes its
+    size from the budget when its header arrives, and its decoded elements
+    when it is decoded; a frame the budget cannot hold is refused with
+    :class:`~axonfs.errors.HitLimit`. What a message took is handed to the
+    caller by :meth:`take_charge`, to release once the request is done (the
+    frame's bytes live on as the decoded strings and bytes). :meth:`close`
+    releases what a frame part way in took.
     """
 
-    def __init__(self, max_frame: int) -> None:
+    def __init__(self, max_frame: int, budget: MemoryBudget | None = None) -> None:
         self._buffer = bytearray()
         self._max_frame = max_frame
+        self._budget = budget
+        self._charged = 0  # taken for the frame being received
+        self._handed = 0  # taken for the message next_message returned last
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
@@ -156,14 +216,52 @@ class FrameDecoder:
         if size > self._max_frame:
             raise ProtocolError(f"frame of {size} bytes is larger than the limit of "
                                 f"{self._max_frame}", size=size, limit=self._max_frame)
+        if self._budget is not None and size > UNCOUNTED_FRAME and not self._charged:
+            if not self._budget.try_take(size):
+                raise HitLimit(f"a frame of {size} bytes does not fit the daemon's request "
+                               f"memory budget of {self._budget.limit} bytes now; try again "
+                               "later", size=size, limit=self._budget.limit)
+            self._charged = size
         end = HEADER.size + size
         if len(self._buffer) < end:
             return None
         # After a ProtocolError the stream cannot be resynchronised: callers close it.
-        with memoryview(self._buffer) as view, view[HEADER.size:end] as body:
-            message = decode_body(body)
+        cost = _DecodedCost(self._budget) if self._charged and self._budget else None
+        try:
+            with memoryview(self._buffer) as view, view[HEADER.size:end] as body:
+                message = decode_body(body, cost)
+        except AxonError:
+            if cost is not None:
+                self._budget.release(cost.taken)  # type: ignore[union-attr]
+            raise
         del self._buffer[:end]
+        self._handed = self._charged + (cost.taken if cost is not None else 0)
+        self._charged = 0
         return message
+
+    def frame_to_charge(self) -> int:
+        """The size of the frame whose header has arrived, if it must be taken
+        from the budget and has not been yet (else 0): a caller that can wait
+        takes it itself and calls :meth:`charged`."""
+        if self._budget is None or self._charged or len(self._buffer) < HEADER.size:
+            return 0
+        (size,) = HEADER.unpack_from(self._buffer)
+        return size if UNCOUNTED_FRAME < size <= self._max_frame else 0
+
+    def charged(self, size: int) -> None:
+        """The caller took *size* bytes for the current frame from the budget."""
+        self._charged = size
+
+    def take_charge(self) -> int:
+        """The budget bytes the last message took (0 once taken, or if uncounted)."""
+        handed, self._handed = self._handed, 0
+        return handed
+
+    def close(self) -> None:
+        """Release what a frame part way in (and an untaken charge) took."""
+        if self._budget is not None:
+            self._budget.release(self._charged + self._handed)
+        self._charged = self._handed = 0
 
 
 def error_message(rid: int | None, exc: AxonError) -> dict[str, Any]:

@@ -246,6 +246,7 @@ class Stats:
                 "open_files": handles.get("open_files", 0),
                 "open_dirs": handles.get("open_dirs", 0),
                 "failsafe": bool(handles.get("failsafe", False)),
+                "broken": list(handles.get("broken", [])),
                 "ops": {name: op.as_dict() for name, op in sorted(self.fuse.ops.items())
                         if op.count}}
 

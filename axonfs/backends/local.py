@@ -181,7 +181,7 @@ class LocalBackend(BlobBackend):
                               sha256=sha256.hex()) from None
         except OSError as exc:
             raise BackendError(f"cannot open blob {sha256.hex()}: {exc.strerror}",
-                               sha256=sha256.hex()) from exc
+                               sha256=sha256.hex(), errno=exc.errno) from exc
         return LocalReader(fd, os.fstat(fd).st_size)
 
     def delete(self, sha256: Sha256) -> bool:

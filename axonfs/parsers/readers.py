@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
 import logging
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -32,7 +33,7 @@ Rows = Generator[tuple[Any, int], None, None]
 """What a parser generator yields: ``(row, cost)`` pairs."""
 
 MAX_LINE = 64 << 20
-"""Longest line (in characters) readlines/jsonlines accept; longer is BadDataValu
+"""Longest line (in characters) readlines/jsonlines/csvrows accept; longer is BadDataValu
 (the reference has no limit and would hold the whole line in memory)."""
 MSGPACK_MAX_BUFFER = 100 << 20
 
@@ -71,17 +72,24 @@ def _open(axon: Any, sha256: bytes) -> BlobReader:
     return reader
 
 
+def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
+    """The lines of *text* with their newline; a line over :data:`MAX_LINE` is
+    BadDataValu once MAX_LINE characters of it are read, not once all are."""
+    while True:
+        try:
+            line = text.readline(MAX_LINE + 1)
+        except UnicodeDecodeError as exc:
+            raise BadDataValu(f"Unicode decode error: {exc}") from None
+        if not line:
+            return
+        if len(line) > MAX_LINE:
+            raise BadDataValu(f"line longer than {MAX_LINE} characters", limit=MAX_LINE)
+        yield line
+
+
 def _lines(axon: Any, sha256: bytes, errors: str | None) -> Rows:
     with open_text(_open(axon, sha256), errors) as text:
-        while True:
-            try:
-                line = text.readline(MAX_LINE + 1)
-            except UnicodeDecodeError as exc:
-                raise BadDataValu(f"Unicode decode error: {exc}") from None
-            if not line:
-                return
-            if len(line) > MAX_LINE:
-                raise BadDataValu(f"line longer than {MAX_LINE} characters", limit=MAX_LINE)
+        for line in _bounded_lines(text):
             line = line.rstrip("\n")
             yield line, len(line) + 16
 
@@ -105,8 +113,11 @@ def _json_objects(axon: Any, sha256: bytes, hexsha: str,
             continue
         try:
             yield json.loads(line), cost
-        except ValueError as exc:
-            log.warning("bad json line in %s: %s", hexsha, exc)
+        except (ValueError, RecursionError) as exc:
+            # RecursionError: nesting deeper than the interpreter's stack
+            # ("[" x 100,000), which is bad input like any other. The caller
+            # gets the error; the daemon's log only notes it.
+            log.info("bad json line in %s: %s", hexsha, exc)
             raise BadJsonText(
                 f"Bad json line encountered while processing {hexsha}, ({exc})",
                 sha256=hexsha) from None
@@ -128,7 +139,10 @@ def _csv_rows(axon: Any, sha256: bytes, dialect: str, errors: str | None,
               fmtparams: dict[str, Any]) -> Rows:
     with open_text(_open(axon, sha256), errors) as text:
         try:
-            reader = csv.reader(text, dialect, **fmtparams)
+            # Lines come bounded: csv.reader over the file itself reads a
+            # whole line before it checks its field size limit, and a
+            # blob without newlines is one line however long it is.
+            reader = csv.reader(_bounded_lines(text), dialect, **fmtparams)
         except TypeError as exc:
             raise BadArg(f"Invalid csv format parameter: {exc}") from None
         try:

@@ -8,6 +8,7 @@ Layout of a store directory::
       blobs/ab/<hex>     the local backend's blob files (when it is the backend)
       tmp/               spool files; swept when the store opens
       commit.intent      present only while a commit moves bytes (axonfs.store.intent)
+      reserve            space held back so that deletes work on a full disk
 
 :meth:`Store.commit` is the one place blobs become visible. It runs a batch of
 adds and deletes in this order, which is what makes a crash at any instant
@@ -26,13 +27,23 @@ bytes of deleted blobs; so before 1 the batch's adds and deletes are written to
 (:mod:`axonfs.store.intent`). The index never names a blob whose bytes are not
 durable, and after a crash the store is as a prefix of the calls left it.
 
+A full disk must not stop the one thing that frees space: deleting. A delete
+commit writes ``commit.intent`` and may grow the LMDB file, and both need
+free blocks; so the store keeps ``reserve``, a preallocated file of
+:data:`RESERVE_SIZE`, and a delete commit that finds the disk (nearly) full
+removes it first and allocates it again afterwards, from what the delete
+freed. A writer racing for the blocks in between could take them; nothing
+else in the store writes while the commit lock is held.
+
 Everything here blocks: the async :class:`~axonfs.axon.Axon` calls it from a
 worker thread, one commit at a time.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -67,6 +78,14 @@ JOURNAL_SPILL_BYTES = 32 << 20
 """Back-pressure: past this many journaled blobs (or bytes of them), the
 commit that crossed the line spills the whole journal before it returns, so
 the journal stays bounded when ingest outruns the background spill."""
+RESERVE_NAME = "reserve"
+RESERVE_SIZE = 4 << 20
+"""Space held for delete commits. Measured on a full tmpfs, a delete commit
+needs one block for ``commit.intent``; an index whose free pages are used up
+grows by a few pages per commit (copy-on-write of the B-tree paths it touches,
+a handful of 4 KiB pages per named DB). 4 MiB covers hundreds of those."""
+RESERVE_MIN = 64 << 10
+"""The smallest reserve worth keeping when the disk cannot give the whole one."""
 JOURNAL_BATCH = 1024
 JOURNAL_BATCH_BYTES = 8 << 20
 """Journaled blobs (and bytes of them) read, written and synced per spill step:
@@ -134,6 +153,8 @@ class Store:
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
             self._settle_journal()
             self.intent_path = root / intent.INTENT_NAME
+            self.reserve_path = root / RESERVE_NAME
+            self._reserve()
             self._unsettled = True
             try:
                 self._settle_intent()
@@ -174,9 +195,59 @@ class Store:
         in that op's slot; an index failure raises for the whole batch.
         """
         with self._commit_lock:
-            results = self._commit_with_intent(ops)
-        self._spill_if_due()
+            released = self._release_reserve(ops)
+            try:
+                results = self._commit_with_intent(ops)
+            finally:
+                if released:
+                    self._reserve()
+        try:
+            self._spill_if_due()
+        except (AxonError, OSError) as exc:  # the batch is committed (journaled): say so
+            log.warning("cannot write journaled small blobs to their files yet (%s); "
+                        "they are durable in the index", exc)
         return results
+
+    def _release_reserve(self, ops: Sequence[CommitOp]) -> bool:
+        """Free the reserve for a batch with deletes if the disk is (nearly) full."""
+        if not any(isinstance(op, DeleteBlob) for op in ops):
+            return False
+        try:
+            st = os.statvfs(self.root)
+            if st.f_bavail * st.f_frsize >= RESERVE_SIZE:
+                return False
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return True  # none to free (the disk was full when it was due): try again after
+        except OSError as exc:
+            log.warning("cannot free the delete reserve: %s", exc)
+            return False
+        log.info("the disk is full: a delete uses the store's reserve")
+        return True
+
+    def _reserve(self) -> None:
+        """Allocate the reserve file (as much of it as the disk gives, down to
+        :data:`RESERVE_MIN`); a disk too full for it is only warned about."""
+        size = RESERVE_SIZE
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            log.warning("cannot create the delete reserve %s: %s", self.reserve_path, exc)
+            return
+        try:
+            while size >= RESERVE_MIN:
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                    return
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        log.warning("cannot allocate the delete reserve: %s", exc)
+                        return
+                    size //= 2
+            log.warning("the disk is full: no space is reserved for deletes until some is "
+                        "freed")
+        finally:
+            os.close(fd)
 
     def _commit_with_intent(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
         # Journaled adds need no intent: their bytes are in the index commit,

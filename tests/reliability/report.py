@@ -38,6 +38,7 @@ the end of this page (regenerate them with
 | `test_bad_input.py` | hypothesis-generated garbage, truncated, oversized and malformed control frames and calls with random argument types against `axonfs serve`; invalid and hostile names under every directory of the mount (lookup, open, create, mkdir, rename, symlink, link, mknod, setxattr); hostile `wget` targets on a loopback HTTP server (redirect loop, endless body, header flood, huge announced length) | each input gets a clear error (a `ProtocolError`/`BadArg`/… frame, an errno, or `ok: false` with a message); the daemon stays up (`ping` after every strategy, `put`/`has`/`metrics` at the end), never answers `EIO` for a name, never fails a whole connection (only a call with arguments of the wrong type may be logged, with its traceback, as an unexpected `AxonError`), and `fsck` is clean at the end |
 | `test_load.py` | 8 readers (whole-file and random ranged reads, each verified against the blob's hash) and 4 writers on the mount plus 4 socket clients (`put`, `get`, `has`, `upload`, `hashes`, `metrics`) for a bounded period | no error, every read byte-exact, the daemon's open descriptors back to where they started, no spool file left, `fsck` clean |
 | `test_s3_faults.py` | the S3 backend behind a loopback proxy to a moto server; the proxy is stopped and restarted during ingest and during reads | writes during the outage fail at `close()` with `EIO` and leave nothing; every acknowledged blob survives byte-exact; reads during the outage are byte-exact or `EIO`; the socket keeps answering; writes resume once S3 is back; a store-level fsck with the S3 backend is clean (`axonfs fsck` has no S3 options yet) |
+| `test_exhaustion.py` | 40 connections each part way through a 32 MiB frame; 12 uploads in 4 MiB writes while such frames hold most of the budget; a 32 MiB frame of arrays of a million nils; 100 pipelined `hashset` calls; `csvrows` over a 384 MiB field without newline; `jsonlines` over `[` x 100,000; `axonfs ctl del` on a full 32 MiB tmpfs (big and journaled blobs); a read at the daemon's descriptor limit; inodes running out between spool and blob directory; a 127 KiB gzip body that inflates to 128 MiB; wget URLs with credentials and query secrets; `axonfs ctl wget` against a server that never answers; an `OSError` inside an inline and a task call | the daemon's RSS high-water mark stays under the request budget plus slack (frames that find no room within 5 s get `HitLimit`; the uploads all complete), under 160 MiB of growth for the decoded frame, under 300 MiB for `csvrows`; the first 64 pipelined calls are answered; deep JSON is `BadJsonText` without an ERROR line; every delete commits; the reader gets `EMFILE` (blob not marked broken, a warning logged), the writer `ENOSPC`; the bomb stops with `HitLimit` after 64 MiB, the daemon growing by less than 64 MiB; no secret reaches the log; `ctl wget` exits non-zero by itself; both call paths give the same error reply and keep the connection |
 """
 
 
@@ -62,6 +63,26 @@ NOTES = """\
 * **`wget` had no size limit**: an endless body filled the disk. `--wget-max-bytes` (default
   4 GiB, 0: none) caps it; a body (or a `Content-Length`) over the cap is refused with
   `HitLimit` and nothing is stored.
+* **Request memory had no daemon-wide bound**: 40 connections part way through 32 MiB frames
+  took the daemon from 32 MB to 1.36 GB, and one 32 MiB frame of nils cost +545 MiB decoded.
+  Large frames now draw on one request budget (`axonfs/budget.py`, 256 MiB, shared by every
+  front end of the store) for their bytes and their decoded elements; a frame that finds it
+  spent waits, unread, up to 5 s for room (busy uploads are paced, not refused), then is refused
+  with `HitLimit`; a pipelined burst over the in-flight limit has its first 64 calls
+  answered (it used to be refused whole); inline calls follow the same error policy as the rest.
+* **`csvrows` read a whole line before its field limit applied** (1 GiB without a newline: 2.1
+  GB); it now reads lines capped like `readlines` (64 Mi characters, `BadDataValu`). Deeply
+  nested JSON (`RecursionError`) is `BadJsonText` like any bad line, noted at INFO.
+* **A full disk blocked deletes** (`commit.intent` could not be written, and the index may
+  need pages): the store keeps a 4 MiB reserve file, freed for a delete commit when the disk is
+  full and allocated again after it.
+* **Running out of descriptors marked blobs broken** (`EIO`, ERROR): a `BackendError` now
+  answers the errno it carries (`EMFILE`, `ENOSPC`...), which is logged as a warning and marks
+  nothing; the daemon raises its soft descriptor limit to the hard one at start.
+* **wget**: a gzip body is refused once it decodes to more than 200 times what was received
+  (past 64 MiB), decoded 1 MiB at a time by axonfs rather than a network read at a time by
+  httpx, so a bomb stops early and small; `axonfs ctl wget`/`wput`/`postfiles` default to a
+  300 s limit; URLs in the daemon's log (httpx's included) lose their userinfo and query values.
 * **An S3 upload that failed after reaching the bucket left an orphan** (fsck: "in the backend
   but not the index"): the commit cleared its intent although an op failed with a
   `BackendError`. The intent is now kept, so the next commit (or the next open) settles it.
@@ -86,9 +107,10 @@ def _rows(figures: dict[str, Any]) -> list[str]:
 def render(figures: dict[str, dict[str, Any]], seconds: float) -> str:
     parts = [INTRO, NOTES, "## Figures from the last run", ""]
     titles = {"crash": "Crash (SIGKILL during ingest)", "full_disk": "Full disk",
-              "bad_input": "Bad input", "load": "Load", "s3_faults": "S3 faults"}
+              "bad_input": "Bad input", "load": "Load", "s3_faults": "S3 faults",
+              "exhaustion": "Exhaustion"}
     losses = sum(int(entry.get("lost", 0)) for entry in figures.values())
-    for key in ("crash", "full_disk", "bad_input", "load", "s3_faults"):
+    for key in titles:
         if key in figures:
             parts += [f"### {titles[key]}", "", *_rows(figures[key]), ""]
     missing = [titles[key] for key in titles if key not in figures]
