@@ -64,7 +64,7 @@ from axonfs.ctlserver import (
 from axonfs.errors import AxonError, BadArg
 from axonfs.telepath import users
 from axonfs.telepath.config import ListenAddress, TelepathConfig, unix_url_problem
-from axonfs.telepath.service import FEATURES, AxonApi, CellIdentity, Kind, Shared
+from axonfs.telepath.service import FEATURES, AxonApi, CellIdentity, Kind, Method, Shared
 from axonfs.telepath.wire import (
     BadMessage,
     Message,
@@ -238,13 +238,17 @@ class _Link:
         self.decoder = MessageDecoder()
         self.proven = False
         self._charged = 0
+        self.running: str | None = None
+        """The method being answered, for the log."""
 
     async def run(self) -> None:
         send, receive = trio.open_memory_channel[Message](0)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read, send, nursery.cancel_scope)
-                await self._answer(receive)
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
+                                         ConnectionError):  # the client left: see _call
+                    await self._answer(receive)
                 nursery.cancel_scope.cancel()
         finally:
             self._prove()  # returns whatever this link still had charged
@@ -258,6 +262,9 @@ class _Link:
                 except (trio.BrokenResourceError, ConnectionError):
                     data = b""
                 if not data:
+                    if self.running is not None:
+                        log.debug("Telepath client on %s went away during %s: stopping it",
+                                  self.listener.url, self.running)
                     scope.cancel()  # the client left: stop whatever it asked for
                     return
                 try:
@@ -403,6 +410,18 @@ class _Link:
             await self.send("t2:fini", {"retn": error_retn(exc)})
             return
         log.debug("Telepath call %s by %s", methname, session.user)
+        self.running = methname
+        try:
+            await self._run(session, methname, method, args, kwargs)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            log.debug("Telepath client on %s went away during %s: stopping it",
+                      self.listener.url, methname)
+            raise
+        finally:
+            self.running = None
+
+    async def _run(self, session: Session, methname: str, method: Method,
+                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if method.kind is Kind.GENERATOR:
             await self._stream(methname, method.function, args, kwargs)
             return
