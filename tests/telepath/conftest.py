@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from ctl.conftest import Daemon, start_daemon, stop_daemon
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from ctl.servers import FILE_BODY, LocalHTTPServer
 
 from .conftest import PASSWORD, Tele, axonfs, run_client, run_module

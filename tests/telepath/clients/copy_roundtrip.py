@@ -36,18 +36,19 @@ async def copy(src, dst):
 
 async def main(axonfs_url, workdir, count):
     conf = {"health:sysctl:checks": False}
-    async with await s_axon.Axon.anit(os.path.join(workdir, "src"), conf=conf) as src:
-        async with await s_axon.Axon.anit(os.path.join(workdir, "dst"), conf=conf) as dst:
-            src_url = f"cell://{src.dirn}"
-            dst_url = f"cell://{dst.dirn}"
-            blobs = [os.urandom(100 + i * 37 % 5000) for i in range(count)]
-            blobs.append(os.urandom(20 << 20))  # more than one 16 MiB chunk
-            await src.puts(blobs)
-            expected = sorted(hashlib.sha256(blob).hexdigest() for blob in blobs)
-            await copy(src_url, axonfs_url)
-            in_axonfs = await contents(axonfs_url)
-            await copy(axonfs_url, dst_url)
-            in_dst = await contents(dst_url)
+    src = await s_axon.Axon.anit(os.path.join(workdir, "src"), conf=conf)
+    dst = await s_axon.Axon.anit(os.path.join(workdir, "dst"), conf=conf)
+    async with src, dst:
+        src_url = f"cell://{src.dirn}"
+        dst_url = f"cell://{dst.dirn}"
+        blobs = [os.urandom(100 + i * 37 % 5000) for i in range(count)]
+        blobs.append(os.urandom(20 << 20))  # more than one 16 MiB chunk
+        await src.puts(blobs)
+        expected = sorted(hashlib.sha256(blob).hexdigest() for blob in blobs)
+        await copy(src_url, axonfs_url)
+        in_axonfs = await contents(axonfs_url)
+        await copy(axonfs_url, dst_url)
+        in_dst = await contents(dst_url)
     print(json.dumps({
         "expected": len(expected),
         "axonfs_has_all": all(in_axonfs.get(sha) for sha in expected),

@@ -20,7 +20,7 @@ async def main(url):
         blobs = [os.urandom(1000 + i) for i in range(20)]
         results = await asyncio.gather(*(axon.put(blob) for blob in blobs))
         out["puts_ok"] = all(sha == hashlib.sha256(blob).digest() and size == len(blob)
-                             for blob, (size, sha) in zip(blobs, results))
+                             for blob, (size, sha) in zip(blobs, results, strict=True))
         gets = await asyncio.gather(*(collect(axon, hashlib.sha256(b).digest()) for b in blobs))
         out["gets_ok"] = gets == blobs
         out["links"] = len(axon.alllinks)
