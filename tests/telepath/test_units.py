@@ -99,3 +99,12 @@ def test_decoder_bounds_what_it_buffers() -> None:
     big = 1 << 70
     assert MessageDecoder().feed(encode("n", {"v": big, "w": -big})) == [
         ("n", {"v": big, "w": -big})]
+
+
+def test_listeners_in_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "axonfs.toml"
+    config.write_text(f'store = "{tmp_path / "store"}"\n'
+                      'telepath-listen = ["tcp://127.0.0.1:0", "ssl://127.0.0.1:0"]\n'
+                      'tls-cert = "cert.pem"\n')
+    done = axonfs("serve", "--config", str(config), "--print-config")
+    assert 'telepath-listen = ["tcp://127.0.0.1:0", "ssl://127.0.0.1:0"]' in done.stdout.decode()
