@@ -158,3 +158,28 @@ def test_copy_from_a_synapse_axon_and_back(synapse_python: Path, tele: Tele,
                      timeout=120)
     assert out["expected"] == 201
     assert out["axonfs_has_all"] and out["dst_has_all"]
+
+
+def test_ssl_listener(synapse_python: Path, tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from ctl.conftest import stop_daemon
+    from ctl.servers import make_certificates
+
+    from .conftest import ping, start_tele
+
+    certs = make_certificates(tmp_path)
+    running = start_tele(tmp_path / "store", "--telepath-listen", "ssl://127.0.0.1:0",
+                         "--tls-cert", str(certs.cert_file), "--tls-key", str(certs.key_file))
+    try:
+        ssl_url = next(url for url in ping(running.daemon.store)["telepath"]
+                       if url.startswith("ssl://"))
+        cert = x509.load_pem_x509_certificate(certs.cert_file.read_bytes())
+        pin = cert.fingerprint(hashes.SHA256()).hex()
+        url = ssl_url.replace("ssl://", f"ssl://alice:{PASSWORD}@") + f"?certhash={pin}"
+        out = run_client(synapse_python, "pool.py", url)
+        assert out["puts_ok"] and out["gets_ok"] and out["big_ok"] and out["links"] > 1
+        wrong = ssl_url.replace("ssl://", "ssl://alice:nope@") + f"?certhash={pin}"
+        assert run_client(synapse_python, "connect.py", wrong)["error"][0] == "AuthDeny"
+    finally:
+        stop_daemon(running.daemon)
