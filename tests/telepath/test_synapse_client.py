@@ -183,3 +183,30 @@ def test_ssl_listener(synapse_python: Path, tmp_path: Path) -> None:
         assert run_client(synapse_python, "connect.py", wrong)["error"][0] == "AuthDeny"
     finally:
         stop_daemon(running.daemon)
+
+
+def test_axon_tools_dump_and_load(synapse_python: Path, tele: Tele, tmp_path: Path) -> None:
+    from ctl.conftest import stop_daemon
+
+    from .conftest import start_tele
+
+    blob = b"dumped and loaded\n" * 100
+    (tmp_path / "b.bin").write_bytes(blob)
+    assert run_module(synapse_python, "synapse.tools.axon.put", "-a", tele.unix,
+                      str(tmp_path / "b.bin")).returncode == 0
+    done = run_module(synapse_python, "synapse.tools.axon.dump", "--url", tele.unix,
+                      str(tmp_path / "dump"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    archives = sorted(str(path) for path in (tmp_path / "dump").glob("*.tar.gz"))
+    assert archives, done.stdout
+    other = start_tele(tmp_path / "other")
+    try:
+        done = run_module(synapse_python, "synapse.tools.axon.load", "--url", other.unix,
+                          *archives)
+        assert done.returncode == 0, done.stdout + done.stderr
+        out = tmp_path / "out"
+        done = run_module(synapse_python, "synapse.tools.axon.get", "-a", other.unix,
+                          "-o", str(out), "-l", sha(blob))
+        assert (out / sha(blob)).read_bytes() == blob, done.stdout + done.stderr
+    finally:
+        stop_daemon(other.daemon)
