@@ -210,3 +210,18 @@ def test_axon_tools_dump_and_load(synapse_python: Path, tele: Tele, tmp_path: Pa
         assert (out / sha(blob)).read_bytes() == blob, done.stdout + done.stderr
     finally:
         stop_daemon(other.daemon)
+
+
+def test_a_cortex_uses_axonfs_as_its_axon(synapse_python: Path, tele: Tele, http_base: str,
+                                          tmp_path: Path) -> None:
+    out = run_client(synapse_python, "cortex_wget.py", tele.unix, str(tmp_path),
+                     f"{http_base}/file", timeout=120)
+    assert out["ok"] and out["code"] == 200
+    assert out["sha256"] == sha(FILE_BODY)
+    assert out["lines"] == [FILE_BODY.decode().strip()]
+    assert out["unpack"] == [FILE_BODY[:5].hex()]
+    assert out["size"] == len(FILE_BODY)
+    assert out["put"] == [4, sha(bytes([1, 2, 3, 4]))]
+    assert out["node"] == f"sha256:{sha(FILE_BODY)}"
+    store = str(tele.daemon.store)
+    assert axonfs("ctl", "--store", store, "has", sha(FILE_BODY)).returncode == 0
