@@ -218,4 +218,6 @@ class UploadShare:
             return await self._upload.save()
 
     async def close(self) -> None:
-        await self._upload.close()
+        # Under the lock: a write still running in a worker thread finishes first.
+        async with self._lock:
+            await self._upload.close()
