@@ -85,6 +85,8 @@ UNPROVEN_BUDGET = 256 << 20
 link's first message may be a large ``put``, but nobody unauthenticated may
 make the daemon hold more than this."""
 RECEIVE_SIZE = 1 << 20
+LISTEN_BACKLOG = 4096
+"""Connections the kernel queues for accept() (capped by net.core.somaxconn)."""
 CLOSE_GRACE = 1.0
 SEND_BUFFER = 4 << 20
 """SO_SNDBUF of a connection: a 16 MiB ``get`` piece crosses in few wake-ups."""
@@ -131,6 +133,10 @@ class TelepathServer:
     async def serve_unix(self, path: Path, *,
                          task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         sock, inode = await _listen(path, self.ctl_group)
+        # A client opens a pool connection per concurrent call. A unix socket whose
+        # backlog is full fails a non-blocking connect with EAGAIN, which asyncio
+        # takes for "in progress" and then reports as a lost connection.
+        sock.listen(LISTEN_BACKLOG)
         listener = Listener(UNIX, f"unix://{path}")
         log.info("Telepath listening on %s", listener.url)
         try:

@@ -105,6 +105,7 @@ def test_pool_links_and_abandoned_generators(synapse_python: Path, tele: Tele) -
                "--logger", "axonfs.telepath")
     assert out["puts_ok"] and out["gets_ok"]
     assert out["links"] > 1  # the 20 concurrent calls went over several pool links
+    assert out["many"] == 300
     assert out["first_piece"] == 16 << 20
     assert out["after"] == [True, 5]
     assert out["big_ok"]

@@ -24,6 +24,9 @@ async def main(url):
         gets = await asyncio.gather(*(collect(axon, hashlib.sha256(b).digest()) for b in blobs))
         out["gets_ok"] = gets == blobs
         out["links"] = len(axon.alllinks)
+        # Hundreds at once: a pool connection each, all queued by the listener.
+        many = await asyncio.gather(*(axon.put(os.urandom(64)) for _ in range(300)))
+        out["many"] = len(many)
 
         big = os.urandom(BIG)
         async with await axon.upload() as upfd:
