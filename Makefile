@@ -64,6 +64,10 @@ bench-mount: venv
 bench-socket: venv
 	$(BIN)/python bench/bench_socket.py --runs 2 --run-reference
 
+# axonfs over Telepath against a Synapse 2.256 Axon, both through Synapse's client.
+bench-telepath: venv
+	$(BIN)/python bench/bench_telepath.py --runs 2
+
 # The S3 backend (a moto server on 127.0.0.1) against the local backend (issue 5).
 bench-s3: venv
 	$(BIN)/python bench/bench_s3.py
