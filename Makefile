@@ -2,6 +2,7 @@
 #
 #   make run     install, then mount the default local store on ./mnt (foreground: Ctrl-C unmounts)
 #   make test    install, then run the whole test suite
+#                (also builds .venv-synapse: Synapse for the Telepath tests, kept out of .venv)
 #   make bench   run every benchmark (bench/run_all.py) and write the ratios into docs/PERFORMANCE.md
 #                (BENCH_ARGS=--quick for a smoke run)
 
@@ -10,9 +11,13 @@ VENV   ?= .venv
 STORE  ?= $(HOME)/.local/share/axonfs
 MNT    ?= $(CURDIR)/mnt
 BIN     = $(VENV)/bin
+# Synapse is a test dependency only, in a venv of its own: its pins (lmdb, aiohttp, ...)
+# must not reach axonfs's. The Telepath tests run its client, tools and cells from here.
+SYNAPSE_VENV    ?= .venv-synapse
+SYNAPSE_VERSION  = 2.256.0
 DEBS    = fuse3 libfuse3-dev pkg-config attr rsync
 
-.PHONY: run test bench bench-mount bench-socket bench-s3 deps venv clean
+.PHONY: run test bench bench-mount bench-socket bench-s3 bench-telepath deps venv venv-synapse clean
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -28,7 +33,14 @@ $(BIN)/axonfs: pyproject.toml | deps
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
-venv: $(BIN)/axonfs
+$(SYNAPSE_VENV)/.synapse-$(SYNAPSE_VERSION): | deps
+	$(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install -q synapse==$(SYNAPSE_VERSION)
+	@touch $@
+
+venv-synapse: $(SYNAPSE_VENV)/.synapse-$(SYNAPSE_VERSION)
+
+venv: $(BIN)/axonfs venv-synapse
 
 run: venv
 	mkdir -p $(MNT)
@@ -52,9 +64,13 @@ bench-mount: venv
 bench-socket: venv
 	$(BIN)/python bench/bench_socket.py --runs 2 --run-reference
 
+# axonfs over Telepath against a Synapse 2.256 Axon, both through Synapse's client.
+bench-telepath: venv
+	$(BIN)/python bench/bench_telepath.py --runs 2
+
 # The S3 backend (a moto server on 127.0.0.1) against the local backend (issue 5).
 bench-s3: venv
 	$(BIN)/python bench/bench_s3.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(SYNAPSE_VENV) build *.egg-info

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import struct
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import aclosing, asynccontextmanager
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 import trio
 
 from axonfs.backends.base import BlobBackend, BlobReader, Listing
-from axonfs.errors import AxonError, BadArg, BlobMissing, NoSuchFile, StoreCorrupt
+from axonfs.errors import AxonError, BadArg, BadDataValu, BlobMissing, NoSuchFile, StoreCorrupt
 from axonfs.hashing import HashSet, Sha256
 from axonfs.store.committer import GroupCommitter
 from axonfs.store.index import BlobRow
@@ -58,6 +59,8 @@ INLINE_IO_MAX = 64 << 10
 copy of 64 KiB takes a few µs, a thread round trip about 50 µs. Reads go
 inline only if the bytes are already in memory (``read_cached``)."""
 HASHES_BATCH = 1000
+UNPACK_MAX = 1 << 20
+"""Most bytes one unpack() may read (the reference's bound)."""
 SPILL_IDLE = 1.0
 """Seconds without a commit after which journaled small blobs are spilled."""
 PRESYNC_MIN = 4 << 20
@@ -414,6 +417,27 @@ class Axon:
                 yield piece
         finally:
             reader.close()
+
+    async def unpack(self, sha256: bytes, fmt: str, offs: int = 0) -> tuple[Any, ...]:
+        """``struct.unpack(fmt, ...)`` of the blob's bytes at *offs*, reading only those.
+
+        As the reference: NoSuchFile first; a format that is not a string, is
+        malformed, or would read over 1 MiB is BadArg; fewer bytes than the
+        format needs is BadDataValu.
+        """
+        if not isinstance(fmt, str):
+            raise BadArg("Format string must be a string", fmt=repr(fmt))
+        try:
+            size = struct.calcsize(fmt)
+        except struct.error as exc:
+            raise BadArg(f"Failed to unpack bytes with format {fmt}: {exc}", fmt=fmt) from None
+        if size > UNPACK_MAX:
+            raise BadArg(f"Struct format would read too much data: {size} bytes", size=size)
+        data = b"".join([piece async for piece in self.get(sha256, offs, size)])
+        if len(data) != size:
+            raise BadDataValu(f"Expected {size} bytes but got {len(data)} bytes",
+                              expected=size, received=len(data))
+        return struct.unpack(fmt, data)
 
     async def hashset(self, sha256: bytes) -> dict[str, str]:
         """md5, sha1, sha256 and sha512 of a blob as hex (computed once, cached)."""

@@ -42,7 +42,7 @@ Run 'axonfs COMMAND --help' for the options of each command.
 """
 
 # Modules that add subcommands. Optional ones may not exist yet in a checkout.
-COMMAND_MODULES = ("axonfs.mount", "axonfs.ctl")
+COMMAND_MODULES = ("axonfs.mount", "axonfs.ctl", "axonfs.telepath.command")
 
 
 class QuietError(Exception):

@@ -283,6 +283,10 @@ class AxonClient:
         """The daemon's version and pid (an axonfs extension)."""
         return await self._call("ping")  # type: ignore[no-any-return]
 
+    async def unpack(self, sha256: bytes, fmt: str, offs: int = 0) -> tuple[Any, ...]:
+        """``struct.unpack(fmt, ...)`` of the blob's bytes at *offs*."""
+        return tuple(await self._call("unpack", sha256, fmt, offs))
+
     async def stats(self) -> dict[str, Any]:
         """The daemon's operational counters (an axonfs extension; see axonfs.stats)."""
         return await self._call("stats")  # type: ignore[no-any-return]

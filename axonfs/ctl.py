@@ -219,6 +219,19 @@ async def _size(axon: Any, args: argparse.Namespace, out: Output) -> int:
     return status
 
 
+async def _unpack(axon: Any, args: argparse.Namespace, out: Output) -> int:
+    values = await axon.unpack(args.sha256, args.format, args.offs)
+    out.emit(values, " ".join(str(jsonable(value)) for value in values))
+    return EXIT_OK
+
+
+async def _ping(axon: Any, args: argparse.Namespace, out: Output) -> int:
+    info = await axon.ping()
+    out.emit(info, "\n".join([f"{info['server']} pid {info['pid']}",
+                               *(f"telepath {url}" for url in info.get("telepath", ()))]))
+    return EXIT_OK
+
+
 async def _wants(axon: Any, args: argparse.Namespace, out: Output) -> int:
     for batch in _batches(args.sha256 or _stdin_hashes(), WANTS_BATCH):
         for sha256 in await axon.wants(batch):
@@ -557,6 +570,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         p = add(name, handler, text, f"Print {text}, one line per SHA256.\n"
                 "Exit 1 if any is absent.")
         p.add_argument("sha256", type=sha256_arg, nargs="+", metavar="SHA256")
+
+    p = add("unpack", _unpack, "decode bytes of a blob with a struct format",
+            "Print the values struct.unpack(FORMAT) reads from a blob at --offs (Python\n"
+            "struct syntax, e.g. '<I' or '>HH4s'; at most 1 MiB). Exit 1 if the blob is absent.")
+    p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
+    p.add_argument("format", metavar="FORMAT")
+    p.add_argument("--offs", type=int, default=0, metavar="N", help="start at byte N")
+
+    add("ping", _ping, "the daemon's version, pid and Telepath URLs",
+        "Print the daemon's version and pid, and the Telepath URLs it serves\n"
+        "(unix://<store>/run/telepath.sock, plus any --telepath-listen).")
 
     p = add("wants", _wants, "which hashes are missing", "Print the SHA256s (arguments,\n"
             "or whitespace-separated on stdin) the store does not have, in input order.")

@@ -73,6 +73,7 @@ CALLS: dict[str, str] = {
     "put": UNARY, "puts": UNARY, "has": UNARY, "size": UNARY, "wants": UNARY,
     "hashset": UNARY, "del_": UNARY, "dels": UNARY, "metrics": UNARY, "wget": UNARY,
     "wput": UNARY, "postfiles": UNARY, "recoverIndices": UNARY, "ping": UNARY,
+    "unpack": UNARY,
     "recover_progress": STREAM,
     "stats": UNARY, "log_level": UNARY,
     "get": STREAM, "hashes": STREAM, "history": STREAM, "readlines": STREAM,
@@ -151,6 +152,15 @@ def _process_groups(pid: int) -> set[int]:
     return set()
 
 
+def admits(peer: PeerCredentials, owner_uid: int, group: int | None) -> bool:
+    """Whether *peer* is *owner_uid*, root, or a member of *group* (also used by Telepath)."""
+    if peer.uid in (0, owner_uid):
+        return True
+    if group is None:
+        return False
+    return peer.gid == group or group in _process_groups(peer.pid)
+
+
 class ControlServer:
     """Serves one :class:`Axon` on a control socket; see the module docstring."""
 
@@ -180,11 +190,7 @@ class ControlServer:
 
     def admits(self, peer: PeerCredentials) -> bool:
         """The socket's owner, root, and members of the control group get in."""
-        if peer.uid in (0, self.owner_uid):
-            return True
-        if self.ctl_group is None:
-            return False
-        return peer.gid == self.ctl_group or self.ctl_group in _process_groups(peer.pid)
+        return admits(peer, self.owner_uid, self.ctl_group)
 
     async def serve(self, socket_path: Path, *,
                     task_status: trio.TaskStatus[ControlServer] = trio.TASK_STATUS_IGNORED
@@ -473,7 +479,8 @@ class _Connection:
         return {"levels": logsetup.levels()}
 
     async def _ping(self) -> dict[str, Any]:
-        return {"server": f"axonfs {__version__}", "version": VERSION, "pid": os.getpid()}
+        return {"server": f"axonfs {__version__}", "version": VERSION, "pid": os.getpid(),
+                "telepath": list(getattr(self.axon, "telepath_urls", ()))}
 
     async def _stream(self, rid: int, items: AsyncIterator[Any], batched: bool = False,
                       raw: bool = False) -> None:

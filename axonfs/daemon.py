@@ -46,6 +46,7 @@ from axonfs.incoming import RETENTION_DEFAULT, Incoming
 from axonfs.ops import FuseKernelCache, Operations
 from axonfs.stats import Stats
 from axonfs.store.store import Limits
+from axonfs.telepath.config import TelepathConfig
 from axonfs.vfs import TreeOptions, Vfs
 from axonfs.writers import ProcWriters
 
@@ -77,6 +78,8 @@ class DaemonConfig:
     """Serve Prometheus metrics on this (host, port); None: no listener."""
     sync_interval: float | None = None
     """Seconds between adoptions of blobs other hosts added to a shared bucket."""
+    telepath: TelepathConfig = TelepathConfig()
+    """Network listeners for Telepath (the unix socket is always served)."""
 
 
 class Daemon:
@@ -95,6 +98,7 @@ class Daemon:
     async def run(self, ready: Callable[[], None]) -> None:
         async with trio.open_nursery() as nursery:
             await self._start_control(nursery)
+            await self._start_telepath(nursery)
             await self._start_metrics(nursery)
             nursery.start_soon(self._watch_signals)
             if self.config.sync_interval:
@@ -121,6 +125,14 @@ class Daemon:
         await nursery.start(functools.partial(serve_control, ctl_group=self.config.ctl_group,
                                               stats=self.stats),
                             self.axon, self.socket_path)
+
+    async def _start_telepath(self, nursery: trio.Nursery) -> None:
+        from axonfs.telepath.server import serve_telepath
+
+        urls = await nursery.start(functools.partial(
+            serve_telepath, ctl_group=self.config.ctl_group), self.axon, self.config.store,
+            self.config.telepath)
+        self.axon.telepath_urls = urls  # type: ignore[attr-defined]  # for the ctl ping
 
     async def _sync_shared_bucket(self, interval: float) -> None:
         """Index what other hosts added to the bucket, every *interval* seconds."""

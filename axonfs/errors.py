@@ -17,7 +17,9 @@ with, and keyword fields that travel with it::
         └── BlobMissing   the index names a blob the backend lacks EIO
 
 :func:`to_wire` and :func:`from_wire` turn an error into the dictionary that
-crosses the control socket and back.
+crosses the control socket and back. Code written against a Synapse Axon
+proxy keeps working: the class names are Synapse's, and ``exc.get("mesg")``
+and ``exc.errinfo`` behave as on a ``SynErr``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,15 @@ class AxonError(Exception):
     @property
     def code(self) -> str:
         return type(self).__name__
+
+    @property
+    def errinfo(self) -> dict[str, Any]:
+        """The fields with the message as ``mesg``: what a Synapse ``SynErr`` carries."""
+        return {**self.fields, "mesg": self.message}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field (``"mesg"``: the message), as ``SynErr.get`` does."""
+        return self.errinfo.get(key, default)
 
     def __str__(self) -> str:
         return self.message

@@ -46,6 +46,7 @@ from axonfs.cli import (
     store_argument,
 )
 from axonfs.store.lock import LOCK_NAME
+from axonfs.telepath.config import add_arguments as telepath_arguments
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allow --metrics-listen on a non-loopback address (the endpoint "
                              "has no authentication)")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    telepath_arguments(parser)
     add_backend_arguments(parser)
 
 
@@ -244,7 +246,17 @@ def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
         readahead_kb=0 if getattr(args, "no_readahead", False) else 1024,
         metrics_listen=_metrics_address(args),
         sync_interval=getattr(args, "s3_sync_interval", None),
+        telepath=_telepath_config(args),
     )
+
+
+def _telepath_config(args: argparse.Namespace) -> Any:
+    from axonfs.telepath.config import from_args
+
+    try:
+        return from_args(args)
+    except ValueError as exc:
+        raise QuietError(f"--telepath-listen: {exc}", EXIT_USAGE) from None
 
 
 def _metrics_address(args: argparse.Namespace) -> tuple[str, int] | None:

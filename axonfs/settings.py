@@ -228,6 +228,9 @@ def convert(action: argparse.Action, value: Any, base: Path) -> Any:
     """
     if isinstance(value, dict):
         raise ValueError("expected a value, not a table (the config file is flat)")
+    if isinstance(value, list) and isinstance(action, argparse._AppendAction):
+        # A repeatable option (--telepath-listen): a list, each item checked alike.
+        return [_typed(action.type, item, base) for item in value]
     if isinstance(value, list):
         raise ValueError(f"expected one value, not a list: {value!r}")
     if _is_flag(action):
@@ -296,4 +299,6 @@ def _toml(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Telepath benchmark: axonfs over Telepath against a Synapse 2.256 Axon, same client.
+
+Both servers run in processes of their own, on fresh directories: ``axonfs
+serve`` (its ``telepath.sock``) and ``python -m synapse.servers.axon`` (its
+``cell://`` unix socket), from ``.venv-synapse``. The same client script
+(``bench/telepath_client.py``, Synapse's own client) measures each in turn:
+sequential and concurrent ``put`` of 4 KiB blobs, ``has`` and ``size`` (half
+present), ``upload`` of ``--big-mib`` MiB in ``--chunk-mib`` MiB writes, the
+whole ``get`` of that blob, and ``hashes(0)``. Runs alternate between the two
+servers; figures are medians, ratios axonfs / reference.
+
+Usage::
+
+    python bench/bench_telepath.py --runs 2 --big-mib 256 --json telepath.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT = ROOT / "bench" / "telepath_client.py"
+START_TIMEOUT = 60.0
+
+
+def synapse_python() -> Path:
+    named = os.environ.get("AXONFS_SYNAPSE_PYTHON")
+    path = Path(named) if named else ROOT / ".venv-synapse" / "bin" / "python"
+    if not path.exists():
+        sys.exit("no Synapse: run 'make venv-synapse' (or set AXONFS_SYNAPSE_PYTHON)")
+    return path
+
+
+def wait_for_unix(path: Path, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(str(path))
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {path}")
+
+
+@contextmanager
+def server(kind: str, workdir: Path) -> Iterator[str]:
+    """Start one server; yield its Telepath URL; stop it."""
+    log = (workdir / f"{kind}.log").open("wb")
+    if kind == "axonfs":
+        store = workdir / "store"
+        command = [sys.executable, "-m", "axonfs", "serve", "--store", str(store),
+                   "--foreground"]
+        path, url = store / "run" / "telepath.sock", f"unix://{store}/run/telepath.sock"
+    else:
+        dirn = workdir / "axon"
+        command = [str(synapse_python()), "-m", "synapse.servers.axon", "--https", "0",
+                   "--telepath", "tcp://127.0.0.1:0", "--health-sysctl-checks", "false",
+                   str(dirn)]
+        path, url = dirn / "sock", f"cell://{dirn}"
+    process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_unix(path, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def measure(url: str, args: argparse.Namespace) -> dict[str, float]:
+    done = subprocess.run(
+        [str(synapse_python()), str(CLIENT), url, "--small-count", str(args.small_count),
+         "--big-mib", str(args.big_mib), "--chunk-mib", str(args.chunk_mib),
+         "--has-ops", str(args.has_ops)], capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"client failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--small-count", type=int, default=1000)
+    parser.add_argument("--big-mib", type=int, default=256)
+    parser.add_argument("--chunk-mib", type=int, default=8)
+    parser.add_argument("--has-ops", type=int, default=5000)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    figures: dict[str, list[dict[str, float]]] = {"axonfs": [], "reference": []}
+    for run in range(args.runs):
+        order = ["axonfs", "reference"] if run % 2 == 0 else ["reference", "axonfs"]
+        for kind in order:
+            workdir = Path(tempfile.mkdtemp(prefix=f"bench-telepath-{kind}-", dir="/var/tmp"))
+            try:
+                with server(kind, workdir) as url:
+                    figures[kind].append(measure(url, args))
+                    print(f"run {run + 1} {kind}: {figures[kind][-1]}", file=sys.stderr)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+    medians = {kind: {name: statistics.median(run[name] for run in runs)
+                      for name in runs[0]} for kind, runs in figures.items()}
+    print("| figure | axonfs | Synapse Axon | ratio |")
+    print("|---|---|---|---|")
+    for name, value in medians["axonfs"].items():
+        reference = medians["reference"][name]
+        print(f"| {name} | {value:,.0f} | {reference:,.0f} | {value / reference:.2f}x |")
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
+                                         "runs": figures, "medians": medians}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
