@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import signal
@@ -11,7 +10,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 from helpers.fuse import Mounted, wait_until
 
 from axonfs.incoming import MEMORY_SPOOL_MAX
