@@ -60,6 +60,16 @@ class Daemon:
         return env
 
 
+def wait_for_file(path: Path, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + DAEMON_START_TIMEOUT
+    while not path.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"daemon exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {path}")
+        time.sleep(0.02)
+
+
 def wait_for_socket(path: Path, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + DAEMON_START_TIMEOUT
     while time.monotonic() < deadline:
@@ -84,6 +94,9 @@ def start_daemon(store: Path, *extra: str) -> Daemon:
     path = control_socket(store)
     try:
         wait_for_socket(path, process)
+        # The Telepath listener comes up after the control socket and sets the
+        # run directory's mode: tests that change that mode must wait for it.
+        wait_for_file(path.parent / "telepath.sock", process)
     except BaseException:
         process.kill()
         process.wait()
