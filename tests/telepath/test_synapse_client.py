@@ -177,6 +177,17 @@ def test_synapse_own_axon_test_passes(synapse_python: Path, tmp_path: Path,
     assert out["removed"] == ["evt = asyncio.Event() ... # CSV with alternative delimiter"]
 
 
+@pytest.mark.parametrize("limit", [("--max-count", "10"), ("--max-bytes", "320")])
+def test_synapse_own_limits_test_passes(synapse_python: Path, tmp_path: Path,
+                                        limit: tuple[str, str]) -> None:
+    tele = start_tele(tmp_path / "store", *limit)
+    try:
+        out = run_client(synapse_python, "synapse_axon_suite.py", tele.unix, "limits")
+    finally:
+        stop_daemon(tele.daemon)
+    assert out["ok"], out["error"]
+
+
 def test_ssl_listener(synapse_python: Path, tmp_path: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes

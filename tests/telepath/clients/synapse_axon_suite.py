@@ -13,7 +13,10 @@ remote Axon never calls that patched method, so the block can only fail. The
 removal is by its first and last lines; if Synapse changes them, this script
 fails instead of silently running something else.
 
-Usage: synapse_axon_suite.py URL
+Also runs ``test_axon_limits``'s body (``limits``) on an Axon started with
+``--max-count 10`` or ``--max-bytes 320``.
+
+Usage: synapse_axon_suite.py URL [axon|limits]
 """
 
 import inspect
@@ -21,6 +24,8 @@ import json
 import sys
 import traceback
 
+import synapse.common as s_common
+import synapse.exc as s_exc
 import synapse.telepath as s_telepath
 import synapse.tests.test_axon as t_axon
 
@@ -53,12 +58,20 @@ class RemoteAxonTest(t_axon.AxonTest):
         async with await s_telepath.openurl(self.url) as axon:
             await self.run_base(axon)
 
+    async def test_remote_limits(self):
+        """``test_axon_limits``'s body, on an Axon started with a count or a size limit."""
+        async with await s_telepath.openurl(self.url) as axon:
+            for _ in range(10):
+                await axon.put(s_common.buid())
+            with self.raises(s_exc.HitLimit):
+                await axon.put(s_common.buid())
 
-def main(url):
+
+def main(url, which):
     run_base, removed = remote_test_base()
     RemoteAxonTest.url = url
     RemoteAxonTest.run_base = run_base
-    test = RemoteAxonTest("test_remote_axon")
+    test = RemoteAxonTest(f"test_remote_{which}")
     result = test.defaultTestResult()
     test.run(result)
     problems = result.errors + result.failures
@@ -69,7 +82,7 @@ def main(url):
 
 if __name__ == "__main__":
     try:
-        main(sys.argv[1])
+        main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "axon")
     except Exception:
         traceback.print_exc()
         sys.exit(1)
