@@ -371,7 +371,8 @@ class AxonClient:
 
     async def wget(self, url: str, params: dict[str, Any] | None = None,
                    headers: dict[str, str] | None = None, json: Any = None,
-                   body: bytes | str | None = None, method: str = "GET", ssl: bool = True,
+                   body: bytes | str | dict[str, Any] | None = None, method: str = "GET",
+                   ssl: bool = True,
                    timeout: float | None = None,  # noqa: ASYNC109 - reference API
                    proxy: bool | str | None = True,
                    ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
