@@ -267,7 +267,7 @@ def _raise_readahead(mountpoint: Path, kilobytes: int) -> None:
     The device number comes from /proc/self/mountinfo: a stat() of our own
     mount point from this thread would wait for a reply we have yet to send.
     """
-    from axonfs.mount import find_mount
+    from axonfs.mountinfo import find_mount
 
     entry = find_mount(mountpoint)
     if entry is None or kilobytes <= 0:

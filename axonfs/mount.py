@@ -1,7 +1,7 @@
 """``axonfs mount``, ``axonfs umount`` and ``axonfs serve``.
 
 ``mount`` without ``--foreground`` starts the foreground daemon as a detached
-child (``python -m axonfs ... --foreground --ready-fd N``) and returns once
+child (``python -P -m axonfs ... --foreground --ready-fd N``) and returns once
 the child writes ``READY`` to the pipe, i.e. once the mount and the control
 socket are up; a child that fails first writes ``ERROR <message>``, which is
 printed. The parent never opens the store or starts trio, so nothing forks
@@ -25,13 +25,11 @@ import fcntl
 import grp
 import logging
 import os
-import re
 import select
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +43,7 @@ from axonfs.cli import (
     resolve_store,
     store_argument,
 )
+from axonfs.mountinfo import find_mount
 from axonfs.store.lock import LOCK_NAME
 from axonfs.telepath.config import add_arguments as telepath_arguments
 
@@ -126,7 +125,8 @@ def _register_umount(commands: Any) -> None:
         description="Unmount MOUNTPOINT and return once its daemon has finished every\n"
                     "pending commit and exited. A mount point left dead by a killed\n"
                     "daemon is detached.",
-        epilog="exit status: 0 unmounted, 1 not mounted, 4 failed (e.g. files still open)")
+        epilog="exit status: 0 unmounted, 1 not mounted or not an axonfs mount, 4 failed "
+               "(e.g. files still open)")
     parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
     parser.set_defaults(func=_run_umount)
 
@@ -176,6 +176,9 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 def _prepare_mountpoint(mountpoint: Path, *, announce: bool) -> None:
     """Check MOUNTPOINT, detaching a dead mount left on it by a killed daemon."""
+    entry = find_mount(mountpoint)
+    if entry is not None and not entry.is_axonfs:
+        raise QuietError(f"{mountpoint} is already mounted ({entry.fstype})", EXIT_USAGE)
     state = probe_mount(mountpoint)
     if state == "dead":
         detach_dead_mount(mountpoint, announce=announce)
@@ -187,15 +190,16 @@ def _prepare_mountpoint(mountpoint: Path, *, announce: bool) -> None:
 
 
 def probe_mount(mountpoint: Path) -> str:
-    """``"none"``, ``"alive"`` or ``"dead"`` (FUSE mount whose daemon is gone).
+    """``"none"``, ``"alive"`` or ``"dead"`` (axonfs mount whose daemon is gone).
 
     statvfs() always reaches the daemon (stat() may be answered from the
     kernel's attribute cache), so it tells a dead connection (ENOTCONN).
+    Another filesystem is always ``"alive"``: it is not ours to detach.
     """
     entry = find_mount(mountpoint)
     if entry is None:
         return "none"
-    if not entry.fstype.startswith("fuse"):
+    if not entry.is_axonfs:
         return "alive"
     try:
         os.statvfs(mountpoint)
@@ -326,7 +330,9 @@ def _start_detached(args: argparse.Namespace) -> int:
     store.mkdir(parents=True, exist_ok=True)
     log_path = (args.log or store / LOG_NAME).expanduser().absolute()
     read_fd, write_fd = os.pipe()
-    child_argv = [sys.executable, "-m", "axonfs", *argv, "--foreground",
+    # -P: the working directory is not put on sys.path, so a folder named
+    # "axonfs" there (a clone's parent, say) cannot shadow the installed package.
+    child_argv = [sys.executable, "-P", "-m", "axonfs", *argv, "--foreground",
                   "--ready-fd", str(write_fd), "--log", str(log_path)]
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen(child_argv, stdin=subprocess.DEVNULL,
@@ -378,9 +384,14 @@ def _read_until_eof(fd: int, timeout: float) -> bytes:
 
 def _run_umount(args: argparse.Namespace) -> int:
     mountpoint = _absolute(args.mountpoint)
-    state = probe_mount(mountpoint)
-    if state == "none":
+    entry = find_mount(mountpoint)
+    if entry is None:
         raise QuietError(f"{mountpoint} is not mounted", 1)
+    if not entry.is_axonfs:
+        # fusermount3 run by root unmounts anything: refuse before it is reached.
+        raise QuietError(f"{mountpoint} is not an axonfs mount (it is {entry.fstype}); "
+                         "left alone", 1)
+    state = probe_mount(mountpoint)
     if state == "dead":
         detach_dead_mount(mountpoint, announce=True)
         return EXIT_OK
@@ -481,42 +492,3 @@ def _fusermount(options: list[str]) -> None:
     if result.returncode != 0:
         message = result.stderr.strip().removeprefix("fusermount3: ")
         raise QuietError(message or f"fusermount3 {' '.join(options)} failed")
-
-
-# -- /proc/self/mountinfo ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MountEntry:
-    """One line of ``/proc/self/mountinfo``."""
-
-    device: str
-    """``major:minor``; for FUSE also the name of the mount's bdi."""
-    mountpoint: Path
-    fstype: str
-    source: str
-
-
-def find_mount(mountpoint: Path) -> MountEntry | None:
-    """The topmost mount on exactly *mountpoint*, without touching the path."""
-    found: MountEntry | None = None
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
-        for line in file:
-            entry = _parse_mountinfo(line)
-            if entry is not None and entry.mountpoint == mountpoint:
-                found = entry
-    return found
-
-
-def _parse_mountinfo(line: str) -> MountEntry | None:
-    head, _, tail = line.partition(" - ")
-    fields, rest = head.split(), tail.split()
-    if len(fields) < 5 or len(rest) < 2:
-        return None
-    return MountEntry(device=fields[2], mountpoint=Path(_unescape(fields[4])),
-                      fstype=rest[0], source=_unescape(rest[1]))
-
-
-def _unescape(field: str) -> str:
-    r"""Undo mountinfo's octal escapes (``\040`` for a space, ...)."""
-    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
