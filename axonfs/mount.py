@@ -43,6 +43,7 @@ from axonfs.cli import (
     resolve_store,
     store_argument,
 )
+from axonfs.errors import store_unavailable
 from axonfs.mountinfo import find_mount
 from axonfs.store.lock import LOCK_NAME
 from axonfs.telepath.config import add_arguments as telepath_arguments
@@ -101,8 +102,9 @@ def _register_mount(commands: Any) -> None:
                     "/history/YYYY-MM-DD/ (symlinks in added order), /history.log (grows),\n"
                     "/incoming/ (writable: a file closed there becomes a blob).\n"
                     "Returns once the mount and its control socket are ready.",
-        epilog="exit status: 0 mounted, 2 usage, 3 store in use by another process, "
-               "4 failed")
+        epilog="exit status: 0 mounted, 2 usage, 3 store unusable (cannot be created, "
+               "read-only, not writable) or in use by another process, 4 failed (e.g. "
+               "/dev/fuse cannot be opened)")
     _daemon_arguments(parser)
     parser.add_argument("--allow-other", action="store_true",
                         help="let other users see the mount (needs user_allow_other "
@@ -136,7 +138,8 @@ def _register_serve(commands: Any) -> None:
         "serve", formatter_class=HelpFormatter, help="run the daemon without a mount",
         description="Open the store and serve its control socket only (no FUSE).\n"
                     "Returns once the socket is ready; stop it with 'axonfs stop' (or SIGTERM).",
-        epilog="exit status: 0 ready, 3 store in use by another process, 4 failed")
+        epilog="exit status: 0 ready, 3 store unusable (cannot be created, read-only, not "
+               "writable) or in use by another process, 4 failed")
     _daemon_arguments(parser)
     parser.set_defaults(func=_run_serve)
 
@@ -222,9 +225,19 @@ def _run_foreground(args: argparse.Namespace, mountpoint: Path | None) -> int:
         config = _daemon_config(args, mountpoint)
         trio.run(daemon.run, config, reporter.ready)
     except BaseException as exc:
-        reporter.failed(str(exc) or type(exc).__name__)
+        cause = _sole_cause(exc)
+        reporter.failed(str(cause) or type(cause).__name__)
+        if cause is not exc:
+            raise cause from exc  # the CLI maps it to its one line and exit status
         raise
     return EXIT_OK
+
+
+def _sole_cause(exc: BaseException) -> BaseException:
+    """The one exception inside nested one-exception groups (a nursery's wrapping)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
@@ -327,14 +340,24 @@ def _start_detached(args: argparse.Namespace) -> int:
         raise QuietError("cannot restart this command line as a daemon; use --foreground",
                          EXIT_USAGE)
     store = resolve_store(args)
-    store.mkdir(parents=True, exist_ok=True)
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise store_unavailable(store, exc, "create") from None
     log_path = (args.log or store / LOG_NAME).expanduser().absolute()
+    try:
+        log_file = open(log_path, "ab")  # noqa: SIM115 - closed below, once passed on
+    except OSError as exc:
+        if args.log is None:  # the store's own log: the store is not writable
+            raise store_unavailable(store, exc, "write to") from None
+        raise QuietError(f"cannot write the log {log_path}: {exc.strerror}",
+                         EXIT_USAGE) from None
     read_fd, write_fd = os.pipe()
     # -P: the working directory is not put on sys.path, so a folder named
     # "axonfs" there (a clone's parent, say) cannot shadow the installed package.
     child_argv = [sys.executable, "-P", "-m", "axonfs", *argv, "--foreground",
                   "--ready-fd", str(write_fd), "--log", str(log_path)]
-    with open(log_path, "ab") as log_file:
+    with log_file:
         child = subprocess.Popen(child_argv, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL, stderr=log_file,
                                  pass_fds=(write_fd,), start_new_session=True)

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import trio
 
+from axonfs.axon import Axon
 from axonfs.mountinfo import find_mount
 
 AXONFS = [sys.executable, "-m", "axonfs"]
@@ -83,3 +85,83 @@ def test_daemon_starts_from_a_directory_holding_an_axonfs_folder(tmp_path: Path)
     finally:
         axonfs("stop", "--store", store)
     assert "decoy" not in (store / "axonfs.log").read_text()
+
+
+# -- stores that cannot be used -----------------------------------------------------------
+
+
+@pytest.fixture
+def filled_store(tmp_path: Path) -> Path:
+    """A store holding one blob, closed."""
+    store = tmp_path / "store"
+
+    async def fill() -> None:
+        async with Axon.open(store) as axon:
+            await axon.put(b"a blob to check")
+
+    trio.run(fill)
+    return store
+
+
+@pytest.mark.parametrize("command", ["fsck", "recover"])
+def test_checks_refuse_a_directory_that_is_not_a_store(tmp_path: Path, command: str) -> None:
+    typo = tmp_path / "stroe"
+    result = axonfs(command, "--store", typo)
+    assert result.returncode == 3
+    assert "no store at" in one_line(result)
+    assert not typo.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = axonfs(command, "--store", empty)
+    assert result.returncode == 3
+    assert "is not an axonfs store" in one_line(result)
+    assert list(empty.iterdir()) == []
+
+
+@needs_root
+def test_read_only_store(filled_store: Path, tmp_path: Path) -> None:
+    """fsck checks it without writing; what must write says so in one line."""
+    with mounted("--bind", str(filled_store), target=filled_store):
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(filled_store)], check=True)
+        checked = axonfs("fsck", "--store", filled_store)
+        assert checked.returncode == 0, checked.stderr
+        assert checked.stdout.splitlines() == [
+            "checked 1 indexed blob (read-only: the store cannot be written)",
+            "no problems found"]
+        assert checked.stderr == ""
+        for args in (("fsck", "--repair"), ("recover",), ("serve",),
+                     ("mount", tmp_path / "mnt")):
+            (tmp_path / "mnt").mkdir(exist_ok=True)
+            result = axonfs(*args, "--store", filled_store)
+            assert result.returncode == 3, (args, result.stderr)
+            assert "read-only filesystem" in one_line(result), args
+
+
+@pytest.mark.parametrize("command", ["serve", "mount"])
+def test_store_that_cannot_be_created(tmp_path: Path, command: str) -> None:
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "mnt").mkdir()
+    mountpoint = [tmp_path / "mnt"] if command == "mount" else []
+    result = axonfs(command, "--store", tmp_path / "a-file" / "store", *mountpoint)
+    assert result.returncode == 3
+    assert "cannot create the store" in one_line(result)
+    assert "Not a directory" in result.stderr
+
+
+@needs_root
+def test_mount_without_a_usable_dev_fuse(tmp_path: Path) -> None:
+    """/dev/fuse made unopenable (nodev) in a private mount namespace."""
+    store, mnt = tmp_path / "store", tmp_path / "mnt"
+    mnt.mkdir()
+    script = ('mount --bind /dev/fuse /dev/fuse && mount -o remount,bind,nodev /dev/fuse '
+              '&& exec "$@"')
+    try:
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+             *AXONFS, "mount", "--store", str(store), str(mnt)],
+            capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    finally:
+        axonfs("stop", "--store", store)  # had it mounted after all, in that namespace
+    assert result.returncode == 4, result.stderr
+    line = one_line(result)
+    assert "cannot open /dev/fuse" in line and "Permission denied" in line
