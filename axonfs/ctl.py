@@ -34,7 +34,8 @@ from axonfs.hashing import parse_sha256
 EPILOG = """\
 finding the daemon (first that applies):
   --socket PATH        that socket
-  -m MOUNTPOINT        the daemon serving that mount (xattr user.axonfs.socket of its root)
+  -m PATH              the daemon serving the axonfs mount that holds PATH (its root or
+                       any directory in it; xattr user.axonfs.socket of the mount's root)
   --store DIR          the daemon of that store (DIR/run/ctl.sock)
   $AXONFS_SOCKET       that socket
   otherwise            the daemon of the default store ($AXONFS_STORE, ~/.local/share/axonfs)
@@ -56,7 +57,7 @@ examples:
 
 COMMON_HELP = {
     "socket": "the daemon's control socket",
-    "mount": "reach the daemon serving this mount point",
+    "mount": "reach the daemon serving the axonfs mount that holds this path",
     "store": "reach the daemon of this store directory",
     "json": "print one JSON value per line (bytes as hex)",
 }

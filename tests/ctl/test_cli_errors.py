@@ -8,16 +8,22 @@ mount namespace in which ``/dev/fuse`` cannot be opened.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import trio
+from helpers.fuse import Mounted, fuse_available, pid_alive, wait_until
+from helpers.users import as_user
 
 from axonfs.axon import Axon
+from axonfs.errors import AxonError
 from axonfs.mountinfo import find_mount
 
 AXONFS = [sys.executable, "-m", "axonfs"]
@@ -165,3 +171,69 @@ def test_mount_without_a_usable_dev_fuse(tmp_path: Path) -> None:
     assert result.returncode == 4, result.stderr
     line = one_line(result)
     assert "cannot open /dev/fuse" in line and "Permission denied" in line
+
+
+# -- ctl -m: which mount, and why it cannot be reached -----------------------------------
+
+
+needs_fuse = pytest.mark.skipif(not (os.geteuid() == 0 and fuse_available()),
+                                reason="mounts through the kernel (needs root and /dev/fuse)")
+
+
+@pytest.fixture
+def mount_in_open_directory() -> Iterator[Mounted]:
+    """A mount whose parents every user may traverse (pytest's own temporary
+    directories are private, which would deny another user before the mount does)."""
+    root = Path(tempfile.mkdtemp(prefix="axonfs-ctl-m-"))
+    root.chmod(0o755)
+    mount = Mounted(root)
+    try:
+        mount.mount()
+        yield mount
+    finally:
+        try:
+            mount.close()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@needs_fuse
+def test_ctl_m_finds_the_mount_holding_a_subdirectory(
+        mount_in_open_directory: Mounted, tmp_path: Path) -> None:
+    mount = mount_in_open_directory
+    for path in (mount.mnt, mount.path("by-sha256"), mount.path("incoming")):
+        result = axonfs("ctl", "-m", path, "metrics")
+        assert result.returncode == 0, result.stderr
+        assert "file:count 0" in result.stdout
+    elsewhere = axonfs("ctl", "-m", tmp_path, "metrics")
+    assert elsewhere.returncode == 3
+    assert "is not in an axonfs mount" in one_line(elsewhere)
+
+
+@needs_fuse
+def test_ctl_m_on_another_users_private_mount(mount_in_open_directory: Mounted) -> None:
+    from axonfs.client import mount_socket
+
+    def reach() -> str:
+        try:
+            return f"reached {mount_socket(mount_in_open_directory.mnt)}"
+        except AxonError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    said = as_user(65534, 65534, reach)
+    assert said.startswith("AccessDenied: access to the axonfs mount"), said
+    assert "--allow-other" in said
+
+
+@needs_fuse
+def test_ctl_m_on_a_mount_whose_daemon_died(mount_in_open_directory: Mounted) -> None:
+    mount = mount_in_open_directory
+    assert mount.pid is not None
+    os.kill(mount.pid, signal.SIGKILL)
+    assert wait_until(lambda: not pid_alive(mount.pid))  # type: ignore[arg-type]
+    result = axonfs("ctl", "-m", mount.path("by-sha256"), "metrics")
+    assert result.returncode == 3
+    assert f"'axonfs umount {mount.mnt}'" in one_line(result)
+    # ... and what it says works.
+    assert axonfs("umount", mount.mnt).returncode == 0
+    assert find_mount(mount.mnt) is None
