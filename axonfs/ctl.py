@@ -611,7 +611,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("metrics", _metrics, "bytes and files stored", "Print size:bytes and file:count.")
 
     add("stats", _stats, "the daemon's operational counters",
-        "Print uptime, FUSE requests and their latencies (count, errors, mean, p99, max),\n"
+        "Print uptime, FUSE requests and their latencies (count, misses: names and\n"
+        "attributes that do not exist; errors: the rest; mean, p50, p99, max),\n"
         "bytes read and written through the mount, commits, dedup hits, the backend's\n"
         "requests, errors and cache hits, open handles and spool usage. --json prints\n"
         "the whole record (latencies in ns, with power-of-two histogram buckets).")
