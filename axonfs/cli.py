@@ -60,12 +60,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=32)
 
 
-def store_argument(parser: argparse.ArgumentParser) -> None:
-    """Add the common ``--store DIR`` option."""
+def store_argument(parser: argparse.ArgumentParser, *, creates: bool = True) -> None:
+    """Add the common ``--store DIR`` option; *creates*: the command makes a missing store."""
     parser.add_argument(
         "--store", type=Path, default=None, metavar="DIR",
-        help="the store directory (default: $AXONFS_STORE, else ~/.local/share/axonfs; "
-             "created on first use)")
+        help="the store directory (default: $AXONFS_STORE, else ~/.local/share/axonfs"
+             + ("; created on first use)" if creates else "; must exist)"))
 
 
 def resolve_store(args: argparse.Namespace) -> Path:
@@ -108,7 +108,7 @@ def _register_fsck(commands: argparse._SubParsersAction[argparse.ArgumentParser]
                     "The store must not be open by a daemon.",
         epilog="exit status: 0 clean, 1 problems found (even if repaired), 3 no store there, "
                "store in use, or (--repair) not writable")
-    store_argument(parser)
+    store_argument(parser, creates=False)
     parser.add_argument("--repair", action="store_true",
                         help="quarantine corrupt blobs, drop rows of missing ones, index "
                              "verified orphans, recompute the counters")
@@ -162,7 +162,7 @@ def _register_recover(commands: argparse._SubParsersAction[argparse.ArgumentPars
         description="Index every blob the backend holds and the index lacks, as if just added\n"
                     "(new rows dated now); blobs already indexed are skipped. Use it after\n"
                     "losing index.lmdb. With a daemon running, use 'axonfs ctl recover'.")
-    store_argument(parser)
+    store_argument(parser, creates=False)
     verify = parser.add_mutually_exclusive_group()
     verify.add_argument("--verify", dest="verify", action="store_true", default=None,
                         help="re-hash every blob before adopting it (the default for local "

@@ -151,7 +151,7 @@ def _register_stop(commands: Any) -> None:
                     "store, as SIGTERM does: it finishes every pending commit, unmounts if\n"
                     "it had a mount, and exits. Returns once it has exited.",
         epilog="exit status: 0 stopped, 1 no daemon has the store open, 4 failed")
-    store_argument(parser)
+    store_argument(parser, creates=False)
     parser.add_argument("--timeout", type=float, metavar="S", default=None,
                         help="give up waiting after S seconds (the daemon goes on stopping)")
     parser.set_defaults(func=_run_stop)
@@ -339,6 +339,10 @@ def _start_detached(args: argparse.Namespace) -> int:
     if args.command not in argv:
         raise QuietError("cannot restart this command line as a daemon; use --foreground",
                          EXIT_USAGE)
+    # Options the daemon would refuse are refused here, before the store is created.
+    _metrics_address(args)
+    _telepath_config(args)
+    _group_id(args.ctl_group)
     store = resolve_store(args)
     try:
         store.mkdir(parents=True, exist_ok=True)

@@ -237,3 +237,41 @@ def test_ctl_m_on_a_mount_whose_daemon_died(mount_in_open_directory: Mounted) ->
     # ... and what it says works.
     assert axonfs("umount", mount.mnt).returncode == 0
     assert find_mount(mount.mnt) is None
+
+
+@needs_fuse
+def test_hex_case_rule(mount_in_open_directory: Mounted) -> None:
+    """Hashes are read in either case on the command line; a blob has one name
+    in the mount, the lower-case one that listings show."""
+    mount = mount_in_open_directory
+    put = subprocess.run([*AXONFS, "ctl", "-m", str(mount.mnt), "put"], input=b"case",
+                         capture_output=True, timeout=TIMEOUT, check=True)
+    sha = put.stdout.decode().split()[1]
+    assert sha == sha.lower()
+    has = axonfs("ctl", "-m", mount.mnt, "has", sha.upper())
+    assert has.returncode == 0 and has.stdout == f"{sha} present\n"
+    assert os.listdir(mount.path("by-sha256")) == [sha]
+    assert mount.path("by-sha256", sha).read_bytes() == b"case"
+    assert not mount.path("by-sha256", sha.upper()).exists()
+
+
+# -- options checked before anything is created -----------------------------------------
+
+
+@pytest.mark.parametrize("option", [("--metrics-listen", "no-port"),
+                                    ("--metrics-listen", "0.0.0.0:9567"),
+                                    ("--telepath-listen", "bogus://x"),
+                                    ("--ctl-group", "no-such-group-here")])
+def test_bad_daemon_options_create_no_store(tmp_path: Path, option: tuple[str, str]) -> None:
+    store = tmp_path / "store"
+    result = axonfs("serve", "--store", store, *option)
+    assert result.returncode == 2
+    one_line(result)
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("command", ["stop", "fsck", "recover"])
+def test_help_of_commands_that_never_create_a_store(command: str) -> None:
+    text = axonfs(command, "--help").stdout
+    assert "created on first use" not in text
+    assert "must exist" in text
