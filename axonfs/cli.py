@@ -179,8 +179,7 @@ def _run_recover(args: argparse.Namespace) -> int:
 
     from axonfs.axon import Axon
 
-    async def run() -> int:
-        store_dir = existing_store(args)
+    async def recover(store_dir: Path) -> int:
         async with Axon.open(store_dir, backend=backend_from_args(args, store_dir)) as axon:
             with tqdm(desc="recovering", unit="blob", disable=not sys.stderr.isatty()) as bar:
                 def progress(listed: int, added: int) -> None:
@@ -190,7 +189,13 @@ def _run_recover(args: argparse.Namespace) -> int:
               f"{report.skipped}, ignored {report.ignored}, corrupt {len(report.corrupt)}")
         return EXIT_OK if not report.corrupt else EXIT_FALSE
 
-    return trio.run(run)
+    store_dir = existing_store(args)
+    try:
+        return trio.run(recover, store_dir)
+    except StoreLocked as exc:  # only opening raises it: the daemon can do this very job
+        raise QuietError(f"the store {store_dir} is open by a running daemon (pid "
+                         f"{exc.fields.get('pid', '?')}); recover through it with "
+                         f"'axonfs ctl --store {store_dir} recover'", EXIT_UNREACHABLE) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -206,9 +206,10 @@ def _hash_of(backend: BlobBackend, sha256: Sha256) -> bytes:
 
 
 def _repair(store: Store, report: FsckReport) -> Repairs:
-    done = Repairs(quarantine=store.root / "quarantine")
+    quarantine = store.root / "quarantine"
+    done = Repairs(quarantine=quarantine)
     for hexd in report.wrong_size + report.corrupt + report.bad_orphans:
-        moved = _quarantine(store, Sha256(bytes.fromhex(hexd)), done.quarantine)
+        moved = _quarantine(store, Sha256(bytes.fromhex(hexd)), quarantine)
         (done.quarantined if moved else done.deleted).append(hexd)
     drop = [DeleteBlob(Sha256(bytes.fromhex(h)))
             for h in report.missing + report.wrong_size + report.corrupt]
