@@ -106,7 +106,8 @@ def store_unavailable(store: Path, exc: OSError, doing: str) -> StoreUnavailable
         message = (f"cannot {doing} the store {store}: permission denied; run as its owner "
                    "or choose another --store")
     else:
-        message = f"cannot {doing} the store {store}: {exc.strerror or exc}"
+        message = (f"cannot {doing} the store {store}: {exc.strerror or exc}; check --store "
+                   "(or $AXONFS_STORE)")
     return StoreUnavailable(message, errno=cause, store=str(store))
 
 
