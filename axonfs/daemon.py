@@ -65,6 +65,9 @@ class DaemonConfig:
     mountpoint: Path | None = None
     """None: serve the control socket only (``axonfs serve``)."""
     allow_other: bool = False
+    read_only: bool = False
+    kernel_flags: frozenset[str] = frozenset()
+    """Mount flags given with ``-o`` (``nosuid``, ``noatime``...), passed to libfuse."""
     allow_delete: bool = False
     incoming_retention: float = RETENTION_DEFAULT
     limits: Limits = Limits()
@@ -199,7 +202,9 @@ class Daemon:
         options |= {"fsname=axonfs", "subtype=axonfs"}
         if self.config.allow_other:
             options.add("allow_other")
-        return options
+        if self.config.read_only:  # the kernel refuses every change with EROFS
+            options.add("ro")
+        return options | self.config.kernel_flags
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from axonfs import mountopts
 from axonfs.backends import add_backend_arguments, backend_from_args
 from axonfs.cli import (
     EXIT_FAILED,
@@ -47,6 +48,7 @@ from axonfs.cli import (
 )
 from axonfs.store.lock import LOCK_NAME
 from axonfs.telepath.config import add_arguments as telepath_arguments
+from axonfs.units import size_type
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,12 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctl-group", metavar="GROUP",
                         help="also let members of GROUP use the control socket")
     parser.add_argument("--http-proxy", metavar="URL", help="proxy for 'axonfs ctl wget'")
-    parser.add_argument("--wget-max-bytes", type=int, metavar="N", default=None,
+    parser.add_argument("--wget-max-bytes", type=size_type, metavar="BYTES", default=None,
                         help="largest download 'wget' stores; a longer body is cut off "
                              "and refused (default 4 GiB; 0: no cap)")
-    parser.add_argument("--max-bytes", type=int, metavar="N",
-                        help="refuse new blobs once the store holds N bytes")
+    parser.add_argument("--max-bytes", type=size_type, metavar="BYTES",
+                        help="refuse a new blob that would take the store past BYTES "
+                             "(e.g. 1G); df on the mount then shows BYTES as its size")
     parser.add_argument("--max-count", type=int, metavar="N",
                         help="refuse new blobs once the store holds N blobs")
     parser.add_argument("--metrics-listen", metavar="HOST:PORT",
@@ -108,6 +111,12 @@ def _register_mount(commands: Any) -> None:
     parser.add_argument("--allow-other", action="store_true",
                         help="let other users see the mount (needs user_allow_other "
                              "in /etc/fuse.conf unless root)")
+    parser.add_argument("--read-only", action="store_true",
+                        help="mount read-only: /incoming refuses new files, nothing can be "
+                             "deleted (the control socket still stores blobs)")
+    parser.add_argument("--nonempty", action="store_true",
+                        help="mount over a directory that is not empty (hiding its files)")
+    mountopts.add_argument(parser)
     parser.add_argument("--allow-delete", action="store_true",
                         help="let 'rm /MOUNTPOINT/by-sha256/<hex>' delete the blob")
     parser.add_argument("--incoming-retention", type=float, default=None, metavar="SECONDS",
@@ -162,7 +171,7 @@ def _run_mount(args: argparse.Namespace) -> int:
         raise QuietError("no MOUNTPOINT: give one, or set 'mountpoint' in the --config file",
                          EXIT_USAGE)
     mountpoint = _absolute(args.mountpoint)
-    _prepare_mountpoint(mountpoint, announce=not args.ready_fd)
+    _prepare_mountpoint(mountpoint, announce=not args.ready_fd, nonempty=args.nonempty)
     if not args.foreground:
         return _start_detached(args)
     return _run_foreground(args, mountpoint)
@@ -174,8 +183,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     return _run_foreground(args, None)
 
 
-def _prepare_mountpoint(mountpoint: Path, *, announce: bool) -> None:
-    """Check MOUNTPOINT, detaching a dead mount left on it by a killed daemon."""
+def _prepare_mountpoint(mountpoint: Path, *, announce: bool, nonempty: bool = False) -> None:
+    """Check MOUNTPOINT, detaching a dead mount left on it by a killed daemon.
+
+    A directory that is not empty is refused unless *nonempty*: its files
+    would be hidden while mounted, which is more often a wrong path than intent.
+    """
     state = probe_mount(mountpoint)
     if state == "dead":
         detach_dead_mount(mountpoint, announce=announce)
@@ -184,6 +197,17 @@ def _prepare_mountpoint(mountpoint: Path, *, announce: bool) -> None:
                          EXIT_USAGE)
     if not mountpoint.is_dir():
         raise QuietError(f"{mountpoint} is not a directory", EXIT_USAGE)
+    if not nonempty and _has_entries(mountpoint):
+        raise QuietError(f"{mountpoint} is not empty; mount over it with --nonempty "
+                         "(or -o nonempty)", EXIT_USAGE)
+
+
+def _has_entries(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return next(entries, None) is not None
+    except OSError as exc:
+        raise QuietError(f"cannot list {directory}: {exc.strerror}", EXIT_USAGE) from None
 
 
 def probe_mount(mountpoint: Path) -> str:
@@ -235,6 +259,8 @@ def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
         store=store,
         mountpoint=mountpoint,
         allow_other=getattr(args, "allow_other", False),
+        read_only=getattr(args, "read_only", False),
+        kernel_flags=frozenset(getattr(args, "kernel_flags", ())),
         allow_delete=getattr(args, "allow_delete", False),
         incoming_retention=RETENTION_DEFAULT if retention is None else retention,
         limits=Limits(max_bytes=args.max_bytes, max_count=args.max_count),
