@@ -165,7 +165,9 @@ async def _put(axon: Any, args: argparse.Namespace, out: Output) -> int:
                     await upload.write(chunk)
                     bar.update(len(chunk))
                 size, sha256 = await upload.save()
-                out.emit((size, sha256), f"{size} {sha256.hex()}")
+                with tqdm.external_write_mode():  # the line above the bar, never inside it
+                    out.emit((size, sha256), f"{size} {sha256.hex()}")
+                    out.stream.flush()
     return EXIT_OK
 
 
@@ -184,10 +186,14 @@ async def _get(axon: Any, args: argparse.Namespace, out: Output) -> int:
     if offs is not None or size is not None:
         offs, size = offs or 0, size if size is not None else 1 << 62
     target = args.output
+    show = bool(target) and sys.stderr.isatty()  # to stdout, the bytes are the output
+    total = await _get_total(axon, args.sha256, offs, size) if show else None
     handle = open(target, "wb") if target else sys.stdout.buffer  # noqa: SIM115, ASYNC230
     try:
-        async for chunk in axon.get(args.sha256, offs, size):
-            handle.write(chunk)
+        with _byte_bar(total, "get", show) as bar:
+            async for chunk in axon.get(args.sha256, offs, size):
+                handle.write(chunk)
+                bar.update(len(chunk))
     except BaseException:
         if target:
             handle.close()
@@ -199,6 +205,24 @@ async def _get(axon: Any, args: argparse.Namespace, out: Output) -> int:
         else:
             handle.flush()
     return EXIT_OK
+
+
+async def _get_total(axon: Any, sha256: bytes, offs: int | None, size: int | None
+                     ) -> int | None:
+    """The bytes ``get`` will write (None if the blob is absent: get reports that)."""
+    blob_size: int | None = await axon.size(sha256)
+    if blob_size is None:
+        return None
+    if offs is None or size is None:
+        return blob_size
+    return max(0, min(size, blob_size - offs))
+
+
+def _byte_bar(total: int | None, desc: str, show: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
+                disable=not show, desc=desc, leave=False)
 
 
 async def _has(axon: Any, args: argparse.Namespace, out: Output) -> int:
