@@ -10,7 +10,10 @@ store is closed. Only then does the process exit, which is what
 ``axonfs umount`` waits for.
 
 SIGTERM and SIGINT end the FUSE loop with ``pyfuse3.terminate()`` and unmount
-cleanly. An unexpected error leaves the mount point dead on purpose (the house
+cleanly. While files are being written into ``/incoming`` they first wait,
+serving as usual, until every such file is closed (and so committed) or
+``stop_timeout`` passes; a second signal stops at once. Uploads still open
+then are discarded, each logged by name; their writers get ENOTCONN. An unexpected error leaves the mount point dead on purpose (the house
 style's "don't unmount after a crash"); ``axonfs mount``/``umount`` clean such
 mount points up.
 
@@ -55,6 +58,9 @@ log = logging.getLogger(__name__)
 READAHEAD_KB = 1024
 """Read-ahead of the mount's bdi: 1 MiB requests double read throughput."""
 MARKER_NAME = "daemon.pid"
+STOP_TIMEOUT = 60.0
+"""Default of :attr:`DaemonConfig.stop_timeout`: well inside the units' TimeoutStopSec=120,
+leaving time for the last commits before systemd's SIGKILL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,8 @@ class DaemonConfig:
     """Seconds between adoptions of blobs other hosts added to a shared bucket."""
     telepath: TelepathConfig = TelepathConfig()
     """Network listeners for Telepath (the unix socket is always served)."""
+    stop_timeout: float = STOP_TIMEOUT
+    """Seconds SIGTERM/SIGINT wait for files being written to /incoming to be closed."""
 
 
 class Daemon:
@@ -207,10 +215,33 @@ class Daemon:
         return options | self.config.kernel_flags
 
     async def _watch_signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                log.info("received %s: stopping", signal.Signals(signum).name)
-                self.stop()
+        draining = False
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    uploads = self.incoming.uploads() if self.incoming is not None else []
+                    if draining or not uploads or not self._mounted:
+                        log.info("received %s: stopping", name)
+                        self.stop()
+                        continue
+                    draining = True
+                    log.info("received %s: stopping once the %d files being written to "
+                             "/incoming are closed (at most %g s; another signal stops now): "
+                             "%s", name, len(uploads), self.config.stop_timeout,
+                             ", ".join(node.path for node in uploads[:10]))
+                    nursery.start_soon(self._stop_when_uploads_done)
+
+    async def _stop_when_uploads_done(self) -> None:
+        assert self.incoming is not None
+        with trio.move_on_after(self.config.stop_timeout) as waited:
+            await self.incoming.wait_uploads_done()
+        if waited.cancelled_caught:
+            log.warning("files still being written to /incoming after %g s: stopping anyway",
+                        self.config.stop_timeout)
+        else:
+            log.info("every file being written to /incoming was closed: stopping")
+        self.stop()
 
     def stop(self) -> None:
         """End the run: unmount (after in-flight requests) or stop serving."""

@@ -124,6 +124,9 @@ def _register_mount(commands: Any) -> None:
                              "(default 3600; 0: removed at once)")
     parser.add_argument("--no-readahead", action="store_true",
                         help="keep the kernel's default read-ahead (128 KiB)")
+    parser.add_argument("--stop-timeout", type=float, default=None, metavar="SECONDS",
+                        help="on SIGTERM/SIGINT, wait up to SECONDS for files being written "
+                             "to /incoming to be closed before unmounting (default 60)")
     parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT", nargs="?",
                         help="where to mount (or 'mountpoint' in the --config file)")
     parser.set_defaults(func=_run_mount)
@@ -249,7 +252,7 @@ def _run_foreground(args: argparse.Namespace, mountpoint: Path | None) -> int:
 
 def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
     from axonfs.config import WGET_MAX_BYTES
-    from axonfs.daemon import DaemonConfig
+    from axonfs.daemon import STOP_TIMEOUT, DaemonConfig
     from axonfs.incoming import RETENTION_DEFAULT
     from axonfs.store.store import Limits
 
@@ -273,6 +276,8 @@ def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
         metrics_listen=_metrics_address(args),
         sync_interval=getattr(args, "s3_sync_interval", None),
         telepath=_telepath_config(args),
+        stop_timeout=(STOP_TIMEOUT if getattr(args, "stop_timeout", None) is None
+                      else args.stop_timeout),
     )
 
 
