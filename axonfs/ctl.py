@@ -30,6 +30,7 @@ from axonfs.cli import (
 )
 from axonfs.errors import AxonError, BadArg, NoSuchFile
 from axonfs.hashing import parse_sha256
+from axonfs.units import size_type
 
 EPILOG = """\
 finding the daemon (first that applies):
@@ -586,7 +587,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "--size) to stdout or to -o FILE. Exit 1 if the blob is absent.")
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
     p.add_argument("--offs", type=int, metavar="N", help="start at byte N (default 0)")
-    p.add_argument("--size", type=int, metavar="N", help="at most N bytes (default: to the end)")
+    p.add_argument("--size", type=size_type, metavar="BYTES",
+                   help="at most BYTES, e.g. 4096 or 1M (default: to the end)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
     for name, handler, text in (("has", _has, "whether blobs are stored"),

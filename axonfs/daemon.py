@@ -13,9 +13,11 @@ SIGTERM and SIGINT end the FUSE loop with ``pyfuse3.terminate()`` and unmount
 cleanly. While files are being written into ``/incoming`` they first wait,
 serving as usual, until every such file is closed (and so committed) or
 ``stop_timeout`` passes; a second signal stops at once. Uploads still open
-then are discarded, each logged by name; their writers get ENOTCONN. An unexpected error leaves the mount point dead on purpose (the house
-style's "don't unmount after a crash"); ``axonfs mount``/``umount`` clean such
-mount points up.
+then are discarded, each logged by name; their writers get ENOTCONN.
+
+An unexpected error leaves the mount point dead on purpose (the house style's
+"don't unmount after a crash"); ``axonfs mount``/``umount`` clean such mount
+points up.
 
 A marker ``<store>/run/daemon.pid`` (the daemon's pid) exists while a daemon
 runs and is removed by a clean stop. Finding it at start means the previous

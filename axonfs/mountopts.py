@@ -48,7 +48,8 @@ IGNORED = frozenset({
 """Options for mount(8), fstab or systemd, or already in force: accepted, no effect.
 (``rw`` is mount(8)'s default and says nothing against ``--read-only`` given elsewhere.)"""
 
-IGNORED_PREFIXES = ("x-", "comment=")
+IGNORED_PREFIXES = ("x-", "comment=", "user=")
+"""x-*: for systemd and other tools; user=NAME: added by mount(8) to a user mount."""
 
 NOT_OPTIONS = frozenset({"--help", "--foreground", "--ready-fd", "--config", "--print-config",
                          "--version"})

@@ -150,3 +150,16 @@ def test_install_user_keeps_the_user_units_path() -> None:
     assert ("s|^ExecStart=%h/.local/bin/axonfs |ExecStart=%h/.local/bin/axonfs |' "
             "systemd/user/axonfs.service > /home/u/.config/systemd/user/axonfs.service"
             in commands)
+
+
+def test_make_run_uses_a_runtime_only_venv() -> None:
+    """``make run`` builds its own venv without the test extras (``make test`` keeps .venv)."""
+    dry = subprocess.run(["make", "-C", str(ROOT), "-n", "run", "RUN_VENV=/nonexistent/run",
+                          "MNT=/nonexistent/mnt"], capture_output=True, text=True, check=True)
+    commands = " ".join(dry.stdout.replace("\\\n", " ").split())
+    assert "/nonexistent/run/bin/pip install -q -e . " in commands + " "
+    assert "[test]" not in commands
+    assert "/nonexistent/run/bin/axonfs mount --foreground" in commands
+    test = subprocess.run(["make", "-C", str(ROOT), "-n", "test", "VENV=/nonexistent/t"],
+                          capture_output=True, text=True, check=True)
+    assert "/nonexistent/t/bin/pip install -q -e '.[test]'" in test.stdout
