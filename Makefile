@@ -42,7 +42,7 @@ SYSTEMD_USER_DIR    ?= /etc/systemd/user
 USER_UNIT_EXEC ?= $(BINDIR)/axonfs
 
 .PHONY: run test bench bench-mount bench-socket bench-s3 bench-telepath deps venv venv-synapse \
-        venv-run install install-user clean
+        venv-run install install-common install-user clean
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -78,26 +78,25 @@ run: venv-run
 	mkdir -p $(MNT)
 	$(RUN_VENV)/bin/axonfs mount --foreground --store $(STORE) $(MNT)
 
+# install-common: what a system-wide and a per-user install share (the venv, the command
+# on PATH, the user unit, the man page and completion).
 # The venv is built where it will run when DESTDIR is empty. Staged under DESTDIR, the
 # text files of bin/ (the scripts' #!, activate) and pyvenv.cfg are rewritten to the final
 # PREFIX, and nothing is byte-compiled (a .pyc would keep the staging path): the venv
 # finds its site-packages relative to bin/python, so nothing else names the staging path.
-install: | deps
-	$(PYTHON) -m venv --clear $(DESTDIR)$(PREFIX)
+# No --clear: reinstalling over a running daemon's venv only replaces files, as pip does.
+install-common: | deps
+	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)
 	$(DESTDIR)$(PREFIX)/bin/pip install -q $(if $(DESTDIR),--no-compile) .
 	@if [ -n "$(DESTDIR)" ]; then \
 	  grep -rlI -F '$(DESTDIR)$(PREFIX)' $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/pyvenv.cfg \
 	  | xargs -r sed -i 's|$(DESTDIR)$(PREFIX)|$(PREFIX)|g'; fi
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR)
+	install -d $(DESTDIR)$(BINDIR)
 	ln -sfn $(PREFIX)/bin/axonfs $(DESTDIR)$(BINDIR)/axonfs
-	ln -sfn $(PREFIX)/bin/mount.fuse.axonfs $(DESTDIR)$(SBINDIR)/mount.fuse.axonfs
-	install -d $(DESTDIR)$(SYSTEMD_SYSTEM_DIR) $(DESTDIR)$(SYSTEMD_USER_DIR)
-	sed 's|^ExecStart=/usr/local/bin/axonfs |ExecStart=$(BINDIR)/axonfs |' \
-	  systemd/axonfs@.service > $(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/axonfs@.service
+	install -d $(DESTDIR)$(SYSTEMD_USER_DIR)
 	sed 's|^ExecStart=%h/.local/bin/axonfs |ExecStart=$(USER_UNIT_EXEC) |' \
 	  systemd/user/axonfs.service > $(DESTDIR)$(SYSTEMD_USER_DIR)/axonfs.service
-	chmod 0644 $(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/axonfs@.service \
-	  $(DESTDIR)$(SYSTEMD_USER_DIR)/axonfs.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_USER_DIR)/axonfs.service
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASH_COMPLETION_DIR) \
 	  $(DESTDIR)$(ZSH_COMPLETION_DIR)
 	$(DESTDIR)$(PREFIX)/bin/python -m axonfs.manpage > $(DESTDIR)$(MANDIR)/man1/axonfs.1
@@ -105,14 +104,21 @@ install: | deps
 	  > $(DESTDIR)$(BASH_COMPLETION_DIR)/axonfs
 	$(DESTDIR)$(PREFIX)/bin/python -m axonfs.completion zsh > $(DESTDIR)$(ZSH_COMPLETION_DIR)/_axonfs
 
+install: install-common
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSTEMD_SYSTEM_DIR)
+	ln -sfn $(PREFIX)/bin/mount.fuse.axonfs $(DESTDIR)$(SBINDIR)/mount.fuse.axonfs
+	sed 's|^ExecStart=/usr/local/bin/axonfs |ExecStart=$(BINDIR)/axonfs |' \
+	  systemd/axonfs@.service > $(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/axonfs@.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/axonfs@.service
+
 # No root: FUSE's setuid fusermount3 mounts; the user unit keeps %h/.local/bin/axonfs.
-# No mount helper: mount(8) runs helpers from /sbin only (users mount with axonfs mount).
+# No mount helper and no system unit: mount(8) runs helpers from /sbin only (a user
+# mounts with `axonfs mount`), and system units are root's.
 install-user:
-	$(MAKE) install PREFIX=$(HOME)/.local/lib/axonfs BINDIR=$(HOME)/.local/bin \
-	  SBINDIR=$(HOME)/.local/lib/axonfs/sbin MANDIR=$(HOME)/.local/share/man \
+	$(MAKE) install-common PREFIX=$(HOME)/.local/lib/axonfs BINDIR=$(HOME)/.local/bin \
+	  MANDIR=$(HOME)/.local/share/man \
 	  BASH_COMPLETION_DIR=$(HOME)/.local/share/bash-completion/completions \
 	  ZSH_COMPLETION_DIR=$(HOME)/.local/share/zsh/site-functions \
-	  SYSTEMD_SYSTEM_DIR=$(HOME)/.local/lib/axonfs/systemd \
 	  SYSTEMD_USER_DIR=$(HOME)/.config/systemd/user USER_UNIT_EXEC=%h/.local/bin/axonfs
 
 test: venv
