@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from helpers.fuse import Mounted, axonfs, cleanup, pid_alive
+from helpers.namespace import overlays_available, run_overlaid
 
 HELPER = Path(sys.executable).with_name("mount.fuse.axonfs")
 AXONFS_BIN = Path(sys.executable).with_name("axonfs")
@@ -139,12 +139,8 @@ def test_a_non_empty_mount_point_is_refused(local_mount: Mounted) -> None:
 # -- mount(8) and fstab ----------------------------------------------------------------
 
 
-def _namespace_available() -> bool:
-    return shutil.which("unshare") is not None and os.geteuid() == 0
-
-
-needs_namespace = pytest.mark.skipif(not _namespace_available(),
-                                     reason="needs root and unshare(1)")
+needs_namespace = pytest.mark.skipif(not overlays_available(),
+                                     reason="needs root, unshare(1) and overlayfs")
 
 
 def in_namespace(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
@@ -156,12 +152,9 @@ def in_namespace(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str
     sbin = tmp_path / "sbin"
     sbin.mkdir()
     (sbin / "mount.fuse.axonfs").symlink_to(HELPER)
-    wrapped = (f"set -u\nmount -t overlay overlay -o lowerdir={sbin}:/usr/sbin /usr/sbin "
-               f"|| exit 99\ntrap 'fusermount3 -u -z {tmp_path}/mnt 2>/dev/null' EXIT\n"
-               f"{script}")
     try:
-        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                               wrapped], capture_output=True, text=True, timeout=120)
+        return run_overlaid({"/usr/sbin": sbin}, f"trap 'fusermount3 -u -z {tmp_path}/mnt "
+                                                 f"2>/dev/null' EXIT\n{script}")
     finally:
         lock = tmp_path / "store" / "axonfs.lock"
         pid = lock.read_text().strip() if lock.exists() else ""

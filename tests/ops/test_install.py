@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from helpers.fuse import cleanup, fuse_available, pid_alive
+from helpers.namespace import overlays_available, run_overlaid
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAID = {"/opt": "opt", "/usr/local": "usr/local", "/etc/systemd": "etc/systemd",
@@ -29,8 +30,8 @@ TEST_ONLY = {"pytest", "hypothesis", "moto", "flask", "pytest-trio", "cryptograp
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                       reason="needs root and unshare(1) for the namespace"),
+    pytest.mark.skipif(not overlays_available(),
+                       reason="needs root, unshare(1) and overlayfs for the namespace"),
 ]
 
 
@@ -44,19 +45,14 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield stage
 
 
-def as_installed(stage: Path, script: str, tmp_path: Path
-                 ) -> subprocess.CompletedProcess[str]:
+def as_installed(stage: Path, script: str) -> subprocess.CompletedProcess[str]:
     """Run *script* (sh) where *stage* is overlaid on the machine, in a private namespace."""
-    overlays = "\n".join(
-        f"mount -t overlay overlay -o lowerdir={stage / part}:{target} {target} || exit 99"
-        for target, part in OVERLAID.items())
     # Short: the user manager's socket units (gpg-agent's...) must fit in sun_path.
     with tempfile.TemporaryDirectory(prefix="axrt") as runtime:
         env = dict(os.environ, XDG_RUNTIME_DIR=runtime, MANPATH="/usr/local/share/man",
                    PATH="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                               f"set -u\n{overlays}\ncd /\n{script}"],
-                              capture_output=True, text=True, timeout=120, env=env)
+        return run_overlaid({target: stage / part for target, part in OVERLAID.items()},
+                            f"cd /\n{script}", env=env)
 
 
 def test_only_runtime_dependencies(stage: Path) -> None:
@@ -81,18 +77,19 @@ def test_paths_name_the_final_prefix(stage: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
-def test_units_verify_as_installed(stage: Path, tmp_path: Path) -> None:
+def test_units_verify_as_installed(stage: Path) -> None:
     result = as_installed(stage, """
 axonfs --version || exit 1
 systemd-analyze verify axonfs@samples.service || exit 2
 systemd-analyze --user verify axonfs.service || exit 3
-""", tmp_path)
+""")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "axonfs 0.1.0"
     assert result.stderr.strip() == ""
 
 
-def test_man_page_and_completion(stage: Path, tmp_path: Path) -> None:
+@pytest.mark.skipif(shutil.which("man") is None, reason="man is not installed")
+def test_man_page_and_completion(stage: Path) -> None:
     result = as_installed(stage, """
 man -w axonfs || exit 1
 MANWIDTH=80 man --warnings axonfs 2>&1 >/dev/null | head -5 >&2
@@ -105,7 +102,7 @@ COMP_WORDS=(axonfs ctl g); COMP_CWORD=2; _shtab_axonfs axonfs g ctl; echo "${COM
 COMP_WORDS=(axonfs mount --max-); COMP_CWORD=2; _shtab_axonfs axonfs --max- mount
 echo "${COMPREPLY[*]}"'
 head -1 /usr/local/share/zsh/site-functions/_axonfs
-""", tmp_path)
+""")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # man's warnings about the roff
     page, sections, ctl, mount, zsh = result.stdout.splitlines()
@@ -128,7 +125,7 @@ echo hello > {mnt}/incoming/hello || exit 2
 df -B1 --output=size {mnt} | tail -1
 tr '\\0' ' ' < /proc/$(getfattr --only-values -n user.axonfs.pid {mnt})/cmdline; echo
 axonfs umount {mnt} || exit 3
-""", tmp_path)
+""")
     finally:
         lock = store / "axonfs.lock"
         pid = lock.read_text().strip() if lock.exists() else ""
