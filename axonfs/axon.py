@@ -614,7 +614,8 @@ class Axon:
     # work); the reference's names, arguments and argument quirks are kept.
 
     async def wget(self, url: str, params: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None, json: Any = None, body: Any = None,
+                   headers: dict[str, str] | None = None, json: Any = None,
+                   body: bytes | str | dict[str, Any] | None = None,
                    method: str = "GET", ssl: bool = True, timeout: float | None = None,
                    proxy: bool | str | None = True,
                    ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:

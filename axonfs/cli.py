@@ -20,7 +20,7 @@ from pathlib import Path
 from axonfs import __version__
 from axonfs.backends import add_backend_arguments, backend_from_args
 from axonfs.config import default_store
-from axonfs.errors import AxonError, BadArg
+from axonfs.errors import AxonError, BadArg, StoreLocked, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,10 @@ exit status:
   0  done
   1  absent, false, or (fsck) problems found
   2  usage error
-  3  the daemon or the store is unreachable (or in use by another process)
-  4  the call failed
+  3  the daemon or the store is unreachable: no store there (fsck, recover),
+     a store that cannot be created, read-only (except for fsck without
+     --repair), not ours to write, or in use by another process
+  4  the call failed (mount: also /dev/fuse cannot be opened)
 
 environment:
   AXONFS_STORE   the store directory (default ~/.local/share/axonfs)
@@ -58,12 +60,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=32)
 
 
-def store_argument(parser: argparse.ArgumentParser) -> None:
-    """Add the common ``--store DIR`` option."""
+def store_argument(parser: argparse.ArgumentParser, *, creates: bool = True) -> None:
+    """Add the common ``--store DIR`` option; *creates*: the command makes a missing store."""
     parser.add_argument(
         "--store", type=Path, default=None, metavar="DIR",
-        help="the store directory (default: $AXONFS_STORE, else ~/.local/share/axonfs; "
-             "created on first use)")
+        help="the store directory (default: $AXONFS_STORE, else ~/.local/share/axonfs"
+             + ("; created on first use)" if creates else "; must exist)"))
 
 
 def resolve_store(args: argparse.Namespace) -> Path:
@@ -104,8 +106,9 @@ def _register_fsck(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         description="Check that every indexed blob exists, has its size and hashes to its\n"
                     "name, that every stored blob is indexed, and that the counters add up.\n"
                     "The store must not be open by a daemon.",
-        epilog="exit status: 0 clean, 1 problems found (even if repaired), 3 store in use")
-    store_argument(parser)
+        epilog="exit status: 0 clean, 1 problems found (even if repaired), 3 no store there, "
+               "store in use, or (--repair) not writable")
+    store_argument(parser, creates=False)
     parser.add_argument("--repair", action="store_true",
                         help="quarantine corrupt blobs, drop rows of missing ones, index "
                              "verified orphans, recompute the counters")
@@ -115,12 +118,37 @@ def _register_fsck(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.set_defaults(func=_run_fsck)
 
 
-def _run_fsck(args: argparse.Namespace) -> int:
-    from axonfs.fsck import fsck
-    from axonfs.store.store import Store
+def existing_store(args: argparse.Namespace) -> Path:
+    """The ``--store`` of a command that checks or repairs: it must already be one.
 
-    store_dir = resolve_store(args)
-    with Store(store_dir, backend_from_args(args, store_dir)) as store:
+    Such a command never creates a store: on a mistyped path it would report
+    on an empty store it just made.
+    """
+    from axonfs.store.store import STORE_MARKERS, is_store
+
+    store = resolve_store(args)
+    if not store.is_dir():
+        raise QuietError(f"no store at {store} (no such directory); check --store",
+                         EXIT_UNREACHABLE)
+    if not is_store(store):
+        raise QuietError(f"{store} is not an axonfs store (it has none of "
+                         f"{', '.join(STORE_MARKERS)}); check --store", EXIT_UNREACHABLE)
+    return store
+
+
+def _run_fsck(args: argparse.Namespace) -> int:
+    from axonfs.fsck import fsck, open_for_fsck
+
+    store_dir = existing_store(args)
+    try:
+        opened = open_for_fsck(store_dir, backend_from_args(args, store_dir),
+                               repair=args.repair)
+    except StoreLocked as exc:  # 'axonfs ctl' has no fsck: the daemon must go first
+        raise QuietError(f"the store {store_dir} is open by a running daemon (pid "
+                         f"{exc.fields.get('pid', '?')}); stop it first with 'axonfs stop "
+                         f"--store {store_dir}' (or 'axonfs umount' its mount point)",
+                         EXIT_UNREACHABLE) from None
+    with opened as store:
         report = fsck(store, repair=args.repair, quick=args.quick,
                       show_progress=sys.stderr.isatty())
     print(report.summary())
@@ -134,7 +162,7 @@ def _register_recover(commands: argparse._SubParsersAction[argparse.ArgumentPars
         description="Index every blob the backend holds and the index lacks, as if just added\n"
                     "(new rows dated now); blobs already indexed are skipped. Use it after\n"
                     "losing index.lmdb. With a daemon running, use 'axonfs ctl recover'.")
-    store_argument(parser)
+    store_argument(parser, creates=False)
     verify = parser.add_mutually_exclusive_group()
     verify.add_argument("--verify", dest="verify", action="store_true", default=None,
                         help="re-hash every blob before adopting it (the default for local "
@@ -151,8 +179,7 @@ def _run_recover(args: argparse.Namespace) -> int:
 
     from axonfs.axon import Axon
 
-    async def run() -> int:
-        store_dir = resolve_store(args)
+    async def recover(store_dir: Path) -> int:
         async with Axon.open(store_dir, backend=backend_from_args(args, store_dir)) as axon:
             with tqdm(desc="recovering", unit="blob", disable=not sys.stderr.isatty()) as bar:
                 def progress(listed: int, added: int) -> None:
@@ -162,7 +189,13 @@ def _run_recover(args: argparse.Namespace) -> int:
               f"{report.skipped}, ignored {report.ignored}, corrupt {len(report.corrupt)}")
         return EXIT_OK if not report.corrupt else EXIT_FALSE
 
-    return trio.run(run)
+    store_dir = existing_store(args)
+    try:
+        return trio.run(recover, store_dir)
+    except StoreLocked as exc:  # only opening raises it: the daemon can do this very job
+        raise QuietError(f"the store {store_dir} is open by a running daemon (pid "
+                         f"{exc.fields.get('pid', '?')}); recover through it with "
+                         f"'axonfs ctl --store {store_dir} recover'", EXIT_UNREACHABLE) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except AxonError as exc:
         print(f"axonfs: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE if exc.code == "StoreLocked" else EXIT_FAILED
+        unreachable = isinstance(exc, (StoreLocked, StoreUnavailable))
+        return EXIT_UNREACHABLE if unreachable else EXIT_FAILED
     except KeyboardInterrupt:
         return 130

@@ -22,6 +22,7 @@ stop the work. ``upload()`` streams: ``write()`` sends the bytes as they come.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Sequence
@@ -50,6 +51,7 @@ from axonfs.protocol import (
     SAVED,
     WRITE,
     WRITE_CHUNK,
+    AccessDenied,
     DaemonUnreachable,
     FrameDecoder,
     ProtocolError,
@@ -77,18 +79,45 @@ def find_socket(socket: str | os.PathLike[str] | None = None, *,
     if socket is not None:
         return Path(socket)
     if mount is not None:
-        try:
-            value = os.getxattr(mount, MOUNT_SOCKET_XATTR)
-        except OSError as exc:
-            raise DaemonUnreachable(
-                f"{mount} is not an axonfs mount (no {MOUNT_SOCKET_XATTR}: {exc.strerror})",
-                mount=str(mount)) from None
-        return Path(os.fsdecode(value))
+        return mount_socket(Path(mount))
     if store is not None:
         return control_socket(Path(store).expanduser().absolute())
     if env := os.environ.get(ENV_SOCKET):
         return Path(env)
     return control_socket(default_store().expanduser().absolute())
+
+
+def mount_socket(path: Path) -> Path:
+    """The control socket of the axonfs mount that holds *path* (its root or below).
+
+    The mount table, not the path, says which mount it is, so the diagnosis
+    does not depend on what a dead or forbidden mount answers.
+
+    Raises:
+        DaemonUnreachable: *path* is in no axonfs mount, or its daemon is gone.
+        AccessDenied: the mount is another user's private one.
+    """
+    from axonfs.mountinfo import containing_mount
+
+    entry = containing_mount(path)
+    root = entry.mountpoint
+    if not entry.is_axonfs:
+        raise DaemonUnreachable(f"{path} is not in an axonfs mount (it is on {root}, "
+                                f"{entry.fstype})", mount=str(path))
+    try:
+        value = os.getxattr(root, MOUNT_SOCKET_XATTR)
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise DaemonUnreachable(
+                f"the daemon of the axonfs mount {root} is gone; 'axonfs umount {root}' "
+                "cleans the mount point up, then mount again", mount=str(root)) from None
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise AccessDenied(
+                f"access to the axonfs mount {root} is denied: a mount is private to the "
+                "user who made it unless mounted with --allow-other", mount=str(root)) from None
+        raise DaemonUnreachable(f"cannot read {MOUNT_SOCKET_XATTR} of the axonfs mount "
+                                f"{root}: {exc.strerror}", mount=str(root)) from None
+    return Path(os.fsdecode(value))
 
 
 class _Connection:
@@ -371,7 +400,8 @@ class AxonClient:
 
     async def wget(self, url: str, params: dict[str, Any] | None = None,
                    headers: dict[str, str] | None = None, json: Any = None,
-                   body: bytes | str | None = None, method: str = "GET", ssl: bool = True,
+                   body: bytes | str | dict[str, Any] | None = None, method: str = "GET",
+                   ssl: bool = True,
                    timeout: float | None = None,  # noqa: ASYNC109 - reference API
                    proxy: bool | str | None = True,
                    ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -35,7 +35,8 @@ from axonfs.units import size_type
 EPILOG = """\
 finding the daemon (first that applies):
   --socket PATH        that socket
-  -m MOUNTPOINT        the daemon serving that mount (xattr user.axonfs.socket of its root)
+  -m PATH              the daemon serving the axonfs mount that holds PATH (its root or
+                       any directory in it; xattr user.axonfs.socket of the mount's root)
   --store DIR          the daemon of that store (DIR/run/ctl.sock)
   $AXONFS_SOCKET       that socket
   otherwise            the daemon of the default store ($AXONFS_STORE, ~/.local/share/axonfs)
@@ -57,7 +58,7 @@ examples:
 
 COMMON_HELP = {
     "socket": "the daemon's control socket",
-    "mount": "reach the daemon serving this mount point",
+    "mount": "reach the daemon serving the axonfs mount that holds this path",
     "store": "reach the daemon of this store directory",
     "json": "print one JSON value per line (bytes as hex)",
 }
@@ -156,6 +157,7 @@ async def _put(axon: Any, args: argparse.Namespace, out: Output) -> int:
     from tqdm import tqdm
 
     names: list[str] = args.files or ["-"]
+    named = len(names) > 1  # several results: say which file each is
     total = sum(os.path.getsize(name) for name in names if name != "-" and os.path.isfile(name))  # noqa: ASYNC240
     show = sys.stderr.isatty() and not args.no_progress
     with tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
@@ -167,7 +169,8 @@ async def _put(axon: Any, args: argparse.Namespace, out: Output) -> int:
                     bar.update(len(chunk))
                 size, sha256 = await upload.save()
                 with tqdm.external_write_mode():  # the line above the bar, never inside it
-                    out.emit((size, sha256), f"{size} {sha256.hex()}")
+                    out.emit((size, sha256),
+                             f"{size} {sha256.hex()}" + (f" {name}" if named else ""))
                     out.stream.flush()
     return EXIT_OK
 
@@ -454,13 +457,21 @@ async def _csvrows(axon: Any, args: argparse.Namespace, out: Output) -> int:
             fmtparams[name] = value
     if args.quoting is not None:
         fmtparams["quoting"] = QUOTING[args.quoting]
-    writer = csv.writer(out.stream, lineterminator="\n")
+    writer: Any = None
     async for row in axon.csvrows(args.sha256, args.dialect, errors=_errors(args),
                                   **fmtparams):
         if out.as_json:
             out.emit(row)
-        else:
+            continue
+        if writer is None:  # made once the daemon accepted the dialect
+            # Rows go out in the input's dialect (delimiter, quoting...), so that
+            # what is printed reads back as the blob did; lines end with \n.
+            writer = csv.writer(out.stream, args.dialect,
+                                **{"lineterminator": "\n", **fmtparams})
+        try:
             writer.writerow(row)
+        except csv.Error as exc:  # e.g. --quoting none without --escapechar
+            raise QuietError(f"cannot print a row in this dialect: {exc}", EXIT_USAGE) from None
     return EXIT_OK
 
 
@@ -493,8 +504,7 @@ def run(args: argparse.Namespace) -> int:
     if sum(x is not None for x in (args.socket, args.mount, args.store)) > 1:
         raise QuietError("give at most one of --socket, -m and --store", EXIT_USAGE)
     for name in getattr(args, "files", None) or []:
-        if name != "-" and not os.path.isfile(name):
-            raise QuietError(f"{name}: no such file", EXIT_USAGE)
+        _check_readable(name)
 
     async def main() -> int:
         async with client.connect(args.socket, mount=args.mount, store=args.store) as axon:
@@ -516,11 +526,27 @@ def run(args: argparse.Namespace) -> int:
         raise QuietError(str(exc), EXIT_FAILED) from None
 
 
+def _check_readable(name: str) -> None:
+    """Refuse, before connecting, a FILE that ``put`` cannot store.
+
+    Anything that can be read is fine: a regular file, but also ``/dev/stdin``,
+    a named pipe or ``<(command)``.
+    """
+    if name == "-":
+        return
+    if os.path.isdir(name):
+        raise QuietError(f"{name} is a directory: put stores files (give the files, e.g. "
+                         f"{name.rstrip('/')}/*, or copy the tree into the mount's incoming/)",
+                         EXIT_USAGE)
+    if not os.path.exists(name):
+        raise QuietError(f"{name}: no such file", EXIT_USAGE)
+
+
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
     parser.add_argument("--socket", metavar="PATH", help=COMMON_HELP["socket"],
                         **(default or {"default": None}))
-    parser.add_argument("-m", "--mount", metavar="MOUNTPOINT", help=COMMON_HELP["mount"],
+    parser.add_argument("-m", "--mount", metavar="PATH", help=COMMON_HELP["mount"],
                         **(default or {"default": None}))
     parser.add_argument("--store", metavar="DIR", help=COMMON_HELP["store"],
                         **(default or {"default": None}))
@@ -579,7 +605,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         return parser
 
     p = add("put", _put, "store files", "Store each FILE (or stdin for '-' or no FILE),\n"
-            "streaming; print 'SIZE SHA256' per file. A progress bar shows on a terminal.")
+            "streaming; print 'SIZE SHA256' per file, followed by the file's name when there\n"
+            "are several. FILE may be anything readable (/dev/stdin, a pipe), not a\n"
+            "directory. A progress bar shows on a terminal.")
     p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
@@ -615,7 +643,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = add("hashes", _hashes, "list blobs in added order", "Print 'INDEX SHA256 SIZE' of\n"
             "stored blobs in the order they were added, from index --offs. With --follow,\n"
             "keep printing new blobs until --timeout seconds pass without one.")
-    p.add_argument("--offs", type=int, default=0, metavar="N")
+    p.add_argument("--offs", type=int, default=0, metavar="N",
+                   help="start at the blob with index N (default 0: the first)")
     p.add_argument("--follow", action="store_true", help="wait for new blobs")
     p.add_argument("--timeout", type=float, metavar="S", help="with --follow: stop after S "
                    "seconds without a new blob (default: never)")
@@ -636,7 +665,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add("metrics", _metrics, "bytes and files stored", "Print size:bytes and file:count.")
 
     add("stats", _stats, "the daemon's operational counters",
-        "Print uptime, FUSE requests and their latencies (count, errors, mean, p99, max),\n"
+        "Print uptime, FUSE requests and their latencies (count, misses: names and\n"
+        "attributes that do not exist; errors: the rest; mean, p50, p99, max),\n"
         "bytes read and written through the mount, commits, dedup hits, the backend's\n"
         "requests, errors and cache hits, open handles and spool usage. --json prints\n"
         "the whole record (latencies in ns, with power-of-two histogram buckets).")
@@ -671,7 +701,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "NAME=@SHA256 (a stored blob, streamed), optionally followed by ;filename=F,\n"
             ";type=MIME-TYPE, ;encoding=CTE. Print 'CODE REASON BODY-SIZE URL'.")
     p.add_argument("url", metavar="URL")
-    p.add_argument("--field", type=field_arg, action="append", required=True, metavar="SPEC")
+    p.add_argument("--field", type=field_arg, action="append", required=True, metavar="SPEC",
+                   help="a form field: NAME=VALUE or NAME=@SHA256, then ;filename=F, "
+                        ";type=T, ;encoding=E (repeatable)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the response body to FILE")
     _http_options(p)
 
@@ -686,18 +718,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _errors_option(p)
 
     p = add("csvrows", _csvrows, "print the rows of a CSV blob",
-            "Parse a CSV blob with Python's csv module and print its rows as CSV (--json:\n"
-            "one array per row). The options are csv.reader's dialect and format parameters.")
+            "Parse a CSV blob with Python's csv module and print its rows in the same\n"
+            "dialect (delimiter, quoting...; lines end with \\n), so the output reads back\n"
+            "as the blob did; --json prints one array per row. The options are csv.reader's\n"
+            "dialect and format parameters; C accepts escapes such as '\\t'.")
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
     p.add_argument("--dialect", default="excel", help="excel (default), excel-tab or unix")
-    p.add_argument("--delimiter", type=char_arg, metavar="C")
-    p.add_argument("--quotechar", type=char_arg, metavar="C")
-    p.add_argument("--escapechar", type=char_arg, metavar="C")
-    p.add_argument("--lineterminator", type=char_arg, metavar="S")
-    p.add_argument("--doublequote", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--skipinitialspace", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--quoting", choices=sorted(QUOTING))
+    p.add_argument("--delimiter", type=char_arg, metavar="C",
+                   help="the field separator (excel: ',', excel-tab: '\\t')")
+    p.add_argument("--quotechar", type=char_arg, metavar="C",
+                   help="the character that quotes fields (default '\"')")
+    p.add_argument("--escapechar", type=char_arg, metavar="C",
+                   help="escapes the delimiter and quotechar (default: none)")
+    p.add_argument("--lineterminator", type=char_arg, metavar="S",
+                   help="ends printed rows (default \\n; reading accepts any line end)")
+    p.add_argument("--doublequote", action=argparse.BooleanOptionalAction, default=None,
+                   help="a quotechar inside a field is doubled (default: yes)")
+    p.add_argument("--skipinitialspace", action=argparse.BooleanOptionalAction, default=None,
+                   help="ignore spaces just after a delimiter (default: no)")
+    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
+                   help="fail on bad CSV instead of reading it as best it can (default: no)")
+    p.add_argument("--quoting", choices=sorted(QUOTING),
+                   help="which fields are quoted: minimal (default), all, nonnumeric, none")
     _errors_option(p)
 
     p = add("msgpack", _msgpack, "print the items of a msgpack blob",

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
-import inspect
 import logging
 import os
 import socket as stdsocket
@@ -35,7 +33,7 @@ from typing import Any
 
 import trio
 
-from axonfs import __version__
+from axonfs import __version__, api
 from axonfs import log as logsetup
 from axonfs.axon import Axon
 from axonfs.budget import MemoryBudget, request_budget
@@ -68,26 +66,11 @@ from axonfs.stats import Stats
 
 log = logging.getLogger(__name__)
 
-UNARY, STREAM, UPLOAD = "unary", "stream", "upload"
-CALLS: dict[str, str] = {
-    "put": UNARY, "puts": UNARY, "has": UNARY, "size": UNARY, "wants": UNARY,
-    "hashset": UNARY, "del_": UNARY, "dels": UNARY, "metrics": UNARY, "wget": UNARY,
-    "wput": UNARY, "postfiles": UNARY, "recoverIndices": UNARY, "ping": UNARY,
-    "unpack": UNARY,
-    "recover_progress": STREAM,
-    "stats": UNARY, "log_level": UNARY,
-    "get": STREAM, "hashes": STREAM, "history": STREAM, "readlines": STREAM,
-    "csvrows": STREAM, "jsonlines": STREAM, "iterMpkFile": STREAM,
-    "upload": UPLOAD,
-}
-"""Every call the socket serves and how its result travels."""
-
-BATCHED_STREAMS = {"hashes": "hashes_batches", "history": "history_batches"}
-"""Streams whose Axon generator has a list-at-a-time twin, sent a list per frame."""
-
-INLINE_CALLS = frozenset({"has", "size", "wants", "metrics", "ping"})
-"""Unary index lookups answered in the connection's reading task (see
-``_Connection._answer_inline``): microseconds of work, no blocking."""
+CALLS = api.CALLS
+"""Every call the socket serves (see :mod:`axonfs.api`)."""
+SERVER_CALLS = {"recoverIndices": "_recover_indices", "recover_progress": "_recover_progress",
+                "ping": "_ping", "stats": "_stats", "log_level": "_log_level"}
+"""The ``_Connection`` method answering each call the server answers itself."""
 
 MAX_REQUESTS = 64
 """Requests one connection may have in flight at once."""
@@ -245,7 +228,8 @@ class _Request:
         # Upload frames travel with the budget bytes each took.
         self.inbox: trio.MemorySendChannel[tuple[dict[str, Any], int]] | None = None
         self.inbox_receiver: trio.MemoryReceiveChannel[tuple[dict[str, Any], int]] | None = None
-        if CALLS.get(call) == UPLOAD:
+        declared = CALLS.get(call)
+        if declared is not None and declared.shape is api.Shape.UPLOAD:
             # Made here, not in the task, so write frames that follow at once find it.
             self.inbox, self.inbox_receiver = trio.open_memory_channel(UPLOAD_INBOX)
 
@@ -318,7 +302,8 @@ class _Connection:
             raise ProtocolError(f"message id must be an integer, not {rid!r}")
         if "call" in message:
             call = message.get("call")
-            if isinstance(call, str) and call in INLINE_CALLS:  # a map is unhashable
+            declared = CALLS.get(call) if isinstance(call, str) else None  # a map is unhashable
+            if declared is not None and declared.inline:
                 await self._answer_inline(rid, message)
                 return False
             return await self._start(rid, message, charge)
@@ -408,27 +393,28 @@ class _Connection:
 
     async def _execute(self, request: _Request, args: tuple[Any, ...],
                        kwargs: dict[str, Any]) -> None:
-        kind = CALLS.get(request.call)
-        if kind is None:
+        declared = CALLS.get(request.call)
+        if declared is None:
             raise BadArg(f"unknown call {request.call!r}", call=request.call)
-        if kind == UPLOAD:
+        if declared.shape is api.Shape.UPLOAD:
             await self._upload(request)
             return
         function = self._function(request.call)
-        if request.call == "recover_progress":  # it sends its own items
-            function = functools.partial(function, request.rid)
+        checked = api.signature(function)
+        if request.call == "recover_progress":  # its first argument is the request's id
+            checked = checked.replace(parameters=list(checked.parameters.values())[1:])
         try:
-            inspect.signature(function).bind(*args, **kwargs)
+            checked.bind(*args, **kwargs)
         except TypeError as exc:
             raise BadArg(f"{request.call}: {exc}", call=request.call) from None
-        if request.call == "recover_progress":
-            await function(*args, **kwargs)
+        if request.call == "recover_progress":  # it sends its own items
+            await self._recover_progress(request.rid, *args, **kwargs)
             await self.send({"id": request.rid, "t": END})
-        elif kind == UNARY:
+        elif declared.shape is api.Shape.VALUE:
             result = await function(*args, **kwargs)
             await self.send({"id": request.rid, "t": OK, "result": result})
-        elif request.call in BATCHED_STREAMS:
-            batches = getattr(self.axon, BATCHED_STREAMS[request.call])(*args, **kwargs)
+        elif declared.batched is not None:
+            batches = getattr(self.axon, declared.batched)(*args, **kwargs)
             await self._stream(request.rid, batches, batched=True)
             await self.send({"id": request.rid, "t": END})
         else:
@@ -436,25 +422,25 @@ class _Connection:
             await self.send({"id": request.rid, "t": END})
 
     def _function(self, call: str) -> Callable[..., Any]:
-        if call == "recoverIndices":
-            return self._recover_indices
-        if call == "recover_progress":
-            return self._recover_progress
-        if call == "ping":
-            return self._ping
-        if call == "stats":
-            return self.server.stats.snapshot
-        if call == "log_level":
-            return self._log_level
+        """What answers *call*: the Axon's method, or the server's own (``SERVER_CALLS``)."""
+        own = SERVER_CALLS.get(call)
+        if own is not None:
+            return getattr(self, own)  # type: ignore[no-any-return]
         return getattr(self.axon, call)  # type: ignore[no-any-return]
 
-    async def _recover_indices(self, verify: bool | None = None,
-                               progress: Callable[[int, int], Awaitable[None]] | None = None,
-                               ) -> dict[str, Any]:
+    async def _recover_indices(self, verify: bool | None = None) -> dict[str, Any]:
+        return await self._recover_report(verify)
+
+    async def _recover_report(self, verify: bool | None = None,
+                              progress: Callable[[int, int], Awaitable[None]] | None = None,
+                              ) -> dict[str, Any]:
         report = await self.axon.recover(verify=None if verify is None else bool(verify),
                                          progress=progress)
         return {"listed": report.listed, "added": report.added, "skipped": report.skipped,
                 "ignored": report.ignored, "corrupt": list(report.corrupt)}
+
+    async def _stats(self) -> dict[str, Any]:
+        return await self.server.stats.snapshot()
 
     async def _recover_progress(self, rid: int, verify: bool | None = None) -> None:
         """recoverIndices as a stream: ``{"listed", "added"}`` items as it goes,
@@ -464,7 +450,7 @@ class _Connection:
             await self.send({"id": rid, "t": ITEMS,
                              "items": [{"listed": listed, "added": added}]})
 
-        report = await self._recover_indices(verify, progress)
+        report = await self._recover_report(verify, progress)
         await self.send({"id": rid, "t": ITEMS, "items": [{"done": True, **report}]})
 
     async def _log_level(self, level: str | None = None, logger: str = "") -> dict[str, Any]:

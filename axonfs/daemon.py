@@ -45,7 +45,7 @@ from axonfs import systemd
 from axonfs.axon import Axon
 from axonfs.backends.base import BlobBackend
 from axonfs.config import WGET_MAX_BYTES, control_socket
-from axonfs.errors import AxonError
+from axonfs.errors import AxonError, MountFailed
 from axonfs.fsutil import raise_descriptor_limit
 from axonfs.incoming import RETENTION_DEFAULT, Incoming
 from axonfs.ops import FuseKernelCache, Operations
@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 READAHEAD_KB = 1024
 """Read-ahead of the mount's bdi: 1 MiB requests double read throughput."""
 MARKER_NAME = "daemon.pid"
+FUSE_DEVICE = "/dev/fuse"
 STOP_TIMEOUT = 60.0
 """Default of :attr:`DaemonConfig.stop_timeout`: well inside the units' TimeoutStopSec=120,
 leaving time for the last commits before systemd's SIGKILL."""
@@ -178,7 +179,10 @@ class Daemon:
                               socket_path=self.socket_path, daemon_pid=os.getpid())
         self.ops = Operations(Vfs(self.axon, self.incoming, options, kernel))
         self.stats.attach_operations(self.ops)  # times each request handler
-        pyfuse3.init(self.ops, str(mountpoint), self._fuse_options())
+        try:
+            pyfuse3.init(self.ops, str(mountpoint), self._fuse_options())
+        except RuntimeError as exc:  # libfuse printed the cause; pyfuse3 keeps none
+            raise _mount_failure(mountpoint, exc) from None
         self._mounted = True
         clean = False
         try:
@@ -281,6 +285,20 @@ async def run(config: DaemonConfig, ready: Callable[[], None]) -> None:
             marker.unlink(missing_ok=True)
 
 
+def _mount_failure(mountpoint: Path, exc: RuntimeError) -> MountFailed:
+    """Name the cause of a failed mount: most often, no usable ``/dev/fuse``."""
+    try:
+        fd = os.open(FUSE_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as error:
+        return MountFailed(
+            f"cannot open {FUSE_DEVICE} ({error.strerror}): load the kernel module "
+            "('modprobe fuse'), give a container the device ('--device /dev/fuse'), "
+            "or run 'axonfs serve' to use the store without a mount", mountpoint=str(mountpoint))
+    os.close(fd)
+    return MountFailed(f"the kernel refused to mount {mountpoint} ({exc}); see the log",
+                       mountpoint=str(mountpoint))
+
+
 def _announce_ready(ready: Callable[[], None]) -> None:
     ready()
     systemd.notify("READY=1")
@@ -305,7 +323,7 @@ def _raise_readahead(mountpoint: Path, kilobytes: int) -> None:
     The device number comes from /proc/self/mountinfo: a stat() of our own
     mount point from this thread would wait for a reply we have yet to send.
     """
-    from axonfs.mount import find_mount
+    from axonfs.mountinfo import find_mount
 
     entry = find_mount(mountpoint)
     if entry is None or kilobytes <= 0:

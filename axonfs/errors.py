@@ -12,7 +12,9 @@ with, and keyword fields that travel with it::
     │   └── BadJsonText   a JSON line does not parse               EIO
     ├── HitLimit          max:bytes / max:count reached            ENOSPC
     ├── StoreLocked       another process has the store open       EBUSY
+    ├── StoreUnavailable  the store directory cannot be used       EROFS, EACCES...
     ├── StoreCorrupt      index and blobs disagree                 EIO
+    ├── MountFailed       the kernel would not mount (/dev/fuse)   EIO
     └── BackendError      the blob backend failed                  EIO
         └── BlobMissing   the index names a blob the backend lacks EIO
 
@@ -25,6 +27,7 @@ and ``exc.errinfo`` behave as on a ``SynErr``.
 from __future__ import annotations
 
 import errno as errno_codes
+from pathlib import Path
 from typing import Any, ClassVar
 
 
@@ -79,7 +82,42 @@ class StoreLocked(AxonError):
     errno = errno_codes.EBUSY
 
 
+class StoreUnavailable(AxonError):
+    """The store directory is missing, not a store, read-only or not ours to write.
+
+    Carries the errno of the system call that failed (EIO if none did).
+    """
+
+    def __init__(self, message: str, errno: int = errno_codes.EIO, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.errno = errno  # type: ignore[misc]  # per instance: the cause varies
+
+
+def store_unavailable(store: Path, exc: OSError, doing: str) -> StoreUnavailable:
+    """Say in one sentence why *store* could not be used, and what to do.
+
+    *doing* says what failed ("create", "open", "write to").
+    """
+    cause = exc.errno or errno_codes.EIO
+    if cause == errno_codes.EROFS:
+        message = (f"the store {store} is on a read-only filesystem; remount it read-write "
+                   "('axonfs fsck' without --repair only reads it)")
+    elif cause in (errno_codes.EACCES, errno_codes.EPERM):
+        message = (f"cannot {doing} the store {store}: permission denied; run as its owner "
+                   "or choose another --store")
+    else:
+        message = (f"cannot {doing} the store {store}: {exc.strerror or exc}; check --store "
+                   "(or $AXONFS_STORE)")
+    return StoreUnavailable(message, errno=cause, store=str(store))
+
+
 class StoreCorrupt(AxonError):
+    errno = errno_codes.EIO
+
+
+class MountFailed(AxonError):
+    """The mount could not be made (``/dev/fuse`` unusable, the kernel refused)."""
+
     errno = errno_codes.EIO
 
 

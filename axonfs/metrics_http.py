@@ -233,9 +233,14 @@ def _fuse(out: _Writer, fuse: dict[str, Any] | None) -> None:
     out.one("fuse_failsafe", "gauge", "1 after an unexpected error in a handler.",
             int(fuse["failsafe"]))
     ops = fuse["ops"]
-    out.family("fuse_request_errors_total", "counter", "FUSE requests answered with an errno.")
+    out.family("fuse_request_errors_total", "counter",
+               "FUSE requests answered with an errno other than an expected miss.")
     for name, op in ops.items():
         out.sample("fuse_request_errors_total", op["errors"], op=name)
+    out.family("fuse_request_misses_total", "counter",
+               "FUSE requests answered with an expected no (a missing name or xattr).")
+    for name, op in ops.items():
+        out.sample("fuse_request_misses_total", op.get("misses", 0), op=name)
     out.family("fuse_request_duration_seconds", "histogram", "FUSE request latency.")
     for name, op in ops.items():
         for edge, cumulative in _cumulative(op["buckets"]):

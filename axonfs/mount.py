@@ -1,7 +1,7 @@
 """``axonfs mount``, ``axonfs umount`` and ``axonfs serve``.
 
 ``mount`` without ``--foreground`` starts the foreground daemon as a detached
-child (``python -m axonfs ... --foreground --ready-fd N``) and returns once
+child (``python -P -m axonfs ... --foreground --ready-fd N``) and returns once
 the child writes ``READY`` to the pipe, i.e. once the mount and the control
 socket are up; a child that fails first writes ``ERROR <message>``, which is
 printed. The parent never opens the store or starts trio, so nothing forks
@@ -25,13 +25,11 @@ import fcntl
 import grp
 import logging
 import os
-import re
 import select
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,8 @@ from axonfs.cli import (
     resolve_store,
     store_argument,
 )
+from axonfs.errors import store_unavailable
+from axonfs.mountinfo import find_mount
 from axonfs.store.lock import LOCK_NAME
 from axonfs.telepath.config import add_arguments as telepath_arguments
 from axonfs.units import size_type
@@ -105,8 +105,9 @@ def _register_mount(commands: Any) -> None:
                     "/history/YYYY-MM-DD/ (symlinks in added order), /history.log (grows),\n"
                     "/incoming/ (writable: a file closed there becomes a blob).\n"
                     "Returns once the mount and its control socket are ready.",
-        epilog="exit status: 0 mounted, 2 usage, 3 store in use by another process, "
-               "4 failed")
+        epilog="exit status: 0 mounted, 2 usage, 3 store unusable (cannot be created, "
+               "read-only, not writable) or in use by another process, 4 failed (e.g. "
+               "/dev/fuse cannot be opened)")
     _daemon_arguments(parser)
     parser.add_argument("--allow-other", action="store_true",
                         help="let other users see the mount (needs user_allow_other "
@@ -138,7 +139,8 @@ def _register_umount(commands: Any) -> None:
         description="Unmount MOUNTPOINT and return once its daemon has finished every\n"
                     "pending commit and exited. A mount point left dead by a killed\n"
                     "daemon is detached.",
-        epilog="exit status: 0 unmounted, 1 not mounted, 4 failed (e.g. files still open)")
+        epilog="exit status: 0 unmounted, 1 not mounted or not an axonfs mount, 4 failed "
+               "(e.g. files still open)")
     parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
     parser.set_defaults(func=_run_umount)
 
@@ -148,7 +150,8 @@ def _register_serve(commands: Any) -> None:
         "serve", formatter_class=HelpFormatter, help="run the daemon without a mount",
         description="Open the store and serve its control socket only (no FUSE).\n"
                     "Returns once the socket is ready; stop it with 'axonfs stop' (or SIGTERM).",
-        epilog="exit status: 0 ready, 3 store in use by another process, 4 failed")
+        epilog="exit status: 0 ready, 3 store unusable (cannot be created, read-only, not "
+               "writable) or in use by another process, 4 failed")
     _daemon_arguments(parser)
     parser.set_defaults(func=_run_serve)
 
@@ -160,7 +163,7 @@ def _register_stop(commands: Any) -> None:
                     "store, as SIGTERM does: it finishes every pending commit, unmounts if\n"
                     "it had a mount, and exits. Returns once it has exited.",
         epilog="exit status: 0 stopped, 1 no daemon has the store open, 4 failed")
-    store_argument(parser)
+    store_argument(parser, creates=False)
     parser.add_argument("--timeout", type=float, metavar="S", default=None,
                         help="give up waiting after S seconds (the daemon goes on stopping)")
     parser.set_defaults(func=_run_stop)
@@ -192,6 +195,9 @@ def _prepare_mountpoint(mountpoint: Path, *, announce: bool, nonempty: bool = Fa
     A directory that is not empty is refused unless *nonempty*: its files
     would be hidden while mounted, which is more often a wrong path than intent.
     """
+    entry = find_mount(mountpoint)
+    if entry is not None and not entry.is_axonfs:
+        raise QuietError(f"{mountpoint} is already mounted ({entry.fstype})", EXIT_USAGE)
     state = probe_mount(mountpoint)
     if state == "dead":
         detach_dead_mount(mountpoint, announce=announce)
@@ -214,15 +220,16 @@ def _has_entries(directory: Path) -> bool:
 
 
 def probe_mount(mountpoint: Path) -> str:
-    """``"none"``, ``"alive"`` or ``"dead"`` (FUSE mount whose daemon is gone).
+    """``"none"``, ``"alive"`` or ``"dead"`` (axonfs mount whose daemon is gone).
 
     statvfs() always reaches the daemon (stat() may be answered from the
     kernel's attribute cache), so it tells a dead connection (ENOTCONN).
+    Another filesystem is always ``"alive"``: it is not ours to detach.
     """
     entry = find_mount(mountpoint)
     if entry is None:
         return "none"
-    if not entry.fstype.startswith("fuse"):
+    if not entry.is_axonfs:
         return "alive"
     try:
         os.statvfs(mountpoint)
@@ -245,9 +252,19 @@ def _run_foreground(args: argparse.Namespace, mountpoint: Path | None) -> int:
         config = _daemon_config(args, mountpoint)
         trio.run(daemon.run, config, reporter.ready)
     except BaseException as exc:
-        reporter.failed(str(exc) or type(exc).__name__)
+        cause = _sole_cause(exc)
+        reporter.failed(str(cause) or type(cause).__name__)
+        if cause is not exc:
+            raise cause from exc  # the CLI maps it to its one line and exit status
         raise
     return EXIT_OK
+
+
+def _sole_cause(exc: BaseException) -> BaseException:
+    """The one exception inside nested one-exception groups (a nursery's wrapping)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
@@ -353,13 +370,29 @@ def _start_detached(args: argparse.Namespace) -> int:
     if args.command not in argv:
         raise QuietError("cannot restart this command line as a daemon; use --foreground",
                          EXIT_USAGE)
+    # Options the daemon would refuse are refused here, before the store is created.
+    _metrics_address(args)
+    _telepath_config(args)
+    _group_id(args.ctl_group)
     store = resolve_store(args)
-    store.mkdir(parents=True, exist_ok=True)
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise store_unavailable(store, exc, "create") from None
     log_path = (args.log or store / LOG_NAME).expanduser().absolute()
+    try:
+        log_file = open(log_path, "ab")  # noqa: SIM115 - closed below, once passed on
+    except OSError as exc:
+        if args.log is None:  # the store's own log: the store is not writable
+            raise store_unavailable(store, exc, "write to") from None
+        raise QuietError(f"cannot write the log {log_path}: {exc.strerror}",
+                         EXIT_USAGE) from None
     read_fd, write_fd = os.pipe()
-    child_argv = [sys.executable, "-m", "axonfs", *argv, "--foreground",
+    # -P: the working directory is not put on sys.path, so a folder named
+    # "axonfs" there (a clone's parent, say) cannot shadow the installed package.
+    child_argv = [sys.executable, "-P", "-m", "axonfs", *argv, "--foreground",
                   "--ready-fd", str(write_fd), "--log", str(log_path)]
-    with open(log_path, "ab") as log_file:
+    with log_file:
         child = subprocess.Popen(child_argv, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL, stderr=log_file,
                                  pass_fds=(write_fd,), start_new_session=True)
@@ -409,9 +442,14 @@ def _read_until_eof(fd: int, timeout: float) -> bytes:
 
 def _run_umount(args: argparse.Namespace) -> int:
     mountpoint = _absolute(args.mountpoint)
-    state = probe_mount(mountpoint)
-    if state == "none":
+    entry = find_mount(mountpoint)
+    if entry is None:
         raise QuietError(f"{mountpoint} is not mounted", 1)
+    if not entry.is_axonfs:
+        # fusermount3 run by root unmounts anything: refuse before it is reached.
+        raise QuietError(f"{mountpoint} is not an axonfs mount (it is {entry.fstype}); "
+                         "left alone", 1)
+    state = probe_mount(mountpoint)
     if state == "dead":
         detach_dead_mount(mountpoint, announce=True)
         return EXIT_OK
@@ -512,42 +550,3 @@ def _fusermount(options: list[str]) -> None:
     if result.returncode != 0:
         message = result.stderr.strip().removeprefix("fusermount3: ")
         raise QuietError(message or f"fusermount3 {' '.join(options)} failed")
-
-
-# -- /proc/self/mountinfo ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MountEntry:
-    """One line of ``/proc/self/mountinfo``."""
-
-    device: str
-    """``major:minor``; for FUSE also the name of the mount's bdi."""
-    mountpoint: Path
-    fstype: str
-    source: str
-
-
-def find_mount(mountpoint: Path) -> MountEntry | None:
-    """The topmost mount on exactly *mountpoint*, without touching the path."""
-    found: MountEntry | None = None
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as file:
-        for line in file:
-            entry = _parse_mountinfo(line)
-            if entry is not None and entry.mountpoint == mountpoint:
-                found = entry
-    return found
-
-
-def _parse_mountinfo(line: str) -> MountEntry | None:
-    head, _, tail = line.partition(" - ")
-    fields, rest = head.split(), tail.split()
-    if len(fields) < 5 or len(rest) < 2:
-        return None
-    return MountEntry(device=fields[2], mountpoint=Path(_unescape(fields[4])),
-                      fstype=rest[0], source=_unescape(rest[1]))
-
-
-def _unescape(field: str) -> str:
-    r"""Undo mountinfo's octal escapes (``\040`` for a space, ...)."""
-    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)

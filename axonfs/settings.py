@@ -27,6 +27,9 @@ have options for (the store and the S3 settings) and ignore the rest.
 
 ``--print-config`` prints the settings in force (file and command line
 merged) as TOML and exits, which is how to check a file before deploying it.
+An option left unset shows the default then in force (``store = "..."  #
+default``), or, when unset means "none" (no limit, no proxy), says so in a
+comment.
 """
 
 from __future__ import annotations
@@ -285,13 +288,62 @@ def print_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     command = _subparser(parser, args.command)
     lines = [f"# axonfs {args.command}: settings in force (command line > config file > "
              "default)"]
+    unset = _unset_meaning(args)
     for name, key in config_keys(parser).items():
         if command not in key.parsers and parser not in key.parsers:
             continue
         value = getattr(args, key.dest, None)
-        lines.append(f"# {name} is not set" if value is None else f"{name} = {_toml(value)}")
+        if value is not None:
+            lines.append(f"{name} = {_toml(value)}")
+            continue
+        in_force, meaning = unset.get(name, (None, "not set"))
+        lines.append(f"# {name}: {meaning}" if in_force is None
+                     else f"{name} = {_toml(in_force)}  # {meaning}")
     print("\n".join(lines))
     return EXIT_OK
+
+
+def _unset_meaning(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
+    """What each option left unset (None) means: the value then in force, if it
+    has one, and a note. The defaults are computed where they are decided (the
+    option's default of None is how the daemon tells "not given")."""
+    import dataclasses
+
+    from axonfs.backends import cache_directory
+    from axonfs.backends.s3 import S3Config
+    from axonfs.cli import resolve_store
+    from axonfs.config import WGET_MAX_BYTES
+    from axonfs.incoming import RETENTION_DEFAULT
+    from axonfs.mount import LOG_NAME
+
+    store = resolve_store(args)
+    s3 = {field.name: field.default for field in dataclasses.fields(S3Config)}
+    detached = not getattr(args, "foreground", False)  # a detached daemon logs to the store
+    return {
+        "store": (store, "default: $AXONFS_STORE, else ~/.local/share/axonfs"),
+        "log": (store / LOG_NAME, "default") if detached
+               else (None, "not set: stderr (with --foreground)"),
+        "mountpoint": (None, "not set: give one on the command line"),
+        "ctl-group": (None, "not set: only the owner and root may use the control socket"),
+        "http-proxy": (None, "not set: wget uses no proxy"),
+        "wget-max-bytes": (WGET_MAX_BYTES, "default"),
+        "max-bytes": (None, "not set: no limit"),
+        "max-count": (None, "not set: no limit"),
+        "metrics-listen": (None, "not set: no metrics endpoint"),
+        "telepath-listen": (None, "not set: Telepath on <store>/run/telepath.sock only"),
+        "tls-cert": (None, "not set: no TLS listener"),
+        "tls-key": (None, "not set: the key is in the tls-cert file"),
+        "incoming-retention": (RETENTION_DEFAULT, "default"),
+        "s3-bucket": (None, "not set: blobs are files in <store>/blobs"),
+        "s3-endpoint": (None, "not set: AWS"),
+        "s3-region": (None, "not set: boto3's configuration, else us-east-1"),
+        "cache-size": (s3["cache_size"], "default (with s3-bucket)"),
+        "cache-dir": (cache_directory(None, store), "default (with s3-bucket)"),
+        "s3-part-size": (s3["part_size"], "default (with s3-bucket)"),
+        "s3-connections": (s3["max_connections"], "default (with s3-bucket)"),
+        "s3-sync-interval": (None, "not set: other hosts' blobs are indexed only by "
+                                   "'axonfs ctl recover'"),
+    }
 
 
 def _toml(value: Any) -> str:

@@ -18,16 +18,19 @@ Concurrency: everything runs on the trio thread, so counters are plain
 integers updated without locks. A request costs two ``perf_counter_ns()``
 calls, one ``int.bit_length()`` and a few integer additions; nothing is
 logged. Latencies go into power-of-two nanosecond buckets (bucket *i* holds
-durations in ``[2**(i-1), 2**i)`` ns), from which the p99 is estimated as the
-upper edge of the bucket that holds it (so it is at most 2x pessimistic) and
-which Prometheus receives as a histogram.
+durations in ``[2**(i-1), 2**i)`` ns), from which the p50 and p99 are
+estimated as the upper edge of the bucket that holds them (so at most 2x
+pessimistic) and which Prometheus receives as a histogram. Expected "no"
+answers (:data:`EXPECTED_MISSES`) are counted as misses, not errors.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import inspect
+import math
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -50,14 +53,31 @@ FUSE_HANDLERS = (
 """The pyfuse3 request handlers :func:`instrument` times (those the class defines)."""
 
 
-class OpStats:
-    """Counters of one kind of FUSE request."""
+EXPECTED_MISSES: dict[str, frozenset[int]] = {
+    "lookup": frozenset({errno.ENOENT}),
+    # ENODATA is ENOATTR on Linux; ENOTSUP answers the namespaces the mount does
+    # not have (security.capability, asked before every write; ACLs; labels).
+    "getxattr": frozenset({errno.ENODATA, errno.ENOTSUP}),
+}
+"""Answers that are a normal "no" rather than a failure: a shell, ``ls`` or
+``cp`` looks up names that do not exist and asks for attributes files do not
+have (ACLs, SELinux labels, capabilities) all the time. They are counted as
+misses, apart from errors."""
 
-    __slots__ = ("count", "errors", "total_ns", "max_ns", "buckets")
+
+class OpStats:
+    """Counters of one kind of FUSE request.
+
+    ``count`` is every request (misses and errors included), and the latency
+    figures cover them all.
+    """
+
+    __slots__ = ("count", "errors", "misses", "total_ns", "max_ns", "buckets")
 
     def __init__(self) -> None:
         self.count = 0
         self.errors = 0
+        self.misses = 0
         self.total_ns = 0
         self.max_ns = 0
         self.buckets = [0] * BUCKETS
@@ -70,20 +90,32 @@ class OpStats:
         self.buckets[min(elapsed_ns.bit_length(), BUCKETS - 1)] += 1
 
     def quantile_ns(self, fraction: float) -> int:
-        """Upper bound of the bucket holding the *fraction* quantile (0 if empty)."""
-        wanted = fraction * self.count
+        """The *fraction* quantile, rounded up to its bucket's upper edge (0 if empty).
+
+        The quantile is the nearest-rank one: the smallest duration that at
+        least ``ceil(fraction * count)`` requests did not exceed. The answer
+        is never below it and at most twice it (capped at the maximum).
+
+        It may well be below the mean: when fewer than 1% of the requests
+        take most of the time (a cold cache, one slow commit), the mean
+        follows them and the p99 does not.
+        """
+        if not self.count:
+            return 0
+        rank = max(1, math.ceil(fraction * self.count - 1e-9))  # no float rounding up
         seen = 0
         for index, count in enumerate(self.buckets):
             seen += count
-            if count and seen >= wanted:
+            if seen >= rank:
                 return min(1 << index, self.max_ns)
         return self.max_ns
 
     def as_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "errors": self.errors, "total_ns": self.total_ns,
+        return {"count": self.count, "errors": self.errors, "misses": self.misses,
+                "total_ns": self.total_ns,
                 "mean_ns": self.total_ns // self.count if self.count else 0,
-                "p99_ns": self.quantile_ns(0.99), "max_ns": self.max_ns,
-                "buckets": _trim(self.buckets)}
+                "p50_ns": self.quantile_ns(0.5), "p99_ns": self.quantile_ns(0.99),
+                "max_ns": self.max_ns, "buckets": _trim(self.buckets)}
 
 
 def _trim(buckets: list[int]) -> list[int]:
@@ -119,7 +151,8 @@ def instrument(operations: Any, fuse: FuseStats) -> Any:
         method = getattr(operations, name, None)
         if method is None or not inspect.iscoroutinefunction(method):
             continue
-        setattr(operations, name, _timed(method, fuse.op(name), _byte_counter(name, fuse)))
+        setattr(operations, name, _timed(method, fuse.op(name), _byte_counter(name, fuse),
+                                         EXPECTED_MISSES.get(name, frozenset())))
     return operations
 
 
@@ -135,8 +168,8 @@ def _byte_counter(name: str, fuse: FuseStats) -> Callable[[Any], None] | None:
     return None
 
 
-def _timed(method: Handler, record: OpStats, on_result: Callable[[Any], None] | None
-           ) -> Handler:
+def _timed(method: Handler, record: OpStats, on_result: Callable[[Any], None] | None,
+           misses: frozenset[int] = frozenset()) -> Handler:
     clock = time.perf_counter_ns
     buckets = record.buckets
     last = BUCKETS - 1
@@ -147,8 +180,12 @@ def _timed(method: Handler, record: OpStats, on_result: Callable[[Any], None] | 
         start = clock()
         try:
             result = await method(*args, **kwargs)
-        except BaseException:
-            record.errors += 1
+        except BaseException as exc:
+            # The handlers answer with pyfuse3.FUSEError, which carries the errno.
+            if getattr(exc, "errno", None) in misses:
+                record.misses += 1
+            else:
+                record.errors += 1
             raise
         finally:
             elapsed = clock() - start
@@ -320,12 +357,21 @@ def _fuse_lines(fuse: dict[str, Any] | None) -> list[str]:
              f"written, {fuse['open_files']} open files, {fuse['open_dirs']} open dirs"
              + (", FAILSAFE (unexpected errors: see the log)" if fuse["failsafe"] else "")]
     if fuse["ops"]:
-        lines.append(f"  {'operation':<12} {'count':>10} {'errors':>8} {'mean':>10} "
-                     f"{'p99':>10} {'max':>10}")
+        lines.append(f"  {'operation':<12} {'count':>10} {'misses':>8} {'errors':>8} "
+                     f"{'mean':>10} {'p50':>10} {'p99':>10} {'max':>10}")
+    skewed = False
     for name, op in fuse["ops"].items():
-        lines.append(f"  {name:<12} {op['count']:>10} {op['errors']:>8} "
-                     f"{_latency(op['mean_ns']):>10} {_latency(op['p99_ns']):>10} "
+        lines.append(f"  {name:<12} {op['count']:>10} {op.get('misses', 0):>8} "
+                     f"{op['errors']:>8} {_latency(op['mean_ns']):>10} "
+                     f"{_latency(op.get('p50_ns', 0)):>10} {_latency(op['p99_ns']):>10} "
                      f"{_latency(op['max_ns']):>10}")
+        skewed = skewed or op["mean_ns"] > op["p99_ns"]
+    if fuse["ops"]:
+        lines.append("  misses: names and attributes that do not exist (a normal answer); "
+                     "p50/p99: bucket upper bounds")
+    if skewed:
+        lines.append("  a mean above the p99: fewer than 1% of those requests took most "
+                     "of the time (see max)")
     return lines
 
 

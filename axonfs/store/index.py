@@ -61,7 +61,7 @@ from typing import TypeVar
 
 import lmdb
 
-from axonfs.errors import StoreCorrupt
+from axonfs.errors import StoreCorrupt, StoreUnavailable
 from axonfs.hashing import Sha256
 
 log = logging.getLogger(__name__)
@@ -135,20 +135,39 @@ class HistoryRow:
 class Index:
     """The LMDB environment and its named databases."""
 
-    def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """Open (or create) the index at *path*.
+
+        *readonly* opens an existing index without writing anything, not even
+        LMDB's lock file: the caller holds the store lock, so no writer can
+        come, and a read-only filesystem allows nothing else.
+
+        Raises:
+            StoreUnavailable: (*readonly*) there is no index at *path*.
+        """
         self.path = path
-        self.env = lmdb.open(
-            str(path),
-            map_size=INITIAL_MAP_SIZE,
-            max_dbs=8,
-            sync=True,
-            metasync=True,
-            writemap=False,
-            readahead=False,
-            max_spare_txns=4,
-        )
-        self._grow_to_fit()
+        self.readonly = readonly
+        if readonly:
+            try:
+                self.env = lmdb.open(str(path), max_dbs=8, readonly=True, lock=False,
+                                     readahead=False, create=False)
+            except lmdb.Error as exc:
+                raise StoreUnavailable(f"no readable index in {path} ({exc}); "
+                                       "'axonfs recover' rebuilds a lost one",
+                                       path=str(path)) from None
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            self.env = lmdb.open(
+                str(path),
+                map_size=INITIAL_MAP_SIZE,
+                max_dbs=8,
+                sync=True,
+                metasync=True,
+                writemap=False,
+                readahead=False,
+                max_spare_txns=4,
+            )
+            self._grow_to_fit()
         self.blobs = self.env.open_db(b"blobs")
         self.seqn = self.env.open_db(b"seqn")
         self.history = self.env.open_db(b"history")
@@ -417,9 +436,11 @@ class Index:
             self._grow(max(info["map_size"] * 2, used * 2))
 
     def _check_version(self) -> None:
-        with self.env.begin(db=self.meta, write=True) as txn:
+        with self.env.begin(db=self.meta, write=not self.readonly) as txn:
             raw = txn.get(_META_VERSION)
             if raw is None:
+                if self.readonly:
+                    return
                 txn.put(_META_VERSION, _U64.pack(SCHEMA_VERSION))
                 return
             version = _U64.unpack(raw)[0]

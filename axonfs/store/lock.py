@@ -19,9 +19,18 @@ class StoreLock:
     a stale lock behind.
     """
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, *, readonly: bool = False) -> None:
+        """Take the lock; *readonly* neither creates the file nor writes our pid
+        (a read-only filesystem allows neither, and flock needs neither)."""
         self.path = store / LOCK_NAME
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if readonly:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:  # no process ever opened the store for writing
+                self.fd = -1
+                return
+        else:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -32,8 +41,9 @@ class StoreLock:
                 "stop it first, or talk to it with 'axonfs ctl'",
                 store=str(store), pid=owner,
             ) from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        if not readonly:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
         if self.fd >= 0:

@@ -52,11 +52,18 @@ from pathlib import Path
 
 from axonfs.backends.base import BlobBackend, BlobReader, BytesReader
 from axonfs.backends.local import LocalBackend
-from axonfs.errors import AxonError, BackendError, BlobMissing, HitLimit
+from axonfs.errors import (
+    AxonError,
+    BackendError,
+    BlobMissing,
+    HitLimit,
+    StoreUnavailable,
+    store_unavailable,
+)
 from axonfs.hashing import Sha256
 from axonfs.store import intent, spool
 from axonfs.store.index import BlobRow, Index, IndexOp
-from axonfs.store.lock import StoreLock
+from axonfs.store.lock import LOCK_NAME, StoreLock
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,16 @@ JOURNAL_BATCH_BYTES = 8 << 20
 """Journaled blobs (and bytes of them) read, written and synced per spill step:
 the memory bound of a spill. Each step ends with one syncfs and one index
 commit, so bigger steps cost less per blob."""
+
+
+STORE_MARKERS = (LOCK_NAME, "index.lmdb", "blobs")
+"""Names of which a store directory has at least one: every open creates the
+lock, and a store that lost its index still has its lock (and local blobs)."""
+
+
+def is_store(root: Path) -> bool:
+    """True if *root* is a store directory (not a typo's empty or foreign one)."""
+    return any(os.path.lexists(root / name) for name in STORE_MARKERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,23 +154,48 @@ class Store:
     """An open store directory. Only one process may have it open."""
 
     def __init__(self, root: Path, backend: BlobBackend | None = None,
-                 limits: Limits | None = None) -> None:
-        root.mkdir(parents=True, exist_ok=True)
+                 limits: Limits | None = None, *, readonly: bool = False) -> None:
+        """Open the store at *root*, creating it unless *readonly*.
+
+        *readonly* writes nothing (for checks, and stores on read-only
+        filesystems): it settles no interrupted commit, sweeps no spool and
+        refuses :meth:`commit`.
+
+        Raises:
+            StoreLocked: another process has the store open.
+            StoreUnavailable: the directory cannot be created, written or read.
+        """
         self.root = root
-        self.lock = StoreLock(root)
+        self.readonly = readonly
+        try:
+            if not readonly:
+                root.mkdir(parents=True, exist_ok=True)
+            self.lock = StoreLock(root, readonly=readonly)
+        except OSError as exc:
+            raise store_unavailable(root, exc, "open" if readonly else "create") from None
         # _commit_lock orders commits against the spiller's renames and journal
         # drops; _spill_lock keeps spill steps one at a time.
         self._commit_lock = threading.Lock()
         self._spill_lock = threading.Lock()
+        self.limits = limits if limits is not None else Limits()
+        self.tmp = root / "tmp"
+        self.intent_path = root / intent.INTENT_NAME
+        self.reserve_path = root / RESERVE_NAME
+        if readonly:
+            try:
+                self.index = Index(root / "index.lmdb", readonly=True)
+                self.backend = backend if backend is not None else LocalBackend(root / "blobs")
+            except BaseException:
+                self.lock.release()
+                raise
+            self._unsettled = True
+            return
         try:
-            self.tmp = root / "tmp"
             self.tmp.mkdir(exist_ok=True)
             spool.sweep(self.tmp)
             self.index = Index(root / "index.lmdb")
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
             self._settle_journal()
-            self.intent_path = root / intent.INTENT_NAME
-            self.reserve_path = root / RESERVE_NAME
             self._reserve()
             self._unsettled = True
             try:
@@ -164,10 +206,9 @@ class Store:
         except BaseException:
             self.lock.release()
             raise
-        self.limits = limits if limits is not None else Limits()
 
     def close(self) -> None:
-        if self.backend.deferred_sync:
+        if self.backend.deferred_sync and not self.readonly:
             try:
                 self.spill_journal()  # a clean stop leaves no journal behind
             except (AxonError, OSError) as exc:
@@ -194,6 +235,9 @@ class Store:
         Per-op failures (a limit, a backend error) come back as the exception
         in that op's slot; an index failure raises for the whole batch.
         """
+        if self.readonly:
+            raise StoreUnavailable(f"the store {self.root} was opened read-only",
+                                   errno=errno.EROFS)
         with self._commit_lock:
             released = self._release_reserve(ops)
             try:

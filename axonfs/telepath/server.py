@@ -40,7 +40,6 @@ worker thread under the ``auth_cpu`` limiter.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
 import secrets
@@ -409,7 +408,7 @@ class _Link:
                 raise TelepathError("NoSuchMeth", f"{type(item).__name__} has no method: "
                                     f"{methname}.", name=methname)
             try:
-                inspect.signature(method.function).bind(*args, **kwargs)
+                method.signature.bind(*args, **kwargs)
             except TypeError as exc:
                 raise BadArg(f"{methname}: {exc}", name=methname) from None
         except AxonError as exc:

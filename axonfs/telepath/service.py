@@ -23,6 +23,7 @@ may issue them from several pool connections.
 from __future__ import annotations
 
 import enum
+import inspect
 import os
 import secrets
 import time
@@ -33,7 +34,7 @@ from typing import Any, Protocol
 
 import trio
 
-from axonfs import __version__
+from axonfs import __version__, api
 from axonfs.axon import Axon, Upload
 from axonfs.errors import BadArg
 
@@ -52,10 +53,19 @@ class Kind(enum.Enum):
     SHARE = "share"
 
 
+KINDS = {api.Shape.VALUE: Kind.VALUE, api.Shape.STREAM: Kind.GENERATOR,
+         api.Shape.UPLOAD: Kind.SHARE}
+
+
 @dataclass(frozen=True, slots=True)
 class Method:
     kind: Kind
     function: Callable[..., Any]
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """What the server checks a call's arguments against before running it."""
+        return api.signature(self.function)
 
 
 class Shared(Protocol):
@@ -111,28 +121,20 @@ class AxonApi:
     def __init__(self, axon: Axon, identity: CellIdentity) -> None:
         self.axon = axon
         self.identity = identity
-        a = axon
-        value, genr = Kind.VALUE, Kind.GENERATOR
+        value = Kind.VALUE
+        served = (call for call in api.CALLS.values() if call.telepath
+                  and call.owner is api.Owner.AXON and call.shape is not api.Shape.UPLOAD)
         self._methods: dict[str, Method] = {
-            "get": Method(genr, a.get), "hashes": Method(genr, a.hashes),
-            "history": Method(genr, a.history), "readlines": Method(genr, a.readlines),
-            "csvrows": Method(genr, a.csvrows), "jsonlines": Method(genr, a.jsonlines),
-            "iterMpkFile": Method(genr, a.iterMpkFile),
-            "has": Method(value, a.has), "size": Method(value, a.size),
-            "hashset": Method(value, a.hashset), "wants": Method(value, a.wants),
-            "put": Method(value, a.put), "puts": Method(value, a.puts),
-            "del_": Method(value, a.del_), "dels": Method(value, a.dels),
-            "metrics": Method(value, a.metrics), "wget": Method(value, a.wget),
-            "wput": Method(value, a.wput), "postfiles": Method(value, a.postfiles),
-            "unpack": Method(value, a.unpack),
-            "recoverIndices": Method(value, self.recoverIndices),
+            call.name: Method(KINDS[call.shape], getattr(axon, call.name)) for call in served}
+        self._methods.update({  # what Telepath wraps, and a Cell's own calls
             "upload": Method(Kind.SHARE, self.upload),
+            "recoverIndices": Method(value, self.recoverIndices),
             "getCellInfo": Method(value, self.getCellInfo),
             "getCellIden": Method(value, self.getCellIden),
             "getCellType": Method(value, self.getCellType),
             "getCellRunId": Method(value, self.getCellRunId),
             "getHealthCheck": Method(value, self.getHealthCheck),
-        }
+        })
 
     def methods(self) -> dict[str, Method]:
         return self._methods

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,8 @@ def stored(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         (directory / name).write_bytes(data)
     out = ok(daemon, "put", *(str(directory / name) for name in files))
     lines = out.splitlines()
-    assert lines == [f"{len(data)} {hashlib.sha256(data).hexdigest()}" for data in files.values()]
+    assert lines == [f"{len(data)} {hashlib.sha256(data).hexdigest()} {directory / name}"
+                     for name, data in files.items()]
     return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
@@ -102,7 +105,10 @@ def test_hashes_history_hashset_metrics(daemon: Daemon, stored: dict[str, Any]) 
 
 def test_parsers(daemon: Daemon, stored: dict[str, Any]) -> None:
     assert ok(daemon, "readlines", stored["lines.txt"]) == "one\ntwo\n"
-    assert ok(daemon, "csvrows", stored["table.csv"], "--delimiter", "|") == "a,b\n1,2\n"
+    # Printed in the input's dialect, so that the output reads back as the blob did.
+    assert ok(daemon, "csvrows", stored["table.csv"], "--delimiter", "|") == "a|b\n1|2\n"
+    assert ok(daemon, "csvrows", stored["table.csv"], "--delimiter", "|", "--quoting",
+              "all") == '"a"|"b"\n"1"|"2"\n'
     assert json_lines(ok(daemon, "csvrows", "--json", stored["table.csv"], "--delimiter",
                          "|")) == [["a", "b"], ["1", "2"]]
     assert json_lines(ok(daemon, "jsonlines", stored["objs.jsonl"])) == [{"a": 1}, [2]]
@@ -151,3 +157,57 @@ def test_exit_codes_and_help(daemon: Daemon, tmp_path: Path) -> None:
                  "3  the daemon is unreachable", "4  the call failed"):
         assert line in help_text
     assert "exit status" in ok(daemon, "wget", "--help")
+
+
+def test_put_names_what_it_reads(daemon: Daemon, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    one.write_bytes(b"only one")
+    assert ok(daemon, "put", str(one)) == f"8 {hashlib.sha256(b'only one').hexdigest()}\n"
+    piped = ok(daemon, "put", "/dev/stdin", stdin=b"from a pipe")
+    assert piped == f"11 {hashlib.sha256(b'from a pipe').hexdigest()}\n"
+    directory = ctl(daemon, "put", str(tmp_path))
+    assert directory.returncode == 2
+    assert directory.stderr.decode().splitlines() == [
+        f"axonfs: {tmp_path} is a directory: put stores files (give the files, e.g. "
+        f"{tmp_path}/*, or copy the tree into the mount's incoming/)"]
+
+
+def test_hex_is_read_in_either_case_and_printed_lower_case(daemon: Daemon) -> None:
+    sha = ok(daemon, "put", stdin=b"case").split()[1]
+    assert ok(daemon, "has", sha.upper()) == f"{sha} present\n"
+    assert ok(daemon, "size", sha.upper()) == f"{sha} 4\n"
+
+
+def test_every_option_has_help() -> None:
+    from axonfs.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif action.option_strings and action.help is None:
+                missing.append(f"{path} {action.option_strings[0]}")
+
+    walk(build_parser(), "axonfs")
+    assert missing == []
+
+
+def test_the_readme_python_example_runs_as_written(daemon: Daemon, tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    intro = "Code written against a Synapse Axon runs with only its connect line changed:"
+    lines = []
+    for line in readme.split(intro, 1)[1].splitlines()[1:]:  # the indented block after it
+        if line and not line.startswith("    "):
+            break
+        lines.append(line)
+    code = textwrap.dedent("\n".join(lines))
+    assert 'mount="/mnt/axon"' in code and "asyncio.run(" in code
+    script = tmp_path / "example.py"
+    script.write_text(code.replace('mount="/mnt/axon"', f"socket={str(daemon.socket)!r}"))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60, env=daemon.env(), check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "b'hello'\n"

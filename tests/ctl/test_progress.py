@@ -96,7 +96,7 @@ def test_put_of_several_files_shows_a_bar_and_clean_result_lines(daemon: Daemon,
     status, raw = on_tty("ctl", "put", *files, env=daemon.env())
     assert status == 0, raw
     assert "put:" in raw  # a bar was drawn
-    expected = [f"{MiB + n} {hashlib.sha256(p.read_bytes()).hexdigest()}"
+    expected = [f"{MiB + n} {hashlib.sha256(p.read_bytes()).hexdigest()} {p}"
                 for n, p in enumerate(files)]
     assert screen(raw) == expected  # each result on a line of its own, the bar gone
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from axonfs.store.store import Store
+
 from .conftest import clean_env, run_axonfs
 
 
@@ -56,6 +58,23 @@ metrics-listen = "127.0.0.1:9567"
     assert settings["store"] == str(tmp_path / "other")
     assert settings["mountpoint"] == str(tmp_path / "mnt")
     assert settings["log-level"] == "debug"
+
+
+def test_print_config_shows_the_defaults_in_force(tmp_path: Path) -> None:
+    env = {**clean_env(), "AXONFS_STORE": str(tmp_path / "st")}
+    result = run_axonfs("mount", "--print-config", tmp_path / "mnt", env=env)
+    assert result.returncode == 0, result.stderr
+    settings = tomllib.loads(result.stdout)
+    assert settings["store"] == str(tmp_path / "st")
+    assert settings["log"] == str(tmp_path / "st" / "axonfs.log")
+    assert settings["wget-max-bytes"] == 4 << 30
+    assert settings["incoming-retention"] == 3600.0
+    assert settings["cache-size"] == 1 << 30
+    assert settings["cache-dir"] == str(tmp_path / "st" / "cache")
+    assert "# max-bytes: not set: no limit" in result.stdout.splitlines()
+    assert "is not set" not in result.stdout
+    fsck = run_axonfs("fsck", "--print-config", env=env)
+    assert tomllib.loads(fsck.stdout)["store"] == str(tmp_path / "st")
 
 
 def test_one_file_serves_mount_and_serve(tmp_path: Path) -> None:
@@ -136,8 +155,10 @@ def test_the_example_config_is_valid() -> None:
 def test_fsck_takes_the_store_from_a_daemon_config(tmp_path: Path) -> None:
     config = write(tmp_path / "a.toml", 'store = "st"\nmountpoint = "/srv/x"\n'
                                         'allow-other = true\n')
+    missing = run_axonfs("fsck", "--config", config, env=clean_env())
+    assert missing.returncode == 3 and f"no store at {tmp_path / 'st'}" in missing.stderr
+    Store(tmp_path / "st").close()
     result = run_axonfs("fsck", "--config", config, env=clean_env())
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "st" / "index.lmdb").exists()
     assert run_axonfs("fsck", "--config", config, "--repair", "--quick",
                       env=clean_env()).returncode == 0

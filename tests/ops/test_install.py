@@ -134,7 +134,7 @@ axonfs umount {mnt} || exit 3
     assert result.returncode == 0, result.stderr
     size, daemon = result.stdout.splitlines()
     assert int(size) == 64 << 20
-    assert daemon.startswith("/opt/axonfs/bin/python3 -m axonfs mount ")
+    assert daemon.startswith("/opt/axonfs/bin/python3 -P -m axonfs mount ")
 
 
 def user_verify(home: Path, unit: Path) -> subprocess.CompletedProcess[str]:

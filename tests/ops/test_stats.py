@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import os
+import random
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 from axonfs import axon as axon_module
 from axonfs.axon import Axon
 from axonfs.metrics_http import parse_listen, prometheus_text
-from axonfs.stats import OpStats, Stats, format_text
+from axonfs.stats import FuseStats, OpStats, Stats, format_text, instrument
 
 from .conftest import clean_env, metrics_port, new_bucket_name, run_axonfs
 
@@ -49,8 +52,17 @@ def test_stats_follow_real_activity(make_mount, tmp_path: Path) -> None:  # type
     sha = hashlib.sha256(data).hexdigest()
     assert mounted.path("by-sha256", sha).read_bytes() == data
 
+    # Normal "no" answers: missing names, attributes a file does not have.
+    for name in ("absent-1", "absent-2"):
+        assert not mounted.path("incoming", name).exists()
+    with pytest.raises(OSError) as no_attribute:
+        os.getxattr(mounted.path("by-sha256", sha), "user.not-there")
+    assert no_attribute.value.errno == errno.ENODATA
+
     after = stats(mounted.mnt)
     fuse = after["fuse"]
+    assert fuse["ops"]["lookup"]["misses"] >= 2 and fuse["ops"]["lookup"]["errors"] == 0
+    assert fuse["ops"]["getxattr"]["misses"] >= 1 and fuse["ops"]["getxattr"]["errors"] == 0
     assert fuse["bytes_written"] == 2 * len(data)
     assert fuse["bytes_read"] >= len(data)
     for op in ("create", "write", "flush", "release", "lookup", "open", "read"):
@@ -67,7 +79,8 @@ def test_stats_follow_real_activity(make_mount, tmp_path: Path) -> None:  # type
 
     text = run_axonfs("ctl", "-m", mounted.mnt, "stats", env=clean_env())
     assert text.returncode == 0
-    assert re.search(r"^  read +\d+ +0 +\d", text.stdout, re.MULTILINE), text.stdout
+    assert re.search(r"^  read +\d+ +0 +0 +\d", text.stdout, re.MULTILINE), text.stdout
+    assert re.search(r"^  lookup +\d+ +[1-9]\d* +0 ", text.stdout, re.MULTILINE), text.stdout
     assert "1 dedup hits" in text.stdout and "585.9 KiB written" in text.stdout
 
     # The same counters for Prometheus, scraped over loopback.
@@ -80,6 +93,8 @@ def test_stats_follow_real_activity(make_mount, tmp_path: Path) -> None:  # type
     assert scraped["axonfs_dedup_hits_total"] == 1
     assert scraped["axonfs_fuse_written_bytes_total"] == 2 * len(data)
     assert scraped['axonfs_fuse_request_duration_seconds_count{op="read"}'] >= 1
+    assert scraped['axonfs_fuse_request_misses_total{op="lookup"}'] >= 2
+    assert scraped['axonfs_fuse_request_errors_total{op="lookup"}'] == 0
     assert scraped['axonfs_fuse_request_duration_seconds_bucket{op="read",le="+Inf"}'] \
         == scraped['axonfs_fuse_request_duration_seconds_count{op="read"}']
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 404
@@ -130,6 +145,65 @@ def test_metrics_listen_is_loopback_only() -> None:
     for bad in ("9567", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000"):
         with pytest.raises(ValueError, match="HOST:PORT"):
             parse_listen(bad)
+
+
+def test_quantiles_bound_the_exact_ones() -> None:
+    """Each estimate is the nearest-rank quantile rounded up to a power of two."""
+    rng = random.Random(7)
+    for trial in range(200):
+        durations = [int(rng.lognormvariate(10, 2)) + 1 for _ in range(rng.randint(1, 400))]
+        op = OpStats()
+        for duration in durations:
+            op.record(duration)
+        ordered = sorted(durations)
+        for fraction in (0.5, 0.9, 0.99, 1.0):
+            exact = ordered[math.ceil(fraction * len(ordered)) - 1]
+            estimate = op.quantile_ns(fraction)
+            assert exact <= estimate <= min(2 * exact, op.max_ns), (trial, fraction)
+
+
+def test_p99_may_be_above_or_below_the_mean() -> None:
+    steady = OpStats()
+    for duration in (1000, 1100, 1200, 50_000):
+        steady.record(duration)
+    assert steady.as_dict()["p99_ns"] >= steady.as_dict()["mean_ns"]
+    one_slow = OpStats()
+    for _ in range(199):
+        one_slow.record(1000)
+    one_slow.record(1_000_000_000)
+    snapshot = one_slow.as_dict()
+    assert snapshot["p99_ns"] == 1024 < snapshot["mean_ns"]  # correct: the tail is one request
+    text = format_text({"version": "t", "pid": 1, "uptime_s": 1.0,
+                        "store": {"path": "/s", "blobs": 0, "bytes": 0},
+                        "commits": {"batches": 0, "ops": 0}, "dedup_hits": 0,
+                        "spool": {"files": 0, "bytes": 0}, "journal": {"blobs": 0},
+                        "backend": {"name": "local"},
+                        "fuse": {"bytes_read": 0, "bytes_written": 0, "open_files": 0,
+                                 "open_dirs": 0, "failsafe": False,
+                                 "ops": {"read": snapshot}}})
+    assert "a mean above the p99: fewer than 1% of those requests took most" in text
+
+
+async def test_expected_misses_are_not_errors() -> None:
+    import pyfuse3
+
+    class Handlers:
+        async def lookup(self, parent: int, name: bytes, ctx: object = None) -> None:
+            raise pyfuse3.FUSEError(errno.ENOENT if name == b"absent" else errno.EIO)
+
+        async def getxattr(self, inode: int, name: bytes, ctx: object = None) -> None:
+            raise pyfuse3.FUSEError(errno.ENODATA)
+
+    fuse = FuseStats()
+    handlers = instrument(Handlers(), fuse)
+    for name in (b"absent", b"absent", b"broken"):
+        with pytest.raises(pyfuse3.FUSEError):
+            await handlers.lookup(1, name)
+    with pytest.raises(pyfuse3.FUSEError):
+        await handlers.getxattr(1, b"security.selinux")
+    lookup, getxattr = fuse.ops["lookup"], fuse.ops["getxattr"]
+    assert (lookup.count, lookup.misses, lookup.errors) == (3, 2, 1)
+    assert (getxattr.count, getxattr.misses, getxattr.errors) == (1, 1, 0)
 
 
 def test_latency_buckets_and_p99() -> None:

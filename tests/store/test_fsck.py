@@ -67,11 +67,15 @@ def test_corrupt_blob(store: Path) -> None:
     writable(blob_file(store, victim)).write_bytes(data)
     result = fsck(store)
     assert result.returncode == 1
-    assert "1 blobs not matching their hash" in result.stdout
+    assert "1 blob not matching their hash" in result.stdout
     assert victim.hex() in result.stdout
     assert fsck(store, "--quick").returncode == 0  # sizes still agree
     repaired = fsck(store, "--repair")
-    assert repaired.returncode == 1 and "repaired" in repaired.stdout
+    assert repaired.returncode == 1
+    assert repaired.stderr == ""  # the report alone, on stdout
+    assert repaired.stdout.splitlines()[-4:] == [
+        "repaired:", f"  1 bad blob file moved to quarantine/ {store / 'quarantine'}",
+        "  1 index row of missing or bad blobs dropped", "  the counters recomputed"]
     assert (store / "quarantine" / victim.hex()).read_bytes() == data
     assert not blob_file(store, victim).exists()
     assert_clean(store)
@@ -82,7 +86,7 @@ def test_blob_with_the_wrong_size(store: Path) -> None:
     writable(blob_file(store, victim)).write_bytes(GOOD[0][:-1])
     result = fsck(store, "--quick")
     assert result.returncode == 1
-    assert "1 blobs with the wrong size" in result.stdout and victim.hex() in result.stdout
+    assert "1 blob with the wrong size" in result.stdout and victim.hex() in result.stdout
     assert fsck(store, "--repair").returncode == 1
     assert_clean(store)
 
@@ -92,7 +96,7 @@ def test_missing_blob(store: Path) -> None:
     blob_file(store, victim).unlink()
     result = fsck(store)
     assert result.returncode == 1
-    assert "1 blobs missing from the backend" in result.stdout and victim.hex() in result.stdout
+    assert "1 blob missing from the backend" in result.stdout and victim.hex() in result.stdout
     assert fsck(store, "--repair").returncode == 1
     assert_clean(store)
 
@@ -104,7 +108,8 @@ async def test_orphan_blob_is_indexed_by_repair(store: Path) -> None:
     path.write_bytes(orphan)
     result = fsck(store)
     assert result.returncode == 1
-    assert "1 blobs in the backend but not the index" in result.stdout
+    assert "1 blob in the backend but not the index" in result.stdout
+    assert "'axonfs recover'" in result.stdout
     assert sha256(orphan).hex() in result.stdout
     assert fsck(store, "--repair").returncode == 1
     assert_clean(store)
@@ -120,7 +125,7 @@ def test_orphan_that_does_not_match_its_name_is_quarantined(store: Path) -> None
     path.write_bytes(b"something else")
     result = fsck(store)
     assert result.returncode == 1
-    assert "1 blobs unindexed and not matching their name" in result.stdout
+    assert "1 blob unindexed and not matching their name" in result.stdout
     assert fsck(store, "--repair").returncode == 1
     assert (store / "quarantine" / name.hex()).read_bytes() == b"something else"
     assert_clean(store)

@@ -58,8 +58,13 @@ async def test_second_process_is_refused(store_dir: Path) -> None:
         # fsck refuses too, with its own exit status and a one-line message.
         result = run_axonfs("fsck", "--store", store_dir)
         assert result.returncode == 3, result
-        assert "already open by another process" in result.stderr
-        assert "Traceback" not in result.stderr
+        assert f"is open by a running daemon (pid {proc.pid})" in result.stderr
+        assert f"'axonfs stop --store {store_dir}'" in result.stderr  # ctl has no fsck
+        assert len(result.stderr.splitlines()) == 1
+        recover = run_axonfs("recover", "--store", store_dir)
+        assert recover.returncode == 3
+        assert recover.stderr.strip().endswith(
+            f"recover through it with 'axonfs ctl --store {store_dir} recover'")
         assert proc.stdin is not None
         proc.stdin.close()
         assert proc.wait(timeout=10) == 0

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ctl.conftest import stop_daemon
 from ctl.servers import FILE_BODY, LocalHTTPServer
 
-from .conftest import PASSWORD, Tele, axonfs, run_client, run_module
+from .conftest import PASSWORD, Tele, axonfs, run_client, run_module, start_tele
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +160,32 @@ def test_copy_from_a_synapse_axon_and_back(synapse_python: Path, tele: Tele,
                      timeout=120)
     assert out["expected"] == 201
     assert out["axonfs_has_all"] and out["dst_has_all"]
+
+
+@pytest.mark.parametrize("listener", ["unix", "tcp"])
+def test_synapse_own_axon_test_passes(synapse_python: Path, tmp_path: Path,
+                                      listener: str) -> None:
+    """Synapse's ``runAxonTestBase``, as its ``test_axon_proxy`` runs it, with the Axon
+    replaced by axonfs (it counts blobs, bytes and indexes: a store of its own)."""
+    tele = start_tele(tmp_path / "store")
+    try:
+        url = tele.unix if listener == "unix" else tele.tcp_as()
+        out = run_client(synapse_python, "synapse_axon_suite.py", url, timeout=180)
+    finally:
+        stop_daemon(tele.daemon)
+    assert out["ok"], out["error"]
+    assert out["removed"] == ["evt = asyncio.Event() ... # CSV with alternative delimiter"]
+
+
+@pytest.mark.parametrize("limit", [("--max-count", "10"), ("--max-bytes", "320")])
+def test_synapse_own_limits_test_passes(synapse_python: Path, tmp_path: Path,
+                                        limit: tuple[str, str]) -> None:
+    tele = start_tele(tmp_path / "store", *limit)
+    try:
+        out = run_client(synapse_python, "synapse_axon_suite.py", tele.unix, "limits")
+    finally:
+        stop_daemon(tele.daemon)
+    assert out["ok"], out["error"]
 
 
 def test_ssl_listener(synapse_python: Path, tmp_path: Path) -> None:

@@ -1,0 +1,111 @@
+"""The one declaration of the calls axonfs serves over its sockets.
+
+A call's arguments are those of the function that answers it: a method of
+:class:`~axonfs.axon.Axon` of the same name, or, for the few calls about the
+daemon rather than the store (``ping``, ``stats``...), a method of the control
+server. This table says the rest, once: how the result travels, whether
+``ctl.sock`` answers it in its reading task, whether Telepath serves it, and
+which ``axonfs ctl`` subcommand runs it. Both socket servers dispatch from it;
+``tests/ctl/test_api.py`` checks :class:`~axonfs.client.AxonClient`, the CLI
+and ``docs/PROTOCOL.md`` against it, so a signature that drifts fails a test.
+
+Adding a call: a method on ``Axon``, a row here, a method on ``AxonClient``
+with the same parameters, and its text in ``docs/PROTOCOL.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class Shape(enum.Enum):
+    VALUE = "value"
+    """One result."""
+    STREAM = "stream"
+    """A sequence of items (a generator on the Axon, ``genr`` over Telepath)."""
+    UPLOAD = "upload"
+    """A writable object: ``write``\\ s then ``save``."""
+
+
+class Owner(enum.Enum):
+    AXON = "axon"
+    """Answered by the ``Axon`` method of the same name."""
+    SERVER = "server"
+    """Answered by the socket server itself (about the daemon, not the store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    name: str
+    """The wire name, on ``ctl.sock`` and over Telepath alike."""
+    shape: Shape
+    owner: Owner = Owner.AXON
+    inline: bool = False
+    """``ctl.sock`` answers it in the connection's reading task: index lookups
+    of microseconds, for which a task and a cancel scope cost more than the work."""
+    batched: str | None = None
+    """The Axon's list-at-a-time twin of a stream, sent a list per frame."""
+    telepath: bool = True
+    """Served over Telepath (Synapse's ``AxonApi`` has it)."""
+    cli: str | None = None
+    """The ``axonfs ctl`` subcommand that makes this call, if one does."""
+
+
+VALUE, STREAM, UPLOAD, SERVER = Shape.VALUE, Shape.STREAM, Shape.UPLOAD, Owner.SERVER
+
+CALLS: dict[str, Call] = {call.name: call for call in (
+    # The reference Axon's API.
+    Call("put", VALUE, cli="put"),
+    Call("puts", VALUE, cli="put"),
+    Call("upload", UPLOAD, cli="put"),
+    Call("has", VALUE, inline=True, cli="has"),
+    Call("size", VALUE, inline=True, cli="size"),
+    Call("wants", VALUE, inline=True, cli="wants"),
+    Call("metrics", VALUE, inline=True, cli="metrics"),
+    Call("hashset", VALUE, cli="hashset"),
+    Call("del_", VALUE, cli="del"),
+    Call("dels", VALUE, cli="del"),
+    Call("unpack", VALUE, cli="unpack"),
+    Call("wget", VALUE, cli="wget"),
+    Call("wput", VALUE, cli="wput"),
+    Call("postfiles", VALUE, cli="postfiles"),
+    Call("get", STREAM, cli="get"),
+    Call("hashes", STREAM, batched="hashes_batches", cli="hashes"),
+    Call("history", STREAM, batched="history_batches", cli="history"),
+    Call("readlines", STREAM, cli="readlines"),
+    Call("csvrows", STREAM, cli="csvrows"),
+    Call("jsonlines", STREAM, cli="jsonlines"),
+    Call("iterMpkFile", STREAM, cli="msgpack"),
+    # The S3 Axon's recovery, and the daemon's own calls.
+    Call("recoverIndices", VALUE, SERVER, cli="recover"),
+    Call("recover_progress", STREAM, SERVER, telepath=False, cli="recover"),
+    Call("ping", VALUE, SERVER, inline=True, telepath=False, cli="ping"),
+    Call("stats", VALUE, SERVER, telepath=False, cli="stats"),
+    Call("log_level", VALUE, SERVER, telepath=False, cli="log-level"),
+)}
+
+
+def signature(function: Callable[..., Any]) -> inspect.Signature:
+    """*function*'s signature, which a server checks a call's arguments against.
+
+    Building one costs tens of microseconds, as much as the rest of a ``has()``
+    round trip: each is built once per underlying function (a bound method's
+    object may live only as long as a connection).
+    """
+    unbound = getattr(function, "__func__", None)
+    if unbound is None:
+        return _signature(function, drop_self=False)
+    return _signature(unbound, drop_self=True)
+
+
+@functools.cache
+def _signature(function: Callable[..., Any], *, drop_self: bool) -> inspect.Signature:
+    found = inspect.signature(function)
+    if not drop_self:
+        return found
+    return found.replace(parameters=list(found.parameters.values())[1:])

@@ -1,0 +1,95 @@
+"""The call table (``axonfs.api``) against everything that must agree with it.
+
+Each front end's copy of a call -- the function answering it, the client's
+method, the Telepath table, the CLI subcommand, the protocol document -- is
+checked here, so a signature or a name that drifts fails a test instead of
+failing a user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from axonfs import api
+from axonfs.axon import Axon
+from axonfs.cli import build_parser
+from axonfs.client import AxonClient
+from axonfs.ctlserver import SERVER_CALLS, _Connection
+from axonfs.telepath.service import AxonApi, CellIdentity, Kind
+
+PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
+
+
+def answering(call: api.Call) -> Callable[..., Any]:
+    if call.owner is api.Owner.AXON:
+        return getattr(Axon, call.name)  # type: ignore[no-any-return]
+    return getattr(_Connection, SERVER_CALLS[call.name])  # type: ignore[no-any-return]
+
+
+def wire_parameters(function: Callable[..., Any], call: api.Call) -> list[inspect.Parameter]:
+    parameters = list(inspect.signature(function).parameters.values())[1:]  # self
+    if call.name == "recover_progress" and function is not getattr(AxonClient, call.name):
+        parameters = parameters[1:]  # the server adds the request's id
+    return parameters
+
+
+@pytest.mark.parametrize("call", api.CALLS.values(), ids=lambda call: call.name)
+def test_the_client_takes_what_the_server_takes(call: api.Call) -> None:
+    served = wire_parameters(answering(call), call)
+    client = wire_parameters(getattr(AxonClient, call.name), call)
+    assert [(p.name, p.kind, p.default, p.annotation) for p in client] == \
+        [(p.name, p.kind, p.default, p.annotation) for p in served]
+
+
+@pytest.mark.parametrize("call", api.CALLS.values(), ids=lambda call: call.name)
+def test_the_answering_function_has_the_declared_shape(call: api.Call) -> None:
+    function = answering(call)
+    if call.shape is api.Shape.STREAM and call.name != "recover_progress":
+        returns = inspect.signature(function).return_annotation
+        assert inspect.isasyncgenfunction(function) or returns.startswith("AsyncIterator[")
+    else:
+        assert inspect.iscoroutinefunction(function)
+    if call.batched is not None:
+        twin = getattr(Axon, call.batched)
+        assert inspect.isasyncgenfunction(twin)
+        assert list(inspect.signature(twin).parameters) == \
+            list(inspect.signature(function).parameters)
+
+
+def test_telepath_serves_every_declared_call(tmp_path: Path) -> None:
+    table = AxonApi(Axon.__new__(Axon), CellIdentity.load(tmp_path)).methods()
+    declared = {call.name: call for call in api.CALLS.values() if call.telepath}
+    cell_calls = {name for name in table if name.startswith("getCell") or name == "getHealthCheck"}
+    assert set(table) - cell_calls == set(declared)
+    for name, call in declared.items():
+        expected = {api.Shape.VALUE: Kind.VALUE, api.Shape.STREAM: Kind.GENERATOR,
+                    api.Shape.UPLOAD: Kind.SHARE}[call.shape]
+        assert table[name].kind is expected, name
+
+
+def test_each_cli_subcommand_named_exists() -> None:
+    parser = build_parser()
+    ctl = _subcommands(parser)["ctl"]
+    names = set(_subcommands(ctl))
+    missing = {call.cli for call in api.CALLS.values() if call.cli} - names
+    assert not missing
+
+
+def test_the_protocol_document_describes_every_call() -> None:
+    text = PROTOCOL.read_text()
+    missing = [name for name in api.CALLS if not re.search(rf"\b{name}\b", text)]
+    assert not missing
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
