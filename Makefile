@@ -1,8 +1,15 @@
 # axonfs — everything a fresh Debian machine needs, then run or test.
 #
-#   make run     install, then mount the default local store on ./mnt (foreground: Ctrl-C unmounts)
-#   make test    install, then run the whole test suite
+#   make run     build a runtime-only venv (.venv-run), then mount the default local store
+#                on ./mnt (foreground: Ctrl-C unmounts)
+#   make test    install with the test extras (.venv), then run the whole test suite
 #                (also builds .venv-synapse: Synapse for the Telepath tests, kept out of .venv)
+#   make install        (root) a venv in PREFIX (/opt/axonfs) with the runtime dependencies,
+#                       axonfs in /usr/local/bin, /sbin/mount.fuse.axonfs (mount -t fuse.axonfs,
+#                       fstab), the systemd units, the man page and bash/zsh completion.
+#                       DESTDIR=DIR stages everything under DIR (for packaging).
+#   make install-user   the same for one user without root: ~/.local/lib/axonfs, ~/.local/bin,
+#                       ~/.config/systemd/user, ~/.local/share/{man,bash-completion,zsh}
 #   make bench   run every benchmark (bench/run_all.py) and write the ratios into docs/PERFORMANCE.md
 #                (BENCH_ARGS=--quick for a smoke run)
 
@@ -16,8 +23,26 @@ BIN     = $(VENV)/bin
 SYNAPSE_VENV    ?= .venv-synapse
 SYNAPSE_VERSION  = 2.256.0
 DEBS    = fuse3 libfuse3-dev pkg-config attr rsync
+# `make run` gets a venv of its own with the runtime dependencies only (no test extras).
+RUN_VENV ?= .venv-run
 
-.PHONY: run test bench bench-mount bench-socket bench-s3 bench-telepath deps venv venv-synapse clean
+# make install: where things go. DESTDIR only prefixes the files written; every path
+# written *into* a file (ExecStart=, the scripts' #!, the links) is the final one.
+DESTDIR ?=
+PREFIX  ?= /opt/axonfs
+BINDIR  ?= /usr/local/bin
+SBINDIR ?= /sbin
+MANDIR  ?= /usr/local/share/man
+BASH_COMPLETION_DIR ?= /usr/local/share/bash-completion/completions
+ZSH_COMPLETION_DIR  ?= /usr/local/share/zsh/site-functions
+SYSTEMD_SYSTEM_DIR  ?= /etc/systemd/system
+SYSTEMD_USER_DIR    ?= /etc/systemd/user
+# ExecStart= of the user unit: installed system-wide it runs BINDIR's axonfs; a per-user
+# install (install-user) keeps the unit's own %h/.local/bin/axonfs.
+USER_UNIT_EXEC ?= $(BINDIR)/axonfs
+
+.PHONY: run test bench bench-mount bench-socket bench-s3 bench-telepath deps venv venv-synapse \
+        venv-run install install-common install-user clean
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -42,9 +67,59 @@ venv-synapse: $(SYNAPSE_VENV)/.synapse-$(SYNAPSE_VERSION)
 
 venv: $(BIN)/axonfs venv-synapse
 
-run: venv
+$(RUN_VENV)/bin/axonfs: pyproject.toml | deps
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/pip install -q -e .
+	@touch $@
+
+venv-run: $(RUN_VENV)/bin/axonfs
+
+run: venv-run
 	mkdir -p $(MNT)
-	$(BIN)/axonfs mount --foreground --store $(STORE) $(MNT)
+	$(RUN_VENV)/bin/axonfs mount --foreground --store $(STORE) $(MNT)
+
+# install-common: what a system-wide and a per-user install share (the venv, the command
+# on PATH, the user unit, the man page and completion).
+# The venv is built where it will run when DESTDIR is empty. Staged under DESTDIR, the
+# text files of bin/ (the scripts' #!, activate) and pyvenv.cfg are rewritten to the final
+# PREFIX, and nothing is byte-compiled (a .pyc would keep the staging path): the venv
+# finds its site-packages relative to bin/python, so nothing else names the staging path.
+# No --clear: reinstalling over a running daemon's venv only replaces files, as pip does.
+install-common: | deps
+	$(PYTHON) -m venv $(DESTDIR)$(PREFIX)
+	$(DESTDIR)$(PREFIX)/bin/pip install -q $(if $(DESTDIR),--no-compile) .
+	@if [ -n "$(DESTDIR)" ]; then \
+	  grep -rlI -F '$(DESTDIR)$(PREFIX)' $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/pyvenv.cfg \
+	  | xargs -r sed -i 's|$(DESTDIR)$(PREFIX)|$(PREFIX)|g'; fi
+	install -d $(DESTDIR)$(BINDIR)
+	ln -sfn $(PREFIX)/bin/axonfs $(DESTDIR)$(BINDIR)/axonfs
+	install -d $(DESTDIR)$(SYSTEMD_USER_DIR)
+	sed 's|^ExecStart=%h/.local/bin/axonfs |ExecStart=$(USER_UNIT_EXEC) |' \
+	  systemd/user/axonfs.service > $(DESTDIR)$(SYSTEMD_USER_DIR)/axonfs.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_USER_DIR)/axonfs.service
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASH_COMPLETION_DIR) \
+	  $(DESTDIR)$(ZSH_COMPLETION_DIR)
+	$(DESTDIR)$(PREFIX)/bin/python -m axonfs.manpage > $(DESTDIR)$(MANDIR)/man1/axonfs.1
+	$(DESTDIR)$(PREFIX)/bin/python -m axonfs.completion bash \
+	  > $(DESTDIR)$(BASH_COMPLETION_DIR)/axonfs
+	$(DESTDIR)$(PREFIX)/bin/python -m axonfs.completion zsh > $(DESTDIR)$(ZSH_COMPLETION_DIR)/_axonfs
+
+install: install-common
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSTEMD_SYSTEM_DIR)
+	ln -sfn $(PREFIX)/bin/mount.fuse.axonfs $(DESTDIR)$(SBINDIR)/mount.fuse.axonfs
+	sed 's|^ExecStart=/usr/local/bin/axonfs |ExecStart=$(BINDIR)/axonfs |' \
+	  systemd/axonfs@.service > $(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/axonfs@.service
+	chmod 0644 $(DESTDIR)$(SYSTEMD_SYSTEM_DIR)/axonfs@.service
+
+# No root: FUSE's setuid fusermount3 mounts; the user unit keeps %h/.local/bin/axonfs.
+# No mount helper and no system unit: mount(8) runs helpers from /sbin only (a user
+# mounts with `axonfs mount`), and system units are root's.
+install-user:
+	$(MAKE) install-common PREFIX=$(HOME)/.local/lib/axonfs BINDIR=$(HOME)/.local/bin \
+	  MANDIR=$(HOME)/.local/share/man \
+	  BASH_COMPLETION_DIR=$(HOME)/.local/share/bash-completion/completions \
+	  ZSH_COMPLETION_DIR=$(HOME)/.local/share/zsh/site-functions \
+	  SYSTEMD_USER_DIR=$(HOME)/.config/systemd/user USER_UNIT_EXEC=%h/.local/bin/axonfs
 
 test: venv
 	$(BIN)/python -m pytest -q
@@ -73,4 +148,4 @@ bench-s3: venv
 	$(BIN)/python bench/bench_s3.py
 
 clean:
-	rm -rf $(VENV) $(SYNAPSE_VENV) build *.egg-info
+	rm -rf $(VENV) $(RUN_VENV) $(SYNAPSE_VENV) build *.egg-info

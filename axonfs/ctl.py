@@ -30,6 +30,7 @@ from axonfs.cli import (
 )
 from axonfs.errors import AxonError, BadArg, NoSuchFile
 from axonfs.hashing import parse_sha256
+from axonfs.units import size_type
 
 EPILOG = """\
 finding the daemon (first that applies):
@@ -167,8 +168,10 @@ async def _put(axon: Any, args: argparse.Namespace, out: Output) -> int:
                     await upload.write(chunk)
                     bar.update(len(chunk))
                 size, sha256 = await upload.save()
-                out.emit((size, sha256),
-                         f"{size} {sha256.hex()}" + (f" {name}" if named else ""))
+                with tqdm.external_write_mode():  # the line above the bar, never inside it
+                    out.emit((size, sha256),
+                             f"{size} {sha256.hex()}" + (f" {name}" if named else ""))
+                    out.stream.flush()
     return EXIT_OK
 
 
@@ -187,10 +190,14 @@ async def _get(axon: Any, args: argparse.Namespace, out: Output) -> int:
     if offs is not None or size is not None:
         offs, size = offs or 0, size if size is not None else 1 << 62
     target = args.output
+    show = bool(target) and sys.stderr.isatty()  # to stdout, the bytes are the output
+    total = await _get_total(axon, args.sha256, offs, size) if show else None
     handle = open(target, "wb") if target else sys.stdout.buffer  # noqa: SIM115, ASYNC230
     try:
-        async for chunk in axon.get(args.sha256, offs, size):
-            handle.write(chunk)
+        with _byte_bar(total, "get", show) as bar:
+            async for chunk in axon.get(args.sha256, offs, size):
+                handle.write(chunk)
+                bar.update(len(chunk))
     except BaseException:
         if target:
             handle.close()
@@ -202,6 +209,24 @@ async def _get(axon: Any, args: argparse.Namespace, out: Output) -> int:
         else:
             handle.flush()
     return EXIT_OK
+
+
+async def _get_total(axon: Any, sha256: bytes, offs: int | None, size: int | None
+                     ) -> int | None:
+    """The bytes ``get`` will write (None if the blob is absent: get reports that)."""
+    blob_size: int | None = await axon.size(sha256)
+    if blob_size is None:
+        return None
+    if offs is None or size is None:
+        return blob_size
+    return max(0, min(size, blob_size - offs))
+
+
+def _byte_bar(total: int | None, desc: str, show: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
+                disable=not show, desc=desc, leave=False)
 
 
 async def _has(axon: Any, args: argparse.Namespace, out: Output) -> int:
@@ -590,7 +615,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "--size) to stdout or to -o FILE. Exit 1 if the blob is absent.")
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
     p.add_argument("--offs", type=int, metavar="N", help="start at byte N (default 0)")
-    p.add_argument("--size", type=int, metavar="N", help="at most N bytes (default: to the end)")
+    p.add_argument("--size", type=size_type, metavar="BYTES",
+                   help="at most BYTES, e.g. 4096 or 1M (default: to the end)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
     for name, handler, text in (("has", _has, "whether blobs are stored"),

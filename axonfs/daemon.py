@@ -10,9 +10,14 @@ store is closed. Only then does the process exit, which is what
 ``axonfs umount`` waits for.
 
 SIGTERM and SIGINT end the FUSE loop with ``pyfuse3.terminate()`` and unmount
-cleanly. An unexpected error leaves the mount point dead on purpose (the house
-style's "don't unmount after a crash"); ``axonfs mount``/``umount`` clean such
-mount points up.
+cleanly. While files are being written into ``/incoming`` they first wait,
+serving as usual, until every such file is closed (and so committed) or
+``stop_timeout`` passes; a second signal stops at once. Uploads still open
+then are discarded, each logged by name; their writers get ENOTCONN.
+
+An unexpected error leaves the mount point dead on purpose (the house style's
+"don't unmount after a crash"); ``axonfs mount``/``umount`` clean such mount
+points up.
 
 A marker ``<store>/run/daemon.pid`` (the daemon's pid) exists while a daemon
 runs and is removed by a clean stop. Finding it at start means the previous
@@ -56,6 +61,9 @@ READAHEAD_KB = 1024
 """Read-ahead of the mount's bdi: 1 MiB requests double read throughput."""
 MARKER_NAME = "daemon.pid"
 FUSE_DEVICE = "/dev/fuse"
+STOP_TIMEOUT = 60.0
+"""Default of :attr:`DaemonConfig.stop_timeout`: well inside the units' TimeoutStopSec=120,
+leaving time for the last commits before systemd's SIGKILL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +74,9 @@ class DaemonConfig:
     mountpoint: Path | None = None
     """None: serve the control socket only (``axonfs serve``)."""
     allow_other: bool = False
+    read_only: bool = False
+    kernel_flags: frozenset[str] = frozenset()
+    """Mount flags given with ``-o`` (``nosuid``, ``noatime``...), passed to libfuse."""
     allow_delete: bool = False
     incoming_retention: float = RETENTION_DEFAULT
     limits: Limits = Limits()
@@ -81,6 +92,8 @@ class DaemonConfig:
     """Seconds between adoptions of blobs other hosts added to a shared bucket."""
     telepath: TelepathConfig = TelepathConfig()
     """Network listeners for Telepath (the unix socket is always served)."""
+    stop_timeout: float = STOP_TIMEOUT
+    """Seconds SIGTERM/SIGINT wait for files being written to /incoming to be closed."""
 
 
 class Daemon:
@@ -203,13 +216,38 @@ class Daemon:
         options |= {"fsname=axonfs", "subtype=axonfs"}
         if self.config.allow_other:
             options.add("allow_other")
-        return options
+        if self.config.read_only:  # the kernel refuses every change with EROFS
+            options.add("ro")
+        return options | self.config.kernel_flags
 
     async def _watch_signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                log.info("received %s: stopping", signal.Signals(signum).name)
-                self.stop()
+        draining = False
+        async with trio.open_nursery() as nursery:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    uploads = self.incoming.uploads() if self.incoming is not None else []
+                    if draining or not uploads or not self._mounted:
+                        log.info("received %s: stopping", name)
+                        self.stop()
+                        continue
+                    draining = True
+                    log.info("received %s: stopping once the %d files being written to "
+                             "/incoming are closed (at most %g s; another signal stops now): "
+                             "%s", name, len(uploads), self.config.stop_timeout,
+                             ", ".join(node.path for node in uploads[:10]))
+                    nursery.start_soon(self._stop_when_uploads_done)
+
+    async def _stop_when_uploads_done(self) -> None:
+        assert self.incoming is not None
+        with trio.move_on_after(self.config.stop_timeout) as waited:
+            await self.incoming.wait_uploads_done()
+        if waited.cancelled_caught:
+            log.warning("files still being written to /incoming after %g s: stopping anyway",
+                        self.config.stop_timeout)
+        else:
+            log.info("every file being written to /incoming was closed: stopping")
+        self.stop()
 
     def stop(self) -> None:
         """End the run: unmount (after in-flight requests) or stop serving."""

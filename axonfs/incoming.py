@@ -244,6 +244,7 @@ class Incoming:
         self._inodes = itertools.count(INCOMING_BASE)
         self._expiry: collections.deque[tuple[float, File, Sha256]] = collections.deque()
         self._expiry_wakeup = trio.Event()
+        self._uploads_changed = trio.Event()
 
     # -- tree ---------------------------------------------------------------------
 
@@ -454,6 +455,12 @@ class Incoming:
 
     async def release(self, handle: IncomingFile) -> None:
         """Drop an open file; commit what it changed if no flush did (see the module doc)."""
+        try:
+            await self._release(handle)
+        finally:
+            self._uploads_changed.set()  # for wait_uploads_done
+
+    async def _release(self, handle: IncomingFile) -> None:
         node = handle.node
         node.handles.discard(handle)
         if handle.reader is not None:
@@ -488,6 +495,7 @@ class Incoming:
                 self._revert(node)
                 raise
             self._show(node, row.sha256, row.size)
+            self._uploads_changed.set()
             for handle in node.handles:
                 handle.changed = False
             log.debug("%s committed as %s (%d bytes)", node.path, row.sha256.hex(), row.size)
@@ -532,10 +540,23 @@ class Incoming:
             if node.state is FileState.WRITING:
                 node.sha256, node.committed_size = None, 0  # nothing to revert to
 
+    def uploads(self) -> list[File]:
+        """The files being written: what shutting down now would discard."""
+        return [node for node in self.nodes.values()
+                if isinstance(node, File) and node.state is FileState.WRITING]
+
+    async def wait_uploads_done(self) -> None:
+        """Return once no file is being written (each was committed or abandoned)."""
+        while self.uploads():
+            self._uploads_changed = trio.Event()
+            await self._uploads_changed.wait()
+
     def close(self) -> None:
-        """Discard every uncommitted upload (daemon shutdown)."""
+        """Discard every uncommitted upload (daemon shutdown), saying which."""
         for node in list(self.nodes.values()):
             if isinstance(node, File) and node.spool is not None:
+                log.warning("%s: discarded at shutdown while being written (%d bytes, not "
+                            "stored; its writer gets ENOTCONN)", node.path, node.size)
                 self._drop_upload(node)
 
     # -- state changes ------------------------------------------------------------

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from axonfs import mountopts
 from axonfs.backends import add_backend_arguments, backend_from_args
 from axonfs.cli import (
     EXIT_FAILED,
@@ -47,6 +48,7 @@ from axonfs.errors import store_unavailable
 from axonfs.mountinfo import find_mount
 from axonfs.store.lock import LOCK_NAME
 from axonfs.telepath.config import add_arguments as telepath_arguments
+from axonfs.units import size_type
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,12 @@ def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctl-group", metavar="GROUP",
                         help="also let members of GROUP use the control socket")
     parser.add_argument("--http-proxy", metavar="URL", help="proxy for 'axonfs ctl wget'")
-    parser.add_argument("--wget-max-bytes", type=int, metavar="N", default=None,
+    parser.add_argument("--wget-max-bytes", type=size_type, metavar="BYTES", default=None,
                         help="largest download 'wget' stores; a longer body is cut off "
                              "and refused (default 4 GiB; 0: no cap)")
-    parser.add_argument("--max-bytes", type=int, metavar="N",
-                        help="refuse new blobs once the store holds N bytes")
+    parser.add_argument("--max-bytes", type=size_type, metavar="BYTES",
+                        help="refuse a new blob that would take the store past BYTES "
+                             "(e.g. 1G); df on the mount then shows BYTES as its size")
     parser.add_argument("--max-count", type=int, metavar="N",
                         help="refuse new blobs once the store holds N blobs")
     parser.add_argument("--metrics-listen", metavar="HOST:PORT",
@@ -109,6 +112,12 @@ def _register_mount(commands: Any) -> None:
     parser.add_argument("--allow-other", action="store_true",
                         help="let other users see the mount (needs user_allow_other "
                              "in /etc/fuse.conf unless root)")
+    parser.add_argument("--read-only", action="store_true",
+                        help="mount read-only: /incoming refuses new files, nothing can be "
+                             "deleted (the control socket still stores blobs)")
+    parser.add_argument("--nonempty", action="store_true",
+                        help="mount over a directory that is not empty (hiding its files)")
+    mountopts.add_argument(parser)
     parser.add_argument("--allow-delete", action="store_true",
                         help="let 'rm /MOUNTPOINT/by-sha256/<hex>' delete the blob")
     parser.add_argument("--incoming-retention", type=float, default=None, metavar="SECONDS",
@@ -116,6 +125,9 @@ def _register_mount(commands: Any) -> None:
                              "(default 3600; 0: removed at once)")
     parser.add_argument("--no-readahead", action="store_true",
                         help="keep the kernel's default read-ahead (128 KiB)")
+    parser.add_argument("--stop-timeout", type=float, default=None, metavar="SECONDS",
+                        help="on SIGTERM/SIGINT, wait up to SECONDS for files being written "
+                             "to /incoming to be closed before unmounting (default 60)")
     parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT", nargs="?",
                         help="where to mount (or 'mountpoint' in the --config file)")
     parser.set_defaults(func=_run_mount)
@@ -165,7 +177,7 @@ def _run_mount(args: argparse.Namespace) -> int:
         raise QuietError("no MOUNTPOINT: give one, or set 'mountpoint' in the --config file",
                          EXIT_USAGE)
     mountpoint = _absolute(args.mountpoint)
-    _prepare_mountpoint(mountpoint, announce=not args.ready_fd)
+    _prepare_mountpoint(mountpoint, announce=not args.ready_fd, nonempty=args.nonempty)
     if not args.foreground:
         return _start_detached(args)
     return _run_foreground(args, mountpoint)
@@ -177,8 +189,12 @@ def _run_serve(args: argparse.Namespace) -> int:
     return _run_foreground(args, None)
 
 
-def _prepare_mountpoint(mountpoint: Path, *, announce: bool) -> None:
-    """Check MOUNTPOINT, detaching a dead mount left on it by a killed daemon."""
+def _prepare_mountpoint(mountpoint: Path, *, announce: bool, nonempty: bool = False) -> None:
+    """Check MOUNTPOINT, detaching a dead mount left on it by a killed daemon.
+
+    A directory that is not empty is refused unless *nonempty*: its files
+    would be hidden while mounted, which is more often a wrong path than intent.
+    """
     entry = find_mount(mountpoint)
     if entry is not None and not entry.is_axonfs:
         raise QuietError(f"{mountpoint} is already mounted ({entry.fstype})", EXIT_USAGE)
@@ -190,6 +206,17 @@ def _prepare_mountpoint(mountpoint: Path, *, announce: bool) -> None:
                          EXIT_USAGE)
     if not mountpoint.is_dir():
         raise QuietError(f"{mountpoint} is not a directory", EXIT_USAGE)
+    if not nonempty and _has_entries(mountpoint):
+        raise QuietError(f"{mountpoint} is not empty; mount over it with --nonempty "
+                         "(or -o nonempty)", EXIT_USAGE)
+
+
+def _has_entries(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return next(entries, None) is not None
+    except OSError as exc:
+        raise QuietError(f"cannot list {directory}: {exc.strerror}", EXIT_USAGE) from None
 
 
 def probe_mount(mountpoint: Path) -> str:
@@ -242,7 +269,7 @@ def _sole_cause(exc: BaseException) -> BaseException:
 
 def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
     from axonfs.config import WGET_MAX_BYTES
-    from axonfs.daemon import DaemonConfig
+    from axonfs.daemon import STOP_TIMEOUT, DaemonConfig
     from axonfs.incoming import RETENTION_DEFAULT
     from axonfs.store.store import Limits
 
@@ -252,6 +279,8 @@ def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
         store=store,
         mountpoint=mountpoint,
         allow_other=getattr(args, "allow_other", False),
+        read_only=getattr(args, "read_only", False),
+        kernel_flags=frozenset(getattr(args, "kernel_flags", ())),
         allow_delete=getattr(args, "allow_delete", False),
         incoming_retention=RETENTION_DEFAULT if retention is None else retention,
         limits=Limits(max_bytes=args.max_bytes, max_count=args.max_count),
@@ -264,6 +293,8 @@ def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
         metrics_listen=_metrics_address(args),
         sync_interval=getattr(args, "s3_sync_interval", None),
         telepath=_telepath_config(args),
+        stop_timeout=(STOP_TIMEOUT if getattr(args, "stop_timeout", None) is None
+                      else args.stop_timeout),
     )
 
 

@@ -598,16 +598,24 @@ class Vfs:
     def statfs(self) -> pyfuse3.StatvfsData:
         """``df``: used = the store's bytes, available = the medium's free space.
 
+        With a ``max_bytes`` limit the size is the limit and available is
+        what the limit leaves (or the medium's free space, if less).
         ``df -i`` shows the blob count as used inodes (``f_files - f_ffree``).
         """
         metrics = self.index.metrics()
+        used = metrics["size:bytes"]
         usage = self.axon.backend.usage()
         free = usage[1] if usage is not None else 1 << 50
+        max_bytes = self.axon.store.limits.max_bytes
+        total = used + free
+        if max_bytes is not None:
+            free = max(0, min(free, max_bytes - used))
+            total = max(max_bytes, used)
         frsize = 4096
         data = pyfuse3.StatvfsData()
         data.f_bsize = BLOCK_SIZE
         data.f_frsize = frsize
-        data.f_blocks = (metrics["size:bytes"] + free) // frsize
+        data.f_blocks = -(-total // frsize)  # rounded up: a limit of 1 byte is not size 0
         data.f_bfree = data.f_bavail = free // frsize
         data.f_ffree = data.f_favail = 1 << 32
         data.f_files = metrics["file:count"] + data.f_ffree

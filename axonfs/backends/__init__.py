@@ -17,18 +17,10 @@ from pathlib import Path
 
 from axonfs.backends.base import BlobBackend
 from axonfs.errors import BadArg
+from axonfs.units import size_type
 
 CACHE_DIR = "cache"
 """The read cache of a remote backend: ``<store>/cache/``."""
-
-
-def _size(text: str) -> int:
-    from axonfs.backends.s3 import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,13 +37,13 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
                        help="prepended to every object key (default: none)")
     group.add_argument("--s3-region", metavar="R", default=None,
                        help="the region (default: boto3's configuration, else us-east-1)")
-    group.add_argument("--cache-size", metavar="BYTES", type=_size, default=None,
+    group.add_argument("--cache-size", metavar="BYTES", type=size_type, default=None,
                        help="cap of the local read cache in <store>/cache, e.g. 20G "
                             "(default: 1G; 0 disables it)")
     group.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
                        help="where the read cache lives (default: $AXONFS_CACHE_DIR, "
                             "else <store>/cache)")
-    group.add_argument("--s3-part-size", metavar="BYTES", type=_size, default=None,
+    group.add_argument("--s3-part-size", metavar="BYTES", type=size_type, default=None,
                        help="multipart upload part size, at least 5M (default: 16M); "
                             "smaller blobs go up in one PUT")
     group.add_argument("--s3-connections", metavar="N", type=int, default=None,

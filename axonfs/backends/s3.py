@@ -73,6 +73,7 @@ from axonfs.backends.readahead import BlockFetcher, BlockReader
 from axonfs.backends.retry import RetryPolicy, TransientError, call_with_retry
 from axonfs.errors import AxonError, BackendError, BlobMissing
 from axonfs.hashing import Sha256, is_sha256_hex
+from axonfs.units import parse_size
 
 log = logging.getLogger(__name__)
 
@@ -601,17 +602,6 @@ def _size_or_zero(path: Path) -> int:
 
 def _content_md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
-
-
-def parse_size(text: str) -> int:
-    """Parse a byte count with an optional binary suffix: ``512``, ``64M``, ``10GiB``."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    value = text.strip().upper().removesuffix("IB").removesuffix("B")
-    suffix = value[-1:] if value[-1:] in units else ""
-    number = value[: len(value) - len(suffix)].strip()
-    if not number.isdigit():
-        raise ValueError(f"not a byte count: {text!r}")
-    return int(number) * units[suffix]
 
 
 __all__ = ["S3Backend", "S3Config", "S3Stats", "parse_size"]

@@ -410,7 +410,7 @@ class Store:
             op.discard()  # dedup: the bytes are already stored
             return IndexOp(op.sha256, op.size)
         try:
-            plan.check_limits()
+            plan.check_limits(op.size)
             if self._journals(op):
                 journal = op.data if op.data is not None else self._read_small(op)
                 plan.add(op.sha256, op.size)
@@ -559,10 +559,20 @@ class _Plan:
             return self.changed[sha] is not None
         return self.index.has(sha)
 
-    def check_limits(self) -> None:
+    def check_limits(self, size: int) -> None:
+        """Refuse a blob of *size* bytes that would take the store past a limit.
+
+        Checked against the blob's own size, not only the total so far, so
+        one large blob cannot overshoot ``max_bytes`` (``df`` shows that
+        limit as the mount's size).
+        """
         max_bytes, max_count = self.limits.max_bytes, self.limits.max_count
         if max_bytes is not None and self.size_bytes >= max_bytes:
             raise HitLimit(f"Axon is at size:bytes limit: {max_bytes}", limit=max_bytes)
+        if max_bytes is not None and self.size_bytes + size > max_bytes:
+            raise HitLimit(f"a blob of {size} bytes would pass the size:bytes limit: "
+                           f"{max_bytes} ({max_bytes - self.size_bytes} bytes left)",
+                           limit=max_bytes)
         if max_count is not None and self.file_count >= max_count:
             raise HitLimit(f"Axon is at file:count limit: {max_count}", limit=max_count)
 

@@ -96,7 +96,7 @@ def test_flag_negations(tmp_path: Path) -> None:
     ("bogus = 1\n", "unknown key 'bogus'; valid keys: "),
     ("foreground = true\n", "unknown key 'foreground' (a command-line-only option)"),
     ("[s3]\nbucket = 'b'\n", "unknown key 's3' (a table"),
-    ("max-bytes = '3'\n", "key 'max-bytes': expected an integer"),
+    ("max-bytes = 'lots'\n", "key 'max-bytes': not a byte count: 'lots'"),
     ("max-count = true\n", "key 'max-count': expected an integer, not true"),
     ("allow-other = 1\n", "key 'allow-other': expected true or false"),
     ("log-level = 'loud'\n", "key 'log-level': 'loud' is not one of"),

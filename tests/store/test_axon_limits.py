@@ -1,4 +1,5 @@
-"""max_bytes / max_count, exactly as the reference probes them (every backend)."""
+"""max_bytes / max_count, as the reference probes them (every backend); a blob that would
+take the store past max_bytes is refused, where the reference lets it through."""
 
 from __future__ import annotations
 
@@ -38,25 +39,33 @@ async def test_max_bytes_of_320_holds_ten_32_byte_files(open_axon: OpenAxon) -> 
         assert await axon.metrics() == {"size:bytes": 320, "file:count": 10}
 
 
-async def test_the_save_that_crosses_max_bytes_succeeds(open_axon: OpenAxon) -> None:
+async def test_a_save_that_would_cross_max_bytes_is_refused(open_axon: OpenAxon) -> None:
+    """Unlike the reference (which checks only the total so far), a blob that
+    would take the store past max_bytes is refused: df shows the limit as the
+    mount's size, and one large blob must not overshoot it."""
     async with open_axon(Limits(max_bytes=10)) as axon:
         await axon.put(b"8 bytes!")
-        await axon.put(b"8 more!!")  # 16 bytes now: over the limit, but allowed
-        with pytest.raises(HitLimit):
-            await axon.put(b"third")
+        with pytest.raises(HitLimit) as caught:
+            await axon.put(b"8 more!!")
+        assert caught.value.message == ("a blob of 8 bytes would pass the size:bytes limit: "
+                                        "10 (2 bytes left)")
         with pytest.raises(HitLimit):
             async with await axon.upload() as upload:
                 await upload.write(b"third, streamed")
                 await upload.save()
-        assert await axon.metrics() == {"size:bytes": 16, "file:count": 2}
+        await axon.put(b"2!")  # exactly up to the limit
+        assert await axon.metrics() == {"size:bytes": 10, "file:count": 2}
+        with pytest.raises(HitLimit) as caught:
+            await axon.put(b"")
+        assert caught.value.message == "Axon is at size:bytes limit: 10"
         await axon.spill_journal()  # small blobs' files are written in batches
         listing = list(axon.backend.list())
         assert sorted(item.sha256 for item in listing) == sorted(
-            [sha256(b"8 bytes!"), sha256(b"8 more!!")])
+            [sha256(b"8 bytes!"), sha256(b"2!")])
 
 
 async def test_dedup_succeeds_at_the_limit(open_axon: OpenAxon) -> None:
-    async with open_axon(Limits(max_count=1, max_bytes=1)) as axon:
+    async with open_axon(Limits(max_count=1, max_bytes=12)) as axon:
         first = await axon.put(b"already here")
         assert await axon.put(b"already here") == first
         assert await axon.puts([b"already here"]) == [first]
