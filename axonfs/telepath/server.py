@@ -44,7 +44,7 @@ import logging
 import os
 import secrets
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +73,7 @@ from axonfs.telepath.wire import (
     TelepathError,
     encode,
     error_retn,
+    yielded_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ LISTEN_BACKLOG = 4096
 """Connections the kernel queues for accept() (capped by net.core.somaxconn)."""
 CLOSE_GRACE = 1.0
 SEND_BUFFER = 4 << 20
+WRITEV_MIN = 64 << 10
+"""Byte items at least this large go out as a header and the bytes, uncopied."""
 """SO_SNDBUF of a connection: a 16 MiB ``get`` piece crosses in few wake-ups."""
 
 UNIX, TCP, SSL = "unix", "tcp", "ssl"
@@ -237,11 +240,28 @@ class TelepathServer:
 
 
 class _Wire(Protocol):
-    """What a link reads and writes: a stream, or a socket's fd directly."""
+    """What a link reads and writes: a socket's fd directly, or a (TLS) stream."""
 
     async def receive_some(self, max_bytes: int) -> bytes | bytearray: ...
 
-    async def send_all(self, data: bytes) -> None: ...
+    async def send_all(self, *parts: bytes) -> None: ...
+
+
+class _StreamWire:
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+
+    async def receive_some(self, max_bytes: int) -> bytes | bytearray:
+        return await self.stream.receive_some(max_bytes)
+
+    async def send_all(self, *parts: bytes) -> None:
+        await self.stream.send_all(parts[0] if len(parts) == 1 else b"".join(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A generator's exception, carried to the task that reports it."""
+    exc: Exception
 
 
 class _Link:
@@ -251,7 +271,7 @@ class _Link:
                  peer: PeerCredentials | None) -> None:
         self.server = server
         self.stream = stream
-        self.wire: _Wire = stream
+        self.wire: _Wire = _StreamWire(stream)
         if isinstance(stream, trio.SocketStream):
             # Syscalls first, the event loop only when the kernel is not ready: a
             # stream's own send and receive end with a scheduler pass each, which
@@ -267,6 +287,7 @@ class _Link:
         self._charged = 0
         self.running: str | None = None
         """The method being answered, for the log."""
+        self.nursery: trio.Nursery | None = None
         self.session: Session | None = None
         """The session this link's calls belong to, once known."""
         self.idle = False
@@ -277,6 +298,7 @@ class _Link:
         send, receive = trio.open_memory_channel[Message](0)
         try:
             async with trio.open_nursery() as nursery:
+                self.nursery = nursery
                 nursery.start_soon(self._read, send, nursery.cancel_scope)
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
                                          ConnectionError):  # the client left: see _call
@@ -491,7 +513,8 @@ class _Link:
     async def _run(self, session: Session, methname: str, method: Method,
                    args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if method.kind is Kind.GENERATOR:
-            await self._stream(methname, method.function, args, kwargs)
+            await self._stream(methname, method.batches or method.function, args, kwargs,
+                               batched=method.batches is not None)
             return
         try:
             result = await method.function(*args, **kwargs)
@@ -507,12 +530,22 @@ class _Link:
         await self.wire.send_all(message)
 
     async def _stream(self, methname: str, function: Callable[..., Any],
-                      args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                      args: tuple[Any, ...], kwargs: dict[str, Any], batched: bool) -> None:
+        """A generator's items, a ``t2:yield`` each; with *batched*, *function* yields
+        lists of items, and each list goes out in one write."""
         await self.send("t2:genr", {})
         try:
             async with aclosing(function(*args, **kwargs)) as items:
-                async for item in items:
-                    await self.wire.send_all(_encoded("t2:yield", {"retn": (True, item)}))
+                if batched:
+                    async for batch in items:
+                        await self.wire.send_all(b"".join(
+                            _encoded("t2:yield", {"retn": (True, each)}) for each in batch))
+                else:
+                    async with self._read_ahead(items) as ahead:
+                        async for item in ahead:
+                            if isinstance(item, _Failed):
+                                raise item.exc
+                            await self.wire.send_all(*_yielded(item))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise
         except Exception as exc:
@@ -520,8 +553,48 @@ class _Link:
             return
         await self.send("t2:yield", {"retn": None})
 
+    @contextlib.asynccontextmanager
+    async def _read_ahead(self, items: AsyncIterator[Any]
+                          ) -> AsyncGenerator[trio.MemoryReceiveChannel[Any], None]:
+        """*items*, with the next one produced while the current one is sent: a ``get``
+        reads its next piece while the socket takes this one. At most one item waits
+        (a 16 MiB piece), and leaving the block stops the producer before *items* can
+        be closed. The producer runs in the link's nursery and never raises into it:
+        the generator's exception arrives as a :class:`_Failed` item."""
+        assert self.nursery is not None
+        send, receive = trio.open_memory_channel[Any](0)
+        scope, stopped = trio.CancelScope(), trio.Event()
+
+        async def produce() -> None:
+            try:
+                with scope, contextlib.suppress(trio.BrokenResourceError,
+                                                trio.ClosedResourceError):
+                    async with send:
+                        try:
+                            async for item in items:
+                                await send.send(item)
+                        except Exception as exc:
+                            await send.send(_Failed(exc))
+            finally:
+                stopped.set()
+
+        self.nursery.start_soon(produce)
+        try:
+            async with receive:
+                yield receive
+        finally:
+            scope.cancel()
+            with trio.CancelScope(shield=True):
+                await stopped.wait()
+
     async def send(self, name: str, info: dict[str, Any]) -> None:
         await self.wire.send_all(encode(name, info))
+
+
+def _yielded(item: Any) -> tuple[bytes, ...]:
+    if isinstance(item, bytes) and len(item) >= WRITEV_MIN:
+        return yielded_bytes(item)
+    return (_encoded("t2:yield", {"retn": (True, item)}),)
 
 
 def _encoded(name: str, info: dict[str, Any]) -> bytes:

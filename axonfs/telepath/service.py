@@ -61,6 +61,9 @@ KINDS = {api.Shape.VALUE: Kind.VALUE, api.Shape.STREAM: Kind.GENERATOR,
 class Method:
     kind: Kind
     function: Callable[..., Any]
+    batches: Callable[..., Any] | None = None
+    """A generator's list-at-a-time twin (same arguments): its items are sent a
+    list per write, not a write per item."""
 
     @property
     def signature(self) -> inspect.Signature:
@@ -125,7 +128,9 @@ class AxonApi:
         served = (call for call in api.CALLS.values() if call.telepath
                   and call.owner is api.Owner.AXON and call.shape is not api.Shape.UPLOAD)
         self._methods: dict[str, Method] = {
-            call.name: Method(KINDS[call.shape], getattr(axon, call.name)) for call in served}
+            call.name: Method(KINDS[call.shape], getattr(axon, call.name),
+                              getattr(axon, call.batched) if call.batched else None)
+            for call in served}
         self._methods.update({  # what Telepath wraps, and a Cell's own calls
             "upload": Method(Kind.SHARE, self.upload),
             "recoverIndices": Method(value, self.recoverIndices),

@@ -66,6 +66,24 @@ def encode(name: str, info: dict[str, Any]) -> bytes:
     return packed
 
 
+_YIELD_PREFIX = encode("t2:yield", {"retn": (True, b"")})[:-2]
+"""``t2:yield {retn: (True, <bin>)}`` up to the bin's header (an empty bin8 is the
+two bytes ``c4 00`` at the end)."""
+
+
+def yielded_bytes(data: bytes) -> tuple[bytes, bytes]:
+    """``encode("t2:yield", {"retn": (True, data)})`` as (header, *data*), so a large
+    piece goes out by ``writev`` without being copied into one message."""
+    size = len(data)
+    if size < 1 << 8:
+        header = b"\xc4" + size.to_bytes(1, "big")
+    elif size < 1 << 16:
+        header = b"\xc5" + size.to_bytes(2, "big")
+    else:
+        header = b"\xc6" + size.to_bytes(4, "big")
+    return _YIELD_PREFIX + header, data
+
+
 class MessageDecoder:
     """Received bytes in, complete messages out, with a cap on what is buffered.
 

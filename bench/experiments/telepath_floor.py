@@ -1,4 +1,4 @@
-"""The floor under a Telepath point call: Synapse's client against a server that does nothing.
+"""The floor under Telepath calls: Synapse's client against a server that does nothing.
 
 A ``has()`` round trip through Synapse's own client costs the client's work
 (pool link, message packing, a future per call, asyncio's wake-ups), two
@@ -8,11 +8,14 @@ blocking socket per connection (a thread each, no event loop, no decoding
 beyond splitting messages), which is as little as any server can do. The
 client's rate against it is the most any Telepath server can reach with that
 client; dividing it by the reference Axon's rate gives the highest ratio any
-server could show.
+server could show. The same for a whole ``get()``: the server sends ready-made
+``t2:yield`` messages of 16 MiB (the piece size of both axonfs and the
+reference) and the client only counts the bytes.
 
 Usage (from the repository, with ``.venv-synapse`` built)::
 
-    python bench/experiments/telepath_floor.py --calls 10000 --runs 3 [--reference]
+    python bench/experiments/telepath_floor.py --calls 10000 --get-mib 256 --runs 3 \
+        [--url unix://STORE/run/telepath.sock --url cell://SYNAPSE_AXON_DIR]
 """
 
 from __future__ import annotations
@@ -31,37 +34,52 @@ import msgpack
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from axonfs.telepath.service import AxonApi  # noqa: E402
 from axonfs.telepath.server import TELEVERS  # noqa: E402
+from axonfs.telepath.service import AxonApi  # noqa: E402
 from axonfs.telepath.wire import encode  # noqa: E402
 
 SYNAPSE_PYTHON = ROOT / ".venv-synapse" / "bin" / "python"
 CLIENT = """
-import asyncio, os, sys, time, json
+import asyncio, hashlib, os, sys, time, json
 import synapse.telepath as s_telepath
-async def main(url, calls):
+async def main(url, calls, mib):
     async with await s_telepath.openurl(url) as axon:
         await axon.has(b"\\0" * 32)
         sha = os.urandom(32)
         start = time.perf_counter()
         for _ in range(calls):
             await axon.has(sha)
-        print(json.dumps(calls / (time.perf_counter() - start)))
-asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+        has = calls / (time.perf_counter() - start)
+        blob = hashlib.sha256(PIECE * (mib // 16)).digest()
+        if sys.argv[4] == "store" and not await axon.has(blob):  # a real Axon: store it
+            async with await axon.upload() as fd:
+                for _ in range(mib // 16):
+                    await fd.write(PIECE)
+                await fd.save()
+        start, size = time.perf_counter(), 0
+        async for piece in axon.get(blob):
+            size += len(piece)
+        print(json.dumps([has, size / (time.perf_counter() - start) / 1e6]))
+PIECE = bytes(range(256)) * (1 << 16)
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
+PIECE = bytes(range(256)) * (1 << 16)
+"""16 MiB: the piece size of a get, on axonfs and the reference alike."""
 
 
 def share_info() -> dict[str, object]:
     api = AxonApi.__new__(AxonApi)
     api._methods = {}
     info = api.share_info()
-    info["meths"] = {"has": {}}
+    info["meths"] = {"has": {}, "get": {"genr": True}}
     return info
 
 
-def serve_connection(conn: socket.socket) -> None:
-    unpacker = msgpack.Unpacker(raw=False, use_list=False, strict_map_key=False)
+def serve_connection(conn: socket.socket, get_mib: int) -> None:
+    unpacker = msgpack.Unpacker(raw=False, use_list=False, strict_map_key=False,
+                                max_buffer_size=64 << 20)
     answer = encode("t2:fini", {"retn": (True, False)})
+    piece = encode("t2:yield", {"retn": (True, PIECE)})
     with conn:
         while data := conn.recv(65536):
             unpacker.feed(data)
@@ -70,44 +88,55 @@ def serve_connection(conn: socket.socket) -> None:
                     conn.sendall(encode("tele:syn", {
                         "vers": TELEVERS, "retn": (True, None), "sess": "f" * 32,
                         "features": {}, "sharinfo": share_info()}))
+                elif info["todo"][0] == "get":
+                    conn.sendall(encode("t2:genr", {}))
+                    for _ in range(get_mib // 16):
+                        conn.sendall(piece)
+                    conn.sendall(encode("t2:yield", {"retn": None}))
                 else:
                     conn.sendall(answer)
 
 
-def serve(path: Path) -> None:
+def serve(path: Path, get_mib: int) -> None:
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(path))
     listener.listen(64)
     while True:
         conn, _ = listener.accept()
-        threading.Thread(target=serve_connection, args=(conn,), daemon=True).start()
+        threading.Thread(target=serve_connection, args=(conn, get_mib), daemon=True).start()
 
 
-def client_rate(url: str, calls: int) -> float:
-    done = subprocess.run([str(SYNAPSE_PYTHON), "-c", CLIENT, url, str(calls)],
+def client_rates(url: str, calls: int, get_mib: int) -> tuple[float, float]:
+    """has() calls per second and get() MB/s, as Synapse's client sees them."""
+    kind = "floor" if "floor.sock" in url else "store"
+    done = subprocess.run([str(SYNAPSE_PYTHON), "-c", CLIENT, url, str(calls), str(get_mib), kind],
                           capture_output=True, text=True, check=True, timeout=600)
-    return float(done.stdout.strip().splitlines()[-1])
+    has, get = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(has), float(get)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--get-mib", type=int, default=256, help="a multiple of 16")
     parser.add_argument("--url", action="append", default=[],
                         help="also measure this server (e.g. an axonfs or Synapse Axon URL)")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "floor.sock"
-        threading.Thread(target=serve, args=(path,), daemon=True).start()
+        threading.Thread(target=serve, args=(path, opts.get_mib), daemon=True).start()
         while not path.exists():
             threading.Event().wait(0.01)
         urls = {"do-nothing server": f"unix://{path}", **{url: url for url in opts.url}}
-        rates: dict[str, list[float]] = {name: [] for name in urls}
+        rates: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
         for _ in range(opts.runs):
             for name, url in urls.items():
-                rates[name].append(client_rate(url, opts.calls))
-    print(json.dumps({name: sorted(values)[len(values) // 2] for name, values in rates.items()},
-                     indent=1))
+                rates[name].append(client_rates(url, opts.calls, opts.get_mib))
+    for name, values in rates.items():
+        has = sorted(value[0] for value in values)[len(values) // 2]
+        get = sorted(value[1] for value in values)[len(values) // 2]
+        print(f"{name}: has {has:,.0f}/s, get {get:,.0f} MB/s (medians of {len(values)})")
 
 
 if __name__ == "__main__":

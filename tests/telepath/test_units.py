@@ -12,7 +12,7 @@ from axonfs.axon import Axon
 from axonfs.errors import BadArg, BadDataValu, NoSuchFile, from_wire
 from axonfs.telepath import users
 from axonfs.telepath.config import parse_listen, unix_url_problem
-from axonfs.telepath.wire import BadMessage, MessageDecoder, encode, error_retn
+from axonfs.telepath.wire import BadMessage, MessageDecoder, encode, error_retn, yielded_bytes
 
 from .conftest import axonfs
 
@@ -108,3 +108,9 @@ def test_listeners_in_the_config_file(tmp_path: Path) -> None:
                       'tls-cert = "cert.pem"\n')
     done = axonfs("serve", "--config", str(config), "--print-config")
     assert 'telepath-listen = ["tcp://127.0.0.1:0", "ssl://127.0.0.1:0"]' in done.stdout.decode()
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65535, 65536, 1 << 24])
+def test_a_yielded_piece_in_two_parts_is_the_packed_message(size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert b"".join(yielded_bytes(data)) == encode("t2:yield", {"retn": (True, data)})
