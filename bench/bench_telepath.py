@@ -5,9 +5,10 @@ Both servers run in processes of their own, on fresh directories: ``axonfs
 serve`` (its ``telepath.sock``) and ``python -m synapse.servers.axon`` (its
 ``cell://`` unix socket), from ``.venv-synapse``. The same client script
 (``bench/telepath_client.py``, Synapse's own client) measures each in turn:
-sequential and concurrent ``put`` of 4 KiB blobs, ``has`` and ``size`` (half
-present), ``upload`` of ``--big-mib`` MiB in ``--chunk-mib`` MiB writes, the
-whole ``get`` of that blob, and ``hashes(0)``. Runs alternate between the two
+sequential and concurrent ``put`` of 4 KiB blobs, ``puts`` of 100 of them at a
+time, ``has`` and ``size`` (half present), ``upload`` of ``--big-mib`` MiB in
+``--chunk-mib`` MiB writes, the whole ``get`` of that blob, ``hashes(0)`` and
+``history(0)``. Runs alternate between the two
 servers; figures are medians, ratios axonfs / reference.
 
 Usage::

@@ -51,6 +51,16 @@ async def main(opts):
         seconds, _ = await timed(puts_concurrent())
         out["put 4 KiB, 64 concurrent, files/s"] = opts.small_count / seconds
 
+        batches = [[os.urandom(4096) for _ in range(100)]
+                   for _ in range(max(1, opts.small_count // 100))]
+
+        async def puts_batched():
+            for batch in batches:
+                await axon.puts(batch)
+
+        seconds, _ = await timed(puts_batched())
+        out["puts 100 x 4 KiB, files/s"] = sum(map(len, batches)) / seconds
+
         present = [hashlib.sha256(blob).digest() for blob in smalls]
         probes = [present[i % len(present)] if i % 2 else os.urandom(32)
                   for i in range(opts.has_ops)]
@@ -98,6 +108,12 @@ async def main(opts):
 
         seconds, rows = await timed(hashes())
         out["hashes(0), rows/s"] = rows / seconds
+
+        async def history():
+            return len([row async for row in axon.history(0)])
+
+        seconds, rows = await timed(history())
+        out["history(0), rows/s"] = rows / seconds
     print(json.dumps(out))
 
 
