@@ -490,6 +490,7 @@ class PowerCutDisk:
     def start(self, crash_after_syncs: int | None = None) -> Path:
         """Mount the durable image (live := durable); return the mount point."""
         assert self.process is None or self.process.poll() is not None
+        self._close_pipe()
         command = [sys.executable, __file__, str(self.backing), str(self.mountpoint)]
         if crash_after_syncs is not None:
             command += ["--crash-after-syncs", str(crash_after_syncs)]
@@ -536,13 +537,16 @@ class PowerCutDisk:
             subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)],
                            capture_output=True, check=False)
 
+    def _close_pipe(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
     def close(self) -> None:
         """Unmount and end the harness for sure (a fixture's finally)."""
         try:
             self.power_cut()
         finally:
-            if self.process is not None and self.process.stdout is not None:
-                self.process.stdout.close()
+            self._close_pipe()
 
     def durable_names(self) -> set[str]:
         """Paths (relative to the mount) of every durable entry, for checks."""
