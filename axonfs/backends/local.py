@@ -7,7 +7,7 @@ directories and creates none after the first few hundred blobs.
 A batch's spool files first get their writeback started together
 (:meth:`LocalBackend.prepare`), then each is fdatasync'ed, then renamed into
 place (same filesystem, so the rename is atomic); :meth:`LocalBackend.flush`
-fsyncs the directories the renames touched. Small blobs skip all of this: the
+fsyncs the directories the renames (and deletes) touched. Small blobs skip all of this: the
 store journals their bytes in the index commit, and later writes a batch of
 their files with ``put_file(sync=False)`` and makes them durable with one
 :meth:`sync_blobs`. Within a batch only the first sync of each kind waits for a
@@ -185,10 +185,12 @@ class LocalBackend(BlobBackend):
         return LocalReader(fd, os.fstat(fd).st_size)
 
     def delete(self, sha256: Sha256) -> bool:
+        name = self._name_of(sha256)
         try:
-            os.unlink(self._name_of(sha256))
+            os.unlink(name)
         except FileNotFoundError:
             return False
+        self._dirty_dirs.add(Path(name).parent)  # the next flush makes the unlink durable
         return True
 
     def exists(self, sha256: Sha256) -> bool:

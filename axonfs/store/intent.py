@@ -19,11 +19,14 @@ and finds the file settles each blob it names by the batch's last word on it:
 After that the store is exactly what some prefix of the crashed process's
 calls would have made it: ``fsck`` finds nothing.
 
-Durability: the file gets no fsync of its own. It is written before the
-batch's blob files are synced and renamed, and the directory fsync that makes
-those renames durable commits it too on ext4 (data=ordered). On a filesystem
-without that ordering, a power cut can at worst lose the file and leave
-unindexed blobs, which ``fsck`` reports and ``recover`` adopts.
+Durability: the record is synced, and so is its directory entry, before the
+commit moves any bytes. A crash between the index commit and the bytes
+becoming durable (or gone) must find it: without it a deleted blob's file
+could outlive its row (an orphan that ``fsck --repair`` or ``recover`` would
+index again, undoing the delete), and an added blob's file could sit
+unindexed. Clearing it needs no sync: a stale record that comes back after
+a crash is harmless, since settling is idempotent (a blob the index has is
+left alone; a delete the index already shows is finished again).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 
 from axonfs.backends.base import BlobBackend
 from axonfs.errors import BlobMissing
+from axonfs.fsutil import fsync_path
 from axonfs.hashing import Sha256, is_sha256_hex
 
 log = logging.getLogger(__name__)
@@ -52,8 +56,10 @@ def write(path: Path, ops: Iterable[tuple[Sha256, bool]]) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+        os.fdatasync(fd)
     finally:
         os.close(fd)
+    fsync_path(path.parent)  # the file was just created: its name must be durable too
 
 
 def read(path: Path) -> dict[Sha256, bool] | None:

@@ -294,6 +294,8 @@ class Store:
                 removed += 1
         if adopt:
             self.index.apply(adopt, time.time_ns())
+        if removed:
+            self.backend.flush()  # durable before the intent naming them goes
         intent.clear(self.intent_path)
         self._unsettled = False
         if adopt or removed:
@@ -330,8 +332,11 @@ class Store:
         for i, op in enumerate(ops):  # a dedup of an upload that failed fails with it
             if results[i] is None and op.sha256 in failed_shas:
                 results[i] = next(failed[j] for j in failed if ops[j].sha256 == op.sha256)
-        for sha in plan.deleted - plan.present_now():
-            self.backend.delete(sha)
+        removed = [sha for sha in plan.deleted - plan.present_now() if self.backend.delete(sha)]
+        if removed:
+            # The delete is acknowledged when this returns: its unlinks must be
+            # durable before the intent that would finish them is cleared.
+            self.backend.flush()
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
