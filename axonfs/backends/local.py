@@ -16,6 +16,8 @@ blobs costs about two journal commits, not two per blob. Journaled small
 blobs are synced with one ``syncfs(2)`` per batch instead (see
 :meth:`LocalBackend.sync_blobs`): it also waits for other writers on the
 filesystem, but it runs in the background, and a flush per file costs far more.
+On a FUSE filesystem syncfs never reaches the server, so there the batch is
+synced file by file.
 
 Nothing but complete, verified blobs ever appears under ``<root>``: partial
 data lives in the spool directory until its hash is known.
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from axonfs.backends.base import BlobBackend, BlobReader, Listing
 from axonfs.errors import BackendError, BlobMissing
-from axonfs.fsutil import fsync_path, start_writeback, syncfs
+from axonfs.fsutil import fsync_path, start_writeback, syncfs, syncfs_is_durable
 from axonfs.hashing import Sha256, is_sha256_hex
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,7 @@ class LocalBackend(BlobBackend):
         root.mkdir(parents=True, exist_ok=True)
         self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         self._dirty_dirs: set[Path] = set()
+        self._syncfs_works = syncfs_is_durable(self._root_fd)
         self.ignored = 0
 
     def path_of(self, sha256: Sha256) -> Path:
@@ -168,10 +171,30 @@ class LocalBackend(BlobBackend):
         # fdatasync per file plus directory fsyncs (each fdatasync is a flush).
         missing = [sha for sha in sha256s if not os.path.exists(self._name_of(sha))]
         try:
-            syncfs(self._root_fd)
+            if self._syncfs_works:
+                syncfs(self._root_fd)
+            else:
+                self._sync_each(sha256s)
         except OSError as exc:
             raise BackendError(f"cannot sync blobs: {exc.strerror}", errno=exc.errno) from exc
         return missing
+
+    def _sync_each(self, sha256s: list[Sha256]) -> None:
+        """What syncfs does, file by file, where syncfs does nothing (FUSE):
+        each file's data, then its directory, then the root (a spill may have
+        created the directory). Runs beside commits, so it leaves
+        :attr:`_dirty_dirs` to them."""
+        directories: set[str] = set()
+        for sha in sha256s:
+            name = self._name_of(sha)
+            try:
+                fsync_path(Path(name), data_only=True)
+            except FileNotFoundError:
+                continue  # deleted meanwhile; the caller was told it is missing
+            directories.add(os.path.dirname(name))
+        for directory in sorted(directories):
+            fsync_path(Path(directory))
+        fsync_path(self.root)
 
     def open(self, sha256: Sha256) -> LocalReader:
         try:
