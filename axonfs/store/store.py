@@ -232,7 +232,9 @@ class Store:
         :data:`RESERVE_MIN`); a disk too full for it is only warned about."""
         size = RESERVE_SIZE
         try:
-            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # O_RDWR: where the filesystem cannot allocate (FUSE), glibc emulates
+            # posix_fallocate by reading each block and writing the holes.
+            fd = os.open(self.reserve_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             log.warning("cannot create the delete reserve %s: %s", self.reserve_path, exc)
             return
