@@ -177,7 +177,7 @@ def test_power_cut_at_every_sync_of_a_sequence(disk: PowerCutDisk, figures: Figu
         mnt = disk.start()
         checked += check_store(mnt / "store", acks, cli=False)
         disk.stop()
-    figures["power cut: sequence sweep"] = {"syncs in the sequence": total,
+    figures["power_cut_sequence"] = {"syncs in the sequence": total,
                                            "crash points": len(points),
                                            "acknowledged blobs checked": checked}
 
@@ -219,7 +219,7 @@ def test_power_cut_during_recovery(disk: PowerCutDisk, first: int, tmp_path: Pat
         mnt = disk.start()
         check_store(mnt / "store", acks)
         disk.stop()
-    record = figures.setdefault("power cut: during recovery", {"crash points": 0})
+    record = figures.setdefault("power_cut_recovery", {"crash points": 0})
     record["crash points"] += len(points)
 
 
@@ -242,7 +242,7 @@ def test_power_cut_while_writers_put_and_delete(disk: PowerCutDisk, cut_after: i
     mnt = disk.start()
     checked = check_store(mnt / "store", acks)
     disk.stop()
-    record = figures.setdefault("power cut: concurrent writers",
+    record = figures.setdefault("power_cut_concurrent",
                                 {"crash points": 0, "acknowledged blobs checked": 0})
     record["crash points"] += 1
     record["acknowledged blobs checked"] += checked
@@ -294,7 +294,7 @@ def test_power_cut_while_copying_into_incoming(disk: PowerCutDisk, cut_after: in
     mnt = disk.start()
     checked = check_store(mnt / "store", acks)
     disk.stop()
-    record = figures.setdefault("power cut: /incoming",
+    record = figures.setdefault("power_cut_incoming",
                                 {"crash points": 0, "acknowledged files checked": 0})
     record["crash points"] += 1
     record["acknowledged files checked"] += checked
