@@ -148,12 +148,14 @@ byte-exact, every acknowledged delete still done; a delete in flight may go eith
   start of each sync reaches every distinct state this sequence can leave. By default 16 of
   its syncs, evenly spread; `AXONFS_POWERCUT_SWEEP=all` cuts at every one;
 * a second cut during the recovery from a first one: the open (by `axonfs fsck`) that settles
-  an interrupted commit and rewrites the journal's files, cut at 6 of its syncs, after first
+  an interrupted commit and rewrites the journal's files, cut at 5 of its syncs, after first
   cuts at two points of the sequence;
 * cuts after 2, 25 and 150 acknowledged calls while eight writers put (70% journaled small
   blobs) and delete concurrently, so commits group several callers, and spills run beside them;
 * cuts after 1 and 40 files closed in `/incoming` by four copying threads, on a mount whose
-  store is on the harness.
+  store is on the harness;
+* cuts at 5 of the syncs of `axonfs recover` indexing the blob files of a store whose index
+  was lost (after the sequence), then recover run again to the end.
 
 **What it found** (each fixed in its own commit; each fix reverted makes the sequence test fail
 with the message quoted):
@@ -203,7 +205,8 @@ def render(figures: dict[str, dict[str, Any]], seconds: float) -> str:
               "power_cut_sequence": "Power cuts: sweep over a sequence's syncs",
               "power_cut_recovery": "Power cuts: during recovery",
               "power_cut_concurrent": "Power cuts: concurrent writers",
-              "power_cut_incoming": "Power cuts: /incoming"}
+              "power_cut_incoming": "Power cuts: /incoming",
+              "power_cut_index_recover": "Power cuts: recover rebuilding a lost index"}
     losses = sum(int(entry.get("lost", 0)) for entry in figures.values())
     for key in titles:
         if key in figures:

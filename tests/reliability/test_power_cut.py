@@ -21,7 +21,9 @@ Crash points:
 * cuts after N acknowledged puts while eight writers keep putting and
   deleting (group commits, spills beside commits);
 * cuts after N files closed in ``/incoming`` of a mount whose store is on
-  the harness.
+  the harness;
+* cuts during ``axonfs recover`` indexing the blob files of a store whose
+  index was lost, then recover run again.
 
 ``AXONFS_POWERCUT_SWEEP=all`` cuts at every sync of the sequence (the
 default takes every third, to stay within the suite's time budget).
@@ -55,7 +57,7 @@ FULL_SWEEP = os.environ.get("AXONFS_POWERCUT_SWEEP") == "all"
 SWEEP_POINTS = 16
 """Crash points of the sequence sweep unless ``AXONFS_POWERCUT_SWEEP=all``:
 evenly spread over its syncs (about 2 s each)."""
-RECOVERY_POINTS = 6
+RECOVERY_POINTS = 5
 TIMEOUT = 60.0
 
 
@@ -298,3 +300,47 @@ def test_power_cut_while_copying_into_incoming(disk: PowerCutDisk, cut_after: in
                                 {"crash points": 0, "acknowledged files checked": 0})
     record["crash points"] += 1
     record["acknowledged files checked"] += checked
+
+
+def test_power_cut_while_recover_rebuilds_a_lost_index(disk: PowerCutDisk, tmp_path: Path,
+                                                       figures: Figures) -> None:
+    """The index is lost; ``axonfs recover`` indexes the blob files again and is
+    cut at its syncs; run again after the cut, it must finish the job."""
+    mnt = disk.start()
+    writer = start_writer(mnt / "store", "sequence")
+    acks = Acks()
+    finish_writer_when_done(writer, acks)
+    shutil.rmtree(mnt / "store" / "index.lmdb")
+    fd = os.open(mnt / "store", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)  # the loss is durable
+    finally:
+        os.close(fd)
+    disk.stop()
+    saved = tmp_path / "index-lost"
+    shutil.copytree(disk.backing, saved)
+
+    def recover(crash_after_syncs: int | None) -> bool:
+        """Run ``axonfs recover`` from the saved image; True if the power went."""
+        shutil.rmtree(disk.backing)
+        shutil.copytree(saved, disk.backing)
+        mnt = disk.start(crash_after_syncs=crash_after_syncs)
+        subprocess.run([*AXONFS, "recover", "--store", str(mnt / "store")],
+                       capture_output=True, timeout=TIMEOUT, check=False)
+        if disk.wait_power_cut(timeout=0):
+            return True
+        disk.stop()
+        return False
+
+    assert not recover(None)
+    recover_syncs = disk.syncs or 0
+    points = spread(recover_syncs, None if FULL_SWEEP else RECOVERY_POINTS)
+    for sync in points:
+        assert recover(sync), f"no power cut at sync {sync} of {recover_syncs}"
+        mnt = disk.start()
+        subprocess.run([*AXONFS, "recover", "--store", str(mnt / "store")],
+                       capture_output=True, timeout=TIMEOUT, check=False)
+        check_store(mnt / "store", acks)
+        disk.stop()
+    figures["power_cut_index_recover"] = {"syncs of the recover": recover_syncs,
+                                          "crash points": len(points)}
