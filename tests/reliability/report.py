@@ -157,8 +157,8 @@ byte-exact, every acknowledged delete still done; a delete in flight may go eith
 * cuts at 5 of the syncs of `axonfs recover` indexing the blob files of a store whose index
   was lost (after the sequence), then recover run again to the end.
 
-**What it found** (each fixed in its own commit; each fix reverted makes the sequence test fail
-with the message quoted):
+**What it found** (each fixed in its own commit; with any one of the first three fixes
+reverted, the sequence test fails with the message quoted):
 
 * **The store's own directories were never synced.** LMDB syncs `data.mdb`'s contents but not
   the directory it created the file in, and nothing synced `index.lmdb/`, `blobs/` or the
@@ -180,9 +180,10 @@ with the message quoted):
   missing from the backend"). Where `fstatfs` says FUSE, the local backend now syncs the batch
   file by file and directory by directory; elsewhere nothing changed (`axonfs/fsutil.py`
   `syncfs_is_durable`, `axonfs/backends/local.py`).
-* **The delete reserve could not be allocated on a FUSE file system**: glibc emulates
-  `posix_fallocate` there by reading each block, which a write-only descriptor refused (a
-  warning, no reserve). It is opened read-write now.
+* **Reopening a store on a FUSE file system warned that the delete reserve could not be
+  allocated**: glibc emulates `posix_fallocate` there by reading each block, which the
+  write-only descriptor refused with `EBADF` (the file already had its size, so only the
+  warning was wrong). It is opened read-write now; no test checks this warning.
 
 After these fixes no crash point, in the default run or a full sweep, lost an acknowledged
 blob, undid an acknowledged delete or left `fsck` a problem.

@@ -25,8 +25,9 @@ Crash points:
 * cuts during ``axonfs recover`` indexing the blob files of a store whose
   index was lost, then recover run again.
 
-``AXONFS_POWERCUT_SWEEP=all`` cuts at every sync of the sequence (the
-default takes every third, to stay within the suite's time budget).
+``AXONFS_POWERCUT_SWEEP=all`` cuts at every sync of the sequence and of
+each recovery (the default takes a few points evenly spread over them, to
+stay within the suite's time budget).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ SWEEP_POINTS = 16
 """Crash points of the sequence sweep unless ``AXONFS_POWERCUT_SWEEP=all``:
 evenly spread over its syncs (about 2 s each)."""
 RECOVERY_POINTS = 5
+"""Second cuts per recovery (of the open after a cut, of ``axonfs recover``)."""
 TIMEOUT = 60.0
 
 
