@@ -45,14 +45,19 @@ synced data land in another's.
   effect). Every sync persists its effect before it replies, so whatever
   was acknowledged to a caller is in ``durable/``; nothing else is.
 
-Not modelled: torn or partially persisted writes (a real disk may keep some
-unsynced writes, or half of a sector); reordering among unsynced writes
-(nothing unsynced survives at all here, which is one of the outcomes a real
-disk may produce); timestamps, ownership and xattrs across a crash; file
-locks (the kernel keeps them locally); fallocate (not implemented, glibc
-emulates it with writes).
+* With ``--keep-unsynced P`` the start after a cut lets each unsynced 4 KiB
+  piece of a durable file's data, and its unsynced size, survive with
+  probability P, as if the kernel's writeback was part way through when the
+  power went: in any order, so a later write may survive where an earlier one
+  did not. Directory entries stay strict.
 
-Run as ``python powercut.py BACKING MOUNTPOINT [--crash-after-syncs K]``; it
+Not modelled: torn sectors; unsynced directory changes that survive anyway
+(a real file system may persist a create or rename early); timestamps,
+ownership and xattrs across a crash; file locks (the kernel keeps them
+locally); fallocate (not implemented, glibc emulates it with writes).
+
+Run as ``python powercut.py BACKING MOUNTPOINT [--crash-after-syncs K]
+[--keep-unsynced P --seed S]``; it
 prints ``ready`` once mounted and, after a clean unmount, ``syncs N``.
 :class:`PowerCutDisk` drives it from a test.
 
@@ -68,6 +73,7 @@ import contextlib
 import errno
 import json
 import os
+import random
 import shutil
 import signal
 import stat
@@ -79,6 +85,8 @@ from pathlib import Path
 
 CHUNK = 64 << 10
 """Granularity of the unsynced-write tracking: a sync copies whole chunks."""
+SECTOR = 4096
+"""Granularity of the unsynced writes ``--keep-unsynced`` lets survive."""
 ROOT = 1
 _SYNC_FLAGS = os.O_SYNC | os.O_DSYNC
 _TIMEOUT = 5.0
@@ -112,8 +120,11 @@ class Node:
 class Disk:
     """The live tree and its durable image (everything blocking, no FUSE)."""
 
-    def __init__(self, backing: Path, crash_after_syncs: int | None = None) -> None:
+    def __init__(self, backing: Path, crash_after_syncs: int | None = None,
+                 keep_unsynced: float = 0.0, seed: int = 0) -> None:
         self.live = backing / "live"
+        self.keep_unsynced = keep_unsynced
+        self._rng = random.Random(seed)
         self.objs = backing / "durable" / "objs"
         self.dirs = backing / "durable" / "dirs"
         for path in (self.objs, self.dirs):
@@ -131,7 +142,10 @@ class Disk:
 
     def _restore(self) -> None:
         """Rebuild the live tree from the durable image; drop everything else."""
-        shutil.rmtree(self.live, ignore_errors=True)
+        crashed = self.live.with_name("live.before")  # the last run's live data
+        shutil.rmtree(crashed, ignore_errors=True)
+        if self.live.exists():
+            os.rename(self.live, crashed)
         self.live.mkdir()
         self.nodes[ROOT] = Node(ROOT, stat.S_IFDIR | 0o755, nlink=2)
         pending = [ROOT]
@@ -144,9 +158,10 @@ class Disk:
                     if node.is_dir:
                         pending.append(id_)
                     elif node.is_file:
-                        self._restore_data(id_)
+                        self._restore_data(id_, crashed / str(id_))
                 node.nlink += 1
                 parent.children[os.fsencode(name)] = id_
+        shutil.rmtree(crashed, ignore_errors=True)
         for directory in (self.objs, self.dirs):  # unreachable: lost with the power
             for entry in os.scandir(directory):
                 if int(entry.name.split(".")[0]) not in self.nodes:
@@ -159,12 +174,26 @@ class Disk:
             return {}
         return {name: (int(v[0]), int(v[1]), str(v[2])) for name, v in raw.items()}
 
-    def _restore_data(self, id_: int) -> None:
-        source = self.objs / str(id_)
-        if source.exists():
-            shutil.copyfile(source, self.live / str(id_))
-        else:
-            (self.live / str(id_)).touch()
+    def _restore_data(self, id_: int, before: Path) -> None:
+        durable = self.objs / str(id_)
+        data = durable.read_bytes() if durable.exists() else b""
+        if self.keep_unsynced and before.exists():
+            data = self._mix(data, before.read_bytes())
+            durable.write_bytes(data)  # what reached the disk stays there
+        (self.live / str(id_)).write_bytes(data)
+
+    def _mix(self, durable: bytes, unsynced: bytes) -> bytes:
+        """Let each unsynced :data:`SECTOR` (and the unsynced size) have reached
+        the disk with probability :attr:`keep_unsynced`: a power cut in the
+        middle of the kernel's writeback."""
+        keep = self._rng.random
+        size = len(unsynced) if keep() < self.keep_unsynced else len(durable)
+        mixed = bytearray(durable[:size].ljust(size, b"\0"))
+        for offset in range(0, size, SECTOR):
+            piece = unsynced[offset:min(offset + SECTOR, size)]
+            if piece != mixed[offset:offset + len(piece)] and keep() < self.keep_unsynced:
+                mixed[offset:offset + len(piece)] = piece
+        return bytes(mixed)
 
     # -- the tree -----------------------------------------------------------------
 
@@ -452,8 +481,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("backing", type=Path)
     parser.add_argument("mountpoint", type=Path)
     parser.add_argument("--crash-after-syncs", type=int, default=None)
+    parser.add_argument("--keep-unsynced", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    disk = Disk(args.backing, args.crash_after_syncs)
+    disk = Disk(args.backing, args.crash_after_syncs, args.keep_unsynced, args.seed)
     options = set(pyfuse3.default_options) | {"fsname=powercut", "subtype=powercut"}
     pyfuse3.init(_make_operations(disk), str(args.mountpoint), options)
     print("ready", flush=True)
@@ -487,11 +518,18 @@ class PowerCutDisk:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self, crash_after_syncs: int | None = None) -> Path:
-        """Mount the durable image (live := durable); return the mount point."""
+    def start(self, crash_after_syncs: int | None = None, keep_unsynced: float = 0.0,
+              seed: int = 0) -> Path:
+        """Mount the durable image (live := durable); return the mount point.
+
+        *keep_unsynced*: the chance that each unsynced 4 KiB piece of a file (and
+        its unsynced size) written before the last cut reached the disk anyway;
+        directory entries stay strict.
+        """
         assert self.process is None or self.process.poll() is not None
         self._close_pipe()
-        command = [sys.executable, __file__, str(self.backing), str(self.mountpoint)]
+        command = [sys.executable, __file__, str(self.backing), str(self.mountpoint),
+                   "--keep-unsynced", str(keep_unsynced), "--seed", str(seed)]
         if crash_after_syncs is not None:
             command += ["--crash-after-syncs", str(crash_after_syncs)]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,

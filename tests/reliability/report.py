@@ -204,6 +204,8 @@ def render(figures: dict[str, dict[str, Any]], seconds: float) -> str:
               "bad_input": "Bad input", "load": "Load", "s3_faults": "S3 faults",
               "exhaustion": "Exhaustion",
               "power_cut_sequence": "Power cuts: sweep over a sequence's syncs",
+              "power_cut_sequence_half_kept":
+                  "Power cuts: the same sweep, half of the unsynced pieces kept",
               "power_cut_recovery": "Power cuts: during recovery",
               "power_cut_concurrent": "Power cuts: concurrent writers",
               "power_cut_incoming": "Power cuts: /incoming",

@@ -15,7 +15,8 @@ Crash points:
 * a sweep over every sync of a fixed sequence of calls (single puts, an
   upload, a multi-put, a dedup, deletes, a journal spill, the clean close):
   the durable image changes only at a sync, so cutting the power as each
-  sync starts covers every distinct state that sequence can leave;
+  sync starts covers every distinct state that sequence can leave; run again
+  with half of the unsynced file pieces surviving the cut;
 * a second cut while the store recovers from the first (the open that
   settles an intent and rewrites the journal's files);
 * cuts after N acknowledged puts while eight writers keep putting and
@@ -171,19 +172,23 @@ def fresh(disk: PowerCutDisk) -> None:
     subprocess.run(["rm", "-rf", str(disk.backing)], check=True)
 
 
-def test_power_cut_at_every_sync_of_a_sequence(disk: PowerCutDisk, figures: Figures) -> None:
+@pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-lost", "unsynced-half-kept"])
+def test_power_cut_at_every_sync_of_a_sequence(disk: PowerCutDisk, keep: float,
+                                               figures: Figures) -> None:
+    """*keep*: the chance that each unsynced 4 KiB piece of a file reached the
+    disk anyway (the kernel's writeback part way through at the cut)."""
     total = sequence_syncs(disk)
-    points = spread(total, None if FULL_SWEEP else SWEEP_POINTS)
+    points = spread(total, None if FULL_SWEEP else SWEEP_POINTS if not keep else SWEEP_POINTS // 2)
     checked = 0
     for sync in points:
         fresh(disk)
         acks = cut_at_sync(disk, sync)
-        mnt = disk.start()
+        mnt = disk.start(keep_unsynced=keep, seed=sync)
         checked += check_store(mnt / "store", acks, cli=False)
         disk.stop()
-    figures["power_cut_sequence"] = {"syncs in the sequence": total,
-                                           "crash points": len(points),
-                                           "acknowledged blobs checked": checked}
+    key = "power_cut_sequence" + ("_half_kept" if keep else "")
+    figures[key] = {"syncs in the sequence": total, "crash points": len(points),
+                    "acknowledged blobs checked": checked}
 
 
 def spread(total: int, count: int | None) -> list[int]:
