@@ -127,16 +127,18 @@ something syncs:
   virtiofs only (checked on this Linux 6.18; `test_syncfs_does_not_reach_a_fuse_file_system`
   fails if a kernel ever passes it on). On this harness, as on any FUSE file system, they make
   nothing durable.
+* Optionally (`keep_unsynced`), the start after a cut lets each unsynced 4 KiB piece of a
+  durable file, and its unsynced size, survive with a given chance, in any order: the kernel's
+  writeback part way through when the power went.
 
-**What it does not model.** Unsynced writes never survive, partly or in another order (a real
-disk may keep some of them, or tear a sector; LMDB and the store's intent and journal are
-designed for that, but it is not tested here); timestamps, ownership and xattrs across a
-crash; `datasync` is treated as a full `fsync`; `fallocate` is not implemented (glibc emulates
+**What it does not model.** Torn sectors; unsynced directory changes that survive anyway (a
+real file system may persist a create or rename early); timestamps, ownership and xattrs
+across a crash; `datasync` is treated as a full `fsync`; `fallocate` is not implemented (glibc emulates
 it with writes); file locks stay in the kernel; S3 uploads (the S3 backend's durability is the
 bucket's: a completed PUT). The harness is the strict POSIX worst case for entries and data:
 ext4 in its default `data=ordered` mode keeps more than this (one journal commits every
-pending metadata change), so some of what it found could not happen on ext4, and would on
-other file systems.
+pending metadata change), so some of what it found could not happen on ext4, but may on
+other file systems (and on FUSE-backed stores).
 
 **Crash points** (after each: `axonfs fsck` clean, every acknowledged put present and
 byte-exact, every acknowledged delete still done; a delete in flight may go either way):
@@ -146,7 +148,8 @@ byte-exact, every acknowledged delete still done; a delete in flight may go eith
   deletes of a journaled and of a file blob, a spill of the journal, more puts, a delete of a
   spilled blob, the clean close). The durable image changes only at a sync, so a cut at the
   start of each sync reaches every distinct state this sequence can leave. By default 16 of
-  its syncs, evenly spread; `AXONFS_POWERCUT_SWEEP=all` cuts at every one;
+  its syncs, evenly spread; `AXONFS_POWERCUT_SWEEP=all` cuts at every one. The sweep runs
+  again (8 points by default) with half of the unsynced file pieces surviving each cut;
 * a second cut during the recovery from a first one: the open (by `axonfs fsck`) that settles
   an interrupted commit and rewrites the journal's files, cut at 5 of its syncs, after first
   cuts at two points of the sequence;

@@ -241,10 +241,15 @@ def test_power_cut_while_writers_put_and_delete(disk: PowerCutDisk, cut_after: i
     writer = start_writer(mnt / "store", "concurrent", seed=cut_after)
     acks = Acks()
     assert writer.stdout is not None
-    for line in writer.stdout:
-        acks.feed(line)
-        if acks.lines >= cut_after:
-            break
+    watchdog = threading.Timer(TIMEOUT, disk.power_cut)  # a stuck writer ends the loop
+    watchdog.start()
+    try:
+        for line in writer.stdout:
+            acks.feed(line)
+            if acks.lines >= cut_after:
+                break
+    finally:
+        watchdog.cancel()
     disk.power_cut()
     err = finish_writer(writer, acks)
     assert acks.lines >= cut_after, err
