@@ -147,9 +147,9 @@ byte-exact, every acknowledged delete still done; a delete in flight may go eith
   journaled in the index, large puts as blob files, a streamed upload, a multi-put, a dedup,
   deletes of a journaled and of a file blob, a spill of the journal, more puts, a delete of a
   spilled blob, the clean close). The durable image changes only at a sync, so a cut at the
-  start of each sync reaches every distinct state this sequence can leave. By default 16 of
+  start of each sync reaches every distinct state this sequence can leave. By default 12 of
   its syncs, evenly spread; `AXONFS_POWERCUT_SWEEP=all` cuts at every one. The sweep runs
-  again (8 points by default) with half of the unsynced file pieces surviving each cut;
+  again (6 points by default) with half of the unsynced file pieces surviving each cut;
 * a second cut during the recovery from a first one: the open (by `axonfs fsck`) that settles
   an interrupted commit and rewrites the journal's files, cut at 5 of its syncs, after first
   cuts at two points of the sequence;
