@@ -175,9 +175,9 @@ reverted, the sequence test fails with the message quoted):
   now `fdatasync`ed with its directory before any bytes move, and a commit's deletes (and those
   of settling an interrupted commit) are flushed before it returns. This costs two syncs per
   commit that moves files (blobs above the 128 KiB journal size, deletes); journaled small
-  puts are unchanged. Both halves are needed: without only the intent's syncs, or only the
-  flush after deletes, the full sweep still ends with an unindexed blob (`axonfs/store/intent.py`, `axonfs/store/store.py`,
-  `axonfs/backends/local.py`).
+  puts are unchanged. Both halves are needed: with either removed and the other kept, the
+  full sweep still ends with an unindexed blob (`axonfs/store/intent.py`,
+  `axonfs/store/store.py`, `axonfs/backends/local.py`).
 * **On a FUSE file system, spilled small blobs were never synced.** The journal's files are made
   durable with one `syncfs` per batch before the journal rows are dropped; on FUSE `syncfs` does
   nothing, so three acknowledged small blobs of a cleanly closed store were missing ("3 blobs
