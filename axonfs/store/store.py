@@ -7,7 +7,7 @@ Layout of a store directory::
       index.lmdb/        the LMDB index (see axonfs.store.index)
       blobs/ab/<hex>     the local backend's blob files (when it is the backend)
       tmp/               spool files; swept when the store opens
-      commit.intent      present only while a commit moves bytes (axonfs.store.intent)
+      commit.intent      not empty only while a commit moves bytes (axonfs.store.intent)
       reserve            space held back so that deletes work on a full disk
 
 :meth:`Store.commit` is the one place blobs become visible. It runs a batch of

@@ -172,18 +172,17 @@ reverted, the sequence test fails with the message quoted):
   never synced, and `commit.intent`, which finishes an interrupted delete, relied on ext4's
   ordering: after a cut, deleted blobs came back as unindexed files ("2 blobs in the backend but
   not the index"), which `fsck --repair` or `recover` would have indexed again. The intent is
-  now `fdatasync`ed with its directory before any bytes move, and a commit's deletes (and those
-  of settling an interrupted commit) are flushed before it returns. This costs two syncs per
-  commit that moves files (blobs above the 128 KiB journal size, deletes); journaled small
-  puts are unchanged. Both halves are needed: with either removed and the other kept, the
-  full sweep still ends with an unindexed blob (`axonfs/store/intent.py`,
+  now `fdatasync`ed before any bytes move (its directory too when the file is created; it is
+  then kept and emptied rather than removed, so later commits sync no directory for it), and
+  a commit's deletes (and those of settling an interrupted commit) are flushed before it
+  returns. Journaled small puts are unchanged. Both halves are needed: with either removed and
+  the other kept, the full sweep still ends with an unindexed blob (`axonfs/store/intent.py`,
   `axonfs/store/store.py`, `axonfs/backends/local.py`). The old reliance on ext4 did not hold
   either: with delayed allocation a new file's data is not ordered before the journal commit
   that creates it, so ext4 could also bring the intent back empty. Measured on the 2-core VM
-  while other test runs shared it (load 3.5; three alternating runs of 150 sequential puts
-  each), a 256 KiB `put` took 8.8-14.7 ms before and 15.1-37 ms after; 4 KiB puts did not
-  change (1.4-3.7 ms before, 1.1-2.3 ms after). Keeping `commit.intent` in place and emptying
-  it instead of removing it would save the directory fsync; not done yet.
+  (three alternating runs of 150 sequential puts, then 75 deletes, on ext4), a 256 KiB `put`
+  took 2.33-2.57 ms before and 2.73-2.92 ms after, a delete 1.24-1.48 ms before and 1.69-2.12
+  ms after.
 * **On a FUSE file system, spilled small blobs were never synced.** The journal's files are made
   durable with one `syncfs` per batch before the journal rows are dropped; on FUSE `syncfs` does
   nothing, so three acknowledged small blobs of a cleanly closed store were missing ("3 blobs
