@@ -147,17 +147,17 @@ byte-exact, every acknowledged delete still done; a delete in flight may go eith
   journaled in the index, large puts as blob files, a streamed upload, a multi-put, a dedup,
   deletes of a journaled and of a file blob, a spill of the journal, more puts, a delete of a
   spilled blob, the clean close). The durable image changes only at a sync, so a cut at the
-  start of each sync reaches every distinct state this sequence can leave. By default 12 of
+  start of each sync reaches every distinct state this sequence can leave. By default 10 of
   its syncs, evenly spread; `AXONFS_POWERCUT_SWEEP=all` cuts at every one. The sweep runs
-  again (6 points by default) with half of the unsynced file pieces surviving each cut;
+  again (5 points by default) with half of the unsynced file pieces surviving each cut;
 * a second cut during the recovery from a first one: the open (by `axonfs fsck`) that settles
-  an interrupted commit and rewrites the journal's files, cut at 5 of its syncs, after first
+  an interrupted commit and rewrites the journal's files, cut at 4 of its syncs, after first
   cuts at two points of the sequence;
 * cuts after 2, 25 and 150 acknowledged calls while eight writers put (70% journaled small
   blobs) and delete concurrently, so commits group several callers, and spills run beside them;
 * cuts after 1 and 40 files closed in `/incoming` by four copying threads, on a mount whose
   store is on the harness;
-* cuts at 5 of the syncs of `axonfs recover` indexing the blob files of a store whose index
+* cuts at 4 of the syncs of `axonfs recover` indexing the blob files of a store whose index
   was lost (after the sequence), then recover run again to the end.
 
 **What it found** (each fixed in its own commit; with any one of the first three fixes

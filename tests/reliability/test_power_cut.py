@@ -56,10 +56,10 @@ from .tools import Daemon, assert_fsck_clean, sha_hex, write_file
 WRITER = Path(__file__).with_name("power_cut_writer.py")
 REPO = Path(__file__).parents[2]
 FULL_SWEEP = os.environ.get("AXONFS_POWERCUT_SWEEP") == "all"
-SWEEP_POINTS = 12
+SWEEP_POINTS = 10
 """Crash points of the sequence sweep unless ``AXONFS_POWERCUT_SWEEP=all``:
 evenly spread over its syncs (about 2 s each)."""
-RECOVERY_POINTS = 5
+RECOVERY_POINTS = 4
 """Second cuts per recovery (of the open after a cut, of ``axonfs recover``)."""
 TIMEOUT = 60.0
 
