@@ -125,7 +125,7 @@ class BlobBackend(abc.ABC):
 
     @abc.abstractmethod
     def flush(self) -> None:
-        """Make every blob put since the last flush durable."""
+        """Make every blob put (and every delete) since the last flush durable."""
 
     @abc.abstractmethod
     def open(self, sha256: Sha256) -> BlobReader:

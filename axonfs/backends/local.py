@@ -7,7 +7,7 @@ directories and creates none after the first few hundred blobs.
 A batch's spool files first get their writeback started together
 (:meth:`LocalBackend.prepare`), then each is fdatasync'ed, then renamed into
 place (same filesystem, so the rename is atomic); :meth:`LocalBackend.flush`
-fsyncs the directories the renames touched. Small blobs skip all of this: the
+fsyncs the directories the renames (and deletes) touched. Small blobs skip all of this: the
 store journals their bytes in the index commit, and later writes a batch of
 their files with ``put_file(sync=False)`` and makes them durable with one
 :meth:`sync_blobs`. Within a batch only the first sync of each kind waits for a
@@ -16,6 +16,8 @@ blobs costs about two journal commits, not two per blob. Journaled small
 blobs are synced with one ``syncfs(2)`` per batch instead (see
 :meth:`LocalBackend.sync_blobs`): it also waits for other writers on the
 filesystem, but it runs in the background, and a flush per file costs far more.
+On a FUSE filesystem syncfs never reaches the server, so there the batch is
+synced file by file.
 
 Nothing but complete, verified blobs ever appears under ``<root>``: partial
 data lives in the spool directory until its hash is known.
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from axonfs.backends.base import BlobBackend, BlobReader, Listing
 from axonfs.errors import BackendError, BlobMissing
-from axonfs.fsutil import fsync_path, start_writeback, syncfs
+from axonfs.fsutil import fsync_path, start_writeback, syncfs, syncfs_is_durable
 from axonfs.hashing import Sha256, is_sha256_hex
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,7 @@ class LocalBackend(BlobBackend):
         root.mkdir(parents=True, exist_ok=True)
         self._root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         self._dirty_dirs: set[Path] = set()
+        self._syncfs_works = syncfs_is_durable(self._root_fd)
         self.ignored = 0
 
     def path_of(self, sha256: Sha256) -> Path:
@@ -168,10 +171,30 @@ class LocalBackend(BlobBackend):
         # fdatasync per file plus directory fsyncs (each fdatasync is a flush).
         missing = [sha for sha in sha256s if not os.path.exists(self._name_of(sha))]
         try:
-            syncfs(self._root_fd)
+            if self._syncfs_works:
+                syncfs(self._root_fd)
+            else:
+                self._sync_each(sha256s)
         except OSError as exc:
             raise BackendError(f"cannot sync blobs: {exc.strerror}", errno=exc.errno) from exc
         return missing
+
+    def _sync_each(self, sha256s: list[Sha256]) -> None:
+        """What syncfs does, file by file, where syncfs does nothing (FUSE):
+        each file's data, then its directory, then the root (a spill may have
+        created the directory). Runs beside commits, so it leaves
+        :attr:`_dirty_dirs` to them."""
+        directories: set[str] = set()
+        for sha in sha256s:
+            name = self._name_of(sha)
+            try:
+                fsync_path(Path(name), data_only=True)
+            except FileNotFoundError:
+                continue  # deleted meanwhile; the caller was told it is missing
+            directories.add(os.path.dirname(name))
+        for directory in sorted(directories):
+            fsync_path(Path(directory))
+        fsync_path(self.root)
 
     def open(self, sha256: Sha256) -> LocalReader:
         try:
@@ -185,10 +208,12 @@ class LocalBackend(BlobBackend):
         return LocalReader(fd, os.fstat(fd).st_size)
 
     def delete(self, sha256: Sha256) -> bool:
+        name = self._name_of(sha256)
         try:
-            os.unlink(self._name_of(sha256))
+            os.unlink(name)
         except FileNotFoundError:
             return False
+        self._dirty_dirs.add(Path(name).parent)  # the next flush makes the unlink durable
         return True
 
     def exists(self, sha256: Sha256) -> bool:

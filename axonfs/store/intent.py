@@ -5,8 +5,9 @@ backend *before* the index transaction that makes them visible, and removes
 deleted blobs' bytes *after* it. A crash in between would leave bytes the
 index does not name. So before any bytes move, the commit writes
 ``<store>/commit.intent`` (one ``add <hex>`` or ``del <hex>`` line per op, in
-batch order) and removes the file once the batch is done. A store that opens
-and finds the file settles each blob it names by the batch's last word on it:
+batch order) and empties the file once the batch is done. A store that opens
+and finds the file not empty settles each blob it names by the batch's last
+word on it:
 
 * the index has the blob: nothing to do (the batch either committed, or never
   reached the index and left the bytes alone);
@@ -19,15 +20,21 @@ and finds the file settles each blob it names by the batch's last word on it:
 After that the store is exactly what some prefix of the crashed process's
 calls would have made it: ``fsck`` finds nothing.
 
-Durability: the file gets no fsync of its own. It is written before the
-batch's blob files are synced and renamed, and the directory fsync that makes
-those renames durable commits it too on ext4 (data=ordered). On a filesystem
-without that ordering, a power cut can at worst lose the file and leave
-unindexed blobs, which ``fsck`` reports and ``recover`` adopts.
+Durability: the record is synced before the commit moves any bytes (and, the
+first time, its directory entry too: the file is then kept, and emptied
+rather than removed, so later commits pay one fdatasync and no directory
+fsync). A crash between the index commit and the bytes becoming durable (or
+gone) must find it: without it a deleted blob's file could outlive its row
+(an orphan that ``fsck --repair`` or ``recover`` would index again, undoing
+the delete), and an added blob's file could sit unindexed. Emptying it needs
+no sync: a stale record that comes back after a crash is harmless, since
+settling is idempotent (a blob the index has is left alone; a delete the
+index already shows is finished again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -36,6 +43,7 @@ from pathlib import Path
 
 from axonfs.backends.base import BlobBackend
 from axonfs.errors import BlobMissing
+from axonfs.fsutil import fsync_path
 from axonfs.hashing import Sha256, is_sha256_hex
 
 log = logging.getLogger(__name__)
@@ -45,22 +53,33 @@ _READ = 4 << 20
 
 
 def write(path: Path, ops: Iterable[tuple[Sha256, bool]]) -> None:
-    """Record a batch's ``(sha256, is_add)`` ops at *path*, replacing any old record."""
+    """Record a batch's ``(sha256, is_add)`` ops at *path*, durably, replacing any old record."""
     data = "".join(f"{'add' if add else 'del'} {sha.hex()}\n" for sha, add in ops).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        created = True
+    except FileExistsError:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        created = False
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+        os.fdatasync(fd)
     finally:
         os.close(fd)
+    if created:
+        fsync_path(path.parent)  # a new file's name is durable only once its directory is
 
 
 def read(path: Path) -> dict[Sha256, bool] | None:
-    """The last word on each blob in the record at *path* (True: add), or None."""
+    """The last word on each blob in the record at *path* (True: add), or None
+    if there is no record (no file, or an emptied one)."""
     try:
         text = path.read_text(errors="replace")
     except FileNotFoundError:
+        return None
+    if not text:
         return None
     final: dict[Sha256, bool] = {}
     for line in text.splitlines():
@@ -71,7 +90,9 @@ def read(path: Path) -> dict[Sha256, bool] | None:
 
 
 def clear(path: Path) -> None:
-    path.unlink(missing_ok=True)
+    """Empty the record (kept, so the next :func:`write` need not sync its directory)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.truncate(path, 0)
 
 
 def verified_size(backend: BlobBackend, sha256: Sha256) -> int | None:

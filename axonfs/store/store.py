@@ -7,7 +7,7 @@ Layout of a store directory::
       index.lmdb/        the LMDB index (see axonfs.store.index)
       blobs/ab/<hex>     the local backend's blob files (when it is the backend)
       tmp/               spool files; swept when the store opens
-      commit.intent      present only while a commit moves bytes (axonfs.store.intent)
+      commit.intent      not empty only while a commit moves bytes (axonfs.store.intent)
       reserve            space held back so that deletes work on a full disk
 
 :meth:`Store.commit` is the one place blobs become visible. It runs a batch of
@@ -60,6 +60,7 @@ from axonfs.errors import (
     StoreUnavailable,
     store_unavailable,
 )
+from axonfs.fsutil import fsync_path
 from axonfs.hashing import Sha256
 from axonfs.store import intent, spool
 from axonfs.store.index import BlobRow, Index, IndexOp
@@ -195,6 +196,7 @@ class Store:
             spool.sweep(self.tmp)
             self.index = Index(root / "index.lmdb")
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
+            _sync_layout(root)
             self._settle_journal()
             self._reserve()
             self._unsettled = True
@@ -274,7 +276,9 @@ class Store:
         :data:`RESERVE_MIN`); a disk too full for it is only warned about."""
         size = RESERVE_SIZE
         try:
-            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # O_RDWR: where the filesystem cannot allocate (FUSE), glibc emulates
+            # posix_fallocate by reading each block and writing the holes.
+            fd = os.open(self.reserve_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             log.warning("cannot create the delete reserve %s: %s", self.reserve_path, exc)
             return
@@ -336,6 +340,8 @@ class Store:
                 removed += 1
         if adopt:
             self.index.apply(adopt, time.time_ns())
+        if removed:
+            self.backend.flush()  # durable before the intent naming them goes
         intent.clear(self.intent_path)
         self._unsettled = False
         if adopt or removed:
@@ -372,8 +378,11 @@ class Store:
         for i, op in enumerate(ops):  # a dedup of an upload that failed fails with it
             if results[i] is None and op.sha256 in failed_shas:
                 results[i] = next(failed[j] for j in failed if ops[j].sha256 == op.sha256)
-        for sha in plan.deleted - plan.present_now():
-            self.backend.delete(sha)
+        removed = [sha for sha in plan.deleted - plan.present_now() if self.backend.delete(sha)]
+        if removed:
+            # The delete is acknowledged when this returns: its unlinks must be
+            # durable before the intent that would finish them is cleared.
+            self.backend.flush()
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
@@ -540,6 +549,27 @@ class Store:
                                                max_bytes=JOURNAL_BATCH_BYTES):
             yield from rows
             after = rows[-1][0]
+
+
+def _sync_layout(root: Path) -> None:
+    """Make the store's own entries durable: ``index.lmdb/data.mdb``, ``blobs/``,
+    ``tmp/`` and the store directory itself in its parent.
+
+    LMDB syncs its file's data but never the directory it created the file
+    in, and ``mkdir`` is not durable until its parent is synced. Without
+    this, a power cut soon after a store was created could lose the index
+    file (or the whole store directory) with every blob it had acknowledged.
+    A few fsyncs per open; nothing else in the store creates directories
+    outside ``blobs/``, which syncs its own.
+    """
+    for directory in (root / "index.lmdb", root, root.parent):
+        try:
+            fsync_path(directory)
+        except OSError as exc:
+            # The parent may be unreadable to us; the store itself was synced.
+            if directory != root.parent:
+                raise
+            log.debug("cannot sync %s: %s", directory, exc)
 
 
 class _Plan:

@@ -47,7 +47,8 @@ def nothing_left_mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     (other sessions on the machine may mount elsewhere meanwhile)."""
     base = str(tmp_path_factory.getbasetemp())
     yield
-    left = [path for path in mounts_of_type("fuse.axonfs") + mounts_of_type("tmpfs")
+    left = [path for path in mounts_of_type("fuse.axonfs") + mounts_of_type("fuse.powercut")
+            + mounts_of_type("tmpfs")
             if path == base or path.startswith(base + "/")]
     assert not left, f"mounts left behind: {sorted(left)}"
 

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from axonfs.store import intent
+
 from .conftest import Figures
 from .tools import (
     DEAD_MOUNT_ERRNOS,
@@ -136,7 +138,7 @@ def test_sigkill_during_ingest_loses_nothing(daemons: Callable[..., Daemon],
 
         # The store, unmounted (its daemon is dead): fsck settles and finds nothing.
         assert_fsck_clean(daemon.store)
-        assert not (daemon.store / "commit.intent").exists()
+        assert intent.read(daemon.store / "commit.intent") is None
         # The mount point is dead; mount recovers it and says so.
         result = daemon.start()
         assert "stopped abruptly" in result.stderr, result.stderr
