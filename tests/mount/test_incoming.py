@@ -74,6 +74,8 @@ def test_cp_r_find_and_rsync(mounted: Mounted, tmp_path: Path) -> None:
     sh(f"diff -r {tree} {mounted.mnt}/incoming/synced")
     again = sh(f"rsync -a --itemize-changes {tree}/ {mounted.mnt}/incoming/synced/").stdout
     assert ">f" not in again  # nothing re-sent: sizes and mtimes were kept
+    # and no mode to set again: a committed entry keeps the mode rsync gave it
+    assert not [line for line in again.splitlines() if line[5:6] == "p"], again
     assert not spools(mounted)
 
 
