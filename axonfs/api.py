@@ -54,6 +54,11 @@ class Call:
     """Served over Telepath (Synapse's ``AxonApi`` has it)."""
     cli: str | None = None
     """The ``axonfs ctl`` subcommand that makes this call, if one does."""
+    local: tuple[str, ...] = ()
+    """Keyword-only parameters of the answering function for in-process callers
+    only (a callback): no socket client may pass them."""
+    request_id: bool = False
+    """The answering function takes the request's id first (it sends its own items)."""
 
 
 VALUE, STREAM, UPLOAD, SERVER = Shape.VALUE, Shape.STREAM, Shape.UPLOAD, Owner.SERVER
@@ -71,7 +76,7 @@ CALLS: dict[str, Call] = {call.name: call for call in (
     Call("del_", VALUE, cli="del"),
     Call("dels", VALUE, cli="del"),
     Call("unpack", VALUE, cli="unpack"),
-    Call("wget", VALUE, cli="wget"),
+    Call("wget", VALUE, cli="wget", local=("progress",)),
     Call("wput", VALUE, cli="wput"),
     Call("postfiles", VALUE, cli="postfiles"),
     Call("get", STREAM, cli="get"),
@@ -83,11 +88,22 @@ CALLS: dict[str, Call] = {call.name: call for call in (
     Call("iterMpkFile", STREAM, cli="msgpack"),
     # The S3 Axon's recovery, and the daemon's own calls.
     Call("recoverIndices", VALUE, SERVER, cli="recover"),
-    Call("recover_progress", STREAM, SERVER, telepath=False, cli="recover"),
+    Call("recover_progress", STREAM, SERVER, telepath=False, cli="recover", request_id=True),
+    Call("wget_progress", STREAM, SERVER, telepath=False, cli="wget", request_id=True),
     Call("ping", VALUE, SERVER, inline=True, telepath=False, cli="ping"),
     Call("stats", VALUE, SERVER, telepath=False, cli="stats"),
     Call("log_level", VALUE, SERVER, telepath=False, cli="log-level"),
 )}
+
+
+def wire_signature(call: Call, function: Callable[..., Any]) -> inspect.Signature:
+    """The arguments a socket client may pass to *call*, answered by *function* (a
+    bound method): its signature without the request's id or in-process parameters."""
+    found = signature(function)
+    if not call.request_id and not call.local:
+        return found
+    parameters = list(found.parameters.values())[1 if call.request_id else 0:]
+    return found.replace(parameters=[p for p in parameters if p.name not in call.local])
 
 
 def signature(function: Callable[..., Any]) -> inspect.Signature:

@@ -618,12 +618,17 @@ class Axon:
                    body: bytes | str | dict[str, Any] | None = None,
                    method: str = "GET", ssl: bool = True, timeout: float | None = None,
                    proxy: bool | str | None = True,
-                   ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Download *url* into the store; see :func:`axonfs.fetch.wget`."""
+                   ssl_opts: dict[str, Any] | None = None, *,
+                   progress: Callable[[int, int | None], Awaitable[None]] | None = None,
+                   ) -> dict[str, Any]:
+        """Download *url* into the store; see :func:`axonfs.fetch.wget`.
+
+        *progress* (in-process callers only) is told the bytes received so far.
+        """
         from axonfs import fetch
         return await fetch.wget(self, url, params=params, headers=headers, json=json,
                                 body=body, method=method, ssl=ssl, timeout=timeout,
-                                proxy=proxy, ssl_opts=ssl_opts)
+                                proxy=proxy, ssl_opts=ssl_opts, progress=progress)
 
     async def wput(self, sha256: bytes, url: str, params: dict[str, Any] | None = None,
                    headers: dict[str, str] | None = None, method: str = "PUT",

@@ -456,6 +456,20 @@ class AxonClient:
         """
         return await self._call("recoverIndices", verify=verify)  # type: ignore[no-any-return]
 
+    def wget_progress(self, url: str, params: dict[str, Any] | None = None,
+                      headers: dict[str, str] | None = None, json: Any = None,
+                      body: bytes | str | dict[str, Any] | None = None, method: str = "GET",
+                      ssl: bool = True,
+                      timeout: float | None = None,  # noqa: ASYNC109 - reference API
+                      proxy: bool | str | None = True,
+                      ssl_opts: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`wget` with progress: ``{"received", "total"}`` dicts as the body
+        arrives (``total`` None when the server announced no length), then
+        ``{"done": True, "result": <wget's result>}``."""
+        return self._stream("wget_progress", url, params=params, headers=headers, json=json,
+                            body=body, method=method, ssl=ssl, timeout=timeout, proxy=proxy,
+                            ssl_opts=ssl_opts)
+
     def recover_progress(self, verify: bool | None = None) -> AsyncIterator[dict[str, Any]]:
         """:meth:`recoverIndices` with progress: ``{"listed", "added"}`` dicts as
         the listing goes, then the report with ``"done": True``."""

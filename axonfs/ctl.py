@@ -374,10 +374,27 @@ async def _wget(axon: Any, args: argparse.Namespace, out: Output) -> int:
             raise QuietError(f"--json-body is not JSON: {exc}", EXIT_USAGE) from None
     if args.body_file is not None:
         kwargs["body"] = Path(args.body_file).read_bytes()  # noqa: ASYNC240
-    result = await axon.wget(args.url, **kwargs)
+    if sys.stderr.isatty() and not args.no_progress:
+        result = await _wget_with_bar(axon, args.url, kwargs)
+    else:
+        result = await axon.wget(args.url, **kwargs)
     text = (f"{result.get('code')} {result.get('reason')} {result.get('size')} "
             f"{result.get('hashes', {}).get('sha256')} {result.get('url')}")
     return _http_result(result, args, out, text)
+
+
+async def _wget_with_bar(axon: Any, url: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    with _byte_bar(None, "wget", True) as bar:
+        async for step in axon.wget_progress(url, **kwargs):
+            if step.get("done"):
+                result = step["result"]
+            else:
+                if step["total"] and bar.total != step["total"]:
+                    bar.total = step["total"]
+                    bar.refresh()  # the size, as soon as the server has said it
+                bar.update(step["received"] - bar.n)
+    return result
 
 
 async def _wput(axon: Any, args: argparse.Namespace, out: Output) -> int:
@@ -689,6 +706,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _http_options(p)
     p.add_argument("--json-body", metavar="JSON", help="send this JSON as the request body")
     p.add_argument("--body-file", metavar="FILE", help="send this file as the request body")
+    p.add_argument("--no-progress", action="store_true",
+                   help="never show a progress bar (one shows on a terminal)")
 
     p = add("wput", _wput, "send a blob to a URL", "Send a blob as the body of a request\n"
             "(PUT by default) to URL; print 'CODE REASON URL'.")

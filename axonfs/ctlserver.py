@@ -69,7 +69,8 @@ log = logging.getLogger(__name__)
 CALLS = api.CALLS
 """Every call the socket serves (see :mod:`axonfs.api`)."""
 SERVER_CALLS = {"recoverIndices": "_recover_indices", "recover_progress": "_recover_progress",
-                "ping": "_ping", "stats": "_stats", "log_level": "_log_level"}
+                "wget_progress": "_wget_progress", "ping": "_ping", "stats": "_stats",
+                "log_level": "_log_level"}
 """The ``_Connection`` method answering each call the server answers itself."""
 
 MAX_REQUESTS = 64
@@ -88,6 +89,8 @@ this size: measured, 16 MiB frames made a socket ``get`` ~40% slower than 4 MiB
 ones (the client assembles each frame in a growing buffer)."""
 UPLOAD_INBOX = 8
 """Upload frames (up to 4 MiB each) queued between the socket and the spool."""
+PROGRESS_EVERY = 0.1
+"""Seconds between the progress items of a streamed wget."""
 CLOSE_GRACE = 1.0
 """Seconds to try delivering a final error before closing a connection."""
 
@@ -400,15 +403,12 @@ class _Connection:
             await self._upload(request)
             return
         function = self._function(request.call)
-        checked = api.signature(function)
-        if request.call == "recover_progress":  # its first argument is the request's id
-            checked = checked.replace(parameters=list(checked.parameters.values())[1:])
         try:
-            checked.bind(*args, **kwargs)
+            api.wire_signature(declared, function).bind(*args, **kwargs)
         except TypeError as exc:
             raise BadArg(f"{request.call}: {exc}", call=request.call) from None
-        if request.call == "recover_progress":  # it sends its own items
-            await self._recover_progress(request.rid, *args, **kwargs)
+        if declared.request_id:  # it sends its own items
+            await function(request.rid, *args, **kwargs)
             await self.send({"id": request.rid, "t": END})
         elif declared.shape is api.Shape.VALUE:
             result = await function(*args, **kwargs)
@@ -452,6 +452,29 @@ class _Connection:
 
         report = await self._recover_report(verify, progress)
         await self.send({"id": rid, "t": ITEMS, "items": [{"done": True, **report}]})
+
+    async def _wget_progress(self, rid: int, url: str, params: dict[str, Any] | None = None,
+                             headers: dict[str, str] | None = None, json: Any = None,
+                             body: bytes | str | dict[str, Any] | None = None,
+                             method: str = "GET", ssl: bool = True,
+                             timeout: float | None = None,  # noqa: ASYNC109 - reference API
+                             proxy: bool | str | None = True,
+                             ssl_opts: dict[str, Any] | None = None) -> None:
+        """wget as a stream: ``{"received", "total"}`` items at most every
+        :data:`PROGRESS_EVERY` seconds as the body arrives, then ``{"done": True,
+        "result": ...}`` with wget's result dictionary."""
+        last = 0.0
+
+        async def progress(received: int, total: int | None) -> None:
+            nonlocal last
+            if trio.current_time() - last >= PROGRESS_EVERY:
+                last = trio.current_time()
+                await self.send({"id": rid, "t": ITEMS,
+                                 "items": [{"received": received, "total": total}]})
+
+        result = await self.axon.wget(url, params, headers, json, body, method, ssl, timeout,
+                                      proxy, ssl_opts, progress=progress)
+        await self.send({"id": rid, "t": ITEMS, "items": [{"done": True, "result": result}]})
 
     async def _log_level(self, level: str | None = None, logger: str = "") -> dict[str, Any]:
         """Set (or with no *level*, only report) the daemon's log levels."""

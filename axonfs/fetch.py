@@ -34,7 +34,7 @@ import tempfile
 import traceback
 import urllib.parse
 import zlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,9 @@ import trio
 from axonfs.config import WGET_MAX_BYTES
 from axonfs.errors import AxonError, BadArg, HitLimit
 from axonfs.hashing import HashSet
+
+Progress = Callable[[int, int | None], Awaitable[None]]
+"""Told ``(bytes received, bytes announced or None)`` as a download arrives."""
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +258,12 @@ async def _client(axon: Any, proxy: str | None, ssl: Any, ssl_opts: Any,
 async def wget(axon: Any, url: str, params: Any = None, headers: Any = None, json: Any = None,
                body: Any = None, method: str = "GET", ssl: bool = True,
                timeout: float | None = None, proxy: Any = True,  # noqa: ASYNC109 - reference API
-               ssl_opts: Any = None) -> dict[str, Any]:
-    """Download *url* into the store; the reference's result dictionary."""
+               ssl_opts: Any = None, *, progress: Progress | None = None) -> dict[str, Any]:
+    """Download *url* into the store; the reference's result dictionary.
+
+    *progress*, if given, is awaited with ``(bytes received, bytes announced or
+    None)`` as the body arrives.
+    """
     proxy_url = proxy_for(axon, proxy)
     try:
         async with _client(axon, proxy_url, ssl, ssl_opts, timeout) as client:
@@ -264,7 +271,7 @@ async def wget(axon: Any, url: str, params: Any = None, headers: Any = None, jso
                                            json=json, **_body(body))
             response = await client.send(request, stream=True)
             try:
-                size, digests = await _store_body(axon, response)
+                size, digests = await _store_body(axon, response, progress)
             finally:
                 await response.aclose()
     except Exception as exc:
@@ -287,7 +294,8 @@ def _body(body: Any) -> dict[str, Any]:
     return {"content": body}
 
 
-async def _store_body(axon: Any, response: httpx.Response) -> tuple[int, dict[str, str]]:
+async def _store_body(axon: Any, response: httpx.Response, progress: Progress | None = None
+                      ) -> tuple[int, dict[str, str]]:
     """Stream the body into an upload while hashing it; ``(size, hexdigests)``.
 
     Raises:
@@ -312,6 +320,8 @@ async def _store_body(axon: Any, response: httpx.Response) -> tuple[int, dict[st
                 await trio.to_thread.run_sync(hashset.update, chunk,
                                               limiter=axon.limiters.hash_cpu)
                 await upload.write(chunk)
+                if progress is not None:
+                    await progress(received, int(announced) if announced.isdigit() else None)
         size, _ = await upload.save()
     return size, hashset.hexdigests()
 

@@ -64,11 +64,15 @@ class Method:
     batches: Callable[..., Any] | None = None
     """A generator's list-at-a-time twin (same arguments): its items are sent a
     list per write, not a write per item."""
+    call: api.Call | None = None
+    """The declaration, for the Axon's own calls."""
 
     @property
     def signature(self) -> inspect.Signature:
         """What the server checks a call's arguments against before running it."""
-        return api.signature(self.function)
+        if self.call is None:
+            return api.signature(self.function)
+        return api.wire_signature(self.call, self.function)
 
 
 class Shared(Protocol):
@@ -129,7 +133,7 @@ class AxonApi:
                   and call.owner is api.Owner.AXON and call.shape is not api.Shape.UPLOAD)
         self._methods: dict[str, Method] = {
             call.name: Method(KINDS[call.shape], getattr(axon, call.name),
-                              getattr(axon, call.batched) if call.batched else None)
+                              getattr(axon, call.batched) if call.batched else None, call)
             for call in served}
         self._methods.update({  # what Telepath wraps, and a Cell's own calls
             "upload": Method(Kind.SHARE, self.upload),

@@ -33,17 +33,22 @@ def answering(call: api.Call) -> Callable[..., Any]:
     return getattr(_Connection, SERVER_CALLS[call.name])  # type: ignore[no-any-return]
 
 
-def wire_parameters(function: Callable[..., Any], call: api.Call) -> list[inspect.Parameter]:
-    parameters = list(inspect.signature(function).parameters.values())[1:]  # self
-    if call.name == "recover_progress" and function is not getattr(AxonClient, call.name):
-        parameters = parameters[1:]  # the server adds the request's id
-    return parameters
+def served_parameters(call: api.Call) -> list[inspect.Parameter]:
+    """What a socket client may pass: the answering function's parameters without
+    ``self``, the request's id, or the in-process ones."""
+    parameters = list(inspect.signature(answering(call)).parameters.values())[1:]
+    if call.request_id:
+        parameters = parameters[1:]
+    return [p for p in parameters if p.name not in call.local]
+
+
+def client_parameters(call: api.Call) -> list[inspect.Parameter]:
+    return list(inspect.signature(getattr(AxonClient, call.name)).parameters.values())[1:]
 
 
 @pytest.mark.parametrize("call", api.CALLS.values(), ids=lambda call: call.name)
 def test_the_client_takes_what_the_server_takes(call: api.Call) -> None:
-    served = wire_parameters(answering(call), call)
-    client = wire_parameters(getattr(AxonClient, call.name), call)
+    served, client = served_parameters(call), client_parameters(call)
     assert [(p.name, p.kind, p.default, p.annotation) for p in client] == \
         [(p.name, p.kind, p.default, p.annotation) for p in served]
 
@@ -51,7 +56,7 @@ def test_the_client_takes_what_the_server_takes(call: api.Call) -> None:
 @pytest.mark.parametrize("call", api.CALLS.values(), ids=lambda call: call.name)
 def test_the_answering_function_has_the_declared_shape(call: api.Call) -> None:
     function = answering(call)
-    if call.shape is api.Shape.STREAM and call.name != "recover_progress":
+    if call.shape is api.Shape.STREAM and not call.request_id:
         returns = inspect.signature(function).return_annotation
         assert inspect.isasyncgenfunction(function) or returns.startswith("AsyncIterator[")
     else:
@@ -93,3 +98,10 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
     return {}
+
+
+@pytest.mark.parametrize("call", [c for c in api.CALLS.values() if c.local],
+                         ids=lambda call: call.name)
+def test_in_process_parameters_are_keyword_only(call: api.Call) -> None:
+    parameters = inspect.signature(answering(call)).parameters
+    assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in call.local)

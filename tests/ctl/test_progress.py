@@ -1,4 +1,5 @@
-"""Progress bars on a terminal, nothing elsewhere: ``ctl put``/``get -o``, ``fsck``, ``recover``.
+"""Progress bars on a terminal, nothing elsewhere: ``ctl put``/``get -o``/``wget``, ``fsck``,
+``recover``.
 
 The commands run under a pseudo-terminal (both stdout and stderr on it, as in
 a shell); what the user finally sees is rebuilt from the bytes written
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from ctl.servers import LocalHTTPServer
 
 from .conftest import Daemon
 
@@ -110,6 +113,22 @@ def test_get_to_a_file_shows_a_bar(daemon: Daemon, tmp_path: Path) -> None:
     assert "get:" in raw and "3.00M" in raw  # the total is known from the start
     assert screen(raw) == []
     assert (tmp_path / "copy").read_bytes() == data
+
+
+def test_wget_shows_a_bar_with_the_announced_size(daemon: Daemon) -> None:
+    server = LocalHTTPServer().start()
+    try:
+        url = f"{server.base}/big?mib=64"
+        status, raw = on_tty("ctl", "wget", url, env=daemon.env())
+        plain = quiet("ctl", "wget", url, env=daemon.env())
+    finally:
+        server.stop()
+    assert status == 0, raw
+    assert "wget:" in raw and "64.0M" in raw  # the daemon told the size as the body came
+    sha = hashlib.sha256((bytes(range(256)) * 4096) * 64).hexdigest()
+    assert screen(raw) == [f"200 OK {64 * MiB} {sha} {url}"]
+    assert plain.returncode == 0 and plain.stderr == ""
+    assert plain.stdout.strip() == f"200 OK {64 * MiB} {sha} {url}"
 
 
 def test_nothing_but_results_without_a_terminal(daemon: Daemon, tmp_path: Path) -> None:
