@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import trio
 
 from axonfs.backends.base import BlobBackend, BlobReader, Listing
+from axonfs.config import FetchOptions
 from axonfs.errors import AxonError, BadArg, BadDataValu, BlobMissing, NoSuchFile, StoreCorrupt
 from axonfs.hashing import HashSet, Sha256
 from axonfs.store.committer import GroupCommitter
@@ -141,6 +142,8 @@ class Axon:
         self._background: trio.Nursery | None = None  # set by open(): hints like prefetch
         self.dedup_hits = 0
         """Adds of a blob the store already held (read by axonfs.stats)."""
+        self.fetch_options = FetchOptions()
+        """How wget, wput and postfiles reach the network (the daemon sets it)."""
         self._watchers: list[BlobWatcher] = []
 
     def watch(self, watcher: BlobWatcher) -> None:
@@ -393,7 +396,7 @@ class Axon:
                                              limiter=self.limiters.blob_io)
 
     async def get(self, sha256: bytes, offs: int | None = None,
-                  size: int | None = None) -> AsyncIterator[bytes]:
+                  size: int | None = None) -> AsyncGenerator[bytes, None]:
         """Yield the blob's bytes, whole or the range ``[offs, offs+size)``.
 
         Ranges follow the reference: NoSuchFile first; ``offs < 0`` or

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 ENV_STORE = "AXONFS_STORE"
@@ -29,3 +30,13 @@ MOUNT_SOCKET_XATTR = "user.axonfs.socket"
 
 WGET_MAX_BYTES = 4 << 30
 """Default cap of one ``wget`` download (``--wget-max-bytes``; 0: no cap)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOptions:
+    """The daemon's settings for the calls that reach the network (wget, wput, postfiles)."""
+
+    http_proxy: str | None = None
+    """``--http-proxy``: the proxy of a call whose ``proxy`` argument is True or None."""
+    max_bytes: int = WGET_MAX_BYTES
+    """``--wget-max-bytes``: the most one ``wget`` stores (0: no cap)."""

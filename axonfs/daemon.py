@@ -44,7 +44,7 @@ import trio.lowlevel
 from axonfs import systemd
 from axonfs.axon import Axon
 from axonfs.backends.base import BlobBackend
-from axonfs.config import WGET_MAX_BYTES, control_socket
+from axonfs.config import WGET_MAX_BYTES, FetchOptions, control_socket
 from axonfs.errors import AxonError, MountFailed
 from axonfs.fsutil import raise_descriptor_limit
 from axonfs.incoming import RETENTION_DEFAULT, Incoming
@@ -272,8 +272,7 @@ async def run(config: DaemonConfig, ready: Callable[[], None]) -> None:
         axon = await stack.enter_async_context(
             Axon.open(config.store, backend=config.backend, limits=config.limits))
         # Read by the control server (wget); not part of the Axon API itself.
-        axon.http_proxy = config.http_proxy  # type: ignore[attr-defined]
-        axon.wget_max_bytes = config.wget_max_bytes  # type: ignore[attr-defined]
+        axon.fetch_options = FetchOptions(config.http_proxy, config.wget_max_bytes)
         marker, crashed = _mark_running(config.store)
         if crashed:
             log.info("the previous daemon of %s stopped abruptly; the store has settled "

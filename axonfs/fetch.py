@@ -36,16 +36,17 @@ import urllib.parse
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
 import trio
 
-from axonfs.config import WGET_MAX_BYTES
 from axonfs.errors import AxonError, BadArg, HitLimit
 from axonfs.hashing import HashSet
+
+if TYPE_CHECKING:
+    from axonfs.axon import Axon
 
 Progress = Callable[[int, int | None], Awaitable[None]]
 """Told ``(bytes received, bytes announced or None)`` as a download arrives."""
@@ -74,12 +75,11 @@ def http_reason(code: int) -> str:
         return f"Unknown HTTP status code {code}"
 
 
-def proxy_for(axon: Any, proxy: Any) -> str | None:
+def proxy_for(axon: Axon, proxy: Any) -> str | None:
     """The proxy URL to use: True/None → the daemon's ``--http-proxy``, False → none,
     a string → itself; anything else raises BadArg (not returned as a result)."""
     if proxy is None or proxy is True:
-        configured = getattr(axon, "http_proxy", None)
-        return str(configured) if configured else None
+        return axon.fetch_options.http_proxy or None
     if proxy is False:
         return None
     if isinstance(proxy, str):
@@ -188,7 +188,7 @@ def _flatten(response: httpx.Response) -> dict[str, Any]:
 
 # -- TLS -------------------------------------------------------------------------
 
-async def ssl_verify(axon: Any, ssl_opts: Any, verify: Any) -> sslib.SSLContext | bool:
+async def ssl_verify(axon: Axon, ssl_opts: Any, verify: Any) -> sslib.SSLContext | bool:
     """httpx's ``verify`` for the reference's ``ssl`` and ``ssl_opts`` arguments.
 
     ``ssl`` overrides ``ssl_opts['verify']``; without verification the client
@@ -201,8 +201,7 @@ async def ssl_verify(axon: Any, ssl_opts: Any, verify: Any) -> sslib.SSLContext 
         opts["verify"] = verify
     if not opts.get("verify", True):
         return False
-    key = (getattr(axon, "tls_ca_dir", None), opts.get("ca_cert"), opts.get("client_cert"),
-           opts.get("client_key"))
+    key = (opts.get("ca_cert"), opts.get("client_cert"), opts.get("client_key"))
     context = _ssl_cache.get(key)
     if context is None:
         context = await trio.to_thread.run_sync(_make_ssl_context, *key)
@@ -212,13 +211,9 @@ async def ssl_verify(axon: Any, ssl_opts: Any, verify: Any) -> sslib.SSLContext 
     return context
 
 
-def _make_ssl_context(ca_dir: str | None, ca_cert: str | None, client_cert: str | None,
+def _make_ssl_context(ca_cert: str | None, client_cert: str | None,
                       client_key: str | None) -> sslib.SSLContext:
     context = sslib.create_default_context()
-    if ca_dir:
-        for path in sorted(Path(ca_dir).iterdir()):
-            if path.is_file():
-                context.load_verify_locations(cafile=str(path))
     if ca_cert:
         context.load_verify_locations(cadata=ca_cert)
     if client_cert:
@@ -241,7 +236,7 @@ def _pem_file(pem: str | None) -> Iterator[str | None]:
 
 
 @contextlib.asynccontextmanager
-async def _client(axon: Any, proxy: str | None, ssl: Any, ssl_opts: Any,
+async def _client(axon: Axon, proxy: str | None, ssl: Any, ssl_opts: Any,
                   timeout: float | None,  # noqa: ASYNC109
                   ) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client plus the reference's total-time limit around its use."""
@@ -255,7 +250,7 @@ async def _client(axon: Any, proxy: str | None, ssl: Any, ssl_opts: Any,
 
 # -- wget ------------------------------------------------------------------------
 
-async def wget(axon: Any, url: str, params: Any = None, headers: Any = None, json: Any = None,
+async def wget(axon: Axon, url: str, params: Any = None, headers: Any = None, json: Any = None,
                body: Any = None, method: str = "GET", ssl: bool = True,
                timeout: float | None = None, proxy: Any = True,  # noqa: ASYNC109 - reference API
                ssl_opts: Any = None, *, progress: Progress | None = None) -> dict[str, Any]:
@@ -294,7 +289,7 @@ def _body(body: Any) -> dict[str, Any]:
     return {"content": body}
 
 
-async def _store_body(axon: Any, response: httpx.Response, progress: Progress | None = None
+async def _store_body(axon: Axon, response: httpx.Response, progress: Progress | None = None
                       ) -> tuple[int, dict[str, str]]:
     """Stream the body into an upload while hashing it; ``(size, hexdigests)``.
 
@@ -302,7 +297,7 @@ async def _store_body(axon: Any, response: httpx.Response, progress: Progress | 
         HitLimit: the body is (or announces to be) larger than the daemon's
             ``--wget-max-bytes``; nothing is stored.
     """
-    limit = getattr(axon, "wget_max_bytes", WGET_MAX_BYTES) or None
+    limit = axon.fetch_options.max_bytes or None
     announced = response.headers.get("content-length", "")
     if limit is not None and announced.isdigit() and int(announced) > limit:
         raise HitLimit(f"response body of {announced} bytes is larger than the wget limit "
@@ -394,7 +389,7 @@ async def _coalesce(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]
 
 # -- wput and postfiles ----------------------------------------------------------
 
-async def wput(axon: Any, sha256: bytes, url: str, params: Any = None, headers: Any = None,
+async def wput(axon: Axon, sha256: bytes, url: str, params: Any = None, headers: Any = None,
                method: str = "PUT", ssl: bool = True, timeout: float | None = None,  # noqa: ASYNC109 - reference API
                proxy: Any = True, ssl_opts: Any = None) -> dict[str, Any]:
     """Send a stored blob as the body of a request to *url*."""
@@ -415,7 +410,7 @@ async def wput(axon: Any, sha256: bytes, url: str, params: Any = None, headers: 
             "headers": _headers(response.headers), "reason": http_reason(response.status_code)}
 
 
-async def postfiles(axon: Any, fields: Any, url: str, params: Any = None, headers: Any = None,
+async def postfiles(axon: Axon, fields: Any, url: str, params: Any = None, headers: Any = None,
                     method: str = "POST", ssl: bool = True, timeout: float | None = None,  # noqa: ASYNC109 - reference API
                     proxy: Any = True, ssl_opts: Any = None) -> dict[str, Any]:
     """Send a multipart form; a field with ``sha256`` (hex) streams that blob."""
@@ -455,7 +450,7 @@ class _Part:
     sha256: bytes | None = None
 
 
-def _part(axon: Any, field: Any) -> _Part:
+def _part(axon: Axon, field: Any) -> _Part:
     """Check one reference field dictionary and describe its part (BadArg, NoSuchFile)."""
     if not isinstance(field, dict):
         raise BadArg("Each field must be a dictionary", field=repr(field))
@@ -502,7 +497,7 @@ def _unhex(value: Any) -> bytes:
         raise BadArg(f"sha256 is not hex: {value!r}", value=repr(value)) from None
 
 
-async def _form_body(axon: Any, boundary: str, parts: list[_Part]
+async def _form_body(axon: Axon, boundary: str, parts: list[_Part]
                      ) -> AsyncGenerator[bytes, None]:
     delimiter = f"--{boundary}\r\n".encode()
     for part in parts:

@@ -12,6 +12,7 @@ import pytest
 
 from axonfs import client
 from axonfs.client import AxonClient
+from axonfs.config import FetchOptions
 from axonfs.errors import BadArg
 
 from .conftest import Served
@@ -107,13 +108,13 @@ async def test_wget_proxies(served: Served, axon: AxonClient,
     assert dead["reason"].startswith("Exception occurred during request: ")
     with pytest.raises(BadArg, match="HTTP proxy argument must be a string or bool."):
         await axon.wget(url, proxy=1.1)
-    served.axon.http_proxy = "http://127.0.0.1:1"  # type: ignore[attr-defined]
+    served.axon.fetch_options = FetchOptions(http_proxy="http://127.0.0.1:1")
     try:
         assert (await axon.wget(url))["ok"] is False               # True: the daemon's proxy
         assert (await axon.wget(url, proxy=None))["ok"] is False   # None behaves like True
         assert (await axon.wget(url, proxy=False))["code"] == 200  # False: no proxy
     finally:
-        served.axon.http_proxy = None  # type: ignore[attr-defined]
+        served.axon.fetch_options = FetchOptions()
 
 
 async def test_wget_unresolvable_host(axon: AxonClient) -> None:
