@@ -25,6 +25,10 @@ def evict(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)  # only clean pages can be dropped
+        # A read waits for pages still being read in (the store asks for a blob's
+        # pages after an upload): dropped before that ends, they would come back.
+        while os.read(fd, 1 << 20):
+            pass
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
@@ -37,12 +41,13 @@ async def test_evicted_blob_is_not_read_inline(store_dir: Path) -> None:
     backend = LocalBackend(store_dir / "blobs")
     try:
         path = backend.path_of(Sha256(sha256(data)))
-        evict(path)
         with backend.open(Sha256(sha256(data))) as reader:
-            # Asked first: a refused RWF_NOWAIT read may itself start the kernel's
-            # readahead, after which the pages are cached a moment later.
-            assert not reader.is_cached(4096, 4096)  # type: ignore[attr-defined]
+            # Evicted before each probe: a refused RWF_NOWAIT read may start the
+            # kernel's readahead, which caches the pages a moment later.
+            evict(path)
             assert reader.read_cached(4096, 4096) is None
+            evict(path)
+            assert not reader.is_cached(4096, 4096)  # type: ignore[attr-defined]
             assert reader.read(0, len(data)) == data  # brings it into the page cache
             assert reader.read_cached(4096, 4096) == data[4096:8192]
             assert reader.is_cached(0, len(data))  # type: ignore[attr-defined]
