@@ -20,6 +20,8 @@ from axonfs.store.spool import STAGE
 
 from .storetools import sha256
 
+EVICTIONS = 5
+
 
 def evict(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -43,11 +45,13 @@ async def test_evicted_blob_is_not_read_inline(store_dir: Path) -> None:
         path = backend.path_of(Sha256(sha256(data)))
         with backend.open(Sha256(sha256(data))) as reader:
             # Evicted before each probe: a refused RWF_NOWAIT read may start the
-            # kernel's readahead, which caches the pages a moment later.
-            evict(path)
-            assert reader.read_cached(4096, 4096) is None
-            evict(path)
-            assert not reader.is_cached(4096, 4096)  # type: ignore[attr-defined]
+            # kernel's readahead, which caches the pages a moment later. On a busy
+            # machine an eviction is now and then undone before the probe (about
+            # one run in thirty), so each probe gets a few evictions.
+            assert any(evict(path) or reader.read_cached(4096, 4096) is None
+                       for _ in range(EVICTIONS))
+            assert any(evict(path) or not reader.is_cached(4096, 4096)  # type: ignore[attr-defined]
+                       for _ in range(EVICTIONS))
             assert reader.read(0, len(data)) == data  # brings it into the page cache
             assert reader.read_cached(4096, 4096) == data[4096:8192]
             assert reader.is_cached(0, len(data))  # type: ignore[attr-defined]
