@@ -32,7 +32,7 @@ import axonfs.incoming
 from axonfs.axon import INLINE_IO_MAX, Axon
 from axonfs.incoming import HashBehind, Incoming
 from axonfs.ops import Operations
-from axonfs.vfs import MAP_WINDOW
+from axonfs.tree.blobs import MAP_WINDOW
 from mount.storeapi import get_blob, put_blobs
 
 MIB = 1 << 20
