@@ -105,7 +105,7 @@ class Operations(pyfuse3.Operations):
 
     supports_dot_lookup = False
     enable_writeback_cache = False
-    """House style D4, measured and left off: with the writeback cache the kernel
+    """Measured and left off: with the writeback cache the kernel
     owns the size of every regular file and ignores the size the daemon reports,
     so /history.log would stop growing for ``tail -f``; it also adds a SETATTR
     per small file. Large writes instead return once copied into the spool,
