@@ -285,15 +285,14 @@ class Operations(pyfuse3.Operations):
         reply = pyfuse3.readdir_reply
         if not listing.counts_lookups:
             # The hot case (by-sha256, history): no entry needs a lookup count.
-            for name, attrs, next_id in listing.entries(start_id):
-                if not reply(token, name.encode("utf-8", "surrogateescape"),
-                             entry_attributes(attrs), next_id):
+            for name, attrs, next_id in listing.entries(start_id, make_entry):
+                if not reply(token, name.encode("utf-8", "surrogateescape"), attrs, next_id):
                     break
             return
-        for name, attrs, next_id in listing.entries(start_id):
-            if not reply(token, os.fsencode(name), entry_attributes(attrs), next_id):
+        for name, attrs, next_id in listing.entries(start_id, make_entry):
+            if not reply(token, os.fsencode(name), attrs, next_id):
                 break
-            self.vfs.remember(attrs.inode)
+            self.vfs.remember(attrs.st_ino)  # the node id, whatever inode number it reports
 
     @_handler
     async def releasedir(self, fh: FileHandleT) -> None:
@@ -355,8 +354,14 @@ class Operations(pyfuse3.Operations):
 
 def entry_attributes(attrs: Attributes) -> pyfuse3.EntryAttributes:
     """The kernel's record of the tree's :class:`~axonfs.tree.base.Attributes`."""
-    (inode, mode, nlink, uid, gid, size, blocks, mtime_ns, ctime_ns, entry_timeout,
-     attr_timeout, reported_ino) = attrs
+    return make_entry(*attrs)
+
+
+def make_entry(inode: int, mode: int, nlink: int, uid: int, gid: int, size: int,
+               blocks: int, mtime_ns: int, ctime_ns: int, entry_timeout: float,
+               attr_timeout: float, reported_ino: int = 0) -> pyfuse3.EntryAttributes:
+    """The kernel's record of these attributes (a
+    :class:`~axonfs.tree.base.MakeAttributes`: listings build it directly)."""
     entry = pyfuse3.EntryAttributes()
     entry.st_ino = inode
     entry.st_mode = mode

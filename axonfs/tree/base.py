@@ -13,13 +13,14 @@ inode numbers each subtree owns are in :mod:`axonfs.inodes`.
 
 from __future__ import annotations
 
+import abc
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from axonfs.axon import BlobRow
 from axonfs.inodes import BLOB_BASE
@@ -43,11 +44,7 @@ def error(code: int, message: str = "") -> OSError:
 
 
 class Attributes(NamedTuple):
-    """What ``stat`` shows of an inode, and how long the kernel may cache it.
-
-    A tuple, so that building one per listed entry costs about what filling
-    the kernel's record does (``ls`` of a million blobs builds a million).
-    """
+    """What ``stat`` shows of an inode, and how long the kernel may cache it."""
 
     inode: int
     mode: int
@@ -66,25 +63,42 @@ class Attributes(NamedTuple):
     (a committed /incoming entry reports its blob's, as a hard link); 0: none."""
 
 
-DirEntry = tuple[str, Attributes, int]
-"""``(name, attributes, offset of the next entry)`` of a listing."""
+AttrsT = TypeVar("AttrsT")
+AttrsT_co = TypeVar("AttrsT_co", covariant=True)
 
 
-@dataclass(eq=False)
-class Listing:
+class MakeAttributes(Protocol[AttrsT_co]):
+    """Builds a front end's record of attributes from the fields of
+    :class:`Attributes` (which is one such builder itself)."""
+
+    def __call__(self, inode: int, mode: int, nlink: int, uid: int, gid: int, size: int,
+                 blocks: int, mtime_ns: int, ctime_ns: int, entry_timeout: float,
+                 attr_timeout: float, reported_ino: int = 0) -> AttrsT_co: ...
+
+
+class Listing(abc.ABC):
     """An open directory.
+
+    Its entries come with attributes in the caller's own record, built by
+    the *make* it passes: ``ls`` of a million blobs then builds a million
+    records of the kind the kernel is sent, and no other.
 
     Attributes:
         inode: the directory.
-        entries: yields the entries from an offset (0, or a ``DirEntry``'s
-            next offset), lazily.
         counts_lookups: each listed entry hands the kernel a reference to its
             inode (see :meth:`Subtree.remember`); False where none needs counting.
     """
 
-    inode: int
-    entries: Callable[[int], Iterator[DirEntry]]
-    counts_lookups: bool = False
+    counts_lookups = False
+
+    def __init__(self, inode: int) -> None:
+        self.inode = inode
+
+    @abc.abstractmethod
+    def entries(self, start: int, make: MakeAttributes[AttrsT]
+                ) -> Iterator[tuple[str, AttrsT, int]]:
+        """Yield ``(name, attributes, offset of the next entry)`` from offset
+        *start* (0, or an offset an entry gave), lazily."""
 
 
 @dataclass(frozen=True, slots=True)

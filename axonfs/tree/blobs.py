@@ -23,8 +23,9 @@ from axonfs.tree.base import (
     UID,
     XATTR_PREFIX,
     Attributes,
-    DirEntry,
+    AttrsT,
     Listing,
+    MakeAttributes,
     OpenFile,
     ReadOnlySubtree,
     blob_attrs,
@@ -82,25 +83,7 @@ class BlobsTree(ReadOnlySubtree):
     def opendir(self, inode: int) -> Listing:
         if inode != self.inode:
             raise error(errno.ENOTDIR)
-        return Listing(inode, self._entries)
-
-    def _entries(self, start: int) -> Iterator[DirEntry]:
-        # The hot loop of `ls /by-sha256`: the tuple is built in place rather
-        # than through blob_attrs (a BlobRow and two calls per entry), which
-        # takes a third off the daemon's time per entry.
-        indx = start
-        mode = stat.S_IFREG | 0o444
-        links = self.links
-        new_attrs = Attributes._make
-        while batch := self.axon.sequence_rows(indx, LIST_BATCH):
-            for row, live in batch:
-                if live:
-                    size = row.size
-                    yield row.sha256.hex(), new_attrs((
-                        BLOB_BASE + row.indx, mode, 1 + links[row.sha256] if links else 1,
-                        UID, GID, size, (size + 511) // 512, row.added_ns, row.added_ns,
-                        IMMUTABLE_TIMEOUT, IMMUTABLE_TIMEOUT, 0)), row.indx + 1
-            indx = batch[-1][0].indx + 1
+        return _BlobListing(inode, self.axon, self.links)
 
     async def open(self, inode: int, flags: int, pid: int) -> OpenFile:
         if is_writing(flags):
@@ -164,6 +147,31 @@ async def blob_xattr(axon: Axon, row: BlobRow | None, key: str) -> bytes:
     if key == "sha256":
         return row.sha256.hex().encode()
     return (await axon.hashset(row.sha256))[key].encode()
+
+
+class _BlobListing(Listing):
+    def __init__(self, inode: int, axon: Axon, links: Counter[Sha256]) -> None:
+        super().__init__(inode)
+        self.axon = axon
+        self.links = links
+
+    def entries(self, start: int, make: MakeAttributes[AttrsT]
+                ) -> Iterator[tuple[str, AttrsT, int]]:
+        # The hot loop of `ls /by-sha256`: the caller's record is built straight
+        # from the row (no BlobRow, no Attributes, no helper calls per entry),
+        # which keeps the daemon's time per entry about a third lower.
+        indx = start
+        mode = stat.S_IFREG | 0o444
+        links = self.links
+        while batch := self.axon.sequence_rows(indx, LIST_BATCH):
+            for row, live in batch:
+                if live:
+                    size = row.size
+                    yield row.sha256.hex(), make(
+                        BLOB_BASE + row.indx, mode, 1 + links[row.sha256] if links else 1,
+                        UID, GID, size, (size + 511) // 512, row.added_ns, row.added_ns,
+                        IMMUTABLE_TIMEOUT, IMMUTABLE_TIMEOUT), row.indx + 1
+            indx = batch[-1][0].indx + 1
 
 
 class BlobFile(OpenFile):

@@ -25,8 +25,9 @@ from axonfs.tree.base import (
     MUTABLE_TIMEOUT,
     UID,
     Attributes,
-    DirEntry,
+    AttrsT,
     Listing,
+    MakeAttributes,
     OpenFile,
     ReadOnlySubtree,
     dir_attrs,
@@ -75,12 +76,9 @@ class HistoryTree(ReadOnlySubtree):
         return link_target(row_by_indx(self.axon, inode - LINK_BASE).sha256)
 
     def opendir(self, inode: int) -> Listing:
-        if inode == self.inode:
-            return Listing(inode, self._day_entries)
         if inode >= LINK_BASE:
             raise error(errno.ENOTDIR)
-        day = inode - DAY_BASE
-        return Listing(inode, lambda start: self._link_entries(day, start))
+        return _HistoryListing(inode, self)
 
     async def open(self, inode: int, flags: int, pid: int) -> OpenFile:
         if is_writing(flags):
@@ -108,7 +106,7 @@ class HistoryTree(ReadOnlySubtree):
             raise error(errno.ENOENT)
         return row
 
-    def _day_entries(self, start: int) -> Iterator[DirEntry]:
+    def day_entries(self, start: int) -> Iterator[tuple[str, Attributes, int]]:
         day = self._first_live_day(start)
         while day is not None:
             name = (_EPOCH_DAY + datetime.timedelta(days=day)).isoformat()
@@ -125,7 +123,7 @@ class HistoryTree(ReadOnlySubtree):
             key = (rows[-1].tick_ms, rows[-1].indx + 1)
         return None
 
-    def _link_entries(self, day: int, start: int) -> Iterator[DirEntry]:
+    def link_entries(self, day: int, start: int) -> Iterator[tuple[str, Attributes, int]]:
         day_ms = day * DAY_MS
         key = (day_ms + (start >> _OFFSET_INDX_BITS), start & ((1 << _OFFSET_INDX_BITS) - 1))
         while rows := self.axon.history_rows(key, day_ms + DAY_MS - 1, LIST_BATCH):
@@ -140,6 +138,23 @@ class HistoryTree(ReadOnlySubtree):
     def _is_live(self, sha256: Sha256, indx: int) -> bool:
         row = self.axon.stat(sha256)
         return row is not None and row.indx == indx
+
+
+class _HistoryListing(Listing):
+    """/history (its days) or a day (its links)."""
+
+    def __init__(self, inode: int, tree: HistoryTree) -> None:
+        super().__init__(inode)
+        self.tree = tree
+
+    def entries(self, start: int, make: MakeAttributes[AttrsT]
+                ) -> Iterator[tuple[str, AttrsT, int]]:
+        if self.inode == HISTORY_INODE:
+            listed = self.tree.day_entries(start)
+        else:
+            listed = self.tree.link_entries(self.inode - DAY_BASE, start)
+        for name, attrs, next_id in listed:
+            yield name, make(*attrs), next_id
 
 
 def day_and_name(row: BlobRow) -> tuple[int, str]:

@@ -17,8 +17,9 @@ from axonfs.tree.base import (
     MUTABLE_TIMEOUT,
     AttrChange,
     Attributes,
-    DirEntry,
+    AttrsT,
     Listing,
+    MakeAttributes,
     OpenFile,
     Owner,
     error,
@@ -81,7 +82,7 @@ class IncomingTree:
 
     def opendir(self, inode: int) -> Listing:
         self.incoming.directory(inode)
-        return Listing(inode, _Snapshots(self, inode).entries, counts_lookups=True)
+        return _Snapshots(inode, self)
 
     # -- files ----------------------------------------------------------------------
 
@@ -138,24 +139,28 @@ class IncomingTree:
         return None
 
 
-class _Snapshots:
+class _Snapshots(Listing):
     """A listing of an /incoming directory: a snapshot of its entries per pass,
     so offsets (inode numbers) stay valid while entries come and go."""
 
-    def __init__(self, tree: IncomingTree, inode: int) -> None:
+    counts_lookups = True
+
+    def __init__(self, inode: int, tree: IncomingTree) -> None:
+        super().__init__(inode)
         self.tree = tree
-        self.inode = inode
         self.snapshot: list[Node] | None = None
 
-    def entries(self, start: int) -> Iterator[DirEntry]:
+    def entries(self, start: int, make: MakeAttributes[AttrsT]
+                ) -> Iterator[tuple[str, AttrsT, int]]:
         if self.snapshot is None or start == 0:
             self.snapshot = self.tree.incoming.entries(self.inode)
-        return self._entries(self.snapshot, start)
+        return self._entries(self.snapshot, start, make)
 
-    def _entries(self, snapshot: list[Node], start: int) -> Iterator[DirEntry]:
+    def _entries(self, snapshot: list[Node], start: int, make: MakeAttributes[AttrsT]
+                 ) -> Iterator[tuple[str, AttrsT, int]]:
         for node in snapshot:
             if node.inode >= start and node.parent is not None:
-                yield node.name, self.tree.attrs(node), node.inode + 1
+                yield node.name, make(*self.tree.attrs(node)), node.inode + 1
 
 
 class IncomingOpenFile(OpenFile):

@@ -15,8 +15,9 @@ from axonfs.tree.base import (
     IMMUTABLE_TIMEOUT,
     XATTR_PREFIX,
     Attributes,
-    DirEntry,
+    AttrsT,
     Listing,
+    MakeAttributes,
     ReadOnlySubtree,
     Subtree,
     TreeOptions,
@@ -50,11 +51,7 @@ class RootDir(ReadOnlySubtree):
         return dir_attrs(self.inode, self.started_ns, IMMUTABLE_TIMEOUT)
 
     def opendir(self, inode: int) -> Listing:
-        return Listing(inode, self._entries, counts_lookups=True)
-
-    def _entries(self, start: int) -> Iterator[DirEntry]:
-        for position, subtree in enumerate(self.subtrees[start:], start + 1):
-            yield subtree.name, subtree.listed(), position
+        return _RootListing(inode, self.subtrees)
 
     def listxattr(self, inode: int) -> list[str]:
         return [XATTR_PREFIX + "socket", XATTR_PREFIX + "pid"]
@@ -65,3 +62,16 @@ class RootDir(ReadOnlySubtree):
         if key == "pid" and self.options.daemon_pid:
             return str(self.options.daemon_pid).encode()
         raise error(errno.ENODATA)
+
+
+class _RootListing(Listing):
+    counts_lookups = True
+
+    def __init__(self, inode: int, subtrees: list[Subtree]) -> None:
+        super().__init__(inode)
+        self.subtrees = subtrees
+
+    def entries(self, start: int, make: MakeAttributes[AttrsT]
+                ) -> Iterator[tuple[str, AttrsT, int]]:
+        for position, subtree in enumerate(self.subtrees[start:], start + 1):
+            yield subtree.name, make(*subtree.listed()), position

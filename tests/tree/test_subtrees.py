@@ -33,8 +33,9 @@ from axonfs.ops import Operations
 from axonfs.tree.base import (
     IMMUTABLE_TIMEOUT,
     Attributes,
-    DirEntry,
+    AttrsT,
     Listing,
+    MakeAttributes,
     ReadOnlySubtree,
     TreeOptions,
     dir_attrs,
@@ -73,7 +74,7 @@ async def errno_of(request: object) -> int:
 
 
 def names(listing: Listing) -> list[str]:
-    return [name for name, _, _ in listing.entries(0)]
+    return [name for name, _, _ in listing.entries(0, Attributes)]
 
 
 async def test_the_root_lists_every_subtree_in_order(ops: Operations) -> None:
@@ -173,9 +174,12 @@ class Greeting(ReadOnlySubtree):
         return dir_attrs(self.inode, 0, IMMUTABLE_TIMEOUT)
 
     def opendir(self, inode: int) -> Listing:
-        return Listing(inode, self._entries)
+        return Empty(inode)
 
-    def _entries(self, start: int) -> Iterator[DirEntry]:
+
+class Empty(Listing):
+    def entries(self, start: int, make: MakeAttributes[AttrsT]
+                ) -> Iterator[tuple[str, AttrsT, int]]:
         return iter(())
 
 
