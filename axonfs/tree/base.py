@@ -1,4 +1,4 @@
-"""What every subtree of the mount implements, and the inode scheme they share.
+"""What every subtree of the mount implements, and the records it answers with.
 
 The mount is a root directory whose entries are subtrees (``/by-sha256``,
 ``/history``, ``/history.log``, ``/incoming``), each answered by one handler
@@ -21,9 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
-
-from axonfs.axon import BlobRow
-from axonfs.inodes import BLOB_BASE
 
 IMMUTABLE_TIMEOUT = 3600.0
 """Entry/attribute cache time of things that never change (blobs, static dirs)."""
@@ -300,12 +297,3 @@ def dir_attrs(inode: int, mtime_ns: int, timeout: float) -> Attributes:
     """A read-only directory owned by the daemon's user."""
     return Attributes(inode, stat.S_IFDIR | 0o555, 2, UID, GID, 0, 0, mtime_ns, mtime_ns,
                       timeout, timeout)
-
-
-def blob_attrs(row: BlobRow, nlink: int) -> Attributes:
-    """A blob's file (``/by-sha256/<hex>``)."""
-    size = row.size
-    return Attributes(BLOB_BASE + row.indx, stat.S_IFREG | 0o444, nlink, UID, GID, size,
-                      (size + 511) // 512, row.added_ns, row.added_ns,
-                      IMMUTABLE_TIMEOUT, IMMUTABLE_TIMEOUT)
-

@@ -28,7 +28,6 @@ from axonfs.tree.base import (
     MakeAttributes,
     OpenFile,
     ReadOnlySubtree,
-    blob_attrs,
     dir_attrs,
     error,
     is_writing,
@@ -78,7 +77,11 @@ class BlobsTree(ReadOnlySubtree):
         return dir_attrs(self.inode, self.started_ns, IMMUTABLE_TIMEOUT)
 
     def attrs(self, row: BlobRow) -> Attributes:
-        return blob_attrs(row, 1 + self.links.get(row.sha256, 0))
+        size = row.size
+        return Attributes(BLOB_BASE + row.indx, stat.S_IFREG | 0o444,
+                          1 + self.links.get(row.sha256, 0), UID, GID, size,
+                          (size + 511) // 512, row.added_ns, row.added_ns,
+                          IMMUTABLE_TIMEOUT, IMMUTABLE_TIMEOUT)
 
     def opendir(self, inode: int) -> Listing:
         if inode != self.inode:
