@@ -130,11 +130,11 @@ bench: venv
 bench-store: venv
 	$(BIN)/python bench/bench_store.py $(BENCH_ARGS)
 
-# The mount against native ceilings (issue 3): root, /dev/fuse, ~15 GiB free in /var/tmp.
+# The mount against native ceilings: root, /dev/fuse, ~15 GiB free in /var/tmp.
 bench-mount: venv
 	$(BIN)/python bench/bench_mount.py
 
-# The control socket against Synapse over Telepath (issue 4): needs /tmp/synapse-venv
+# The control socket against Synapse over Telepath: needs /tmp/synapse-venv
 # (see ../shared/bench/README.md) for --run-reference.
 bench-socket: venv
 	$(BIN)/python bench/bench_socket.py --runs 2 --run-reference
@@ -143,7 +143,7 @@ bench-socket: venv
 bench-telepath: venv
 	$(BIN)/python bench/bench_telepath.py --runs 2
 
-# The S3 backend (a moto server on 127.0.0.1) against the local backend (issue 5).
+# The S3 backend (a moto server on 127.0.0.1) against the local backend.
 bench-s3: venv
 	$(BIN)/python bench/bench_s3.py
 

@@ -29,13 +29,19 @@ from typing import Any, Protocol
 
 import trio
 
-from axonfs.backends.base import BlobBackend, BlobReader, Listing
+# BlobReader, the rows and Spool are the types front ends get from the service:
+# they import them from here, never from the layers below.
+from axonfs.backends.base import BlobBackend, Listing
+from axonfs.backends.base import BlobReader as BlobReader
+from axonfs.backends.local import LocalReader
 from axonfs.config import FetchOptions
 from axonfs.errors import AxonError, BadArg, BadDataValu, BlobMissing, NoSuchFile, StoreCorrupt
 from axonfs.hashing import HashSet, Sha256
 from axonfs.store.committer import GroupCommitter
-from axonfs.store.index import BlobRow
-from axonfs.store.spool import Spool
+from axonfs.store.index import BlobRow as BlobRow
+from axonfs.store.index import HistoryRow as HistoryRow
+from axonfs.store.index import SeqnRow as SeqnRow
+from axonfs.store.spool import Spool as Spool
 from axonfs.store.store import (
     AddBlob,
     AdoptBlob,
@@ -113,6 +119,18 @@ class RecoverReport:
     skipped: int
     ignored: int
     corrupt: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """What ``df`` shows of the store (see :meth:`Axon.capacity`)."""
+
+    used_bytes: int
+    blobs: int
+    free_bytes: int | None
+    """Free space of the medium the blobs are on; None where it has no size (S3)."""
+    max_bytes: int | None
+    """The store's ``max_bytes`` limit, if one is set."""
 
 
 class BlobWatcher(Protocol):
@@ -465,6 +483,28 @@ class Axon:
                                sha256=sha256.hex())
         return digests
 
+    def open_blob(self, sha256: Sha256) -> BlobReader:
+        """Open a stored blob for reads. Blocking: call it from a worker thread."""
+        return self.store.open_blob(sha256)
+
+    def local_reader(self, reader: BlobReader) -> LocalReader | None:
+        """*reader* as an open local file (to memory-map), or None if it is not one."""
+        return reader if isinstance(reader, LocalReader) else None
+
+    def new_spool(self, memory_max: int = 0) -> Spool:
+        """An empty spool for bytes whose hash is not known yet (commit it with
+        :meth:`save_spool`). Up to *memory_max* bytes stay in memory, so the
+        call does no I/O then; otherwise it creates a file: call it from a thread."""
+        return self.store.new_spool(memory_max=memory_max)
+
+    def capacity(self) -> Capacity:
+        """What ``df`` shows: an inline index read and the medium's ``statvfs``."""
+        metrics = self.index.metrics()
+        usage = self.backend.usage()
+        return Capacity(used_bytes=metrics["size:bytes"], blobs=metrics["file:count"],
+                        free_bytes=usage[1] if usage is not None else None,
+                        max_bytes=self.store.limits.max_bytes)
+
     # -- sequence and history ---------------------------------------------------
 
     async def hashes(self, offs: int, wait: bool = False,
@@ -527,6 +567,23 @@ class Axon:
                 return
             key = (rows[-1].tick_ms, rows[-1].indx + 1)
             await trio.lowlevel.checkpoint()
+
+    def next_indx(self) -> int:
+        """The indx the next added blob will get (inline point read)."""
+        return self.index.next_indx()
+
+    def sequence_rows(self, indx: int, count: int) -> list[tuple[SeqnRow, bool]]:
+        """Up to *count* rows of the added-order sequence from *indx*, deleted
+        blobs' rows included, each with whether it is its blob's live row.
+        An inline bounded index scan: keep *count* small on the trio thread."""
+        return self.index.seqn_batch(indx, count)
+
+    def history_rows(self, start: tuple[int, int], tock_ms: int | None,
+                      count: int) -> list[HistoryRow]:
+        """Up to *count* by-time rows from key ``(tick_ms, indx)`` *start* up to
+        *tock_ms* (inclusive), deleted blobs' rows included. An inline bounded
+        index scan, like :meth:`sequence_rows`."""
+        return self.index.history_batch(start, tock_ms, count)
 
     # -- recovery -----------------------------------------------------------------
 

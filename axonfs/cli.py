@@ -43,7 +43,8 @@ environment:
 Run 'axonfs COMMAND --help' for the options of each command.
 """
 
-# Modules that add subcommands. Optional ones may not exist yet in a checkout.
+# Modules that add subcommands; imported once the parser is built, since they
+# import this module for its exit codes and helpers.
 COMMAND_MODULES = ("axonfs.mount", "axonfs.ctl", "axonfs.telepath.command")
 
 
@@ -87,13 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_fsck(commands)
     _register_recover(commands)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(commands)
+        importlib.import_module(name).register(commands)
     from axonfs import settings
 
     settings.install(commands)

@@ -1,12 +1,11 @@
 """The daemon: one ``trio.run``, one root nursery, mount and control socket.
 
-:func:`run` opens the store, starts the control socket server (when
-:mod:`axonfs.ctlserver` exists) and, unless it only serves the socket, mounts
-the tree with pyfuse3; then it reports readiness and runs until unmounted or
-signalled. Shutdown order: ``pyfuse3.main()`` returns once every in-flight
-request (and so every commit in progress) has finished; the nursery is
-cancelled; uncommitted uploads are discarded; the
-store is closed. Only then does the process exit, which is what
+:func:`run` opens the store, starts the control socket server and, unless it
+only serves the socket, mounts the tree with pyfuse3; then it reports
+readiness and runs until unmounted or signalled. Shutdown order:
+``pyfuse3.main()`` returns once every in-flight request (and so every commit
+in progress) has finished; the nursery is cancelled; uncommitted uploads are
+discarded; the store is closed. Only then does the process exit, which is what
 ``axonfs umount`` waits for.
 
 SIGTERM and SIGINT end the FUSE loop with ``pyfuse3.terminate()`` and unmount
@@ -15,9 +14,9 @@ serving as usual, until every such file is closed (and so committed) or
 ``stop_timeout`` passes; a second signal stops at once. Uploads still open
 then are discarded, each logged by name; their writers get ENOTCONN.
 
-An unexpected error leaves the mount point dead on purpose (the house style's
-"don't unmount after a crash"); ``axonfs mount``/``umount`` clean such mount
-points up.
+An unexpected error leaves the mount point dead on purpose: programs using it
+then fail with ENOTCONN instead of writing into the directory beneath.
+``axonfs mount``/``umount`` clean such mount points up.
 
 A marker ``<store>/run/daemon.pid`` (the daemon's pid) exists while a daemon
 runs and is removed by a clean stop. Finding it at start means the previous
@@ -45,6 +44,7 @@ from axonfs import systemd
 from axonfs.axon import Axon
 from axonfs.backends.base import BlobBackend
 from axonfs.config import WGET_MAX_BYTES, FetchOptions, control_socket
+from axonfs.ctlserver import serve_control
 from axonfs.errors import AxonError, MountFailed
 from axonfs.fsutil import raise_descriptor_limit
 from axonfs.incoming import RETENTION_DEFAULT, Incoming
@@ -126,13 +126,6 @@ class Daemon:
         systemd.notify("STOPPING=1")
 
     async def _start_control(self, nursery: trio.Nursery) -> None:
-        try:
-            from axonfs.ctlserver import serve_control  # built separately; optional
-        except ModuleNotFoundError as exc:
-            if exc.name != "axonfs.ctlserver":
-                raise
-            log.info("no control server in this build: running without %s", self.socket_path)
-            return
         self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # We hold the store lock, so a socket file left here is a dead daemon's.
         self.socket_path.unlink(missing_ok=True)

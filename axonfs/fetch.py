@@ -1,6 +1,6 @@
 """wget, wput and postfiles: HTTP between the store and the network, with httpx.
 
-They behave as the Synapse Axon's (decision D2): ``wget`` stores the response
+They behave as the Synapse Axon's: ``wget`` stores the response
 body whatever the status code and returns the reference's result dictionary;
 failures come back as ``{"ok": False, ...}`` rather than raised, except a
 ``proxy`` argument of the wrong type, which raises :class:`BadArg`. Bodies

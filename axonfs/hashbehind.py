@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import trio
 
-from axonfs.store.spool import Spool
+from axonfs.axon import Spool
 
 log = logging.getLogger(__name__)
 

@@ -69,20 +69,15 @@ from dataclasses import dataclass
 
 import trio
 
-from axonfs.axon import INLINE_IO_MAX, Axon
-from axonfs.backends.base import BlobReader
+from axonfs.axon import INLINE_IO_MAX, Axon, BlobReader, Spool
 from axonfs.hashbehind import HashBehind
 from axonfs.hashing import Sha256
+from axonfs.inodes import INCOMING_BASE, INCOMING_INODE
 from axonfs.kernelcache import KernelCache, NoKernelCache
-from axonfs.store.spool import Spool
 from axonfs.writers import ProcWriters, Writers, WriterState
 
 log = logging.getLogger(__name__)
 
-INCOMING_INODE = 3
-"""The inode of ``/incoming`` itself."""
-INCOMING_BASE = 1 << 32
-"""Inodes of entries below ``/incoming`` start here (see :mod:`axonfs.vfs`)."""
 MEMORY_SPOOL_MAX = 64 << 10
 """An upload's bytes stay in memory up to this size (see axonfs.store.spool):
 most files of a corpus are small, and a small file then never touches the
@@ -338,7 +333,7 @@ class Incoming:
         parent = self._free_slot(parent_inode, name)
         # A memory spool: no file until the upload outgrows MEMORY_SPOOL_MAX.
         node = File(next(self._inodes), name, mode, uid, gid,
-                    self.axon.store.new_spool(memory_max=MEMORY_SPOOL_MAX))
+                    self.axon.new_spool(memory_max=MEMORY_SPOOL_MAX))
         self._attach(parent, node)
         return self._new_handle(node, writable=True, pid=pid, changed=True)
 
@@ -634,7 +629,7 @@ class Incoming:
         if node.state is FileState.GONE or node.sha256 is None:
             raise _error(errno.ENOENT)
         if empty:
-            spool = self.axon.store.new_spool(memory_max=MEMORY_SPOOL_MAX)
+            spool = self.axon.new_spool(memory_max=MEMORY_SPOOL_MAX)
         else:
             spool = await trio.to_thread.run_sync(self._spool_from_blob, node.sha256,
                                                   limiter=self.axon.limiters.disk_io)
@@ -645,9 +640,9 @@ class Incoming:
         return spool
 
     def _spool_from_blob(self, sha256: Sha256) -> Spool:
-        spool = self.axon.store.new_spool(memory_max=MEMORY_SPOOL_MAX)
+        spool = self.axon.new_spool(memory_max=MEMORY_SPOOL_MAX)
         try:
-            with self.axon.store.open_blob(sha256) as reader:
+            with self.axon.open_blob(sha256) as reader:
                 while piece := reader.read(spool.size, _COPY_CHUNK):
                     spool.append(piece)
                     spool.hash_bytes(piece, spool.size - len(piece))

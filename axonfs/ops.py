@@ -1,9 +1,11 @@
 """The pyfuse3 adapter: kernel requests in, attributes, bytes or errnos out.
 
 This module translates and does nothing else. What the tree looks like lives
-in :mod:`axonfs.vfs` (and :mod:`axonfs.incoming` for the writable part); what
-the store does lives in :mod:`axonfs.axon`. Here: file-handle tables, lookup
-counts, and the one place exceptions become errnos (:func:`errno_for`).
+in :mod:`axonfs.vfs` and its subtrees' handlers (:mod:`axonfs.tree`), which
+know nothing of pyfuse3; what the store does lives in :mod:`axonfs.axon`.
+Here: file-handle and directory-handle tables, the tree's attributes and
+errors turned into pyfuse3's (:func:`entry_attributes`, :func:`errno_for`,
+the one place exceptions become errnos).
 
 An unexpected exception in a handler never reaches ``pyfuse3.main()``: it is
 logged with its traceback, :attr:`Operations.failsafe` is set, and the
@@ -25,8 +27,9 @@ import trio
 from pyfuse3 import FileHandleT, FileNameT, FlagT, InodeT, ModeT, XAttrNameT
 
 from axonfs.errors import AxonError, BackendError, StoreCorrupt
-from axonfs.incoming import File
-from axonfs.vfs import BY_SHA256_INODE, ROOT_INODE, DirListing, IncomingOpenFile, OpenFile, Vfs
+from axonfs.fuseattrs import set_reported_ino
+from axonfs.tree.base import BLOCK_SIZE, AttrChange, Attributes, Listing, OpenFile, Owner
+from axonfs.vfs import Vfs
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +105,7 @@ class Operations(pyfuse3.Operations):
 
     supports_dot_lookup = False
     enable_writeback_cache = False
-    """House style D4, measured and left off: with the writeback cache the kernel
+    """Measured and left off: with the writeback cache the kernel
     owns the size of every regular file and ignores the size the daemon reports,
     so /history.log would stop growing for ``tail -f``; it also adds a SETATTR
     per small file. Large writes instead return once copied into the spool,
@@ -116,7 +119,7 @@ class Operations(pyfuse3.Operations):
         self.failsafe = False
         self.broken: set[str] = set()
         self._files: dict[int, OpenFile] = {}
-        self._dirs: dict[int, DirListing] = {}
+        self._dirs: dict[int, Listing] = {}
         self._handles = itertools.count(1)
         self.initialized = trio.Event()
 
@@ -150,40 +153,31 @@ class Operations(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         log.debug("lookup(%d, %r)", parent_inode, name)
         attrs = await self.vfs.lookup(parent_inode, os.fsdecode(name))
-        self._count_lookup(attrs.st_ino)
-        return attrs
+        self.vfs.remember(attrs.inode)
+        return entry_attributes(attrs)
 
     async def forget(self, inode_list: Sequence[tuple[InodeT, int]]) -> None:
         for inode, count in inode_list:
-            if self.vfs.is_incoming(inode):
-                self.vfs.incoming.forget(inode, count)
+            self.vfs.forget(inode, count)
 
     @_handler
     async def getattr(self, inode: InodeT, ctx: pyfuse3.RequestContext
                       ) -> pyfuse3.EntryAttributes:
         log.debug("getattr(%d)", inode)
-        return await self.vfs.getattr(inode)
+        return entry_attributes(await self.vfs.getattr(inode))
 
     @_handler
     async def setattr(self, inode: InodeT, attr: pyfuse3.EntryAttributes,
                       fields: pyfuse3.SetattrFields, fh: FileHandleT | None,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         log.debug("setattr(%d)", inode)
-        if not self.vfs.is_incoming(inode):
-            raise pyfuse3.FUSEError(errno.EPERM)
-        incoming = self.vfs.incoming
-        node = incoming.node(inode)
-        if fields.update_size:
-            if not isinstance(node, File):
-                raise pyfuse3.FUSEError(errno.EISDIR)
-            open_file = self._files.get(fh) if fh is not None else None
-            handle = open_file.handle if isinstance(open_file, IncomingOpenFile) else None
-            await incoming.truncate(node, attr.st_size, handle)
-        incoming.change(node, mode=attr.st_mode if fields.update_mode else None,
-                        uid=attr.st_uid if fields.update_uid else None,
-                        gid=attr.st_gid if fields.update_gid else None,
-                        mtime_ns=attr.st_mtime_ns if fields.update_mtime else None)
-        return self.vfs.node_attrs(node)
+        change = AttrChange(size=attr.st_size if fields.update_size else None,
+                            mode=attr.st_mode if fields.update_mode else None,
+                            uid=attr.st_uid if fields.update_uid else None,
+                            gid=attr.st_gid if fields.update_gid else None,
+                            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None)
+        open_file = self._files.get(fh) if fh is not None else None
+        return entry_attributes(await self.vfs.setattr(inode, change, open_file))
 
     @_handler
     async def readlink(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> FileNameT:
@@ -192,46 +186,37 @@ class Operations(pyfuse3.Operations):
     @_handler
     async def mknod(self, parent_inode: InodeT, name: FileNameT, mode: ModeT, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        raise pyfuse3.FUSEError(self._write_refusal(parent_inode))
+        self.vfs.refuse_special(parent_inode)
 
     @_handler
     async def mkdir(self, parent_inode: InodeT, name: FileNameT, mode: ModeT,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         log.debug("mkdir(%d, %r)", parent_inode, name)
-        if not self.vfs.is_incoming(parent_inode):
-            raise pyfuse3.FUSEError(errno.EROFS)
-        node = self.vfs.incoming.mkdir(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
-        node.lookups += 1
-        return self.vfs.node_attrs(node)
+        attrs = self.vfs.mkdir(parent_inode, os.fsdecode(name), mode, _owner(ctx))
+        self.vfs.remember(attrs.inode)
+        return entry_attributes(attrs)
 
     @_handler
     async def unlink(self, parent_inode: InodeT, name: FileNameT,
                      ctx: pyfuse3.RequestContext) -> None:
         log.debug("unlink(%d, %r)", parent_inode, name)
-        if parent_inode == BY_SHA256_INODE:
-            await self.vfs.delete_blob(os.fsdecode(name))
-        elif self.vfs.is_incoming(parent_inode):
-            self.vfs.incoming.unlink(parent_inode, os.fsdecode(name))
-        else:
-            raise pyfuse3.FUSEError(errno.EPERM)
+        await self.vfs.unlink(parent_inode, os.fsdecode(name))
 
     @_handler
     async def rmdir(self, parent_inode: InodeT, name: FileNameT,
                     ctx: pyfuse3.RequestContext) -> None:
         log.debug("rmdir(%d, %r)", parent_inode, name)
-        if not self.vfs.is_incoming(parent_inode):
-            raise pyfuse3.FUSEError(errno.EPERM)
-        self.vfs.incoming.rmdir(parent_inode, os.fsdecode(name))
+        self.vfs.rmdir(parent_inode, os.fsdecode(name))
 
     @_handler
     async def symlink(self, parent_inode: InodeT, name: FileNameT, target: FileNameT,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        raise pyfuse3.FUSEError(self._write_refusal(parent_inode))
+        self.vfs.refuse_special(parent_inode)
 
     @_handler
     async def link(self, inode: InodeT, new_parent_inode: InodeT, new_name: FileNameT,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        raise pyfuse3.FUSEError(self._write_refusal(new_parent_inode))
+        self.vfs.refuse_special(new_parent_inode)
 
     @_handler
     async def rename(self, parent_inode_old: InodeT, name_old: FileNameT,
@@ -239,14 +224,9 @@ class Operations(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext) -> None:
         log.debug("rename(%d, %r, %d, %r)", parent_inode_old, name_old, parent_inode_new,
                   name_new)
-        if not (self.vfs.is_incoming(parent_inode_old)
-                and self.vfs.is_incoming(parent_inode_new)):
-            raise pyfuse3.FUSEError(errno.EPERM)
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            raise pyfuse3.FUSEError(errno.EINVAL)
-        self.vfs.incoming.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new,
-                                 os.fsdecode(name_new),
-                                 noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE))
+        self.vfs.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new,
+                        os.fsdecode(name_new), noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
+                        exchange=bool(flags & pyfuse3.RENAME_EXCHANGE))
 
     # -- files ----------------------------------------------------------------------
 
@@ -261,14 +241,10 @@ class Operations(pyfuse3.Operations):
                      ctx: pyfuse3.RequestContext
                      ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         log.debug("create(%d, %r)", parent_inode, name)
-        if not self.vfs.is_incoming(parent_inode):
-            raise pyfuse3.FUSEError(errno.EROFS)
-        incoming = self.vfs.incoming
-        handle = incoming.create(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid,
-                                 ctx.pid)
-        handle.node.lookups += 1
-        info = self._file_info(IncomingOpenFile(incoming, handle))
-        return info, self.vfs.node_attrs(handle.node)
+        open_file, attrs = await self.vfs.create(parent_inode, os.fsdecode(name), mode,
+                                                 _owner(ctx))
+        self.vfs.remember(attrs.inode)
+        return self._file_info(open_file), entry_attributes(attrs)
 
     @_handler
     async def read(self, fh: FileHandleT, off: int, size: int) -> bytes:
@@ -307,16 +283,16 @@ class Operations(pyfuse3.Operations):
         log.debug("readdir(%d, %d)", fh, start_id)
         listing = self._dirs[fh]
         reply = pyfuse3.readdir_reply
-        if listing.inode != ROOT_INODE and not self.vfs.is_incoming(listing.inode):
+        if not listing.counts_lookups:
             # The hot case (by-sha256, history): no entry needs a lookup count.
-            for name, attrs, next_id in self.vfs.entries(listing, start_id):
+            for name, attrs, next_id in listing.entries(start_id, make_entry):
                 if not reply(token, name.encode("utf-8", "surrogateescape"), attrs, next_id):
                     break
             return
-        for name, attrs, next_id in self.vfs.entries(listing, start_id):
+        for name, attrs, next_id in listing.entries(start_id, make_entry):
             if not reply(token, os.fsencode(name), attrs, next_id):
                 break
-            self._count_lookup(attrs.st_ino)
+            self.vfs.remember(attrs.st_ino)  # the node id, whatever inode number it reports
 
     @_handler
     async def releasedir(self, fh: FileHandleT) -> None:
@@ -328,7 +304,16 @@ class Operations(pyfuse3.Operations):
 
     @_handler
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        return self.vfs.statfs()
+        stats = self.vfs.statfs()
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = stats.block_size
+        data.f_frsize = stats.fragment_size
+        data.f_blocks = stats.blocks
+        data.f_bfree = data.f_bavail = stats.free_blocks
+        data.f_ffree = data.f_favail = stats.free_files
+        data.f_files = stats.files
+        data.f_namemax = stats.name_max
+        return data
 
     # -- extended attributes --------------------------------------------------------
 
@@ -346,12 +331,12 @@ class Operations(pyfuse3.Operations):
     @_handler
     async def setxattr(self, inode: InodeT, name: XAttrNameT, value: bytes,
                        ctx: pyfuse3.RequestContext) -> None:
-        raise pyfuse3.FUSEError(errno.ENOTSUP if self.vfs.is_incoming(inode) else errno.EPERM)
+        self.vfs.refuse_xattr_change(inode)
 
     @_handler
     async def removexattr(self, inode: InodeT, name: XAttrNameT,
                           ctx: pyfuse3.RequestContext) -> None:
-        raise pyfuse3.FUSEError(errno.ENOTSUP if self.vfs.is_incoming(inode) else errno.EPERM)
+        self.vfs.refuse_xattr_change(inode)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -361,16 +346,39 @@ class Operations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=FileHandleT(fh), keep_cache=open_file.keep_cache,
                                 direct_io=open_file.direct_io)
 
-    def _count_lookup(self, inode: int) -> None:
-        if self.vfs.is_incoming(inode):
-            node = self.vfs.incoming.nodes.get(inode)
-            if node is not None:
-                node.lookups += 1
-
-    def _write_refusal(self, parent_inode: int) -> int:
-        return errno.EPERM if self.vfs.is_incoming(parent_inode) else errno.EROFS
-
     def statistics(self) -> dict[str, Any]:
         """Open files and directories, and whether an unexpected error happened."""
         return {"open_files": len(self._files), "open_dirs": len(self._dirs),
                 "failsafe": self.failsafe, "broken": sorted(self.broken)}
+
+
+def entry_attributes(attrs: Attributes) -> pyfuse3.EntryAttributes:
+    """The kernel's record of the tree's :class:`~axonfs.tree.base.Attributes`."""
+    return make_entry(*attrs)
+
+
+def make_entry(inode: int, mode: int, nlink: int, uid: int, gid: int, size: int,
+               blocks: int, mtime_ns: int, ctime_ns: int, entry_timeout: float,
+               attr_timeout: float, reported_ino: int = 0) -> pyfuse3.EntryAttributes:
+    """The kernel's record of these attributes (a
+    :class:`~axonfs.tree.base.MakeAttributes`: listings build it directly)."""
+    entry = pyfuse3.EntryAttributes()
+    entry.st_ino = inode
+    entry.st_mode = mode
+    entry.st_nlink = nlink
+    entry.st_uid = uid
+    entry.st_gid = gid
+    entry.st_size = size
+    entry.st_blocks = blocks
+    entry.st_blksize = BLOCK_SIZE
+    entry.st_atime_ns = entry.st_mtime_ns = mtime_ns
+    entry.st_ctime_ns = ctime_ns
+    entry.entry_timeout = entry_timeout
+    entry.attr_timeout = attr_timeout
+    if reported_ino and not set_reported_ino(entry, reported_ino):
+        entry.st_nlink = 1  # not shown as a hard link, so not counted as one
+    return entry
+
+
+def _owner(ctx: pyfuse3.RequestContext) -> Owner:
+    return Owner(uid=ctx.uid, gid=ctx.gid, pid=ctx.pid)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Mount benchmark (issue 3): axonfs through the kernel against native ceilings.
+"""Mount benchmark: axonfs through the kernel against native ceilings.
 
 One run mounts a fresh store (``axonfs mount`` as a subprocess, always
 unmounted in a ``finally``) and measures, on the same data and right next to

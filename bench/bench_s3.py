@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""S3 backend benchmark (issue 5): the S3 backend against the local backend, same run.
+"""S3 backend benchmark: the S3 backend against the local backend, same run.
 
 Starts a moto S3 server on 127.0.0.1 (``tests/helpers/s3server.py``; a
 separate process) and, in this process, opens ``axonfs.axon.Axon`` stores on

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Control-socket benchmark (issue 4): axonfs through its socket vs Synapse over Telepath.
+"""Control-socket benchmark: axonfs through its socket vs Synapse over Telepath.
 
 Each run starts ``axonfs serve --foreground`` on a fresh temporary store and,
 through the Python client (``axonfs.client.connect``, under asyncio by
@@ -32,7 +32,7 @@ with matching sizes in each run, right before or after the axonfs run
 (alternating), so both see the same machine state; ``--reference FILE``
 (repeatable) adds JSON files of earlier reference runs instead. Figures are
 medians over runs (axonfs) and over reference runs; ratios are
-axonfs / reference. Targets (issue 4): every figure >= the reference over
+axonfs / reference. Targets: every figure >= the reference over
 Telepath (judged against the unix socket, the like-for-like transport), ``get``
 and ``upload`` >= 2x.
 

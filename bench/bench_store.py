@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Storage-core benchmark (issue 2): axonfs's Axon API against native ceilings.
+"""Storage-core benchmark: axonfs's Axon API against native ceilings.
 
 In one process and on the same data, each run measures the native ceiling
 right before the matching axonfs operation (the machine is noisy: only ratios

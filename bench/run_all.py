@@ -5,8 +5,8 @@ Runs, one after the other (never at once: they measure the same two cores):
 
 * the reference Synapse Axon (``../shared/bench/synapse_axon_bench.py``, with
   Telepath), in its own virtual environment, created on first use;
-* ``bench_store.py`` (issue 2), ``bench_mount.py`` (issue 3), ``bench_socket.py``
-  (issue 4) and ``bench_s3.py`` (issue 5), each writing JSON to ``bench/results/``.
+* ``bench_store.py``, ``bench_mount.py``, ``bench_socket.py`` and ``bench_s3.py``,
+  each writing JSON to ``bench/results/``.
 
 Then it renders one table, every figure as a ratio against its native ceiling or
 the reference measured in the same run, with the issue's target and whether it
@@ -52,7 +52,7 @@ SIZES = {
 REFERENCE_ARGS = {False: ["--small-count", "10000", "--big-mib", "1024"],
                   True: ["--small-count", "1000", "--big-mib", "128"]}
 
-# bench_mount.py reports flat keys; its targets (issue 3) are listed here.
+# bench_mount.py reports flat keys; its targets are listed here.
 MOUNT_ROWS = [
     ("mount: dd 1 GiB blob, first read", "read_dd_first_ratio", ">= 0.25x ceiling", 0.25, "ge"),
     ("mount: dd 1 GiB blob, second read", "read_dd_second_ratio", ">= 0.5x ceiling", 0.5, "ge"),

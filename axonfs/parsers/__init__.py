@@ -1,4 +1,4 @@
-"""Streaming readers over stored blobs, as the Synapse Axon offers them (decision D6).
+"""Streaming readers over stored blobs, as the Synapse Axon offers them.
 
 ``readlines``, ``jsonlines``, ``csvrows`` and ``iter_msgpack`` (the
 reference's ``iterMpkFile``) run off the trio thread and stream row by row;

@@ -68,7 +68,7 @@ def _check_errors(errors: Any) -> None:
 
 def _open(axon: Any, sha256: bytes) -> BlobReader:
     """Open the blob (in the worker thread; the caller checked it exists)."""
-    reader: BlobReader = axon.store.open_blob(sha256)
+    reader: BlobReader = axon.open_blob(sha256)
     return reader
 
 

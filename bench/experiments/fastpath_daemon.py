@@ -1,6 +1,6 @@
 """`axonfs serve` with an experimental fast path patched in (nothing under axonfs/ edited).
 
-A/B aid for docs/PERFORMANCE.md (issue 4): unary index lookups (has, size, wants,
+A/B aid for docs/PERFORMANCE.md: unary index lookups (has, size, wants,
 hashset, metrics) are executed inline in the connection's read loop -- no task,
 no CancelScope, no inspect.signature per request -- and their reply is sent at
 once. Errors fall back to the normal path. Run as the daemon command:

@@ -1,4 +1,4 @@
-"""Transport floors for the control socket (issue 4), no axonfs code involved.
+"""Transport floors for the control socket, no axonfs code involved.
 
 1. ping-pong of ~120-byte msgpack frames over a unix socket, sequential:
    a) two processes, blocking sockets (the floor for any cross-process design);

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers.fuse import Mounted
 
-from axonfs.vfs import BLOB_BASE
+from axonfs.inodes import BLOB_BASE
 from mount.storeapi import has, put_blobs
 
 

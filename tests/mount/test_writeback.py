@@ -3,7 +3,7 @@
 * Commit-on-flush sees every byte whatever order and size the application
   writes in (reversed, scattered, tiny appends, shared mmap), and large
   writes, hashed in a worker behind the writes, keep the running hash. The
-  writeback cache (house style D4) stays off: with it the kernel ignores the
+  writeback cache stays off: with it the kernel ignores the
   size the daemon reports for regular files, and ``tail -f /history.log``
   (the test in test_history.py) stops seeing it grow.
 * Blobs are read from a sliding memory map: reads across window boundaries,
@@ -32,7 +32,7 @@ import axonfs.incoming
 from axonfs.axon import INLINE_IO_MAX, Axon
 from axonfs.incoming import HashBehind, Incoming
 from axonfs.ops import Operations
-from axonfs.vfs import MAP_WINDOW
+from axonfs.tree.blobs import MAP_WINDOW
 from mount.storeapi import get_blob, put_blobs
 
 MIB = 1 << 20

@@ -1,1 +1,1 @@
-"""Storage-core tests (issue 2); a package so module names cannot clash with other suites."""
+"""Storage-core tests; a package so module names cannot clash with other suites."""

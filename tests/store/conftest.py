@@ -55,7 +55,7 @@ BACKENDS: dict[str, BackendFactory] = {
 }
 """Every backend the conformance suite runs against, by test id."""
 
-# --- S3 backend (issue 5): a moto server on loopback, a fresh bucket per test. ---
+# --- S3 backend: a moto server on loopback, a fresh bucket per test. ---
 from helpers.s3server import moto, moto_server, s3_backend_factory  # noqa: E402,F401,I001
 
 BACKENDS["s3"] = s3_backend_factory

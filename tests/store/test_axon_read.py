@@ -116,7 +116,7 @@ async def test_33_mib_blob_ranges_across_block_boundaries(axon: Axon) -> None:
 
 
 async def test_ranged_get_reads_what_it_returns(axon: Axon) -> None:
-    """Issue 2: a 4 KiB ranged read costs 4 KiB, not an internal 16 MiB block."""
+    """A 4 KiB ranged read costs 4 KiB, not an internal 16 MiB block."""
     data = random.Random(5).randbytes(20 * MiB)
     _, sha = await axon.put(data)
     before = _bytes_read()

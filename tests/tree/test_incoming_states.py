@@ -23,10 +23,12 @@ from pyfuse3 import FileHandleT, InodeT
 
 from axonfs.axon import Axon
 from axonfs.fuseattrs import set_reported_ino
-from axonfs.incoming import INCOMING_INODE, File, FileState, Incoming
+from axonfs.incoming import File, FileState, Incoming
+from axonfs.inodes import BLOB_BASE, BY_SHA256_INODE, INCOMING_INODE
 from axonfs.ops import Operations
 from axonfs.store.store import Limits
-from axonfs.vfs import BLOB_BASE, BY_SHA256_INODE, TreeOptions, Vfs
+from axonfs.tree.base import TreeOptions
+from axonfs.vfs import Vfs
 from axonfs.writers import WriterState
 
 OPENER, CHILD = 1001, 1002

@@ -12,19 +12,34 @@ rows) and renders the lines of a read from the index on demand.
 
 Concurrency: catching up with new rows and reading hold one
 :class:`trio.Lock`; large scans and reads run in a worker thread (LMDB read
-transactions may move between threads, see :mod:`axonfs.store.index`).
+transactions may move between threads: :meth:`Axon.sequence_rows
+<axonfs.axon.Axon.sequence_rows>` may run in one).
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime
+import errno
 import logging
+import stat
+import time
 from array import array
 
 import trio
 
-from axonfs.store.index import Index, SeqnRow
+from axonfs.axon import Axon, SeqnRow
+from axonfs.inodes import HISTORY_LOG_INODE
+from axonfs.tree.base import (
+    GID,
+    IMMUTABLE_TIMEOUT,
+    UID,
+    Attributes,
+    OpenFile,
+    ReadOnlySubtree,
+    error,
+    is_writing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +70,8 @@ def line_length(row: SeqnRow) -> int:
 class HistoryLog:
     """The growing text view of the sequence."""
 
-    def __init__(self, index: Index) -> None:
-        self._index = index
+    def __init__(self, axon: Axon) -> None:
+        self._axon = axon
         self._mark_offsets = array("Q", [0])
         self._mark_indxs = array("Q", [0])
         self._rows = 0
@@ -80,17 +95,17 @@ class HistoryLog:
             return await trio.to_thread.run_sync(self._read, offset, size)
 
     async def _catch_up(self) -> None:
-        if self._index.next_indx() <= self._next_indx:
+        if self._axon.next_indx() <= self._next_indx:
             return
         async with self._lock:
-            if self._index.next_indx() - self._next_indx < INLINE_ROWS:
+            if self._axon.next_indx() - self._next_indx < INLINE_ROWS:
                 self._scan()
             else:
                 await trio.to_thread.run_sync(self._scan)
 
     def _scan(self) -> None:
         """Count the lines of rows not seen yet, setting marks on the way."""
-        while batch := self._index.seqn_batch(self._next_indx, SCAN_BATCH):
+        while batch := self._axon.sequence_rows(self._next_indx, SCAN_BATCH):
             for row, _ in batch:
                 if self._rows % MARK_STRIDE == 0:
                     if self._rows == 0:
@@ -108,7 +123,7 @@ class HistoryLog:
         pieces: list[bytes] = []
         wanted_end = min(offset + size, self.known_size)
         while position < wanted_end:
-            batch = self._index.seqn_batch(indx, SCAN_BATCH)
+            batch = self._axon.sequence_rows(indx, SCAN_BATCH)
             if not batch:
                 break
             for row, _ in batch:
@@ -123,3 +138,47 @@ class HistoryLog:
             if batch[-1][0].indx + 1 >= self._next_indx:
                 break
         return b"".join(pieces)
+
+
+class HistoryLogTree(ReadOnlySubtree):
+    """``/history.log``: a single read-only file."""
+
+    name = "history.log"
+    inode = HISTORY_LOG_INODE
+    inodes = (range(HISTORY_LOG_INODE, HISTORY_LOG_INODE + 1),)
+
+    def __init__(self, axon: Axon) -> None:
+        self.history_log = HistoryLog(axon)
+
+    async def lookup(self, parent: int, name: str) -> Attributes:
+        raise error(errno.ENOTDIR)
+
+    async def getattr(self, inode: int) -> Attributes:
+        return _attrs(await self.history_log.size())
+
+    def listed(self) -> Attributes:
+        return _attrs(self.history_log.known_size)
+
+    async def open(self, inode: int, flags: int, pid: int) -> OpenFile:
+        if is_writing(flags):
+            raise error(errno.EROFS)
+        return HistoryLogFile(self.history_log)
+
+
+class HistoryLogFile(OpenFile):
+    """An open /history.log; direct I/O so ``tail -f`` always sees new lines."""
+
+    direct_io = True
+
+    def __init__(self, history_log: HistoryLog) -> None:
+        self.history_log = history_log
+
+    async def read(self, offset: int, size: int) -> bytes:
+        return await self.history_log.read(offset, size)
+
+
+def _attrs(size: int) -> Attributes:
+    # attr_timeout 0: tail -f polls fstat() and must see the size grow.
+    now_ns = time.time_ns()
+    return Attributes(HISTORY_LOG_INODE, stat.S_IFREG | 0o444, 1, UID, GID, size,
+                      (size + 511) // 512, now_ns, now_ns, IMMUTABLE_TIMEOUT, 0)

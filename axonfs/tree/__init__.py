@@ -1,0 +1,1 @@
+"""The subtrees of the mount, one handler each (see :mod:`axonfs.tree.base`)."""
