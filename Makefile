@@ -2,7 +2,8 @@
 #
 #   make run     install, then mount the default local store on ./mnt (foreground: Ctrl-C unmounts)
 #   make test    install, then run the whole test suite
-#                (also builds .venv-synapse: Synapse for the Telepath tests, kept out of .venv)
+#                (also builds .venv-synapse: Synapse for the Telepath tests, kept out of .venv,
+#                and installs Ceph for the S3 tests' RGW server: see deps-rgw)
 #   make bench   run every benchmark (bench/run_all.py) and write the ratios into docs/PERFORMANCE.md
 #                (BENCH_ARGS=--quick for a smoke run)
 
@@ -16,8 +17,13 @@ BIN     = $(VENV)/bin
 SYNAPSE_VENV    ?= .venv-synapse
 SYNAPSE_VERSION  = 2.256.0
 DEBS    = fuse3 libfuse3-dev pkg-config attr rsync
+# A one-node Ceph cluster (monitor, memstore OSD, RADOS Gateway) that the S3 tests start
+# on 127.0.0.1 (tests/helpers/rgw.py): a real S3 server beside moto, over HTTP and HTTPS.
+# About 100 packages, 290 MB on disk. Where they cannot be installed (not Debian, no root,
+# no mirror) the RGW tests skip and say why; the rest of the suite runs.
+RGW_DEBS = ceph-mon ceph-osd radosgw ceph-common openssl
 
-.PHONY: run test bench bench-mount bench-socket bench-s3 bench-telepath deps venv venv-synapse clean
+.PHONY: run test bench bench-mount bench-socket bench-s3 bench-telepath deps deps-rgw venv venv-synapse clean
 
 deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -25,6 +31,16 @@ deps:
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+deps-rgw:
+	@missing=""; for p in $(RGW_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the RGW test server:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	      --no-install-recommends $$missing; } \
+	  || echo "WARNING: could not install$$missing; the tests against Ceph RGW will be skipped"; \
 	fi
 
 $(BIN)/axonfs: pyproject.toml | deps
@@ -46,7 +62,7 @@ run: venv
 	mkdir -p $(MNT)
 	$(BIN)/axonfs mount --foreground --store $(STORE) $(MNT)
 
-test: venv
+test: venv deps-rgw
 	$(BIN)/python -m pytest -q
 
 bench: venv

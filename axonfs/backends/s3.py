@@ -279,7 +279,15 @@ class S3Backend(BlobBackend):
             self._call("create_bucket", f"creating bucket {bucket}",
                        lambda: self.client.create_bucket(**args))
         except BackendError as exc:
-            if exc.fields.get("code_s3") not in ("BucketAlreadyOwnedByYou",):
+            code = exc.fields.get("code_s3")
+            if code == "InvalidLocationConstraint":
+                # Ceph RGW names regions after its zonegroups, not AWS's regions.
+                raise BackendError(
+                    f"creating bucket {bucket} failed: the server has no region "
+                    f"{self.region!r} (on Ceph RGW the region is the zonegroup's name); "
+                    "leave the region unset or create the bucket beforehand",
+                    code_s3=code) from None
+            if code not in ("BucketAlreadyOwnedByYou",):
                 raise
 
     # -- writing -----------------------------------------------------------------

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 from helpers.fuse import Mounted, axonfs, axonfs_mounts, fuse_available, wait_until
-from helpers.s3server import new_bucket_name
+from helpers.s3server import S3Server, new_bucket_name
 
 pytestmark = [pytest.mark.fuse,
               pytest.mark.skipif(not fuse_available(), reason="needs /dev/fuse")]
 
 
 @pytest.fixture
-def hosts(moto_server: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+def hosts(s3_server: S3Server, tmp_path: Path):  # type: ignore[no-untyped-def]
     """Two unmounted 'hosts' (stores) configured for one fresh bucket."""
-    options = ("--s3-bucket", new_bucket_name(), "--s3-endpoint", moto_server)
+    options = ("--s3-bucket", new_bucket_name(), "--s3-endpoint", s3_server.endpoint)
     made = [Mounted(tmp_path / name, options) for name in ("a", "b")]
     yield made
     for mounted in made:
