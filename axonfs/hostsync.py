@@ -65,6 +65,8 @@ CHECK_PARALLELISM = 16
 """Requests in flight while reading new records and checking the blobs they name
 (at most the S3 backend's connection pool, 16 by default)."""
 SCAN_BATCH = 10_000
+PUBLISH_RETRY = 5.0
+"""Seconds between tries to publish when no pull interval sets the pace."""
 MAINTAIN_EVERY = 60
 """Pulls between checks for a due checkpoint or collection when nothing changed
 (when something did, the check follows that pull)."""
@@ -146,13 +148,18 @@ class HostSync:
                 nursery.start_soon(self._pull_loop, self.config.interval)
 
     async def _publish_loop(self) -> None:
-        retry = self.config.interval or 5.0
+        retry = self.config.interval or PUBLISH_RETRY
+        rounds = 0
         while True:
             with trio.move_on_after(retry):
                 await self._wake.wait()
             self._wake = trio.Event()
             try:
-                await self.publish()
+                self._since_maintained += await self.publish()
+                rounds += 1
+                # A host that never pulls still collects its own old records.
+                if not self.config.interval and rounds % MAINTAIN_EVERY == 0:
+                    await self.maintain()
             except AxonError as exc:  # S3 away: the queue waits in the index
                 log.warning("cannot publish this host's changes yet (%s); will retry", exc)
 

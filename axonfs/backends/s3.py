@@ -33,12 +33,12 @@ call raises :class:`~axonfs.errors.BackendError` naming the blob (EIO at the
 FUSE layer), and the next call tries afresh, so the backend recovers by
 itself when the server comes back. Cached blocks stay readable meanwhile.
 
-Several hosts on one bucket. Each host has its own index; a blob another host
-uploaded shows up here after ``recover``. Deleting a blob removes the object
-from the shared bucket: other hosts still list it in their index, and their
-reads of it fail with EIO (``fsck`` reports it missing) unless the block is in
-their read cache. Deleting is therefore only safe when every host agrees the
-blob is gone; there is no reference counting across hosts.
+Several hosts on one bucket. Each host has its own index; hosts tell each
+other of their adds and deletes through small objects under ``changes/``
+(:meth:`S3Backend.put_object` and friends; :mod:`axonfs.hostsync`), and a
+blob another host uploaded also shows up here after ``recover``. Deleting a
+blob removes the object from the shared bucket for every host; there is no
+reference counting across hosts.
 
 Concurrency: the methods block; call them from worker threads. One boto3
 client is built in ``__init__`` and shared by every thread (boto3 clients are
