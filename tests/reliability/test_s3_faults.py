@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import random
 import threading
@@ -186,3 +187,69 @@ def test_s3_outage_during_ingest_and_reads(daemons: Callable[..., Daemon], proxy
     }
     entry = figures.setdefault("s3_faults", {"lost": 0})
     entry.update({f"{s3_server.name}: {key}": value for key, value in measured.items()})
+
+
+async def _wanted_by(socket: Any, names: list[str]) -> list[str]:
+    async with client.connect(socket) as axon:
+        missing = await axon.wants([bytes.fromhex(name) for name in names])
+    return [sha.hex() for sha in missing]
+
+
+@pytest.mark.s3_servers("moto", "rgw")
+def test_sigkill_mid_commit_leaves_no_record_naming_missing_bytes(
+        daemons: Callable[..., Daemon], s3_server: S3Server,  # noqa: F811
+        figures: Figures) -> None:
+    """Host A is killed during ingest: every add its records name is in the
+    bucket; restarted, it publishes what it had committed but not yet
+    published, and host B (pulling every 0.2 s) ends up with every blob A has."""
+    bucket = new_bucket_name()
+    raw = s3_server.client()
+    raw.create_bucket(Bucket=bucket)
+    options = ("--s3-bucket", bucket, "--s3-endpoint", s3_server.endpoint)
+    host_a = daemons(name="a", options=options)
+    host_b = daemons(name="b", mnt=False, options=(*options, "--s3-sync-interval", "0.2"))
+    host_a.start()
+    host_b.start()
+    assert host_a.mnt is not None
+    seed = random.randrange(1 << 30)
+    print(f"seed={seed}")
+    acked: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def writer(index: int) -> None:
+        rng = random.Random(seed + index)
+        for n in range(100_000):
+            data = rng.randbytes(rng.randrange(1, 256 << 10))
+            try:
+                write_file(host_a.mnt / "incoming" / f"k{index}-{n}", data)  # type: ignore[operator]
+            except OSError:
+                return  # the daemon is gone
+            with lock:
+                acked[hashlib.sha256(data).hexdigest()] = len(data)
+
+    threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    assert wait_until(lambda: len(acked) >= 40, timeout=60)
+    host_a.kill()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a writer hangs on the dead mount"
+
+    pages = raw.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    keys = {item["Key"] for page in pages for item in page.get("Contents", [])}
+    named = {change[2] for key in keys if key.startswith("changes/h/")
+             for change in json.loads(raw.get_object(Bucket=bucket, Key=key)["Body"].read())
+             ["changes"] if change[1] == "a"}
+    assert named <= keys, f"records name missing bytes: {sorted(named - keys)[:5]}"
+
+    print(f"at the kill: {len(acked)} acknowledged, {len(named)} named by records")
+    result = host_a.start()
+    assert "stopped abruptly" in result.stderr, result.stderr
+    visible = sorted(os.listdir(host_a.mnt / "by-sha256"))
+    assert set(acked) <= set(visible), "an acknowledged blob was lost"
+    assert wait_until(lambda: not trio.run(_wanted_by, host_b.socket, visible), timeout=60), (
+        "host B did not get every blob host A has")
+    figures.setdefault("s3_faults", {"lost": 0})[f"{s3_server.name}: sigkill"] = {
+        "blobs_acknowledged": len(acked), "blobs_visible_after_restart": len(visible),
+        "adds_named_by_records_at_the_kill": len(named)}
