@@ -108,6 +108,7 @@ class Daemon:
 
             assert isinstance(axon.backend, S3Backend)
             self.hosts = HostSync(axon, axon.backend, SyncConfig(interval=config.sync_interval))
+            self.stats.hosts = self.hosts
 
     async def run(self, ready: Callable[[], None]) -> None:
         async with trio.open_nursery() as nursery:

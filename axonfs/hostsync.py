@@ -195,6 +195,10 @@ class HostSync:
                 sent += len(batch)
         return sent
 
+    def queued(self) -> int:
+        """Changes committed here and not yet in the bucket."""
+        return self.index.next_out() - 1 - self.published()
+
     def published(self) -> int:
         """The last of this host's changes that is in the bucket."""
         pending = self.index.outbox_batch(1)
@@ -213,8 +217,9 @@ class HostSync:
                 cursors = self.index.cursors()
             found: dict[str, list[RecordName]] = {}
             for host in hosts:
-                found[host] = await self._thread(self.changes.records_after, host,
-                                                 cursors.get(host, 0))
+                found[host] = names = await self._thread(self.changes.records_after, host,
+                                                         cursors.get(host, 0))
+                self.latest[host] = names[-1].last if names else cursors.get(host, 0)
             records: list[Record] = []
             for host, names in found.items():
                 got = await self._read(host, names, cursors.get(host, 0))

@@ -97,6 +97,14 @@ def test_periodic_sync_applies_other_hosts_adds_and_deletes(
     assert ctl(host_b, "has", blob.name).returncode == 1
     with pytest.raises(FileNotFoundError):
         blob.read_bytes()
+    # ctl stats shows each host's changes and how far behind the other is.
+    a_stats = json.loads(ctl(host_a, "--json", "stats").stdout)["hosts"]
+    assert (a_stats["published"], a_stats["queued"]) == (4, 0)  # two adds, two deletes
+    b_stats = json.loads(ctl(host_b, "--json", "stats").stdout)["hosts"]
+    assert b_stats["peers"] == [{"host": a_stats["this"], "applied": 4, "latest": 4,
+                                 "behind": 0}]
+    assert f"{a_stats['this']}: applied up to change 4 of 4 (0 behind)" in ctl(
+        host_b, "stats").stdout
 
 
 def test_offline_recover_rebuilds_a_lost_index(hosts: list[Mounted], tmp_path: Path) -> None:
