@@ -45,7 +45,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import trio
@@ -53,7 +53,7 @@ import trio
 from axonfs.axon import Axon
 from axonfs.backends.s3 import S3Backend
 from axonfs.changelog import Change, ChangeLog, Checkpoint, Record, RecordName
-from axonfs.errors import AxonError, BlobMissing
+from axonfs.errors import AxonError, BackendError, BlobMissing
 from axonfs.hashing import Sha256
 from axonfs.store.index import BlobRow
 
@@ -96,6 +96,8 @@ class SyncReport:
     added: int = 0
     deleted: int = 0
     from_checkpoint: bool = False
+    skipped_hosts: list[str] = field(default_factory=list)
+    """Hosts whose next record is damaged (logged; their cursor waits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,7 @@ class HostSync:
                 # A host that never pulls still collects its own old records.
                 if not self.config.interval and rounds % MAINTAIN_EVERY == 0:
                     await self.maintain()
-            except AxonError as exc:  # S3 away: the queue waits in the index
+            except (AxonError, OSError) as exc:  # S3 away: the queue waits in the index
                 log.warning("cannot publish this host's changes yet (%s); will retry", exc)
 
     async def _pull_loop(self, interval: float) -> None:
@@ -171,7 +173,7 @@ class HostSync:
                 self._pulls += 1
                 if self._since_maintained or self._pulls % MAINTAIN_EVERY == 0:
                     await self.maintain()
-            except AxonError as exc:
+            except (AxonError, OSError) as exc:  # S3 away, or the index's disk full
                 log.warning("sync from the bucket failed: %s; will retry", exc)
                 continue
             if report.added or report.deleted:
@@ -222,7 +224,18 @@ class HostSync:
                 self.latest[host] = names[-1].last if names else cursors.get(host, 0)
             records: list[Record] = []
             for host, names in found.items():
-                got = await self._read(host, names, cursors.get(host, 0))
+                try:
+                    got = await self._read(host, names, cursors.get(host, 0))
+                except BlobMissing:
+                    got = None
+                except BackendError as exc:
+                    if "name" not in exc.fields:
+                        raise  # S3 away, not a bad record
+                    # One host's damaged record must not stop the others' changes;
+                    # this host's wait (its cursor stays) until the record is fixed.
+                    log.error("skipping the changes of host %s: %s", host, exc)
+                    report.skipped_hosts.append(host)
+                    continue
                 if got is None:  # a gap: records were collected while we were away
                     await self._from_checkpoint(report)
                     await self._bridge(host, names)
@@ -253,10 +266,8 @@ class HostSync:
     async def _read(self, host: str, names: list[RecordName], cursor: int
                     ) -> list[Record] | None:
         """The records *names* in order, or None if one is missing before them."""
-        try:
-            records = await self._thread(self._read_all, [entry.name for entry in names])
-        except BlobMissing:  # collected between the listing and the read
-            return None
+        # BlobMissing (collected between the listing and the read) is a gap too.
+        records = await self._thread(self._read_all, [entry.name for entry in names])
         for record in records:
             if record.first > cursor + 1:
                 return None
@@ -332,7 +343,8 @@ class HostSync:
         report.from_checkpoint = True
         held = {sha: size for sha, size in checkpoint.blobs}
         missing = [(sha, size) for sha, size in checkpoint.blobs if not self.index.has(sha)]
-        extra = [row for row in self._rows() if row.sha256 not in held]
+        rows = await trio.to_thread.run_sync(self._rows)
+        extra = [row for row in rows if row.sha256 not in held]
         present = await self._thread(self._exist, [row.sha256 for row in extra])
         added, dropped = await self.axon.apply_remote(
             missing, [row for row in extra if not present[row.sha256]])
@@ -346,6 +358,7 @@ class HostSync:
                  name, added, dropped)
 
     def _rows(self) -> list[BlobRow]:
+        """Every live row (a worker thread's job: a million take seconds)."""
         rows: list[BlobRow] = []
         after = b""
         while batch := self.index.blobs_batch(after, SCAN_BATCH):
@@ -363,7 +376,8 @@ class HostSync:
         progress = sum(mine.values()) - (sum(newest.values()) if newest else 0)
         ahead = newest is None or all(mine.get(h, 0) >= seq for h, seq in newest.items())
         if ahead and progress >= self.config.checkpoint_every:
-            blobs = [(row.sha256, row.size) for row in self._rows()]
+            rows = await trio.to_thread.run_sync(self._rows)
+            blobs = [(row.sha256, row.size) for row in rows]
             name = await self._thread(self.changes.write_checkpoint,
                                       Checkpoint(self.host, mine, blobs))
             log.info("wrote checkpoint %s (%d blobs)", name, len(blobs))

@@ -434,12 +434,16 @@ class Index:
 
     # -- the changes shared with other hosts (the ``sync`` DB) -------------------
 
-    def host_id(self, new: Callable[[], str]) -> str:
-        """This store's host id, made by *new* (and kept) the first time."""
+    def known_host_id(self) -> str | None:
+        """This store's host id, or None if it never shared a bucket."""
         with self.env.begin(db=self.sync) as txn:
             raw = txn.get(_SYNC_HOST)
-        if raw is not None:
-            return bytes(raw).decode("ascii")
+        return None if raw is None else bytes(raw).decode("ascii")
+
+    def host_id(self, new: Callable[[], str]) -> str:
+        """This store's host id, made by *new* (and kept) the first time."""
+        if (known := self.known_host_id()) is not None:
+            return known
         made = new()
 
         def keep(txn: lmdb.Transaction) -> str:

@@ -208,6 +208,9 @@ class Store:
             spool.sweep(self.tmp)
             self.index = Index(root / "index.lmdb")
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
+            # A store that has published changes before queues the blobs the
+            # settling below indexes, as the interrupted commit would have.
+            self.publish_changes = self.index.known_host_id() is not None
             self._settle_journal()
             self._reserve()
             self._unsettled = True

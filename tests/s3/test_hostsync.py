@@ -9,6 +9,7 @@ names only blobs the bucket holds, and every host agrees.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -22,9 +23,21 @@ from helpers.s3server import S3Server, TcpProxy
 
 from axonfs.axon import Axon
 from axonfs.backends.s3 import S3Backend
-from axonfs.changelog import CHECKPOINTS_DIR, RECORDS_DIR
+from axonfs.changelog import (
+    CHECKPOINTS_DIR,
+    RECORDS_DIR,
+    Change,
+    Checkpoint,
+    Record,
+    decode_checkpoint,
+    decode_record,
+    encode_checkpoint,
+    encode_record,
+)
 from axonfs.errors import AxonError
+from axonfs.hashing import Sha256
 from axonfs.hostsync import HostSync, SyncConfig
+from axonfs.store import intent
 from axonfs.store.index import BlobRow
 
 MakeS3 = Callable[..., S3Backend]
@@ -279,6 +292,27 @@ async def test_changes_committed_but_not_published_survive_a_crash(
         assert await b.read(sha) == b"committed, not yet published"
 
 
+async def test_a_commit_a_crash_interrupted_is_published_once_settled(
+        host: Any, make_s3: MakeS3, tmp_path: Path) -> None:
+    """A kill between the upload and the index commit leaves the blob and the
+    commit's intent; the next open indexes the blob and queues it like any add."""
+    async with AsyncExitStack() as stack:
+        b = await opened(stack, host, "b")
+        async with host("a") as a:
+            await a.sync.publish()  # a has shared the bucket before
+        data = b"uploaded, then the host died"
+        sha = Sha256(hashlib.sha256(data).digest())
+        spool = tmp_path / "spool"
+        spool.write_bytes(data)
+        make_s3(cache_dir=tmp_path / "elsewhere").put_file(sha, spool)
+        intent.write(tmp_path / "a" / intent.INTENT_NAME, [(sha, True)])
+        async with host("a") as a:
+            assert await a.axon.has(sha)
+            assert await a.sync.publish() == 1
+        await b.sync.pull()
+        assert await b.read(sha) == data
+
+
 async def test_an_upload_that_fails_queues_nothing(
         host: Any, s3_server: S3Server, raw_s3: Any, bucket: str) -> None:
     async with AsyncExitStack() as stack:
@@ -319,3 +353,39 @@ async def test_an_s3_outage_during_record_writes(
             assert await b.read(sha) == b"committed before the outage"
         finally:
             proxy.stop()
+
+
+async def test_a_malformed_record_stops_that_host_and_nothing_else(
+        host: Any, raw_s3: Any, bucket: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with AsyncExitStack() as stack:
+        a, b, c = [await opened(stack, host, name) for name in "abc"]
+        await b.sync.pull()
+        _, sha = await a.axon.put(b"fine")
+        await a.sync.publish()
+        raw_s3.put_object(Bucket=bucket, Key=f"{RECORDS_DIR}{c.sync.host}/{1:016x}",
+                          Body=b"{not json")
+        with caplog.at_level(logging.ERROR, logger="axonfs.hostsync"):
+            report = await b.sync.pull()
+        assert report.skipped_hosts == [c.sync.host] and "not valid" in caplog.text
+        assert await b.axon.has(sha)  # a's changes went on
+        assert b.axon.index.cursors().get(c.sync.host, 0) == 0  # c's wait
+        _, from_c = await c.axon.put(b"from c")
+        raw_s3.delete_object(Bucket=bucket, Key=f"{RECORDS_DIR}{c.sync.host}/{1:016x}")
+        await c.sync.publish()
+        assert (await b.sync.pull()).skipped_hosts == []
+        assert await b.axon.has(from_c)
+
+
+def test_records_and_checkpoints_round_trip_and_refuse_damage() -> None:
+    sha = Sha256(hashlib.sha256(b"x").digest())
+    record = Record("h1", (Change(3, True, sha, 1), Change(4, False, sha, 1)))
+    assert decode_record(encode_record(record), "r") == record
+    gapped = encode_record(Record("h1", (Change(3, True, sha, 1), Change(5, False, sha, 1))))
+    for damaged in (gapped, b"", b"[]", encode_record(record).replace(b'"v":1', b'"v":2')):
+        with pytest.raises(AxonError):
+            decode_record(damaged, "r")
+    checkpoint = Checkpoint("h1", {"h1": 4, "h2": 9}, [(sha, 1)])
+    assert decode_checkpoint(encode_checkpoint(checkpoint), "c") == checkpoint
+    assert checkpoint.total == 13
+    with pytest.raises(AxonError):
+        decode_checkpoint(encode_checkpoint(checkpoint)[:-1], "c")
