@@ -102,7 +102,7 @@ class SyncReport:
 
 @dataclass(frozen=True, slots=True)
 class PeerState:
-    """How far this host is on one other host's records (for ``ctl hosts``)."""
+    """How far this host is on one other host's records (for ``ctl stats``)."""
 
     host: str
     applied: int
