@@ -5,8 +5,9 @@ their latencies, bytes read and written through the mount, commits, dedup
 hits, the backend's counters (S3 requests, errors, cache hits and misses, when
 the backend has a ``stats()`` method), open handles, spool usage, the
 control socket's connections, and on a shared bucket this host's published
-and queued changes and how far behind it is on the other hosts'. :meth:`Stats.snapshot` returns one plain dict
-(msgpack- and JSON-ready) that both front ends render:
+and queued changes and how far behind it is on the other hosts'.
+:meth:`Stats.snapshot` returns one plain dict (msgpack- and JSON-ready) that
+both front ends render:
 :func:`format_text` for people and :func:`axonfs.metrics_http.prometheus_text`
 for Prometheus.
 
