@@ -48,6 +48,7 @@ from axonfs.store.store import (
     CommitOp,
     CommitResult,
     DeleteBlob,
+    ForgetBlob,
     Limits,
     Store,
 )
@@ -361,6 +362,31 @@ class Axon:
                             if gone is True and row is not None])
         done = iter(results)
         return [bool(next(done)) if _is_digest(s) else False for s in wanted]
+
+    async def apply_remote(self, adds: Sequence[tuple[Sha256, int]],
+                           deletes: Sequence[BlobRow]) -> tuple[int, int]:
+        """Apply what other hosts sharing the bucket did, in one commit.
+
+        *adds* are blobs found in the bucket, indexed (dated now) unless
+        present; *deletes* are rows whose bytes are gone from the bucket,
+        dropped unless re-added since. Neither moves bytes nor is published
+        again. Watchers (the mount) hear of both, as of local changes.
+
+        Returns:
+            How many rows were added and how many dropped.
+        """
+        fresh = [(sha, size) for sha, size in adds if not self.index.has(sha)]
+        ops: list[CommitOp] = [AdoptBlob(sha, size) for sha, size in fresh]
+        ops += [ForgetBlob(row.sha256, row.indx) for row in deletes]
+        if not ops:
+            return 0, 0
+        results = await self._committer.submit_many(ops)
+        added = [row for row in results[:len(fresh)] if isinstance(row, BlobRow)]
+        dropped = [row for row, gone in zip(deletes, results[len(fresh):], strict=True)
+                   if gone is True]
+        self._announce()
+        self._tell(added=added, deleted=dropped)
+        return len(added), len(dropped)
 
     # -- reading ------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyfuse3
 import trio
@@ -45,7 +46,7 @@ from axonfs.axon import Axon
 from axonfs.backends.base import BlobBackend
 from axonfs.config import WGET_MAX_BYTES, FetchOptions, control_socket
 from axonfs.ctlserver import serve_control
-from axonfs.errors import AxonError, MountFailed
+from axonfs.errors import MountFailed
 from axonfs.fsutil import raise_descriptor_limit
 from axonfs.incoming import RETENTION_DEFAULT, Incoming
 from axonfs.ops import FuseKernelCache, Operations
@@ -54,6 +55,9 @@ from axonfs.store.store import Limits
 from axonfs.telepath.config import TelepathConfig
 from axonfs.vfs import TreeOptions, Vfs
 from axonfs.writers import ProcWriters
+
+if TYPE_CHECKING:
+    from axonfs.hostsync import HostSync
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,8 @@ class DaemonConfig:
     metrics_listen: tuple[str, int] | None = None
     """Serve Prometheus metrics on this (host, port); None: no listener."""
     sync_interval: float | None = None
-    """Seconds between adoptions of blobs other hosts added to a shared bucket."""
+    """Seconds between applications of other hosts' change records (None: never;
+    this host's own changes are published whenever the blobs live in S3)."""
     telepath: TelepathConfig = TelepathConfig()
     """Network listeners for Telepath (the unix socket is always served)."""
     stop_timeout: float = STOP_TIMEOUT
@@ -108,6 +113,15 @@ class Daemon:
         self.stats = Stats(axon, store=config.store)
         self._mounted = False
         self._stop = trio.Event()
+        self.hosts: HostSync | None = None
+        """Set on a shared bucket: publishes this host's changes, applies the others'."""
+        if axon.backend.name == "s3":  # imported here: boto3 is slow to import
+            from axonfs.backends.s3 import S3Backend
+            from axonfs.hostsync import HostSync, SyncConfig
+
+            assert isinstance(axon.backend, S3Backend)
+            self.hosts = HostSync(axon, axon.backend, SyncConfig(interval=config.sync_interval))
+            self.stats.hosts = self.hosts
 
     async def run(self, ready: Callable[[], None]) -> None:
         async with trio.open_nursery() as nursery:
@@ -115,8 +129,8 @@ class Daemon:
             await self._start_telepath(nursery)
             await self._start_metrics(nursery)
             nursery.start_soon(self._watch_signals)
-            if self.config.sync_interval:
-                nursery.start_soon(self._sync_shared_bucket, self.config.sync_interval)
+            if self.hosts is not None:
+                nursery.start_soon(self.hosts.run)
             if self.config.mountpoint is None:
                 _announce_ready(ready)
                 await self._stop.wait()
@@ -140,18 +154,6 @@ class Daemon:
             serve_telepath, ctl_group=self.config.ctl_group), self.axon, self.config.store,
             self.config.telepath)
         self.axon.telepath_urls = urls  # type: ignore[attr-defined]  # for the ctl ping
-
-    async def _sync_shared_bucket(self, interval: float) -> None:
-        """Index what other hosts added to the bucket, every *interval* seconds."""
-        while True:
-            await trio.sleep(interval)
-            try:
-                report = await self.axon.recover(verify=False)
-            except AxonError as exc:  # S3 away: keep serving, try again next time
-                log.warning("periodic sync from the bucket failed: %s", exc)
-                continue
-            if report.added:
-                log.info("periodic sync: indexed %d blobs other hosts added", report.added)
 
     async def _start_metrics(self, nursery: trio.Nursery) -> None:
         if self.config.metrics_listen is not None:

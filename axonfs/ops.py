@@ -26,7 +26,7 @@ import pyfuse3
 import trio
 from pyfuse3 import FileHandleT, FileNameT, FlagT, InodeT, ModeT, XAttrNameT
 
-from axonfs.errors import AxonError, BackendError, StoreCorrupt
+from axonfs.errors import AxonError, BackendError, BlobMissing, StoreCorrupt
 from axonfs.fuseattrs import set_reported_ino
 from axonfs.tree.base import BLOCK_SIZE, AttrChange, Attributes, Listing, OpenFile, Owner
 from axonfs.vfs import Vfs
@@ -134,6 +134,10 @@ class Operations(pyfuse3.Operations):
                                         or code in (errno.EMFILE, errno.ENFILE)):
             # The blob is fine; the daemon is out of descriptors or space.
             log.warning("%s: %s", operation, exc)
+        elif isinstance(exc, BlobMissing) and self._deleted_since(exc):
+            # Deleted (here or by another host sharing the bucket) while open:
+            # the reader gets EIO, but nothing is lost or broken.
+            log.info("%s: %s; it was deleted after it was opened", operation, exc)
         elif isinstance(exc, (BackendError, StoreCorrupt)):
             log.error("%s: %s", operation, exc)
             if sha := exc.fields.get("sha256"):
@@ -145,6 +149,10 @@ class Operations(pyfuse3.Operations):
         else:
             log.debug("%s: %s", operation, exc)
         return code if code is not None else errno.EIO
+
+    def _deleted_since(self, exc: BlobMissing) -> bool:
+        sha = exc.fields.get("sha256")
+        return isinstance(sha, str) and self.vfs.axon.stat(bytes.fromhex(sha)) is None
 
     # -- names ----------------------------------------------------------------------
 

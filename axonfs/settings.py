@@ -341,7 +341,7 @@ def _unset_meaning(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
         "cache-dir": (cache_directory(None, store), "default (with s3-bucket)"),
         "s3-part-size": (s3["part_size"], "default (with s3-bucket)"),
         "s3-connections": (s3["max_connections"], "default (with s3-bucket)"),
-        "s3-sync-interval": (None, "not set: other hosts' blobs are indexed only by "
+        "s3-sync-interval": (None, "not set: other hosts' changes are applied only by "
                                    "'axonfs ctl recover'"),
     }
 

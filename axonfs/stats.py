@@ -3,9 +3,11 @@
 :class:`Stats` gathers what an operator watches: uptime, FUSE requests and
 their latencies, bytes read and written through the mount, commits, dedup
 hits, the backend's counters (S3 requests, errors, cache hits and misses, when
-the backend has a ``stats()`` method), open handles, spool usage, and the
-control socket's connections. :meth:`Stats.snapshot` returns one plain dict
-(msgpack- and JSON-ready) that both front ends render:
+the backend has a ``stats()`` method), open handles, spool usage, the
+control socket's connections, and on a shared bucket this host's published
+and queued changes and how far behind it is on the other hosts'.
+:meth:`Stats.snapshot` returns one plain dict (msgpack- and JSON-ready) that
+both front ends render:
 :func:`format_text` for people and :func:`axonfs.metrics_http.prometheus_text`
 for Prometheus.
 
@@ -233,6 +235,8 @@ class Stats:
         self.operations: Any = None
         self.control: Any = None
         """The :class:`~axonfs.ctlserver.ControlServer`, once listening."""
+        self.hosts: Any = None
+        """The :class:`~axonfs.hostsync.HostSync` of a daemon on a shared bucket."""
         self.started_ns = time.monotonic_ns()
         self.started_at = time.time()
 
@@ -264,6 +268,7 @@ class Stats:
             "fuse": self._fuse(),
             "backend": self._backend(),
             "control": self._control(),
+            "hosts": self._hosts(),
         }
 
     def _journaled(self) -> int:
@@ -299,6 +304,19 @@ class Stats:
                 found.update(value)
         return found
 
+    def _hosts(self) -> dict[str, Any] | None:
+        """This host's id, its changes not yet published, and how far behind it
+        is on each other host's records (as of its last pull)."""
+        if self.hosts is None:
+            return None
+        peers = []
+        for peer in self.hosts.peers():
+            latest = peer.latest if peer.latest is not None else peer.applied
+            peers.append({"host": peer.host, "applied": peer.applied, "latest": latest,
+                          "behind": max(0, latest - peer.applied)})
+        return {"this": self.hosts.host, "queued": self.hosts.queued(),
+                "published": self.hosts.published(), "peers": peers}
+
     def _control(self) -> dict[str, int] | None:
         if self.control is None:
             return None
@@ -328,8 +346,19 @@ def format_text(snapshot: dict[str, Any]) -> str:
         lines.append(f"control    {control['connections']} connections, {control['requests']} "
                      f"requests in flight, {control['refused']} refused, "
                      f"{_bytes(control['stream_bytes'])} waiting to be sent")
+    lines += _host_lines(snapshot.get("hosts"))
     lines += _fuse_lines(snapshot.get("fuse"))
     return "\n".join(lines)
+
+
+def _host_lines(hosts: dict[str, Any] | None) -> list[str]:
+    if hosts is None:
+        return []
+    lines = [f"hosts      this host {hosts['this']}: {hosts['published']} changes published, "
+             f"{hosts['queued']} queued"]
+    lines += [f"  {peer['host']}: applied up to change {peer['applied']} of {peer['latest']} "
+              f"({peer['behind']} behind)" for peer in hosts["peers"]]
+    return lines
 
 
 def _backend_lines(backend: dict[str, Any]) -> list[str]:

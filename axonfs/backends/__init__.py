@@ -49,9 +49,10 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--s3-connections", metavar="N", type=int, default=None,
                        help="S3 requests in flight at once (default: 16)")
     group.add_argument("--s3-sync-interval", metavar="SECONDS", type=float, default=None,
-                       help="every SECONDS, index the blobs other hosts added to the bucket "
-                            "(a 'recover' without verification; default: only on "
-                            "'axonfs ctl recover')")
+                       help="every SECONDS, apply the adds and deletes other hosts sharing "
+                            "the bucket recorded in it (their change records; a few requests "
+                            "when nothing changed); default: never, other hosts' blobs are "
+                            "then indexed only by 'axonfs ctl recover'")
 
 
 def backend_from_args(args: argparse.Namespace, store: Path) -> BlobBackend | None:

@@ -33,12 +33,12 @@ call raises :class:`~axonfs.errors.BackendError` naming the blob (EIO at the
 FUSE layer), and the next call tries afresh, so the backend recovers by
 itself when the server comes back. Cached blocks stay readable meanwhile.
 
-Several hosts on one bucket. Each host has its own index; a blob another host
-uploaded shows up here after ``recover``. Deleting a blob removes the object
-from the shared bucket: other hosts still list it in their index, and their
-reads of it fail with EIO (``fsck`` reports it missing) unless the block is in
-their read cache. Deleting is therefore only safe when every host agrees the
-blob is gone; there is no reference counting across hosts.
+Several hosts on one bucket. Each host has its own index; hosts tell each
+other of their adds and deletes through small objects under ``changes/``
+(:meth:`S3Backend.put_object` and friends; :mod:`axonfs.hostsync`), and a
+blob another host uploaded also shows up here after ``recover``. Deleting a
+blob removes the object from the shared bucket for every host; there is no
+reference counting across hosts.
 
 Concurrency: the methods block; call them from worker threads. One boto3
 client is built in ``__init__`` and shared by every thread (boto3 clients are
@@ -57,9 +57,10 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,11 +88,16 @@ MAX_PARTS = 10_000
 HEX_DIGITS = "0123456789abcdef"
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 SIZE_MEMO_ENTRIES = 65_536
+CHANGES_DIR = "changes/"
+"""Under the prefix: the hosts' change records and checkpoints (axonfs.changelog),
+small objects that listings of blobs pass over without counting them as strangers."""
 
 KeyRange = tuple[str | None, str | None]
 """(StartAfter or None, first key past the range or None)."""
 RangeListing = tuple[list[Listing], int]
 """The blobs found in a key range, and how many other keys it held."""
+NameListing = tuple[list[tuple[str, float]], list[str]]
+"""Object names with their last-modified times, and rolled-up "directories"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +286,15 @@ class S3Backend(BlobBackend):
             self._call("create_bucket", f"creating bucket {bucket}",
                        lambda: self.client.create_bucket(**args))
         except BackendError as exc:
-            if exc.fields.get("code_s3") not in ("BucketAlreadyOwnedByYou",):
+            code = exc.fields.get("code_s3")
+            if code == "InvalidLocationConstraint":
+                # Ceph RGW names regions after its zonegroups, not AWS's regions.
+                raise BackendError(
+                    f"creating bucket {bucket} failed: the server has no region "
+                    f"{self.region!r} (on Ceph RGW the region is the zonegroup's name); "
+                    "leave the region unset or create the bucket beforehand",
+                    code_s3=code) from None
+            if code not in ("BucketAlreadyOwnedByYou",):
                 raise
 
     # -- writing -----------------------------------------------------------------
@@ -571,11 +585,78 @@ class S3Backend(BlobBackend):
                 name = key[len(self.prefix):]
                 if is_sha256_hex(name):
                     found.append(Listing(Sha256(bytes.fromhex(name)), int(item["Size"])))
-                else:
+                elif not name.startswith(CHANGES_DIR):
                     ignored += 1
             if not response.get("IsTruncated"):
                 return found, ignored
             args["ContinuationToken"] = response["NextContinuationToken"]
+
+    # -- small objects beside the blobs (the hosts' change log) -----------------------
+
+    def put_object(self, name: str, data: bytes) -> None:
+        """Store *data* as ``<prefix><name>`` in one PUT (durable when it returns)."""
+        self._ready()
+        md5 = _content_md5(data)
+        self._call("put_object", f"writing {name}", lambda: self.client.put_object(
+            Bucket=self.config.bucket, Key=self.prefix + name, Body=data, ContentMD5=md5))
+        self._counters.add("bytes_sent", len(data))
+
+    def get_object(self, name: str) -> bytes:
+        """The whole of ``<prefix><name>``.
+
+        Raises:
+            BlobMissing: there is no such object.
+        """
+        def get() -> bytes:
+            response = self.client.get_object(Bucket=self.config.bucket, Key=self.prefix + name)
+            with response["Body"] as body:
+                data: bytes = body.read()
+            if len(data) != int(response["ContentLength"]):
+                raise TransientError(f"got {len(data)} bytes of {name}")
+            return data
+
+        data = self._call("get_object", f"reading {name}", get)
+        self._counters.add("bytes_received", len(data))
+        return data
+
+    def list_names(self, under: str, start_after: str | None = None,
+                   delimiter: str | None = None) -> NameListing:
+        """Names under ``<prefix><under>`` (after *start_after*), in key order.
+
+        Returns:
+            ``(name, last-modified time)`` per object, names relative to the
+            prefix, and with *delimiter* the "directories" rolled up.
+        """
+        self._ready()
+        args: dict[str, Any] = {"Bucket": self.config.bucket, "Prefix": self.prefix + under,
+                                "MaxKeys": self.config.list_page_size}
+        if start_after is not None:
+            args["StartAfter"] = self.prefix + start_after
+        if delimiter is not None:
+            args["Delimiter"] = delimiter
+        names: NameListing = ([], [])
+        cut = len(self.prefix)
+        while True:
+            response = self._call("list_objects_v2", f"listing {under}",
+                                  lambda: self.client.list_objects_v2(**args))
+            names[0].extend((item["Key"][cut:], item["LastModified"].timestamp())
+                            for item in response.get("Contents", []))
+            names[1].extend(entry["Prefix"][cut:] for entry in response.get("CommonPrefixes", []))
+            if not response.get("IsTruncated"):
+                return names
+            args["ContinuationToken"] = response["NextContinuationToken"]
+
+    def delete_names(self, names: Sequence[str]) -> None:
+        """Delete ``<prefix><name>`` for each name (absent ones are no error)."""
+        for start in range(0, len(names), 1000):  # S3's most keys per batch delete
+            keys = [{"Key": self.prefix + name} for name in names[start:start + 1000]]
+            batch = {"Objects": keys, "Quiet": True}
+            response = self._call("delete_objects", f"deleting {len(keys)} objects",
+                                  partial(self.client.delete_objects,
+                                          Bucket=self.config.bucket, Delete=batch))
+            if errors := response.get("Errors"):
+                raise BackendError(f"deleting {len(errors)} objects failed: "
+                                   f"{errors[0].get('Code')}", code_s3=errors[0].get("Code"))
 
     def stats(self) -> S3Stats:
         """Requests by kind, retries, bytes moved and the read cache's counters."""

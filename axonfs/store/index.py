@@ -14,6 +14,10 @@ hashsets   sha256                           md5 (16), sha1 (20), sha512 (64)
 journal    sha256                           the blob's bytes (small blobs only)
 meta       b"version", b"next_indx",        u64 each
            b"size:bytes", b"file:count"
+sync       b"host"                          this store's host id (ascii)
+           b"next"                          the next ``out`` seq u64
+           b"out" + seq u64                 kind (b"a"/b"d"), sha256, size u64
+           b"peer" + host id                last applied seq u64 of that host
 ========== ================================ ===================================
 
 Invariants:
@@ -34,6 +38,11 @@ Invariants:
 * ``history`` keys carry the indx after the millisecond, so rows added within
   one millisecond keep their added order (the reference orders them by value).
 * ``size:bytes`` and ``file:count`` always equal the sums over ``blobs``.
+* ``sync`` exists for stores that share a bucket with other hosts
+  (``axonfs.hostsync``). An add or delete made here with ``IndexOp.publish``
+  appends its ``out`` entry in the same transaction that changes ``blobs``, so
+  a change is never committed without being queued for the other hosts;
+  ``out`` seqs start at 1, grow by one and are never reused (``b"next"``).
 
 Concurrency: every write transaction is one synchronous method, run in one
 worker thread call by the single writer (``axonfs.store.committer``); no
@@ -86,6 +95,11 @@ _META_VERSION = b"version"
 _META_NEXT_INDX = b"next_indx"
 _META_BYTES = b"size:bytes"
 _META_COUNT = b"file:count"
+_SYNC_HOST = b"host"
+_SYNC_NEXT = b"next"
+_SYNC_OUT = b"out"
+_SYNC_PEER = b"peer"
+_OUT_ROW = struct.Struct(">c32sQ")  # kind, sha256, size
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +114,8 @@ class IndexOp:
     size: int = 0
     delete: bool = False
     journal: bytes | None = None
+    publish: bool = False
+    """Queue the change for the other hosts sharing the bucket (if it changes anything)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +190,18 @@ class Index:
         self.hashsets = self.env.open_db(b"hashsets")
         self.journal = self.env.open_db(b"journal")
         self.meta = self.env.open_db(b"meta")
+        self.sync = self._open_optional(b"sync")
         self._check_version()
+
+    def _open_optional(self, name: bytes) -> lmdb._Database:
+        """A DB that older indexes lack: created on a writable one, and on a
+        read-only one the main DB stands in (it holds no key of this DB's forms)."""
+        if not self.readonly:
+            return self.env.open_db(name)
+        try:
+            return self.env.open_db(name, create=False)
+        except lmdb.NotFoundError:
+            return self.env.open_db(None)
 
     def close(self) -> None:
         self.env.close()
@@ -373,6 +400,7 @@ class Index:
         counters = _Counters.read(txn, self.meta)
         added_ms = now_ns // 1_000_000
         results: list[BlobRow | bool] = []
+        outbox = _Outbox(txn, self.sync)
         for op in ops:
             raw = txn.get(op.sha256, db=self.blobs)
             if op.delete:
@@ -380,7 +408,10 @@ class Index:
                     txn.delete(op.sha256, db=self.blobs)
                     txn.delete(op.sha256, db=self.hashsets)
                     txn.delete(op.sha256, db=self.journal)
-                    counters.remove(_BLOB_ROW.unpack(raw)[0])
+                    size = _BLOB_ROW.unpack(raw)[0]
+                    counters.remove(size)
+                    if op.publish:
+                        outbox.append(b"d", op.sha256, size)
                 results.append(raw is not None)
             elif raw is not None:
                 size, indx, added_ns = _BLOB_ROW.unpack(raw)
@@ -394,9 +425,91 @@ class Index:
                 txn.put(op.sha256, _BLOB_ROW.pack(op.size, indx, now_ns), db=self.blobs)
                 if op.journal is not None:
                     txn.put(op.sha256, op.journal, db=self.journal)
+                if op.publish:
+                    outbox.append(b"a", op.sha256, op.size)
                 results.append(BlobRow(op.sha256, op.size, indx, now_ns))
         counters.write(txn, self.meta)
+        outbox.close()
         return results
+
+    # -- the changes shared with other hosts (the ``sync`` DB) -------------------
+
+    def known_host_id(self) -> str | None:
+        """This store's host id, or None if it never shared a bucket."""
+        with self.env.begin(db=self.sync) as txn:
+            raw = txn.get(_SYNC_HOST)
+        return None if raw is None else bytes(raw).decode("ascii")
+
+    def host_id(self, new: Callable[[], str]) -> str:
+        """This store's host id, made by *new* (and kept) the first time."""
+        if (known := self.known_host_id()) is not None:
+            return known
+        made = new()
+
+        def keep(txn: lmdb.Transaction) -> str:
+            raw = txn.get(_SYNC_HOST, db=self.sync)
+            if raw is not None:
+                return bytes(raw).decode("ascii")
+            txn.put(_SYNC_HOST, made.encode("ascii"), db=self.sync)
+            return made
+
+        return self._write(keep)
+
+    def outbox_batch(self, limit: int) -> list[tuple[int, bytes, Sha256, int]]:
+        """The oldest *limit* queued changes: ``(seq, kind, sha256, size)``."""
+        found: list[tuple[int, bytes, Sha256, int]] = []
+        with self.env.begin(db=self.sync) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(_SYNC_OUT):
+                return found
+            for key, value in cursor:
+                if not key.startswith(_SYNC_OUT) or len(found) >= limit:
+                    break
+                kind, sha, size = _OUT_ROW.unpack(value)
+                found.append((_U64.unpack(key[len(_SYNC_OUT):])[0], kind, Sha256(sha), size))
+        return found
+
+    def next_out(self) -> int:
+        """The seq the next queued change will get (1 if none was ever queued)."""
+        with self.env.begin(db=self.sync) as txn:
+            raw = txn.get(_SYNC_NEXT)
+        return 1 if raw is None else int(_U64.unpack(raw)[0])
+
+    def outbox_drop(self, upto: int) -> None:
+        """Forget the queued changes up to seq *upto* (published now)."""
+
+        def drop(txn: lmdb.Transaction) -> None:
+            cursor = txn.cursor(db=self.sync)
+            if not cursor.set_range(_SYNC_OUT):
+                return
+            while True:
+                key = bytes(cursor.key())
+                if not key.startswith(_SYNC_OUT) or _U64.unpack(key[len(_SYNC_OUT):])[0] > upto:
+                    return
+                if not cursor.delete():  # deleting moves to the next key; False at the end
+                    return
+
+        self._write(drop)
+
+    def cursors(self) -> dict[str, int]:
+        """The last seq applied of every peer host."""
+        found: dict[str, int] = {}
+        with self.env.begin(db=self.sync) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(_SYNC_PEER):
+                return found
+            for key, value in cursor:
+                if not key.startswith(_SYNC_PEER):
+                    break
+                found[key[len(_SYNC_PEER):].decode("ascii")] = _U64.unpack(value)[0]
+        return found
+
+    def set_cursors(self, cursors: dict[str, int]) -> None:
+        def put(txn: lmdb.Transaction) -> None:
+            for host, seq in cursors.items():
+                txn.put(_SYNC_PEER + host.encode("ascii"), _U64.pack(seq), db=self.sync)
+
+        self._write(put)
 
     def _write(self, body: Callable[[lmdb.Transaction], _T]) -> _T:
         """Run *body(txn)* in one write transaction, growing the map when full."""
@@ -480,6 +593,30 @@ class _Counters:
         for key, value in ((_META_BYTES, self.size_bytes), (_META_COUNT, self.file_count),
                            (_META_NEXT_INDX, self.next_indx)):
             txn.put(key, _I64.pack(value), db=meta)
+
+
+class _Outbox:
+    """Appends queued changes within one write transaction."""
+
+    def __init__(self, txn: lmdb.Transaction, db: lmdb._Database) -> None:
+        self.txn = txn
+        self.db = db
+        self.next: int | None = None
+
+    def append(self, kind: bytes, sha256: Sha256, size: int) -> None:
+        if self.next is None:
+            self.next = self._first_free()
+        self.txn.put(_SYNC_OUT + _U64.pack(self.next), _OUT_ROW.pack(kind, sha256, size),
+                     db=self.db)
+        self.next += 1
+
+    def close(self) -> None:
+        if self.next is not None:
+            self.txn.put(_SYNC_NEXT, _U64.pack(self.next), db=self.db)
+
+    def _first_free(self) -> int:
+        raw = self.txn.get(_SYNC_NEXT, db=self.db)
+        return 1 if raw is None else int(_U64.unpack(raw)[0])
 
 
 def _read_i64(txn: lmdb.Transaction, key: bytes, db: lmdb._Database) -> int:

@@ -147,7 +147,17 @@ class DeleteBlob:
     sha256: Sha256
 
 
-CommitOp = AddBlob | AdoptBlob | DeleteBlob
+@dataclass(slots=True)
+class ForgetBlob:
+    """Drop the row *indx* of a blob whose bytes another host deleted; the
+    backend is not touched. A row re-added since (another indx) stays: its
+    bytes were uploaded again after the check that they were gone."""
+
+    sha256: Sha256
+    indx: int
+
+
+CommitOp = AddBlob | AdoptBlob | DeleteBlob | ForgetBlob
 CommitResult = BlobRow | bool | AxonError
 
 
@@ -179,6 +189,9 @@ class Store:
         self._commit_lock = threading.Lock()
         self._spill_lock = threading.Lock()
         self.limits = limits if limits is not None else Limits()
+        self.publish_changes = False
+        """Queue this store's adds and deletes for the hosts sharing its bucket
+        (set by ``axonfs.hostsync`` before the first commit)."""
         self.tmp = root / "tmp"
         self.intent_path = root / intent.INTENT_NAME
         self.reserve_path = root / RESERVE_NAME
@@ -197,6 +210,9 @@ class Store:
             self.index = Index(root / "index.lmdb")
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
             _sync_layout(root)
+            # A store that has published changes before queues the blobs the
+            # settling below indexes, as the interrupted commit would have.
+            self.publish_changes = self.index.known_host_id() is not None
             self._settle_journal()
             self._reserve()
             self._unsettled = True
@@ -334,7 +350,7 @@ class Store:
                 continue
             size = intent.verified_size(self.backend, sha) if added else None
             if size is not None:
-                adopt.append(IndexOp(sha, size))
+                adopt.append(IndexOp(sha, size, publish=self.publish_changes))
             else:
                 self.backend.delete(sha)
                 removed += 1
@@ -356,6 +372,9 @@ class Store:
         uploads: list[tuple[int, AddBlob]] = []  # (slot, op) whose bytes the backend takes
         results: list[CommitResult | None] = [None] * len(ops)
         for i, op in enumerate(ops):
+            if isinstance(op, ForgetBlob) and not self._same_row(plan, op):
+                results[i] = False
+                continue
             fresh = isinstance(op, AddBlob) and not plan.is_present(op.sha256)
             try:
                 index_op = self._stage(plan, op)
@@ -386,6 +405,13 @@ class Store:
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
+    def _same_row(self, plan: _Plan, op: ForgetBlob) -> bool:
+        """True if the row *op* means to drop is still the live one."""
+        if op.sha256 in plan.changed:  # added or removed earlier in this batch
+            return False
+        row = self.index.get(op.sha256)
+        return row is not None and row.indx == op.indx
+
     def _upload(self, uploads: list[tuple[int, AddBlob]], plan: _Plan) -> dict[int, AxonError]:
         """Hand the batch's synced blobs to the backend at once, then flush.
 
@@ -410,6 +436,9 @@ class Store:
         index half; blobs that need a synced upload are left to :meth:`_upload`."""
         if isinstance(op, DeleteBlob):
             plan.delete(op.sha256)
+            return IndexOp(op.sha256, delete=True, publish=self.publish_changes)
+        if isinstance(op, ForgetBlob):
+            plan.delete(op.sha256, keep_bytes=True)
             return IndexOp(op.sha256, delete=True)
         if isinstance(op, AdoptBlob):
             if not plan.is_present(op.sha256):
@@ -423,13 +452,14 @@ class Store:
             if self._journals(op):
                 journal = op.data if op.data is not None else self._read_small(op)
                 plan.add(op.sha256, op.size)
-                return IndexOp(op.sha256, op.size, journal=journal)  # file: after the commit
+                return IndexOp(op.sha256, op.size, journal=journal,  # file: after the commit
+                               publish=self.publish_changes)
             self._spooled(op)
         except AxonError:
             op.discard()
             raise
         plan.add(op.sha256, op.size)
-        return IndexOp(op.sha256, op.size)
+        return IndexOp(op.sha256, op.size, publish=self.publish_changes)
 
     # -- the small-blob journal ---------------------------------------------------
 
@@ -620,7 +650,8 @@ class _Plan:
         self.size_bytes -= size
         self.file_count -= 1
 
-    def delete(self, sha: Sha256) -> None:
+    def delete(self, sha: Sha256, keep_bytes: bool = False) -> None:
+        """Plan a row's removal, and its bytes' too unless *keep_bytes*."""
         if not self.is_present(sha):
             return
         if sha in self.changed:
@@ -631,7 +662,8 @@ class _Plan:
         self.changed[sha] = None
         self.size_bytes -= size or 0
         self.file_count -= 1
-        self.deleted.add(sha)
+        if not keep_bytes:
+            self.deleted.add(sha)
 
     def present_now(self) -> set[Sha256]:
         return {sha for sha, size in self.changed.items() if size is not None}

@@ -1,9 +1,11 @@
-"""A real S3-protocol server on loopback for the tests: moto in server mode.
+"""Real S3-protocol servers on loopback for the tests: moto and Ceph's RGW.
 
 :class:`MotoServer` runs ``python -m moto.server`` as a child process on a
 free 127.0.0.1 port (a separate process, so its memory does not count as the
-tests' and it can be killed). :class:`TcpProxy` sits between a backend and
-the server and can be stopped and started again on the same port, or cut
+tests' and it can be killed). :class:`RgwServer` is one endpoint (HTTP or
+HTTPS) of a one-node Ceph cluster (:mod:`helpers.rgw`): a server people run,
+with its own differences from AWS. :class:`TcpProxy` sits between a backend
+and the server and can be stopped and started again on the same port, or cut
 after a number of uploaded bytes: an S3 outage in the middle of an upload,
 while the server keeps its state so a test can inspect it afterwards.
 
@@ -12,6 +14,14 @@ Fixtures (import them into a conftest to use them):
 * ``moto`` (session): the running :class:`MotoServer`; credentials for boto3's
   chain are set in the environment for the session.
 * ``moto_server`` (session): its endpoint URL.
+* ``rgw_cluster`` (session): the running :class:`~helpers.rgw.RgwCluster`,
+  started on first use; skips with the reason when the packages are missing.
+* ``s3_server``: the server a test runs against, one of :data:`SERVERS`.
+  :func:`pytest_generate_tests` runs every test that asks for it once per
+  server: all of them unless the test is marked ``s3_servers("moto", ...)``,
+  and only those named in ``$AXONFS_S3_SERVERS`` (comma-separated) when set.
+  For the test's duration boto3's chain (in this process and in the daemons
+  it starts) finds that server's credentials and, over HTTPS, its CA.
 
 :func:`s3_backend_factory` is the ``"s3"`` entry of the storage core's
 backend conformance matrix (``tests/store/conftest.py``).
@@ -35,6 +45,7 @@ from typing import Any
 import boto3
 import botocore.config
 import pytest
+from helpers.rgw import RgwCluster, unavailable_reason
 
 from axonfs.backends.base import BlobBackend
 from axonfs.backends.retry import RetryPolicy
@@ -71,8 +82,22 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
             time.sleep(0.05)
 
 
+SERVERS = ("moto", "rgw", "rgw-tls")
+"""Every server a test may run against (the ids of the ``s3_server`` parameter)."""
+CLIENT_CONFIG = {"request_checksum_calculation": "when_required",
+                 "response_checksum_validation": "when_required",
+                 "s3": {"addressing_style": "path"},
+                 "retries": {"total_max_attempts": 1}}
+"""Test clients ask for checksums only where S3 requires them, like the backend:
+boto3's default streams a trailing checksum over HTTPS, which RGW 16.2 refuses."""
+
+
 class MotoServer:
     """``moto.server`` in a child process on 127.0.0.1."""
+
+    name = "moto"
+    scheme = "http"
+    env: dict[str, str] = TEST_ENV
 
     def __init__(self, log_path: Path | None = None) -> None:
         self.port = free_port()
@@ -123,9 +148,49 @@ class MotoServer:
             self._client = boto3.session.Session(region_name="us-east-1").client(
                 "s3", endpoint_url=self.endpoint,
                 aws_access_key_id="testing", aws_secret_access_key="testing",
-                config=botocore.config.Config(s3={"addressing_style": "path"},
-                                              retries={"total_max_attempts": 1}))
+                config=botocore.config.Config(**CLIENT_CONFIG))  # type: ignore[arg-type]
         return self._client
+
+
+class RgwServer:
+    """One endpoint of a running Ceph cluster: its HTTP one, or HTTPS with *tls*."""
+
+    def __init__(self, cluster: RgwCluster, tls: bool) -> None:
+        self.cluster = cluster
+        self.tls = tls
+        self.name = "rgw-tls" if tls else "rgw"
+        self.scheme = "https" if tls else "http"
+        self.port = cluster.tls_port if tls else cluster.port
+        self.env = {"AWS_ACCESS_KEY_ID": cluster.access_key,
+                    "AWS_SECRET_ACCESS_KEY": cluster.secret_key,
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                    "AWS_EC2_METADATA_DISABLED": "true"}
+        if tls:
+            self.env["AWS_CA_BUNDLE"] = str(cluster.ca_bundle)
+        self._client: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.cluster.tls_endpoint if self.tls else self.cluster.endpoint
+
+    def client(self) -> Any:
+        """A plain boto3 client on this endpoint, built once; don't close it."""
+        if self._client is None:
+            self._client = boto3.session.Session(region_name="us-east-1").client(
+                "s3", endpoint_url=self.endpoint, aws_access_key_id=self.cluster.access_key,
+                aws_secret_access_key=self.cluster.secret_key,
+                verify=str(self.cluster.ca_bundle) if self.tls else None,
+                config=botocore.config.Config(**CLIENT_CONFIG))  # type: ignore[arg-type]
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+S3Server = MotoServer | RgwServer
 
 
 class TcpProxy:
@@ -137,8 +202,9 @@ class TcpProxy:
     from clients to the server.
     """
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, scheme: str = "http") -> None:
         self.target_port = target_port
+        self.scheme = scheme
         self.port = free_port()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -148,7 +214,8 @@ class TcpProxy:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The server's URL through the proxy (TLS passes through untouched)."""
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         listener = socket.socket()
@@ -257,6 +324,59 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 def moto_server(moto: MotoServer) -> str:
     """The endpoint URL of the session's moto server."""
     return moto.endpoint
+
+
+@pytest.fixture(scope="session")
+def rgw_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RgwCluster]:
+    """A Ceph cluster serving S3 over HTTP and HTTPS, for the whole session."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = RgwCluster(tmp_path_factory.mktemp("rgw", numbered=True) / "c")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def _rgw_servers(rgw_cluster: RgwCluster) -> Iterator[dict[str, RgwServer]]:
+    servers = {"rgw": RgwServer(rgw_cluster, tls=False), "rgw-tls": RgwServer(rgw_cluster, True)}
+    yield servers
+    for server in servers.values():
+        server.close()
+
+
+@pytest.fixture
+def s3_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The server named by this test's parameter, its credentials in the environment."""
+    name: str = request.param
+    server: S3Server
+    if name == "moto":
+        server = request.getfixturevalue("moto")
+    else:
+        server = request.getfixturevalue("_rgw_servers")[name]
+    # moto's session token would make RGW look for an STS session that does not exist.
+    for variable in ("AWS_SESSION_TOKEN", "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in server.env.items():
+        monkeypatch.setenv(variable, value)
+    return server
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses ``s3_server`` once per server it is marked for."""
+    if "s3_server" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("s3_servers")
+    names = list(marker.args) if marker else list(SERVERS)
+    if only := os.environ.get("AXONFS_S3_SERVERS"):
+        names = [name for name in names if name in only.split(",")]
+    unknown = set(names) - set(SERVERS)
+    if unknown:
+        raise ValueError(f"unknown S3 servers {sorted(unknown)}; known: {SERVERS}")
+    metafunc.parametrize("s3_server", names, indirect=True, ids=names)
 
 
 def s3_backend_factory(request: pytest.FixtureRequest, store_dir: Path

@@ -1,4 +1,9 @@
-"""Fixtures for the S3 backend tests: a moto server on loopback, buckets, backends."""
+"""Fixtures for the S3 backend tests: S3 servers on loopback, buckets, backends.
+
+Every test that uses ``make_s3``, ``raw_s3`` or ``s3_server`` runs once per
+server: moto, Ceph RGW over HTTP and RGW over HTTPS (see
+:mod:`helpers.s3server`), unless it is marked ``s3_servers(...)``.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.s3server import (  # noqa: F401 - moto and moto_server are fixtures
-    MotoServer,
+from helpers.s3server import (  # noqa: F401 - fixtures and the parametrising hook
+    S3Server,
+    _rgw_servers,
     moto,
     moto_server,
     new_bucket_name,
+    pytest_generate_tests,
+    rgw_cluster,
+    s3_server,
     test_config,
 )
 
@@ -27,13 +36,13 @@ def bucket() -> str:
 
 
 @pytest.fixture
-def raw_s3(moto: MotoServer) -> Any:  # noqa: F811 - the imported fixture
-    """A plain boto3 client on the moto server, to inspect or tamper with buckets."""
-    return moto.client()
+def raw_s3(s3_server: S3Server) -> Any:  # noqa: F811 - the imported fixture
+    """A plain boto3 client on the test's server, to inspect or tamper with buckets."""
+    return s3_server.client()
 
 
 @pytest.fixture
-def make_s3(moto_server: str, bucket: str,  # noqa: F811 - the imported fixture
+def make_s3(s3_server: S3Server, bucket: str,  # noqa: F811 - the imported fixture
             tmp_path: Path) -> Iterator[MakeS3]:
     """``make_s3(**config overrides)`` builds a backend on this test's bucket.
 
@@ -46,7 +55,7 @@ def make_s3(moto_server: str, bucket: str,  # noqa: F811 - the imported fixture
              **overrides: Any) -> S3Backend:
         settings: dict[str, Any] = {"bucket": bucket}
         settings.update(overrides)
-        config = test_config(endpoint or moto_server, settings.pop("bucket"), **settings)
+        config = test_config(endpoint or s3_server.endpoint, settings.pop("bucket"), **settings)
         backend = S3Backend(config, cache_dir=cache_dir or tmp_path / "cache")
         built.append(backend)
         return backend

@@ -1,6 +1,6 @@
 """S3 outages: uploads fail cleanly, reads fail with EIO, and all recovers.
 
-A :class:`TcpProxy` stands between the backend and the moto server and is
+A :class:`TcpProxy` stands between the backend and the S3 server and is
 stopped to simulate the server going away (clients get "connection refused",
 connections in flight are cut) while the server keeps its state, so the
 tests can look at what a failed upload left behind.
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-from helpers.s3server import MotoServer, TcpProxy
+from helpers.s3server import S3Server, TcpProxy
 
 from axonfs.axon import Axon
 from axonfs.backends.retry import RetryPolicy, call_with_retry, is_transient
@@ -30,8 +30,8 @@ MiB = 1 << 20
 
 
 @pytest.fixture
-def proxy(moto: MotoServer) -> Iterator[TcpProxy]:
-    forwarder = TcpProxy(moto.port)
+def proxy(s3_server: S3Server) -> Iterator[TcpProxy]:
+    forwarder = TcpProxy(s3_server.port, s3_server.scheme)
     forwarder.start()
     yield forwarder
     forwarder.stop()

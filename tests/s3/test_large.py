@@ -55,6 +55,7 @@ def peak_rss_growth() -> Iterator[list[int]]:
 
 
 @pytest.mark.slow
+@pytest.mark.s3_servers("moto")  # memory is the client's concern; RGW would only add time
 async def test_large_blob_with_flat_memory(make_s3: MakeS3, tmp_path: Path) -> None:
     store = tmp_path / "store"
     part_size, parallelism = 8 * MiB, 4

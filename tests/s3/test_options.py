@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers.s3server import S3Server, new_bucket_name
 
 from axonfs.backends import add_backend_arguments, backend_from_args
 from axonfs.backends.s3 import S3Backend
-from axonfs.errors import BadArg
+from axonfs.errors import BackendError, BadArg
+from axonfs.hashing import Sha256
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -41,16 +45,36 @@ def test_s3_options_build_an_s3_backend(tmp_path: Path, moto_server: str) -> Non
         backend.close()
 
 
-def test_bucket_in_another_region_is_created(tmp_path: Path, moto_server: str,
-                                             raw_s3: object) -> None:
-    args = parse("--s3-bucket", "axonfs-eu-bucket", "--s3-endpoint", moto_server,
+def test_bucket_in_another_region_is_created(tmp_path: Path, s3_server: S3Server,
+                                             raw_s3: Any) -> None:
+    """AWS and moto create the bucket in the region asked for. RGW knows only its
+    zonegroup (``default`` here): the creation is refused by a one-line error
+    naming S3's code, and a bucket made beforehand works with any region."""
+    bucket = new_bucket_name()
+    args = parse("--s3-bucket", bucket, "--s3-endpoint", s3_server.endpoint,
                  "--s3-region", "eu-west-1")
     backend = backend_from_args(args, tmp_path)
     assert isinstance(backend, S3Backend)
     try:
-        assert list(backend.list()) == []
-        location = raw_s3.get_bucket_location(Bucket="axonfs-eu-bucket")  # type: ignore[attr-defined]
-        assert location["LocationConstraint"] == "eu-west-1"
+        if s3_server.name == "moto":
+            assert list(backend.list()) == []
+            location = raw_s3.get_bucket_location(Bucket=bucket)
+            assert location["LocationConstraint"] == "eu-west-1"
+            return
+        with pytest.raises(BackendError) as refused:
+            list(backend.list())
+        assert refused.value.fields["code_s3"] == "InvalidLocationConstraint"
+        assert "zonegroup" in str(refused.value)
+    finally:
+        backend.close()
+    raw_s3.create_bucket(Bucket=bucket)
+    backend = backend_from_args(args, tmp_path)
+    assert isinstance(backend, S3Backend)
+    try:
+        spool = tmp_path / "spool"
+        spool.write_bytes(b"signed for eu-west-1")
+        backend.put_file(Sha256(hashlib.sha256(b"signed for eu-west-1").digest()), spool)
+        assert [item.size for item in backend.list()] == [20]
     finally:
         backend.close()
 
