@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """S3 backend benchmark: the S3 backend against the local backend, same run.
 
-Starts a moto S3 server on 127.0.0.1 (``tests/helpers/s3server.py``; a
+Starts a moto S3 server (or, with ``--server rgw``, a one-node Ceph RGW:
+``tests/helpers/rgw.py``) on 127.0.0.1 (``tests/helpers/s3server.py``; a
 separate process) and, in this process, opens ``axonfs.axon.Axon`` stores on
 the local backend and on the S3 backend in turn, measuring per run:
 
@@ -71,13 +72,15 @@ from typing import Any
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # as pytest sees it
 
 from bench_store import big_chunks, log, machine_info, machine_load, print_columns, small_blobs  # noqa: E402
+from helpers.rgw import RgwCluster  # noqa: E402
+from helpers.s3server import TEST_ENV, MotoServer, RgwServer  # noqa: E402
 
 from axonfs.axon import Axon  # noqa: E402
 from axonfs.backends.local import LocalBackend  # noqa: E402
 from axonfs.backends.s3 import S3Backend, S3Config  # noqa: E402
-from tests.helpers.s3server import TEST_ENV, MotoServer  # noqa: E402
 
 MiB = 1 << 20
 BACKENDS = ("local", "s3")
@@ -342,7 +345,7 @@ ROWS = [
     ("ingest 1 blob (upload 8 MiB writes + save)", "ingest_MiBps", "MiB/s", None),
     ("  save phase (S3: multipart upload)", "ingest_save_phase_s", "s", None),
     ("first read, whole", "read_first_MiBps", "MiB/s", "read_first_ceiling"),
-    ("  vs 8 MiB ranged GETs (moto)", "read_first_MiBps", "MiB/s", "read_ranged_ceiling"),
+    ("  vs 8 MiB ranged GETs", "read_first_MiBps", "MiB/s", "read_ranged_ceiling"),
     ("second read, whole (S3: read cache)", "read_second_MiBps", "MiB/s", None),
     ("small put() 4 KiB, sequential", "put_files_per_s", "files/s", "put_ceiling"),
     ("small puts() 4 KiB, batched", "puts_files_per_s", "files/s", None),
@@ -403,9 +406,9 @@ def summarise(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str,
     return {"table": table, "s3_requests_per": reqs}
 
 
-def print_summary(summary: dict[str, Any], runs: list[dict[str, Any]], extra: dict[str, Any]
-                  ) -> None:
-    head = ("figure", "unit", "local", "s3", "s3/local", "moto ceiling", "s3/ceiling",
+def print_summary(summary: dict[str, Any], runs: list[dict[str, Any]], extra: dict[str, Any],
+                  server: str) -> None:
+    head = ("figure", "unit", "local", "s3", "s3/local", "plain boto3", "s3/ceiling",
             "runs local", "runs s3")
     lines = [head]
     for row in summary["table"]:
@@ -414,7 +417,8 @@ def print_summary(summary: dict[str, Any], runs: list[dict[str, Any]], extra: di
                       fmt(row["ratio_ceiling"], True),
                       " ".join(fmt(v) for v in row["runs_local"]),
                       " ".join(fmt(v) for v in row["runs_s3"])))
-    print(f"axonfs S3 backend (moto on loopback) vs local backend, median of {len(runs)} run(s)")
+    print(f"axonfs S3 backend ({server} on loopback) vs local backend, median of "
+          f"{len(runs)} run(s)")
     print_columns(lines)
     print("S3 requests per operation (last run):")
     for what, text in summary["s3_requests_per"].items():
@@ -428,14 +432,37 @@ def print_summary(summary: dict[str, Any], runs: list[dict[str, Any]], extra: di
                       f"{r[kind]['load_at_start'].get('loadavg', '?')}")
 
 
+class _Rgw:
+    """A one-node Ceph RGW (tests/helpers/rgw.py) serving plain HTTP, its keys in the
+    environment for every client of this process (axonfs's and the plain boto3 ones)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.cluster = RgwCluster(workdir / "rgw", tls=False)
+        self.cluster.start()
+        self.server = RgwServer(self.cluster, tls=False)
+        os.environ.update(self.server.env)
+        self.endpoint = self.server.endpoint
+
+    def stop(self) -> None:
+        self.server.close()
+        self.cluster.stop()
+
+
+def _start_server(name: str, workdir: Path) -> MotoServer | _Rgw:
+    if name == "rgw":
+        return _Rgw(workdir)
+    moto = MotoServer(workdir / "moto.log")
+    moto.start()
+    return moto
+
+
 async def amain(args: argparse.Namespace) -> int:
     os.environ.update(TEST_ENV)
     base = Path(args.dir) if args.dir else None
     if base:
         base.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="axonfs-bench-s3-", dir=base))
-    moto = MotoServer(workdir / "moto.log")
-    moto.start()
+    server = _start_server(args.server, workdir)
     extra: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
     try:
@@ -453,7 +480,7 @@ async def amain(args: argparse.Namespace) -> int:
             items = recover_bodies(args.recover_count)
             log(f"creating {args.recover_count} objects in the bucket "
                 f"({args.create_threads} threads) and as local files")
-            secs = await trio.to_thread.run_sync(create_s3_objects, moto.endpoint, rbucket,
+            secs = await trio.to_thread.run_sync(create_s3_objects, server.endpoint, rbucket,
                                                  items, args.create_threads)
             extra["recover objects created (s3, untimed setup)"] = (
                 f"{args.recover_count} in {secs:.1f} s ({args.recover_count / secs:,.0f}/s)")
@@ -465,20 +492,20 @@ async def amain(args: argparse.Namespace) -> int:
             run: dict[str, Any] = {"run": run_no}
             order = BACKENDS if run_no % 2 == 0 else tuple(reversed(BACKENDS))
             for kind in order:
-                run[kind] = await run_backend(args, kind, run_no, workdir, moto.endpoint,
+                run[kind] = await run_backend(args, kind, run_no, workdir, server.endpoint,
                                               chunks, expected.digest(), range_chunks)
                 if args.recover_count:
                     run[kind].update(await run_recover(args, kind, run_no, workdir,
-                                                       moto.endpoint, local_blobs, rbucket))
+                                                       server.endpoint, local_blobs, rbucket))
                     if kind == "s3":
-                        secs, n = await trio.to_thread.run_sync(raw_list, moto.endpoint,
+                        secs, n = await trio.to_thread.run_sync(raw_list, server.endpoint,
                                                                 rbucket)
                         run[kind]["list_ceiling"] = n / secs
                 # the blobs are not needed again; free the disk and the page cache
                 shutil.rmtree(workdir / f"{kind}-{run_no}", ignore_errors=True)
             runs.append(run)
         summary = summarise(args, runs)
-        print_summary(summary, runs, extra)
+        print_summary(summary, runs, extra, args.server)
         if args.json:
             doc = {"machine": machine_info(), "params": vars(args), "runs": runs,
                    "setup": extra, **summary}
@@ -486,7 +513,7 @@ async def amain(args: argparse.Namespace) -> int:
                 json.dumps(doc, indent=2, default=repr) + "\n")
             log(f"wrote {args.json}")
     finally:
-        moto.stop()
+        server.stop()
         if args.keep:
             log(f"kept {workdir}")
         else:
@@ -497,6 +524,8 @@ async def amain(args: argparse.Namespace) -> int:
 def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server", choices=("moto", "rgw"), default="moto",
+                   help="the S3 server: moto, or a one-node Ceph RGW (root, make deps-rgw)")
     p.add_argument("--big-mib", type=int, default=1024, help="ingested/read blob size (1024)")
     p.add_argument("--chunk-mib", type=int, default=8, help="upload write size (8)")
     p.add_argument("--small-count", type=int, default=1000, help="small blobs per mode (1000)")
