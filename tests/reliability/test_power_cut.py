@@ -198,6 +198,21 @@ def spread(total: int, count: int | None) -> list[int]:
     return sorted({1 + round(i * (total - 1) / (count - 1)) for i in range(count)})
 
 
+def run_from_image(disk: PowerCutDisk, saved: Path, command: str,
+                   crash_after_syncs: int | None) -> bool:
+    """Restore the disk from *saved*, run ``axonfs COMMAND`` on its store (the power
+    going at that sync, if given); True if the power went."""
+    shutil.rmtree(disk.backing)
+    shutil.copytree(saved, disk.backing)
+    mnt = disk.start(crash_after_syncs=crash_after_syncs)
+    subprocess.run([*AXONFS, command, "--store", str(mnt / "store")],
+                   capture_output=True, timeout=TIMEOUT, check=False)
+    if disk.wait_power_cut(timeout=0):
+        return True
+    disk.stop()
+    return False
+
+
 @pytest.mark.parametrize("first", [22, 50], ids=lambda n: f"cut-at-sync-{n}")
 def test_power_cut_during_recovery(disk: PowerCutDisk, first: int, tmp_path: Path,
                                    figures: Figures) -> None:
@@ -209,16 +224,7 @@ def test_power_cut_during_recovery(disk: PowerCutDisk, first: int, tmp_path: Pat
     shutil.copytree(disk.backing, saved)
 
     def recover(crash_after_syncs: int | None) -> bool:
-        """Run the recovering open from the saved image; True if the power went."""
-        shutil.rmtree(disk.backing)
-        shutil.copytree(saved, disk.backing)
-        mnt = disk.start(crash_after_syncs=crash_after_syncs)
-        subprocess.run([*AXONFS, "fsck", "--store", str(mnt / "store")],
-                       capture_output=True, timeout=TIMEOUT, check=False)
-        if disk.wait_power_cut(timeout=0):
-            return True
-        disk.stop()
-        return False
+        return run_from_image(disk, saved, "fsck", crash_after_syncs)
 
     assert not recover(None)
     recovery_syncs = disk.syncs or 0
@@ -333,16 +339,7 @@ def test_power_cut_while_recover_rebuilds_a_lost_index(disk: PowerCutDisk, tmp_p
     shutil.copytree(disk.backing, saved)
 
     def recover(crash_after_syncs: int | None) -> bool:
-        """Run ``axonfs recover`` from the saved image; True if the power went."""
-        shutil.rmtree(disk.backing)
-        shutil.copytree(saved, disk.backing)
-        mnt = disk.start(crash_after_syncs=crash_after_syncs)
-        subprocess.run([*AXONFS, "recover", "--store", str(mnt / "store")],
-                       capture_output=True, timeout=TIMEOUT, check=False)
-        if disk.wait_power_cut(timeout=0):
-            return True
-        disk.stop()
-        return False
+        return run_from_image(disk, saved, "recover", crash_after_syncs)
 
     assert not recover(None)
     recover_syncs = disk.syncs or 0
