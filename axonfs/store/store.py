@@ -63,6 +63,7 @@ from axonfs.errors import (
 from axonfs.fsutil import fsync_path
 from axonfs.hashing import Sha256
 from axonfs.store import intent, spool
+from axonfs.store.commitlog import LOG_NAME
 from axonfs.store.index import BlobRow, Index, IndexOp
 from axonfs.store.lock import LOCK_NAME, StoreLock
 
@@ -86,6 +87,11 @@ JOURNAL_SPILL_BYTES = 32 << 20
 """Back-pressure: past this many journaled blobs (or bytes of them), the
 commit that crossed the line spills the whole journal before it returns, so
 the journal stays bounded when ingest outruns the background spill."""
+DEFERRED_MAX_COMMITS = 4096
+DEFERRED_MAX_BYTES = 16 << 20
+"""With a sync interval, a deferred commit that leaves more than this many
+deferred commits (or bytes of them) syncs them all at once: the memory they
+hold stays bounded when ingest outruns the interval."""
 RESERVE_NAME = "reserve"
 RESERVE_SIZE = 4 << 20
 """Space held for delete commits. Measured on a full tmpfs, a delete commit
@@ -165,12 +171,16 @@ class Store:
     """An open store directory. Only one process may have it open."""
 
     def __init__(self, root: Path, backend: BlobBackend | None = None,
-                 limits: Limits | None = None, *, readonly: bool = False) -> None:
+                 limits: Limits | None = None, *, readonly: bool = False,
+                 deferred: bool = False) -> None:
         """Open the store at *root*, creating it unless *readonly*.
 
         *readonly* writes nothing (for checks, and stores on read-only
         filesystems): it settles no interrupted commit, sweeps no spool and
         refuses :meth:`commit`.
+
+        *deferred* lets commits of small blobs return before they are durable
+        (the sync interval): see :meth:`commit`; :meth:`sync` makes them durable.
 
         Raises:
             StoreLocked: another process has the store open.
@@ -197,7 +207,8 @@ class Store:
         self.reserve_path = root / RESERVE_NAME
         if readonly:
             try:
-                self.index = Index(root / "index.lmdb", readonly=True)
+                self.index = Index(root / "index.lmdb", readonly=True,
+                                   log_path=root / LOG_NAME)
                 self.backend = backend if backend is not None else LocalBackend(root / "blobs")
             except BaseException:
                 self.lock.release()
@@ -207,7 +218,8 @@ class Store:
         try:
             self.tmp.mkdir(exist_ok=True)
             spool.sweep(self.tmp)
-            self.index = Index(root / "index.lmdb")
+            self.index = Index(root / "index.lmdb", log_path=root / LOG_NAME,
+                               deferred=deferred)
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
             _sync_layout(root)
             # A store that has published changes before queues the blobs the
@@ -252,6 +264,13 @@ class Store:
 
         Per-op failures (a limit, a backend error) come back as the exception
         in that op's slot; an index failure raises for the whole batch.
+
+        On a store opened *deferred*, a batch of nothing but small blobs
+        (journaled: their bytes ride in the index) is a deferred index
+        commit: visible when this returns, and durable at the next
+        :meth:`sync`. Every other batch is durable when this returns, and
+        makes every deferred commit before it durable too, so a power cut
+        leaves the store as a prefix of the calls.
         """
         if self.readonly:
             raise StoreUnavailable(f"the store {self.root} was opened read-only",
@@ -263,6 +282,9 @@ class Store:
             finally:
                 if released:
                     self._reserve()
+            if (self.index.deferred() >= DEFERRED_MAX_COMMITS
+                    or self.index.deferred_bytes() >= DEFERRED_MAX_BYTES):
+                self.index.sync_deferred()
         try:
             self._spill_if_due()
         except (AxonError, OSError) as exc:  # the batch is committed (journaled): say so
@@ -364,6 +386,17 @@ class Store:
             log.info("finished an interrupted commit: indexed %d blobs, removed %d",
                      len(adopt), removed)
 
+    def sync(self) -> int:
+        """Make every deferred commit durable now; return how many there were."""
+        with self._commit_lock:
+            count = self.index.deferred()
+            self.index.sync_deferred()
+        return count
+
+    def _deferrable(self, ops: Sequence[CommitOp]) -> bool:
+        """True if *ops* touch nothing but the index (small blobs' adds)."""
+        return all(isinstance(op, AddBlob) and self._journals(op) for op in ops)
+
     def _commit(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
         self.backend.prepare([op.path for op in ops if isinstance(op, AddBlob)
                               and op.path is not None and not self._journals(op)])
@@ -391,7 +424,9 @@ class Store:
         staged = [(i, index_op) for i, index_op in staged
                   if i not in failed and not (index_op.sha256 in failed_shas
                                               and not index_op.delete)]
-        applied = self.index.apply([op for _, op in staged], time.time_ns()) if staged else []
+        applied = (self.index.apply([op for _, op in staged], time.time_ns(),
+                                    durable=not self._deferrable(ops))
+                   if staged else [])
         for (slot, _), result in zip(staged, applied, strict=True):
             results[slot] = result
         for i, op in enumerate(ops):  # a dedup of an upload that failed fails with it
@@ -523,7 +558,12 @@ class Store:
         hold the commit lock, so a commit never waits for file writes or syncs.
         """
         with self._spill_lock:
-            rows = self.index.journal_batch(limit, max_bytes=JOURNAL_BATCH_BYTES)
+            if self.index.deferred():
+                with self._commit_lock:  # make them durable: their files may be written then
+                    self.index.sync_deferred()
+            # Durable rows only: a file written for a deferred commit's blob
+            # would be an orphan if a power cut undid the commit.
+            rows = self.index.journal_batch(limit, max_bytes=JOURNAL_BATCH_BYTES, durable=True)
             if not rows:
                 return 0
             fresh = [(sha, spool.write_file(self.tmp, data)) for sha, data in rows

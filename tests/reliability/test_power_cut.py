@@ -38,6 +38,7 @@ import random
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,24 +63,44 @@ evenly spread over its syncs (about 2 s each)."""
 RECOVERY_POINTS = 4
 """Second cuts per recovery (of the open after a cut, of ``axonfs recover``)."""
 TIMEOUT = 60.0
+SWEEP_INTERVAL_MS = 600_000
+"""A sync interval no sweep lasts: the sequence's own calls make every sync."""
+BOUND_INTERVAL_MS = 100
+BOUND_RUN_NS = 3_000_000_000
+"""How long the bound's writer puts before the cut."""
+SYNC_SLACK_NS = 1_500_000_000
+"""How late the interval's sync may run on a loaded machine (two cores
+shared with the harness, the writer and the test)."""
 
 
 @dataclass
 class Acks:
     """What the writer was told, in order: the puts that must survive and the
-    deletes that must stay done (a delete in flight may go either way)."""
+    deletes that must stay done (a delete in flight may go either way); with
+    a sync interval, the puts acknowledged since the last sync (``tentative``:
+    hex and the monotonic ns of the ack), which a cut may lose."""
 
     present: set[str] = field(default_factory=set)
     absent: set[str] = field(default_factory=set)
+    tentative: list[tuple[str, int]] = field(default_factory=list)
     lines: int = 0
 
     def feed(self, line: str) -> None:
-        kind, _, hexd = line.strip().partition(" ")
+        kind, _, rest = line.strip().partition(" ")
+        hexd = rest.partition(" ")[0]
         if kind == "put":
             self.present.add(hexd)
             self.absent.discard(hexd)
+        elif kind == "tput":
+            self.tentative.append((hexd, int(rest.split()[1])))
+            self.absent.discard(hexd)
+        elif kind == "synced":
+            self.present.update(hexd for hexd, _ in self.tentative)
+            self.tentative.clear()
+            return
         elif kind == "deleting":
             self.present.discard(hexd)
+            self.tentative = [(h, t) for h, t in self.tentative if h != hexd]
         elif kind == "del":
             self.absent.add(hexd)
         else:
@@ -93,9 +114,11 @@ def disk(tmp_path: Path) -> Iterator[PowerCutDisk]:
         yield harness
 
 
-def start_writer(store: Path, mode: str, seed: int = 1) -> subprocess.Popen[str]:
+def start_writer(store: Path, mode: str, seed: int = 1,
+                 sync_interval_ms: int = 0) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*AXONFS[:1], str(WRITER), str(store), mode, str(seed)], cwd=REPO, text=True,
+        [*AXONFS[:1], str(WRITER), str(store), mode, str(seed), str(sync_interval_ms)],
+        cwd=REPO, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
 
@@ -115,6 +138,9 @@ def check_store(store: Path, acks: Acks, cli: bool = True) -> int:
 
     *cli*: run ``axonfs fsck`` itself; else its function in this process, on
     the store opened once for every check (the sweep's many points).
+
+    Of the tentative puts (a sync interval's, made one at a time), those that
+    survived must be a prefix, and whole.
     """
     if cli:
         assert_fsck_clean(store)
@@ -130,13 +156,17 @@ def check_store(store: Path, acks: Acks, cli: bool = True) -> int:
                 assert sha_hex(reader.read(0, row.size + 1)) == hexd, f"{hexd} is damaged"
         for hexd in acks.absent:
             assert not opened.index.has(Sha256(bytes.fromhex(hexd))), f"{hexd} came back"
+        survived = [opened.index.has(Sha256(bytes.fromhex(hexd)))
+                    for hexd, _ in acks.tentative if hexd not in acks.present]
+        assert survived == sorted(survived, reverse=True), \
+            f"not a prefix of the acknowledged puts survived: {survived}"
     return len(acks.present)
 
 
-def sequence_syncs(disk: PowerCutDisk) -> int:
+def sequence_syncs(disk: PowerCutDisk, sync_interval_ms: int = 0) -> int:
     """Run the whole sequence without a cut; return how many syncs it made."""
     mnt = disk.start()
-    writer = start_writer(mnt / "store", "sequence")
+    writer = start_writer(mnt / "store", "sequence", sync_interval_ms=sync_interval_ms)
     acks = Acks()
     err = finish_writer_when_done(writer, acks)
     assert "done" in err, err
@@ -155,11 +185,12 @@ def finish_writer_when_done(writer: subprocess.Popen[str], acks: Acks) -> str:
     return err + out
 
 
-def cut_at_sync(disk: PowerCutDisk, sync: int, mode: str = "sequence") -> Acks:
+def cut_at_sync(disk: PowerCutDisk, sync: int, mode: str = "sequence",
+                sync_interval_ms: int = 0) -> Acks:
     """Run the writer on a fresh store until the harness cuts the power as its
     *sync*-th sync starts; return the acks the writer had got."""
     mnt = disk.start(crash_after_syncs=sync)
-    writer = start_writer(mnt / "store", mode)
+    writer = start_writer(mnt / "store", mode, sync_interval_ms=sync_interval_ms)
     acks = Acks()
     cut = disk.wait_power_cut(timeout=TIMEOUT)
     finish_writer(writer, acks)
@@ -189,6 +220,67 @@ def test_power_cut_at_every_sync_of_a_sequence(disk: PowerCutDisk, keep: float,
     key = "power_cut_sequence" + ("_half_kept" if keep else "")
     figures[key] = {"syncs in the sequence": total, "crash points": len(points),
                     "acknowledged blobs checked": checked}
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-lost", "unsynced-half-kept"])
+def test_power_cut_with_a_sync_interval_at_every_sync_of_a_sequence(
+        disk: PowerCutDisk, keep: float, figures: Figures) -> None:
+    """The sequence on a store with a sync interval too long to pass within
+    it, so that only the calls sync (the same syncs on every run): puts of
+    small blobs may be lost, as a prefix; nothing else may."""
+    total = sequence_syncs(disk, SWEEP_INTERVAL_MS)
+    points = spread(total, None if FULL_SWEEP else SWEEP_POINTS // 2)
+    checked = 0
+    for sync in points:
+        fresh(disk)
+        acks = cut_at_sync(disk, sync, sync_interval_ms=SWEEP_INTERVAL_MS)
+        mnt = disk.start(keep_unsynced=keep, seed=sync)
+        checked += check_store(mnt / "store", acks, cli=False)
+        disk.stop()
+    key = "power_cut_sequence_interval" + ("_half_kept" if keep else "")
+    figures[key] = {"syncs in the sequence": total, "crash points": len(points),
+                    "acknowledged blobs checked": checked}
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-lost", "unsynced-half-kept"])
+def test_power_cut_with_a_sync_interval_loses_at_most_the_interval(
+        disk: PowerCutDisk, keep: float, figures: Figures) -> None:
+    """Small puts one after the other with a short sync interval; the power
+    goes after a few seconds of them. Every put acknowledged more than the
+    interval (plus :data:`SYNC_SLACK` for a late sync on a loaded machine)
+    before the cut survives, and those that survived are a prefix."""
+    mnt = disk.start()
+    writer = start_writer(mnt / "store", "small", sync_interval_ms=BOUND_INTERVAL_MS)
+    acks = Acks()
+    assert writer.stdout is not None
+    watchdog = threading.Timer(TIMEOUT, disk.power_cut)  # a stuck writer ends the loop
+    watchdog.start()
+    try:
+        for line in writer.stdout:
+            acks.feed(line)
+            if acks.tentative and acks.tentative[-1][1] - acks.tentative[0][1] > BOUND_RUN_NS:
+                break
+    finally:
+        watchdog.cancel()
+    cut_ns = time.monotonic_ns()
+    disk.power_cut()
+    err = finish_writer(writer, acks)
+    assert acks.tentative, err
+    mnt = disk.start(keep_unsynced=keep, seed=len(acks.tentative))
+    check_store(mnt / "store", acks)
+    with Store(mnt / "store", readonly=True) as opened:
+        survived = [hexd for hexd, _ in acks.tentative
+                    if opened.index.has(Sha256(bytes.fromhex(hexd)))]
+    disk.stop()
+    bound_ns = cut_ns - (BOUND_INTERVAL_MS * 1_000_000 + SYNC_SLACK_NS)
+    promised = [hexd for hexd, acked_ns in acks.tentative if acked_ns <= bound_ns]
+    assert promised, "the writer ran too short for the bound to promise anything"
+    assert set(promised) <= set(survived), \
+        f"{len(set(promised) - set(survived))} puts older than the interval were lost"
+    figures.setdefault("power_cut_interval_bound", {})["unsynced-half-kept" if keep
+                                                       else "unsynced-lost"] = {
+        "sync interval ms": BOUND_INTERVAL_MS, "puts acknowledged": len(acks.tentative),
+        "puts lost": len(acks.tentative) - len(survived)}
 
 
 def spread(total: int, count: int | None) -> list[int]:
