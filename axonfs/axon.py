@@ -158,7 +158,8 @@ class Axon:
         self.index = store.index
         self.backend: BlobBackend = store.backend
         self.limiters = limiters or Limiters.for_backend(store.backend)
-        self._committer: GroupCommitter[CommitOp, CommitResult] = GroupCommitter(store.commit)
+        self._committer: GroupCommitter[CommitOp, CommitResult] = GroupCommitter(
+            store.commit, quick=store.commit_in_memory if sync_interval > 0 else None)
         self._new_rows = trio.Event()
         self._recovering = trio.Lock()
         self._spill_wanted = trio.Event()

@@ -202,7 +202,7 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
     plain = workdir / f"plain-{run_no}.bin"
     n = args.small_count
 
-    async with Axon.open(store_dir) as axon:
+    async with Axon.open(store_dir, sync_interval=args.sync_interval / 1000) as axon:
         # ---------------------------------------------------------------- upload
         big_sha = None
         if parts & {"upload", "get", "range"}:
@@ -517,7 +517,10 @@ def print_table(summary: dict[str, Any], nruns: int) -> None:
             fmt(row.get("ratio_reference"), True), row.get("target", ""),
             "" if "target" not in row else ("?" if met is None else ("yes" if met else "NO")),
         ))
-    print(f"axonfs storage core, median of {nruns} run(s); rates in MiB/s or per second")
+    interval = summary["params"].get("sync_interval") or 0
+    mode = f"sync interval {interval} ms" if interval else "every call durable"
+    print(f"axonfs storage core ({mode}), median of {nruns} run(s); "
+          "rates in MiB/s or per second")
     print_columns(lines)
     med = summary["median"]
     if "upload_save_phase_s" in med:
@@ -590,6 +593,7 @@ async def main(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     ref = load_reference(args.reference)
     summary = summarise(runs, ref)
+    summary["params"] = {"sync_interval": args.sync_interval}
     print_table(summary, len(runs))
     if args.json:
         doc = {"machine": machine_info(), "params": vars(args), "runs": runs,
@@ -618,6 +622,9 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--get-reps", type=int, default=2,
                    help="whole-get repetitions per run, interleaved with the plain read; best "
                         "of each is kept (2)")
+    p.add_argument("--sync-interval", type=int, default=0, metavar="MS",
+                   help="open the store with this sync interval (0: every call durable when "
+                        "it returns, the default)")
     p.add_argument("--runs", type=int, default=1, help="repeat the suite; report medians")
     p.add_argument("--only", default=",".join(ALL_PARTS),
                    help=f"comma-separated subset of {','.join(ALL_PARTS)}")

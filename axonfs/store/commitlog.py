@@ -11,8 +11,7 @@ Layout of ``<store>/commit.log``::
 
     header   b"AXCL" + generation u64
     record*  payload length u32 + blake2b-128(generation, payload) + payload
-    payload  change*: db number u8, key length u32, value length u32
-             (0xFFFFFFFF: the key is deleted), key, value
+    payload  msgpack: a list of [db number, key, value or nil if deleted]
 
 The generation ties the log to the index: a sync writes ``generation + 1``
 into the index in the same transaction that makes the log's changes durable,
@@ -32,14 +31,14 @@ import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import msgpack
+
 log = logging.getLogger(__name__)
 
 LOG_NAME = "commit.log"
 _MAGIC = b"AXCL"
 _HEADER = struct.Struct(">4sQ")
 _RECORD = struct.Struct(">I16s")
-_CHANGE = struct.Struct(">BII")
-_DELETED = 0xFFFFFFFF
 
 Change = tuple[int, bytes, bytes | None]
 """One change of a record: (db number, key, value or None if deleted)."""
@@ -51,30 +50,13 @@ def _digest(generation: int, payload: bytes) -> bytes:
 
 
 def encode(changes: Sequence[Change]) -> bytes:
-    parts: list[bytes] = []
-    for db, key, value in changes:
-        parts.append(_CHANGE.pack(db, len(key), _DELETED if value is None else len(value)))
-        parts.append(key)
-        if value is not None:
-            parts.append(value)
-    return b"".join(parts)
+    payload: bytes = msgpack.packb(changes)
+    return payload
 
 
 def decode(payload: bytes) -> list[Change]:
-    changes: list[Change] = []
-    view = memoryview(payload)
-    at = 0
-    while at < len(view):
-        db, key_len, value_len = _CHANGE.unpack_from(view, at)
-        at += _CHANGE.size
-        key = bytes(view[at:at + key_len])
-        at += key_len
-        if value_len == _DELETED:
-            changes.append((db, key, None))
-            continue
-        changes.append((db, key, bytes(view[at:at + value_len])))
-        at += value_len
-    return changes
+    return [(int(db), bytes(key), None if value is None else bytes(value))
+            for db, key, value in msgpack.unpackb(payload)]
 
 
 class CommitLog:
@@ -109,7 +91,7 @@ class CommitLog:
                 return
             try:
                 yield decode(payload)
-            except struct.error:  # a record that checks out but does not parse: a bug
+            except (ValueError, TypeError):  # checks out but does not parse: a bug
                 log.error("an unreadable record in %s at byte %d", self.path, at)
                 return
             at += _RECORD.size + length
@@ -130,8 +112,9 @@ class CommitLog:
         self._end = _HEADER.size
         self._started = True
 
-    def append(self, changes: Sequence[Change]) -> None:
-        """Add one deferred commit (not synced: see the module's docstring)."""
+    def append(self, changes: Sequence[Change]) -> int:
+        """Add one deferred commit (not synced: see the module's docstring);
+        return the size of its record."""
         if not self._started:
             self.start(self.generation)
         payload = encode(changes)
@@ -144,6 +127,7 @@ class CommitLog:
             os.ftruncate(self._fd, self._end)
             raise
         self._end += len(record)
+        return len(record)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -208,6 +208,8 @@ class Index:
         self._log_numbers = {id(db): number for number, db in enumerate(self._logged_dbs)}
         self._pending: Pending | None = None
         self._log: CommitLog | None = None
+        self._writes = 0
+        self._journal_cache: tuple[int, int, int] | None = None
         self.syncs = 0
         """Deferred commits made durable (by the interval's sync or a durable write)."""
         if log_path is not None:
@@ -239,7 +241,7 @@ class Index:
         records = list(commit_log.records(generation))
         if self.readonly:
             if records:  # show what the log holds, writing nothing
-                self._pending = Pending()
+                self._pending = Pending(counted=(self.journal,))
                 self._stage_records(records)
             return
         if records:
@@ -258,7 +260,7 @@ class Index:
                      len(records))
         if deferred:
             self._log = commit_log
-            self._pending = Pending()
+            self._pending = Pending(counted=(self.journal,))
             commit_log.start(generation)
         elif commit_log.path.exists():
             commit_log.start(generation)  # nothing of it is left to replay
@@ -274,7 +276,8 @@ class Index:
                         staged.delete(key, db=self._logged_dbs[db])
                     else:
                         staged.put(key, value, db=self._logged_dbs[db])
-                self._pending.merge(staged)
+                self._pending.merge(staged, sum(len(key) + len(value or b"")
+                                                for _, key, value in record))
 
     def _log_generation(self) -> int:
         with self.env.begin(db=self.meta) as txn:
@@ -294,13 +297,18 @@ class Index:
             staged = StagingTxn(base, self._pending, None)
             result = body(staged)
         try:
-            self._log.append([(self._log_numbers[id(db)], key, value)
-                              for db, changes in staged.changes.items()
-                              for key, value in changes.items()])
+            size = self._log.append([(self._log_numbers[id(db)], key, value)
+                                     for db, changes in staged.changes.items()
+                                     for key, value in changes.items()])
         except OSError as exc:
             raise OSError(exc.errno, f"cannot write the commit log: {exc.strerror}") from exc
-        self._pending.merge(staged)
+        self._pending.merge(staged, size)
         return result
+
+    @property
+    def defers(self) -> bool:
+        """True if :meth:`apply` can defer commits (the index was opened *deferred*)."""
+        return self._log is not None
 
     def deferred(self) -> int:
         """How many deferred commits are not durable yet."""
@@ -492,15 +500,25 @@ class Index:
         return value
 
     def journal_entries(self) -> int:
-        with self._read() as txn:
-            return int(txn.stat(self.journal)["entries"])
+        entries, _ = self._journal_stat()
+        return entries + (self._pending.entries_delta(self.journal) if self._pending else 0)
 
     def journal_bytes(self) -> int:
         """The pages the journal takes, in bytes (its blobs' sizes, roughly)."""
-        with self._read() as txn:
+        return self._journal_stat()[1] + self.deferred_bytes()
+
+    def _journal_stat(self) -> tuple[int, int]:
+        """LMDB's journal entries and bytes, read once per write: asked after
+        every commit, and it changes only with one."""
+        cached = self._journal_cache
+        if cached is not None and cached[0] == self._writes:
+            return cached[1], cached[2]
+        writes = self._writes
+        with self.env.begin() as txn:
             stat = txn.stat(self.journal)
         pages = stat["leaf_pages"] + stat["overflow_pages"] + stat["branch_pages"]
-        return int(pages * stat["psize"]) + self.deferred_bytes()
+        self._journal_cache = (writes, stat["entries"], pages * stat["psize"])
+        return stat["entries"], pages * stat["psize"]
 
     def drop_journal(self, shas: Sequence[Sha256]) -> None:
         """Forget journaled bytes whose backend copy is now durable."""
@@ -635,6 +653,7 @@ class Index:
                     if deferred := self._pending is not None and bool(self._pending):
                         self._fold_deferred(txn)
                     result = body(txn)
+                self._writes += 1
                 if deferred:
                     self._deferred_done()
                 return result

@@ -37,6 +37,8 @@ Database = lmdb._Database | None
 """A named DB of the environment (None: the main DB)."""
 Changes = dict[Database, dict[bytes, bytes | None]]
 """Per named DB: key -> new value, or None for a deleted key."""
+_ABSENT = b"\0absent"
+"""Compared by identity (``is``): no stored value is this very object."""
 
 
 class ReadCursor(Protocol):
@@ -68,9 +70,14 @@ class WriteTxn(ReadTxn, Protocol):
 
 
 class Pending:
-    """The layer of deferred changes over the LMDB environment."""
+    """The layer of deferred changes over the LMDB environment.
 
-    def __init__(self) -> None:
+    Entry counts (``stat(db)["entries"]``) are kept only for the named DBs
+    in *counted*: knowing whether a put adds an entry costs a read per put.
+    """
+
+    def __init__(self, counted: tuple[Database, ...] = ()) -> None:
+        self.counted = frozenset(counted)
         self.lock = threading.RLock()
         self.changes: Changes = {}
         self._sorted: dict[Database, list[bytes]] = {}
@@ -83,13 +90,6 @@ class Pending:
     def __bool__(self) -> bool:
         return self.commits > 0
 
-    def get(self, db: Database, key: bytes) -> tuple[bool, bytes | None]:
-        """``(True, value or None if deleted)`` if the layer has *key*, else ``(False, None)``."""
-        changes = self.changes.get(db)
-        if changes is None or key not in changes:
-            return False, None
-        return True, changes[key]
-
     def entries_delta(self, db: Database) -> int:
         """How many more entries *db* has with the layer than without it."""
         return self._entries.get(db, 0)
@@ -101,13 +101,14 @@ class Pending:
             keys = self._sorted[db] = sorted(self.changes.get(db, ()))
         return keys
 
-    def merge(self, staged: StagingTxn) -> None:
-        """Make a staged commit part of the layer (visible to every reader)."""
+    def merge(self, staged: StagingTxn, size: int) -> None:
+        """Make a staged commit of about *size* bytes part of the layer
+        (visible to every reader)."""
         with self.lock:
             for db, changes in staged.changes.items():
                 self.changes.setdefault(db, {}).update(changes)
                 self._sorted.pop(db, None)
-                self.bytes += sum(len(key) + len(value or b"") for key, value in changes.items())
+            self.bytes += size
             for db, delta in staged.entries.items():
                 self._entries[db] = self._entries.get(db, 0) + delta
             self.commits += 1
@@ -145,9 +146,11 @@ class ReadView:
 
     def get(self, key: bytes, default: None = None, db: Database = None) -> bytes | None:
         db = self.db if db is None else db
-        found, value = self.pending.get(db, bytes(key))
-        if found:
-            return value
+        changes = self.pending.changes.get(db)
+        if changes is not None:
+            value = changes.get(key, _ABSENT)
+            if value is not _ABSENT:
+                return value
         return self.base.get(key, db=db)
 
     def cursor(self, db: Database = None) -> ReadCursor:
@@ -174,24 +177,29 @@ class StagingTxn(ReadView):
 
     def get(self, key: bytes, default: None = None, db: Database = None) -> bytes | None:
         db = self.db if db is None else db
-        changes = self.changes.get(db)
-        if changes is not None and (key := bytes(key)) in changes:
-            return changes[key]
-        return super().get(key, db=db)
+        for changes in (self.changes.get(db), self.pending.changes.get(db)):
+            if changes is not None:
+                value = changes.get(key, _ABSENT)
+                if value is not _ABSENT:
+                    return value
+        return self.base.get(key, db=db)
 
     def put(self, key: bytes, value: bytes, *, db: Database = None) -> bool:
         db = self.db if db is None else db
-        if self.get(key, db=db) is None:
+        if db in self.pending.counted and self.get(key, db=db) is None:
             self.entries[db] = self.entries.get(db, 0) + 1
-        self.changes.setdefault(db, {})[bytes(key)] = bytes(value)
+        self.changes.setdefault(db, {})[key] = value
         return True
 
     def delete(self, key: bytes, *, db: Database = None) -> bool:
+        """Delete *key*; True (whether or not it was there: a deferred
+        commit does not ask, except in a counted DB)."""
         db = self.db if db is None else db
-        if self.get(key, db=db) is None:
-            return False
-        self.entries[db] = self.entries.get(db, 0) - 1
-        self.changes.setdefault(db, {})[bytes(key)] = None
+        if db in self.pending.counted:
+            if self.get(key, db=db) is None:
+                return False
+            self.entries[db] = self.entries.get(db, 0) - 1
+        self.changes.setdefault(db, {})[key] = None
         return True
 
     def cursor(self, db: Database = None) -> ReadCursor:

@@ -282,8 +282,7 @@ class Store:
             finally:
                 if released:
                     self._reserve()
-            if (self.index.deferred() >= DEFERRED_MAX_COMMITS
-                    or self.index.deferred_bytes() >= DEFERRED_MAX_BYTES):
+            if self._deferred_full():
                 self.index.sync_deferred()
         try:
             self._spill_if_due()
@@ -385,6 +384,37 @@ class Store:
         if adopt or removed:
             log.info("finished an interrupted commit: indexed %d blobs, removed %d",
                      len(adopt), removed)
+
+    def commit_in_memory(self, ops: Sequence[CommitOp]) -> list[CommitResult] | None:
+        """Commit *ops* if that is a deferred commit that cannot wait on the
+        disk, else return None (and do nothing): the caller's thread may be
+        one that must not block (the Axon calls this on the trio thread).
+
+        That is: small blobs' adds from memory, on a store opened
+        *deferred*, with no sync or spill due and the commit lock free (a
+        sync or a spill may hold it across an fsync). The commit then costs
+        a few index reads in memory and one buffered append to the commit
+        log: the write of a few KiB to the page cache.
+        """
+        if not self.index.defers or self._deferred_full() or self._spill_due():
+            return None
+        size = 0
+        for op in ops:
+            if not isinstance(op, AddBlob) or op.data is None:
+                return None
+            size += op.size
+        if size > JOURNAL_MAX or not self.backend.deferred_sync:
+            return None
+        if not self._commit_lock.acquire(blocking=False):
+            return None
+        try:
+            return self._commit(ops)
+        finally:
+            self._commit_lock.release()
+
+    def _deferred_full(self) -> bool:
+        return (self.index.deferred() >= DEFERRED_MAX_COMMITS
+                or self.index.deferred_bytes() >= DEFERRED_MAX_BYTES)
 
     def sync(self) -> int:
         """Make every deferred commit durable now; return how many there were."""
@@ -537,10 +567,13 @@ class Store:
         return self.index.journal_entries() if self.backend.deferred_sync else 0
 
     def _spill_if_due(self) -> None:
-        if self.backend.deferred_sync and (
-                self.index.journal_entries() >= JOURNAL_SPILL_COUNT
-                or self.index.journal_bytes() >= JOURNAL_SPILL_BYTES):
+        if self._spill_due():
             self.spill_journal()
+
+    def _spill_due(self) -> bool:
+        return self.backend.deferred_sync and (
+            self.index.journal_entries() >= JOURNAL_SPILL_COUNT
+            or self.index.journal_bytes() >= JOURNAL_SPILL_BYTES)
 
     def spill_journal(self) -> int:
         """Write and sync the files of every journaled blob, dropping their
