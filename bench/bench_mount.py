@@ -65,6 +65,7 @@ from axonfs.axon import Axon  # noqa: E402
 
 MIB = 1 << 20
 AXONFS = [sys.executable, "-m", "axonfs"]
+FUSE_FLOOR = Path(__file__).with_name("fuse_floor.py")
 ENV = {**os.environ, "LC_ALL": "C"}
 
 TARGETS = {
@@ -347,22 +348,55 @@ def durable_copy(src: Path, dst: Path) -> None:
             os.close(fout)
 
 
+class FloorMount:
+    """``bench/fuse_floor.py`` (a FUSE file system that stores nothing) on *mnt*."""
+
+    def __init__(self, mnt: Path) -> None:
+        self.mnt = mnt
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Path:
+        self.mnt.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen([sys.executable, str(FUSE_FLOOR), str(self.mnt)])
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(self.mnt):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the do-nothing FUSE file system did not mount")
+            time.sleep(0.05)
+        return self.mnt
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
 def bench_small(mount: Mount, work: Path, count: int, size: int, runs: int) -> dict[str, Any]:
-    durable, plain, axon = [], [], []
+    """``cp -r`` of *count* files into ``/incoming``, against a plain copy with an
+    fsync per file (the durable ceiling), a plain ``cp -r`` and ``cp -r`` into a
+    FUSE file system that stores nothing (the floor of the same requests)."""
+    durable, plain, floor, axon = [], [], [], []
     for i in range(runs):
         src = work / f"small-src-{i}"
         make_small_tree(src, count, size)
         run("cat", *sorted(src.iterdir()))  # sources in the page cache for every contender
         durable.append(timed(lambda s=src, d=work / f"small-durable-{i}": durable_copy(s, d)))
         plain.append(timed(lambda s=src, d=work / f"small-plain-{i}": run("cp", "-r", s, d)))
+        with FloorMount(work / f"floor-{i}") as floor_mnt:
+            floor.append(timed(lambda s=src, d=floor_mnt / "copy": run("cp", "-r", s, d)))
         target = mount.path("incoming", f"small-{i}")
         axon.append(timed(lambda s=src, d=target: run("cp", "-r", s, d)))
         log(f"small ingest run {i}: durable {count / durable[-1]:.0f} files/s, "
-            f"plain cp -r {count / plain[-1]:.0f}, axonfs cp -r {count / axon[-1]:.0f}")
-    d, p, a = (count / median(x) for x in (durable, plain, axon))
+            f"plain cp -r {count / plain[-1]:.0f}, FUSE floor {count / floor[-1]:.0f}, "
+            f"axonfs cp -r {count / axon[-1]:.0f}")
+    d, p, f, a = (count / median(x) for x in (durable, plain, floor, axon))
     return {"ingest_small_durable_fps": d, "ingest_small_plain_fps": p,
-            "ingest_small_axonfs_fps": a, "ingest_small_ratio": a / d,
-            "ingest_small_plain_ratio": a / p}
+            "ingest_small_floor_fps": f, "ingest_small_axonfs_fps": a,
+            "ingest_small_ratio": a / d, "ingest_small_plain_ratio": a / p,
+            "ingest_small_floor_ratio": a / f}
 
 
 def bench_rss(mount: Mount, work: Path, size: int) -> dict[str, Any]:
@@ -437,6 +471,11 @@ def report(r: dict[str, Any]) -> None:
             "ingest_small")
         row("cp -r small files (no fsync)", f"{r['ingest_small_axonfs_fps']:.0f} files/s",
             f"{r['ingest_small_plain_fps']:.0f} files/s", r["ingest_small_plain_ratio"], None)
+        if "ingest_small_floor_fps" in r:
+            row("cp -r small files (do-nothing FUSE)",
+                f"{r['ingest_small_axonfs_fps']:.0f} files/s",
+                f"{r['ingest_small_floor_fps']:.0f} files/s", r["ingest_small_floor_ratio"],
+                None)
     for flag in ("f", "l"):
         if f"ls_{flag}_warm_ratio" not in r:
             continue
