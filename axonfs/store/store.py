@@ -167,6 +167,19 @@ CommitOp = AddBlob | AdoptBlob | DeleteBlob | ForgetBlob
 CommitResult = BlobRow | bool | AxonError
 
 
+@dataclass(slots=True)
+class _Slot:
+    """One op of a batch on its way through :meth:`Store._commit`."""
+
+    op: CommitOp
+    index_op: IndexOp | None = None
+    """Its index half, once staged."""
+    upload: bool = False
+    """The backend takes its bytes in this commit (a new blob that is not journaled)."""
+    result: CommitResult | None = None
+    """Known as soon as the op fails, else once the index has applied it."""
+
+
 class Store:
     """An open store directory. Only one process may have it open."""
 
@@ -428,47 +441,47 @@ class Store:
         return all(isinstance(op, AddBlob) and self._journals(op) for op in ops)
 
     def _commit(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
+        """Stage each op against a plan of the batch, hand the new blobs'
+        bytes to the backend, apply the index half in one transaction, then
+        remove deleted blobs' bytes."""
+        slots = [_Slot(op) for op in ops]
         self.backend.prepare([op.path for op in ops if isinstance(op, AddBlob)
                               and op.path is not None and not self._journals(op)])
         plan = _Plan(self.index, self.limits)
-        staged: list[tuple[int, IndexOp]] = []  # (slot in ops, its index half)
-        uploads: list[tuple[int, AddBlob]] = []  # (slot, op) whose bytes the backend takes
-        results: list[CommitResult | None] = [None] * len(ops)
-        for i, op in enumerate(ops):
-            if isinstance(op, ForgetBlob) and not self._same_row(plan, op):
-                results[i] = False
-                continue
-            fresh = isinstance(op, AddBlob) and not plan.is_present(op.sha256)
-            try:
-                index_op = self._stage(plan, op)
-            except AxonError as exc:
-                results[i] = exc
-                continue
-            if fresh and index_op.journal is None:
-                uploads.append((i, op))  # type: ignore[arg-type]
-            staged.append((i, index_op))
-        failed = self._upload(uploads, plan)
-        for i, error in failed.items():
-            results[i] = error
-        failed_shas = {ops[i].sha256 for i in failed}
-        staged = [(i, index_op) for i, index_op in staged
-                  if i not in failed and not (index_op.sha256 in failed_shas
-                                              and not index_op.delete)]
-        applied = (self.index.apply([op for _, op in staged], time.time_ns(),
-                                    durable=not self._deferrable(ops))
-                   if staged else [])
-        for (slot, _), result in zip(staged, applied, strict=True):
-            results[slot] = result
-        for i, op in enumerate(ops):  # a dedup of an upload that failed fails with it
-            if results[i] is None and op.sha256 in failed_shas:
-                results[i] = next(failed[j] for j in failed if ops[j].sha256 == op.sha256)
+        for slot in slots:
+            self._stage_slot(plan, slot)
+        failed = self._upload([slot for slot in slots if slot.upload], plan)
+        applying = [slot for slot in slots if slot.index_op is not None and slot.result is None
+                    and not (slot.op.sha256 in failed and not slot.index_op.delete)]
+        if applying:
+            rows = self.index.apply([slot.index_op for slot in applying if slot.index_op],
+                                    time.time_ns(), durable=not self._deferrable(ops))
+            for slot, row in zip(applying, rows, strict=True):
+                slot.result = row
         removed = [sha for sha in plan.deleted - plan.present_now() if self.backend.delete(sha)]
         if removed:
             # The delete is acknowledged when this returns: its unlinks must be
             # durable before the intent that would finish them is cleared.
             self.backend.flush()
-        assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+        results: list[CommitResult] = []
+        for slot in slots:
+            if slot.result is None:  # a dedup of an upload that failed fails with it
+                slot.result = failed[slot.op.sha256]
+            results.append(slot.result)
+        return results
+
+    def _stage_slot(self, plan: _Plan, slot: _Slot) -> None:
+        op = slot.op
+        if isinstance(op, ForgetBlob) and not self._same_row(plan, op):
+            slot.result = False
+            return
+        fresh = isinstance(op, AddBlob) and not plan.is_present(op.sha256)
+        try:
+            slot.index_op = self._stage(plan, op)
+        except AxonError as exc:
+            slot.result = exc
+            return
+        slot.upload = fresh and slot.index_op.journal is None
 
     def _same_row(self, plan: _Plan, op: ForgetBlob) -> bool:
         """True if the row *op* means to drop is still the live one."""
@@ -477,22 +490,24 @@ class Store:
         row = self.index.get(op.sha256)
         return row is not None and row.indx == op.indx
 
-    def _upload(self, uploads: list[tuple[int, AddBlob]], plan: _Plan) -> dict[int, AxonError]:
+    def _upload(self, slots: list[_Slot], plan: _Plan) -> dict[Sha256, AxonError]:
         """Hand the batch's synced blobs to the backend at once, then flush.
 
-        Returns the slots whose upload failed (their spools are removed and
-        their sizes taken back out of the plan's counters).
+        A slot whose upload failed gets the error as its result (its spool
+        is removed and its size taken back out of the plan's counters);
+        returns the errors by sha256.
         """
-        if not uploads:
+        adds = [slot.op for slot in slots if isinstance(slot.op, AddBlob)]
+        if not adds:
             return {}
-        errors = self.backend.put_files([(op.sha256, self._spooled(op)) for _, op in uploads])
-        failed: dict[int, AxonError] = {}
-        for (slot, op), error in zip(uploads, errors, strict=True):
+        errors = self.backend.put_files([(op.sha256, self._spooled(op)) for op in adds])
+        failed: dict[Sha256, AxonError] = {}
+        for slot, op, error in zip(slots, adds, errors, strict=True):
             if error is not None:
                 op.discard()
                 plan.forget(op.sha256, op.size)
-                failed[slot] = error
-        if len(failed) < len(uploads):
+                slot.result = failed[op.sha256] = error
+        if len(failed) < len(adds):
             self.backend.flush()
         return failed
 
