@@ -194,6 +194,8 @@ class Store:
 
         *deferred* lets commits of small blobs return before they are durable
         (the sync interval): see :meth:`commit`; :meth:`sync` makes them durable.
+        Only a backend that journals small blobs in the index has such commits
+        (the local one): elsewhere every blob's bytes move at its commit anyway.
 
         Raises:
             StoreLocked: another process has the store open.
@@ -231,9 +233,12 @@ class Store:
         try:
             self.tmp.mkdir(exist_ok=True)
             spool.sweep(self.tmp)
-            self.index = Index(root / "index.lmdb", log_path=root / LOG_NAME,
-                               deferred=deferred)
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
+            if deferred and not self.backend.deferred_sync:
+                log.info("the sync interval does not apply to this backend: every call is "
+                         "durable when it returns")
+            self.index = Index(root / "index.lmdb", log_path=root / LOG_NAME,
+                               deferred=deferred and self.backend.deferred_sync)
             _sync_layout(root)
             # A store that has published changes before queues the blobs the
             # settling below indexes, as the interrupted commit would have.
