@@ -204,40 +204,29 @@ def fresh(disk: PowerCutDisk) -> None:
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-lost", "unsynced-half-kept"])
+@pytest.mark.parametrize("interval_ms", [0, SWEEP_INTERVAL_MS],
+                         ids=["durable-calls", "sync-interval"])
 def test_power_cut_at_every_sync_of_a_sequence(disk: PowerCutDisk, keep: float,
-                                               figures: Figures) -> None:
+                                               interval_ms: int, figures: Figures) -> None:
     """*keep*: the chance that each unsynced 4 KiB piece of a file reached the
-    disk anyway (the kernel's writeback part way through at the cut)."""
-    total = sequence_syncs(disk)
-    points = spread(total, None if FULL_SWEEP else SWEEP_POINTS if not keep else SWEEP_POINTS // 2)
+    disk anyway (the kernel's writeback part way through at the cut).
+
+    With a sync interval (one too long to pass within the sequence, so that
+    its calls make every sync, the same ones on every run), puts of small
+    blobs may be lost, as a prefix; nothing else may.
+    """
+    total = sequence_syncs(disk, interval_ms)
+    points = spread(total, None if FULL_SWEEP
+                    else SWEEP_POINTS if not keep and not interval_ms else SWEEP_POINTS // 2)
     checked = 0
     for sync in points:
         fresh(disk)
-        acks = cut_at_sync(disk, sync)
+        acks = cut_at_sync(disk, sync, sync_interval_ms=interval_ms)
         mnt = disk.start(keep_unsynced=keep, seed=sync)
         checked += check_store(mnt / "store", acks, cli=False)
         disk.stop()
-    key = "power_cut_sequence" + ("_half_kept" if keep else "")
-    figures[key] = {"syncs in the sequence": total, "crash points": len(points),
-                    "acknowledged blobs checked": checked}
-
-
-@pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-lost", "unsynced-half-kept"])
-def test_power_cut_with_a_sync_interval_at_every_sync_of_a_sequence(
-        disk: PowerCutDisk, keep: float, figures: Figures) -> None:
-    """The sequence on a store with a sync interval too long to pass within
-    it, so that only the calls sync (the same syncs on every run): puts of
-    small blobs may be lost, as a prefix; nothing else may."""
-    total = sequence_syncs(disk, SWEEP_INTERVAL_MS)
-    points = spread(total, None if FULL_SWEEP else SWEEP_POINTS // 2)
-    checked = 0
-    for sync in points:
-        fresh(disk)
-        acks = cut_at_sync(disk, sync, sync_interval_ms=SWEEP_INTERVAL_MS)
-        mnt = disk.start(keep_unsynced=keep, seed=sync)
-        checked += check_store(mnt / "store", acks, cli=False)
-        disk.stop()
-    key = "power_cut_sequence_interval" + ("_half_kept" if keep else "")
+    key = ("power_cut_sequence" + ("_interval" if interval_ms else "")
+           + ("_half_kept" if keep else ""))
     figures[key] = {"syncs in the sequence": total, "crash points": len(points),
                     "acknowledged blobs checked": checked}
 
