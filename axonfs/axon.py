@@ -155,6 +155,7 @@ class Axon:
         """Seconds a commit of small blobs may stay not durable (0: none, every
         call is durable when it returns)."""
         self._deferred_commits = trio.Event()
+        self._synced = trio.Event()
         self.index = store.index
         self.backend: BlobBackend = store.backend
         self.limiters = limiters or Limiters.for_backend(store.backend)
@@ -329,7 +330,15 @@ class Axon:
         """
         if not self.store.index.deferred():
             return 0
-        return await trio.to_thread.run_sync(self.store.sync, limiter=self.limiters.disk_io)
+        count = await trio.to_thread.run_sync(self.store.sync, limiter=self.limiters.disk_io)
+        synced, self._synced = self._synced, trio.Event()
+        synced.set()
+        return count
+
+    async def wait_synced(self) -> None:
+        """Return once commits that were not durable have been made durable
+        (by the interval's sync or a :meth:`sync` call), next time that happens."""
+        await self._synced.wait()
 
     async def _sync_in_background(self) -> None:
         """Make deferred commits durable within :attr:`sync_interval` of the

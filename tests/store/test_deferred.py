@@ -11,12 +11,15 @@ import struct
 from pathlib import Path
 
 import pytest
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from axonfs.axon import Axon
 from axonfs.hashing import Sha256
 from axonfs.store.commitlog import LOG_NAME, CommitLog
 from axonfs.store.index import Index, IndexOp
+from axonfs.store.store import JOURNAL_MAX
 
 SHAS = [Sha256(hashlib.sha256(bytes([i])).digest()) for i in range(12)]
 
@@ -222,3 +225,33 @@ def test_commit_log_records_round_trip(tmp_path: Path) -> None:
     assert list(CommitLog(tmp_path / LOG_NAME).records(7)) == [changes,
                                                                 [(1, b"x", b"y" * 70_000)]]
     assert list(CommitLog(tmp_path / LOG_NAME).records(8)) == []
+
+
+async def test_the_axon_syncs_within_its_interval(tmp_path: Path) -> None:
+    """A small put is visible at once, not durable, and durable once the
+    interval has passed (not before it)."""
+    async with Axon.open(tmp_path / "store", sync_interval=0.2) as axon:
+        started = trio.current_time()
+        _, sha = await axon.put(b"small")
+        assert await axon.has(sha)
+        index = axon.store.index
+        assert index.deferred() == 1 and index.syncs == 0
+        with trio.fail_after(10):  # the interval, and a loaded machine's delay
+            await axon.wait_synced()
+        assert trio.current_time() - started >= 0.2
+        assert index.deferred() == 0 and index.syncs == 1
+        # A large blob is durable when its call returns, and so is every small one before it.
+        await axon.put(b"more")
+        assert index.deferred() == 1
+        await axon.put(os.urandom(JOURNAL_MAX + 1))
+        assert index.deferred() == 0 and index.syncs == 2
+        await axon.put(b"last")
+        assert await axon.sync() == 1 and index.deferred() == 0
+
+
+async def test_a_store_without_an_interval_defers_nothing(tmp_path: Path) -> None:
+    async with Axon.open(tmp_path / "store") as axon:
+        await axon.put(b"small")
+        assert axon.store.index.deferred() == 0
+        assert await axon.sync() == 0
+    assert not (tmp_path / "store" / LOG_NAME).exists()
