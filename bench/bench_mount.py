@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -244,8 +245,8 @@ def bench_ls(mount: Mount, plain: Path, runs: int, cold: bool) -> dict[str, Any]
         for name, directory in (("native", plain), ("axonfs", by_sha)):
             cold_time = None
             if cold and drop_dentries():
-                cold_time = timed(lambda d=directory, f=flag: run("ls", f, d))
-            warm = [timed(lambda d=directory, f=flag: run("ls", f, d)) for _ in range(runs)]
+                cold_time = timed(partial(run, "ls", flag, directory))
+            warm = [timed(partial(run, "ls", flag, directory)) for _ in range(runs)]
             out[f"{key}_{name}_cold_s"] = cold_time
             out[f"{key}_{name}_warm_s"] = median(warm)
             log(f"ls {flag} {name}: cold {cold_time if cold_time is None else round(cold_time, 3)}"
@@ -283,10 +284,10 @@ def bench_large(mount: Mount, work: Path, size: int, runs: int) -> dict[str, Any
     for i in range(runs):
         tag_file(src, b"large run %d" % i)
         native = work / "large-native"
-        native_times.append(timed(lambda n=native: native_ingest(src, n)))
+        native_times.append(timed(partial(native_ingest, src, native)))
         native.unlink()
         target = mount.path("incoming", f"large-{i}")
-        axon_times.append(timed(lambda t=target: run("cp", src, t)))
+        axon_times.append(timed(partial(run, "cp", src, target)))
         log(f"large ingest run {i}: native {size / native_times[-1] / 1e6:.0f} MB/s, "
             f"axonfs cp {size / axon_times[-1] / 1e6:.0f} MB/s")
     sha = os.getxattr(mount.path("incoming", f"large-{runs - 1}"), "user.axonfs.sha256").decode()
@@ -383,12 +384,12 @@ def bench_small(mount: Mount, work: Path, count: int, size: int, runs: int) -> d
         src = work / f"small-src-{i}"
         make_small_tree(src, count, size)
         run("cat", *sorted(src.iterdir()))  # sources in the page cache for every contender
-        durable.append(timed(lambda s=src, d=work / f"small-durable-{i}": durable_copy(s, d)))
-        plain.append(timed(lambda s=src, d=work / f"small-plain-{i}": run("cp", "-r", s, d)))
+        durable.append(timed(partial(durable_copy, src, work / f"small-durable-{i}")))
+        plain.append(timed(partial(run, "cp", "-r", src, work / f"small-plain-{i}")))
         with FloorMount(work / f"floor-{i}") as floor_mnt:
-            floor.append(timed(lambda s=src, d=floor_mnt / "copy": run("cp", "-r", s, d)))
+            floor.append(timed(partial(run, "cp", "-r", src, floor_mnt / "copy")))
         target = mount.path("incoming", f"small-{i}")
-        axon.append(timed(lambda s=src, d=target: run("cp", "-r", s, d)))
+        axon.append(timed(partial(run, "cp", "-r", src, target)))
         log(f"small ingest run {i}: durable {count / durable[-1]:.0f} files/s, "
             f"plain cp -r {count / plain[-1]:.0f}, FUSE floor {count / floor[-1]:.0f}, "
             f"axonfs cp -r {count / axon[-1]:.0f}")

@@ -33,7 +33,8 @@ until the last one's file is written and synced.
 ``--runs N`` repeats the whole suite on fresh stores and reports the median of
 each figure. ``--reference synapse.json`` (the JSON printed by
 ``../shared/bench/synapse_axon_bench.py``; repeat the flag for several runs, the
-median is used) adds the reference's local figures and the issue's targets. Rates use MiB (2**20 bytes), like the reference script.
+median is used) adds the reference's local figures and the issue's targets. Rates use MiB
+(2**20 bytes), like the reference script.
 
 Usage::
 
@@ -59,7 +60,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -373,8 +374,8 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
             env, blobs_db = axon.index.env, axon.index.blobs
             t0 = time.perf_counter()
             for sha in probe:
-                with env.begin(db=blobs_db, buffers=True) as txn:
-                    txn.get(sha)
+                with env.begin(db=blobs_db, buffers=True) as view:
+                    view.get(sha)
             res["native_lmdb_get_ops"] = k / (time.perf_counter() - t0)
             hits = 0
             t0 = time.perf_counter()
@@ -530,7 +531,7 @@ def print_table(summary: dict[str, Any], nruns: int) -> None:
         print(f"concurrent puts: {med['put_concurrent_commits']:.0f} group commits")
 
 
-def print_columns(lines: list[tuple[str, ...]]) -> None:
+def print_columns(lines: Sequence[tuple[str, ...]]) -> None:
     """Print rows aligned in columns (the first two left, the rest right), the
     first row as a header underlined with dashes."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
@@ -598,7 +599,7 @@ async def main(args: argparse.Namespace) -> int:
     if args.json:
         doc = {"machine": machine_info(), "params": vars(args), "runs": runs,
                "reference": ref, **summary}
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        await trio.Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
         log(f"wrote {args.json}")
     return 0
 
