@@ -87,6 +87,8 @@ JOURNAL_SPILL_BYTES = 32 << 20
 """Back-pressure: past this many journaled blobs (or bytes of them), the
 commit that crossed the line spills the whole journal before it returns, so
 the journal stays bounded when ingest outruns the background spill."""
+DEFER_MAX_OPS = 16
+"""The most ops a commit may hold and still be deferred (see :meth:`Store._deferrable`)."""
 DEFERRED_MAX_COMMITS = 4096
 DEFERRED_MAX_BYTES = 16 << 20
 """With a sync interval, a deferred commit that leaves more than this many
@@ -442,8 +444,11 @@ class Store:
         return count
 
     def _deferrable(self, ops: Sequence[CommitOp]) -> bool:
-        """True if *ops* touch nothing but the index (small blobs' adds)."""
-        return all(isinstance(op, AddBlob) and self._journals(op) for op in ops)
+        """True if *ops* touch nothing but the index (small blobs' adds) and are
+        few: a batch of many shares its sync already, and staging it in
+        Python costs more than the sync it would save."""
+        return len(ops) <= DEFER_MAX_OPS and all(isinstance(op, AddBlob) and self._journals(op)
+                                                 for op in ops)
 
     def _commit(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
         """Stage each op against a plan of the batch, hand the new blobs'
