@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from axonfs.cli import (
+from axonfs.cliutil import (
     EXIT_FAILED,
     EXIT_FALSE,
     EXIT_OK,
@@ -606,7 +606,8 @@ def _errors_option(parser: argparse.ArgumentParser) -> None:
                              "replace, strict (fail), or any Python codec error handler")
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]
+             ) -> dict[str, argparse.ArgumentParser]:
     """Add ``axonfs ctl`` and its calls to the ``axonfs`` command."""
     ctl = commands.add_parser(
         "ctl", formatter_class=HelpFormatter, epilog=EPILOG,
@@ -785,3 +786,4 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verify.add_argument("--no-verify", dest="verify", action="store_false",
                         help="adopt blobs without re-hashing them (default on S3, where "
                              "verifying downloads every object)")
+    return {"ctl": ctl}

@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
 
-from axonfs.cli import (
+from axonfs.cliutil import (
     EXIT_FALSE,
     EXIT_OK,
     EXIT_USAGE,
@@ -24,7 +23,8 @@ from axonfs.cli import (
 )
 
 
-def register(commands: Any) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]
+             ) -> dict[str, argparse.ArgumentParser]:
     """Add ``passwd`` to the ``axonfs`` command."""
     parser = commands.add_parser(
         "passwd", formatter_class=HelpFormatter,
@@ -39,12 +39,13 @@ def register(commands: Any) -> None:
     parser.add_argument("--delete", action="store_true", help="remove user NAME instead")
     parser.add_argument("name", metavar="NAME")
     parser.set_defaults(func=run)
+    return {"passwd": parser}
 
 
 def run(args: argparse.Namespace) -> int:
     from axonfs.telepath import users
 
-    store = resolve_store(args)
+    store = resolve_store(args.store)
     try:
         users.validate_name(args.name)
     except ValueError as exc:
