@@ -159,6 +159,8 @@ class ControlServer:
         self.budget: MemoryBudget = request_budget(axon)
         """Shared with every front end of the same Axon."""
         self.owner_uid = os.geteuid()
+        self.telepath_urls: tuple[str, ...] = ()
+        """The daemon's Telepath URLs, which ``ping`` reports (set once they listen)."""
         self._connections = 0
         self._requests = 0
         self._refused = 0
@@ -424,9 +426,9 @@ class _Connection:
     def _function(self, call: str) -> Callable[..., Any]:
         """What answers *call*: the Axon's method, or the server's own (``SERVER_CALLS``)."""
         own = SERVER_CALLS.get(call)
-        if own is not None:
-            return getattr(self, own)  # type: ignore[no-any-return]
-        return getattr(self.axon, call)  # type: ignore[no-any-return]
+        function: Callable[..., Any] = getattr(self, own) if own is not None else getattr(
+            self.axon, call)
+        return function
 
     async def _recover_indices(self, verify: bool | None = None) -> dict[str, Any]:
         return await self._recover_report(verify)
@@ -489,7 +491,7 @@ class _Connection:
 
     async def _ping(self) -> dict[str, Any]:
         return {"server": f"axonfs {__version__}", "version": VERSION, "pid": os.getpid(),
-                "telepath": list(getattr(self.axon, "telepath_urls", ()))}
+                "telepath": list(self.server.telepath_urls)}
 
     async def _stream(self, rid: int, items: AsyncIterator[Any], batched: bool = False,
                       raw: bool = False) -> None:
