@@ -262,13 +262,14 @@ class Axon:
     async def puts(self, files: Sequence[bytes]) -> list[tuple[int, bytes]]:
         """Store several byte strings in one commit; return ``(size, sha256)`` each."""
         files = list(files)
-        ops: list[CommitOp | None] = [_in_memory(data) for data in files]
-        if big := [i for i, op in enumerate(ops) if op is None]:
-            spooled = await trio.to_thread.run_sync(self._spool_all, [files[i] for i in big],
+        small = [_in_memory(data) for data in files]
+        spooled: list[CommitOp] = []
+        if big := [files[i] for i, op in enumerate(small) if op is None]:
+            spooled = await trio.to_thread.run_sync(self._spool_all, big,
                                                     limiter=self.limiters.disk_io)
-            for i, op in zip(big, spooled, strict=True):
-                ops[i] = op
-        rows = await self._commit_adds(ops)  # type: ignore[arg-type]
+        from_spool = iter(spooled)
+        ops: list[CommitOp] = [op if op is not None else next(from_spool) for op in small]
+        rows = await self._commit_adds(ops)
         return [(row.size, bytes(row.sha256)) for row in rows]
 
     async def upload(self) -> Upload:
@@ -337,7 +338,9 @@ class Axon:
                     raise result
                 assert isinstance(result, BlobRow)
                 rows[slot] = result
-        return rows  # type: ignore[return-value]
+        committed = [row for row in rows if row is not None]
+        assert len(committed) == len(rows)  # every slot is a known or a committed blob
+        return committed
 
     def _spool_all(self, files: list[bytes]) -> list[CommitOp]:
         ops: list[CommitOp] = []
