@@ -88,7 +88,7 @@ def _register_mount(commands: Subparsers) -> argparse.ArgumentParser:
                "/dev/fuse cannot be opened)")
     _daemon_arguments(parser, "mount")
     add_options(parser, "mount", "mount")
-    parser.set_defaults(func=_run_mount)
+    parser.set_defaults(func=_run_mount, kernel_flags=[])  # -o adds the kernel's flags
     return parser
 
 

@@ -328,8 +328,6 @@ def add_options(parser: argparse.ArgumentParser, command: str, *sections: str) -
                 groups[declared.group] = parser.add_argument_group(*declared.group)
             target = groups[declared.group]
         _add(target, name, declared, dict(declared.help_for).get(command, declared.help))
-    if command == "mount" and "mount" in sections:
-        parser.set_defaults(kernel_flags=[])  # -o adds to it
 
 
 def _add(target: argparse.ArgumentParser | argparse._ArgumentGroup, name: str,
