@@ -29,7 +29,9 @@ from axonfs.cliutil import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     HelpFormatter,
+    Parsers,
     QuietError,
+    Subparsers,
     existing_store,
 )
 from axonfs.errors import AxonError, BadArg, StoreLocked, StoreUnavailable
@@ -55,16 +57,12 @@ environment:
 Run 'axonfs COMMAND --help' for the options of each command.
 """
 
-Commands = dict[str, argparse.ArgumentParser]
-"""Each command's parser by name; ``axonfs`` itself under :data:`axonfs.options.TOP`."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``axonfs`` and all its subcommands."""
     return _build()[TOP]
 
 
-def _build() -> Commands:
+def _build() -> Parsers:
     parser = argparse.ArgumentParser(
         prog="axonfs", formatter_class=HelpFormatter, epilog=EPILOG,
         description="axonfs keeps files by their SHA-256 (the Synapse Axon storage API)\n"
@@ -72,7 +70,7 @@ def _build() -> Commands:
     parser.add_argument("--version", action="version", version=f"axonfs {__version__}")
     add_options(parser, TOP, "top")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands: Commands = {TOP: parser}
+    commands: Parsers = {TOP: parser}
     for register in (_register_fsck, _register_recover, mount.register, ctl.register,
                      telepath_command.register):
         commands.update(register(subparsers))
@@ -81,7 +79,7 @@ def _build() -> Commands:
     return commands
 
 
-def _register_fsck(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> Commands:
+def _register_fsck(commands: Subparsers) -> Parsers:
     parser = commands.add_parser(
         "fsck", formatter_class=HelpFormatter, help="check the store's index against its blobs",
         description="Check that every indexed blob exists, has its size and hashes to its\n"
@@ -120,8 +118,7 @@ def _run_fsck(args: argparse.Namespace) -> int:
     return EXIT_OK if not report.problems else EXIT_FALSE
 
 
-def _register_recover(commands: argparse._SubParsersAction[argparse.ArgumentParser]
-                      ) -> Commands:
+def _register_recover(commands: Subparsers) -> Parsers:
     parser = commands.add_parser(
         "recover", formatter_class=HelpFormatter,
         help="rebuild the index from the blobs (offline)",

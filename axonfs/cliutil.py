@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TypeAlias
 
 from axonfs.config import default_store
 
 EXIT_OK, EXIT_FALSE, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_FAILED = 0, 1, 2, 3, 4
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""What a command module's ``register()`` adds its subcommands to."""
+Parsers: TypeAlias = dict[str, argparse.ArgumentParser]
+"""Parsers by command name, as ``register()`` returns them."""
 
 
 class QuietError(Exception):

@@ -26,7 +26,9 @@ from axonfs.cliutil import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     HelpFormatter,
+    Parsers,
     QuietError,
+    Subparsers,
 )
 from axonfs.errors import AxonError, BadArg, NoSuchFile
 from axonfs.hashing import parse_sha256
@@ -609,8 +611,7 @@ def _errors_option(parser: argparse.ArgumentParser) -> None:
                              "replace, strict (fail), or any Python codec error handler")
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]
-             ) -> dict[str, argparse.ArgumentParser]:
+def register(commands: Subparsers) -> Parsers:
     """Add ``axonfs ctl`` and its calls to the ``axonfs`` command."""
     ctl = commands.add_parser(
         "ctl", formatter_class=HelpFormatter, epilog=EPILOG,

@@ -31,14 +31,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from axonfs.cliutil import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     HelpFormatter,
+    Parsers,
     QuietError,
+    Subparsers,
     resolve_store,
     store_argument,
 )
@@ -60,10 +62,8 @@ PID_XATTR = "user.axonfs.pid"
 _READY, _ERROR = b"READY", b"ERROR "
 T = TypeVar("T")
 
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-
-def register(commands: Subparsers) -> dict[str, argparse.ArgumentParser]:
+def register(commands: Subparsers) -> Parsers:
     """Add ``mount``, ``umount``, ``serve`` and ``stop`` to the ``axonfs`` command."""
     return {"mount": _register_mount(commands), "umount": _register_umount(commands),
             "serve": _register_serve(commands), "stop": _register_stop(commands)}

@@ -47,8 +47,8 @@ from axonfs.options import DAEMONS, TOP, Option, Settings, options
 
 CONFIG_COMMANDS = (*sorted(DAEMONS), "fsck", "recover")
 """The commands that take ``--config``; fsck and recover use its store and S3 keys."""
-NOT_CONFIGURABLE = frozenset({"help", "version", "command", "config", "print_config",
-                              "foreground", "ready_fd"})
+NOT_CONFIGURABLE = frozenset({"help", "version", "command", "config", "print_config"}) | {
+    dest for dest, declared in options() if not declared.configurable}
 """Names of options that are how to run, not what to run: command line only."""
 
 KEYS_HELP = """\

@@ -17,14 +17,15 @@ from axonfs.cliutil import (
     EXIT_OK,
     EXIT_USAGE,
     HelpFormatter,
+    Parsers,
     QuietError,
+    Subparsers,
     resolve_store,
     store_argument,
 )
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]
-             ) -> dict[str, argparse.ArgumentParser]:
+def register(commands: Subparsers) -> Parsers:
     """Add ``passwd`` to the ``axonfs`` command."""
     parser = commands.add_parser(
         "passwd", formatter_class=HelpFormatter,
