@@ -25,7 +25,7 @@ import os
 import socket as stdsocket
 import stat
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -493,7 +493,7 @@ class _Connection:
         return {"server": f"axonfs {__version__}", "version": VERSION, "pid": os.getpid(),
                 "telepath": list(self.server.telepath_urls)}
 
-    async def _stream(self, rid: int, items: AsyncIterator[Any], batched: bool = False,
+    async def _stream(self, rid: int, items: AsyncGenerator[Any, None], batched: bool = False,
                       raw: bool = False) -> None:
         """Send *items* in batched ``items`` frames; re-raise the generator's error last.
 
@@ -507,8 +507,8 @@ class _Connection:
         if failure:
             raise failure[0]
 
-    async def _send_stream(self, rid: int, items: AsyncIterator[Any], batched: bool, raw: bool,
-                           window: _Window, failure: list[Exception]) -> None:
+    async def _send_stream(self, rid: int, items: AsyncGenerator[Any, None], batched: bool,
+                           raw: bool, window: _Window, failure: list[Exception]) -> None:
         send_channel, receive_channel = trio.open_memory_channel[Any](STREAM_BUFFER)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_produce, items, send_channel, window, failure)
@@ -629,9 +629,9 @@ def _failure_reply(rid: int, call: str, exc: Exception) -> dict[str, Any]:
                                         exception=type(exc).__name__))
 
 
-async def _produce(items: AsyncIterator[Any], channel: trio.MemorySendChannel[Any],
+async def _produce(items: AsyncGenerator[Any, None], channel: trio.MemorySendChannel[Any],
                    window: _Window, failure: list[Exception]) -> None:
-    async with channel, aclosing(items):  # type: ignore[type-var]
+    async with channel, aclosing(items):
         try:
             async for item in items:
                 if isinstance(item, bytes) and len(item) > WIRE_PIECE:
