@@ -58,6 +58,7 @@ none) and a note, as ``--print-config`` shows them."""
 
 
 def not_set(meaning: str = "") -> Unset:
+    """The :data:`Unset` of an option that has no value while unset: a note alone."""
     text = f"not set: {meaning}" if meaning else "not set"
     return lambda settings: (None, text)
 
