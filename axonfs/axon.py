@@ -94,8 +94,7 @@ class Limiters:
         if backend.reads_are_local:
             limiters.backend_io = limiters.disk_io
         else:
-            config = getattr(backend, "config", None)
-            limiters.backend_io = trio.CapacityLimiter(getattr(config, "max_connections", 16))
+            limiters.backend_io = trio.CapacityLimiter(backend.max_connections)
         return limiters
 
     @property
@@ -134,6 +133,20 @@ class Capacity:
     """The store's ``max_bytes`` limit, if one is set."""
 
 
+@dataclass(frozen=True, slots=True)
+class AxonStatistics:
+    """Counters of an open store (see :meth:`Axon.statistics`)."""
+
+    commit_batches: int
+    """Index transactions committed (each holds one or more operations)."""
+    commit_ops: int
+    """Operations those transactions held."""
+    dedup_hits: int
+    """Adds of a blob the store already held."""
+    journaled: int
+    """Small blobs committed whose files are not written yet."""
+
+
 class BlobWatcher(Protocol):
     """Told of every blob added to or deleted from the store, by any front end.
 
@@ -167,10 +180,26 @@ class Axon:
         self._last_commit = -float("inf")
         self._background: trio.Nursery | None = None  # set by open(): hints like prefetch
         self.dedup_hits = 0
-        """Adds of a blob the store already held (read by axonfs.stats)."""
+        """Adds of a blob the store already held."""
         self.fetch_options = FetchOptions()
         """How wget, wput and postfiles reach the network (the daemon sets it)."""
         self._watchers: list[BlobWatcher] = []
+
+    def statistics(self) -> AxonStatistics:
+        """The store's counters now."""
+        return AxonStatistics(commit_batches=self._committer.batches,
+                              commit_ops=self._committer.ops, dedup_hits=self.dedup_hits,
+                              journaled=self.store.journaled())
+
+    @property
+    def root(self) -> Path:
+        """The store's directory."""
+        return self.store.root
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where files being written wait to become blobs."""
+        return self.store.tmp
 
     def watch(self, watcher: BlobWatcher) -> None:
         """Tell *watcher* of every blob added or deleted from now on."""
@@ -233,13 +262,14 @@ class Axon:
     async def puts(self, files: Sequence[bytes]) -> list[tuple[int, bytes]]:
         """Store several byte strings in one commit; return ``(size, sha256)`` each."""
         files = list(files)
-        ops: list[CommitOp | None] = [_in_memory(data) for data in files]
-        if big := [i for i, op in enumerate(ops) if op is None]:
-            spooled = await trio.to_thread.run_sync(self._spool_all, [files[i] for i in big],
+        small = [_in_memory(data) for data in files]
+        spooled: list[CommitOp] = []
+        if big := [files[i] for i, op in enumerate(small) if op is None]:
+            spooled = await trio.to_thread.run_sync(self._spool_all, big,
                                                     limiter=self.limiters.disk_io)
-            for i, op in zip(big, spooled, strict=True):
-                ops[i] = op
-        rows = await self._commit_adds(ops)  # type: ignore[arg-type]
+        from_spool = iter(spooled)
+        ops: list[CommitOp] = [op if op is not None else next(from_spool) for op in small]
+        rows = await self._commit_adds(ops)
         return [(row.size, bytes(row.sha256)) for row in rows]
 
     async def upload(self) -> Upload:
@@ -308,7 +338,9 @@ class Axon:
                     raise result
                 assert isinstance(result, BlobRow)
                 rows[slot] = result
-        return rows  # type: ignore[return-value]
+        committed = [row for row in rows if row is not None]
+        assert len(committed) == len(rows)  # every slot is a known or a committed blob
+        return committed
 
     def _spool_all(self, files: list[bytes]) -> list[CommitOp]:
         ops: list[CommitOp] = []

@@ -1,9 +1,14 @@
 """The ``axonfs`` command: one entry point, a subcommand per job.
 
 Each subcommand lives in the module that does the job and registers itself
-through a ``register(subparsers)`` function; this module only assembles them,
-sets up logging, and turns :class:`QuietError` and store errors into a one-line
-message and an exit status. argparse rather than a CLI framework: the
+through a ``register(subparsers)`` function that returns its parsers by name;
+this module only assembles them, applies the config file
+(:mod:`axonfs.settings`), sets up logging, and turns
+:class:`~axonfs.cliutil.QuietError` and store errors into a one-line message and
+an exit status. It is the top of the command-line layer: nothing imports it
+but ``python -m axonfs`` and the tools that walk its parser (man page,
+completion). What the command modules share is in :mod:`axonfs.cliutil`; the
+daemon's options are declared in :mod:`axonfs.options`. argparse rather than a CLI framework: the
 ``axonfs ctl`` calls are run in shell loops, and a bare argparse start-up is
 about 100 ms faster than Typer's.
 """
@@ -11,20 +16,29 @@ about 100 ms faster than Typer's.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from axonfs import __version__
-from axonfs.backends import add_backend_arguments, backend_from_args
-from axonfs.config import default_store
+from axonfs import __version__, ctl, mount, settings
+from axonfs.cliutil import (
+    EXIT_FAILED,
+    EXIT_FALSE,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    HelpFormatter,
+    Parsers,
+    QuietError,
+    Subparsers,
+    existing_store,
+)
 from axonfs.errors import AxonError, BadArg, StoreLocked, StoreUnavailable
+from axonfs.options import TOP, Settings, add_options, backend_from_settings
+from axonfs.telepath import command as telepath_command
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FALSE, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_FAILED = 0, 1, 2, 3, 4
 
 EPILOG = """\
 exit status:
@@ -43,59 +57,29 @@ environment:
 Run 'axonfs COMMAND --help' for the options of each command.
 """
 
-# Modules that add subcommands; imported once the parser is built, since they
-# import this module for its exit codes and helpers.
-COMMAND_MODULES = ("axonfs.mount", "axonfs.ctl", "axonfs.telepath.command")
-
-
-class QuietError(Exception):
-    """A user-facing failure: print the message alone, exit with *exitcode*."""
-
-    def __init__(self, message: str, exitcode: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.exitcode = exitcode
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=32)
-
-
-def store_argument(parser: argparse.ArgumentParser, *, creates: bool = True) -> None:
-    """Add the common ``--store DIR`` option; *creates*: the command makes a missing store."""
-    parser.add_argument(
-        "--store", type=Path, default=None, metavar="DIR",
-        help="the store directory (default: $AXONFS_STORE, else ~/.local/share/axonfs"
-             + ("; created on first use)" if creates else "; must exist)"))
-
-
-def resolve_store(args: argparse.Namespace) -> Path:
-    store: Path | None = args.store
-    return (store if store is not None else default_store()).expanduser().absolute()
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``axonfs`` and all its subcommands."""
+    return _build()[TOP]
+
+
+def _build() -> Parsers:
     parser = argparse.ArgumentParser(
         prog="axonfs", formatter_class=HelpFormatter, epilog=EPILOG,
         description="axonfs keeps files by their SHA-256 (the Synapse Axon storage API)\n"
                     "and shows them as a filesystem: /by-sha256/, /history/, /incoming/.")
     parser.add_argument("--version", action="version", version=f"axonfs {__version__}")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"],
-                        help="how much to log to stderr (default: info; journald's format "
-                             "under systemd; change it live with 'axonfs ctl log-level')")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _register_fsck(commands)
-    _register_recover(commands)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(commands)
-    from axonfs import settings
-
-    settings.install(commands)
-    return parser
+    add_options(parser, TOP, "top")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands: Parsers = {TOP: parser}
+    for register in (_register_fsck, _register_recover, mount.register, ctl.register,
+                     telepath_command.register):
+        commands.update(register(subparsers))
+    for name in settings.CONFIG_COMMANDS:
+        settings.add_config_options(commands[name], name)
+    return commands
 
 
-def _register_fsck(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _register_fsck(commands: Subparsers) -> Parsers:
     parser = commands.add_parser(
         "fsck", formatter_class=HelpFormatter, help="check the store's index against its blobs",
         description="Check that every indexed blob exists, has its size and hashes to its\n"
@@ -103,40 +87,24 @@ def _register_fsck(commands: argparse._SubParsersAction[argparse.ArgumentParser]
                     "The store must not be open by a daemon.",
         epilog="exit status: 0 clean, 1 problems found (even if repaired), 3 no store there, "
                "store in use, or (--repair) not writable")
-    store_argument(parser, creates=False)
+    add_options(parser, "fsck", "store")
     parser.add_argument("--repair", action="store_true",
                         help="quarantine corrupt blobs, drop rows of missing ones, index "
                              "verified orphans, recompute the counters")
     parser.add_argument("--quick", action="store_true",
                         help="check presence and sizes only, without re-hashing")
-    add_backend_arguments(parser)
+    add_options(parser, "fsck", "backend")
     parser.set_defaults(func=_run_fsck)
-
-
-def existing_store(args: argparse.Namespace) -> Path:
-    """The ``--store`` of a command that checks or repairs: it must already be one.
-
-    Such a command never creates a store: on a mistyped path it would report
-    on an empty store it just made.
-    """
-    from axonfs.store.store import STORE_MARKERS, is_store
-
-    store = resolve_store(args)
-    if not store.is_dir():
-        raise QuietError(f"no store at {store} (no such directory); check --store",
-                         EXIT_UNREACHABLE)
-    if not is_store(store):
-        raise QuietError(f"{store} is not an axonfs store (it has none of "
-                         f"{', '.join(STORE_MARKERS)}); check --store", EXIT_UNREACHABLE)
-    return store
+    return {"fsck": parser}
 
 
 def _run_fsck(args: argparse.Namespace) -> int:
     from axonfs.fsck import fsck, open_for_fsck
 
-    store_dir = existing_store(args)
+    chosen = Settings.from_namespace(args)
+    store_dir = existing_store(chosen.store)
     try:
-        opened = open_for_fsck(store_dir, backend_from_args(args, store_dir),
+        opened = open_for_fsck(store_dir, backend_from_settings(chosen, store_dir),
                                repair=args.repair)
     except StoreLocked as exc:  # 'axonfs ctl' has no fsck: the daemon must go first
         raise QuietError(f"the store {store_dir} is open by a running daemon (pid "
@@ -150,22 +118,23 @@ def _run_fsck(args: argparse.Namespace) -> int:
     return EXIT_OK if not report.problems else EXIT_FALSE
 
 
-def _register_recover(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _register_recover(commands: Subparsers) -> Parsers:
     parser = commands.add_parser(
         "recover", formatter_class=HelpFormatter,
         help="rebuild the index from the blobs (offline)",
         description="Index every blob the backend holds and the index lacks, as if just added\n"
                     "(new rows dated now); blobs already indexed are skipped. Use it after\n"
                     "losing index.lmdb. With a daemon running, use 'axonfs ctl recover'.")
-    store_argument(parser, creates=False)
+    add_options(parser, "recover", "store")
     verify = parser.add_mutually_exclusive_group()
     verify.add_argument("--verify", dest="verify", action="store_true", default=None,
                         help="re-hash every blob before adopting it (the default for local "
                              "blobs; on S3 it downloads every object)")
     verify.add_argument("--no-verify", dest="verify", action="store_false",
                         help="adopt blobs without re-hashing them (the default on S3)")
-    add_backend_arguments(parser)
+    add_options(parser, "recover", "backend")
     parser.set_defaults(func=_run_recover)
+    return {"recover": parser}
 
 
 def _run_recover(args: argparse.Namespace) -> int:
@@ -174,8 +143,10 @@ def _run_recover(args: argparse.Namespace) -> int:
 
     from axonfs.axon import Axon
 
+    chosen = Settings.from_namespace(args)
+
     async def recover(store_dir: Path) -> int:
-        async with Axon.open(store_dir, backend=backend_from_args(args, store_dir)) as axon:
+        async with Axon.open(store_dir, backend=backend_from_settings(chosen, store_dir)) as axon:
             with tqdm(desc="recovering", unit="blob", disable=not sys.stderr.isatty()) as bar:
                 def progress(listed: int, added: int) -> None:
                     bar.update(listed - bar.n)
@@ -184,7 +155,7 @@ def _run_recover(args: argparse.Namespace) -> int:
               f"{report.skipped}, ignored {report.ignored}, corrupt {len(report.corrupt)}")
         return EXIT_OK if not report.corrupt else EXIT_FALSE
 
-    store_dir = existing_store(args)
+    store_dir = existing_store(chosen.store)
     try:
         return trio.run(recover, store_dir)
     except StoreLocked as exc:  # only opening raises it: the daemon can do this very job
@@ -195,18 +166,17 @@ def _run_recover(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from axonfs import log as logsetup
-    from axonfs import settings
 
-    parser = build_parser()
+    commands = _build()
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        settings.apply(parser, arguments)  # the config file's values become the defaults
+        settings.apply(commands, arguments)  # the config file's values become the defaults
     except QuietError as exc:
         print(f"axonfs: {exc}", file=sys.stderr)
         return exc.exitcode
-    args = parser.parse_args(arguments)
-    if getattr(args, "print_config", False):
-        return settings.print_config(parser, args)
+    args = commands[TOP].parse_args(arguments)
+    if args.command in settings.CONFIG_COMMANDS and args.print_config:
+        return settings.print_config(args.command, Settings.from_namespace(args))
     logsetup.setup_logging(args.log_level)
     try:
         return int(args.func(args))

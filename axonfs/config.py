@@ -25,6 +25,9 @@ def control_socket(store: Path) -> Path:
     return store / "run" / "ctl.sock"
 
 
+LOG_NAME = "axonfs.log"
+"""The log of a detached daemon, in its store: ``<store>/axonfs.log``."""
+
 MOUNT_SOCKET_XATTR = "user.axonfs.socket"
 """Extended attribute on a mount's root naming its daemon's control socket."""
 

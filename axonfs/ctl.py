@@ -14,23 +14,28 @@ import csv
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from axonfs.cli import (
+from axonfs.cliutil import (
     EXIT_FAILED,
     EXIT_FALSE,
     EXIT_OK,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     HelpFormatter,
+    Parsers,
     QuietError,
+    Subparsers,
 )
 from axonfs.errors import AxonError, BadArg, NoSuchFile
 from axonfs.hashing import parse_sha256
 from axonfs.units import size_type
+
+if TYPE_CHECKING:
+    from axonfs.client import AxonClient
 
 EPILOG = """\
 finding the daemon (first that applies):
@@ -150,10 +155,10 @@ def iso_ms(tick: int) -> str:
 # -- the calls -----------------------------------------------------------------------
 
 # The CLI runs one task at a time: blocking file I/O in its handlers (noqa ASYNC2xx) is fine.
-Handler = Callable[[Any, argparse.Namespace, Output], Awaitable[int]]
+Handler = Callable[["AxonClient", argparse.Namespace, Output], Awaitable[int]]
 
 
-async def _put(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _put(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     from tqdm import tqdm
 
     names: list[str] = args.files or ["-"]
@@ -185,7 +190,7 @@ def _read_chunks(name: str) -> Iterator[bytes]:
             handle.close()
 
 
-async def _get(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _get(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     offs, size = args.offs, args.size
     if offs is not None or size is not None:
         offs, size = offs or 0, size if size is not None else 1 << 62
@@ -211,7 +216,7 @@ async def _get(axon: Any, args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-async def _get_total(axon: Any, sha256: bytes, offs: int | None, size: int | None
+async def _get_total(axon: AxonClient, sha256: bytes, offs: int | None, size: int | None
                      ) -> int | None:
     """The bytes ``get`` will write (None if the blob is absent: get reports that)."""
     blob_size: int | None = await axon.size(sha256)
@@ -229,7 +234,7 @@ def _byte_bar(total: int | None, desc: str, show: bool) -> Any:
                 disable=not show, desc=desc, leave=False)
 
 
-async def _has(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _has(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     status = EXIT_OK
     for sha256 in args.sha256:
         present = await axon.has(sha256)
@@ -238,7 +243,7 @@ async def _has(axon: Any, args: argparse.Namespace, out: Output) -> int:
     return status
 
 
-async def _size(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _size(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     status = EXIT_OK
     for sha256 in args.sha256:
         size = await axon.size(sha256)
@@ -247,20 +252,20 @@ async def _size(axon: Any, args: argparse.Namespace, out: Output) -> int:
     return status
 
 
-async def _unpack(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _unpack(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     values = await axon.unpack(args.sha256, args.format, args.offs)
     out.emit(values, " ".join(str(jsonable(value)) for value in values))
     return EXIT_OK
 
 
-async def _ping(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _ping(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     info = await axon.ping()
     out.emit(info, "\n".join([f"{info['server']} pid {info['pid']}",
                                *(f"telepath {url}" for url in info.get("telepath", ()))]))
     return EXIT_OK
 
 
-async def _wants(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _wants(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     for batch in _batches(args.sha256 or _stdin_hashes(), WANTS_BATCH):
         for sha256 in await axon.wants(batch):
             out.emit(sha256, sha256.hex())
@@ -276,7 +281,7 @@ def _stdin_hashes() -> Iterator[bytes]:
                 raise QuietError(f"stdin: {exc}", EXIT_USAGE) from None
 
 
-def _batches(items: Any, size: int) -> Iterator[list[bytes]]:
+def _batches(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
     batch: list[bytes] = []
     for item in items:
         batch.append(item)
@@ -287,7 +292,7 @@ def _batches(items: Any, size: int) -> Iterator[list[bytes]]:
         yield batch
 
 
-async def _hashes(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _hashes(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     async for indx, (sha256, size) in axon.hashes(args.offs, wait=args.follow,
                                                    timeout=args.timeout):
         out.emit((indx, (sha256, size)), f"{indx} {sha256.hex()} {size}")
@@ -296,36 +301,36 @@ async def _hashes(axon: Any, args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-async def _history(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _history(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     async for tick, (sha256, size) in axon.history(args.start, args.end):
         out.emit((tick, (sha256, size)), f"{iso_ms(tick)} {sha256.hex()} {size}")
     return EXIT_OK
 
 
-async def _hashset(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _hashset(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     out.emit_mapping(await axon.hashset(args.sha256))
     return EXIT_OK
 
 
-async def _del(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _del(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     results = await axon.dels(args.sha256)
     for sha256, deleted in zip(args.sha256, results, strict=True):
         out.emit(deleted, f"{sha256.hex()} {'deleted' if deleted else 'absent'}")
     return EXIT_OK if all(results) else EXIT_FALSE
 
 
-async def _metrics(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _metrics(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     out.emit_mapping(await axon.metrics())
     return EXIT_OK
 
 
-async def _sync(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _sync(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     count = await axon.sync()
     out.emit(count, f"{count} commits made durable" if count else "everything was durable")
     return EXIT_OK
 
 
-async def _stats(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _stats(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     from axonfs.stats import format_text
 
     snapshot = await axon.stats()
@@ -333,7 +338,7 @@ async def _stats(axon: Any, args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-async def _log_level(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _log_level(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     try:
         result = await axon.log_level(args.level, args.logger or "")
     except BadArg as exc:
@@ -346,9 +351,8 @@ async def _log_level(axon: Any, args: argparse.Namespace, out: Output) -> int:
 def _http_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments wget, wput and postfiles share."""
     ssl_opts: dict[str, Any] = {}
-    for option, key in (("client_cert", "client_cert"), ("client_key", "client_key"),
-                        ("ca_cert", "ca_cert")):
-        path = getattr(args, option)
+    for key, path in (("client_cert", args.client_cert), ("client_key", args.client_key),
+                      ("ca_cert", args.ca_cert)):
         if path is not None:
             ssl_opts[key] = Path(path).read_text()
     proxy: bool | str = args.proxy if args.proxy is not None else not args.no_proxy
@@ -370,7 +374,7 @@ def _http_result(result: dict[str, Any], args: argparse.Namespace, out: Output,
     return EXIT_OK
 
 
-async def _wget(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _wget(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     kwargs = _http_kwargs(args)
     kwargs["method"] = args.method or "GET"
     if args.json_body is not None:
@@ -389,7 +393,7 @@ async def _wget(axon: Any, args: argparse.Namespace, out: Output) -> int:
     return _http_result(result, args, out, text)
 
 
-async def _wget_with_bar(axon: Any, url: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+async def _wget_with_bar(axon: AxonClient, url: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     with _byte_bar(None, "wget", True) as bar:
         async for step in axon.wget_progress(url, **kwargs):
@@ -403,7 +407,7 @@ async def _wget_with_bar(axon: Any, url: str, kwargs: dict[str, Any]) -> dict[st
     return result
 
 
-async def _wput(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _wput(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     kwargs = _http_kwargs(args)
     kwargs["method"] = args.method or "PUT"
     result = await axon.wput(args.sha256, args.url, **kwargs)
@@ -432,7 +436,7 @@ def field_arg(text: str) -> dict[str, Any]:
     return field
 
 
-async def _postfiles(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _postfiles(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     kwargs = _http_kwargs(args)
     kwargs["method"] = args.method or "POST"
     result = await axon.postfiles(args.field, args.url, **kwargs)
@@ -453,17 +457,17 @@ async def _print_rows(rows: AsyncIterator[Any], out: Output,
     return EXIT_OK
 
 
-async def _readlines(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _readlines(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     rows = axon.readlines(args.sha256.hex(), errors=_errors(args))
     return await _print_rows(rows, out, lambda line: line)
 
 
-async def _jsonlines(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _jsonlines(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     return await _print_rows(axon.jsonlines(args.sha256.hex(), errors=_errors(args)), out,
                              lambda item: None)
 
 
-async def _msgpack(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _msgpack(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     return await _print_rows(axon.iterMpkFile(args.sha256.hex()), out, lambda item: None)
 
 
@@ -471,13 +475,13 @@ QUOTING = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_ALL,
            "nonnumeric": csv.QUOTE_NONNUMERIC, "none": csv.QUOTE_NONE}
 
 
-async def _csvrows(axon: Any, args: argparse.Namespace, out: Output) -> int:
-    fmtparams: dict[str, Any] = {}
-    for name in ("delimiter", "quotechar", "escapechar", "lineterminator", "doublequote",
-                 "skipinitialspace", "strict"):
-        value = getattr(args, name)
-        if value is not None:
-            fmtparams[name] = value
+async def _csvrows(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
+    given = {"delimiter": args.delimiter, "quotechar": args.quotechar,
+             "escapechar": args.escapechar, "lineterminator": args.lineterminator,
+             "doublequote": args.doublequote, "skipinitialspace": args.skipinitialspace,
+             "strict": args.strict}
+    fmtparams: dict[str, Any] = {name: value for name, value in given.items()
+                                 if value is not None}
     if args.quoting is not None:
         fmtparams["quoting"] = QUOTING[args.quoting]
     writer: Any = None
@@ -498,7 +502,7 @@ async def _csvrows(axon: Any, args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-async def _recover(axon: Any, args: argparse.Namespace, out: Output) -> int:
+async def _recover(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     from tqdm import tqdm
 
     report: dict[str, Any] = {}
@@ -526,8 +530,9 @@ def run(args: argparse.Namespace) -> int:
 
     if sum(x is not None for x in (args.socket, args.mount, args.store)) > 1:
         raise QuietError("give at most one of --socket, -m and --store", EXIT_USAGE)
-    for name in getattr(args, "files", None) or []:
-        _check_readable(name)
+    if args.handler is _put:
+        for name in args.files:
+            _check_readable(name)
 
     async def main() -> int:
         async with client.connect(args.socket, mount=args.mount, store=args.store) as axon:
@@ -606,7 +611,7 @@ def _errors_option(parser: argparse.ArgumentParser) -> None:
                              "replace, strict (fail), or any Python codec error handler")
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(commands: Subparsers) -> Parsers:
     """Add ``axonfs ctl`` and its calls to the ``axonfs`` command."""
     ctl = commands.add_parser(
         "ctl", formatter_class=HelpFormatter, epilog=EPILOG,
@@ -785,3 +790,4 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verify.add_argument("--no-verify", dest="verify", action="store_false",
                         help="adopt blobs without re-hashing them (default on S3, where "
                              "verifying downloads every object)")
+    return {"ctl": ctl}

@@ -25,7 +25,7 @@ import os
 import socket as stdsocket
 import stat
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +159,8 @@ class ControlServer:
         self.budget: MemoryBudget = request_budget(axon)
         """Shared with every front end of the same Axon."""
         self.owner_uid = os.geteuid()
+        self.telepath_urls: tuple[str, ...] = ()
+        """The daemon's Telepath URLs, which ``ping`` reports (set once they listen)."""
         self._connections = 0
         self._requests = 0
         self._refused = 0
@@ -424,9 +426,9 @@ class _Connection:
     def _function(self, call: str) -> Callable[..., Any]:
         """What answers *call*: the Axon's method, or the server's own (``SERVER_CALLS``)."""
         own = SERVER_CALLS.get(call)
-        if own is not None:
-            return getattr(self, own)  # type: ignore[no-any-return]
-        return getattr(self.axon, call)  # type: ignore[no-any-return]
+        function: Callable[..., Any] = getattr(self, own) if own is not None else getattr(
+            self.axon, call)
+        return function
 
     async def _recover_indices(self, verify: bool | None = None) -> dict[str, Any]:
         return await self._recover_report(verify)
@@ -489,9 +491,9 @@ class _Connection:
 
     async def _ping(self) -> dict[str, Any]:
         return {"server": f"axonfs {__version__}", "version": VERSION, "pid": os.getpid(),
-                "telepath": list(getattr(self.axon, "telepath_urls", ()))}
+                "telepath": list(self.server.telepath_urls)}
 
-    async def _stream(self, rid: int, items: AsyncIterator[Any], batched: bool = False,
+    async def _stream(self, rid: int, items: AsyncGenerator[Any, None], batched: bool = False,
                       raw: bool = False) -> None:
         """Send *items* in batched ``items`` frames; re-raise the generator's error last.
 
@@ -505,8 +507,8 @@ class _Connection:
         if failure:
             raise failure[0]
 
-    async def _send_stream(self, rid: int, items: AsyncIterator[Any], batched: bool, raw: bool,
-                           window: _Window, failure: list[Exception]) -> None:
+    async def _send_stream(self, rid: int, items: AsyncGenerator[Any, None], batched: bool,
+                           raw: bool, window: _Window, failure: list[Exception]) -> None:
         send_channel, receive_channel = trio.open_memory_channel[Any](STREAM_BUFFER)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_produce, items, send_channel, window, failure)
@@ -627,9 +629,9 @@ def _failure_reply(rid: int, call: str, exc: Exception) -> dict[str, Any]:
                                         exception=type(exc).__name__))
 
 
-async def _produce(items: AsyncIterator[Any], channel: trio.MemorySendChannel[Any],
+async def _produce(items: AsyncGenerator[Any, None], channel: trio.MemorySendChannel[Any],
                    window: _Window, failure: list[Exception]) -> None:
-    async with channel, aclosing(items):  # type: ignore[type-var]
+    async with channel, aclosing(items):
         try:
             async for item in items:
                 if isinstance(item, bytes) and len(item) > WIRE_PIECE:

@@ -45,7 +45,7 @@ from axonfs import systemd
 from axonfs.axon import Axon
 from axonfs.backends.base import BlobBackend
 from axonfs.config import WGET_MAX_BYTES, FetchOptions, control_socket
-from axonfs.ctlserver import serve_control
+from axonfs.ctlserver import ControlServer, serve_control
 from axonfs.errors import MountFailed
 from axonfs.fsutil import raise_descriptor_limit
 from axonfs.incoming import RETENTION_DEFAULT, Incoming
@@ -109,6 +109,7 @@ class Daemon:
         self.axon = axon
         self.socket_path = control_socket(config.store)
         self.ops: Operations | None = None
+        self.control: ControlServer | None = None
         self.incoming: Incoming | None = None
         self.stats = Stats(axon, store=config.store)
         self._mounted = False
@@ -143,9 +144,9 @@ class Daemon:
         self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # We hold the store lock, so a socket file left here is a dead daemon's.
         self.socket_path.unlink(missing_ok=True)
-        await nursery.start(functools.partial(serve_control, ctl_group=self.config.ctl_group,
-                                              stats=self.stats),
-                            self.axon, self.socket_path)
+        self.control = await nursery.start(functools.partial(
+            serve_control, ctl_group=self.config.ctl_group, stats=self.stats),
+            self.axon, self.socket_path)
 
     async def _start_telepath(self, nursery: trio.Nursery) -> None:
         from axonfs.telepath.server import serve_telepath
@@ -153,7 +154,8 @@ class Daemon:
         urls = await nursery.start(functools.partial(
             serve_telepath, ctl_group=self.config.ctl_group), self.axon, self.config.store,
             self.config.telepath)
-        self.axon.telepath_urls = urls  # type: ignore[attr-defined]  # for the ctl ping
+        assert self.control is not None
+        self.control.telepath_urls = tuple(urls)
 
     async def _start_metrics(self, nursery: trio.Nursery) -> None:
         if self.config.metrics_listen is not None:

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import errno as errno_codes
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 
 class AxonError(Exception):
     """Base of every error axonfs raises deliberately."""
 
-    errno: ClassVar[int] = errno_codes.EIO
+    errno: int = errno_codes.EIO
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)
@@ -90,7 +90,7 @@ class StoreUnavailable(AxonError):
 
     def __init__(self, message: str, errno: int = errno_codes.EIO, **fields: Any) -> None:
         super().__init__(message, **fields)
-        self.errno = errno  # type: ignore[misc]  # per instance: the cause varies
+        self.errno = errno  # per instance: the cause varies
 
 
 def store_unavailable(store: Path, exc: OSError, doing: str) -> StoreUnavailable:

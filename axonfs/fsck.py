@@ -141,6 +141,8 @@ def fsck(store: Store, *, repair: bool = False, quick: bool = False,
          show_progress: bool = False) -> FsckReport:
     """Check (and with *repair*, fix) the open *store*."""
     report = FsckReport()
+    lists = {"missing": report.missing, "wrong_size": report.wrong_size,
+             "corrupt": report.corrupt}
     rows = _all_rows(store)
     total_bytes = sum(row.size for row in rows)
     with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="checking blobs",
@@ -148,7 +150,7 @@ def fsck(store: Store, *, repair: bool = False, quick: bool = False,
         for row in rows:
             problem = _check_blob(store, row, quick)
             if problem is not None:
-                getattr(report, problem).append(row.sha256.hex())
+                lists[problem].append(row.sha256.hex())
             report.checked += 1
             bar.update(row.size)
     indexed = {row.sha256 for row in rows}
@@ -227,12 +229,11 @@ def _repair(store: Store, report: FsckReport) -> Repairs:
 
 def _quarantine(store: Store, sha256: Sha256, quarantine: Path) -> bool:
     """Move a bad blob file aside (True; local backend) or delete it (False; others)."""
-    path_of = getattr(store.backend, "path_of", None)
-    if path_of is None:
+    source = store.backend.path_of(sha256)
+    if source is None:
         store.backend.delete(sha256)
         return False
     quarantine.mkdir(exist_ok=True)
-    source = path_of(sha256)
     if source.exists():
         os.replace(source, quarantine / sha256.hex())
     return True

@@ -18,9 +18,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
+
+if TYPE_CHECKING:
+    from axonfs.stats import Stats
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-async def serve_metrics(stats: Any, host: str, port: int, *,
+async def serve_metrics(stats: Stats, host: str, port: int, *,
                         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve ``/metrics`` on *host*:*port* until cancelled.
 
@@ -74,7 +77,7 @@ async def serve_metrics(stats: Any, host: str, port: int, *,
         task_status.started(bound)
 
 
-async def _respond(stream: trio.SocketStream, stats: Any) -> None:
+async def _respond(stream: trio.SocketStream, stats: Stats) -> None:
     async with stream:
         try:
             with trio.move_on_after(REQUEST_TIMEOUT) as scope:
@@ -102,7 +105,7 @@ async def _read_head(stream: trio.SocketStream) -> bytes | None:
     return data
 
 
-async def _answer(head: bytes | None, stats: Any) -> tuple[str, bytes]:
+async def _answer(head: bytes | None, stats: Stats) -> tuple[str, bytes]:
     if head is None:
         return "431 Request Header Fields Too Large", b"request head too large\n"
     method, _, rest = head.partition(b" ")

@@ -31,74 +31,52 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
-from axonfs import mountopts
-from axonfs.backends import add_backend_arguments, backend_from_args
-from axonfs.cli import (
+from axonfs.cliutil import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     HelpFormatter,
+    Parsers,
     QuietError,
+    Subparsers,
     resolve_store,
     store_argument,
 )
+from axonfs.config import LOG_NAME
 from axonfs.errors import store_unavailable
 from axonfs.mountinfo import find_mount
+from axonfs.options import Settings, add_options, backend_from_settings
 from axonfs.store.lock import LOCK_NAME
-from axonfs.telepath.config import add_arguments as telepath_arguments
-from axonfs.units import size_type
+
+if TYPE_CHECKING:
+    from axonfs.daemon import DaemonConfig
+    from axonfs.telepath.config import TelepathConfig
 
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT = 120.0
 """Seconds ``axonfs mount`` waits for the detached daemon to become ready."""
 PID_XATTR = "user.axonfs.pid"
-LOG_NAME = "axonfs.log"
 _READY, _ERROR = b"READY", b"ERROR "
+T = TypeVar("T")
 
-def register(commands: Any) -> None:
+
+def register(commands: Subparsers) -> Parsers:
     """Add ``mount``, ``umount``, ``serve`` and ``stop`` to the ``axonfs`` command."""
-    _register_mount(commands)
-    _register_umount(commands)
-    _register_serve(commands)
-    _register_stop(commands)
+    return {"mount": _register_mount(commands), "umount": _register_umount(commands),
+            "serve": _register_serve(commands), "stop": _register_stop(commands)}
 
 
 # -- command line ----------------------------------------------------------------
 
 
-def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
-    store_argument(parser)
-    parser.add_argument("--foreground", action="store_true",
-                        help="run the daemon in this process (for systemd Type=notify) "
-                             "instead of returning once it is ready")
-    parser.add_argument("--log", type=Path, metavar="FILE",
-                        help=f"log to FILE (default without --foreground: <store>/{LOG_NAME})")
-    parser.add_argument("--ctl-group", metavar="GROUP",
-                        help="also let members of GROUP use the control socket")
-    parser.add_argument("--http-proxy", metavar="URL", help="proxy for 'axonfs ctl wget'")
-    parser.add_argument("--wget-max-bytes", type=size_type, metavar="BYTES", default=None,
-                        help="largest download 'wget' stores; a longer body is cut off "
-                             "and refused (default 4 GiB; 0: no cap)")
-    parser.add_argument("--max-bytes", type=size_type, metavar="BYTES",
-                        help="refuse a new blob that would take the store past BYTES "
-                             "(e.g. 1G); df on the mount then shows BYTES as its size")
-    parser.add_argument("--max-count", type=int, metavar="N",
-                        help="refuse new blobs once the store holds N blobs")
-    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
-                        help="serve Prometheus metrics on http://HOST:PORT/metrics "
-                             "(loopback only, e.g. 127.0.0.1:9567)")
-    parser.add_argument("--metrics-allow-remote", action="store_true",
-                        help="allow --metrics-listen on a non-loopback address (the endpoint "
-                             "has no authentication)")
-    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
-    telepath_arguments(parser)
-    add_backend_arguments(parser)
+def _daemon_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    add_options(parser, command, "store", "daemon", "backend")
 
 
-def _register_mount(commands: Any) -> None:
+def _register_mount(commands: Subparsers) -> argparse.ArgumentParser:
     parser = commands.add_parser(
         "mount", formatter_class=HelpFormatter, help="mount the store as a filesystem",
         description="Mount the store on MOUNTPOINT: /by-sha256/<hex> (read-only blobs),\n"
@@ -108,32 +86,13 @@ def _register_mount(commands: Any) -> None:
         epilog="exit status: 0 mounted, 2 usage, 3 store unusable (cannot be created, "
                "read-only, not writable) or in use by another process, 4 failed (e.g. "
                "/dev/fuse cannot be opened)")
-    _daemon_arguments(parser)
-    parser.add_argument("--allow-other", action="store_true",
-                        help="let other users see the mount (needs user_allow_other "
-                             "in /etc/fuse.conf unless root)")
-    parser.add_argument("--read-only", action="store_true",
-                        help="mount read-only: /incoming refuses new files, nothing can be "
-                             "deleted (the control socket still stores blobs)")
-    parser.add_argument("--nonempty", action="store_true",
-                        help="mount over a directory that is not empty (hiding its files)")
-    mountopts.add_argument(parser)
-    parser.add_argument("--allow-delete", action="store_true",
-                        help="let 'rm /MOUNTPOINT/by-sha256/<hex>' delete the blob")
-    parser.add_argument("--incoming-retention", type=float, default=None, metavar="SECONDS",
-                        help="how long a committed file stays listed in /incoming "
-                             "(default 3600; 0: removed at once)")
-    parser.add_argument("--no-readahead", action="store_true",
-                        help="keep the kernel's default read-ahead (128 KiB)")
-    parser.add_argument("--stop-timeout", type=float, default=None, metavar="SECONDS",
-                        help="on SIGTERM/SIGINT, wait up to SECONDS for files being written "
-                             "to /incoming to be closed before unmounting (default 60)")
-    parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT", nargs="?",
-                        help="where to mount (or 'mountpoint' in the --config file)")
-    parser.set_defaults(func=_run_mount)
+    _daemon_arguments(parser, "mount")
+    add_options(parser, "mount", "mount")
+    parser.set_defaults(func=_run_mount, kernel_flags=[])  # -o adds the kernel's flags
+    return parser
 
 
-def _register_umount(commands: Any) -> None:
+def _register_umount(commands: Subparsers) -> argparse.ArgumentParser:
     parser = commands.add_parser(
         "umount", formatter_class=HelpFormatter, help="unmount and wait for the daemon",
         description="Unmount MOUNTPOINT and return once its daemon has finished every\n"
@@ -143,20 +102,22 @@ def _register_umount(commands: Any) -> None:
                "(e.g. files still open)")
     parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
     parser.set_defaults(func=_run_umount)
+    return parser
 
 
-def _register_serve(commands: Any) -> None:
+def _register_serve(commands: Subparsers) -> argparse.ArgumentParser:
     parser = commands.add_parser(
         "serve", formatter_class=HelpFormatter, help="run the daemon without a mount",
         description="Open the store and serve its control socket only (no FUSE).\n"
                     "Returns once the socket is ready; stop it with 'axonfs stop' (or SIGTERM).",
         epilog="exit status: 0 ready, 3 store unusable (cannot be created, read-only, not "
                "writable) or in use by another process, 4 failed")
-    _daemon_arguments(parser)
+    _daemon_arguments(parser, "serve")
     parser.set_defaults(func=_run_serve)
+    return parser
 
 
-def _register_stop(commands: Any) -> None:
+def _register_stop(commands: Subparsers) -> argparse.ArgumentParser:
     parser = commands.add_parser(
         "stop", formatter_class=HelpFormatter, help="stop the daemon that has the store open",
         description="Stop the daemon (of 'axonfs serve' or 'axonfs mount') that holds the\n"
@@ -167,26 +128,30 @@ def _register_stop(commands: Any) -> None:
     parser.add_argument("--timeout", type=float, metavar="S", default=None,
                         help="give up waiting after S seconds (the daemon goes on stopping)")
     parser.set_defaults(func=_run_stop)
+    return parser
 
 
 # -- mount and serve ---------------------------------------------------------------
 
 
 def _run_mount(args: argparse.Namespace) -> int:
-    if args.mountpoint is None:
+    settings = Settings.from_namespace(args)
+    if settings.mountpoint is None:
         raise QuietError("no MOUNTPOINT: give one, or set 'mountpoint' in the --config file",
                          EXIT_USAGE)
-    mountpoint = _absolute(args.mountpoint)
-    _prepare_mountpoint(mountpoint, announce=not args.ready_fd, nonempty=args.nonempty)
-    if not args.foreground:
-        return _start_detached(args)
-    return _run_foreground(args, mountpoint)
+    mountpoint = _absolute(settings.mountpoint)
+    _prepare_mountpoint(mountpoint, announce=not settings.ready_fd,
+                        nonempty=settings.nonempty)
+    if not settings.foreground:
+        return _start_detached(args.command, settings)
+    return _run_foreground(settings, mountpoint)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    if not args.foreground:
-        return _start_detached(args)
-    return _run_foreground(args, None)
+    settings = Settings.from_namespace(args)
+    if not settings.foreground:
+        return _start_detached(args.command, settings)
+    return _run_foreground(settings, None)
 
 
 def _prepare_mountpoint(mountpoint: Path, *, announce: bool, nonempty: bool = False) -> None:
@@ -240,16 +205,16 @@ def probe_mount(mountpoint: Path) -> str:
     return "alive"
 
 
-def _run_foreground(args: argparse.Namespace, mountpoint: Path | None) -> int:
+def _run_foreground(settings: Settings, mountpoint: Path | None) -> int:
     import trio
 
     from axonfs import daemon
 
-    if args.log is not None:
-        _log_to_file(args.log)
-    reporter = _ReadyReporter(args.ready_fd)
+    if settings.log is not None:
+        _log_to_file(settings.log)
+    reporter = _ReadyReporter(settings.ready_fd)
     try:
-        config = _daemon_config(args, mountpoint)
+        config = _daemon_config(settings, mountpoint)
         trio.run(daemon.run, config, reporter.ready)
     except BaseException as exc:
         cause = _sole_cause(exc)
@@ -267,53 +232,58 @@ def _sole_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def _daemon_config(args: argparse.Namespace, mountpoint: Path | None) -> Any:
+def _daemon_config(settings: Settings, mountpoint: Path | None) -> DaemonConfig:
     from axonfs.config import WGET_MAX_BYTES
-    from axonfs.daemon import STOP_TIMEOUT, DaemonConfig
+    from axonfs.daemon import READAHEAD_KB, STOP_TIMEOUT, DaemonConfig
     from axonfs.incoming import RETENTION_DEFAULT
     from axonfs.store.store import Limits
 
-    store = resolve_store(args)
-    retention = getattr(args, "incoming_retention", None)
+    store = resolve_store(settings.store)
     return DaemonConfig(
         store=store,
         mountpoint=mountpoint,
-        allow_other=getattr(args, "allow_other", False),
-        read_only=getattr(args, "read_only", False),
-        kernel_flags=frozenset(getattr(args, "kernel_flags", ())),
-        allow_delete=getattr(args, "allow_delete", False),
-        incoming_retention=RETENTION_DEFAULT if retention is None else retention,
-        limits=Limits(max_bytes=args.max_bytes, max_count=args.max_count),
-        backend=backend_from_args(args, store),
-        ctl_group=_group_id(args.ctl_group),
-        http_proxy=args.http_proxy,
-        wget_max_bytes=(WGET_MAX_BYTES if getattr(args, "wget_max_bytes", None) is None
-                        else args.wget_max_bytes),
-        readahead_kb=0 if getattr(args, "no_readahead", False) else 1024,
-        metrics_listen=_metrics_address(args),
-        sync_interval=getattr(args, "s3_sync_interval", None),
-        telepath=_telepath_config(args),
-        stop_timeout=(STOP_TIMEOUT if getattr(args, "stop_timeout", None) is None
-                      else args.stop_timeout),
+        allow_other=settings.allow_other,
+        read_only=settings.read_only,
+        kernel_flags=frozenset(settings.kernel_flags),
+        allow_delete=settings.allow_delete,
+        incoming_retention=_or(settings.incoming_retention, RETENTION_DEFAULT),
+        limits=Limits(max_bytes=settings.max_bytes, max_count=settings.max_count),
+        backend=backend_from_settings(settings, store),
+        ctl_group=_group_id(settings.ctl_group),
+        http_proxy=settings.http_proxy,
+        wget_max_bytes=_or(settings.wget_max_bytes, WGET_MAX_BYTES),
+        readahead_kb=0 if settings.no_readahead else READAHEAD_KB,
+        metrics_listen=_metrics_address(settings),
+        sync_interval=settings.s3_sync_interval,
+        telepath=_telepath_config(settings),
+        stop_timeout=_or(settings.stop_timeout, STOP_TIMEOUT),
     )
 
 
-def _telepath_config(args: argparse.Namespace) -> Any:
-    from axonfs.telepath.config import from_args
+def _or(value: T | None, default: T) -> T:
+    """*value*, or *default* where the option was not given."""
+    return default if value is None else value
+
+
+def _telepath_config(settings: Settings) -> TelepathConfig:
+    from axonfs.telepath.config import from_options
 
     try:
-        return from_args(args)
+        return from_options(settings.telepath_listen or (),
+                            allow_remote=settings.telepath_allow_remote,
+                            tls_cert=settings.tls_cert, tls_key=settings.tls_key)
     except ValueError as exc:
         raise QuietError(f"--telepath-listen: {exc}", EXIT_USAGE) from None
 
 
-def _metrics_address(args: argparse.Namespace) -> tuple[str, int] | None:
+def _metrics_address(settings: Settings) -> tuple[str, int] | None:
     from axonfs.metrics_http import parse_listen
 
-    if not args.metrics_listen:
+    if not settings.metrics_listen:
         return None
     try:
-        return parse_listen(args.metrics_listen, allow_remote=args.metrics_allow_remote)
+        return parse_listen(settings.metrics_listen,
+                            allow_remote=settings.metrics_allow_remote)
     except ValueError as exc:
         raise QuietError(f"--metrics-listen: {exc}", EXIT_USAGE) from None
 
@@ -364,26 +334,26 @@ class _ReadyReporter:
             os.close(fd)
 
 
-def _start_detached(args: argparse.Namespace) -> int:
+def _start_detached(command: str, settings: Settings) -> int:
     """Start the foreground daemon as a detached child; wait until it is ready."""
     argv = sys.argv[1:]
-    if args.command not in argv:
+    if command not in argv:
         raise QuietError("cannot restart this command line as a daemon; use --foreground",
                          EXIT_USAGE)
     # Options the daemon would refuse are refused here, before the store is created.
-    _metrics_address(args)
-    _telepath_config(args)
-    _group_id(args.ctl_group)
-    store = resolve_store(args)
+    _metrics_address(settings)
+    _telepath_config(settings)
+    _group_id(settings.ctl_group)
+    store = resolve_store(settings.store)
     try:
         store.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise store_unavailable(store, exc, "create") from None
-    log_path = (args.log or store / LOG_NAME).expanduser().absolute()
+    log_path = (settings.log or store / LOG_NAME).expanduser().absolute()
     try:
         log_file = open(log_path, "ab")  # noqa: SIM115 - closed below, once passed on
     except OSError as exc:
-        if args.log is None:  # the store's own log: the store is not writable
+        if settings.log is None:  # the store's own log: the store is not writable
             raise store_unavailable(store, exc, "write to") from None
         raise QuietError(f"cannot write the log {log_path}: {exc.strerror}",
                          EXIT_USAGE) from None
@@ -465,7 +435,7 @@ def _run_umount(args: argparse.Namespace) -> int:
 
 
 def _run_stop(args: argparse.Namespace) -> int:
-    store = resolve_store(args)
+    store = resolve_store(args.store)
     try:
         pidfd = _store_daemon_pidfd(store)
     except PermissionError as exc:

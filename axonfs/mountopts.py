@@ -77,17 +77,6 @@ class MountOptionsAction(argparse.Action):
                 parser.error(f"-o {name}: {exc}")
 
 
-def add_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``-o OPTIONS`` (and the list of kernel flags it collects) to *parser*."""
-    parser.add_argument(
-        "-o", metavar="OPTIONS", action=MountOptionsAction, default=None,
-        help="mount options, comma-separated, as FUSE tools take them: ro, allow_other, "
-             "default_permissions, nonempty, kernel flags (nosuid, nodev, noexec, noatime...), "
-             "axonfs's own options as key=value (max-bytes=1G, allow-delete...); "
-             "mount(8)'s (rw, noauto, nofail, _netdev, x-*...) are ignored")
-    parser.set_defaults(kernel_flags=[])
-
-
 def apply_option(parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  name: str, value: str | None) -> None:
     """Apply one ``-o`` option to *namespace*.

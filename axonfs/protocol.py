@@ -232,7 +232,7 @@ class FrameDecoder:
                 message = decode_body(body, cost)
         except AxonError:
             if cost is not None:
-                self._budget.release(cost.taken)  # type: ignore[union-attr]
+                cost.budget.release(cost.taken)
             raise
         del self._buffer[:end]
         self._handed = self._charged + (cost.taken if cost is not None else 0)

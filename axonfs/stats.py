@@ -3,7 +3,7 @@
 :class:`Stats` gathers what an operator watches: uptime, FUSE requests and
 their latencies, bytes read and written through the mount, commits, dedup
 hits, the backend's counters (S3 requests, errors, cache hits and misses, when
-the backend has a ``stats()`` method), open handles, spool usage, the
+the backend keeps them), open handles, spool usage, the
 control socket's connections, and on a shared bucket this host's published
 and queued changes and how far behind it is on the other hosts'.
 :meth:`Stats.snapshot` returns one plain dict (msgpack- and JSON-ready) that
@@ -37,11 +37,17 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from axonfs import __version__
+
+if TYPE_CHECKING:
+    from axonfs.axon import Axon
+    from axonfs.ctlserver import ControlServer
+    from axonfs.hostsync import HostSync
+    from axonfs.ops import Operations
 
 BUCKETS = 48
 """Latency buckets: up to 2**47 ns (39 hours); longer requests land in the last."""
@@ -143,7 +149,7 @@ class FuseStats:
 Handler = Callable[..., Coroutine[Any, Any, Any]]
 
 
-def instrument(operations: Any, fuse: FuseStats) -> Any:
+def instrument(operations: Operations, fuse: FuseStats) -> Operations:
     """Time every async request handler of *operations*; return *operations*.
 
     Wraps the bound methods on the instance (pyfuse3 looks handlers up on the
@@ -228,19 +234,19 @@ class Stats:
     listener, and attaches the mount's ``Operations`` once it exists.
     """
 
-    def __init__(self, axon: Any, *, store: Path | None = None) -> None:
+    def __init__(self, axon: Axon, *, store: Path | None = None) -> None:
         self.axon = axon
         self.store = store
         self.fuse: FuseStats | None = None
-        self.operations: Any = None
-        self.control: Any = None
+        self.operations: Operations | None = None
+        self.control: ControlServer | None = None
         """The :class:`~axonfs.ctlserver.ControlServer`, once listening."""
-        self.hosts: Any = None
+        self.hosts: HostSync | None = None
         """The :class:`~axonfs.hostsync.HostSync` of a daemon on a shared bucket."""
         self.started_ns = time.monotonic_ns()
         self.started_at = time.time()
 
-    def attach_operations(self, operations: Any) -> Any:
+    def attach_operations(self, operations: Operations) -> Operations:
         """Instrument the mount's request handlers; return *operations*."""
         self.fuse = FuseStats()
         self.operations = operations
@@ -248,37 +254,26 @@ class Stats:
 
     async def snapshot(self) -> dict[str, Any]:
         """Every counter now, as one plain dict (see the module docstring)."""
-        spool_dir = getattr(getattr(self.axon, "store", None), "tmp", None)
-        files, size = (await trio.to_thread.run_sync(spool_usage, spool_dir)
-                       if spool_dir is not None else (0, 0))
+        files, size = await trio.to_thread.run_sync(spool_usage, self.axon.spool_dir)
         metrics = await self.axon.metrics()
+        counters = self.axon.statistics()
         return {
             "version": __version__,
             "pid": os.getpid(),
             "started_at": self.started_at,
             "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9,
-            "store": {"path": str(self.store if self.store is not None
-                                  else getattr(self.axon.store, "root", "")),
+            "store": {"path": str(self.store if self.store is not None else self.axon.root),
                       "blobs": metrics.get("file:count", 0),
                       "bytes": metrics.get("size:bytes", 0)},
-            "commits": self._commits(),
-            "dedup_hits": getattr(self.axon, "dedup_hits", 0),
+            "commits": {"batches": counters.commit_batches, "ops": counters.commit_ops},
+            "dedup_hits": counters.dedup_hits,
             "spool": {"files": files, "bytes": size},
-            "journal": {"blobs": self._journaled()},
+            "journal": {"blobs": counters.journaled},
             "fuse": self._fuse(),
             "backend": self._backend(),
             "control": self._control(),
             "hosts": self._hosts(),
         }
-
-    def _journaled(self) -> int:
-        """Small blobs committed whose files are not written yet (see axonfs.store.store)."""
-        store = getattr(self.axon, "store", None)
-        return store.journaled() if store is not None and hasattr(store, "journaled") else 0
-
-    def _commits(self) -> dict[str, int]:
-        committer = getattr(self.axon, "_committer", None)
-        return {"batches": getattr(committer, "batches", 0), "ops": getattr(committer, "ops", 0)}
 
     def _fuse(self) -> dict[str, Any] | None:
         if self.fuse is None:
@@ -293,15 +288,11 @@ class Stats:
                         if op.count}}
 
     def _backend(self) -> dict[str, Any]:
-        backend = getattr(self.axon, "backend", None)
-        found: dict[str, Any] = {"name": getattr(backend, "name", type(backend).__name__)}
-        stats = getattr(backend, "stats", None)
-        if callable(stats):
-            value = stats()
-            if dataclasses.is_dataclass(value) and not isinstance(value, type):
-                value = dataclasses.asdict(value)
-            if isinstance(value, dict):
-                found.update(value)
+        backend = self.axon.backend
+        found: dict[str, Any] = {"name": backend.name}
+        counters = backend.stats()
+        if dataclasses.is_dataclass(counters) and not isinstance(counters, type):
+            found.update(dataclasses.asdict(counters))
         return found
 
     def _hosts(self) -> dict[str, Any] | None:

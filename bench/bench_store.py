@@ -301,14 +301,14 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
                 for data in it:
                     await axon.put(data)
 
-            batches0 = axon._committer.batches
+            batches0 = axon.statistics().commit_batches
             await axon.spill_journal()
             t0 = time.perf_counter()
             async with trio.open_nursery() as nursery:
                 for _ in range(args.concurrency):
                     nursery.start_soon(worker)
             res["put_concurrent_files_per_s"] = n / (time.perf_counter() - t0)
-            res["put_concurrent_commits"] = axon._committer.batches - batches0
+            res["put_concurrent_commits"] = axon.statistics().commit_batches - batches0
 
             log(f"[run {run_no}] puts() x {n} in batches of {args.batch}")
             await axon.spill_journal()

@@ -85,6 +85,10 @@ class BlobBackend(abc.ABC):
     """True if reads hit a local disk (page cache): small ones may then run
     inline on the trio thread, and recover verifies blobs by default."""
 
+    max_connections: int = 16
+    """Calls worth having in flight at once when reads are not local (a remote
+    backend's connection pool): the width of the Axon's limiter of backend calls."""
+
     deferred_sync: bool = False
     """True if :meth:`put_file` can skip syncing (``sync=False``) and
     :meth:`sync_blobs` make such blobs durable later, in a batch. The store
@@ -153,4 +157,12 @@ class BlobBackend(abc.ABC):
 
     def usage(self) -> tuple[int, int] | None:
         """Return (total bytes, free bytes) of the medium, if it has a size."""
+        return None
+
+    def path_of(self, sha256: Sha256) -> Path | None:
+        """The file that holds a blob, where blobs are local files (None otherwise)."""
+        return None
+
+    def stats(self) -> object | None:
+        """The backend's request counters, as a dataclass (None: it keeps none)."""
         return None

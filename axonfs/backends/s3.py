@@ -192,6 +192,7 @@ class S3Backend(BlobBackend):
     def __init__(self, config: S3Config, cache_dir: Path) -> None:
         """Build the client; no request is sent until the first call."""
         self.config = config
+        self.max_connections = config.max_connections
         self.prefix = config.prefix
         self.ignored = 0
         session = boto3.session.Session(region_name=config.region)

@@ -19,13 +19,17 @@ import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from contextlib import aclosing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from axonfs.backends.base import BlobReader
 from axonfs.errors import BadArg, BadDataValu, BadJsonText
+from axonfs.hashing import Sha256
 from axonfs.parsers.runner import BlobRaw, open_text, parse_limiter, stream_rows
+
+if TYPE_CHECKING:
+    from axonfs.axon import Axon
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ MAX_LINE = 64 << 20
 MSGPACK_MAX_BUFFER = 100 << 20
 
 
-async def _stream(axon: Any, factory: Callable[[], Rows]
+async def _stream(axon: Axon, factory: Callable[[], Rows]
                   ) -> AsyncGenerator[Any, None]:
     """Rows of *factory* from worker threads; closes the stream however it ends."""
     async with aclosing(stream_rows(parse_limiter(axon), factory)) as rows:
@@ -66,10 +70,9 @@ def _check_errors(errors: Any) -> None:
         raise BadArg(f"Unknown encoding error handler: {errors!r}", errors=repr(errors)) from None
 
 
-def _open(axon: Any, sha256: bytes) -> BlobReader:
+def _open(axon: Axon, sha256: bytes) -> BlobReader:
     """Open the blob (in the worker thread; the caller checked it exists)."""
-    reader: BlobReader = axon.open_blob(sha256)
-    return reader
+    return axon.open_blob(Sha256(sha256))
 
 
 def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
@@ -87,14 +90,14 @@ def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
         yield line
 
 
-def _lines(axon: Any, sha256: bytes, errors: str | None) -> Rows:
+def _lines(axon: Axon, sha256: bytes, errors: str | None) -> Rows:
     with open_text(_open(axon, sha256), errors) as text:
         for line in _bounded_lines(text):
             line = line.rstrip("\n")
             yield line, len(line) + 16
 
 
-async def readlines(axon: Any, sha256: str, errors: str | None = "ignore"
+async def readlines(axon: Axon, sha256: str, errors: str | None = "ignore"
                     ) -> AsyncGenerator[str, None]:
     """Yield the lines of a text blob without their newline (``\\r\\n`` counts as one)."""
     sha = _sha_from_hex(sha256)
@@ -105,7 +108,7 @@ async def readlines(axon: Any, sha256: str, errors: str | None = "ignore"
             yield line
 
 
-def _json_objects(axon: Any, sha256: bytes, hexsha: str,
+def _json_objects(axon: Axon, sha256: bytes, hexsha: str,
                   errors: str | None) -> Rows:
     for line, cost in _lines(axon, sha256, errors):
         line = line.strip()
@@ -123,7 +126,7 @@ def _json_objects(axon: Any, sha256: bytes, hexsha: str,
                 sha256=hexsha) from None
 
 
-async def jsonlines(axon: Any, sha256: str, errors: str | None = "ignore"
+async def jsonlines(axon: Axon, sha256: str, errors: str | None = "ignore"
                     ) -> AsyncGenerator[Any, None]:
     """Yield the JSON value of each non-blank line; a bad line is BadJsonText."""
     sha = _sha_from_hex(sha256)
@@ -135,7 +138,7 @@ async def jsonlines(axon: Any, sha256: str, errors: str | None = "ignore"
             yield item
 
 
-def _csv_rows(axon: Any, sha256: bytes, dialect: str, errors: str | None,
+def _csv_rows(axon: Axon, sha256: bytes, dialect: str, errors: str | None,
               fmtparams: dict[str, Any]) -> Rows:
     with open_text(_open(axon, sha256), errors) as text:
         try:
@@ -154,7 +157,7 @@ def _csv_rows(axon: Any, sha256: bytes, dialect: str, errors: str | None,
             raise BadDataValu(f"Unicode decode error: {exc}") from None
 
 
-async def csvrows(axon: Any, sha256: bytes, dialect: str = "excel",
+async def csvrows(axon: Axon, sha256: bytes, dialect: str = "excel",
                   errors: str | None = "ignore", **fmtparams: Any
                   ) -> AsyncGenerator[tuple[str, ...], None]:
     """Yield the rows of a CSV blob as tuples (``csv.reader`` dialect and fmtparams)."""
@@ -170,7 +173,7 @@ async def csvrows(axon: Any, sha256: bytes, dialect: str = "excel",
             yield row
 
 
-def _msgpack_items(axon: Any, sha256: bytes) -> Rows:
+def _msgpack_items(axon: Axon, sha256: bytes) -> Rows:
     with BlobRaw(_open(axon, sha256)) as raw:
         unpacker = msgpack.Unpacker(raw, use_list=False, raw=False, strict_map_key=False,
                                     max_buffer_size=MSGPACK_MAX_BUFFER, read_size=1 << 20)
@@ -181,7 +184,7 @@ def _msgpack_items(axon: Any, sha256: bytes) -> Rows:
             raise BadDataValu(f"msgpack error: {type(exc).__name__}: {exc}") from None
 
 
-async def iter_msgpack(axon: Any, sha256: str) -> AsyncGenerator[Any, None]:
+async def iter_msgpack(axon: Axon, sha256: str) -> AsyncGenerator[Any, None]:
     """Yield the items of a msgpack blob (arrays as tuples; a trailing partial item is
     ignored, as the reference does)."""
     sha = _sha_from_hex(sha256)

@@ -32,10 +32,10 @@ READ_BUFFER = 1 << 20
 PARSE_THREADS = 4
 """Parser batches running at once, per Axon."""
 
-_limiters: weakref.WeakKeyDictionary[Any, trio.CapacityLimiter] = weakref.WeakKeyDictionary()
+_limiters: weakref.WeakKeyDictionary[object, trio.CapacityLimiter] = weakref.WeakKeyDictionary()
 
 
-def parse_limiter(owner: Any) -> trio.CapacityLimiter:
+def parse_limiter(owner: object) -> trio.CapacityLimiter:
     """The parse-thread limiter of *owner* (an Axon), made on first use."""
     limiter = _limiters.get(owner)
     if limiter is None:

@@ -11,20 +11,21 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
 
-from axonfs.cli import (
+from axonfs.cliutil import (
     EXIT_FALSE,
     EXIT_OK,
     EXIT_USAGE,
     HelpFormatter,
+    Parsers,
     QuietError,
+    Subparsers,
     resolve_store,
     store_argument,
 )
 
 
-def register(commands: Any) -> None:
+def register(commands: Subparsers) -> Parsers:
     """Add ``passwd`` to the ``axonfs`` command."""
     parser = commands.add_parser(
         "passwd", formatter_class=HelpFormatter,
@@ -39,12 +40,13 @@ def register(commands: Any) -> None:
     parser.add_argument("--delete", action="store_true", help="remove user NAME instead")
     parser.add_argument("name", metavar="NAME")
     parser.set_defaults(func=run)
+    return {"passwd": parser}
 
 
 def run(args: argparse.Namespace) -> int:
     from axonfs.telepath import users
 
-    store = resolve_store(args)
+    store = resolve_store(args.store)
     try:
         users.validate_name(args.name)
     except ValueError as exc:

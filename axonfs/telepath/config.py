@@ -1,4 +1,4 @@
-"""The Telepath options of ``axonfs mount``/``serve`` and what they parse into.
+"""What the Telepath options of ``axonfs mount``/``serve`` parse into.
 
 ``--telepath-listen tcp://HOST:PORT`` or ``ssl://HOST:PORT`` (repeatable)
 adds a network listener; ``ssl://`` needs ``--tls-cert`` (and ``--tls-key``
@@ -9,9 +9,9 @@ socket needs no option: every daemon serves it.
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,30 +35,17 @@ class TelepathConfig:
     tls_key: Path | None = None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the Telepath options to a daemon command's parser."""
-    parser.add_argument("--telepath-listen", action="append", metavar="URL",
-                        help="also serve Telepath on tcp://HOST:PORT or ssl://HOST:PORT "
-                             "(repeatable; loopback only; users: 'axonfs passwd')")
-    parser.add_argument("--telepath-allow-remote", action="store_true",
-                        help="allow --telepath-listen on a non-loopback address")
-    parser.add_argument("--tls-cert", type=Path, metavar="PEM",
-                        help="certificate (chain) for ssl:// Telepath listeners")
-    parser.add_argument("--tls-key", type=Path, metavar="PEM",
-                        help="its private key, if not in the --tls-cert file")
-
-
-def from_args(args: argparse.Namespace) -> TelepathConfig:
-    """Build the config from parsed options.
+def from_options(listen: Sequence[str], *, allow_remote: bool, tls_cert: Path | None,
+                 tls_key: Path | None) -> TelepathConfig:
+    """Build the config from the options' values.
 
     Raises:
         ValueError: a malformed URL, a remote host not allowed, ssl without a certificate.
     """
-    addresses = tuple(parse_listen(url, allow_remote=bool(args.telepath_allow_remote))
-                      for url in (args.telepath_listen or ()))
-    if any(address.scheme == "ssl" for address in addresses) and args.tls_cert is None:
+    addresses = tuple(parse_listen(url, allow_remote=allow_remote) for url in listen)
+    if any(address.scheme == "ssl" for address in addresses) and tls_cert is None:
         raise ValueError("an ssl:// listener needs --tls-cert")
-    return TelepathConfig(addresses, args.tls_cert, args.tls_key)
+    return TelepathConfig(addresses, tls_cert, tls_key)
 
 
 def parse_listen(url: str, *, allow_remote: bool = False) -> ListenAddress:

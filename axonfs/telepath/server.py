@@ -448,7 +448,8 @@ class _Link:
 
     async def _serve_pool(self, first: dict[str, Any],
                           messages: trio.MemoryReceiveChannel[Message]) -> None:
-        session = self.listener.sessions.get(first.get("sess"))  # type: ignore[arg-type]
+        key = first.get("sess")
+        session = self.listener.sessions.get(key) if isinstance(key, str) else None
         if session is None or session.ended or (
                 self.peer is not None and self.peer.uid != session.uid):
             log.warning("closing Telepath connection on %s: t2:init names no session of "

@@ -14,15 +14,16 @@ import trio
 from helpers.fuse import Mounted
 
 from axonfs.axon import Axon
-from axonfs.backends import add_backend_arguments, backend_from_args
+from axonfs.options import Settings, add_options, backend_from_settings
 
 
 @asynccontextmanager
 async def open_store(mounted: Mounted) -> AsyncIterator[Axon]:
     parser = argparse.ArgumentParser()
-    add_backend_arguments(parser)
+    add_options(parser, "serve", "backend")
     args, _ = parser.parse_known_args(list(mounted.options))
-    async with Axon.open(mounted.store, backend=backend_from_args(args, mounted.store)) as axon:
+    backend = backend_from_settings(Settings.from_namespace(args), mounted.store)
+    async with Axon.open(mounted.store, backend=backend) as axon:
         yield axon
 
 

@@ -12,7 +12,7 @@ import pytest
 from helpers.fuse import is_mounted
 from helpers.users import as_user
 
-from axonfs.cli import QuietError
+from axonfs.cliutil import QuietError
 from axonfs.mount import _run_stop
 
 from .conftest import needs_fuse, run_axonfs

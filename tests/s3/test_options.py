@@ -10,27 +10,27 @@ from typing import Any
 import pytest
 from helpers.s3server import S3Server, new_bucket_name
 
-from axonfs.backends import add_backend_arguments, backend_from_args
 from axonfs.backends.s3 import S3Backend
 from axonfs.errors import BackendError, BadArg
 from axonfs.hashing import Sha256
+from axonfs.options import Settings, add_options, backend_from_settings
 
 
-def parse(*argv: str) -> argparse.Namespace:
+def parse(*argv: str) -> Settings:
     parser = argparse.ArgumentParser()
-    add_backend_arguments(parser)
-    return parser.parse_args(argv)
+    add_options(parser, "serve", "backend")
+    return Settings.from_namespace(parser.parse_args(argv))
 
 
 def test_no_bucket_means_the_local_backend(tmp_path: Path) -> None:
-    assert backend_from_args(parse(), tmp_path) is None
+    assert backend_from_settings(parse(), tmp_path) is None
 
 
 def test_s3_options_build_an_s3_backend(tmp_path: Path, moto_server: str) -> None:
     args = parse("--s3-bucket", "my-bucket", "--s3-endpoint", moto_server, "--s3-prefix",
                  "axon/", "--s3-region", "eu-west-1", "--cache-size", "2G",
                  "--s3-part-size", "32M", "--s3-connections", "8")
-    backend = backend_from_args(args, tmp_path)
+    backend = backend_from_settings(args, tmp_path)
     assert isinstance(backend, S3Backend)
     try:
         config = backend.config
@@ -53,7 +53,7 @@ def test_bucket_in_another_region_is_created(tmp_path: Path, s3_server: S3Server
     bucket = new_bucket_name()
     args = parse("--s3-bucket", bucket, "--s3-endpoint", s3_server.endpoint,
                  "--s3-region", "eu-west-1")
-    backend = backend_from_args(args, tmp_path)
+    backend = backend_from_settings(args, tmp_path)
     assert isinstance(backend, S3Backend)
     try:
         if s3_server.name == "moto":
@@ -68,7 +68,7 @@ def test_bucket_in_another_region_is_created(tmp_path: Path, s3_server: S3Server
     finally:
         backend.close()
     raw_s3.create_bucket(Bucket=bucket)
-    backend = backend_from_args(args, tmp_path)
+    backend = backend_from_settings(args, tmp_path)
     assert isinstance(backend, S3Backend)
     try:
         spool = tmp_path / "spool"
@@ -81,18 +81,18 @@ def test_bucket_in_another_region_is_created(tmp_path: Path, s3_server: S3Server
 
 def test_s3_options_without_a_bucket_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BadArg):
-        backend_from_args(parse("--s3-endpoint", "http://127.0.0.1:1"), tmp_path)
+        backend_from_settings(parse("--s3-endpoint", "http://127.0.0.1:1"), tmp_path)
 
 
 def test_bad_values_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         parse("--s3-bucket", "b", "--cache-size", "lots")
     with pytest.raises(BadArg):
-        backend_from_args(parse("--s3-bucket", "b", "--s3-part-size", "1M"), tmp_path)
+        backend_from_settings(parse("--s3-bucket", "b", "--s3-part-size", "1M"), tmp_path)
 
 
 def test_no_credentials_option() -> None:
     parser = argparse.ArgumentParser()
-    add_backend_arguments(parser)
+    add_options(parser, "serve", "backend")
     options = {option for action in parser._actions for option in action.option_strings}
     assert not [option for option in options if "key" in option or "secret" in option]
