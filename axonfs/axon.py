@@ -145,6 +145,12 @@ class AxonStatistics:
     """Adds of a blob the store already held."""
     journaled: int
     """Small blobs committed whose files are not written yet."""
+    sync_interval: float
+    """Seconds a commit of small blobs may stay not durable (0: none may)."""
+    not_durable: int
+    """Commits visible but not durable yet (with a sync interval)."""
+    syncs: int
+    """Syncs that made such commits durable."""
 
 
 class BlobWatcher(Protocol):
@@ -189,7 +195,10 @@ class Axon:
         """The store's counters now."""
         return AxonStatistics(commit_batches=self._committer.batches,
                               commit_ops=self._committer.ops, dedup_hits=self.dedup_hits,
-                              journaled=self.store.journaled())
+                              journaled=self.store.journaled(),
+                              sync_interval=self.sync_interval,
+                              not_durable=self.store.index.deferred(),
+                              syncs=self.store.index.syncs)
 
     @property
     def root(self) -> Path:

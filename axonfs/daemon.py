@@ -92,9 +92,12 @@ class DaemonConfig:
     readahead_kb: int = READAHEAD_KB
     metrics_listen: tuple[str, int] | None = None
     """Serve Prometheus metrics on this (host, port); None: no listener."""
-    sync_interval: float | None = None
+    hosts_sync_interval: float | None = None
     """Seconds between applications of other hosts' change records (None: never;
     this host's own changes are published whenever the blobs live in S3)."""
+    sync_interval: float = 0.0
+    """Seconds a commit of small blobs may stay not durable (0: every call is
+    durable when it returns); see :meth:`Axon.open <axonfs.axon.Axon.open>`."""
     telepath: TelepathConfig = TelepathConfig()
     """Network listeners for Telepath (the unix socket is always served)."""
     stop_timeout: float = STOP_TIMEOUT
@@ -121,7 +124,8 @@ class Daemon:
             from axonfs.hostsync import HostSync, SyncConfig
 
             assert isinstance(axon.backend, S3Backend)
-            self.hosts = HostSync(axon, axon.backend, SyncConfig(interval=config.sync_interval))
+            self.hosts = HostSync(axon, axon.backend,
+                                  SyncConfig(interval=config.hosts_sync_interval))
             self.stats.hosts = self.hosts
 
     async def run(self, ready: Callable[[], None]) -> None:
@@ -267,7 +271,8 @@ async def run(config: DaemonConfig, ready: Callable[[], None]) -> None:
     log.info("descriptor limit: %d (was %d)", new, old)
     async with AsyncExitStack() as stack:
         axon = await stack.enter_async_context(
-            Axon.open(config.store, backend=config.backend, limits=config.limits))
+            Axon.open(config.store, backend=config.backend, limits=config.limits,
+                      sync_interval=config.sync_interval))
         # Read by the control server (wget); not part of the Axon API itself.
         axon.fetch_options = FetchOptions(config.http_proxy, config.wget_max_bytes)
         marker, crashed = _mark_running(config.store)

@@ -254,7 +254,8 @@ def _daemon_config(settings: Settings, mountpoint: Path | None) -> DaemonConfig:
         wget_max_bytes=_or(settings.wget_max_bytes, WGET_MAX_BYTES),
         readahead_kb=0 if settings.no_readahead else READAHEAD_KB,
         metrics_listen=_metrics_address(settings),
-        sync_interval=settings.s3_sync_interval,
+        hosts_sync_interval=settings.s3_sync_interval,
+        sync_interval=(settings.sync_interval or 0) / 1000,
         telepath=_telepath_config(settings),
         stop_timeout=_or(settings.stop_timeout, STOP_TIMEOUT),
     )

@@ -116,6 +116,17 @@ def option(*flags: str, commands: frozenset[str] = DAEMONS, section: str = "daem
                  metadata={"option": Option(flags, commands, section, **how)})
 
 
+def sync_interval_type(text: str) -> int:
+    """``--sync-interval``: whole milliseconds, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more milliseconds, not {value}")
+    return value
+
+
 def _store_in_force(settings: Settings) -> tuple[object, str]:
     return resolve_store(settings.store), "default: $AXONFS_STORE, else ~/.local/share/axonfs"
 
@@ -185,6 +196,15 @@ class Settings:
     max_count: int | None = option(
         "--max-count", type=int, metavar="N", unset=not_set("no limit"),
         help="refuse new blobs once the store holds N blobs")
+    sync_interval: int | None = option(
+        "--sync-interval", type=sync_interval_type, metavar="MS",
+        unset=lambda settings: (0, "default: every call is durable when it returns"),
+        help="let a put of a small blob (up to 128 KiB) return once it is visible, and make "
+             "such puts durable within MS milliseconds, all in one sync: the speed of bulk "
+             "loads of small files against losing the last MS of them to a power cut (a "
+             "killed daemon still loses nothing; 'axonfs ctl sync' or fsync of any file in the "
+             "mount makes everything durable at once). 0, the default: every call is durable "
+             "when it returns")
     metrics_listen: str | None = option(
         "--metrics-listen", metavar="HOST:PORT", unset=not_set("no metrics endpoint"),
         help="serve Prometheus metrics on http://HOST:PORT/metrics (loopback only, e.g. "

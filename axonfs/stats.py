@@ -269,6 +269,8 @@ class Stats:
             "dedup_hits": counters.dedup_hits,
             "spool": {"files": files, "bytes": size},
             "journal": {"blobs": counters.journaled},
+            "durability": {"sync_interval_ms": round(counters.sync_interval * 1000),
+                           "not_durable": counters.not_durable, "syncs": counters.syncs},
             "fuse": self._fuse(),
             "backend": self._backend(),
             "control": self._control(),
@@ -331,6 +333,13 @@ def format_text(snapshot: dict[str, Any]) -> str:
     lines.append(f"spool      {spool['files']} files, {_bytes(spool['bytes'])}")
     lines.append(f"journal    {snapshot['journal']['blobs']} small blobs durable in the index, "
                  "their files not written yet")
+    durability = snapshot.get("durability") or {}
+    if durability.get("sync_interval_ms"):
+        lines.append(f"durability sync interval {durability['sync_interval_ms']} ms: "
+                     f"{durability['not_durable']} commits not durable yet, "
+                     f"{durability['syncs']} syncs")
+    else:
+        lines.append("durability every call durable when it returns")
     lines += _backend_lines(snapshot["backend"])
     control = snapshot.get("control")
     if control:
