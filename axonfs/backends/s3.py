@@ -70,7 +70,7 @@ from botocore.exceptions import ClientError
 
 from axonfs.backends.base import BlobBackend, Listing
 from axonfs.backends.cache import BlockCache, CacheStats
-from axonfs.backends.readahead import BlockFetcher, BlockReader
+from axonfs.backends.readahead import BlockFetcher, BlockReader, Deliver
 from axonfs.backends.retry import RetryPolicy, TransientError, call_with_retry
 from axonfs.errors import AxonError, BackendError, BlobMissing
 from axonfs.hashing import Sha256, is_sha256_hex
@@ -216,7 +216,7 @@ class S3Backend(BlobBackend):
         self._batch_pool = ThreadPoolExecutor(config.max_connections,
                                               thread_name_prefix="s3-batch")
         self.fetcher = BlockFetcher(self.cache, config.block_size, config.readahead_blocks,
-                                    self._get_range, self._pool)
+                                    self._get_blocks, self._pool)
         self._counters = _Counters()
         self._lock = threading.Lock()  # guards the small dicts below; never held for I/O
         self._ready_lock = threading.Lock()
@@ -500,25 +500,33 @@ class S3Backend(BlobBackend):
             if len(self._sizes) > SIZE_MEMO_ENTRIES:
                 self._sizes.popitem(last=False)
 
-    def _get_range(self, sha_hex: str, start: int, end: int) -> bytes:
-        """One ranged GET of ``[start, end)``; a short body is retried."""
-        def get() -> bytes:
+    def _get_blocks(self, sha_hex: str, start: int, end: int, block_size: int,
+                    deliver: Deliver) -> None:
+        """One ranged GET of ``[start, end)``, its blocks handed to *deliver* as
+        they arrive; a broken or short stream is resumed (retried) from the
+        first block not yet delivered."""
+        position = start
+
+        def get() -> None:
+            nonlocal position
             response = self.client.get_object(Bucket=self.config.bucket,
                                               Key=self.prefix + sha_hex,
-                                              Range=f"bytes={start}-{end - 1}")
+                                              Range=f"bytes={position}-{end - 1}")
             with response["Body"] as body:
-                data: bytes = body.read()
-            if len(data) != end - start:
-                raise TransientError(f"got {len(data)} bytes, expected {end - start}")
-            return data
+                while position < end:
+                    want = min(block_size, end - position)
+                    data: bytes = body.read(want)
+                    if len(data) != want:
+                        raise TransientError(f"got {len(data)} bytes, expected {want}")
+                    self._counters.add("bytes_received", want)
+                    deliver(position, data)
+                    position += want
 
         try:
-            data = self._call("get_object", f"reading blob {sha_hex} at {start}", get)
+            self._call("get_object", f"reading blob {sha_hex} at {start}", get)
         except BlobMissing:
             raise BlobMissing(f"blob {sha_hex} is missing from bucket {self.config.bucket}",
                               sha256=sha_hex) from None
-        self._counters.add("bytes_received", len(data))
-        return data
 
     # -- the rest of the interface -------------------------------------------------
 
