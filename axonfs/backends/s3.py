@@ -60,13 +60,16 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
 import botocore.config
+import botocore.session
 from botocore.exceptions import ClientError
+from botocore.utils import parse_timestamp
 
 from axonfs.backends.base import BlobBackend, Listing
 from axonfs.backends.cache import BlockCache, CacheStats
@@ -194,7 +197,14 @@ class S3Backend(BlobBackend):
         self.config = config
         self.prefix = config.prefix
         self.ignored = 0
-        session = boto3.session.Session(region_name=config.region)
+        core = botocore.session.get_session()
+        # botocore turns every timestamp in a response into a datetime with
+        # dateutil, which is most of the CPU time of a listing (one per key)
+        # and GIL-bound; keep them as the server's ISO 8601 text and parse
+        # only the few used (_timestamp).
+        core.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=str)
+        session = boto3.session.Session(botocore_session=core, region_name=config.region)
         self.region = session.region_name or "us-east-1"
         self.client: Any = session.client(
             "s3", region_name=self.region, endpoint_url=config.endpoint_url,
@@ -454,7 +464,7 @@ class S3Backend(BlobBackend):
             log.warning("cannot list stale multipart uploads: %s", exc)
             return 0
         for upload in response.get("Uploads", []):
-            if upload["Initiated"].timestamp() < cutoff:
+            if _timestamp(upload["Initiated"]) < cutoff:
                 log.info("aborting a stale multipart upload of %s", upload["Key"])
                 self._abort(upload["Key"], upload["UploadId"])
                 aborted += 1
@@ -647,7 +657,7 @@ class S3Backend(BlobBackend):
         while True:
             response = self._call("list_objects_v2", f"listing {under}",
                                   lambda: self.client.list_objects_v2(**args))
-            names[0].extend((item["Key"][cut:], item["LastModified"].timestamp())
+            names[0].extend((item["Key"][cut:], _timestamp(item["LastModified"]))
                             for item in response.get("Contents", []))
             names[1].extend(entry["Prefix"][cut:] for entry in response.get("CommonPrefixes", []))
             if not response.get("IsTruncated"):
@@ -687,6 +697,14 @@ def _size_or_zero(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0  # put_file will report it
+
+
+def _timestamp(text: str) -> float:
+    """A response's timestamp (kept as text by the client) as POSIX seconds."""
+    try:
+        return datetime.fromisoformat(text).timestamp()  # S3's form: 2026-12-06T10:36:55.123Z
+    except ValueError:
+        return float(parse_timestamp(text).timestamp())  # any other form botocore knows
 
 
 def _content_md5(data: bytes) -> str:
