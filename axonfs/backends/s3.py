@@ -18,10 +18,11 @@ has nothing to do: the store commits the index row right after.
 Reads. A blob is read in aligned blocks of ``block_size`` bytes with ranged
 GETs, and each block is kept in a local LRU cache capped in bytes
 (:mod:`axonfs.backends.cache`). A small random read fetches one block and no
-more; sequential reads fetch the next blocks in the background, several per
-GET, in a window that grows with the run up to ``readahead_blocks``
-(:mod:`axonfs.backends.readahead`). Concurrent readers of one block share
-one GET.
+more; sequential reads (and reads from offset 0) fetch the next blocks in the
+background, several per GET, in a window that grows with the run up to
+``readahead_blocks`` (:mod:`axonfs.backends.readahead`). A GET's blocks are
+handed over as they arrive, each once cached. Concurrent readers of one block
+share one GET.
 
 Listing. :meth:`S3Backend.list` splits the key space under the prefix into 16
 ranges by the first hex digit and lists them in parallel, so a million
