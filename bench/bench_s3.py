@@ -23,11 +23,17 @@ recover                ``Axon.recover(verify=False)`` on a fresh, empty index ov
                        ``--recover-count`` objects (objects/s); then again (all skipped)
 =====================  ==============================================================
 
-Beside the S3 figures, "moto ceilings" from plain boto3 calls on the backend's
-client in the same run: one whole GET of the big object, sequential 8 MiB ranged
-GETs over its first ``--ceiling-ranged-mib`` MiB, sequential 4 KiB PUTs,
-sequential 4 KiB ranged GETs of the random-read blob, and one sequential
-paginated listing of the recover bucket (keys/s).
+Beside the S3 figures, "ceilings" from plain boto3 calls on the backend's
+client in the same run (per-run ratios are printed too): one whole GET of the
+big object, sequential 8 MiB ranged GETs over its first
+``--ceiling-ranged-mib`` MiB, sequential 4 KiB PUTs (alone, then each followed
+by two and by three ``fdatasync`` of a small file on the store's disk: the
+floor of a put whose LMDB index commit is synced, and of today's commit with
+its synced intent record), sequential 4 KiB ranged GETs of the random-read blob, and the
+listing of the recover bucket (keys/s): in parallel over the backend's 16 key
+ranges, with a stock boto3 client of the backend's settings and with the
+backend's own client (which keeps timestamps as text), then one sequential
+paginated listing.
 
 S3 requests are counted from ``S3Backend.stats()`` (every retry included):
 per blob ingested (big and small) and per 4 KiB random read.
@@ -172,6 +178,12 @@ async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir:
         if kind == "s3":
             res["put_ceiling"] = await trio.to_thread.run_sync(
                 raw_puts, be, small_blobs(min(n, 300), args.small_size, 5000 + run_no))
+            res["put_synced_2"] = await trio.to_thread.run_sync(
+                raw_puts, be, small_blobs(min(n, 300), args.small_size, 6000 + run_no),
+                store_dir, 2)
+            res["put_synced_3"] = await trio.to_thread.run_sync(
+                raw_puts, be, small_blobs(min(n, 300), args.small_size, 7000 + run_no),
+                store_dir, 3)
 
         # ---------------------------------------------------------------- random reads
         if args.range_reads:
@@ -212,7 +224,7 @@ async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir:
     return res
 
 
-# -- moto ceilings: plain boto3 calls on the backend's own client (not counted) -------------
+# -- ceilings: plain boto3 calls on the backend's own client (not counted) ------------------
 
 
 def raw_get(be: Any, key: str, total: int) -> float:
@@ -238,11 +250,27 @@ def raw_ranged_read(be: Any, key: str, total: int, upto: int, piece: int = 8 * M
     return got / MiB / (time.perf_counter() - t0)
 
 
-def raw_puts(be: Any, blobs: list[bytes]) -> float:
-    """Sequential put_object of small bodies (no Content-MD5): objects/s."""
+def raw_puts(be: Any, blobs: list[bytes], sync_dir: Path | None = None,
+             syncs: int = 0) -> float:
+    """Sequential put_object of small bodies (no Content-MD5): objects/s.
+
+    With *syncs*, each PUT is followed by that many fdatasyncs of a small
+    file in *sync_dir* (on the store's disk): the floor of a durable put,
+    whose index row is committed after the PUT by a synced LMDB commit (2:
+    data pages, then the meta page), and today's commit, which also syncs a
+    commit-intent record first (3).
+    """
+    fd = os.open(sync_dir / "sync-floor", os.O_RDWR | os.O_CREAT, 0o600) if sync_dir else -1
     t0 = time.perf_counter()
-    for i, data in enumerate(blobs):
-        be.client.put_object(Bucket=be.config.bucket, Key=f"raw/{i}", Body=data)
+    try:
+        for i, data in enumerate(blobs):
+            be.client.put_object(Bucket=be.config.bucket, Key=f"raw/{i}", Body=data)
+            for _ in range(syncs):
+                os.pwrite(fd, data[:128], 0)
+                os.fdatasync(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return len(blobs) / (time.perf_counter() - t0)
 
 
@@ -278,6 +306,16 @@ async def run_recover(args: argparse.Namespace, kind: str, run_no: int, workdir:
         secs = time.perf_counter() - t0
         assert report.skipped == args.recover_count, report
         res["recover_again_objects_per_s"] = args.recover_count / secs
+        if kind == "s3":
+            # Plain parallel listings of the same bucket, right after: with a
+            # stock boto3 client of the same settings, then the backend's own.
+            client = stock_client(backend, endpoint)
+            secs, n = await trio.to_thread.run_sync(raw_list_parallel, backend, client)
+            client.close()
+            assert n == args.recover_count, n
+            res["list_parallel_stock"] = n / secs
+            secs, n = await trio.to_thread.run_sync(raw_list_parallel, backend, backend.client)
+            res["list_parallel_same"] = n / secs
     return res
 
 
@@ -329,6 +367,40 @@ def raw_list(endpoint: str, bucket: str) -> tuple[float, int]:
     return secs, n
 
 
+def raw_list_parallel(be: Any, client: Any) -> tuple[float, int]:
+    """A plain parallel listing: list_objects_v2 pages of the backend's 16 key
+    ranges (by first hex digit), one thread per connection, counting keys."""
+    def one(key_range: tuple[str | None, str | None]) -> int:
+        start_after, stop_at = key_range
+        args: dict[str, Any] = {"Bucket": be.config.bucket, "MaxKeys": 1000}
+        if start_after is not None:
+            args["StartAfter"] = start_after
+        n = 0
+        while True:
+            page = client.list_objects_v2(**args)
+            for item in page.get("Contents", []):
+                if stop_at is not None and item["Key"] >= stop_at:
+                    return n
+                n += 1
+            if not page.get("IsTruncated"):
+                return n
+            args["ContinuationToken"] = page["NextContinuationToken"]
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(be.config.max_connections) as pool:
+        n = sum(pool.map(one, be._ranges()))
+    return time.perf_counter() - t0, n
+
+
+def stock_client(be: Any, endpoint: str) -> Any:
+    """A plain boto3 client with the backend's botocore settings (its Config),
+    but boto3's own response parsing."""
+    import boto3
+
+    return boto3.session.Session(region_name="us-east-1").client(
+        "s3", endpoint_url=endpoint, config=be.client.meta.config)
+
+
 def create_local_files(root: Path, items: list[tuple[str, bytes]]) -> float:
     t0 = time.perf_counter()
     for hexd, body in items:
@@ -341,16 +413,21 @@ def create_local_files(root: Path, items: list[tuple[str, bytes]]) -> float:
 # -- reporting ----------------------------------------------------------------------------
 
 ROWS = [
-    # label, key, unit, moto ceiling key (plain boto3, same run)
+    # label, key, unit, ceiling key (plain boto3, same run)
     ("ingest 1 blob (upload 8 MiB writes + save)", "ingest_MiBps", "MiB/s", None),
     ("  save phase (S3: multipart upload)", "ingest_save_phase_s", "s", None),
     ("first read, whole", "read_first_MiBps", "MiB/s", "read_first_ceiling"),
     ("  vs 8 MiB ranged GETs", "read_first_MiBps", "MiB/s", "read_ranged_ceiling"),
     ("second read, whole (S3: read cache)", "read_second_MiBps", "MiB/s", None),
     ("small put() 4 KiB, sequential", "put_files_per_s", "files/s", "put_ceiling"),
+    ("  vs put_object + 2 fdatasyncs", "put_files_per_s", "files/s", "put_synced_2"),
+    ("  vs put_object + 3 fdatasyncs", "put_files_per_s", "files/s", "put_synced_3"),
     ("small puts() 4 KiB, batched", "puts_files_per_s", "files/s", None),
     ("random 4 KiB read (cold block)", "range_ops", "ops/s", "range_ceiling"),
-    ("recover (fresh index)", "recover_objects_per_s", "objects/s", "list_ceiling"),
+    ("recover (fresh index)", "recover_objects_per_s", "objects/s", "list_parallel_stock"),
+    ("  vs parallel listing, backend's client", "recover_objects_per_s", "objects/s",
+     "list_parallel_same"),
+    ("  vs sequential listing", "recover_objects_per_s", "objects/s", "list_ceiling"),
     ("recover again (all indexed)", "recover_again_objects_per_s", "objects/s", None),
 ]
 
@@ -376,6 +453,12 @@ def per(requests: dict[str, int] | None, count: int) -> str:
     return f"{total / count:g} ({detail})"
 
 
+def _ratio(res: dict[str, Any], key: str, ceil_key: str) -> float | None:
+    """One run's axonfs figure over its plain-boto3 baseline."""
+    value, ceiling = res.get(key), res.get(ceil_key)
+    return value / ceiling if value is not None and ceiling else None
+
+
 def summarise(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
     table = []
     for label, key, unit, ceil_key in ROWS:
@@ -388,7 +471,9 @@ def summarise(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str,
                       "moto_ceiling": ceiling,
                       "ratio_ceiling": (s3 / ceiling) if (ceiling and s3 is not None) else None,
                       "runs_local": [r.get("local", {}).get(key) for r in runs],
-                      "runs_s3": [r.get("s3", {}).get(key) for r in runs]})
+                      "runs_s3": [r.get("s3", {}).get(key) for r in runs],
+                      "runs_ratio_ceiling": [_ratio(r.get("s3", {}), key, ceil_key)
+                                             for r in runs] if ceil_key else []})
     last = runs[-1]["s3"]
     reqs = {
         "big blob ingested": per(last.get("ingest_requests"), 1),
@@ -409,14 +494,15 @@ def summarise(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str,
 def print_summary(summary: dict[str, Any], runs: list[dict[str, Any]], extra: dict[str, Any],
                   server: str) -> None:
     head = ("figure", "unit", "local", "s3", "s3/local", "plain boto3", "s3/ceiling",
-            "runs local", "runs s3")
+            "runs local", "runs s3", "runs s3/ceiling")
     lines = [head]
     for row in summary["table"]:
         lines.append((row["figure"], row["unit"], fmt(row["local"]), fmt(row["s3"]),
                       fmt(row["ratio"], True), fmt(row["moto_ceiling"]),
                       fmt(row["ratio_ceiling"], True),
                       " ".join(fmt(v) for v in row["runs_local"]),
-                      " ".join(fmt(v) for v in row["runs_s3"])))
+                      " ".join(fmt(v) for v in row["runs_s3"]),
+                      " ".join(fmt(v, True) for v in row["runs_ratio_ceiling"])))
     print(f"axonfs S3 backend ({server} on loopback) vs local backend, median of "
           f"{len(runs)} run(s)")
     print_columns(lines)

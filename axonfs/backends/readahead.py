@@ -5,16 +5,19 @@ the local :class:`~axonfs.backends.cache.BlockCache`. :class:`BlockFetcher`
 makes sure a block is fetched once however many threads want it (an in-flight
 table of futures), and can fetch a *span* of consecutive blocks with one
 ranged request, which is how readahead saves requests: a sequential reader
-asks for up to ``readahead_blocks`` blocks at a time instead of one request
-per block.
+asks for many blocks at a time instead of one request per block. A span's
+blocks are cached and handed out as they arrive, so a reader waits for the
+block it needs, not for the whole span.
 
 :class:`BlockReader` is the :class:`~axonfs.backends.base.BlobReader` handed
-out by remote backends. A read that continues where the previous one ended
-extends a sequential run; the longer the run, the wider the window of blocks
-kept fetched (or being fetched) beyond the read, up to ``readahead_blocks``.
-The window is refilled when less than half of it is left, so steady
-sequential reading costs one request per half window. Any other read resets
-the run, so a small random read fetches only the block it touches.
+out by remote backends. A read that continues where the previous one ended,
+or starts at offset 0 (as the kernel's readahead assumes), extends a
+sequential run; the longer the run, the wider the window of blocks kept
+fetched (or being fetched) beyond the read, up to ``readahead_blocks``. The
+window is refilled when less than half of it is left, so steady sequential
+reading costs one request per half window. Any other read resets the run,
+so a small random read fetches only the block it touches; a larger one
+fetches the blocks it lacks with one request too.
 
 Concurrency: thread-safe. Spans run on the backend's thread pool; a waiter
 for a block in flight blocks on its future. A span task is never cancelled
@@ -35,19 +38,23 @@ from axonfs.errors import BackendError
 
 log = logging.getLogger(__name__)
 
-GetRange = Callable[[str, int, int], bytes]
-"""``get_range(sha_hex, start, end)``: the bytes ``[start, end)`` of a blob."""
+Deliver = Callable[[int, bytes], None]
+"""``deliver(offset, data)``: one block of a span, as it arrives."""
+GetBlocks = Callable[[str, int, int, int, Deliver], None]
+"""``get_blocks(sha_hex, start, end, block_size, deliver)``: fetch the bytes
+``[start, end)`` of a blob (``start`` block-aligned) and hand each block to
+``deliver`` in order, as it arrives."""
 
 
 class BlockFetcher:
     """Fetches blocks of blobs through the cache, each block at most once at a time."""
 
     def __init__(self, cache: BlockCache, block_size: int, readahead_blocks: int,
-                 get_range: GetRange, pool: ThreadPoolExecutor) -> None:
+                 get_blocks: GetBlocks, pool: ThreadPoolExecutor) -> None:
         self.cache = cache
         self.block_size = block_size
         self.readahead_blocks = readahead_blocks
-        self._get_range = get_range
+        self._get_blocks = get_blocks
         self._pool = pool
         self._lock = threading.Lock()
         self._inflight: dict[tuple[str, int], Future[bytes]] = {}
@@ -76,7 +83,7 @@ class BlockFetcher:
         """
         claimed = self._claim(sha_hex, first, count)
         if claimed:
-            self._pool.submit(self._fetch_quietly, sha_hex, claimed, blob_size)
+            self._pool.submit(self._fetch, sha_hex, claimed, blob_size)
         return claimed
 
     def fail_all(self, exc: BaseException) -> None:
@@ -98,31 +105,38 @@ class BlockFetcher:
         return claimed
 
     def _fetch(self, sha_hex: str, claimed: dict[int, Future[bytes]], blob_size: int) -> None:
-        """Fetch the claimed consecutive blocks with one request; settle their futures."""
+        """Fetch the claimed consecutive blocks with one request; settle their futures.
+
+        Failures reach whoever waits for a block, if anyone.
+        """
         first, last = min(claimed), max(claimed)
-        start = first * self.block_size
+
+        def deliver(offset: int, data: bytes) -> None:
+            index = offset // self.block_size
+            future = claimed[index]
+            self.cache.put(sha_hex, index, blob_size, data)
+            if not future.done():  # fail_all may have settled it (closing)
+                future.set_result(data)
+            with self._lock:
+                if self._inflight.get((sha_hex, index)) is future:
+                    del self._inflight[(sha_hex, index)]
+
         try:
-            data = self._get_range(sha_hex, start, min(blob_size, (last + 1) * self.block_size))
-            view = memoryview(data)
-            for index, future in claimed.items():
-                offset = (index - first) * self.block_size
-                piece = data if len(claimed) == 1 else bytes(
-                    view[offset:offset + self.block_size])
-                self.cache.put(sha_hex, index, blob_size, piece)
-                future.set_result(piece)
+            self._get_blocks(sha_hex, first * self.block_size,
+                             min(blob_size, (last + 1) * self.block_size), self.block_size,
+                             deliver)
         except BaseException as exc:
             for future in claimed.values():
                 if not future.done():
                     future.set_exception(exc)
         finally:
             with self._lock:
-                for index in claimed:
-                    self._inflight.pop((sha_hex, index), None)
-
-    def _fetch_quietly(self, sha_hex: str, claimed: dict[int, Future[bytes]],
-                       blob_size: int) -> None:
-        """A background span: failures reach whoever waits for a block, if anyone."""
-        self._fetch(sha_hex, claimed, blob_size)
+                for index, future in claimed.items():
+                    if self._inflight.get((sha_hex, index)) is future:
+                        del self._inflight[(sha_hex, index)]
+            for future in claimed.values():
+                if not future.done():  # the stream ended early without an error
+                    future.set_exception(BackendError(f"blob {sha_hex}: a block never came"))
 
 
 class BlockReader(BlobReader):
@@ -136,7 +150,7 @@ class BlockReader(BlobReader):
         self._blocks = -(-size // self._block_size)
         self._lock = threading.Lock()
         self._ahead: dict[int, Future[bytes]] = {}
-        self._next_offset = -1  # so that a first read at 0 does not count as sequential
+        self._next_offset = 0  # a first read at 0 starts a sequential run
         self._run = 0
 
     def read(self, offset: int, size: int) -> bytes:
@@ -153,25 +167,29 @@ class BlockReader(BlobReader):
         return data[skip:skip + end - offset]
 
     def _read_ahead(self, offset: int, end: int, first: int, last: int) -> None:
+        """Start fetching what this read lacks (if several blocks) and, if it
+        continues a run, the window beyond it."""
         with self._lock:
             sequential = offset == self._next_offset
             self._run = self._run + (end - offset) if sequential else 0
             self._next_offset = end
             for index in [i for i in self._ahead if i < first]:
                 del self._ahead[index]  # skipped over; its fetch completes unobserved
-            if not sequential:
-                return
-            window = min(self._fetcher.readahead_blocks, 1 + self._run // self._block_size)
+            window = 0
+            if sequential:
+                window = min(self._fetcher.readahead_blocks, 1 + self._run // self._block_size)
             stop = min(last + 1 + window, self._blocks)
-            index = last + 1
+            index = first if last > first else last + 1
             while index < stop and self._is_coming(index):
                 index += 1
-            if (index - last - 1) * 2 > window:
+            if index > last and (index - last - 1) * 2 > window:
                 return  # more than half the window is still ahead
             while index < stop:
                 claimed = self._fetcher.prefetch(self._sha_hex, index, stop - index, self.size)
                 self._ahead.update(claimed)
                 index = max(claimed) + 1 if claimed else index + 1
+                while index < stop and self._is_coming(index):
+                    index += 1
 
     def _is_coming(self, index: int) -> bool:
         return index in self._ahead or self._fetcher.cache.contains(self._sha_hex, index)

@@ -18,10 +18,11 @@ has nothing to do: the store commits the index row right after.
 Reads. A blob is read in aligned blocks of ``block_size`` bytes with ranged
 GETs, and each block is kept in a local LRU cache capped in bytes
 (:mod:`axonfs.backends.cache`). A small random read fetches one block and no
-more; sequential reads fetch the next blocks in the background, several per
-GET, in a window that grows with the run up to ``readahead_blocks``
-(:mod:`axonfs.backends.readahead`). Concurrent readers of one block share
-one GET.
+more; sequential reads (and reads from offset 0) fetch the next blocks in the
+background, several per GET, in a window that grows with the run up to
+``readahead_blocks`` (:mod:`axonfs.backends.readahead`). A GET's blocks are
+handed over as they arrive, each once cached. Concurrent readers of one block
+share one GET.
 
 Listing. :meth:`S3Backend.list` splits the key space under the prefix into 16
 ranges by the first hex digit and lists them in parallel, so a million
@@ -60,17 +61,20 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
 import botocore.config
+import botocore.session
 from botocore.exceptions import ClientError
+from botocore.utils import parse_timestamp
 
 from axonfs.backends.base import BlobBackend, Listing
 from axonfs.backends.cache import BlockCache, CacheStats
-from axonfs.backends.readahead import BlockFetcher, BlockReader
+from axonfs.backends.readahead import BlockFetcher, BlockReader, Deliver
 from axonfs.backends.retry import RetryPolicy, TransientError, call_with_retry
 from axonfs.errors import AxonError, BackendError, BlobMissing
 from axonfs.hashing import Sha256, is_sha256_hex
@@ -195,7 +199,14 @@ class S3Backend(BlobBackend):
         self.max_connections = config.max_connections
         self.prefix = config.prefix
         self.ignored = 0
-        session = boto3.session.Session(region_name=config.region)
+        core = botocore.session.get_session()
+        # botocore turns every timestamp in a response into a datetime with
+        # dateutil, which is most of the CPU time of a listing (one per key)
+        # and GIL-bound; keep them as the server's ISO 8601 text and parse
+        # only the few used (_timestamp).
+        core.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=str)
+        session = boto3.session.Session(botocore_session=core, region_name=config.region)
         self.region = session.region_name or "us-east-1"
         self.client: Any = session.client(
             "s3", region_name=self.region, endpoint_url=config.endpoint_url,
@@ -217,7 +228,7 @@ class S3Backend(BlobBackend):
         self._batch_pool = ThreadPoolExecutor(config.max_connections,
                                               thread_name_prefix="s3-batch")
         self.fetcher = BlockFetcher(self.cache, config.block_size, config.readahead_blocks,
-                                    self._get_range, self._pool)
+                                    self._get_blocks, self._pool)
         self._counters = _Counters()
         self._lock = threading.Lock()  # guards the small dicts below; never held for I/O
         self._ready_lock = threading.Lock()
@@ -455,7 +466,7 @@ class S3Backend(BlobBackend):
             log.warning("cannot list stale multipart uploads: %s", exc)
             return 0
         for upload in response.get("Uploads", []):
-            if upload["Initiated"].timestamp() < cutoff:
+            if _timestamp(upload["Initiated"]) < cutoff:
                 log.info("aborting a stale multipart upload of %s", upload["Key"])
                 self._abort(upload["Key"], upload["UploadId"])
                 aborted += 1
@@ -501,25 +512,33 @@ class S3Backend(BlobBackend):
             if len(self._sizes) > SIZE_MEMO_ENTRIES:
                 self._sizes.popitem(last=False)
 
-    def _get_range(self, sha_hex: str, start: int, end: int) -> bytes:
-        """One ranged GET of ``[start, end)``; a short body is retried."""
-        def get() -> bytes:
+    def _get_blocks(self, sha_hex: str, start: int, end: int, block_size: int,
+                    deliver: Deliver) -> None:
+        """One ranged GET of ``[start, end)``, its blocks handed to *deliver* as
+        they arrive; a broken or short stream is resumed (retried) from the
+        first block not yet delivered."""
+        position = start
+
+        def get() -> None:
+            nonlocal position
             response = self.client.get_object(Bucket=self.config.bucket,
                                               Key=self.prefix + sha_hex,
-                                              Range=f"bytes={start}-{end - 1}")
+                                              Range=f"bytes={position}-{end - 1}")
             with response["Body"] as body:
-                data: bytes = body.read()
-            if len(data) != end - start:
-                raise TransientError(f"got {len(data)} bytes, expected {end - start}")
-            return data
+                while position < end:
+                    want = min(block_size, end - position)
+                    data: bytes = body.read(want)
+                    if len(data) != want:
+                        raise TransientError(f"got {len(data)} bytes, expected {want}")
+                    self._counters.add("bytes_received", want)
+                    deliver(position, data)
+                    position += want
 
         try:
-            data = self._call("get_object", f"reading blob {sha_hex} at {start}", get)
+            self._call("get_object", f"reading blob {sha_hex} at {start}", get)
         except BlobMissing:
             raise BlobMissing(f"blob {sha_hex} is missing from bucket {self.config.bucket}",
                               sha256=sha_hex) from None
-        self._counters.add("bytes_received", len(data))
-        return data
 
     # -- the rest of the interface -------------------------------------------------
 
@@ -640,7 +659,7 @@ class S3Backend(BlobBackend):
         while True:
             response = self._call("list_objects_v2", f"listing {under}",
                                   lambda: self.client.list_objects_v2(**args))
-            names[0].extend((item["Key"][cut:], item["LastModified"].timestamp())
+            names[0].extend((item["Key"][cut:], _timestamp(item["LastModified"]))
                             for item in response.get("Contents", []))
             names[1].extend(entry["Prefix"][cut:] for entry in response.get("CommonPrefixes", []))
             if not response.get("IsTruncated"):
@@ -680,6 +699,14 @@ def _size_or_zero(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0  # put_file will report it
+
+
+def _timestamp(text: str) -> float:
+    """A response's timestamp (kept as text by the client) as POSIX seconds."""
+    try:
+        return datetime.fromisoformat(text).timestamp()  # S3's form: 2026-12-06T10:36:55.123Z
+    except ValueError:
+        return float(parse_timestamp(text).timestamp())  # any other form botocore knows
 
 
 def _content_md5(data: bytes) -> str:
