@@ -9,19 +9,19 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from helpers.daemon import InProcessDaemon
 
 from axonfs import client
 from axonfs.client import AxonClient
 from axonfs.config import FetchOptions
 from axonfs.errors import BadArg
 
-from .conftest import Served
 from .servers import FILE_BODY, MISSING_BODY, Certificates, LocalHTTPServer
 
 
 @pytest.fixture
-async def axon(served: Served) -> AsyncIterator[AxonClient]:
-    async with client.connect(served.socket) as connected:
+async def axon(in_process: InProcessDaemon) -> AsyncIterator[AxonClient]:
+    async with client.connect(in_process.socket) as connected:
         yield connected
 
 
@@ -100,7 +100,7 @@ async def test_wget_https(axon: AxonClient, https_server: LocalHTTPServer,
     assert (await axon.wget(url, ssl_opts=mtls))["code"] == 200
 
 
-async def test_wget_proxies(served: Served, axon: AxonClient,
+async def test_wget_proxies(in_process: InProcessDaemon, axon: AxonClient,
                             http_server: LocalHTTPServer) -> None:
     url = f"{http_server.base}/file"
     dead = await axon.wget(url, proxy="http://127.0.0.1:1")
@@ -108,13 +108,13 @@ async def test_wget_proxies(served: Served, axon: AxonClient,
     assert dead["reason"].startswith("Exception occurred during request: ")
     with pytest.raises(BadArg, match="HTTP proxy argument must be a string or bool."):
         await axon.wget(url, proxy=1.1)
-    served.axon.fetch_options = FetchOptions(http_proxy="http://127.0.0.1:1")
+    in_process.axon.fetch_options = FetchOptions(http_proxy="http://127.0.0.1:1")
     try:
         assert (await axon.wget(url))["ok"] is False               # True: the daemon's proxy
         assert (await axon.wget(url, proxy=None))["ok"] is False   # None behaves like True
         assert (await axon.wget(url, proxy=False))["code"] == 200  # False: no proxy
     finally:
-        served.axon.fetch_options = FetchOptions()
+        in_process.axon.fetch_options = FetchOptions()
 
 
 async def test_wget_unresolvable_host(axon: AxonClient) -> None:

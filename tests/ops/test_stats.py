@@ -14,13 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers.cli import run_axonfs
 
 from axonfs import axon as axon_module
 from axonfs.axon import Axon
 from axonfs.metrics_http import parse_listen, prometheus_text
 from axonfs.stats import FuseStats, OpStats, Stats, format_text, instrument
 
-from .conftest import clean_env, metrics_port, new_bucket_name, run_axonfs
+from .conftest import MakeOpsMount, StartServe, clean_env, metrics_port, new_bucket_name
 
 
 def stats(mnt: Path) -> dict:  # type: ignore[type-arg]
@@ -39,7 +40,7 @@ def samples(text: str) -> dict[str, float]:
     return found
 
 
-def test_stats_follow_real_activity(make_mount, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_stats_follow_real_activity(make_mount: MakeOpsMount, tmp_path: Path) -> None:
     mounted = make_mount("--metrics-listen", "127.0.0.1:0")
     before = stats(mounted.mnt)
     assert before["fuse"]["bytes_written"] == 0 and before["store"]["blobs"] == 0
@@ -102,7 +103,7 @@ def test_stats_follow_real_activity(make_mount, tmp_path: Path) -> None:  # type
     mounted.umount()
 
 
-def test_serve_stats_without_a_mount(start_serve) -> None:  # type: ignore[no-untyped-def]
+def test_serve_stats_without_a_mount(start_serve: StartServe) -> None:
     served = start_serve(env=clean_env())
     result = served.ctl("--json", "stats")
     assert result.returncode == 0, result.stderr
@@ -111,8 +112,8 @@ def test_serve_stats_without_a_mount(start_serve) -> None:  # type: ignore[no-un
     assert "fuse       not mounted" in served.ctl("stats").stdout
 
 
-def test_s3_counters_and_the_cache_dir_from_a_config_file(  # type: ignore[no-untyped-def]
-        start_serve, moto_server: str, tmp_path: Path) -> None:
+def test_s3_counters_and_the_cache_dir_from_a_config_file(
+        start_serve: StartServe, moto_server: str, tmp_path: Path) -> None:
     config = tmp_path / "s3.toml"
     config.write_text(f's3-bucket = "{new_bucket_name()}"\ns3-endpoint = "{moto_server}"\n'
                       f'cache-dir = "cache"\ncache-size = "64M"\n')

@@ -15,15 +15,16 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
+from helpers.fuse import wait_until
+from helpers.hashes import file_sha
 
 from axonfs import client
 
-from .conftest import Figures
-from .tools import Daemon, assert_fsck_clean, fd_count, file_sha, spools, wait_until, write_file
+from .conftest import Figures, MakeDaemon
+from .tools import assert_fsck_clean, fd_count, spools, write_file
 
 SECONDS = float(os.environ.get("AXONFS_LOAD_SECONDS", "20"))
 READERS, WRITERS, CLIENTS = 8, 4, 4
@@ -126,7 +127,7 @@ class Load:
                 self._count("socket_ops", 8)
 
 
-def test_load(daemons: Callable[..., Daemon], figures: Figures) -> None:
+def test_load(daemons: MakeDaemon, figures: Figures) -> None:
     seed = random.randrange(1 << 30)
     print(f"seed={seed}")
     rng = random.Random(seed)

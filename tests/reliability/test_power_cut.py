@@ -38,20 +38,21 @@ import random
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers.fuse import AXONFS
+from helpers.cli import AXONFS
+from helpers.hashes import sha_hex
 from helpers.powercut import PowerCutDisk
 
 from axonfs.fsck import fsck
 from axonfs.hashing import Sha256
 from axonfs.store.store import Store
 
-from .conftest import Figures
-from .tools import Daemon, assert_fsck_clean, sha_hex, write_file
+from .conftest import Figures, MakeDaemon
+from .tools import assert_fsck_clean, write_file
 
 WRITER = Path(__file__).with_name("power_cut_writer.py")
 REPO = Path(__file__).parents[2]
@@ -270,7 +271,7 @@ def test_power_cut_while_writers_put_and_delete(disk: PowerCutDisk, cut_after: i
 
 @pytest.mark.parametrize("cut_after", [1, 40], ids=lambda n: f"after-{n}-closes")
 def test_power_cut_while_copying_into_incoming(disk: PowerCutDisk, cut_after: int,
-                                               daemons: Callable[..., Daemon],
+                                               daemons: MakeDaemon,
                                                figures: Figures) -> None:
     """Four writers copy files into /incoming of a mount whose store is on the
     harness; every close() that returned 0 must survive the cut."""

@@ -12,13 +12,12 @@ import subprocess
 from pathlib import Path
 
 import trio
+from helpers.hashes import sha_digest
 
 from axonfs.axon import Axon
 from axonfs.backends.local import LocalBackend
 from axonfs.hashing import Sha256
 from axonfs.store.spool import STAGE
-
-from .storetools import sha256
 
 EVICTIONS = 5
 
@@ -42,8 +41,8 @@ async def test_evicted_blob_is_not_read_inline(store_dir: Path) -> None:
         await axon.put(data)
     backend = LocalBackend(store_dir / "blobs")
     try:
-        path = backend.path_of(Sha256(sha256(data)))
-        with backend.open(Sha256(sha256(data))) as reader:
+        path = backend.path_of(Sha256(sha_digest(data)))
+        with backend.open(Sha256(sha_digest(data))) as reader:
             # Evicted before each probe: a refused RWF_NOWAIT read may start the
             # kernel's readahead, which caches the pages a moment later. On a busy
             # machine an eviction is now and then undone before the probe (about

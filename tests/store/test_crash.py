@@ -16,12 +16,14 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.cli import run_axonfs
+from helpers.hashes import sha_digest
 
 from axonfs.hashing import Sha256
 from axonfs.store import intent
 from axonfs.store.index import IndexOp
 from axonfs.store.store import Store
-from store.storetools import PYTHON, REPO, MakeBackend, run_axonfs, sha256, spool_files
+from store.storetools import PYTHON, REPO, MakeBackend, spool_files
 
 KILLS = 24
 WRITER = Path(__file__).with_name("crash_writer.py")
@@ -89,7 +91,7 @@ def test_sigkill_at_random_moments(store_dir: Path) -> None:
 
 def stage_bytes(store: Store, data: bytes, name: bytes | None = None) -> Sha256:
     """Put *data* in the backend under *name* (default: its sha256), unindexed."""
-    sha = Sha256(name or sha256(data))
+    sha = Sha256(name or sha_digest(data))
     path = store.tmp / f"staged-{os.urandom(4).hex()}"
     path.write_bytes(data)
     store.backend.put_file(sha, path)
@@ -101,7 +103,7 @@ def test_open_indexes_the_blobs_of_an_interrupted_add(store_dir: Path,
                                                       make_backend: MakeBackend) -> None:
     with Store(store_dir, make_backend()) as store:
         kept = stage_bytes(store, b"renamed in, never indexed")
-        never = Sha256(sha256(b"never reached the backend"))
+        never = Sha256(sha_digest(b"never reached the backend"))
         intent.write(store.intent_path, [(kept, True), (never, True)])
     with Store(store_dir, make_backend()) as store:
         row = store.index.get(kept)
@@ -139,7 +141,7 @@ def test_open_follows_the_last_op_on_each_blob(store_dir: Path,
 def test_open_removes_a_copy_that_does_not_match_its_name(store_dir: Path,
                                                           make_backend: MakeBackend) -> None:
     with Store(store_dir, make_backend()) as store:
-        torn = stage_bytes(store, b"torn", name=sha256(b"the real, longer content"))
+        torn = stage_bytes(store, b"torn", name=sha_digest(b"the real, longer content"))
         intent.write(store.intent_path, [(torn, True)])
     with Store(store_dir, make_backend()) as store:
         assert not store.index.has(torn)
