@@ -8,6 +8,7 @@ import struct
 import msgpack
 import pytest
 import trio
+import trio.testing
 from helpers.daemon import InProcessDaemon
 
 from axonfs import client
@@ -157,7 +158,7 @@ async def test_requests_are_multiplexed_and_cancellable(in_process: InProcessDae
     assert await _read_frame(stream) == {"v": VERSION, "id": 1, "t": "cancelled"}
     with trio.fail_after(5):
         while in_process.server.statistics().requests:
-            await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
     await stream.aclose()
 
 
@@ -234,7 +235,10 @@ async def test_a_frame_cut_short_by_a_cancel_closes_the_connection(
     stream = await _raw(in_process)
     await stream.send_all(encode({"id": 1, "call": "get", "args": [digest], "kwargs": {},
                                   "raw": True}))
-    await trio.sleep(0.3)  # not reading: the daemon's send blocks inside a payload
+    # Not reading: the daemon's send blocks inside a payload, and then every
+    # task of this run (the server's included) is blocked.
+    with trio.fail_after(20):
+        await trio.testing.wait_all_tasks_blocked(cushion=0.1)
     await stream.send_all(encode({"id": 1, "t": "cancel"}))
     with trio.fail_after(10):
         while await stream.receive_some(1 << 20):

@@ -9,6 +9,7 @@ from contextlib import aclosing
 
 import pytest
 import trio
+import trio.testing
 from helpers.daemon import InProcessDaemon
 from helpers.hashes import sha_digest
 
@@ -82,10 +83,28 @@ async def test_large_put_and_upload_stream(in_process: InProcessDaemon) -> None:
         assert not await axon.has(sha_digest(b"discarded"))
 
 
+async def _wait_stalled(in_process: InProcessDaemon) -> int:
+    """Wait until the server's work stops, and return how many items it sent.
+
+    Stopped means: every task of this trio run (the server's included) stayed
+    blocked for a while, twice in a row with no item sent in between. The
+    parsers run in threads only between checkpoints, never while paused, so a
+    paused stream leaves nothing to run. Fails if the work never stops.
+    """
+    sent = -1
+    with trio.fail_after(20):
+        while True:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.1)
+            now = in_process.server.statistics().items_sent
+            if now == sent:
+                return sent
+            sent = now
+
+
 async def _wait_idle(in_process: InProcessDaemon) -> None:
     with trio.fail_after(10):
         while in_process.server.statistics().requests:
-            await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
 
 
 async def test_abandoned_csvrows_stops_parsing(in_process: InProcessDaemon) -> None:
@@ -109,15 +128,8 @@ async def test_a_client_that_stops_reading_pauses_the_work(in_process: InProcess
         lines = axon.readlines(digest.hex())
         assert await lines.__anext__() == "x"
         # Not reading: the socket buffers and the channel fill up, then the
-        # work stops. Wait for the count to settle rather than a fixed time
-        # (a loaded machine fills the buffers slowly).
-        sent, settled = -1, 0
-        with trio.fail_after(20):
-            while settled < 3:
-                await trio.sleep(0.2)
-                now = in_process.server.statistics().items_sent
-                settled = settled + 1 if now == sent else 0
-                sent = now
+        # work stops.
+        sent = await _wait_stalled(in_process)
         assert sent < 500_000  # paused long before the 3,000,000 lines
         await lines.aclose()
         await _wait_idle(in_process)
@@ -130,7 +142,7 @@ async def test_a_slow_get_holds_only_a_window_of_its_bytes(in_process: InProcess
     async with client.connect(in_process.socket) as axon:
         pieces = axon.get(digest)
         got = [await pieces.__anext__()]
-        await trio.sleep(0.5)  # not reading: the socket and the window fill up
+        await _wait_stalled(in_process)  # not reading: the socket and the window fill up
         held = in_process.server.statistics().stream_bytes
         assert 0 < held <= STREAM_WINDOW <= 32 << 20, held
         got += [piece async for piece in pieces]
