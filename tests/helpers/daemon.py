@@ -48,6 +48,18 @@ def log_problems(log: Path) -> list[str]:
             if " ERROR " in line or " CRITICAL " in line or "Traceback" in line]
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM *process*, SIGKILL it if it is still there after *timeout*; its exit status."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 def socket_answers(path: Path) -> bool:
     """Whether a daemon accepts connections on *path* and says hello."""
     try:
@@ -157,14 +169,7 @@ class ServeDaemon:
 
     def stop(self) -> int:
         """SIGTERM (SIGKILL after 15 s) and wait; the exit status."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop_process(self.process, 15)
 
 
 # -- axonfs mount -------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 
 def fuse_available() -> bool:
     return os.path.exists("/dev/fuse") and os.access("/dev/fuse", os.R_OK | os.W_OK)
@@ -32,6 +34,22 @@ def mounts_of_type(fstype: str) -> list[str]:
 def axonfs_mounts() -> list[str]:
     """Mount points of every axonfs mount of this machine."""
     return mounts_of_type("fuse.axonfs")
+
+
+def mounts_under(base: Path | str, *fstypes: str) -> list[str]:
+    """Mount points of the given types at or below *base*."""
+    base = str(base)
+    return [path for fstype in fstypes for path in mounts_of_type(fstype)
+            if path == base or path.startswith(base + "/")]
+
+
+def skip_tests_under(items: list[pytest.Item], directory: str, reason: str) -> None:
+    """Mark every collected test under ``tests/DIRECTORY`` skipped (for a conftest's
+    ``pytest_collection_modifyitems``, when the machine lacks what they need)."""
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if f"tests/{directory}" in str(item.fspath):
+            item.add_marker(skip)
 
 
 def pid_alive(pid: int) -> bool:

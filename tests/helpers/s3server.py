@@ -45,6 +45,7 @@ from typing import Any
 import boto3
 import botocore.config
 import pytest
+from helpers.daemon import stop_process
 from helpers.rgw import RgwCluster, unavailable_reason
 
 from axonfs.backends.base import BlobBackend
@@ -131,12 +132,7 @@ class MotoServer:
             self._client.close()
             self._client = None
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, 10)
             self.process = None
 
     def client(self) -> Any:

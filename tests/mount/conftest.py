@@ -7,19 +7,15 @@ from pathlib import Path
 
 import pytest
 from helpers.daemon import MakeMount, MountDaemon, mount_daemons
-from helpers.fuse import axonfs_mounts, fuse_available
+from helpers.fuse import fuse_available, mounts_under, skip_tests_under
 from helpers.s3server import moto, moto_server, new_bucket_name  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.fuse
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if fuse_available():
-        return
-    skip = pytest.mark.skip(reason="needs /dev/fuse")
-    for item in items:
-        if "tests/mount" in str(item.fspath):
-            item.add_marker(skip)
+    if not fuse_available():
+        skip_tests_under(items, "mount", "needs /dev/fuse")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,7 +24,7 @@ def no_mount_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     session's own: a benchmark's mount elsewhere on the machine is not ours)."""
     base = str(tmp_path_factory.getbasetemp())
     yield
-    left = [mount for mount in axonfs_mounts() if mount.startswith(base)]
+    left = mounts_under(base, "fuse.axonfs")
     assert not left, f"mounts left behind: {sorted(left)}"
 
 

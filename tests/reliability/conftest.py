@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import pytest
 from helpers.daemon import MountDaemon, mount_daemons
-from helpers.fuse import fuse_available, mounts_of_type
+from helpers.fuse import fuse_available, mounts_under, skip_tests_under
 
 pytestmark = pytest.mark.fuse
 
@@ -32,12 +32,9 @@ Figures = dict[str, dict[str, Any]]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if fuse_available() and os.geteuid() == 0:
-        return
-    skip = pytest.mark.skip(reason="the reliability suite needs /dev/fuse and root (tmpfs)")
-    for item in items:
-        if "tests/reliability" in str(item.fspath):
-            item.add_marker(skip)
+    if not (fuse_available() and os.geteuid() == 0):
+        skip_tests_under(items, "reliability",
+                         "the reliability suite needs /dev/fuse and root (tmpfs)")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,9 +43,7 @@ def nothing_left_mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     (other sessions on the machine may mount elsewhere meanwhile)."""
     base = str(tmp_path_factory.getbasetemp())
     yield
-    left = [path for path in mounts_of_type("fuse.axonfs") + mounts_of_type("fuse.powercut")
-            + mounts_of_type("tmpfs")
-            if path == base or path.startswith(base + "/")]
+    left = mounts_under(base, "fuse.axonfs", "fuse.powercut", "tmpfs")
     assert not left, f"mounts left behind: {sorted(left)}"
 
 
