@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 from helpers.daemon import ServeDaemon
+from helpers.streams import closable
 
 from axonfs import client
 from axonfs.errors import BadArg, NoSuchFile
@@ -39,7 +40,7 @@ async def exercise(daemon: ServeDaemon, http_server: LocalHTTPServer, tag: bytes
         rows = [row async for row in axon.hashes(0)]
         assert sha256 in {row[1][0] for row in rows}
         _, csv_sha = await axon.put(b"a,b\n" * 100_000)
-        async with aclosing(axon.csvrows(csv_sha)) as csvrows:
+        async with aclosing(closable(axon.csvrows(csv_sha))) as csvrows:
             async for row in csvrows:
                 assert row == ("a", "b")
                 break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Any
 
 import msgpack
 import pytest
@@ -61,7 +62,7 @@ async def _raw(in_process: InProcessDaemon) -> trio.SocketStream:
     return stream
 
 
-async def _read_frame(stream: trio.SocketStream) -> dict:
+async def _read_frame(stream: trio.SocketStream) -> dict[str, Any]:
     decoder = FrameDecoder(1 << 30)
     while (message := decoder.next_message()) is None:
         data = await stream.receive_some(65536)

@@ -12,6 +12,7 @@ import trio
 import trio.testing
 from helpers.daemon import InProcessDaemon
 from helpers.hashes import sha_digest
+from helpers.streams import closable
 
 from axonfs import client
 from axonfs.ctlserver import STREAM_WINDOW
@@ -111,7 +112,7 @@ async def test_abandoned_csvrows_stops_parsing(in_process: InProcessDaemon) -> N
     data = b"a,b\n" * 2_000_000  # 2 million rows
     _, digest = await in_process.axon.put(data)
     async with client.connect(in_process.socket) as axon:
-        async with aclosing(axon.csvrows(digest)) as rows:
+        async with aclosing(closable(axon.csvrows(digest))) as rows:
             async for row in rows:
                 assert row == ("a", "b")
                 break
@@ -125,7 +126,7 @@ async def test_abandoned_csvrows_stops_parsing(in_process: InProcessDaemon) -> N
 async def test_a_client_that_stops_reading_pauses_the_work(in_process: InProcessDaemon) -> None:
     _, digest = await in_process.axon.put(b"x\n" * 3_000_000)
     async with client.connect(in_process.socket) as axon:
-        lines = axon.readlines(digest.hex())
+        lines = closable(axon.readlines(digest.hex()))
         assert await lines.__anext__() == "x"
         # Not reading: the socket buffers and the channel fill up, then the
         # work stops.
@@ -156,7 +157,7 @@ async def test_an_abandoned_raw_get_frees_its_window_and_the_client_goes_on(
     blob = os.urandom(1 << 20) * 40
     _, digest = await in_process.axon.put(blob)
     async with client.connect(in_process.socket) as axon:
-        async with aclosing(axon.get(digest)) as pieces:
+        async with aclosing(closable(axon.get(digest))) as pieces:
             async for piece in pieces:
                 assert piece == blob[:len(piece)]
                 break  # mid raw payload: the connection cannot be reused
@@ -168,7 +169,7 @@ async def test_an_abandoned_raw_get_frees_its_window_and_the_client_goes_on(
 
 async def test_disconnect_cancels_a_follow(in_process: InProcessDaemon) -> None:
     async with client.connect(in_process.socket) as axon:
-        follow = axon.hashes(0, wait=True)
+        follow = closable(axon.hashes(0, wait=True))
         with trio.move_on_after(0.2):
             async for _ in follow:
                 pass
@@ -182,7 +183,7 @@ async def test_follow_sees_new_puts(in_process: InProcessDaemon) -> None:
         seen: list[int] = []
 
         async def follow() -> None:
-            async with aclosing(axon.hashes(0, wait=True, timeout=2)) as rows:
+            async with aclosing(closable(axon.hashes(0, wait=True, timeout=2))) as rows:
                 async for indx, _ in rows:
                     seen.append(indx)
                     if len(seen) == 2:

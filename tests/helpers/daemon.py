@@ -16,19 +16,20 @@ Every wait here is bounded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import trio
 from helpers.cli import AXONFS, run_axonfs
-from helpers.fuse import is_mounted, pid_alive, wait_until
+from helpers.fuse import is_mounted, pid_alive, pid_gone, wait_until
 
 from axonfs.axon import Axon
 from axonfs.config import control_socket
@@ -128,9 +129,9 @@ class ServeDaemon:
         return daemon
 
     def _wait_ready(self, wait_telepath: bool) -> None:
-        ready = [lambda: socket_answers(self.socket)]
+        ready: list[Callable[[], bool]] = [lambda: socket_answers(self.socket)]
         if wait_telepath:
-            ready.append(lambda: (self.socket.parent / "telepath.sock").exists())
+            ready.append((self.socket.parent / "telepath.sock").exists)
         deadline = time.monotonic() + START_TIMEOUT
         for check in ready:
             while not check():
@@ -244,19 +245,21 @@ class MountDaemon:
         """``axonfs umount``, then wait for the daemon to be gone."""
         run_axonfs("umount", self.mnt, check=True, timeout=COMMAND_TIMEOUT)
         assert not is_mounted(self.mnt)
-        pid = self.pid
-        if pid is not None:
-            assert wait_until(lambda: not pid_alive(pid), timeout=30), "daemon lingers"
+        if self.pid is not None:
+            assert wait_until(functools.partial(pid_gone, self.pid), timeout=30), "daemon lingers"
 
     def kill(self) -> None:
         """SIGKILL the daemon and wait until it is gone (the mount stays, dead)."""
-        pid = self.pid
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        assert wait_until(lambda: not pid_alive(pid), timeout=20)
+        assert self.pid is not None
+        os.kill(self.pid, signal.SIGKILL)
+        assert wait_until(functools.partial(pid_gone, self.pid), timeout=20)
 
     def alive(self) -> bool:
         return self.pid is not None and pid_alive(self.pid)
+
+    def gone(self) -> bool:
+        """Whether the daemon it started last has exited and left nothing mounted."""
+        return self.pid is not None and not pid_alive(self.pid) and not is_mounted(self.mnt)
 
     def close(self) -> None:
         """Unmount and stop for sure, whatever the state (the fixture's teardown)."""
@@ -270,10 +273,10 @@ class MountDaemon:
             if pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-                if not wait_until(lambda p=pid: not pid_alive(p), timeout=10):
+                if not wait_until(functools.partial(pid_gone, pid), timeout=10):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    wait_until(lambda p=pid: not pid_alive(p), timeout=5)
+                    wait_until(functools.partial(pid_gone, pid), timeout=5)
 
     def problems(self) -> list[str]:
         """The error lines of the daemon's log, but for the tolerated ones."""

@@ -60,6 +60,11 @@ def pid_alive(pid: int) -> bool:
     return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
 
 
+def pid_gone(pid: int) -> bool:
+    """Whether process *pid* has exited (for :func:`wait_until`)."""
+    return not pid_alive(pid)
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0,
                interval: float = 0.02) -> bool:
     """Poll *predicate* until it holds or *timeout* passes; whether it held."""

@@ -144,7 +144,7 @@ class MotoServer:
             self._client = boto3.session.Session(region_name="us-east-1").client(
                 "s3", endpoint_url=self.endpoint,
                 aws_access_key_id="testing", aws_secret_access_key="testing",
-                config=botocore.config.Config(**CLIENT_CONFIG))  # type: ignore[arg-type]
+                config=botocore.config.Config(**CLIENT_CONFIG))
         return self._client
 
 
@@ -156,7 +156,10 @@ class RgwServer:
         self.tls = tls
         self.name = "rgw-tls" if tls else "rgw"
         self.scheme = "https" if tls else "http"
-        self.port = cluster.tls_port if tls else cluster.port
+        port = cluster.tls_port if tls else cluster.port
+        if port is None:
+            raise ValueError("this cluster serves no HTTPS endpoint")
+        self.port = port
         self.env = {"AWS_ACCESS_KEY_ID": cluster.access_key,
                     "AWS_SECRET_ACCESS_KEY": cluster.secret_key,
                     "AWS_DEFAULT_REGION": "us-east-1",
@@ -177,7 +180,7 @@ class RgwServer:
                 "s3", endpoint_url=self.endpoint, aws_access_key_id=self.cluster.access_key,
                 aws_secret_access_key=self.cluster.secret_key,
                 verify=str(self.cluster.ca_bundle) if self.tls else None,
-                config=botocore.config.Config(**CLIENT_CONFIG))  # type: ignore[arg-type]
+                config=botocore.config.Config(**CLIENT_CONFIG))
         return self._client
 
     def close(self) -> None:

@@ -43,7 +43,7 @@ def python(mounted: MountDaemon, script: str, *args: str) -> None:
 
 @pytest.fixture
 def local(make_mount: MakeMount) -> MountDaemon:
-    return make_mount()  # type: ignore[no-any-return]
+    return make_mount()
 
 
 @pytest.fixture(params=["local"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from helpers.cli import AXONFS, run_axonfs
 from helpers.daemon import MakeMount, MountDaemon
-from helpers.fuse import is_mounted, pid_alive, wait_until
+from helpers.fuse import is_mounted, pid_alive, pid_gone, wait_until
 
 from axonfs.config import MOUNT_SOCKET_XATTR, control_socket
 
@@ -49,7 +50,7 @@ def test_sigterm_and_sigint_unmount_cleanly(make_mount: MakeMount) -> None:
         mounted.path("incoming", "f").write_bytes(b"x")
         assert mounted.pid is not None
         os.kill(mounted.pid, signum)
-        assert wait_until(lambda m=mounted: not pid_alive(m.pid) and not is_mounted(m.mnt))
+        assert wait_until(mounted.gone)
         assert not (mounted.store / "run" / "daemon.pid").exists()
 
 
@@ -99,7 +100,8 @@ def test_daemon_killed_during_ingest_then_mount_recovers(make_mount: MakeMount) 
     finally:
         writer.kill()
         writer.wait()
-    assert wait_until(lambda: not pid_alive(mounted.pid))
+    assert mounted.pid is not None
+    assert wait_until(functools.partial(pid_gone, mounted.pid))
     try:
         os.listdir(mounted.mnt)
         raise AssertionError("the mount should be dead")
@@ -117,7 +119,7 @@ def test_daemon_killed_during_ingest_then_mount_recovers(make_mount: MakeMount) 
 def test_umount_cleans_a_dead_mount_point(mounted: MountDaemon) -> None:
     assert mounted.pid is not None
     os.kill(mounted.pid, signal.SIGKILL)
-    assert wait_until(lambda: not pid_alive(mounted.pid))
+    assert wait_until(functools.partial(pid_gone, mounted.pid))
     result = run_axonfs("umount", mounted.mnt, check=True)
     assert "stopped abruptly" in result.stderr
     assert not is_mounted(mounted.mnt)

@@ -15,17 +15,13 @@ import signal
 
 import pytest
 from helpers.daemon import MountDaemon
-from helpers.fuse import is_mounted, pid_alive, wait_until
+from helpers.fuse import wait_until
 
 WAITING = "are closed (at most"
 
 
 def log_says(mounted: MountDaemon, text: str) -> bool:
     return mounted.log_file.exists() and text in mounted.log_file.read_text(errors="replace")
-
-
-def stopped(mounted: MountDaemon) -> bool:
-    return mounted.pid is not None and not pid_alive(mounted.pid) and not is_mounted(mounted.mnt)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -40,7 +36,7 @@ def test_stop_waits_for_a_writer_to_close(local_mount: MountDaemon, signum: int)
         assert wait_until(lambda: log_says(local_mount, WAITING), timeout=20)
         file.write(second)  # the mount still serves the writer
     # close() returned: committed; then the daemon stops on its own.
-    assert wait_until(lambda: stopped(local_mount), timeout=30)
+    assert wait_until(local_mount.gone, timeout=30)
     log = local_mount.log_file.read_text()
     assert "every file being written to /incoming was closed: stopping" in log
     assert "discarded" not in log
@@ -57,7 +53,7 @@ def test_stop_timeout_discards_and_logs_the_upload(local_mount: MountDaemon) -> 
         file.write(b"x" * 4096)
         file.flush()
         os.kill(local_mount.pid, signal.SIGTERM)
-        assert wait_until(lambda: stopped(local_mount), timeout=30)
+        assert wait_until(local_mount.gone, timeout=30)
         with pytest.raises(OSError) as caught:
             file.write(b"more")
             file.flush()
@@ -80,7 +76,7 @@ def test_a_second_signal_stops_at_once(local_mount: MountDaemon) -> None:
         os.kill(local_mount.pid, signal.SIGTERM)
         assert wait_until(lambda: log_says(local_mount, WAITING), timeout=20)
         os.kill(local_mount.pid, signal.SIGTERM)
-        assert wait_until(lambda: stopped(local_mount), timeout=30)
+        assert wait_until(local_mount.gone, timeout=30)
         with pytest.raises(OSError) as caught:
             os.write(fd, b"more")
         assert caught.value.errno == errno.ENOTCONN

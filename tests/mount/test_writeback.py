@@ -31,7 +31,8 @@ from helpers.hashes import sha_hex
 
 import axonfs.incoming
 from axonfs.axon import INLINE_IO_MAX, Axon
-from axonfs.incoming import HashBehind, Incoming
+from axonfs.hashbehind import HashBehind
+from axonfs.incoming import Incoming
 from axonfs.ops import Operations
 from axonfs.tree.blobs import MAP_WINDOW
 from mount.storeapi import get_blob, put_blobs

@@ -15,13 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers.cli import run_axonfs
+from helpers.s3server import new_bucket_name
 
 from axonfs import axon as axon_module
 from axonfs.axon import Axon
 from axonfs.metrics_http import parse_listen, prometheus_text
 from axonfs.stats import FuseStats, OpStats, Stats, format_text, instrument
 
-from .conftest import MakeOpsMount, StartServe, clean_env, metrics_port, new_bucket_name
+from .conftest import MakeOpsMount, StartServe, clean_env, metrics_port
 
 
 def stats(mnt: Path) -> dict:  # type: ignore[type-arg]
@@ -85,7 +86,7 @@ def test_stats_follow_real_activity(make_mount: MakeOpsMount, tmp_path: Path) ->
     assert "1 dedup hits" in text.stdout and "585.9 KiB written" in text.stdout
 
     # The same counters for Prometheus, scraped over loopback.
-    port = metrics_port(mounted.log.read_text())
+    port = metrics_port(mounted.log_file.read_text())
     response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")

@@ -66,7 +66,8 @@ def frame(body: bytes, size: int | None = None) -> bytes:
 
 
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 # -- talking to the daemon -----------------------------------------------------------------
@@ -291,7 +292,8 @@ def test_invalid_names_under_every_directory(daemons: MakeDaemon,
                 try:
                     attempt()
                 except OSError as exc:
-                    assert exc.errno not in NEVER, (directory, name, label, exc)
+                    assert exc.errno is not None and exc.errno not in NEVER, (
+                        directory, name, label, exc)
                     errnos[errno.errorcode[exc.errno]] = errnos.get(
                         errno.errorcode[exc.errno], 0) + 1
                     continue

@@ -65,7 +65,7 @@ def reset_peak(pid: int) -> int:
 
 
 def frame(message: dict[str, Any]) -> bytes:
-    body = msgpack.packb({"v": 1, **message}, use_bin_type=True)
+    body: bytes = msgpack.packb({"v": 1, **message}, use_bin_type=True)
     return struct.pack(">I", len(body)) + body
 
 
@@ -93,7 +93,7 @@ async def put_blob_async(served: ServeDaemon, data: bytes) -> bytes:
         for start in range(0, len(data), 4 * MiB):
             await upload.write(data[start:start + 4 * MiB])
         _, sha256 = await upload.save()
-    return sha256  # type: ignore[no-any-return]
+    return sha256
 
 
 def put_blob(served: ServeDaemon, data: bytes) -> bytes:
@@ -328,7 +328,7 @@ def test_out_of_descriptors_is_emfile_not_a_broken_blob(
         [*AXONFS, "ctl", "--socket", str(daemon.socket), "stats", "--json"],
         capture_output=True, text=True, check=True).stdout)
     assert stats["fuse"]["broken"] == [], stats["fuse"]
-    assert "Too many open files" in daemon.log.read_text()
+    assert "Too many open files" in daemon.log_file.read_text()
     figures.setdefault("exhaustion", {})["read at the descriptor limit"] = (
         f"{errno.errorcode[caught.value.errno]}, blob not marked broken; soft limit {soft}")
 

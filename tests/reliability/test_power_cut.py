@@ -291,7 +291,7 @@ def test_power_cut_while_copying_into_incoming(disk: PowerCutDisk, cut_after: in
             data = rng.randbytes(rng.randrange(1, 20_000) if rng.random() < 0.7
                                  else rng.randrange(200_000, 600_000))
             try:
-                write_file(daemon.mnt / "incoming" / f"w{number}-{n}", data)  # type: ignore[operator]
+                write_file(daemon.mnt / "incoming" / f"w{number}-{n}", data)
             except OSError:
                 return  # the power went (or the daemon with it): not acknowledged
             with lock:

@@ -88,15 +88,17 @@ def test_direct_spool_holds_exactly_what_was_appended(
 
 def test_nothing_reaches_the_file_until_a_stage_fills(spool_dir: Path) -> None:
     spool = Spool(spool_dir, direct=True)
+    path = spool.path  # a direct spool is a file from the start
+    assert path is not None
     spool.append(b"x" * (STAGE - 1))
-    assert spool.staged == STAGE - 1 and os.path.getsize(spool.path) == 0
+    assert spool.staged == STAGE - 1 and os.path.getsize(path) == 0
     spool.append(b"yz")
-    assert spool.staged == 1 and os.path.getsize(spool.path) == STAGE
+    assert spool.staged == 1 and os.path.getsize(path) == STAGE
     spool.sync()  # writes the staged byte, leaves direct mode
     assert not spool.direct and spool.staged == 0
-    assert spool.path.read_bytes() == b"x" * (STAGE - 1) + b"yz"
+    assert path.read_bytes() == b"x" * (STAGE - 1) + b"yz"
     spool.discard()
-    assert not spool.path.exists()
+    assert not path.exists()
 
 
 def test_appends_then_random_writes_and_truncates(spool_dir: Path) -> None:

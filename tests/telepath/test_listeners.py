@@ -120,7 +120,7 @@ def test_oversized_message_is_refused_before_it_is_buffered(tele: Tele) -> None:
 
 
 def test_pool_link_needs_a_session_of_this_listener(tele: Tele) -> None:
-    todo = ("has", (b"\0" * 32,), {})
+    todo: tuple[str, tuple[bytes], dict[str, object]] = ("has", (b"\0" * 32,), {})
     with connect(tele, "tcp") as sock:
         send(sock, "t2:init", {"todo": todo, "name": None, "sess": "0" * 32})
         reply = receive(sock)

@@ -19,10 +19,12 @@ from pathlib import Path
 import pyfuse3
 import pytest
 from helpers.hashes import sha_digest
+from helpers.requests import FakeContext
 from pyfuse3 import FileHandleT, InodeT
 
 from axonfs.axon import Axon
 from axonfs.fuseattrs import set_reported_ino
+from axonfs.hashing import Sha256
 from axonfs.incoming import File, FileState, Incoming
 from axonfs.inodes import BLOB_BASE, BY_SHA256_INODE, INCOMING_INODE
 from axonfs.ops import Operations
@@ -61,16 +63,6 @@ class RecordingKernel:
 
 
 @dataclass
-class Ctx:
-    """The fields of pyfuse3.RequestContext that the handlers read."""
-
-    pid: int = OPENER
-    uid: int = 0
-    gid: int = 0
-    umask: int = 0o022
-
-
-@dataclass
 class Tree:
     axon: Axon
     ops: Operations
@@ -83,16 +75,16 @@ class Tree:
 
     async def create(self, name: str, pid: int = OPENER) -> FileHandleT:
         info, _ = await self.ops.create(InodeT(INCOMING_INODE), os.fsencode(name), 0o644,
-                                        os.O_WRONLY | os.O_CREAT, Ctx(pid))  # type: ignore[arg-type]
+                                        os.O_WRONLY | os.O_CREAT, FakeContext(pid))
         return info.fh
 
     async def open(self, name: str, flags: int, pid: int = OPENER) -> FileHandleT:
         inode = (await self.lookup(name)).st_ino
-        info = await self.ops.open(inode, flags, Ctx(pid))  # type: ignore[arg-type]
+        info = await self.ops.open(inode, flags, FakeContext(pid))
         return info.fh
 
     async def lookup(self, name: str, parent: int = INCOMING_INODE) -> pyfuse3.EntryAttributes:
-        return await self.ops.lookup(InodeT(parent), os.fsencode(name), Ctx())  # type: ignore[arg-type]
+        return await self.ops.lookup(InodeT(parent), os.fsencode(name), FakeContext(OPENER))
 
     async def write(self, fh: FileHandleT, data: bytes, offset: int = 0) -> None:
         assert await self.ops.write(fh, offset, data) == len(data)
@@ -244,7 +236,8 @@ async def test_a_re_copy_stores_the_new_content_and_the_entry_shows_it(tree: Tre
     assert tree.history() == [sha_digest(b"old"), sha_digest(b"new content")]
     assert tree.file("x").sha256 == sha_digest(b"new content")
     assert await tree.axon.has(sha_digest(b"old"))  # the earlier blob stays stored
-    value = await tree.ops.getxattr(tree.file("x").inode, b"user.axonfs.sha256", Ctx())  # type: ignore[arg-type]
+    value = await tree.ops.getxattr(tree.file("x").inode, b"user.axonfs.sha256",
+                                    FakeContext(OPENER))
     assert value == sha_digest(b"new content").hex().encode()
 
 
@@ -309,8 +302,9 @@ async def test_committed_entries_are_hard_links_to_their_blob(tree: Tree) -> Non
     reported = pyfuse3.EntryAttributes()
     reported.st_ino = blob.st_ino
     assert set_reported_ino(reported, blob.st_ino)  # the layout was recognised here
-    assert BLOB_BASE + tree.axon.index.get(sha_digest(b"linked")).indx in tree.kernel.attrs  # type: ignore[union-attr]
-    await tree.ops.unlink(InodeT(INCOMING_INODE), b"f", Ctx())  # type: ignore[arg-type]
+    row = tree.axon.index.get(Sha256(sha_digest(b"linked")))
+    assert row is not None and BLOB_BASE + row.indx in tree.kernel.attrs
+    await tree.ops.unlink(InodeT(INCOMING_INODE), b"f", FakeContext(OPENER))
     assert (await tree.lookup(sha_digest(b"linked").hex(), BY_SHA256_INODE)).st_nlink == 1
 
 
@@ -326,7 +320,7 @@ async def test_o_trunc_on_a_blob_is_refused(tree: Tree) -> None:
     _, digest = await tree.axon.put(b"blob")
     inode = (await tree.lookup(digest.hex(), BY_SHA256_INODE)).st_ino
     with pytest.raises(pyfuse3.FUSEError) as info:
-        await tree.ops.open(inode, os.O_RDONLY | os.O_TRUNC, Ctx())  # type: ignore[arg-type]
+        await tree.ops.open(inode, os.O_RDONLY | os.O_TRUNC, FakeContext(OPENER))
     assert info.value.errno == errno.EROFS
     assert await tree.blob(digest) == b"blob"
 
