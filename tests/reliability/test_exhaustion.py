@@ -30,7 +30,7 @@ from typing import Any
 import msgpack
 import pytest
 import trio
-from helpers.cli import AXONFS
+from helpers.cli import run_axonfs
 from helpers.daemon import ServeDaemon
 from helpers.fuse import wait_until
 
@@ -324,9 +324,8 @@ def test_out_of_descriptors_is_emfile_not_a_broken_blob(
     assert caught.value.errno in (errno.EMFILE, errno.ENFILE), caught.value
     with open(path, "rb") as file:
         assert file.read() == data
-    stats = json.loads(subprocess.run(
-        [*AXONFS, "ctl", "--socket", str(daemon.socket), "stats", "--json"],
-        capture_output=True, text=True, check=True).stdout)
+    stats = json.loads(run_axonfs("ctl", "--socket", daemon.socket, "stats", "--json",
+                                  check=True).stdout)
     assert stats["fuse"]["broken"] == [], stats["fuse"]
     assert "Too many open files" in daemon.log_file.read_text()
     figures.setdefault("exhaustion", {})["read at the descriptor limit"] = (

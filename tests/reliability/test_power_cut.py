@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers.cli import AXONFS
+from helpers.cli import AXONFS, run_axonfs
 from helpers.hashes import sha_hex
 from helpers.powercut import PowerCutDisk
 
@@ -206,8 +206,7 @@ def run_from_image(disk: PowerCutDisk, saved: Path, command: str,
     shutil.rmtree(disk.backing)
     shutil.copytree(saved, disk.backing)
     mnt = disk.start(crash_after_syncs=crash_after_syncs)
-    subprocess.run([*AXONFS, command, "--store", str(mnt / "store")],
-                   capture_output=True, timeout=TIMEOUT, check=False)
+    run_axonfs(command, "--store", mnt / "store", timeout=TIMEOUT)
     if disk.wait_power_cut(timeout=0):
         return True
     disk.stop()
@@ -348,8 +347,7 @@ def test_power_cut_while_recover_rebuilds_a_lost_index(disk: PowerCutDisk, tmp_p
     for sync in points:
         assert recover(sync), f"no power cut at sync {sync} of {recover_syncs}"
         mnt = disk.start()
-        subprocess.run([*AXONFS, "recover", "--store", str(mnt / "store")],
-                       capture_output=True, timeout=TIMEOUT, check=False)
+        run_axonfs("recover", "--store", mnt / "store", timeout=TIMEOUT)
         check_store(mnt / "store", acks)
         disk.stop()
     figures["power_cut_index_recover"] = {"syncs of the recover": recover_syncs,
