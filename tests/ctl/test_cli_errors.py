@@ -7,6 +7,7 @@ mount namespace in which ``/dev/fuse`` cannot be opened.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ import pytest
 import trio
 from helpers.cli import AXONFS, TIMEOUT, run_axonfs, run_axonfs_bytes
 from helpers.daemon import MountDaemon
-from helpers.fuse import fuse_available, pid_alive, wait_until
+from helpers.fuse import fuse_available, pid_gone, wait_until
 from helpers.users import as_user
 
 from axonfs.axon import Axon
@@ -224,7 +225,8 @@ def test_ctl_m_on_a_mount_whose_daemon_died(mount_in_open_directory: MountDaemon
     mount = mount_in_open_directory
     assert mount.pid is not None
     os.kill(mount.pid, signal.SIGKILL)
-    assert wait_until(lambda: not pid_alive(mount.pid))  # type: ignore[arg-type]
+    assert mount.pid is not None
+    assert wait_until(functools.partial(pid_gone, mount.pid))
     result = run_axonfs("ctl", "-m", mount.path("by-sha256"), "metrics")
     assert result.returncode == 3
     assert f"'axonfs umount {mount.mnt}'" in one_line(result)

@@ -14,6 +14,9 @@ from helpers.daemon import MakeMount, MountDaemon
 from axonfs.inodes import BLOB_BASE
 from mount.storeapi import has, put_blobs
 
+WithBlobs = tuple[MountDaemon, list[bytes], list[bytes]]
+"""A mounted store, the blobs put in it, and their sha256 digests."""
+
 
 def run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=60)
@@ -28,7 +31,7 @@ def with_blobs(make_mount: MakeMount) -> tuple[MountDaemon, list[bytes], list[by
     return mounted, data, shas
 
 
-def test_blobs_put_through_the_api_read_byte_exact(with_blobs) -> None:  # type: ignore[no-untyped-def]
+def test_blobs_put_through_the_api_read_byte_exact(with_blobs: WithBlobs) -> None:
     mounted, data, shas = with_blobs
     for blob, sha in zip(data, shas, strict=True):
         path = mounted.path("by-sha256", sha.hex())
@@ -38,7 +41,7 @@ def test_blobs_put_through_the_api_read_byte_exact(with_blobs) -> None:  # type:
         assert dd.stdout == blob
 
 
-def test_attributes(with_blobs) -> None:  # type: ignore[no-untyped-def]
+def test_attributes(with_blobs: WithBlobs) -> None:
     mounted, data, shas = with_blobs
     inodes = []
     for blob, sha in zip(data, shas, strict=True):
@@ -67,7 +70,7 @@ def test_a_blob_arriving_later_is_found(mounted: MountDaemon) -> None:
     assert mounted.path("by-sha256", sha).read_bytes() == b"later"
 
 
-def test_writes_and_metadata_changes_are_refused(with_blobs) -> None:  # type: ignore[no-untyped-def]
+def test_writes_and_metadata_changes_are_refused(with_blobs: WithBlobs) -> None:
     mounted, _, shas = with_blobs
     path = mounted.path("by-sha256", shas[1].hex())
     with pytest.raises(OSError) as info:
@@ -95,7 +98,7 @@ def test_rm_deletes_with_allow_delete(make_mount: MakeMount) -> None:
     assert not has(mounted, shas[0]) and has(mounted, shas[1])
 
 
-def test_xattrs(with_blobs) -> None:  # type: ignore[no-untyped-def]
+def test_xattrs(with_blobs: WithBlobs) -> None:
     mounted, data, shas = with_blobs
     path = mounted.path("by-sha256", shas[2].hex())
     result = run("getfattr", "-d", "--absolute-names", path).stdout
@@ -136,7 +139,7 @@ def test_listing_streams_with_stable_offsets(make_mount: MakeMount) -> None:
     assert set(seen) >= {s.hex() for s in shas[:1000] + shas[1100:]}
 
 
-def test_statfs(with_blobs) -> None:  # type: ignore[no-untyped-def]
+def test_statfs(with_blobs: WithBlobs) -> None:
     mounted, data, _ = with_blobs
     st = os.statvfs(mounted.mnt)
     assert st.f_files - st.f_ffree == len(data)

@@ -209,8 +209,12 @@ async def test_a_failed_hash_behind_falls_back_to_a_rehash(
 # -- reads from the memory map ----------------------------------------------------------
 
 
+BigBlob = tuple[MountDaemon, bytes, Path]
+"""A mounted store, a blob bigger than a map window, and its path under /by-sha256."""
+
+
 @pytest.fixture
-def big_blob(make_mount: MakeMount) -> tuple[MountDaemon, bytes, Path]:
+def big_blob(make_mount: MakeMount) -> BigBlob:
     mounted = make_mount(mount=False)
     data = os.urandom(2 * MAP_WINDOW + 5 * MIB + 333)
     (sha,) = put_blobs(mounted, [data])
@@ -218,7 +222,7 @@ def big_blob(make_mount: MakeMount) -> tuple[MountDaemon, bytes, Path]:
     return mounted, data, mounted.path("by-sha256", sha.hex())
 
 
-def test_mapped_reads_across_windows_are_byte_exact(big_blob) -> None:  # type: ignore[no-untyped-def]
+def test_mapped_reads_across_windows_are_byte_exact(big_blob: BigBlob) -> None:
     mounted, data, path = big_blob
     rng = random.Random(7)
     offsets = [0, MAP_WINDOW - 1, MAP_WINDOW - 4096, MAP_WINDOW, 2 * MAP_WINDOW - 100,
@@ -235,7 +239,7 @@ def test_mapped_reads_across_windows_are_byte_exact(big_blob) -> None:  # type: 
     assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
 
 
-def test_mapped_reads_from_several_readers_at_once(big_blob) -> None:  # type: ignore[no-untyped-def]
+def test_mapped_reads_from_several_readers_at_once(big_blob: BigBlob) -> None:
     mounted, data, path = big_blob
     expected = sha_hex(data)
     results: list[str] = []
@@ -266,7 +270,7 @@ def test_empty_blob_reads_empty(make_mount: MakeMount) -> None:
 # -- extended attribute namespaces ----------------------------------------------------
 
 
-def test_other_xattr_namespaces_are_unsupported(big_blob) -> None:  # type: ignore[no-untyped-def]
+def test_other_xattr_namespaces_are_unsupported(big_blob: BigBlob) -> None:
     mounted, _, path = big_blob
     for target in (path, mounted.mnt, mounted.path("incoming")):
         for name in ("security.selinux", "security.capability", "system.posix_acl_access",
@@ -280,7 +284,7 @@ def test_other_xattr_namespaces_are_unsupported(big_blob) -> None:  # type: igno
     assert os.getxattr(path, "user.axonfs.sha256").decode() == path.name
 
 
-def test_ls_l_shows_no_acl_or_context_marks(big_blob) -> None:  # type: ignore[no-untyped-def]
+def test_ls_l_shows_no_acl_or_context_marks(big_blob: BigBlob) -> None:
     mounted, data, path = big_blob
     out = subprocess.run(["ls", "-l", str(mounted.path("by-sha256"))], capture_output=True,
                          text=True, check=True, env={**os.environ, "LC_ALL": "C"}).stdout

@@ -11,6 +11,7 @@ import random
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,10 +26,11 @@ from axonfs.stats import FuseStats, OpStats, Stats, format_text, instrument
 from .conftest import MakeOpsMount, StartServe, clean_env, metrics_port
 
 
-def stats(mnt: Path) -> dict:  # type: ignore[type-arg]
+def stats(mnt: Path) -> dict[str, Any]:
     result = run_axonfs("ctl", "-m", mnt, "--json", "stats", env=clean_env())
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
 
 
 def samples(text: str) -> dict[str, float]:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from helpers.cli import run_axonfs
 
@@ -93,7 +94,7 @@ def raw_connect(path: Path, timeout: float = 5.0) -> socket.socket:
     return sock
 
 
-def read_frame(sock: socket.socket) -> dict | None:  # type: ignore[type-arg]
+def read_frame(sock: socket.socket) -> dict[str, Any] | None:
     """The next frame as a message, or None at EOF (raises socket.timeout)."""
     import msgpack
 

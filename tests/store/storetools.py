@@ -9,6 +9,8 @@ from contextlib import AbstractAsyncContextManager, aclosing
 from pathlib import Path
 from typing import TypeVar
 
+from helpers.streams import closable
+
 from axonfs.axon import Axon
 from axonfs.backends.base import BlobBackend
 from axonfs.backends.local import LocalBackend
@@ -36,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 async def collect(iterator: AsyncIterator[T]) -> list[T]:
-    async with aclosing(iterator) as rows:  # type: ignore[type-var]
+    async with aclosing(closable(iterator)) as rows:
         return [row async for row in rows]
 
 

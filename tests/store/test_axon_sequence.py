@@ -8,6 +8,7 @@ from contextlib import aclosing
 import pytest
 import trio
 from helpers.hashes import sha_digest
+from helpers.streams import closable
 
 import axonfs.axon
 from axonfs.axon import Axon
@@ -85,8 +86,8 @@ async def test_hashes_wait_sees_a_put_from_another_task(axon: Axon) -> None:
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(put_later)
-            following = axon.hashes(0, wait=True, timeout=10)
-            async with aclosing(following) as rows:  # type: ignore[type-var]
+            following = closable(axon.hashes(0, wait=True, timeout=10))
+            async with aclosing(following) as rows:
                 async for row in rows:
                     seen.append(row)
                     if len(seen) == 3:
@@ -104,8 +105,8 @@ async def test_hashes_wait_from_past_the_end(axon: Axon) -> None:
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(put_later)
-            following = axon.hashes(2, wait=True, timeout=10)
-            async with aclosing(following) as rows:  # type: ignore[type-var]
+            following = closable(axon.hashes(2, wait=True, timeout=10))
+            async with aclosing(following) as rows:
                 first = await rows.__anext__()
     assert first == (2, (sha_digest(b"third"), 5))
 

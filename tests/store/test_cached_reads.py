@@ -74,7 +74,8 @@ async def test_axon_read_falls_back_to_a_thread_when_cold(store_dir: Path) -> No
         await axon.spill_journal()  # a file, not the journal's bytes
         reader = await axon.open_reader(sha)
         try:
-            evict(axon.backend.path_of(Sha256(sha)))  # type: ignore[attr-defined]
+            assert isinstance(axon.backend, LocalBackend)
+            evict(axon.backend.path_of(Sha256(sha)))
             assert await axon.read(reader, 1000, 5000) == data[1000:6000]
         finally:
             reader.close()
@@ -95,7 +96,8 @@ async def test_a_direct_upload_is_read_back_into_the_cache(store_dir: Path) -> N
         async with await axon.upload() as upload:
             await upload.write(data)
             _, sha = await upload.save()
-        path = axon.backend.path_of(Sha256(sha))  # type: ignore[attr-defined]
+        assert isinstance(axon.backend, LocalBackend)
+        path = axon.backend.path_of(Sha256(sha))
         with trio.fail_after(10):
             while resident_bytes(path) < len(data):  # noqa: ASYNC110
                 await trio.sleep(0.02)

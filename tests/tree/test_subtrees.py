@@ -11,7 +11,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 
 import pyfuse3
@@ -57,9 +57,9 @@ async def lookup(ops: Operations, parent: int, name: str) -> pyfuse3.EntryAttrib
     return await ops.lookup(InodeT(parent), os.fsencode(name), FakeContext())
 
 
-async def errno_of(request: object) -> int:
+async def errno_of(request: Awaitable[object]) -> int:
     with pytest.raises(pyfuse3.FUSEError) as info:
-        await request  # type: ignore[misc]
+        await request
     return info.value.errno
 
 
