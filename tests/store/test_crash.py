@@ -26,12 +26,20 @@ from axonfs.store.store import Store
 from store.storetools import PYTHON, REPO, MakeBackend, spool_files
 
 KILLS = 24
+MIN_COMMITS, MAX_COMMITS = 6, 12
+"""A late kill waits for this many commits (at least, below at most)."""
 WRITER = Path(__file__).with_name("crash_writer.py")
 
 
 def run_and_kill(store_dir: Path, rng: random.Random, early: bool) -> int:
-    """Start the writer, SIGKILL it at a random moment; return how many commits it made."""
+    """Start the writer, SIGKILL it at a random moment; return how many commits it made.
+
+    Early: at a random time while it starts. Otherwise once it has made a random
+    number of commits (so a loaded machine only slows the test down), a random
+    fraction of a commit later.
+    """
     seed = str(rng.randrange(1 << 30))
+    committed = 0
     with subprocess.Popen([PYTHON, str(WRITER), str(store_dir), seed], cwd=REPO,
                           stdout=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)}) as proc:
@@ -40,11 +48,14 @@ def run_and_kill(store_dir: Path, rng: random.Random, early: bool) -> int:
             time.sleep(rng.uniform(0.0, 0.4))
         else:
             assert proc.stdout.readline() == "open\n"
-            time.sleep(rng.uniform(0.02, 0.7))
+            committed = rng.randrange(MIN_COMMITS, MAX_COMMITS)
+            for _ in range(committed):
+                assert proc.stdout.read(1) == ".", "the writer stopped"
+            time.sleep(rng.uniform(0.0, 0.05))
         os.kill(proc.pid, signal.SIGKILL)
         output = proc.stdout.read()
         assert proc.wait(timeout=10) == -signal.SIGKILL
-    return output.count(".")
+    return committed + output.count(".")
 
 
 def check_blobs(store_dir: Path) -> int:
