@@ -72,6 +72,7 @@ CALLS: dict[str, Call] = {call.name: call for call in (
     Call("size", VALUE, inline=True, cli="size"),
     Call("wants", VALUE, inline=True, cli="wants"),
     Call("metrics", VALUE, inline=True, cli="metrics"),
+    Call("sync", VALUE, telepath=False, cli="sync"),
     Call("hashset", VALUE, cli="hashset"),
     Call("del_", VALUE, cli="del"),
     Call("dels", VALUE, cli="del"),

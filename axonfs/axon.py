@@ -148,12 +148,19 @@ class BlobWatcher(Protocol):
 class Axon:
     """An open store with the Axon API. Create with :meth:`Axon.open`."""
 
-    def __init__(self, store: Store, limiters: Limiters | None = None) -> None:
+    def __init__(self, store: Store, limiters: Limiters | None = None,
+                 sync_interval: float = 0.0) -> None:
         self.store = store
+        self.sync_interval = sync_interval
+        """Seconds a commit of small blobs may stay not durable (0: none, every
+        call is durable when it returns)."""
+        self._deferred_commits = trio.Event()
+        self._synced = trio.Event()
         self.index = store.index
         self.backend: BlobBackend = store.backend
         self.limiters = limiters or Limiters.for_backend(store.backend)
-        self._committer: GroupCommitter[CommitOp, CommitResult] = GroupCommitter(store.commit)
+        self._committer: GroupCommitter[CommitOp, CommitResult] = GroupCommitter(
+            store.commit, quick=store.commit_in_memory if sync_interval > 0 else None)
         self._new_rows = trio.Event()
         self._recovering = trio.Lock()
         self._spill_wanted = trio.Event()
@@ -182,14 +189,24 @@ class Axon:
     @classmethod
     @asynccontextmanager
     async def open(cls, root: Path, *, backend: BlobBackend | None = None,
-                   limits: Limits | None = None) -> AsyncIterator[Axon]:
-        """Open (creating if needed) the store at *root*; close it on exit."""
-        store = await trio.to_thread.run_sync(Store, root, backend, limits)
+                   limits: Limits | None = None,
+                   sync_interval: float = 0.0) -> AsyncIterator[Axon]:
+        """Open (creating if needed) the store at *root*; close it on exit.
+
+        *sync_interval* (seconds; 0, the default, for none): commits of small
+        blobs return once visible, and become durable within that time, all
+        in one sync (see :meth:`Store.commit <axonfs.store.store.Store.commit>`).
+        Closing the store makes them durable.
+        """
+        store = await trio.to_thread.run_sync(
+            partial(Store, root, backend, limits, deferred=sync_interval > 0))
         try:
-            axon = cls(store)
+            axon = cls(store, sync_interval=sync_interval)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(axon._spill_in_background)
+                    if sync_interval > 0:
+                        nursery.start_soon(axon._sync_in_background)
                     axon._background = nursery
                     try:
                         yield axon
@@ -279,6 +296,8 @@ class Axon:
             rows.append(row)
         if pending:
             results = await self._committer.submit_many([op for _, op in pending])
+            if self.store.index.deferred():
+                self._deferred_commits.set()
             self._announce()
             self._last_commit = trio.current_time()
             if self.store.spill_wanted():
@@ -303,6 +322,38 @@ class Axon:
                 raise
         return ops
 
+    async def sync(self) -> int:
+        """Make every commit durable now; return how many were not yet.
+
+        Only a store with a sync interval has commits that are not durable
+        when their call returns; elsewhere this returns 0 at once.
+        """
+        if not self.store.index.deferred():
+            return 0
+        count = await trio.to_thread.run_sync(self.store.sync, limiter=self.limiters.disk_io)
+        synced, self._synced = self._synced, trio.Event()
+        synced.set()
+        return count
+
+    async def wait_synced(self) -> None:
+        """Return once commits that were not durable have been made durable
+        (by the interval's sync or a :meth:`sync` call), next time that happens."""
+        await self._synced.wait()
+
+    async def _sync_in_background(self) -> None:
+        """Make deferred commits durable within :attr:`sync_interval` of the
+        first of them, all in one sync."""
+        while True:
+            await self._deferred_commits.wait()
+            await trio.sleep(self.sync_interval)
+            self._deferred_commits = trio.Event()
+            try:
+                await self.sync()
+            except (AxonError, OSError) as exc:
+                # They stay visible, and logged for a restart; a later sync may work.
+                log.warning("cannot make recent commits durable yet (%s); will retry", exc)
+                self._deferred_commits.set()
+
     async def spill_journal(self) -> int:
         """Write every journaled small blob to its file now; return how many.
 
@@ -326,8 +377,10 @@ class Axon:
             self._spill_wanted = trio.Event()
             try:
                 while self._spill_due():
-                    await trio.to_thread.run_sync(self.store.spill_step,
-                                                  limiter=self.limiters.disk_io)
+                    spilled = await trio.to_thread.run_sync(self.store.spill_step,
+                                                            limiter=self.limiters.disk_io)
+                    if not spilled:  # what is left is not durable yet: the next sync
+                        break
             except (AxonError, OSError) as exc:
                 # Nothing is lost: the bytes stay in the journal and reads use them.
                 log.warning("cannot write journaled small blobs to their files yet (%s); "

@@ -384,6 +384,11 @@ class AxonClient:
     async def metrics(self) -> dict[str, int]:
         return await self._call("metrics")  # type: ignore[no-any-return]
 
+    async def sync(self) -> int:
+        """Make every commit durable now (see ``--sync-interval``); return how
+        many were not durable yet."""
+        return await self._call("sync")  # type: ignore[no-any-return]
+
     def hashes(self, offs: int, wait: bool = False,
                timeout: float | None = None) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
         return self._stream("hashes", offs, wait, timeout)

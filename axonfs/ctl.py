@@ -319,6 +319,12 @@ async def _metrics(axon: Any, args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+async def _sync(axon: Any, args: argparse.Namespace, out: Output) -> int:
+    count = await axon.sync()
+    out.emit(count, f"{count} commits made durable" if count else "everything was durable")
+    return EXIT_OK
+
+
 async def _stats(axon: Any, args: argparse.Namespace, out: Output) -> int:
     from axonfs.stats import format_text
 
@@ -680,6 +686,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("sha256", type=sha256_arg, nargs="+", metavar="SHA256")
 
     add("metrics", _metrics, "bytes and files stored", "Print size:bytes and file:count.")
+
+    add("sync", _sync, "make every commit durable now",
+        "Make every committed blob durable at once, and print how many commits were not\n"
+        "yet. Only a daemon with --sync-interval has such commits; without one, every\n"
+        "call is durable when it returns.")
 
     add("stats", _stats, "the daemon's operational counters",
         "Print uptime, FUSE requests and their latencies (count, misses: names and\n"

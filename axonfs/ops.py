@@ -270,7 +270,7 @@ class Operations(pyfuse3.Operations):
 
     @_handler
     async def fsync(self, fh: FileHandleT, datasync: bool) -> None:
-        return None  # incoming bytes become durable at commit (close), all at once
+        await self.vfs.sync()
 
     @_handler
     async def release(self, fh: FileHandleT) -> None:
@@ -308,7 +308,7 @@ class Operations(pyfuse3.Operations):
 
     @_handler
     async def fsyncdir(self, fh: FileHandleT, datasync: bool) -> None:
-        return None
+        await self.vfs.sync()
 
     @_handler
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

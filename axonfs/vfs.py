@@ -241,6 +241,15 @@ class Vfs:
 
     # -- whole filesystem ---------------------------------------------------------
 
+    async def sync(self) -> None:
+        """``fsync`` of any file or directory: make every committed blob durable.
+
+        A file in /incoming is committed at close, not before: what an fsync
+        before the close can promise is that everything committed so far is
+        durable (with a sync interval, that is one sync of them all).
+        """
+        await self.axon.sync()
+
     def statfs(self) -> FsStats:
         """``df``: used = the store's bytes, available = the medium's free space.
 

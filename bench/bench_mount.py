@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,7 @@ from axonfs.axon import Axon  # noqa: E402
 
 MIB = 1 << 20
 AXONFS = [sys.executable, "-m", "axonfs"]
+FUSE_FLOOR = Path(__file__).with_name("fuse_floor.py")
 ENV = {**os.environ, "LC_ALL": "C"}
 
 TARGETS = {
@@ -243,8 +245,8 @@ def bench_ls(mount: Mount, plain: Path, runs: int, cold: bool) -> dict[str, Any]
         for name, directory in (("native", plain), ("axonfs", by_sha)):
             cold_time = None
             if cold and drop_dentries():
-                cold_time = timed(lambda d=directory, f=flag: run("ls", f, d))
-            warm = [timed(lambda d=directory, f=flag: run("ls", f, d)) for _ in range(runs)]
+                cold_time = timed(partial(run, "ls", flag, directory))
+            warm = [timed(partial(run, "ls", flag, directory)) for _ in range(runs)]
             out[f"{key}_{name}_cold_s"] = cold_time
             out[f"{key}_{name}_warm_s"] = median(warm)
             log(f"ls {flag} {name}: cold {cold_time if cold_time is None else round(cold_time, 3)}"
@@ -282,10 +284,10 @@ def bench_large(mount: Mount, work: Path, size: int, runs: int) -> dict[str, Any
     for i in range(runs):
         tag_file(src, b"large run %d" % i)
         native = work / "large-native"
-        native_times.append(timed(lambda n=native: native_ingest(src, n)))
+        native_times.append(timed(partial(native_ingest, src, native)))
         native.unlink()
         target = mount.path("incoming", f"large-{i}")
-        axon_times.append(timed(lambda t=target: run("cp", src, t)))
+        axon_times.append(timed(partial(run, "cp", src, target)))
         log(f"large ingest run {i}: native {size / native_times[-1] / 1e6:.0f} MB/s, "
             f"axonfs cp {size / axon_times[-1] / 1e6:.0f} MB/s")
     sha = os.getxattr(mount.path("incoming", f"large-{runs - 1}"), "user.axonfs.sha256").decode()
@@ -347,22 +349,55 @@ def durable_copy(src: Path, dst: Path) -> None:
             os.close(fout)
 
 
+class FloorMount:
+    """``bench/fuse_floor.py`` (a FUSE file system that stores nothing) on *mnt*."""
+
+    def __init__(self, mnt: Path) -> None:
+        self.mnt = mnt
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Path:
+        self.mnt.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen([sys.executable, str(FUSE_FLOOR), str(self.mnt)])
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(self.mnt):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the do-nothing FUSE file system did not mount")
+            time.sleep(0.05)
+        return self.mnt
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)], check=False)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
 def bench_small(mount: Mount, work: Path, count: int, size: int, runs: int) -> dict[str, Any]:
-    durable, plain, axon = [], [], []
+    """``cp -r`` of *count* files into ``/incoming``, against a plain copy with an
+    fsync per file (the durable ceiling), a plain ``cp -r`` and ``cp -r`` into a
+    FUSE file system that stores nothing (the floor of the same requests)."""
+    durable, plain, floor, axon = [], [], [], []
     for i in range(runs):
         src = work / f"small-src-{i}"
         make_small_tree(src, count, size)
         run("cat", *sorted(src.iterdir()))  # sources in the page cache for every contender
-        durable.append(timed(lambda s=src, d=work / f"small-durable-{i}": durable_copy(s, d)))
-        plain.append(timed(lambda s=src, d=work / f"small-plain-{i}": run("cp", "-r", s, d)))
+        durable.append(timed(partial(durable_copy, src, work / f"small-durable-{i}")))
+        plain.append(timed(partial(run, "cp", "-r", src, work / f"small-plain-{i}")))
+        with FloorMount(work / f"floor-{i}") as floor_mnt:
+            floor.append(timed(partial(run, "cp", "-r", src, floor_mnt / "copy")))
         target = mount.path("incoming", f"small-{i}")
-        axon.append(timed(lambda s=src, d=target: run("cp", "-r", s, d)))
+        axon.append(timed(partial(run, "cp", "-r", src, target)))
         log(f"small ingest run {i}: durable {count / durable[-1]:.0f} files/s, "
-            f"plain cp -r {count / plain[-1]:.0f}, axonfs cp -r {count / axon[-1]:.0f}")
-    d, p, a = (count / median(x) for x in (durable, plain, axon))
+            f"plain cp -r {count / plain[-1]:.0f}, FUSE floor {count / floor[-1]:.0f}, "
+            f"axonfs cp -r {count / axon[-1]:.0f}")
+    d, p, f, a = (count / median(x) for x in (durable, plain, floor, axon))
     return {"ingest_small_durable_fps": d, "ingest_small_plain_fps": p,
-            "ingest_small_axonfs_fps": a, "ingest_small_ratio": a / d,
-            "ingest_small_plain_ratio": a / p}
+            "ingest_small_floor_fps": f, "ingest_small_axonfs_fps": a,
+            "ingest_small_ratio": a / d, "ingest_small_plain_ratio": a / p,
+            "ingest_small_floor_ratio": a / f}
 
 
 def bench_rss(mount: Mount, work: Path, size: int) -> dict[str, Any]:
@@ -437,6 +472,11 @@ def report(r: dict[str, Any]) -> None:
             "ingest_small")
         row("cp -r small files (no fsync)", f"{r['ingest_small_axonfs_fps']:.0f} files/s",
             f"{r['ingest_small_plain_fps']:.0f} files/s", r["ingest_small_plain_ratio"], None)
+        if "ingest_small_floor_fps" in r:
+            row("cp -r small files (do-nothing FUSE)",
+                f"{r['ingest_small_axonfs_fps']:.0f} files/s",
+                f"{r['ingest_small_floor_fps']:.0f} files/s", r["ingest_small_floor_ratio"],
+                None)
     for flag in ("f", "l"):
         if f"ls_{flag}_warm_ratio" not in r:
             continue

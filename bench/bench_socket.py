@@ -346,7 +346,8 @@ async def inproc_suite(args: argparse.Namespace, store: Path, run_no: int) -> di
     """
     res: dict[str, Any] = {}
     sock = store.parent / f"inproc-{run_no}.sock"
-    async with Axon.open(store) as axon, trio.open_nursery() as nursery:
+    async with Axon.open(store, sync_interval=args.sync_interval / 1000) as axon, \
+            trio.open_nursery() as nursery:
         await nursery.start(serve_control, axon, sock)
         async with axonfs.client.connect(sock) as client:
             n = max(1, args.small_count // 4)
@@ -408,7 +409,8 @@ def run_reference(args: argparse.Namespace, out: Path) -> Path:
 def run_axonfs(args: argparse.Namespace, run_no: int, workdir: Path,
                profile: bool) -> dict[str, Any]:
     res: dict[str, Any] = {"load_at_start": machine_load()}
-    daemon = Daemon(workdir / f"store-{run_no}")
+    daemon = Daemon(workdir / f"store-{run_no}",
+                    ["--sync-interval", str(args.sync_interval)] if args.sync_interval else [])
     t0 = time.perf_counter()
     daemon.start()
     res["daemon_start_s"] = time.perf_counter() - t0
@@ -607,6 +609,9 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=True,
                    help="also measure put/has/size with the client in the daemon's process, "
                         "as the reference measures Telepath (default on)")
+    p.add_argument("--sync-interval", type=int, default=0, metavar="MS",
+                   help="run the daemon with this sync interval (0: every call durable when "
+                        "it returns, the default)")
     p.add_argument("--runs", type=int, default=1, help="repeat; report medians")
     p.add_argument("--run-reference", action="store_true",
                    help="run synapse_axon_bench.py --telepath all in every run")

@@ -33,7 +33,8 @@ until the last one's file is written and synced.
 ``--runs N`` repeats the whole suite on fresh stores and reports the median of
 each figure. ``--reference synapse.json`` (the JSON printed by
 ``../shared/bench/synapse_axon_bench.py``; repeat the flag for several runs, the
-median is used) adds the reference's local figures and the issue's targets. Rates use MiB (2**20 bytes), like the reference script.
+median is used) adds the reference's local figures and the issue's targets. Rates use MiB
+(2**20 bytes), like the reference script.
 
 Usage::
 
@@ -59,7 +60,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +203,7 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
     plain = workdir / f"plain-{run_no}.bin"
     n = args.small_count
 
-    async with Axon.open(store_dir) as axon:
+    async with Axon.open(store_dir, sync_interval=args.sync_interval / 1000) as axon:
         # ---------------------------------------------------------------- upload
         big_sha = None
         if parts & {"upload", "get", "range"}:
@@ -373,8 +374,8 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
             env, blobs_db = axon.index.env, axon.index.blobs
             t0 = time.perf_counter()
             for sha in probe:
-                with env.begin(db=blobs_db, buffers=True) as txn:
-                    txn.get(sha)
+                with env.begin(db=blobs_db, buffers=True) as view:
+                    view.get(sha)
             res["native_lmdb_get_ops"] = k / (time.perf_counter() - t0)
             hits = 0
             t0 = time.perf_counter()
@@ -517,7 +518,10 @@ def print_table(summary: dict[str, Any], nruns: int) -> None:
             fmt(row.get("ratio_reference"), True), row.get("target", ""),
             "" if "target" not in row else ("?" if met is None else ("yes" if met else "NO")),
         ))
-    print(f"axonfs storage core, median of {nruns} run(s); rates in MiB/s or per second")
+    interval = summary["params"].get("sync_interval") or 0
+    mode = f"sync interval {interval} ms" if interval else "every call durable"
+    print(f"axonfs storage core ({mode}), median of {nruns} run(s); "
+          "rates in MiB/s or per second")
     print_columns(lines)
     med = summary["median"]
     if "upload_save_phase_s" in med:
@@ -527,7 +531,7 @@ def print_table(summary: dict[str, Any], nruns: int) -> None:
         print(f"concurrent puts: {med['put_concurrent_commits']:.0f} group commits")
 
 
-def print_columns(lines: list[tuple[str, ...]]) -> None:
+def print_columns(lines: Sequence[tuple[str, ...]]) -> None:
     """Print rows aligned in columns (the first two left, the rest right), the
     first row as a header underlined with dashes."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
@@ -590,11 +594,12 @@ async def main(args: argparse.Namespace) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     ref = load_reference(args.reference)
     summary = summarise(runs, ref)
+    summary["params"] = {"sync_interval": args.sync_interval}
     print_table(summary, len(runs))
     if args.json:
         doc = {"machine": machine_info(), "params": vars(args), "runs": runs,
                "reference": ref, **summary}
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        await trio.Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
         log(f"wrote {args.json}")
     return 0
 
@@ -618,6 +623,9 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--get-reps", type=int, default=2,
                    help="whole-get repetitions per run, interleaved with the plain read; best "
                         "of each is kept (2)")
+    p.add_argument("--sync-interval", type=int, default=0, metavar="MS",
+                   help="open the store with this sync interval (0: every call durable when "
+                        "it returns, the default)")
     p.add_argument("--runs", type=int, default=1, help="repeat the suite; report medians")
     p.add_argument("--only", default=",".join(ALL_PARTS),
                    help=f"comma-separated subset of {','.join(ALL_PARTS)}")

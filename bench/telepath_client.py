@@ -12,23 +12,27 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import synapse.telepath as s_telepath
 
+T = TypeVar("T")
 
-async def timed(coro):
+
+async def timed(coro: Coroutine[Any, Any, T]) -> tuple[float, T]:
     start = time.perf_counter()
     result = await coro
     return time.perf_counter() - start, result
 
 
-async def main(opts):
-    out = {}
+async def main(opts: argparse.Namespace) -> None:
+    out: dict[str, float] = {}
     async with await s_telepath.openurl(opts.url) as axon:
         await axon.has(b"\0" * 32)  # the pool's first link
         smalls = [os.urandom(4096) for _ in range(opts.small_count)]
 
-        async def puts_seq():
+        async def puts_seq() -> None:
             for blob in smalls:
                 await axon.put(blob)
 
@@ -41,11 +45,11 @@ async def main(opts):
         # socket (asyncio's backlog of 100) drops connections beyond its backlog.
         limit = asyncio.Semaphore(64)
 
-        async def put_limited(blob):
+        async def put_limited(blob: bytes) -> None:
             async with limit:
                 await axon.put(blob)
 
-        async def puts_concurrent():
+        async def puts_concurrent() -> None:
             await asyncio.gather(*(put_limited(blob) for blob in more))
 
         seconds, _ = await timed(puts_concurrent())
@@ -54,7 +58,7 @@ async def main(opts):
         batches = [[os.urandom(4096) for _ in range(100)]
                    for _ in range(max(1, opts.small_count // 100))]
 
-        async def puts_batched():
+        async def puts_batched() -> None:
             for batch in batches:
                 await axon.puts(batch)
 
@@ -65,14 +69,14 @@ async def main(opts):
         probes = [present[i % len(present)] if i % 2 else os.urandom(32)
                   for i in range(opts.has_ops)]
 
-        async def has_all():
+        async def has_all() -> None:
             for sha in probes:
                 await axon.has(sha)
 
         seconds, _ = await timed(has_all())
         out["has, ops/s"] = opts.has_ops / seconds
 
-        async def size_all():
+        async def size_all() -> None:
             for sha in probes:
                 await axon.size(sha)
 
@@ -83,17 +87,18 @@ async def main(opts):
         total = opts.big_mib << 20
         seed = os.urandom(chunk)
 
-        async def upload():
+        async def upload() -> tuple[int, bytes]:
             async with await axon.upload() as upfd:
                 for index in range(total // chunk):
                     piece = index.to_bytes(8, "big") + seed[8:]  # distinct content, one copy
                     await upfd.write(piece)
-                return await upfd.save()
+                size, sha = await upfd.save()
+                return int(size), bytes(sha)
 
         seconds, (size, sha) = await timed(upload())
         out["upload, MB/s"] = size / seconds / 1e6
 
-        async def get():
+        async def get() -> int:
             received = 0
             async for piece in axon.get(sha):
                 received += len(piece)
@@ -103,13 +108,13 @@ async def main(opts):
         assert received == size
         out["get, MB/s"] = size / seconds / 1e6
 
-        async def hashes():
+        async def hashes() -> int:
             return len([row async for row in axon.hashes(0)])
 
         seconds, rows = await timed(hashes())
         out["hashes(0), rows/s"] = rows / seconds
 
-        async def history():
+        async def history() -> int:
             return len([row async for row in axon.history(0)])
 
         seconds, rows = await timed(history())

@@ -64,6 +64,7 @@ import logging
 import os
 import struct
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -72,6 +73,8 @@ import lmdb
 
 from axonfs.errors import StoreCorrupt, StoreUnavailable
 from axonfs.hashing import Sha256
+from axonfs.store.commitlog import Change, CommitLog
+from axonfs.store.pending import Pending, ReadTxn, ReadView, StagingTxn, WriteTxn
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,7 @@ _META_VERSION = b"version"
 _META_NEXT_INDX = b"next_indx"
 _META_BYTES = b"size:bytes"
 _META_COUNT = b"file:count"
+_META_LOG_GENERATION = b"log:generation"
 _SYNC_HOST = b"host"
 _SYNC_NEXT = b"next"
 _SYNC_OUT = b"out"
@@ -151,12 +155,18 @@ class HistoryRow:
 class Index:
     """The LMDB environment and its named databases."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, log_path: Path | None = None,
+                 deferred: bool = False) -> None:
         """Open (or create) the index at *path*.
 
         *readonly* opens an existing index without writing anything, not even
         LMDB's lock file: the caller holds the store lock, so no writer can
         come, and a read-only filesystem allows nothing else.
+
+        *log_path* is the commit log (:mod:`axonfs.store.commitlog`): deferred
+        commits a stopped process left there are replayed into the index (or,
+        *readonly*, shown by it). *deferred* lets :meth:`apply` defer commits
+        (``durable=False``); it needs *log_path*.
 
         Raises:
             StoreUnavailable: (*readonly*) there is no index at *path*.
@@ -192,6 +202,18 @@ class Index:
         self.meta = self.env.open_db(b"meta")
         self.sync = self._open_optional(b"sync")
         self._check_version()
+        self._logged_dbs = (self.blobs, self.seqn, self.history, self.hashsets, self.journal,
+                            self.meta, self.sync)
+        """The named DBs a commit log record may change, by their number in it."""
+        self._log_numbers = {id(db): number for number, db in enumerate(self._logged_dbs)}
+        self._pending: Pending | None = None
+        self._log: CommitLog | None = None
+        self._writes = 0
+        self._journal_cache: tuple[int, int, int] | None = None
+        self.syncs = 0
+        """Deferred commits made durable (by the interval's sync or a durable write)."""
+        if log_path is not None:
+            self._open_log(CommitLog(log_path), deferred)
 
     def _open_optional(self, name: bytes) -> lmdb._Database:
         """A DB that older indexes lack: created on a writable one, and on a
@@ -204,13 +226,108 @@ class Index:
             return self.env.open_db(None)
 
     def close(self) -> None:
-        self.env.close()
+        try:
+            if not self.readonly:
+                self.sync_deferred()
+        finally:
+            if self._log is not None:
+                self._log.close()
+            self.env.close()
+
+    # -- deferred commits (see axonfs.store.pending) ----------------------------
+
+    def _open_log(self, commit_log: CommitLog, deferred: bool) -> None:
+        generation = self._log_generation()
+        records = list(commit_log.records(generation))
+        if self.readonly:
+            if records:  # show what the log holds, writing nothing
+                self._pending = Pending(counted=(self.journal,))
+                self._stage_records(records)
+            return
+        if records:
+            def replay(txn: lmdb.Transaction[bytes]) -> None:
+                for record in records:
+                    for db, key, value in record:
+                        if value is None:
+                            txn.delete(key, db=self._logged_dbs[db])
+                        else:
+                            txn.put(key, value, db=self._logged_dbs[db])
+                txn.put(_META_LOG_GENERATION, _U64.pack(generation + 1), db=self.meta)
+
+            self._write(replay)
+            generation += 1
+            log.info("replayed %d commits from the commit log of an unclean stop",
+                     len(records))
+        if deferred:
+            self._log = commit_log
+            self._pending = Pending(counted=(self.journal,))
+            commit_log.start(generation)
+        elif commit_log.path.exists():
+            commit_log.start(generation)  # nothing of it is left to replay
+            commit_log.close()
+
+    def _stage_records(self, records: list[list[Change]]) -> None:
+        assert self._pending is not None
+        with self.env.begin() as base:
+            for record in records:
+                staged = StagingTxn(base, self._pending, None)
+                for db, key, value in record:
+                    if value is None:
+                        staged.delete(key, db=self._logged_dbs[db])
+                    else:
+                        staged.put(key, value, db=self._logged_dbs[db])
+                self._pending.merge(staged, sum(len(key) + len(value or b"")
+                                                for _, key, value in record))
+
+    def _log_generation(self) -> int:
+        with self.env.begin(db=self.meta) as txn:
+            raw = txn.get(_META_LOG_GENERATION)
+        return 0 if raw is None else int(_U64.unpack(raw)[0])
+
+    def _read(self, db: lmdb._Database | None = None) -> AbstractContextManager[ReadTxn]:
+        """A read transaction; with deferred commits, one that shows them."""
+        if self._pending is None:
+            return self.env.begin(db=db)
+        return _View(self, db)
+
+    def _defer(self, body: Callable[[StagingTxn], _T]) -> _T:
+        """Run *body* as a deferred commit: logged, visible, not yet durable."""
+        assert self._pending is not None and self._log is not None
+        with self.env.begin() as base:
+            staged = StagingTxn(base, self._pending, None)
+            result = body(staged)
+        try:
+            size = self._log.append([(self._log_numbers[id(db)], key, value)
+                                     for db, changes in staged.changes.items()
+                                     for key, value in changes.items()])
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot write the commit log: {exc.strerror}") from exc
+        self._pending.merge(staged, size)
+        return result
+
+    @property
+    def defers(self) -> bool:
+        """True if :meth:`apply` can defer commits (the index was opened *deferred*)."""
+        return self._log is not None
+
+    def deferred(self) -> int:
+        """How many deferred commits are not durable yet."""
+        return self._pending.commits if self._pending is not None else 0
+
+    def deferred_bytes(self) -> int:
+        """Memory the deferred commits take (their keys and values)."""
+        return self._pending.bytes if self._pending is not None else 0
+
+    def sync_deferred(self) -> None:
+        """Make every deferred commit durable now (one synced transaction)."""
+        if self._pending:
+            self._write(lambda txn: None)
 
     # -- point reads (inline on the trio thread) --------------------------------
 
     def get(self, sha256: Sha256) -> BlobRow | None:
         """Return the live row of *sha256*, or None."""
-        with self.env.begin(db=self.blobs, buffers=True) as txn:
+        with self._read(db=self.blobs) as txn:
             raw = txn.get(sha256)
             if raw is None:
                 return None
@@ -218,23 +335,23 @@ class Index:
         return BlobRow(sha256, size, indx, added_ns)
 
     def has(self, sha256: Sha256) -> bool:
-        with self.env.begin(db=self.blobs, buffers=True) as txn:
+        with self._read(db=self.blobs) as txn:
             return txn.get(sha256) is not None
 
     def metrics(self) -> dict[str, int]:
         """Return exactly ``{"size:bytes": int, "file:count": int}``."""
-        with self.env.begin(db=self.meta) as txn:
+        with self._read(db=self.meta) as txn:
             return {
                 "size:bytes": _read_i64(txn, _META_BYTES, self.meta),
                 "file:count": _read_i64(txn, _META_COUNT, self.meta),
             }
 
     def next_indx(self) -> int:
-        with self.env.begin(db=self.meta) as txn:
+        with self._read(db=self.meta) as txn:
             return _read_i64(txn, _META_NEXT_INDX, self.meta)
 
     def get_hashset(self, sha256: Sha256) -> dict[str, bytes] | None:
-        with self.env.begin(db=self.hashsets) as txn:
+        with self._read(db=self.hashsets) as txn:
             raw = txn.get(sha256)
         if raw is None:
             return None
@@ -247,7 +364,7 @@ class Index:
         """Return up to *limit* sequence rows from indx *start*, each with
         whether it is the live row of its blob (not deleted, not superseded)."""
         rows: list[tuple[SeqnRow, bool]] = []
-        with self.env.begin() as txn:
+        with self._read() as txn:
             cursor = txn.cursor(db=self.seqn)
             if not cursor.set_range(_U64.pack(start)):
                 return rows
@@ -267,7 +384,7 @@ class Index:
         Scans at most *limit* rows; returns them and the indx to continue from.
         """
         rows: list[SeqnRow] = []
-        with self.env.begin() as txn:
+        with self._read() as txn:
             cursor = txn.cursor(db=self.seqn)
             if not cursor.set_range(_U64.pack(start)):
                 return rows, start
@@ -285,7 +402,7 @@ class Index:
     ) -> list[HistoryRow]:
         """History rows with key >= *start_key* and added_ms <= *tock_ms*."""
         rows: list[HistoryRow] = []
-        with self.env.begin(db=self.history) as txn:
+        with self._read(db=self.history) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(_HIST_KEY.pack(*start_key)):
                 return rows
@@ -302,7 +419,7 @@ class Index:
     def blobs_batch(self, after: bytes, limit: int) -> list[BlobRow]:
         """Live blobs in sha256 order, strictly after *after* (b"" to start)."""
         rows: list[BlobRow] = []
-        with self.env.begin(db=self.blobs) as txn:
+        with self._read(db=self.blobs) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(after):
                 return rows
@@ -317,21 +434,26 @@ class Index:
 
     # -- writes (one transaction per call, run by the single writer thread) ----
 
-    def apply(self, ops: Sequence[IndexOp], now_ns: int) -> list[BlobRow | bool]:
+    def apply(self, ops: Sequence[IndexOp], now_ns: int,
+              durable: bool = True) -> list[BlobRow | bool]:
         """Apply adds and deletes, in order, in one transaction.
 
         Adding a sha that is present is a no-op that returns the existing row;
-        deleting an absent sha returns False.
+        deleting an absent sha returns False. With ``durable=False`` (on an
+        index opened *deferred*) the transaction is deferred: visible when
+        this returns, durable at the next :meth:`sync_deferred` or durable write.
 
         Returns:
             Per op: the blob's row for an add, whether it was present for a delete.
         """
+        if not durable and self._pending is not None:
+            return self._defer(lambda txn: self._apply_txn(txn, ops, now_ns))
         return self._write(lambda txn: self._apply_txn(txn, ops, now_ns))
 
     def put_hashset(self, sha256: Sha256, digests: dict[str, bytes]) -> None:
         row = _HASHSET_ROW.pack(digests["md5"], digests["sha1"], digests["sha512"])
 
-        def put(txn: lmdb.Transaction) -> None:
+        def put(txn: lmdb.Transaction[bytes]) -> None:
             if txn.get(sha256, db=self.blobs) is not None:
                 txn.put(sha256, row, db=self.hashsets)
 
@@ -340,7 +462,7 @@ class Index:
     def recount(self) -> dict[str, int]:
         """Recompute the counters from ``blobs`` (fsck). Returns the new values."""
 
-        def count(txn: lmdb.Transaction) -> dict[str, int]:
+        def count(txn: lmdb.Transaction[bytes]) -> dict[str, int]:
             total = files = 0
             for _, raw in txn.cursor(db=self.blobs):
                 total += _BLOB_ROW.unpack(raw)[0]
@@ -351,13 +473,15 @@ class Index:
 
         return self._write(count)
 
-    def journal_batch(self, limit: int, after: bytes = b"",
-                      max_bytes: int | None = None) -> list[tuple[Sha256, bytes]]:
+    def journal_batch(self, limit: int, after: bytes = b"", max_bytes: int | None = None,
+                      durable: bool = False) -> list[tuple[Sha256, bytes]]:
         """Up to *limit* journaled blobs (and about *max_bytes* of them, at
-        least one) with their bytes, in sha256 order after *after*."""
+        least one) with their bytes, in sha256 order after *after*; *durable*:
+        only those whose row is durable (not a deferred commit's)."""
         rows: list[tuple[Sha256, bytes]] = []
         total = 0
-        with self.env.begin(db=self.journal) as txn:
+        with (self.env.begin(db=self.journal) if durable
+              else self._read(db=self.journal)) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(after):
                 return rows
@@ -371,31 +495,41 @@ class Index:
         return rows
 
     def journal_get(self, sha256: Sha256) -> bytes | None:
-        with self.env.begin(db=self.journal) as txn:
+        with self._read(db=self.journal) as txn:
             value: bytes | None = txn.get(sha256)
         return value
 
     def journal_entries(self) -> int:
-        with self.env.begin() as txn:
-            return int(txn.stat(self.journal)["entries"])
+        entries, _ = self._journal_stat()
+        return entries + (self._pending.entries_delta(self.journal) if self._pending else 0)
 
     def journal_bytes(self) -> int:
         """The pages the journal takes, in bytes (its blobs' sizes, roughly)."""
+        return self._journal_stat()[1] + self.deferred_bytes()
+
+    def _journal_stat(self) -> tuple[int, int]:
+        """LMDB's journal entries and bytes, read once per write: asked after
+        every commit, and it changes only with one."""
+        cached = self._journal_cache
+        if cached is not None and cached[0] == self._writes:
+            return cached[1], cached[2]
+        writes = self._writes
         with self.env.begin() as txn:
             stat = txn.stat(self.journal)
         pages = stat["leaf_pages"] + stat["overflow_pages"] + stat["branch_pages"]
-        return int(pages * stat["psize"])
+        self._journal_cache = (writes, stat["entries"], pages * stat["psize"])
+        return stat["entries"], pages * stat["psize"]
 
     def drop_journal(self, shas: Sequence[Sha256]) -> None:
         """Forget journaled bytes whose backend copy is now durable."""
 
-        def drop(txn: lmdb.Transaction) -> None:
+        def drop(txn: lmdb.Transaction[bytes]) -> None:
             for sha in shas:
                 txn.delete(sha, db=self.journal)
 
         self._write(drop)
 
-    def _apply_txn(self, txn: lmdb.Transaction, ops: Sequence[IndexOp],
+    def _apply_txn(self, txn: WriteTxn, ops: Sequence[IndexOp],
                    now_ns: int) -> list[BlobRow | bool]:
         counters = _Counters.read(txn, self.meta)
         added_ms = now_ns // 1_000_000
@@ -436,7 +570,7 @@ class Index:
 
     def known_host_id(self) -> str | None:
         """This store's host id, or None if it never shared a bucket."""
-        with self.env.begin(db=self.sync) as txn:
+        with self._read(db=self.sync) as txn:
             raw = txn.get(_SYNC_HOST)
         return None if raw is None else bytes(raw).decode("ascii")
 
@@ -446,7 +580,7 @@ class Index:
             return known
         made = new()
 
-        def keep(txn: lmdb.Transaction) -> str:
+        def keep(txn: lmdb.Transaction[bytes]) -> str:
             raw = txn.get(_SYNC_HOST, db=self.sync)
             if raw is not None:
                 return bytes(raw).decode("ascii")
@@ -458,7 +592,7 @@ class Index:
     def outbox_batch(self, limit: int) -> list[tuple[int, bytes, Sha256, int]]:
         """The oldest *limit* queued changes: ``(seq, kind, sha256, size)``."""
         found: list[tuple[int, bytes, Sha256, int]] = []
-        with self.env.begin(db=self.sync) as txn:
+        with self._read(db=self.sync) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(_SYNC_OUT):
                 return found
@@ -471,14 +605,14 @@ class Index:
 
     def next_out(self) -> int:
         """The seq the next queued change will get (1 if none was ever queued)."""
-        with self.env.begin(db=self.sync) as txn:
+        with self._read(db=self.sync) as txn:
             raw = txn.get(_SYNC_NEXT)
         return 1 if raw is None else int(_U64.unpack(raw)[0])
 
     def outbox_drop(self, upto: int) -> None:
         """Forget the queued changes up to seq *upto* (published now)."""
 
-        def drop(txn: lmdb.Transaction) -> None:
+        def drop(txn: lmdb.Transaction[bytes]) -> None:
             cursor = txn.cursor(db=self.sync)
             if not cursor.set_range(_SYNC_OUT):
                 return
@@ -494,7 +628,7 @@ class Index:
     def cursors(self) -> dict[str, int]:
         """The last seq applied of every peer host."""
         found: dict[str, int] = {}
-        with self.env.begin(db=self.sync) as txn:
+        with self._read(db=self.sync) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(_SYNC_PEER):
                 return found
@@ -505,18 +639,24 @@ class Index:
         return found
 
     def set_cursors(self, cursors: dict[str, int]) -> None:
-        def put(txn: lmdb.Transaction) -> None:
+        def put(txn: lmdb.Transaction[bytes]) -> None:
             for host, seq in cursors.items():
                 txn.put(_SYNC_PEER + host.encode("ascii"), _U64.pack(seq), db=self.sync)
 
         self._write(put)
 
-    def _write(self, body: Callable[[lmdb.Transaction], _T]) -> _T:
+    def _write(self, body: Callable[[lmdb.Transaction[bytes]], _T]) -> _T:
         """Run *body(txn)* in one write transaction, growing the map when full."""
         while True:
             try:
                 with self.env.begin(write=True) as txn:
-                    return body(txn)
+                    if deferred := self._pending is not None and bool(self._pending):
+                        self._fold_deferred(txn)
+                    result = body(txn)
+                self._writes += 1
+                if deferred:
+                    self._deferred_done()
+                return result
             except lmdb.MapFullError:
                 self._grow(self.env.info()["map_size"] * 2)
             except lmdb.DiskError as exc:  # LMDB's ENOSPC: the disk is full, not a bug
@@ -527,6 +667,26 @@ class Index:
                 # transaction). On a full disk LMDB may report the failed page
                 # write as EIO; say ENOSPC then, which is what the writer can act on.
                 raise self._io_error(exc) from exc
+
+    def _fold_deferred(self, txn: lmdb.Transaction[bytes]) -> None:
+        """Write the deferred commits into *txn*, which makes them durable
+        (and the log they are in stale: its generation is passed)."""
+        assert self._pending is not None and self._log is not None
+        self._pending.write_to(txn)
+        txn.put(_META_LOG_GENERATION, _U64.pack(self._log.generation + 1), db=self.meta)
+
+    def _deferred_done(self) -> None:
+        """The transaction that folded the deferred commits in is durable."""
+        assert self._pending is not None and self._log is not None
+        # Readers may see the rows twice until the layer is gone (in LMDB and
+        # in the layer, the same values): harmless. Only the other order would
+        # hide them.
+        self._pending.clear()
+        self.syncs += 1
+        try:
+            self._log.start(self._log.generation + 1)
+        except OSError as exc:  # the next deferred commit tries again, or fails
+            log.warning("cannot restart the commit log: %s", exc)
 
     def _io_error(self, exc: lmdb.Error) -> OSError:
         full = os.statvfs(self.path).f_bavail * os.statvfs(self.path).f_frsize < FULL_DISK_SLACK
@@ -574,7 +734,7 @@ class _Counters:
     next_indx: int
 
     @classmethod
-    def read(cls, txn: lmdb.Transaction, meta: lmdb._Database) -> _Counters:
+    def read(cls, txn: ReadTxn, meta: lmdb._Database) -> _Counters:
         keys = (_META_BYTES, _META_COUNT, _META_NEXT_INDX)
         return cls(*(_read_i64(txn, key, meta) for key in keys))
 
@@ -589,7 +749,7 @@ class _Counters:
         self.size_bytes -= size
         self.file_count -= 1
 
-    def write(self, txn: lmdb.Transaction, meta: lmdb._Database) -> None:
+    def write(self, txn: WriteTxn, meta: lmdb._Database) -> None:
         for key, value in ((_META_BYTES, self.size_bytes), (_META_COUNT, self.file_count),
                            (_META_NEXT_INDX, self.next_indx)):
             txn.put(key, _I64.pack(value), db=meta)
@@ -598,7 +758,7 @@ class _Counters:
 class _Outbox:
     """Appends queued changes within one write transaction."""
 
-    def __init__(self, txn: lmdb.Transaction, db: lmdb._Database) -> None:
+    def __init__(self, txn: WriteTxn, db: lmdb._Database) -> None:
         self.txn = txn
         self.db = db
         self.next: int | None = None
@@ -619,6 +779,36 @@ class _Outbox:
         return 1 if raw is None else int(_U64.unpack(raw)[0])
 
 
-def _read_i64(txn: lmdb.Transaction, key: bytes, db: lmdb._Database) -> int:
+def _read_i64(txn: ReadTxn, key: bytes, db: lmdb._Database) -> int:
     raw = txn.get(key, db=db)
     return 0 if raw is None else int(_I64.unpack(raw)[0])
+
+
+class _View:
+    """A read transaction over LMDB and the deferred commits (see
+    :mod:`axonfs.store.pending`), as a context manager."""
+
+    __slots__ = ("_index", "_db", "_txn")
+
+    def __init__(self, index: Index, db: lmdb._Database | None) -> None:
+        self._index = index
+        self._db = db
+
+    def __enter__(self) -> ReadView:
+        pending = self._index._pending
+        assert pending is not None
+        pending.lock.acquire()
+        try:
+            self._txn = self._index.env.begin(db=self._db)
+        except BaseException:
+            pending.lock.release()
+            raise
+        return ReadView(self._txn, pending, self._db)
+
+    def __exit__(self, *exc: object) -> None:
+        pending = self._index._pending
+        assert pending is not None
+        try:
+            self._txn.abort()
+        finally:
+            pending.lock.release()

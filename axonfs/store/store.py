@@ -63,6 +63,7 @@ from axonfs.errors import (
 from axonfs.fsutil import fsync_path
 from axonfs.hashing import Sha256
 from axonfs.store import intent, spool
+from axonfs.store.commitlog import LOG_NAME
 from axonfs.store.index import BlobRow, Index, IndexOp
 from axonfs.store.lock import LOCK_NAME, StoreLock
 
@@ -86,6 +87,11 @@ JOURNAL_SPILL_BYTES = 32 << 20
 """Back-pressure: past this many journaled blobs (or bytes of them), the
 commit that crossed the line spills the whole journal before it returns, so
 the journal stays bounded when ingest outruns the background spill."""
+DEFERRED_MAX_COMMITS = 4096
+DEFERRED_MAX_BYTES = 16 << 20
+"""With a sync interval, a deferred commit that leaves more than this many
+deferred commits (or bytes of them) syncs them all at once: the memory they
+hold stays bounded when ingest outruns the interval."""
 RESERVE_NAME = "reserve"
 RESERVE_SIZE = 4 << 20
 """Space held for delete commits. Measured on a full tmpfs, a delete commit
@@ -161,16 +167,35 @@ CommitOp = AddBlob | AdoptBlob | DeleteBlob | ForgetBlob
 CommitResult = BlobRow | bool | AxonError
 
 
+@dataclass(slots=True)
+class _Slot:
+    """One op of a batch on its way through :meth:`Store._commit`."""
+
+    op: CommitOp
+    index_op: IndexOp | None = None
+    """Its index half, once staged."""
+    upload: bool = False
+    """The backend takes its bytes in this commit (a new blob that is not journaled)."""
+    result: CommitResult | None = None
+    """Known as soon as the op fails, else once the index has applied it."""
+
+
 class Store:
     """An open store directory. Only one process may have it open."""
 
     def __init__(self, root: Path, backend: BlobBackend | None = None,
-                 limits: Limits | None = None, *, readonly: bool = False) -> None:
+                 limits: Limits | None = None, *, readonly: bool = False,
+                 deferred: bool = False) -> None:
         """Open the store at *root*, creating it unless *readonly*.
 
         *readonly* writes nothing (for checks, and stores on read-only
         filesystems): it settles no interrupted commit, sweeps no spool and
         refuses :meth:`commit`.
+
+        *deferred* lets commits of small blobs return before they are durable
+        (the sync interval): see :meth:`commit`; :meth:`sync` makes them durable.
+        Only a backend that journals small blobs in the index has such commits
+        (the local one): elsewhere every blob's bytes move at its commit anyway.
 
         Raises:
             StoreLocked: another process has the store open.
@@ -197,7 +222,8 @@ class Store:
         self.reserve_path = root / RESERVE_NAME
         if readonly:
             try:
-                self.index = Index(root / "index.lmdb", readonly=True)
+                self.index = Index(root / "index.lmdb", readonly=True,
+                                   log_path=root / LOG_NAME)
                 self.backend = backend if backend is not None else LocalBackend(root / "blobs")
             except BaseException:
                 self.lock.release()
@@ -207,8 +233,12 @@ class Store:
         try:
             self.tmp.mkdir(exist_ok=True)
             spool.sweep(self.tmp)
-            self.index = Index(root / "index.lmdb")
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
+            if deferred and not self.backend.deferred_sync:
+                log.info("the sync interval does not apply to this backend: every call is "
+                         "durable when it returns")
+            self.index = Index(root / "index.lmdb", log_path=root / LOG_NAME,
+                               deferred=deferred and self.backend.deferred_sync)
             _sync_layout(root)
             # A store that has published changes before queues the blobs the
             # settling below indexes, as the interrupted commit would have.
@@ -252,6 +282,13 @@ class Store:
 
         Per-op failures (a limit, a backend error) come back as the exception
         in that op's slot; an index failure raises for the whole batch.
+
+        On a store opened *deferred*, a batch of nothing but small blobs
+        (journaled: their bytes ride in the index) is a deferred index
+        commit: visible when this returns, and durable at the next
+        :meth:`sync`. Every other batch is durable when this returns, and
+        makes every deferred commit before it durable too, so a power cut
+        leaves the store as a prefix of the calls.
         """
         if self.readonly:
             raise StoreUnavailable(f"the store {self.root} was opened read-only",
@@ -263,6 +300,8 @@ class Store:
             finally:
                 if released:
                     self._reserve()
+            if self._deferred_full():
+                self.index.sync_deferred()
         try:
             self._spill_if_due()
         except (AxonError, OSError) as exc:  # the batch is committed (journaled): say so
@@ -364,46 +403,90 @@ class Store:
             log.info("finished an interrupted commit: indexed %d blobs, removed %d",
                      len(adopt), removed)
 
+    def commit_in_memory(self, ops: Sequence[CommitOp]) -> list[CommitResult] | None:
+        """Commit *ops* if that is a deferred commit that cannot wait on the
+        disk, else return None (and do nothing): the caller's thread may be
+        one that must not block (the Axon calls this on the trio thread).
+
+        That is: small blobs' adds from memory, on a store opened
+        *deferred*, with no sync or spill due and the commit lock free (a
+        sync or a spill may hold it across an fsync). The commit then costs
+        a few index reads in memory and one buffered append to the commit
+        log: the write of a few KiB to the page cache.
+        """
+        if not self.index.defers or self._deferred_full() or self._spill_due():
+            return None
+        size = 0
+        for op in ops:
+            if not isinstance(op, AddBlob) or op.data is None:
+                return None
+            size += op.size
+        if size > JOURNAL_MAX or not self.backend.deferred_sync:
+            return None
+        if not self._commit_lock.acquire(blocking=False):
+            return None
+        try:
+            return self._commit(ops)
+        finally:
+            self._commit_lock.release()
+
+    def _deferred_full(self) -> bool:
+        return (self.index.deferred() >= DEFERRED_MAX_COMMITS
+                or self.index.deferred_bytes() >= DEFERRED_MAX_BYTES)
+
+    def sync(self) -> int:
+        """Make every deferred commit durable now; return how many there were."""
+        with self._commit_lock:
+            count = self.index.deferred()
+            self.index.sync_deferred()
+        return count
+
+    def _deferrable(self, ops: Sequence[CommitOp]) -> bool:
+        """True if *ops* touch nothing but the index (small blobs' adds)."""
+        return all(isinstance(op, AddBlob) and self._journals(op) for op in ops)
+
     def _commit(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
+        """Stage each op against a plan of the batch, hand the new blobs'
+        bytes to the backend, apply the index half in one transaction, then
+        remove deleted blobs' bytes."""
+        slots = [_Slot(op) for op in ops]
         self.backend.prepare([op.path for op in ops if isinstance(op, AddBlob)
                               and op.path is not None and not self._journals(op)])
         plan = _Plan(self.index, self.limits)
-        staged: list[tuple[int, IndexOp]] = []  # (slot in ops, its index half)
-        uploads: list[tuple[int, AddBlob]] = []  # (slot, op) whose bytes the backend takes
-        results: list[CommitResult | None] = [None] * len(ops)
-        for i, op in enumerate(ops):
-            if isinstance(op, ForgetBlob) and not self._same_row(plan, op):
-                results[i] = False
-                continue
-            fresh = isinstance(op, AddBlob) and not plan.is_present(op.sha256)
-            try:
-                index_op = self._stage(plan, op)
-            except AxonError as exc:
-                results[i] = exc
-                continue
-            if fresh and index_op.journal is None:
-                uploads.append((i, op))  # type: ignore[arg-type]
-            staged.append((i, index_op))
-        failed = self._upload(uploads, plan)
-        for i, error in failed.items():
-            results[i] = error
-        failed_shas = {ops[i].sha256 for i in failed}
-        staged = [(i, index_op) for i, index_op in staged
-                  if i not in failed and not (index_op.sha256 in failed_shas
-                                              and not index_op.delete)]
-        applied = self.index.apply([op for _, op in staged], time.time_ns()) if staged else []
-        for (slot, _), result in zip(staged, applied, strict=True):
-            results[slot] = result
-        for i, op in enumerate(ops):  # a dedup of an upload that failed fails with it
-            if results[i] is None and op.sha256 in failed_shas:
-                results[i] = next(failed[j] for j in failed if ops[j].sha256 == op.sha256)
+        for slot in slots:
+            self._stage_slot(plan, slot)
+        failed = self._upload([slot for slot in slots if slot.upload], plan)
+        applying = [slot for slot in slots if slot.index_op is not None and slot.result is None
+                    and not (slot.op.sha256 in failed and not slot.index_op.delete)]
+        if applying:
+            rows = self.index.apply([slot.index_op for slot in applying if slot.index_op],
+                                    time.time_ns(), durable=not self._deferrable(ops))
+            for slot, row in zip(applying, rows, strict=True):
+                slot.result = row
         removed = [sha for sha in plan.deleted - plan.present_now() if self.backend.delete(sha)]
         if removed:
             # The delete is acknowledged when this returns: its unlinks must be
             # durable before the intent that would finish them is cleared.
             self.backend.flush()
-        assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+        results: list[CommitResult] = []
+        for slot in slots:
+            if slot.result is None:  # a dedup of an upload that failed fails with it
+                slot.result = failed[slot.op.sha256]
+            results.append(slot.result)
+        return results
+
+    def _stage_slot(self, plan: _Plan, slot: _Slot) -> None:
+        op = slot.op
+        if isinstance(op, ForgetBlob) and not self._same_row(plan, op):
+            slot.result = False
+            return
+        fresh = isinstance(op, AddBlob) and not plan.is_present(op.sha256)
+        try:
+            slot.index_op = self._stage(plan, op)
+        except AxonError as exc:
+            slot.result = exc
+            return
+        slot.upload = fresh and slot.index_op.journal is None
 
     def _same_row(self, plan: _Plan, op: ForgetBlob) -> bool:
         """True if the row *op* means to drop is still the live one."""
@@ -412,22 +495,24 @@ class Store:
         row = self.index.get(op.sha256)
         return row is not None and row.indx == op.indx
 
-    def _upload(self, uploads: list[tuple[int, AddBlob]], plan: _Plan) -> dict[int, AxonError]:
+    def _upload(self, slots: list[_Slot], plan: _Plan) -> dict[Sha256, AxonError]:
         """Hand the batch's synced blobs to the backend at once, then flush.
 
-        Returns the slots whose upload failed (their spools are removed and
-        their sizes taken back out of the plan's counters).
+        A slot whose upload failed gets the error as its result (its spool
+        is removed and its size taken back out of the plan's counters);
+        returns the errors by sha256.
         """
-        if not uploads:
+        adds = [slot.op for slot in slots if isinstance(slot.op, AddBlob)]
+        if not adds:
             return {}
-        errors = self.backend.put_files([(op.sha256, self._spooled(op)) for _, op in uploads])
-        failed: dict[int, AxonError] = {}
-        for (slot, op), error in zip(uploads, errors, strict=True):
+        errors = self.backend.put_files([(op.sha256, self._spooled(op)) for op in adds])
+        failed: dict[Sha256, AxonError] = {}
+        for slot, op, error in zip(slots, adds, errors, strict=True):
             if error is not None:
                 op.discard()
                 plan.forget(op.sha256, op.size)
-                failed[slot] = error
-        if len(failed) < len(uploads):
+                slot.result = failed[op.sha256] = error
+        if len(failed) < len(adds):
             self.backend.flush()
         return failed
 
@@ -502,10 +587,13 @@ class Store:
         return self.index.journal_entries() if self.backend.deferred_sync else 0
 
     def _spill_if_due(self) -> None:
-        if self.backend.deferred_sync and (
-                self.index.journal_entries() >= JOURNAL_SPILL_COUNT
-                or self.index.journal_bytes() >= JOURNAL_SPILL_BYTES):
+        if self._spill_due():
             self.spill_journal()
+
+    def _spill_due(self) -> bool:
+        return self.backend.deferred_sync and (
+            self.index.journal_entries() >= JOURNAL_SPILL_COUNT
+            or self.index.journal_bytes() >= JOURNAL_SPILL_BYTES)
 
     def spill_journal(self) -> int:
         """Write and sync the files of every journaled blob, dropping their
@@ -523,7 +611,12 @@ class Store:
         hold the commit lock, so a commit never waits for file writes or syncs.
         """
         with self._spill_lock:
-            rows = self.index.journal_batch(limit, max_bytes=JOURNAL_BATCH_BYTES)
+            if self.index.deferred():
+                with self._commit_lock:  # make them durable: their files may be written then
+                    self.index.sync_deferred()
+            # Durable rows only: a file written for a deferred commit's blob
+            # would be an orphan if a power cut undid the commit.
+            rows = self.index.journal_batch(limit, max_bytes=JOURNAL_BATCH_BYTES, durable=True)
             if not rows:
                 return 0
             fresh = [(sha, spool.write_file(self.tmp, data)) for sha, data in rows

@@ -38,6 +38,7 @@ import random
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,24 +64,44 @@ evenly spread over its syncs (about 2 s each)."""
 RECOVERY_POINTS = 4
 """Second cuts per recovery (of the open after a cut, of ``axonfs recover``)."""
 TIMEOUT = 60.0
+SWEEP_INTERVAL_MS = 600_000
+"""A sync interval no sweep lasts: the sequence's own calls make every sync."""
+BOUND_INTERVAL_MS = 100
+BOUND_RUN_NS = 3_000_000_000
+"""How long the bound's writer puts before the cut."""
+SYNC_SLACK_NS = 1_500_000_000
+"""How late the interval's sync may run on a loaded machine (two cores
+shared with the harness, the writer and the test)."""
 
 
 @dataclass
 class Acks:
     """What the writer was told, in order: the puts that must survive and the
-    deletes that must stay done (a delete in flight may go either way)."""
+    deletes that must stay done (a delete in flight may go either way); with
+    a sync interval, the puts acknowledged since the last sync (``tentative``:
+    hex and the monotonic ns of the ack), which a cut may lose."""
 
     present: set[str] = field(default_factory=set)
     absent: set[str] = field(default_factory=set)
+    tentative: list[tuple[str, int]] = field(default_factory=list)
     lines: int = 0
 
     def feed(self, line: str) -> None:
-        kind, _, hexd = line.strip().partition(" ")
+        kind, _, rest = line.strip().partition(" ")
+        hexd = rest.partition(" ")[0]
         if kind == "put":
             self.present.add(hexd)
             self.absent.discard(hexd)
+        elif kind == "tput":
+            self.tentative.append((hexd, int(rest.split()[1])))
+            self.absent.discard(hexd)
+        elif kind == "synced":
+            self.present.update(hexd for hexd, _ in self.tentative)
+            self.tentative.clear()
+            return
         elif kind == "deleting":
             self.present.discard(hexd)
+            self.tentative = [(h, t) for h, t in self.tentative if h != hexd]
         elif kind == "del":
             self.absent.add(hexd)
         else:
@@ -94,9 +115,11 @@ def disk(tmp_path: Path) -> Iterator[PowerCutDisk]:
         yield harness
 
 
-def start_writer(store: Path, mode: str, seed: int = 1) -> subprocess.Popen[str]:
+def start_writer(store: Path, mode: str, seed: int = 1,
+                 sync_interval_ms: int = 0) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*AXONFS[:1], str(WRITER), str(store), mode, str(seed)], cwd=REPO, text=True,
+        [*AXONFS[:1], str(WRITER), str(store), mode, str(seed), str(sync_interval_ms)],
+        cwd=REPO, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
 
@@ -111,11 +134,14 @@ def finish_writer(writer: subprocess.Popen[str], acks: Acks) -> str:
     return err
 
 
-def check_store(store: Path, acks: Acks, cli: bool = True) -> int:
+def check_store(store: Path, acks: Acks, cli: bool = True, ordered: bool = True) -> int:
     """The checks after a power cut (the harness restarted); return the blobs checked.
 
     *cli*: run ``axonfs fsck`` itself; else its function in this process, on
     the store opened once for every check (the sweep's many points).
+
+    Of the tentative puts (a sync interval's), those that survived must be
+    whole and, if *ordered* (made one at a time), a prefix.
     """
     if cli:
         assert_fsck_clean(store)
@@ -131,13 +157,17 @@ def check_store(store: Path, acks: Acks, cli: bool = True) -> int:
                 assert sha_hex(reader.read(0, row.size + 1)) == hexd, f"{hexd} is damaged"
         for hexd in acks.absent:
             assert not opened.index.has(Sha256(bytes.fromhex(hexd))), f"{hexd} came back"
+        survived = [opened.index.has(Sha256(bytes.fromhex(hexd)))
+                    for hexd, _ in acks.tentative if hexd not in acks.present]
+        assert not ordered or survived == sorted(survived, reverse=True), \
+            f"not a prefix of the acknowledged puts survived: {survived}"
     return len(acks.present)
 
 
-def sequence_syncs(disk: PowerCutDisk) -> int:
+def sequence_syncs(disk: PowerCutDisk, sync_interval_ms: int = 0) -> int:
     """Run the whole sequence without a cut; return how many syncs it made."""
     mnt = disk.start()
-    writer = start_writer(mnt / "store", "sequence")
+    writer = start_writer(mnt / "store", "sequence", sync_interval_ms=sync_interval_ms)
     acks = Acks()
     err = finish_writer_when_done(writer, acks)
     assert "done" in err, err
@@ -156,11 +186,12 @@ def finish_writer_when_done(writer: subprocess.Popen[str], acks: Acks) -> str:
     return err + out
 
 
-def cut_at_sync(disk: PowerCutDisk, sync: int, mode: str = "sequence") -> Acks:
+def cut_at_sync(disk: PowerCutDisk, sync: int, mode: str = "sequence",
+                sync_interval_ms: int = 0) -> Acks:
     """Run the writer on a fresh store until the harness cuts the power as its
     *sync*-th sync starts; return the acks the writer had got."""
     mnt = disk.start(crash_after_syncs=sync)
-    writer = start_writer(mnt / "store", mode)
+    writer = start_writer(mnt / "store", mode, sync_interval_ms=sync_interval_ms)
     acks = Acks()
     cut = disk.wait_power_cut(timeout=TIMEOUT)
     finish_writer(writer, acks)
@@ -174,22 +205,72 @@ def fresh(disk: PowerCutDisk) -> None:
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-lost", "unsynced-half-kept"])
+@pytest.mark.parametrize("interval_ms", [0, SWEEP_INTERVAL_MS],
+                         ids=["durable-calls", "sync-interval"])
 def test_power_cut_at_every_sync_of_a_sequence(disk: PowerCutDisk, keep: float,
-                                               figures: Figures) -> None:
+                                               interval_ms: int, figures: Figures) -> None:
     """*keep*: the chance that each unsynced 4 KiB piece of a file reached the
-    disk anyway (the kernel's writeback part way through at the cut)."""
-    total = sequence_syncs(disk)
-    points = spread(total, None if FULL_SWEEP else SWEEP_POINTS if not keep else SWEEP_POINTS // 2)
+    disk anyway (the kernel's writeback part way through at the cut).
+
+    With a sync interval (one too long to pass within the sequence, so that
+    its calls make every sync, the same ones on every run), puts of small
+    blobs may be lost, as a prefix; nothing else may.
+    """
+    total = sequence_syncs(disk, interval_ms)
+    points = spread(total, None if FULL_SWEEP
+                    else SWEEP_POINTS if not keep and not interval_ms else SWEEP_POINTS // 2)
     checked = 0
     for sync in points:
         fresh(disk)
-        acks = cut_at_sync(disk, sync)
+        acks = cut_at_sync(disk, sync, sync_interval_ms=interval_ms)
         mnt = disk.start(keep_unsynced=keep, seed=sync)
         checked += check_store(mnt / "store", acks, cli=False)
         disk.stop()
-    key = "power_cut_sequence" + ("_half_kept" if keep else "")
+    key = ("power_cut_sequence" + ("_interval" if interval_ms else "")
+           + ("_half_kept" if keep else ""))
     figures[key] = {"syncs in the sequence": total, "crash points": len(points),
                     "acknowledged blobs checked": checked}
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-lost", "unsynced-half-kept"])
+def test_power_cut_with_a_sync_interval_loses_at_most_the_interval(
+        disk: PowerCutDisk, keep: float, figures: Figures) -> None:
+    """Small puts one after the other with a short sync interval; the power
+    goes after a few seconds of them. Every put acknowledged more than the
+    interval (plus :data:`SYNC_SLACK` for a late sync on a loaded machine)
+    before the cut survives, and those that survived are a prefix."""
+    mnt = disk.start()
+    writer = start_writer(mnt / "store", "small", sync_interval_ms=BOUND_INTERVAL_MS)
+    acks = Acks()
+    assert writer.stdout is not None
+    watchdog = threading.Timer(TIMEOUT, disk.power_cut)  # a stuck writer ends the loop
+    watchdog.start()
+    try:
+        for line in writer.stdout:
+            acks.feed(line)
+            if acks.tentative and acks.tentative[-1][1] - acks.tentative[0][1] > BOUND_RUN_NS:
+                break
+    finally:
+        watchdog.cancel()
+    cut_ns = time.monotonic_ns()
+    disk.power_cut()
+    err = finish_writer(writer, acks)
+    assert acks.tentative, err
+    mnt = disk.start(keep_unsynced=keep, seed=len(acks.tentative))
+    check_store(mnt / "store", acks)
+    with Store(mnt / "store", readonly=True) as opened:
+        survived = [hexd for hexd, _ in acks.tentative
+                    if opened.index.has(Sha256(bytes.fromhex(hexd)))]
+    disk.stop()
+    bound_ns = cut_ns - (BOUND_INTERVAL_MS * 1_000_000 + SYNC_SLACK_NS)
+    promised = [hexd for hexd, acked_ns in acks.tentative if acked_ns <= bound_ns]
+    assert promised, "the writer ran too short for the bound to promise anything"
+    assert set(promised) <= set(survived), \
+        f"{len(set(promised) - set(survived))} puts older than the interval were lost"
+    figures.setdefault("power_cut_interval_bound", {})["unsynced-half-kept" if keep
+                                                       else "unsynced-lost"] = {
+        "sync interval ms": BOUND_INTERVAL_MS, "puts acknowledged": len(acks.tentative),
+        "puts lost": len(acks.tentative) - len(survived)}
 
 
 def spread(total: int, count: int | None) -> list[int]:
@@ -238,13 +319,18 @@ def test_power_cut_during_recovery(disk: PowerCutDisk, first: int, tmp_path: Pat
     record["crash points"] += len(points)
 
 
-@pytest.mark.parametrize("cut_after", [2, 25, 150], ids=lambda n: f"after-{n}-acks")
+@pytest.mark.parametrize(("cut_after", "interval_ms"), [(2, 0), (25, 0), (150, 0), (150, 100)],
+                         ids=["after-2-acks", "after-25-acks", "after-150-acks",
+                              "after-150-acks-sync-interval"])
 def test_power_cut_while_writers_put_and_delete(disk: PowerCutDisk, cut_after: int,
-                                                figures: Figures) -> None:
+                                                interval_ms: int, figures: Figures) -> None:
     """Eight writers put (small and large blobs) and delete concurrently, so
-    commits group several callers; the power goes after *cut_after* acks."""
+    commits group several callers; the power goes after *cut_after* acks.
+    With a sync interval, small blobs acknowledged since the last sync may be
+    lost; nothing else."""
     mnt = disk.start()
-    writer = start_writer(mnt / "store", "concurrent", seed=cut_after)
+    writer = start_writer(mnt / "store", "concurrent", seed=cut_after,
+                          sync_interval_ms=interval_ms)
     acks = Acks()
     assert writer.stdout is not None
     watchdog = threading.Timer(TIMEOUT, disk.power_cut)  # a stuck writer ends the loop
@@ -260,7 +346,7 @@ def test_power_cut_while_writers_put_and_delete(disk: PowerCutDisk, cut_after: i
     err = finish_writer(writer, acks)
     assert acks.lines >= cut_after, err
     mnt = disk.start()
-    checked = check_store(mnt / "store", acks)
+    checked = check_store(mnt / "store", acks, ordered=False)
     disk.stop()
     record = figures.setdefault("power_cut_concurrent",
                                 {"crash points": 0, "acknowledged blobs checked": 0})

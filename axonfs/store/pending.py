@@ -1,0 +1,254 @@
+"""Index changes that are committed and visible but not yet durable.
+
+With a sync interval (``--sync-interval``), a commit of small blobs does not
+pay for a synced LMDB transaction. :meth:`Index.apply
+<axonfs.store.index.Index.apply>` runs the same transaction body against a
+:class:`StagingTxn` instead: its puts and deletes land in :class:`Pending`,
+an in-memory layer over LMDB, and in the commit log
+(:mod:`axonfs.store.commitlog`), which survives the daemon being killed. Every
+read of the index goes through a :class:`ReadView` that shows LMDB with the
+layer on top, so a deferred commit is visible the moment it returns. The next
+durable write (the interval's sync, or any commit that must be durable)
+writes the whole layer into its transaction and empties it.
+
+The layer works on LMDB's own terms (named database, key, value or deleted)
+rather than on blobs, so the index's transaction bodies run unchanged against
+it and nothing here knows the schema.
+
+Concurrency: one writer (the store's commit thread) stages and merges; any
+thread reads. A reader holds :attr:`Pending.lock` for the life of its view,
+so the layer cannot be emptied between its LMDB snapshot and its reads of the
+layer (which would hide the rows that moved into LMDB after the snapshot).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
+
+import lmdb
+
+if TYPE_CHECKING:
+    from lmdb import _StatDict
+
+Database = lmdb._Database | None
+"""A named DB of the environment (None: the main DB)."""
+Changes = dict[Database, dict[bytes, bytes | None]]
+"""Per named DB: key -> new value, or None for a deleted key."""
+_ABSENT = b"\0absent"
+"""Compared by identity (``is``): no stored value is this very object."""
+
+
+class ReadCursor(Protocol):
+    """What the index reads with of an ``lmdb.Cursor``."""
+
+    def set_range(self, key: bytes, /) -> bool: ...
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class ReadTxn(Protocol):
+    """What the index reads with of an ``lmdb.Transaction``: a plain one, or a
+    :class:`ReadView` that shows the deferred commits too."""
+
+    def get(self, key: bytes, default: None = None, db: Database = None) -> bytes | None: ...
+
+    def cursor(self, db: Database = None) -> ReadCursor: ...
+
+    def stat(self, db: Database = None) -> _StatDict: ...
+
+
+class WriteTxn(ReadTxn, Protocol):
+    """What the index's commits write with: a real write transaction, or a
+    :class:`StagingTxn` that collects a deferred commit."""
+
+    def put(self, key: bytes, value: bytes, *, db: Database = None) -> bool: ...
+
+    def delete(self, key: bytes, *, db: Database = None) -> bool: ...
+
+
+class Pending:
+    """The layer of deferred changes over the LMDB environment.
+
+    Entry counts (``stat(db)["entries"]``) are kept only for the named DBs
+    in *counted*: knowing whether a put adds an entry costs a read per put.
+    """
+
+    def __init__(self, counted: tuple[Database, ...] = ()) -> None:
+        self.counted = frozenset(counted)
+        self.lock = threading.RLock()
+        self.changes: Changes = {}
+        self._sorted: dict[Database, list[bytes]] = {}
+        self._entries: dict[Database, int] = {}
+        self.commits = 0
+        """Deferred commits merged since the layer was last emptied."""
+        self.bytes = 0
+        """Bytes of keys and values the layer holds (its memory, roughly)."""
+
+    def __bool__(self) -> bool:
+        return self.commits > 0
+
+    def entries_delta(self, db: Database) -> int:
+        """How many more entries *db* has with the layer than without it."""
+        return self._entries.get(db, 0)
+
+    def sorted_keys(self, db: Database) -> list[bytes]:
+        """The layer's keys of *db* in LMDB order (cached until the next merge)."""
+        keys = self._sorted.get(db)
+        if keys is None:
+            keys = self._sorted[db] = sorted(self.changes.get(db, ()))
+        return keys
+
+    def merge(self, staged: StagingTxn, size: int) -> None:
+        """Make a staged commit of about *size* bytes part of the layer
+        (visible to every reader)."""
+        with self.lock:
+            for db, changes in staged.changes.items():
+                self.changes.setdefault(db, {}).update(changes)
+                self._sorted.pop(db, None)
+            self.bytes += size
+            for db, delta in staged.entries.items():
+                self._entries[db] = self._entries.get(db, 0) + delta
+            self.commits += 1
+
+    def clear(self) -> None:
+        """Forget the layer: its changes are durable in LMDB now."""
+        with self.lock:
+            self.changes = {}
+            self._sorted = {}
+            self._entries = {}
+            self.commits = 0
+            self.bytes = 0
+
+    def write_to(self, txn: lmdb.Transaction[bytes]) -> None:
+        """Apply the layer to a write transaction."""
+        for db, changes in self.changes.items():
+            for key, value in changes.items():
+                if value is None:
+                    txn.delete(key, db=db)
+                else:
+                    txn.put(key, value, db=db)
+
+
+class ReadView:
+    """A read transaction that sees LMDB with the layer on top.
+
+    Offers the part of ``lmdb.Transaction`` the index reads with: ``get``,
+    ``cursor`` (``set_range`` and iteration) and ``stat``.
+    """
+
+    def __init__(self, base: lmdb.Transaction[bytes], pending: Pending, db: Database) -> None:
+        self.base = base
+        self.pending = pending
+        self.db = db
+
+    def get(self, key: bytes, default: None = None, db: Database = None) -> bytes | None:
+        db = self.db if db is None else db
+        changes = self.pending.changes.get(db)
+        if changes is not None:
+            value = changes.get(key, _ABSENT)
+            if value is not _ABSENT:
+                return value
+        return self.base.get(key, db=db)
+
+    def cursor(self, db: Database = None) -> ReadCursor:
+        db = self.db if db is None else db
+        return MergedCursor(self.base.cursor(db=db), self.pending.sorted_keys(db),
+                            self.pending.changes.get(db, {}))
+
+    def stat(self, db: Database = None) -> _StatDict:
+        stat = self.base.stat(db)
+        stat["entries"] += self.pending.entries_delta(db)
+        return stat
+
+
+class StagingTxn(ReadView):
+    """A write transaction whose changes are collected, not committed.
+
+    Reads see LMDB, the layer and this transaction's own changes.
+    """
+
+    def __init__(self, base: lmdb.Transaction[bytes], pending: Pending, db: Database) -> None:
+        super().__init__(base, pending, db)
+        self.changes: Changes = {}
+        self.entries: dict[Database, int] = {}
+
+    def get(self, key: bytes, default: None = None, db: Database = None) -> bytes | None:
+        db = self.db if db is None else db
+        for changes in (self.changes.get(db), self.pending.changes.get(db)):
+            if changes is not None:
+                value = changes.get(key, _ABSENT)
+                if value is not _ABSENT:
+                    return value
+        return self.base.get(key, db=db)
+
+    def put(self, key: bytes, value: bytes, *, db: Database = None) -> bool:
+        db = self.db if db is None else db
+        if db in self.pending.counted and self.get(key, db=db) is None:
+            self.entries[db] = self.entries.get(db, 0) + 1
+        self.changes.setdefault(db, {})[key] = value
+        return True
+
+    def delete(self, key: bytes, *, db: Database = None) -> bool:
+        """Delete *key*; True (whether or not it was there: a deferred
+        commit does not ask, except in a counted DB)."""
+        db = self.db if db is None else db
+        if db in self.pending.counted:
+            if self.get(key, db=db) is None:
+                return False
+            self.entries[db] = self.entries.get(db, 0) - 1
+        self.changes.setdefault(db, {})[key] = None
+        return True
+
+    def cursor(self, db: Database = None) -> ReadCursor:
+        raise NotImplementedError("a deferred commit reads by key only")
+
+
+class MergedCursor:
+    """A cursor over one named DB of LMDB with the layer's keys merged in.
+
+    ``set_range(key)`` positions it at the first key >= *key*; iterating
+    yields ``(key, value)`` from there on, in key order, skipping deleted keys.
+    """
+
+    def __init__(self, base: lmdb.Cursor[bytes], keys: list[bytes],
+                 changes: dict[bytes, bytes | None]) -> None:
+        self._base = base
+        self._keys = keys
+        self._changes = changes
+        self._items: Iterator[tuple[bytes, bytes]] = iter(())
+        self._head: tuple[bytes, bytes] | None = None
+
+    def set_range(self, key: bytes) -> bool:
+        key = bytes(key)
+        self._items = self._merge(self._base.set_range(key),
+                                  bisect.bisect_left(self._keys, key))
+        self._head = next(self._items, None)
+        return self._head is not None
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        if self._head is not None:
+            head, self._head = self._head, None
+            yield head
+            yield from self._items
+
+    def _merge(self, base_ok: bool, i: int) -> Iterator[tuple[bytes, bytes]]:
+        keys, changes, base = self._keys, self._changes, self._base
+        base_key = bytes(base.key()) if base_ok else None
+        while True:
+            mine = keys[i] if i < len(keys) else None
+            if mine is None and base_key is None:
+                return
+            if mine is not None and (base_key is None or mine <= base_key):
+                i += 1
+                if mine == base_key:
+                    base_key = bytes(base.key()) if base.next() else None
+                value = changes[mine]
+                if value is not None:
+                    yield mine, value
+            else:
+                assert base_key is not None
+                yield base_key, bytes(base.value())
+                base_key = bytes(base.key()) if base.next() else None
