@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from multiprocessing import Process
+from pathlib import Path
 
 import msgpack
 
@@ -286,7 +287,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--skip-bulk", action="store_true")
     args = p.parse_args()
-    print("loadavg", open("/proc/loadavg").read().strip())
+    print("loadavg", Path("/proc/loadavg").read_text().strip())
     with tempfile.TemporaryDirectory() as tmp:
         data_path = os.path.join(tmp, "data.bin")
         with open(data_path, "wb") as f:
@@ -306,7 +307,7 @@ def main() -> None:
                   f"{bulk('read', tmp, data_path, args.mib << 20):,.0f}; sendfile "
                   f"{bulk('sendfile', tmp, data_path, args.mib << 20):,.0f}; 4 MiB buffers "
                   f"{bulk('bigbuf', tmp, data_path, args.mib << 20):,.0f}", flush=True)
-    print("loadavg", open("/proc/loadavg").read().strip())
+    print("loadavg", Path("/proc/loadavg").read_text().strip())
     sys.stdout.flush()
 
 

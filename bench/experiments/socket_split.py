@@ -27,8 +27,9 @@ import anyio
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import axonfs.client  # noqa: E402
 from bench_socket import Daemon  # noqa: E402
+
+import axonfs.client  # noqa: E402
 
 HDR = struct.Struct(">I")
 
@@ -100,7 +101,6 @@ async def anyio_raw_rate(path: Path, probe: list[bytes]) -> float:
     """anyio.connect_unix speaking the protocol by hand (no axonfs.client code)."""
     stream = await anyio.connect_unix(str(path))
     buf = bytearray()
-    rid = 0
 
     async def recv() -> dict:
         nonlocal buf
@@ -115,8 +115,7 @@ async def anyio_raw_rate(path: Path, probe: list[bytes]) -> float:
 
     await recv()  # hello
     t0 = time.perf_counter()
-    for sha in probe:
-        rid += 1
+    for rid, sha in enumerate(probe, start=1):
         body = msgpack.packb({"v": 1, "id": rid, "call": "has", "args": (sha,), "kwargs": {}},
                              use_bin_type=True)
         await stream.send(HDR.pack(len(body)) + body)
@@ -149,7 +148,7 @@ def main() -> None:
             probe = [shas[i % len(shas)] if i % 2 == 0
                      else hashlib.sha256(b"x%d" % i).digest() for i in range(args.n)]
             for rep in range(args.reps):
-                print(f"rep {rep} load {open('/proc/loadavg').read().split()[:3]}: "
+                print(f"rep {rep} load {Path('/proc/loadavg').read_text().split()[:3]}: "
                       f"raw has {raw_rate(daemon.socket, 'has', probe):,.0f}/s; "
                       f"raw ping {raw_rate(daemon.socket, 'ping', probe):,.0f}/s; "
                       f"raw has pipelined x32 {raw_pipelined(daemon.socket, probe):,.0f}/s; "

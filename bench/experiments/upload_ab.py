@@ -1,14 +1,29 @@
-"""Same-run A/B for upload: native serial, axonfs as is, axonfs with write || hash (monkeypatched, scratch)."""
-import os, sys, time, random, hashlib, tempfile, shutil, statistics
+"""Same-run A/B for upload: native serial, axonfs as is, axonfs with write || hash.
+
+Scratch: the variant is monkeypatched in; nothing under axonfs/ changes.
+"""
+import hashlib
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
 from pathlib import Path
+
 import trio
-sys.path.insert(0, '/work/main')
+
 from axonfs.axon import Axon, Upload
+
 MiB = 1 << 20
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 512
-rnd = random.Random(0); base = bytearray(rnd.randbytes(8 * MiB)); chunks = []
+rnd = random.Random(0)
+base = bytearray(rnd.randbytes(8 * MiB))
+chunks = []
 for i in range(N // 8):
-    base[0:16] = i.to_bytes(16, 'big'); chunks.append(bytes(base))
+    base[0:16] = i.to_bytes(16, 'big')
+    chunks.append(bytes(base))
 
 async def write_overlap(self, byts):
     spool = await self._current()
@@ -16,15 +31,22 @@ async def write_overlap(self, byts):
     def w():
         off = spool.size
         n = 0
-        while n < len(view): n += os.pwrite(spool.fd, view[n:], off + n)
+        while n < len(view):
+            n += os.pwrite(spool.fd, view[n:], off + n)
     async with trio.open_nursery() as nur:
         nur.start_soon(trio.to_thread.run_sync, w)
         nur.start_soon(trio.to_thread.run_sync, spool._hasher.update, view)
-    spool.size += len(view); spool._hashed += len(view)
+    spool.size += len(view)
+    spool._hashed += len(view)
+
+def remove_native_files(work):
+    for f in work.glob('n*'):
+        f.unlink()
 
 async def main():
     work = Path(tempfile.mkdtemp(prefix='axonfs-up-'))
-    res = {'sha256 only': [], 'native write+sha256+fsync': [], 'axonfs as is': [], 'axonfs write||hash': []}
+    res = {'sha256 only': [], 'native write+sha256+fsync': [], 'axonfs as is': [],
+           'axonfs write||hash': []}
     try:
         async with Axon.open(work / 's') as axon:
             for rep in range(3):
@@ -32,23 +54,30 @@ async def main():
                     t0 = time.perf_counter()
                     if name == 'sha256 only':
                         h = hashlib.sha256()
-                        for c in chunks: h.update(c)
+                        for c in chunks:
+                            h.update(c)
                     elif name.startswith('native'):
-                        fd = os.open(work / f'n{rep}', os.O_WRONLY | os.O_CREAT, 0o644); h = hashlib.sha256()
-                        for c in chunks: os.write(fd, c); h.update(c)
-                        os.fsync(fd); os.close(fd)
+                        fd = os.open(work / f'n{rep}', os.O_WRONLY | os.O_CREAT, 0o644)
+                        h = hashlib.sha256()
+                        for c in chunks:
+                            os.write(fd, c)
+                            h.update(c)
+                        os.fsync(fd)
+                        os.close(fd)
                     else:
                         orig = Upload.write
-                        if 'hash' in name: Upload.write = write_overlap
+                        if 'hash' in name:
+                            Upload.write = write_overlap
                         try:
                             async with await axon.upload() as up:
-                                for c in chunks: await up.write(i.to_bytes(1,'big') + c[1:] if (i := rep) and False else c)
+                                for c in chunks:
+                                    await up.write(c)
                                 size, sha = await up.save()
                         finally:
                             Upload.write = orig
                         await axon.del_(sha)
                     res[name].append(N / (time.perf_counter() - t0))
-                for f in work.glob('n*'): f.unlink()
+                await trio.to_thread.run_sync(remove_native_files, work)
         for k, v in res.items():
             print(f'{k:30s} median {statistics.median(v):7.0f} MiB/s  runs {[round(x) for x in v]}')
     finally:

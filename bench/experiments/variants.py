@@ -1,10 +1,18 @@
-"""Same-run A/B of get paths: axonfs as is vs. monkeypatched variants (scratch; axonfs/ untouched)."""
-import os, sys, time, random, hashlib, tempfile, shutil
+"""Same-run A/B of get paths: axonfs as is vs. monkeypatched variants.
+
+Scratch: nothing under axonfs/ changes.
+"""
+import random
+import shutil
+import sys
+import tempfile
+import time
 from pathlib import Path
+
 import trio
-sys.path.insert(0, '/work/main')
+
 from axonfs.axon import Axon, _range_of
-from axonfs.errors import StoreCorrupt
+
 MiB = 1 << 20
 
 async def get_inline_open(self, sha256, offs=None, size=None):
@@ -12,12 +20,14 @@ async def get_inline_open(self, sha256, offs=None, size=None):
     row = self.require(sha256)
     start, end = _range_of(row.size, offs, size)
     if start >= row.size and offs is not None:
-        yield b""; return
+        yield b""
+        return
     reader = self.backend.open(row.sha256)
     try:
         while start < end:
             piece = await self.read(reader, start, min(1 << 20, end - start))
-            start += len(piece); yield piece
+            start += len(piece)
+            yield piece
     finally:
         reader.close()
 
@@ -46,15 +56,18 @@ async def get_all_inline(self, sha256, offs=None, size=None):
     try:
         while start < end:
             piece = reader.read(start, min(1 << 20, end - start))
-            start += len(piece); yield piece
+            start += len(piece)
+            yield piece
             await trio.lowlevel.checkpoint()
     finally:
         reader.close()
 
 def native_read(path):
-    t0 = time.perf_counter(); n = 0
+    t0 = time.perf_counter()
+    n = 0
     with open(path, 'rb', buffering=0) as f:
-        while p := f.read(MiB): n += len(p)
+        while p := f.read(MiB):
+            n += len(p)
     return n / MiB / (time.perf_counter() - t0)
 
 async def main():
@@ -62,7 +75,8 @@ async def main():
     work = Path(tempfile.mkdtemp(prefix='axonfs-var-'))
     try:
         async with Axon.open(work / 's') as axon:
-            rnd = random.Random(0); base = rnd.randbytes(8 * MiB)
+            rnd = random.Random(0)
+            base = rnd.randbytes(8 * MiB)
             async with await axon.upload() as up:
                 for i in range(big // 8):
                     await up.write(i.to_bytes(16, 'big') + base[16:])
@@ -74,27 +88,34 @@ async def main():
                         'all inline 1 MiB': get_all_inline}
             print('whole get, MiB/s (best of 3), ratio to plain read:')
             for name, fn in variants.items():
-                best = 0; nat = 0
+                best = 0
+                nat = 0
                 for _ in range(3):
                     nat = max(nat, native_read(path))
-                    t0 = time.perf_counter(); n = 0
-                    async for p in fn(axon, sha): n += len(p)
+                    t0 = time.perf_counter()
+                    n = 0
+                    async for p in fn(axon, sha):
+                        n += len(p)
                     assert n == big * MiB
                     best = max(best, n / MiB / (time.perf_counter() - t0))
                 print(f'  {name:32s} {best:8.0f}   plain {nat:8.0f}   ratio {best / nat:.2f}')
-            rr = random.Random(1); k = 20000
+            rr = random.Random(1)
+            k = 20000
             offs = [rr.randrange(0, big * MiB - 4096) for _ in range(k)]
             print(f'ranged 4 KiB gets, ops/s ({k}):')
             for name in ('as is', 'inline open'):
                 fn = variants[name]
                 t0 = time.perf_counter()
                 for o in offs:
-                    async for p in fn(axon, sha, o, 4096): pass
+                    async for _ in fn(axon, sha, o, 4096):
+                        pass
                 print(f'  {name:32s} {k / (time.perf_counter() - t0):8.0f}')
             # thread hop cost alone
             t0 = time.perf_counter()
-            for _ in range(5000): await trio.to_thread.run_sync(int)
-            print(f'trio.to_thread.run_sync round trip: {(time.perf_counter() - t0) / 5000 * 1e6:.0f} us')
+            for _ in range(5000):
+                await trio.to_thread.run_sync(int)
+            hop = (time.perf_counter() - t0) / 5000 * 1e6
+            print(f'trio.to_thread.run_sync round trip: {hop:.0f} us')
     finally:
         shutil.rmtree(work, ignore_errors=True)
 trio.run(main)

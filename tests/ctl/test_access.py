@@ -12,9 +12,8 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from helpers.daemon import ServeDaemon
 from helpers.users import as_user
-
-from .conftest import Daemon, start_daemon, stop_daemon
 
 NOBODY = 65534
 
@@ -53,29 +52,30 @@ def reachable_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def daemon(reachable_dir: Path) -> Iterator[Daemon]:
-    running = start_daemon(reachable_dir / "store")
+def daemon(reachable_dir: Path) -> Iterator[ServeDaemon]:
+    running = ServeDaemon.start(reachable_dir / "store", wait_telepath=True)
     running.store.chmod(0o711)
     yield running
-    stop_daemon(running)
+    running.stop()
 
 
 @pytest.fixture(scope="module")
-def group_daemon(reachable_dir: Path) -> Iterator[tuple[Daemon, int]]:
+def group_daemon(reachable_dir: Path) -> Iterator[tuple[ServeDaemon, int]]:
     gid = grp.getgrnam("daemon").gr_gid
-    running = start_daemon(reachable_dir / "group-store", "--ctl-group", str(gid))
+    running = ServeDaemon.start(reachable_dir / "group-store", "--ctl-group", str(gid),
+                                wait_telepath=True)
     running.store.chmod(0o711)
     yield running, gid
-    stop_daemon(running)
+    running.stop()
 
 
-def test_socket_modes_default(daemon: Daemon) -> None:
+def test_socket_modes_default(daemon: ServeDaemon) -> None:
     assert daemon.socket.stat().st_mode & 0o777 == 0o600
     assert daemon.socket.parent.stat().st_mode & 0o777 == 0o700
     assert connect_as(daemon.socket, NOBODY, NOBODY) == "oserror 13"  # cannot even enter
 
 
-def test_other_uid_refused_by_peercred(daemon: Daemon) -> None:
+def test_other_uid_refused_by_peercred(daemon: ServeDaemon) -> None:
     # Open the file modes up (an operator's mistake): SO_PEERCRED still says no.
     os.chmod(daemon.socket.parent, 0o755)
     os.chmod(daemon.socket, 0o666)
@@ -90,7 +90,7 @@ def test_other_uid_refused_by_peercred(daemon: Daemon) -> None:
     assert "refused control connection" in log
 
 
-def test_ctl_group_admits_its_members(group_daemon: tuple[Daemon, int]) -> None:
+def test_ctl_group_admits_its_members(group_daemon: tuple[ServeDaemon, int]) -> None:
     daemon, gid = group_daemon
     assert daemon.socket.stat().st_mode & 0o777 == 0o660
     assert daemon.socket.stat().st_gid == gid

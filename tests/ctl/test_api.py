@@ -28,9 +28,10 @@ PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
 
 
 def answering(call: api.Call) -> Callable[..., Any]:
-    if call.owner is api.Owner.AXON:
-        return getattr(Axon, call.name)  # type: ignore[no-any-return]
-    return getattr(_Connection, SERVER_CALLS[call.name])  # type: ignore[no-any-return]
+    owner: type = Axon if call.owner is api.Owner.AXON else _Connection
+    method: Callable[..., Any] = getattr(owner, call.name if owner is Axon
+                                         else SERVER_CALLS[call.name])
+    return method
 
 
 def served_parameters(call: api.Call) -> list[inspect.Parameter]:

@@ -13,20 +13,21 @@ from typing import Any
 
 import msgpack
 import pytest
+from helpers.cli import run_axonfs_bytes
+from helpers.daemon import ServeDaemon
 
-from .conftest import Daemon
 from .servers import FILE_BODY, LocalHTTPServer
 
 ABSENT = "ab" * 32
 
 
-def ctl(daemon: Daemon, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
+def ctl(daemon: ServeDaemon, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "axonfs", "ctl", *args], input=stdin,
-                          capture_output=True, env=env or daemon.env(), timeout=60)
+    """``axonfs ctl ARGS`` as a user runs it: the daemon found through ``$AXONFS_STORE``."""
+    return run_axonfs_bytes("ctl", *args, stdin=stdin, env=env or daemon.env())
 
 
-def ok(daemon: Daemon, *args: str, stdin: bytes = b"") -> str:
+def ok(daemon: ServeDaemon, *args: str, stdin: bytes = b"") -> str:
     result = ctl(daemon, *args, stdin=stdin)
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode()
@@ -37,7 +38,7 @@ def json_lines(text: str) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def stored(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def stored(daemon: ServeDaemon, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     directory = tmp_path_factory.mktemp("cli")
     files = {"lines.txt": b"one\ntwo\n", "table.csv": b"a|b\n1|2\n",
              "objs.jsonl": b'{"a": 1}\n[2]\n', "items.mpk": msgpack.packb("x") + msgpack.packb(
@@ -51,7 +52,7 @@ def stored(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
-def test_put_from_stdin_and_get(daemon: Daemon, tmp_path: Path) -> None:
+def test_put_from_stdin_and_get(daemon: ServeDaemon, tmp_path: Path) -> None:
     data = b"from stdin\n" * 1000
     out = ok(daemon, "--json", "put", "-", stdin=data)
     size, sha = json.loads(out)
@@ -66,7 +67,7 @@ def test_put_from_stdin_and_get(daemon: Daemon, tmp_path: Path) -> None:
     assert not (tmp_path / "missing").exists()
 
 
-def test_has_size_wants_del(daemon: Daemon, stored: dict[str, Any]) -> None:
+def test_has_size_wants_del(daemon: ServeDaemon, stored: dict[str, Any]) -> None:
     sha = stored["lines.txt"]
     assert ok(daemon, "has", sha) == f"{sha} present\n"
     result = ctl(daemon, "has", sha, ABSENT)
@@ -82,7 +83,7 @@ def test_has_size_wants_del(daemon: Daemon, stored: dict[str, Any]) -> None:
     assert ctl(daemon, "del", doomed).returncode == 1
 
 
-def test_hashes_history_hashset_metrics(daemon: Daemon, stored: dict[str, Any]) -> None:
+def test_hashes_history_hashset_metrics(daemon: ServeDaemon, stored: dict[str, Any]) -> None:
     rows = json_lines(ok(daemon, "--json", "hashes"))
     shas = [row[1][0] for row in rows]
     positions = [shas.index(sha) for sha in stored.values()]
@@ -103,7 +104,7 @@ def test_hashes_history_hashset_metrics(daemon: Daemon, stored: dict[str, Any]) 
     assert ok(daemon, "metrics").startswith("size:bytes ")
 
 
-def test_parsers(daemon: Daemon, stored: dict[str, Any]) -> None:
+def test_parsers(daemon: ServeDaemon, stored: dict[str, Any]) -> None:
     assert ok(daemon, "readlines", stored["lines.txt"]) == "one\ntwo\n"
     # Printed in the input's dialect, so that the output reads back as the blob did.
     assert ok(daemon, "csvrows", stored["table.csv"], "--delimiter", "|") == "a|b\n1|2\n"
@@ -117,7 +118,7 @@ def test_parsers(daemon: Daemon, stored: dict[str, Any]) -> None:
     assert bad.returncode == 4 and b"BadArg: Invalid CSV dialect" in bad.stderr
 
 
-def test_wget_wput_postfiles(daemon: Daemon, http_server: LocalHTTPServer,
+def test_wget_wput_postfiles(daemon: ServeDaemon, http_server: LocalHTTPServer,
                              stored: dict[str, Any]) -> None:
     out = ok(daemon, "wget", f"{http_server.base}/file")
     code, reason, size, sha, url = out.split()
@@ -140,7 +141,7 @@ def test_wget_wput_postfiles(daemon: Daemon, http_server: LocalHTTPServer,
     assert b'filename="l.txt"' in body and b"one\ntwo\n" in body and b"hello" in body
 
 
-def test_exit_codes_and_help(daemon: Daemon, tmp_path: Path) -> None:
+def test_exit_codes_and_help(daemon: ServeDaemon, tmp_path: Path) -> None:
     usage = ctl(daemon, "has", "not-a-hash")
     assert usage.returncode == 2
     assert ctl(daemon, "put", str(tmp_path / "nope")).returncode == 2
@@ -159,7 +160,7 @@ def test_exit_codes_and_help(daemon: Daemon, tmp_path: Path) -> None:
     assert "exit status" in ok(daemon, "wget", "--help")
 
 
-def test_put_names_what_it_reads(daemon: Daemon, tmp_path: Path) -> None:
+def test_put_names_what_it_reads(daemon: ServeDaemon, tmp_path: Path) -> None:
     one = tmp_path / "one"
     one.write_bytes(b"only one")
     assert ok(daemon, "put", str(one)) == f"8 {hashlib.sha256(b'only one').hexdigest()}\n"
@@ -172,7 +173,7 @@ def test_put_names_what_it_reads(daemon: Daemon, tmp_path: Path) -> None:
         f"{tmp_path}/*, or copy the tree into the mount's incoming/)"]
 
 
-def test_hex_is_read_in_either_case_and_printed_lower_case(daemon: Daemon) -> None:
+def test_hex_is_read_in_either_case_and_printed_lower_case(daemon: ServeDaemon) -> None:
     sha = ok(daemon, "put", stdin=b"case").split()[1]
     assert ok(daemon, "has", sha.upper()) == f"{sha} present\n"
     assert ok(daemon, "size", sha.upper()) == f"{sha} 4\n"
@@ -195,7 +196,7 @@ def test_every_option_has_help() -> None:
     assert missing == []
 
 
-def test_the_readme_python_example_runs_as_written(daemon: Daemon, tmp_path: Path) -> None:
+def test_the_readme_python_example_runs_as_written(daemon: ServeDaemon, tmp_path: Path) -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     intro = "Code written against a Synapse Axon runs with only its connect line changed:"
     lines = []
@@ -211,3 +212,13 @@ def test_the_readme_python_example_runs_as_written(daemon: Daemon, tmp_path: Pat
                             timeout=60, env=daemon.env(), check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "b'hello'\n"
+
+
+def test_get_size_takes_units(daemon: ServeDaemon) -> None:
+    data = bytes(range(256)) * 16
+    sha = ctl(daemon, "put", "-", stdin=data).stdout.split()[1].decode()
+    assert ctl(daemon, "get", sha, "--size", "1K").stdout == data[:1024]
+    assert ctl(daemon, "get", sha, "--offs", "4000", "--size", "1k").stdout == data[4000:]
+    refused = ctl(daemon, "get", sha, "--size", "lots")
+    assert refused.returncode == 2
+    assert b"not a byte count: 'lots'" in refused.stderr

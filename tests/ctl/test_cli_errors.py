@@ -7,6 +7,7 @@ mount namespace in which ``/dev/fuse`` cannot be opened.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -19,23 +20,16 @@ from pathlib import Path
 
 import pytest
 import trio
-from helpers.fuse import Mounted, fuse_available, pid_alive, wait_until
+from helpers.cli import AXONFS, TIMEOUT, run_axonfs, run_axonfs_bytes
+from helpers.daemon import MountDaemon
+from helpers.fuse import fuse_available, pid_gone, wait_until
 from helpers.users import as_user
 
 from axonfs.axon import Axon
 from axonfs.errors import AxonError
 from axonfs.mountinfo import find_mount
 
-AXONFS = [sys.executable, "-m", "axonfs"]
-TIMEOUT = 60
-
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts filesystems (needs root)")
-
-
-def axonfs(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
-           command: list[str] = AXONFS) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True,
-                          timeout=TIMEOUT, cwd=cwd, env=env, check=False)
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -65,7 +59,7 @@ def mounted(*mount_args: str, target: Path) -> Iterator[Path]:
 def test_umount_leaves_other_filesystems_alone(tmp_path: Path) -> None:
     with mounted("-t", "tmpfs", "tmpfs", target=tmp_path / "tmpfs") as target:
         (target / "kept").write_text("still here")
-        result = axonfs("umount", target)
+        result = run_axonfs("umount", target)
         assert result.returncode == 1
         assert "not an axonfs mount" in one_line(result)
         assert find_mount(target) is not None
@@ -86,10 +80,11 @@ def test_daemon_starts_from_a_directory_holding_an_axonfs_folder(tmp_path: Path)
     # under test is how it starts the daemon.
     parent = [sys.executable, "-P", "-m", "axonfs"]
     try:
-        started = axonfs("serve", "--store", store, cwd=work, command=parent)
+        started = subprocess.run([*parent, "serve", "--store", str(store)], cwd=work,
+                                 capture_output=True, text=True, timeout=TIMEOUT, check=False)
         assert started.returncode == 0, started.stderr + (store / "axonfs.log").read_text()
     finally:
-        axonfs("stop", "--store", store)
+        run_axonfs("stop", "--store", store)
     assert "decoy" not in (store / "axonfs.log").read_text()
 
 
@@ -112,13 +107,13 @@ def filled_store(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("command", ["fsck", "recover"])
 def test_checks_refuse_a_directory_that_is_not_a_store(tmp_path: Path, command: str) -> None:
     typo = tmp_path / "stroe"
-    result = axonfs(command, "--store", typo)
+    result = run_axonfs(command, "--store", typo)
     assert result.returncode == 3
     assert "no store at" in one_line(result)
     assert not typo.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = axonfs(command, "--store", empty)
+    result = run_axonfs(command, "--store", empty)
     assert result.returncode == 3
     assert "is not an axonfs store" in one_line(result)
     assert list(empty.iterdir()) == []
@@ -129,7 +124,7 @@ def test_read_only_store(filled_store: Path, tmp_path: Path) -> None:
     """fsck checks it without writing; what must write says so in one line."""
     with mounted("--bind", str(filled_store), target=filled_store):
         subprocess.run(["mount", "-o", "remount,bind,ro", str(filled_store)], check=True)
-        checked = axonfs("fsck", "--store", filled_store)
+        checked = run_axonfs("fsck", "--store", filled_store)
         assert checked.returncode == 0, checked.stderr
         assert checked.stdout.splitlines() == [
             "checked 1 indexed blob (read-only: the store cannot be written)",
@@ -138,7 +133,7 @@ def test_read_only_store(filled_store: Path, tmp_path: Path) -> None:
         for args in (("fsck", "--repair"), ("recover",), ("serve",),
                      ("mount", tmp_path / "mnt")):
             (tmp_path / "mnt").mkdir(exist_ok=True)
-            result = axonfs(*args, "--store", filled_store)
+            result = run_axonfs(*args, "--store", filled_store)
             assert result.returncode == 3, (args, result.stderr)
             assert "read-only filesystem" in one_line(result), args
 
@@ -148,7 +143,7 @@ def test_store_that_cannot_be_created(tmp_path: Path, command: str) -> None:
     (tmp_path / "a-file").write_text("")
     (tmp_path / "mnt").mkdir()
     mountpoint = [tmp_path / "mnt"] if command == "mount" else []
-    result = axonfs(command, "--store", tmp_path / "a-file" / "store", *mountpoint)
+    result = run_axonfs(command, "--store", tmp_path / "a-file" / "store", *mountpoint)
     assert result.returncode == 3
     assert "cannot create the store" in one_line(result)
     assert "Not a directory" in result.stderr
@@ -167,7 +162,7 @@ def test_mount_without_a_usable_dev_fuse(tmp_path: Path) -> None:
              *AXONFS, "mount", "--store", str(store), str(mnt)],
             capture_output=True, text=True, timeout=TIMEOUT, check=False)
     finally:
-        axonfs("stop", "--store", store)  # had it mounted after all, in that namespace
+        run_axonfs("stop", "--store", store)  # had it mounted after all, in that namespace
     assert result.returncode == 4, result.stderr
     line = one_line(result)
     assert "cannot open /dev/fuse" in line and "Permission denied" in line
@@ -181,14 +176,14 @@ needs_fuse = pytest.mark.skipif(not (os.geteuid() == 0 and fuse_available()),
 
 
 @pytest.fixture
-def mount_in_open_directory() -> Iterator[Mounted]:
+def mount_in_open_directory() -> Iterator[MountDaemon]:
     """A mount whose parents every user may traverse (pytest's own temporary
     directories are private, which would deny another user before the mount does)."""
     root = Path(tempfile.mkdtemp(prefix="axonfs-ctl-m-"))
     root.chmod(0o755)
-    mount = Mounted(root)
+    mount = MountDaemon.under(root)
     try:
-        mount.mount()
+        mount.start()
         yield mount
     finally:
         try:
@@ -199,19 +194,19 @@ def mount_in_open_directory() -> Iterator[Mounted]:
 
 @needs_fuse
 def test_ctl_m_finds_the_mount_holding_a_subdirectory(
-        mount_in_open_directory: Mounted, tmp_path: Path) -> None:
+        mount_in_open_directory: MountDaemon, tmp_path: Path) -> None:
     mount = mount_in_open_directory
     for path in (mount.mnt, mount.path("by-sha256"), mount.path("incoming")):
-        result = axonfs("ctl", "-m", path, "metrics")
+        result = run_axonfs("ctl", "-m", path, "metrics")
         assert result.returncode == 0, result.stderr
         assert "file:count 0" in result.stdout
-    elsewhere = axonfs("ctl", "-m", tmp_path, "metrics")
+    elsewhere = run_axonfs("ctl", "-m", tmp_path, "metrics")
     assert elsewhere.returncode == 3
     assert "is not in an axonfs mount" in one_line(elsewhere)
 
 
 @needs_fuse
-def test_ctl_m_on_another_users_private_mount(mount_in_open_directory: Mounted) -> None:
+def test_ctl_m_on_another_users_private_mount(mount_in_open_directory: MountDaemon) -> None:
     from axonfs.client import mount_socket
 
     def reach() -> str:
@@ -226,29 +221,29 @@ def test_ctl_m_on_another_users_private_mount(mount_in_open_directory: Mounted) 
 
 
 @needs_fuse
-def test_ctl_m_on_a_mount_whose_daemon_died(mount_in_open_directory: Mounted) -> None:
+def test_ctl_m_on_a_mount_whose_daemon_died(mount_in_open_directory: MountDaemon) -> None:
     mount = mount_in_open_directory
     assert mount.pid is not None
     os.kill(mount.pid, signal.SIGKILL)
-    assert wait_until(lambda: not pid_alive(mount.pid))  # type: ignore[arg-type]
-    result = axonfs("ctl", "-m", mount.path("by-sha256"), "metrics")
+    assert mount.pid is not None
+    assert wait_until(functools.partial(pid_gone, mount.pid))
+    result = run_axonfs("ctl", "-m", mount.path("by-sha256"), "metrics")
     assert result.returncode == 3
     assert f"'axonfs umount {mount.mnt}'" in one_line(result)
     # ... and what it says works.
-    assert axonfs("umount", mount.mnt).returncode == 0
+    assert run_axonfs("umount", mount.mnt).returncode == 0
     assert find_mount(mount.mnt) is None
 
 
 @needs_fuse
-def test_hex_case_rule(mount_in_open_directory: Mounted) -> None:
+def test_hex_case_rule(mount_in_open_directory: MountDaemon) -> None:
     """Hashes are read in either case on the command line; a blob has one name
     in the mount, the lower-case one that listings show."""
     mount = mount_in_open_directory
-    put = subprocess.run([*AXONFS, "ctl", "-m", str(mount.mnt), "put"], input=b"case",
-                         capture_output=True, timeout=TIMEOUT, check=True)
+    put = run_axonfs_bytes("ctl", "-m", mount.mnt, "put", stdin=b"case", check=True)
     sha = put.stdout.decode().split()[1]
     assert sha == sha.lower()
-    has = axonfs("ctl", "-m", mount.mnt, "has", sha.upper())
+    has = run_axonfs("ctl", "-m", mount.mnt, "has", sha.upper())
     assert has.returncode == 0 and has.stdout == f"{sha} present\n"
     assert os.listdir(mount.path("by-sha256")) == [sha]
     assert mount.path("by-sha256", sha).read_bytes() == b"case"
@@ -264,7 +259,7 @@ def test_hex_case_rule(mount_in_open_directory: Mounted) -> None:
                                     ("--ctl-group", "no-such-group-here")])
 def test_bad_daemon_options_create_no_store(tmp_path: Path, option: tuple[str, str]) -> None:
     store = tmp_path / "store"
-    result = axonfs("serve", "--store", store, *option)
+    result = run_axonfs("serve", "--store", store, *option)
     assert result.returncode == 2
     one_line(result)
     assert not store.exists()
@@ -272,6 +267,6 @@ def test_bad_daemon_options_create_no_store(tmp_path: Path, option: tuple[str, s
 
 @pytest.mark.parametrize("command", ["stop", "fsck", "recover"])
 def test_help_of_commands_that_never_create_a_store(command: str) -> None:
-    text = axonfs(command, "--help").stdout
+    text = run_axonfs(command, "--help").stdout
     assert "created on first use" not in text
     assert "must exist" in text

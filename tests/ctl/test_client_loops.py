@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 import trio
+from helpers.daemon import ServeDaemon
+from helpers.streams import closable
 
 from axonfs import client
 from axonfs.errors import BadArg, NoSuchFile
 
-from .conftest import Daemon
 from .servers import FILE_BODY, LocalHTTPServer
 
 
-async def exercise(daemon: Daemon, http_server: LocalHTTPServer, tag: bytes) -> None:
+async def exercise(daemon: ServeDaemon, http_server: LocalHTTPServer, tag: bytes) -> None:
     """Code as written against a Synapse Axon proxy; only the connect line differs."""
     async with client.connect(daemon.socket) as axon:
         data = b"loop test " + tag
@@ -39,7 +40,7 @@ async def exercise(daemon: Daemon, http_server: LocalHTTPServer, tag: bytes) -> 
         rows = [row async for row in axon.hashes(0)]
         assert sha256 in {row[1][0] for row in rows}
         _, csv_sha = await axon.put(b"a,b\n" * 100_000)
-        async with aclosing(axon.csvrows(csv_sha)) as csvrows:
+        async with aclosing(closable(axon.csvrows(csv_sha))) as csvrows:
             async for row in csvrows:
                 assert row == ("a", "b")
                 break
@@ -72,7 +73,7 @@ async def gather(coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
 
 
 @pytest.mark.parametrize("runner", [asyncio.run, trio.run], ids=["asyncio", "trio"])
-def test_client_under_each_loop(daemon: Daemon, http_server: LocalHTTPServer,
+def test_client_under_each_loop(daemon: ServeDaemon, http_server: LocalHTTPServer,
                                 runner: Callable[..., Any]) -> None:
     name = runner.__module__.encode()
     if runner is trio.run:
@@ -90,7 +91,7 @@ def _peak_rss_kib(pid: int) -> int:
 
 
 def test_big_download_and_upload_keep_daemon_memory_flat(
-        daemon: Daemon, http_server: LocalHTTPServer) -> None:
+        daemon: ServeDaemon, http_server: LocalHTTPServer) -> None:
     mib = 128
 
     async def main() -> None:

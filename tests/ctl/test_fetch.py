@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 import hashlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from helpers.daemon import InProcessDaemon
 
 from axonfs import client
 from axonfs.client import AxonClient
 from axonfs.config import FetchOptions
 from axonfs.errors import BadArg
 
-from .conftest import Served
 from .servers import FILE_BODY, MISSING_BODY, Certificates, LocalHTTPServer
 
 
 @pytest.fixture
-async def axon(served: Served) -> AsyncIterator[AxonClient]:
-    async with client.connect(served.socket) as connected:
+async def axon(in_process: InProcessDaemon) -> AsyncIterator[AxonClient]:
+    async with client.connect(in_process.socket) as connected:
         yield connected
 
 
@@ -100,21 +102,21 @@ async def test_wget_https(axon: AxonClient, https_server: LocalHTTPServer,
     assert (await axon.wget(url, ssl_opts=mtls))["code"] == 200
 
 
-async def test_wget_proxies(served: Served, axon: AxonClient,
+async def test_wget_proxies(in_process: InProcessDaemon, axon: AxonClient,
                             http_server: LocalHTTPServer) -> None:
     url = f"{http_server.base}/file"
     dead = await axon.wget(url, proxy="http://127.0.0.1:1")
     assert dead["ok"] is False and dead["code"] == -1
     assert dead["reason"].startswith("Exception occurred during request: ")
     with pytest.raises(BadArg, match="HTTP proxy argument must be a string or bool."):
-        await axon.wget(url, proxy=1.1)
-    served.axon.fetch_options = FetchOptions(http_proxy="http://127.0.0.1:1")
+        await axon.wget(url, proxy=1.1)  # type: ignore[arg-type]  # wrong on purpose
+    in_process.axon.fetch_options = FetchOptions(http_proxy="http://127.0.0.1:1")
     try:
         assert (await axon.wget(url))["ok"] is False               # True: the daemon's proxy
         assert (await axon.wget(url, proxy=None))["ok"] is False   # None behaves like True
         assert (await axon.wget(url, proxy=False))["code"] == 200  # False: no proxy
     finally:
-        served.axon.fetch_options = FetchOptions()
+        in_process.axon.fetch_options = FetchOptions()
 
 
 async def test_wget_unresolvable_host(axon: AxonClient) -> None:
@@ -137,20 +139,26 @@ async def test_wput(axon: AxonClient, http_server: LocalHTTPServer) -> None:
     assert missing["mesg"] == "NoSuchFile: Axon does not contain the requested file."
 
 
-def _form_parts(content_type: str, body: bytes) -> dict[str, email.message.Message]:
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+def _form_parts(content_type: str, body: bytes) -> dict[str, email.message.MIMEPart]:
+    message = email.parser.BytesParser(email.message.EmailMessage,
+                                       policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-    return {part.get_param("name", header="content-disposition"): part
-            for part in message.iter_parts()}
+    parts: dict[str, email.message.MIMEPart] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        assert isinstance(name, str), name
+        parts[name] = part
+    return parts
 
 
 async def test_postfiles(axon: AxonClient, http_server: LocalHTTPServer) -> None:
     blob = b"file contents\x00\xff"
     _, sha256 = await axon.put(blob)
-    fields = [{"name": "file", "sha256": sha256.hex(), "filename": "a.bin"},
-              {"name": "text", "value": "hi there"},
-              {"name": "obj", "value": {"foo": "bar"}},
-              {"name": "raw", "value": b"\x00\x01"}]
+    fields: list[dict[str, Any]] = [
+        {"name": "file", "sha256": sha256.hex(), "filename": "a.bin"},
+        {"name": "text", "value": "hi there"},
+        {"name": "obj", "value": {"foo": "bar"}},
+        {"name": "raw", "value": b"\x00\x01"}]
     result = await axon.postfiles(fields, f"{http_server.base}/echo")
     assert result["ok"] is True and result["code"] == 200
     assert set(result) == {"ok", "url", "code", "body", "reason", "headers"}
@@ -175,4 +183,4 @@ async def test_postfiles_errors_are_results(axon: AxonClient,
     unnamed = await axon.postfiles([{"value": "x"}], url)
     assert unnamed["ok"] is False and "BadArg" in unnamed["reason"]
     with pytest.raises(BadArg):
-        await axon.postfiles([], url, proxy=[])
+        await axon.postfiles([], url, proxy=[])  # type: ignore[arg-type]  # wrong on purpose

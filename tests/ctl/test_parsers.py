@@ -10,12 +10,11 @@ from typing import Any
 
 import msgpack
 import pytest
+from helpers.daemon import InProcessDaemon
 
 from axonfs import client
 from axonfs.axon import Axon
 from axonfs.errors import BadArg, BadDataValu, BadJsonText, NoSuchFile
-
-from .conftest import Served
 
 CHUNK = 16 << 20
 MISSING = b"\x05" * 32
@@ -173,8 +172,8 @@ async def test_iter_mpk_file(axon: Axon) -> None:
 
 # -- over the socket -------------------------------------------------------------
 
-async def test_parsers_over_the_socket(served: Served) -> None:
-    async with client.connect(served.socket) as axon:
+async def test_parsers_over_the_socket(in_process: InProcessDaemon) -> None:
+    async with client.connect(in_process.socket) as axon:
         _, sha = await axon.put(b"a,b\n1,2\n")
         assert await rows(axon.csvrows(sha)) == [("a", "b"), ("1", "2")]
         assert await rows(axon.readlines(sha.hex())) == ["a,b", "1,2"]

@@ -18,18 +18,16 @@ import select
 import shutil
 import struct
 import subprocess
-import sys
 import termios
 import time
 from pathlib import Path
 
 import pytest
+from helpers.cli import AXONFS, run_axonfs
+from helpers.daemon import ServeDaemon
 
 from ctl.servers import LocalHTTPServer
 
-from .conftest import Daemon
-
-AXONFS = [sys.executable, "-m", "axonfs"]
 MiB = 1 << 20
 
 
@@ -85,13 +83,7 @@ def screen(raw: str) -> list[str]:
     return [text.rstrip() for text in lines if text.strip()]
 
 
-def quiet(*args: str | Path, env: dict[str, str] | None = None
-          ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*AXONFS, *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=60, stdin=subprocess.DEVNULL)
-
-
-def test_put_of_several_files_shows_a_bar_and_clean_result_lines(daemon: Daemon,
+def test_put_of_several_files_shows_a_bar_and_clean_result_lines(daemon: ServeDaemon,
                                                                   tmp_path: Path) -> None:
     files = [tmp_path / f"f{i}" for i in range(3)]
     for number, path in enumerate(files):
@@ -104,10 +96,10 @@ def test_put_of_several_files_shows_a_bar_and_clean_result_lines(daemon: Daemon,
     assert screen(raw) == expected  # each result on a line of its own, the bar gone
 
 
-def test_get_to_a_file_shows_a_bar(daemon: Daemon, tmp_path: Path) -> None:
+def test_get_to_a_file_shows_a_bar(daemon: ServeDaemon, tmp_path: Path) -> None:
     data = os.urandom(3 * MiB)
     (tmp_path / "blob").write_bytes(data)
-    sha = quiet("ctl", "put", tmp_path / "blob", env=daemon.env()).stdout.split()[1]
+    sha = run_axonfs("ctl", "put", tmp_path / "blob", env=daemon.env()).stdout.split()[1]
     status, raw = on_tty("ctl", "get", sha, "-o", tmp_path / "copy", env=daemon.env())
     assert status == 0, raw
     assert "get:" in raw and "3.00M" in raw  # the total is known from the start
@@ -115,12 +107,12 @@ def test_get_to_a_file_shows_a_bar(daemon: Daemon, tmp_path: Path) -> None:
     assert (tmp_path / "copy").read_bytes() == data
 
 
-def test_wget_shows_a_bar_with_the_announced_size(daemon: Daemon) -> None:
+def test_wget_shows_a_bar_with_the_announced_size(daemon: ServeDaemon) -> None:
     server = LocalHTTPServer().start()
     try:
         url = f"{server.base}/big?mib=64"
         status, raw = on_tty("ctl", "wget", url, env=daemon.env())
-        plain = quiet("ctl", "wget", url, env=daemon.env())
+        plain = run_axonfs("ctl", "wget", url, env=daemon.env())
     finally:
         server.stop()
     assert status == 0, raw
@@ -131,13 +123,13 @@ def test_wget_shows_a_bar_with_the_announced_size(daemon: Daemon) -> None:
     assert plain.stdout.strip() == f"200 OK {64 * MiB} {sha} {url}"
 
 
-def test_nothing_but_results_without_a_terminal(daemon: Daemon, tmp_path: Path) -> None:
+def test_nothing_but_results_without_a_terminal(daemon: ServeDaemon, tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(os.urandom(MiB))
     (tmp_path / "b").write_bytes(os.urandom(MiB))
-    put = quiet("ctl", "put", tmp_path / "a", tmp_path / "b", env=daemon.env())
+    put = run_axonfs("ctl", "put", tmp_path / "a", tmp_path / "b", env=daemon.env())
     assert put.returncode == 0 and put.stderr == ""
     assert len(put.stdout.splitlines()) == 2
-    get = quiet("ctl", "get", put.stdout.split()[1], "-o", tmp_path / "c", env=daemon.env())
+    get = run_axonfs("ctl", "get", put.stdout.split()[1], "-o", tmp_path / "c", env=daemon.env())
     assert get.returncode == 0 and (get.stdout, get.stderr) == ("", "")
 
 
@@ -148,12 +140,12 @@ def offline_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = root / "store"
     for i in range(4):
         (root / f"f{i}").write_bytes(os.urandom(MiB))
-    assert quiet("serve", "--store", store).returncode == 0
+    assert run_axonfs("serve", "--store", store).returncode == 0
     try:
-        put = quiet("ctl", "--store", store, "put", *(root / f"f{i}" for i in range(4)))
+        put = run_axonfs("ctl", "--store", store, "put", *(root / f"f{i}" for i in range(4)))
         assert put.returncode == 0, put.stderr
     finally:
-        assert quiet("stop", "--store", store).returncode == 0
+        assert run_axonfs("stop", "--store", store).returncode == 0
     return store
 
 
@@ -162,7 +154,7 @@ def test_fsck_shows_progress_on_a_terminal_only(offline_store: Path) -> None:
     assert status == 0, raw
     assert "checking blobs" in raw
     assert screen(raw)[-1] == "no problems found"
-    plain = quiet("fsck", "--store", offline_store)
+    plain = run_axonfs("fsck", "--store", offline_store)
     assert plain.returncode == 0 and plain.stderr == ""
 
 
@@ -176,6 +168,6 @@ def test_offline_recover_shows_progress_on_a_terminal_only(offline_store: Path,
     assert "recovering" in raw
     assert screen(raw)[-1].startswith("listed 4, added 4,")
     shutil.rmtree(store / "index.lmdb")
-    plain = quiet("recover", "--store", store)
+    plain = run_axonfs("recover", "--store", store)
     assert plain.returncode == 0 and plain.stderr == ""
     assert plain.stdout.startswith("listed 4, added 4,")

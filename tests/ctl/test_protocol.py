@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import struct
+from typing import Any
 
 import msgpack
 import pytest
 import trio
+import trio.testing
+from helpers.daemon import InProcessDaemon
 
 from axonfs import client
 from axonfs.errors import BadArg, NoSuchFile
@@ -20,8 +23,6 @@ from axonfs.protocol import (
     decode_body,
     encode,
 )
-
-from .conftest import Served
 
 
 def test_frame_roundtrip_keeps_bytes_and_makes_tuples() -> None:
@@ -54,14 +55,14 @@ def test_decode_body_errors(body: bytes, match: str) -> None:
         decode_body(body)
 
 
-async def _raw(served: Served) -> trio.SocketStream:
-    stream = await trio.open_unix_socket(str(served.socket))
+async def _raw(in_process: InProcessDaemon) -> trio.SocketStream:
+    stream = await trio.open_unix_socket(str(in_process.socket))
     hello = await _read_frame(stream)
     assert hello["t"] == "hello" and hello["version"] == VERSION
     return stream
 
 
-async def _read_frame(stream: trio.SocketStream) -> dict:
+async def _read_frame(stream: trio.SocketStream) -> dict[str, Any]:
     decoder = FrameDecoder(1 << 30)
     while (message := decoder.next_message()) is None:
         data = await stream.receive_some(65536)
@@ -83,8 +84,8 @@ async def _assert_closed(stream: trio.SocketStream) -> None:
         await stream.aclose()
 
 
-async def _still_serving(served: Served) -> None:
-    async with client.connect(served.socket) as axon:
+async def _still_serving(in_process: InProcessDaemon) -> None:
+    async with client.connect(in_process.socket) as axon:
         assert await axon.put(b"still here") == (10, __import__("hashlib").sha256(
             b"still here").digest())
 
@@ -97,28 +98,29 @@ async def _still_serving(served: Served) -> None:
     encode({"id": 1, "t": "dance"}),                         # unknown kind
     encode({"v": 2, "id": 1, "call": "has"}),                # another version
 ])
-async def test_garbage_gets_an_error_and_a_close(served: Served, garbage: bytes) -> None:
-    stream = await _raw(served)
+async def test_garbage_gets_an_error_and_a_close(in_process: InProcessDaemon,
+                                                 garbage: bytes) -> None:
+    stream = await _raw(in_process)
     await stream.send_all(garbage)
     reply = await _read_frame(stream)
     assert reply["t"] == "err" and reply["error"]["code"] == "ProtocolError"
     await _assert_closed(stream)
-    await _still_serving(served)
-    assert served.server.statistics().protocol_errors >= 1
+    await _still_serving(in_process)
+    assert in_process.server.statistics().protocol_errors >= 1
 
 
-async def test_oversized_frame_is_refused_before_its_body(served: Served) -> None:
-    stream = await _raw(served)
+async def test_oversized_frame_is_refused_before_its_body(in_process: InProcessDaemon) -> None:
+    stream = await _raw(in_process)
     await stream.send_all(HEADER.pack(MAX_REQUEST_FRAME + 1) + b"x" * 1000)
     reply = await _read_frame(stream)
     assert reply["error"]["code"] == "ProtocolError"
     assert reply["error"]["limit"] == MAX_REQUEST_FRAME
     await _assert_closed(stream)
-    await _still_serving(served)
+    await _still_serving(in_process)
 
 
-async def test_errors_carry_the_exception_code_and_fields(served: Served) -> None:
-    stream = await _raw(served)
+async def test_errors_carry_the_exception_code_and_fields(in_process: InProcessDaemon) -> None:
+    stream = await _raw(in_process)
     await stream.send_all(encode({"id": 1, "call": "get", "args": [b"\x01" * 32],
                                   "kwargs": {}}))
     reply = await _read_frame(stream)
@@ -137,16 +139,16 @@ async def test_errors_carry_the_exception_code_and_fields(served: Served) -> Non
     await stream.aclose()
 
 
-async def test_client_reraises_axonfs_errors(served: Served) -> None:
-    async with client.connect(served.socket) as axon:
+async def test_client_reraises_axonfs_errors(in_process: InProcessDaemon) -> None:
+    async with client.connect(in_process.socket) as axon:
         with pytest.raises(NoSuchFile):
             await axon.hashset(b"\x02" * 32)
         with pytest.raises(BadArg, match="Offs must be >= 0"):
             [chunk async for chunk in axon.get((await axon.put(b"abc"))[1], -1, 1)]
 
 
-async def test_requests_are_multiplexed_and_cancellable(served: Served) -> None:
-    stream = await _raw(served)
+async def test_requests_are_multiplexed_and_cancellable(in_process: InProcessDaemon) -> None:
+    stream = await _raw(in_process)
     # a follow that would wait forever, then a quick call on the same connection
     await stream.send_all(encode({"id": 1, "call": "hashes", "args": [0, True, None],
                                   "kwargs": {}}))
@@ -156,8 +158,8 @@ async def test_requests_are_multiplexed_and_cancellable(served: Served) -> None:
     await stream.send_all(encode({"id": 1, "t": "cancel"}))
     assert await _read_frame(stream) == {"v": VERSION, "id": 1, "t": "cancelled"}
     with trio.fail_after(5):
-        while served.server.statistics().requests:
-            await trio.sleep(0.01)
+        while in_process.server.statistics().requests:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
     await stream.aclose()
 
 
@@ -176,10 +178,10 @@ async def _read_exactly(stream: trio.SocketStream, decoder: FrameDecoder, size: 
     return bytes(got)
 
 
-async def _frames_of_get(served: Served, digest: bytes, *, raw: bool,
+async def _frames_of_get(in_process: InProcessDaemon, digest: bytes, *, raw: bool,
                          **kwargs: int) -> tuple[list[str], bytes]:
     """Frame kinds of a get on the wire, and the bytes they carried."""
-    stream = await _raw(served)
+    stream = await _raw(in_process)
     await stream.send_all(encode({"id": 1, "call": "get", "args": [digest], "kwargs": kwargs,
                                   **({"raw": True} if raw else {})}))
     decoder = FrameDecoder(1 << 30)
@@ -198,27 +200,27 @@ async def _frames_of_get(served: Served, digest: bytes, *, raw: bool,
     return kinds, bytes(data)
 
 
-async def test_big_bytes_items_go_raw_only_to_a_call_that_asks(served: Served) -> None:
+async def test_big_bytes_items_go_raw_only_to_a_call_that_asks(in_process: InProcessDaemon) -> None:
     blob = bytes(range(256)) * (5 << 12)  # 5 MiB: two 4 MiB wire pieces
-    _, digest = await served.axon.put(blob)
-    kinds, data = await _frames_of_get(served, digest, raw=True)
+    _, digest = await in_process.axon.put(blob)
+    kinds, data = await _frames_of_get(in_process, digest, raw=True)
     assert kinds == ["raw", "raw", "end"] and data == blob
-    kinds, data = await _frames_of_get(served, digest, raw=False)
+    kinds, data = await _frames_of_get(in_process, digest, raw=False)
     assert "raw" not in kinds and kinds[-1] == "end" and data == blob
 
 
-async def test_small_bytes_items_stay_in_items_frames(served: Served) -> None:
+async def test_small_bytes_items_stay_in_items_frames(in_process: InProcessDaemon) -> None:
     blob = b"tiny but raw-capable"
-    _, digest = await served.axon.put(blob)
-    assert await _frames_of_get(served, digest, raw=True) == (["items", "end"], blob)
-    kinds, data = await _frames_of_get(served, digest, raw=True, offs=3, size=5)
+    _, digest = await in_process.axon.put(blob)
+    assert await _frames_of_get(in_process, digest, raw=True) == (["items", "end"], blob)
+    kinds, data = await _frames_of_get(in_process, digest, raw=True, offs=3, size=5)
     assert (kinds, data) == (["items", "end"], blob[3:8])
 
 
-async def test_the_client_reads_raw_items_across_many_receives(served: Served) -> None:
+async def test_the_client_reads_raw_items_across_many_receives(in_process: InProcessDaemon) -> None:
     blob = os.urandom(9 << 20)
-    _, digest = await served.axon.put(blob)
-    async with client.connect(served.socket) as axon:
+    _, digest = await in_process.axon.put(blob)
+    async with client.connect(in_process.socket) as axon:
         pieces = [piece async for piece in axon.get(digest)]
         assert b"".join(pieces) == blob and all(pieces)
         ranged = [piece async for piece in axon.get(digest, (4 << 20) - 10, 100)]
@@ -226,17 +228,21 @@ async def test_the_client_reads_raw_items_across_many_receives(served: Served) -
         assert await axon.has(digest)  # the connection is still in step after raw frames
 
 
-async def test_a_frame_cut_short_by_a_cancel_closes_the_connection(served: Served) -> None:
+async def test_a_frame_cut_short_by_a_cancel_closes_the_connection(
+        in_process: InProcessDaemon) -> None:
     """A cancel that lands while a raw payload is half sent must not leave the
     client reading a frame header out of the middle of blob bytes."""
-    _, digest = await served.axon.put(os.urandom(1 << 20) * 24)
-    stream = await _raw(served)
+    _, digest = await in_process.axon.put(os.urandom(1 << 20) * 24)
+    stream = await _raw(in_process)
     await stream.send_all(encode({"id": 1, "call": "get", "args": [digest], "kwargs": {},
                                   "raw": True}))
-    await trio.sleep(0.3)  # not reading: the daemon's send blocks inside a payload
+    # Not reading: the daemon's send blocks inside a payload, and then every
+    # task of this run (the server's included) is blocked.
+    with trio.fail_after(20):
+        await trio.testing.wait_all_tasks_blocked(cushion=0.1)
     await stream.send_all(encode({"id": 1, "t": "cancel"}))
     with trio.fail_after(10):
         while await stream.receive_some(1 << 20):
             pass  # drain what was sent, up to the end of the stream
     await stream.aclose()
-    await _still_serving(served)
+    await _still_serving(in_process)

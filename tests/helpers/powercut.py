@@ -82,6 +82,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyfuse3
 
 CHUNK = 64 << 10
 """Granularity of the unsynced-write tracking: a sync copies whole chunks."""
@@ -280,11 +284,11 @@ class Disk:
         os.replace(temp, path)  # this process may be SIGKILLed at any instant
 
 
-def _make_operations(disk: Disk):  # type: ignore[no-untyped-def]
+def _make_operations(disk: Disk) -> pyfuse3.Operations:
     """The pyfuse3 adapter (built here so that importing this module needs no pyfuse3)."""
     import pyfuse3
 
-    class Operations(pyfuse3.Operations):  # type: ignore[misc]
+    class Operations(pyfuse3.Operations):
         """A thin FUSE adapter over :class:`Disk`."""
 
         def __init__(self) -> None:
@@ -331,44 +335,47 @@ def _make_operations(disk: Disk):  # type: ignore[no-untyped-def]
             node.opened += 1
             return pyfuse3.FileInfo(fh=self._next_fh, keep_cache=True)
 
-        async def lookup(self, parent_inode: int, name: bytes, ctx: object) -> object:
+        async def lookup(self, parent_inode: int, name: bytes,
+                         ctx: object) -> pyfuse3.EntryAttributes:
             return self._attrs(self._child(parent_inode, name))
 
-        async def getattr(self, inode: int, ctx: object) -> object:
+        async def getattr(self, inode: int, ctx: object) -> pyfuse3.EntryAttributes:
             return self._attrs(self._node(inode))
 
-        async def setattr(self, inode: int, attr: object, fields: object, fh: int | None,
-                          ctx: object) -> object:
+        async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
+                          fields: pyfuse3.SetattrFields, fh: int | None,
+                          ctx: object) -> pyfuse3.EntryAttributes:
             node = self._node(inode)
-            if fields.update_size:  # type: ignore[attr-defined]
-                disk.truncate(node, attr.st_size)  # type: ignore[attr-defined]
-            if fields.update_mode:  # type: ignore[attr-defined]
-                node.mode = stat.S_IFMT(node.mode) | stat.S_IMODE(attr.st_mode)  # type: ignore[attr-defined]
-            if fields.update_uid:  # type: ignore[attr-defined]
-                node.uid = attr.st_uid  # type: ignore[attr-defined]
-            if fields.update_gid:  # type: ignore[attr-defined]
-                node.gid = attr.st_gid  # type: ignore[attr-defined]
-            if fields.update_mtime:  # type: ignore[attr-defined]
-                node.mtime_ns = attr.st_mtime_ns  # type: ignore[attr-defined]
+            if fields.update_size:
+                disk.truncate(node, attr.st_size)
+            if fields.update_mode:
+                node.mode = stat.S_IFMT(node.mode) | stat.S_IMODE(attr.st_mode)
+            if fields.update_uid:
+                node.uid = attr.st_uid
+            if fields.update_gid:
+                node.gid = attr.st_gid
+            if fields.update_mtime:
+                node.mtime_ns = attr.st_mtime_ns
             return self._attrs(node)
 
         async def readlink(self, inode: int, ctx: object) -> bytes:
             return self._node(inode).target
 
         async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
-                        ctx: object) -> object:
-            node = disk.new_node(mode, ctx.uid, ctx.gid, rdev)  # type: ignore[attr-defined]
+                        ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+            node = disk.new_node(mode, ctx.uid, ctx.gid, rdev)
             self._new_entry(parent_inode, name, node)
             return self._attrs(node)
 
-        async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: object) -> object:
-            node = disk.new_node(stat.S_IFDIR | stat.S_IMODE(mode), ctx.uid, ctx.gid)  # type: ignore[attr-defined]
+        async def mkdir(self, parent_inode: int, name: bytes, mode: int,
+                        ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+            node = disk.new_node(stat.S_IFDIR | stat.S_IMODE(mode), ctx.uid, ctx.gid)
             self._new_entry(parent_inode, name, node)
             return self._attrs(node)
 
         async def symlink(self, parent_inode: int, name: bytes, target: bytes,
-                          ctx: object) -> object:
-            node = disk.new_node(stat.S_IFLNK | 0o777, ctx.uid, ctx.gid, target=target)  # type: ignore[attr-defined]
+                          ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+            node = disk.new_node(stat.S_IFLNK | 0o777, ctx.uid, ctx.gid, target=target)
             self._new_entry(parent_inode, name, node)
             return self._attrs(node)
 
@@ -404,20 +411,21 @@ def _make_operations(disk: Disk):  # type: ignore[no-untyped-def]
             disk.unlink(self._node(parent_inode_old), name_old)
 
         async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
-                       ctx: object) -> object:
+                       ctx: object) -> pyfuse3.EntryAttributes:
             node = self._node(inode)
             self._new_entry(new_parent_inode, new_name, node)
             return self._attrs(node)
 
-        async def open(self, inode: int, flags: int, ctx: object) -> object:
+        async def open(self, inode: int, flags: int, ctx: object) -> pyfuse3.FileInfo:
             node = self._node(inode)
             if flags & os.O_TRUNC:
                 disk.truncate(node, 0)
             return self._open_fh(node, flags)
 
         async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
-                         ctx: object) -> tuple[object, object]:
-            node = disk.new_node(stat.S_IFREG | stat.S_IMODE(mode), ctx.uid, ctx.gid)  # type: ignore[attr-defined]
+                         ctx: pyfuse3.RequestContext
+                         ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+            node = disk.new_node(stat.S_IFREG | stat.S_IMODE(mode), ctx.uid, ctx.gid)
             self._new_entry(parent_inode, name, node)
             return self._open_fh(node, flags), self._attrs(node)
 
@@ -450,7 +458,7 @@ def _make_operations(disk: Disk):  # type: ignore[no-untyped-def]
             self.dir_handles[self._next_fh] = node
             return self._next_fh
 
-        async def readdir(self, fh: int, start_id: int, token: object) -> None:
+        async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
             entries = sorted(self.dir_handles[fh].children.items())
             for i, (name, id_) in enumerate(entries[start_id:], start_id + 1):
                 if not pyfuse3.readdir_reply(token, name, self._attrs(disk.nodes[id_]), i):
@@ -462,7 +470,7 @@ def _make_operations(disk: Disk):  # type: ignore[no-untyped-def]
         async def releasedir(self, fh: int) -> None:
             self.dir_handles.pop(fh, None)
 
-        async def statfs(self, ctx: object) -> object:
+        async def statfs(self, ctx: object) -> pyfuse3.StatvfsData:
             st = os.statvfs(disk.live)
             data = pyfuse3.StatvfsData()
             for name in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files",

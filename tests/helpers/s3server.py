@@ -45,6 +45,7 @@ from typing import Any
 import boto3
 import botocore.config
 import pytest
+from helpers.daemon import stop_process
 from helpers.rgw import RgwCluster, unavailable_reason
 
 from axonfs.backends.base import BlobBackend
@@ -131,12 +132,7 @@ class MotoServer:
             self._client.close()
             self._client = None
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, 10)
             self.process = None
 
     def client(self) -> Any:
@@ -148,7 +144,7 @@ class MotoServer:
             self._client = boto3.session.Session(region_name="us-east-1").client(
                 "s3", endpoint_url=self.endpoint,
                 aws_access_key_id="testing", aws_secret_access_key="testing",
-                config=botocore.config.Config(**CLIENT_CONFIG))  # type: ignore[arg-type]
+                config=botocore.config.Config(**CLIENT_CONFIG))
         return self._client
 
 
@@ -160,7 +156,10 @@ class RgwServer:
         self.tls = tls
         self.name = "rgw-tls" if tls else "rgw"
         self.scheme = "https" if tls else "http"
-        self.port = cluster.tls_port if tls else cluster.port
+        port = cluster.tls_port if tls else cluster.port
+        if port is None:
+            raise ValueError("this cluster serves no HTTPS endpoint")
+        self.port = port
         self.env = {"AWS_ACCESS_KEY_ID": cluster.access_key,
                     "AWS_SECRET_ACCESS_KEY": cluster.secret_key,
                     "AWS_DEFAULT_REGION": "us-east-1",
@@ -181,7 +180,7 @@ class RgwServer:
                 "s3", endpoint_url=self.endpoint, aws_access_key_id=self.cluster.access_key,
                 aws_secret_access_key=self.cluster.secret_key,
                 verify=str(self.cluster.ca_bundle) if self.tls else None,
-                config=botocore.config.Config(**CLIENT_CONFIG))  # type: ignore[arg-type]
+                config=botocore.config.Config(**CLIENT_CONFIG))
         return self._client
 
     def close(self) -> None:

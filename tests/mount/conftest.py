@@ -6,19 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.fuse import Mounted, axonfs_mounts, fuse_available
-from helpers.s3server import moto, moto_server  # noqa: F401 - fixtures
+from helpers.daemon import MakeMount, MountDaemon, mount_daemons
+from helpers.fuse import fuse_available, mounts_under, skip_tests_under
+from helpers.s3server import moto, moto_server, new_bucket_name  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.fuse
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if fuse_available():
-        return
-    skip = pytest.mark.skip(reason="needs /dev/fuse")
-    for item in items:
-        if "tests/mount" in str(item.fspath):
-            item.add_marker(skip)
+    if not fuse_available():
+        skip_tests_under(items, "mount", "needs /dev/fuse")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -27,7 +24,7 @@ def no_mount_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     session's own: a benchmark's mount elsewhere on the machine is not ours)."""
     base = str(tmp_path_factory.getbasetemp())
     yield
-    left = [mount for mount in axonfs_mounts() if mount.startswith(base)]
+    left = mounts_under(base, "fuse.axonfs")
     assert not left, f"mounts left behind: {sorted(left)}"
 
 
@@ -36,35 +33,31 @@ def backend_options(request: pytest.FixtureRequest) -> tuple[str, ...]:
     """Every mount test runs on local blob files and on S3 (a moto server)."""
     if request.param == "local":
         return ()
-    from helpers.s3server import new_bucket_name
-
-    endpoint = request.getfixturevalue("moto_server")
+    endpoint: str = request.getfixturevalue("moto_server")
     return ("--s3-bucket", new_bucket_name(), "--s3-endpoint", endpoint)
 
 
 @pytest.fixture
-def make_mount(tmp_path: Path, backend_options: tuple[str, ...]
-               ) -> Iterator[type[Mounted] | object]:
+def make_mount(tmp_path: Path, backend_options: tuple[str, ...]) -> Iterator[MakeMount]:
     """Factory: ``make_mount(*options)`` mounts a fresh store; all are unmounted
     at the end, even on failure, and the daemon's log must hold no ERROR."""
-    made: list[Mounted] = []
+    with mount_daemons() as daemons:
 
-    def make(*options: str, name: str = "m", mount: bool = True) -> Mounted:
-        mounted = Mounted(tmp_path / name, (*backend_options, *options))
-        made.append(mounted)
-        if mount:
-            mounted.mount()
-        return mounted
+        def make(*options: str, name: str = "m", mount: bool = True) -> MountDaemon:
+            return daemons.under(tmp_path / name, (*backend_options, *options), start=mount)
 
-    yield make
-    problems: list[str] = []
-    for mounted in made:
-        mounted.close()
-        problems += mounted.log_problems()
-    assert not problems, "the daemon logged errors:\n" + "\n".join(problems)
+        yield make
 
 
 @pytest.fixture
-def mounted(make_mount) -> Mounted:  # type: ignore[no-untyped-def]
+def mounted(make_mount: MakeMount) -> MountDaemon:
     """A fresh store mounted with default options."""
-    return make_mount()  # type: ignore[no-any-return]
+    return make_mount()
+
+
+@pytest.fixture
+def local_mount(tmp_path: Path) -> Iterator[MountDaemon]:
+    """A local store, not yet mounted; unmounted at the end whatever happened, and
+    the daemon's log must hold no ERROR."""
+    with mount_daemons() as daemons:
+        yield daemons.under(tmp_path / "m", start=False)

@@ -1,6 +1,6 @@
 """Reach a (not mounted) store through the Axon API from a sync test.
 
-Each helper takes the :class:`~helpers.fuse.Mounted` whose store to open, so
+Each helper takes the :class:`~helpers.daemon.MountDaemon` whose store to open, so
 the store is opened with the same backend (local files or S3) as its mount.
 """
 
@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
-from helpers.fuse import Mounted
+from helpers.daemon import MountDaemon
 
 from axonfs.axon import Axon
 from axonfs.options import Settings, add_options, backend_from_settings
 
 
 @asynccontextmanager
-async def open_store(mounted: Mounted) -> AsyncIterator[Axon]:
+async def open_store(mounted: MountDaemon) -> AsyncIterator[Axon]:
     parser = argparse.ArgumentParser()
     add_options(parser, "serve", "backend")
     args, _ = parser.parse_known_args(list(mounted.options))
@@ -27,7 +27,7 @@ async def open_store(mounted: Mounted) -> AsyncIterator[Axon]:
         yield axon
 
 
-def put_blobs(mounted: Mounted, blobs: list[bytes]) -> list[bytes]:
+def put_blobs(mounted: MountDaemon, blobs: list[bytes]) -> list[bytes]:
     """Store *blobs* through the API; return their sha256 digests."""
 
     async def run() -> list[bytes]:
@@ -37,7 +37,7 @@ def put_blobs(mounted: Mounted, blobs: list[bytes]) -> list[bytes]:
     return trio.run(run)
 
 
-def get_blob(mounted: Mounted, sha256: bytes) -> bytes:
+def get_blob(mounted: MountDaemon, sha256: bytes) -> bytes:
     async def run() -> bytes:
         async with open_store(mounted) as axon:
             return b"".join([piece async for piece in axon.get(sha256)])
@@ -45,7 +45,7 @@ def get_blob(mounted: Mounted, sha256: bytes) -> bytes:
     return trio.run(run)
 
 
-def has(mounted: Mounted, sha256: bytes) -> bool:
+def has(mounted: MountDaemon, sha256: bytes) -> bool:
     async def run() -> bool:
         async with open_store(mounted) as axon:
             return await axon.has(sha256)

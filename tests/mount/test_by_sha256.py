@@ -9,10 +9,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.fuse import Mounted
+from helpers.daemon import MakeMount, MountDaemon
 
 from axonfs.inodes import BLOB_BASE
 from mount.storeapi import has, put_blobs
+
+WithBlobs = tuple[MountDaemon, list[bytes], list[bytes]]
+"""A mounted store, the blobs put in it, and their sha256 digests."""
 
 
 def run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
@@ -20,15 +23,15 @@ def run(*argv: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def with_blobs(make_mount) -> tuple[Mounted, list[bytes], list[bytes]]:  # type: ignore[no-untyped-def]
+def with_blobs(make_mount: MakeMount) -> tuple[MountDaemon, list[bytes], list[bytes]]:
     mounted = make_mount(mount=False)
     data = [os.urandom(n) for n in (0, 1, 4096, 3 << 20)]
     shas = put_blobs(mounted, data)
-    mounted.mount()
+    mounted.start()
     return mounted, data, shas
 
 
-def test_blobs_put_through_the_api_read_byte_exact(with_blobs) -> None:  # type: ignore[no-untyped-def]
+def test_blobs_put_through_the_api_read_byte_exact(with_blobs: WithBlobs) -> None:
     mounted, data, shas = with_blobs
     for blob, sha in zip(data, shas, strict=True):
         path = mounted.path("by-sha256", sha.hex())
@@ -38,7 +41,7 @@ def test_blobs_put_through_the_api_read_byte_exact(with_blobs) -> None:  # type:
         assert dd.stdout == blob
 
 
-def test_attributes(with_blobs) -> None:  # type: ignore[no-untyped-def]
+def test_attributes(with_blobs: WithBlobs) -> None:
     mounted, data, shas = with_blobs
     inodes = []
     for blob, sha in zip(data, shas, strict=True):
@@ -50,24 +53,24 @@ def test_attributes(with_blobs) -> None:  # type: ignore[no-untyped-def]
     out = run("stat", "-c", "%s %a %F", mounted.path("by-sha256", shas[3].hex())).stdout
     assert out.strip() == f"{3 << 20} 444 regular file"
     mounted.umount()
-    mounted.mount()  # inode numbers are stable across mounts
+    mounted.start()  # inode numbers are stable across mounts
     assert os.stat(mounted.path("by-sha256", shas[2].hex())).st_ino == inodes[2]
 
 
 @pytest.mark.parametrize("name", ["nothex", "A" * 64, "0" * 63, "0" * 64, "g" * 64])
-def test_bad_or_missing_names_are_enoent(mounted: Mounted, name: str) -> None:
+def test_bad_or_missing_names_are_enoent(mounted: MountDaemon, name: str) -> None:
     with pytest.raises(FileNotFoundError):
         os.stat(mounted.path("by-sha256", name))
 
 
-def test_a_blob_arriving_later_is_found(mounted: Mounted) -> None:
+def test_a_blob_arriving_later_is_found(mounted: MountDaemon) -> None:
     sha = hashlib.sha256(b"later").hexdigest()
     assert not mounted.path("by-sha256", sha).exists()  # not cached as absent
     mounted.path("incoming", "later").write_bytes(b"later")
     assert mounted.path("by-sha256", sha).read_bytes() == b"later"
 
 
-def test_writes_and_metadata_changes_are_refused(with_blobs) -> None:  # type: ignore[no-untyped-def]
+def test_writes_and_metadata_changes_are_refused(with_blobs: WithBlobs) -> None:
     mounted, _, shas = with_blobs
     path = mounted.path("by-sha256", shas[1].hex())
     with pytest.raises(OSError) as info:
@@ -84,10 +87,10 @@ def test_writes_and_metadata_changes_are_refused(with_blobs) -> None:  # type: i
     assert path.exists()
 
 
-def test_rm_deletes_with_allow_delete(make_mount) -> None:  # type: ignore[no-untyped-def]
+def test_rm_deletes_with_allow_delete(make_mount: MakeMount) -> None:
     mounted = make_mount("--allow-delete", mount=False)
     shas = put_blobs(mounted, [b"one", b"two"])
-    mounted.mount()
+    mounted.start()
     assert run("rm", mounted.path("by-sha256", shas[0].hex())).returncode == 0
     assert sorted(os.listdir(mounted.path("by-sha256"))) == [shas[1].hex()]
     assert not mounted.path("by-sha256", shas[0].hex()).exists()
@@ -95,7 +98,7 @@ def test_rm_deletes_with_allow_delete(make_mount) -> None:  # type: ignore[no-un
     assert not has(mounted, shas[0]) and has(mounted, shas[1])
 
 
-def test_xattrs(with_blobs) -> None:  # type: ignore[no-untyped-def]
+def test_xattrs(with_blobs: WithBlobs) -> None:
     mounted, data, shas = with_blobs
     path = mounted.path("by-sha256", shas[2].hex())
     result = run("getfattr", "-d", "--absolute-names", path).stdout
@@ -114,11 +117,11 @@ def test_xattrs(with_blobs) -> None:  # type: ignore[no-untyped-def]
         os.setxattr(path, "user.axonfs.md5", b"x")
 
 
-def test_listing_streams_with_stable_offsets(make_mount) -> None:  # type: ignore[no-untyped-def]
+def test_listing_streams_with_stable_offsets(make_mount: MakeMount) -> None:
     mounted = make_mount("--allow-delete", mount=False)
     blobs = [b"blob %d" % i for i in range(3000)]
     shas = put_blobs(mounted, blobs)
-    mounted.mount()
+    mounted.start()
     directory = mounted.path("by-sha256")
     listed = run("ls", "-f", directory).stdout.split()
     assert sorted(listed) == sorted(s.hex() for s in shas)
@@ -136,7 +139,7 @@ def test_listing_streams_with_stable_offsets(make_mount) -> None:  # type: ignor
     assert set(seen) >= {s.hex() for s in shas[:1000] + shas[1100:]}
 
 
-def test_statfs(with_blobs) -> None:  # type: ignore[no-untyped-def]
+def test_statfs(with_blobs: WithBlobs) -> None:
     mounted, data, _ = with_blobs
     st = os.statvfs(mounted.mnt)
     assert st.f_files - st.f_ffree == len(data)

@@ -8,7 +8,8 @@ import select
 import subprocess
 import time
 
-from helpers.fuse import Mounted
+from helpers.daemon import MakeMount, MountDaemon
+from helpers.hashes import sha_hex
 
 from mount.storeapi import put_blobs
 
@@ -17,11 +18,11 @@ def today() -> str:
     return datetime.datetime.now(datetime.UTC).date().isoformat()
 
 
-def test_history_days_hold_symlinks_in_added_order(make_mount) -> None:  # type: ignore[no-untyped-def]
+def test_history_days_hold_symlinks_in_added_order(make_mount: MakeMount) -> None:
     mounted = make_mount("--allow-delete", mount=False)
     blobs = [b"first", b"second", b"third"]
     shas = put_blobs(mounted, blobs[:2]) + put_blobs(mounted, blobs[2:])
-    mounted.mount()
+    mounted.start()
     assert os.listdir(mounted.path("history")) == [today()]
     day = mounted.path("history", today())
     names = os.listdir(day)  # readdir order = added order
@@ -41,12 +42,12 @@ def test_history_days_hold_symlinks_in_added_order(make_mount) -> None:  # type:
     assert not mounted.path("history", "notaday").exists()
 
 
-def test_history_log_lines(make_mount) -> None:  # type: ignore[no-untyped-def]
+def test_history_log_lines(make_mount: MakeMount) -> None:
     mounted = make_mount(mount=False)
     blobs = [b"\xff"] + [os.urandom(n) for n in (10, 100, 1000)]  # none equals a digit below
     blobs += [b"%d" % i for i in range(600)]  # past the first offset marks
     shas = put_blobs(mounted, blobs)
-    mounted.mount()
+    mounted.start()
     text = mounted.path("history.log").read_text()
     lines = text.splitlines()
     assert len(lines) == len(blobs)
@@ -63,7 +64,7 @@ def test_history_log_lines(make_mount) -> None:  # type: ignore[no-untyped-def]
         assert file.read(777) == text.encode()[12345:12345 + 777]
 
 
-def test_tail_f_follows_ingest(mounted: Mounted) -> None:
+def test_tail_f_follows_ingest(mounted: MountDaemon) -> None:
     mounted.path("incoming", "before").write_bytes(b"before")
     tail = subprocess.Popen(["tail", "-n", "+1", "-f", str(mounted.path("history.log"))],
                             stdout=subprocess.PIPE)
@@ -91,6 +92,4 @@ def test_tail_f_follows_ingest(mounted: Mounted) -> None:
 
 
 def hashed(content: bytes) -> bytes:
-    import hashlib
-
-    return hashlib.sha256(content).hexdigest().encode()
+    return sha_hex(content).encode()

@@ -10,7 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
-from helpers.fuse import Mounted, wait_until
+from helpers.daemon import MakeMount, MountDaemon
+from helpers.fuse import wait_until
+from helpers.hashes import sha_hex
 
 from axonfs.incoming import MEMORY_SPOOL_MAX
 from mount.storeapi import get_blob, put_blobs
@@ -21,20 +23,17 @@ def sh(command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
-def sha_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
-
-def blob_count(mounted: Mounted) -> int:
+def blob_count(mounted: MountDaemon) -> int:
     st = os.statvfs(mounted.mnt)
     return st.f_files - st.f_ffree
 
 
-def spools(mounted: Mounted) -> list[Path]:
+def spools(mounted: MountDaemon) -> list[Path]:
     return list((mounted.store / "tmp").iterdir())
 
 
-def test_cp_then_cat_by_hash_always_works(mounted: Mounted, tmp_path: Path) -> None:
+def test_cp_then_cat_by_hash_always_works(mounted: MountDaemon, tmp_path: Path) -> None:
     for i in range(20):
         source = tmp_path / f"src{i}"
         source.write_bytes(os.urandom(1000 * i + 1))
@@ -50,14 +49,14 @@ def test_cp_then_cat_by_hash_always_works(mounted: Mounted, tmp_path: Path) -> N
         assert os.stat(entry).st_nlink == os.stat(blob).st_nlink == 2
 
 
-def test_written_through_the_mount_read_back_through_the_api(mounted: Mounted) -> None:
+def test_written_through_the_mount_read_back_through_the_api(mounted: MountDaemon) -> None:
     data = os.urandom(5 << 20)
     mounted.path("incoming", "big").write_bytes(data)
     mounted.umount()
     assert get_blob(mounted, hashlib.sha256(data).digest()) == data
 
 
-def test_cp_r_find_and_rsync(mounted: Mounted, tmp_path: Path) -> None:
+def test_cp_r_find_and_rsync(mounted: MountDaemon, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     for i in range(30):
         path = tree / f"d{i % 4}" / f"sub{i % 3}" / f"file{i}"
@@ -79,7 +78,7 @@ def test_cp_r_find_and_rsync(mounted: Mounted, tmp_path: Path) -> None:
     assert not spools(mounted)
 
 
-def test_dd_redirection_truncate_and_random_writes(mounted: Mounted) -> None:
+def test_dd_redirection_truncate_and_random_writes(mounted: MountDaemon) -> None:
     incoming = mounted.path("incoming")
     sh(f"dd if=/dev/zero of={incoming}/dd bs=1M count=3 status=none")
     sh(f"echo hello > {incoming}/echo")
@@ -98,7 +97,7 @@ def test_dd_redirection_truncate_and_random_writes(mounted: Mounted) -> None:
     assert mounted.path("by-sha256", sha_hex(bytes(expected))).read_bytes() == expected
 
 
-def test_small_writes_across_the_in_memory_limit(mounted: Mounted, tmp_path: Path) -> None:
+def test_small_writes_across_the_in_memory_limit(mounted: MountDaemon, tmp_path: Path) -> None:
     """Uploads start in memory and move to a spool file past MEMORY_SPOOL_MAX."""
     incoming = mounted.path("incoming")
     for size in (MEMORY_SPOOL_MAX - 1, MEMORY_SPOOL_MAX, MEMORY_SPOOL_MAX + 1,
@@ -111,7 +110,7 @@ def test_small_writes_across_the_in_memory_limit(mounted: Mounted, tmp_path: Pat
     assert not spools(mounted)
 
 
-def test_mv_into_incoming_and_within(mounted: Mounted, tmp_path: Path) -> None:
+def test_mv_into_incoming_and_within(mounted: MountDaemon, tmp_path: Path) -> None:
     source = tmp_path / "moved"
     source.write_bytes(b"moved in")
     sh(f"mv {source} {mounted.mnt}/incoming/")
@@ -123,7 +122,7 @@ def test_mv_into_incoming_and_within(mounted: Mounted, tmp_path: Path) -> None:
     assert os.listdir(mounted.path("incoming")) == ["dir"]
 
 
-def test_same_content_twice_is_stored_once(mounted: Mounted) -> None:
+def test_same_content_twice_is_stored_once(mounted: MountDaemon) -> None:
     mounted.path("incoming", "a").write_bytes(b"same")
     mounted.path("incoming", "b").write_bytes(b"same")
     mounted.path("incoming", "empty").write_bytes(b"")
@@ -131,7 +130,7 @@ def test_same_content_twice_is_stored_once(mounted: Mounted) -> None:
     assert os.listdir(mounted.path("by-sha256")).count(sha_hex(b"same")) == 1
 
 
-def test_removing_a_committed_entry_keeps_its_blob(mounted: Mounted) -> None:
+def test_removing_a_committed_entry_keeps_its_blob(mounted: MountDaemon) -> None:
     entry = mounted.path("incoming", "f")
     entry.write_bytes(b"content")
     os.unlink(entry)
@@ -139,7 +138,7 @@ def test_removing_a_committed_entry_keeps_its_blob(mounted: Mounted) -> None:
     assert mounted.path("by-sha256", sha_hex(b"content")).exists()
 
 
-def test_a_descriptor_still_writing_after_a_commit_commits_again(mounted: Mounted) -> None:
+def test_a_descriptor_still_writing_after_a_commit_commits_again(mounted: MountDaemon) -> None:
     # The subshell's exit closes its copy of fd 3 (a FLUSH that commits "a\n");
     # the shell then writes again through the same open file.
     path = mounted.path("incoming", "f")
@@ -148,7 +147,7 @@ def test_a_descriptor_still_writing_after_a_commit_commits_again(mounted: Mounte
     assert os.getxattr(path, "user.axonfs.sha256").decode() == sha_hex(b"a\nb\n")
 
 
-def test_commit_errors_reach_close_and_leave_nothing(make_mount, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_commit_errors_reach_close_and_leave_nothing(make_mount: MakeMount, tmp_path: Path) -> None:
     mounted = make_mount("--max-count", "1")
     (tmp_path / "one").write_bytes(b"one")
     (tmp_path / "two").write_bytes(b"two" * 100_000)
@@ -171,7 +170,7 @@ while True:
 """
 
 
-def test_a_writer_killed_mid_copy_commits_nothing(mounted: Mounted) -> None:
+def test_a_writer_killed_mid_copy_commits_nothing(mounted: MountDaemon) -> None:
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(mounted.path("incoming", "k"))],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -190,11 +189,11 @@ def test_a_writer_killed_mid_copy_commits_nothing(mounted: Mounted) -> None:
     assert blob_count(mounted) == 0
 
 
-def test_two_writers_and_four_readers_at_once(make_mount, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_two_writers_and_four_readers_at_once(make_mount: MakeMount, tmp_path: Path) -> None:
     mounted = make_mount(mount=False)
     stored = [os.urandom(4 << 20) for _ in range(4)]
     shas = put_blobs(mounted, stored)
-    mounted.mount()
+    mounted.start()
     sources = []
     for i in range(2):
         sources.append(tmp_path / f"w{i}")
@@ -224,7 +223,7 @@ def test_two_writers_and_four_readers_at_once(make_mount, tmp_path: Path) -> Non
                   ).stdout.split()[0] == sha_hex(source.read_bytes())
 
 
-def test_retention(make_mount) -> None:  # type: ignore[no-untyped-def]
+def test_retention(make_mount: MakeMount) -> None:
     short = make_mount("--incoming-retention", "0.5", name="short")
     short.path("incoming", "f").write_bytes(b"short")
     assert short.path("incoming", "f").exists()

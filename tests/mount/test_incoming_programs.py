@@ -10,7 +10,6 @@ In-process twins of these tests: ``tests/tree/test_incoming_states.py``.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import signal
 import subprocess
@@ -18,7 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.fuse import Mounted, axonfs
+from helpers.cli import run_axonfs
+from helpers.daemon import MakeMount, MountDaemon
+from helpers.hashes import sha_hex
 
 pytestmark = pytest.mark.fuse
 
@@ -28,24 +29,21 @@ def sh(command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-def sha_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
-
-def added(mounted: Mounted) -> list[str]:
+def added(mounted: MountDaemon) -> list[str]:
     """The sha256 of every blob added, in order (from /history.log)."""
     lines = mounted.path("history.log").read_text().splitlines()
     return [line.split()[2] for line in lines]
 
 
-def python(mounted: Mounted, script: str, *args: str) -> None:
+def python(mounted: MountDaemon, script: str, *args: str) -> None:
     subprocess.run([sys.executable, "-c", script, str(mounted.mnt), *args], check=True,
                    timeout=60)
 
 
 @pytest.fixture
-def local(make_mount) -> Mounted:  # type: ignore[no-untyped-def]
-    return make_mount()  # type: ignore[no-any-return]
+def local(make_mount: MakeMount) -> MountDaemon:
+    return make_mount()
 
 
 @pytest.fixture(params=["local"])
@@ -57,7 +55,7 @@ def backend_options(request: pytest.FixtureRequest) -> tuple[str, ...]:
 # -- forks, spawns and redirections -------------------------------------------------
 
 
-def test_a_subshell_that_forks_stores_one_blob(local: Mounted) -> None:
+def test_a_subshell_that_forks_stores_one_blob(local: MountDaemon) -> None:
     sh(f"( echo start; /bin/true; echo end ) > {local.mnt}/incoming/out")
     assert added(local) == [sha_hex(b"start\nend\n")]
     assert local.path("incoming", "out").read_bytes() == b"start\nend\n"
@@ -65,12 +63,12 @@ def test_a_subshell_that_forks_stores_one_blob(local: Mounted) -> None:
 
 @pytest.mark.parametrize("command", ["echo x > {f}", "/bin/echo x > {f}",
                                      "{{ echo x; }} > {f} 2>&1", "exec 3>{f}; echo x >&3"])
-def test_a_redirection_stores_only_the_content(local: Mounted, command: str) -> None:
+def test_a_redirection_stores_only_the_content(local: MountDaemon, command: str) -> None:
     sh(command.format(f=local.mnt / "incoming" / "f"))
     assert added(local) == [sha_hex(b"x\n")]  # no empty blob first
 
 
-def test_a_descriptor_shared_with_a_subshell_stores_the_final_content(local: Mounted) -> None:
+def test_a_descriptor_shared_with_a_subshell_stores_the_final_content(local: MountDaemon) -> None:
     path = local.path("incoming", "f")
     sh(f"exec 3>{path}; (echo a >&3); echo b >&3; exec 3>&-")
     assert path.read_bytes() == b"a\nb\n"
@@ -100,12 +98,12 @@ os.close(fd)
 """
 
 
-def test_python_spawning_while_a_file_is_open_stores_one_blob(local: Mounted) -> None:
+def test_python_spawning_while_a_file_is_open_stores_one_blob(local: MountDaemon) -> None:
     python(local, SPAWN)
     assert added(local) == [sha_hex(b"before after")]
 
 
-def test_python_forking_while_a_file_is_open_stores_one_blob(local: Mounted) -> None:
+def test_python_forking_while_a_file_is_open_stores_one_blob(local: MountDaemon) -> None:
     python(local, FORK)
     assert added(local) == [sha_hex(b"parent done")]
 
@@ -124,7 +122,7 @@ os.close(a)
 """
 
 
-def test_o_trunc_on_a_second_open_truncates(local: Mounted) -> None:
+def test_o_trunc_on_a_second_open_truncates(local: MountDaemon) -> None:
     python(local, TRUNC)
     assert local.path("incoming", "t").read_bytes() == b"XY"
     assert added(local) == [sha_hex(b"XY")]
@@ -142,7 +140,7 @@ time.sleep(60)
 
 
 def test_a_close_that_returned_keeps_its_content_when_another_writer_is_killed(
-        local: Mounted) -> None:
+        local: MountDaemon) -> None:
     path = local.path("incoming", "f")
     path.write_bytes(b"")  # the name exists for the holder to open
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(local.mnt), str(path)],
@@ -171,7 +169,7 @@ def test_a_close_that_returned_keeps_its_content_when_another_writer_is_killed(
 # -- writing a committed name again -----------------------------------------------
 
 
-def test_a_re_copy_and_an_append_store_new_blobs(local: Mounted, tmp_path: Path) -> None:
+def test_a_re_copy_and_an_append_store_new_blobs(local: MountDaemon, tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     first.write_bytes(b"first version")
     second.write_bytes(b"second version")
@@ -189,7 +187,7 @@ def test_a_re_copy_and_an_append_store_new_blobs(local: Mounted, tmp_path: Path)
     assert local.path("incoming", "tree", "sub", "f").read_bytes() == b"in a tree"
 
 
-def test_chmod_of_a_committed_entry_takes_effect(local: Mounted) -> None:
+def test_chmod_of_a_committed_entry_takes_effect(local: MountDaemon) -> None:
     entry = local.path("incoming", "f")
     entry.write_bytes(b"mode")
     os.chmod(entry, 0o777)
@@ -197,7 +195,7 @@ def test_chmod_of_a_committed_entry_takes_effect(local: Mounted) -> None:
     assert local.path("by-sha256", sha_hex(b"mode")).stat().st_mode & 0o777 == 0o444
 
 
-def test_o_trunc_on_a_blob_is_refused(local: Mounted) -> None:
+def test_o_trunc_on_a_blob_is_refused(local: MountDaemon) -> None:
     local.path("incoming", "f").write_bytes(b"blob")
     blob = local.path("by-sha256", sha_hex(b"blob"))
     with pytest.raises(OSError) as info:
@@ -209,13 +207,13 @@ def test_o_trunc_on_a_blob_is_refused(local: Mounted) -> None:
 # -- names the kernel caches ------------------------------------------------------
 
 
-def test_a_deleted_then_re_added_blob_is_readable_without_a_listing(local: Mounted) -> None:
+def test_a_deleted_then_re_added_blob_is_readable_without_a_listing(local: MountDaemon) -> None:
     data = b"deleted, then back"
     name = sha_hex(data)
     local.path("incoming", "a").write_bytes(data)
     blob = local.path("by-sha256", name)
     assert blob.stat().st_size == len(data)  # the kernel now caches the name
-    axonfs("ctl", "-m", local.mnt, "del", name)
+    run_axonfs("ctl", "-m", local.mnt, "del", name, check=True)
     with pytest.raises(FileNotFoundError):
         blob.stat()
     assert not local.path("incoming", "a").exists()  # the entry showing it went too
@@ -223,7 +221,7 @@ def test_a_deleted_then_re_added_blob_is_readable_without_a_listing(local: Mount
     assert blob.read_bytes() == data
 
 
-def test_du_counts_committed_entries_once(local: Mounted, tmp_path: Path) -> None:
+def test_du_counts_committed_entries_once(local: MountDaemon, tmp_path: Path) -> None:
     source = tmp_path / "big"
     source.write_bytes(os.urandom(4 << 20))
     sh(f"cp {source} {local.mnt}/incoming/")

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from helpers.fuse import AXONFS, Mounted, axonfs, is_mounted, pid_alive, wait_until
+from helpers.cli import AXONFS, run_axonfs
+from helpers.daemon import MakeMount, MountDaemon
+from helpers.fuse import is_mounted, pid_alive, pid_gone, wait_until
 
 from axonfs.config import MOUNT_SOCKET_XATTR, control_socket
 
 
-def test_mount_is_ready_when_the_command_returns(mounted: Mounted) -> None:
+def test_mount_is_ready_when_the_command_returns(mounted: MountDaemon) -> None:
     assert is_mounted(mounted.mnt)
     assert sorted(os.listdir(mounted.mnt)) == ["by-sha256", "history", "history.log",
                                                "incoming"]
@@ -23,30 +26,31 @@ def test_mount_is_ready_when_the_command_returns(mounted: Mounted) -> None:
     assert "user.axonfs.socket" in os.listxattr(mounted.mnt)
 
 
-def test_umount_returns_after_the_daemon_exited(mounted: Mounted) -> None:
+def test_umount_returns_after_the_daemon_exited(mounted: MountDaemon) -> None:
     (mounted.path("incoming", "a")).write_bytes(b"a" * 100_000)
     pid = mounted.pid
     mounted.umount()
     assert pid is not None and not pid_alive(pid)
     assert not (mounted.store / "run" / "daemon.pid").exists()  # stopped cleanly
-    assert axonfs("fsck", "--store", mounted.store, *mounted.backend_options).returncode == 0
+    fsck = run_axonfs("fsck", "--store", mounted.store, *mounted.backend_options, check=True)
+    assert fsck.returncode == 0
 
 
-def test_umount_refuses_while_a_file_is_open(mounted: Mounted) -> None:
+def test_umount_refuses_while_a_file_is_open(mounted: MountDaemon) -> None:
     with open(mounted.path("history.log"), "rb"):
-        result = axonfs("umount", mounted.mnt, check=False)
+        result = run_axonfs("umount", mounted.mnt, check=False)
         assert result.returncode != 0 and "busy" in result.stderr
         assert is_mounted(mounted.mnt)
     mounted.umount()
 
 
-def test_sigterm_and_sigint_unmount_cleanly(make_mount) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_and_sigint_unmount_cleanly(make_mount: MakeMount) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         mounted = make_mount(name=f"m{signum}")
         mounted.path("incoming", "f").write_bytes(b"x")
         assert mounted.pid is not None
         os.kill(mounted.pid, signum)
-        assert wait_until(lambda m=mounted: not pid_alive(m.pid) and not is_mounted(m.mnt))
+        assert wait_until(mounted.gone)
         assert not (mounted.store / "run" / "daemon.pid").exists()
 
 
@@ -66,23 +70,23 @@ def test_foreground_runs_in_place(tmp_path: Path) -> None:
         subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True, check=False)
 
 
-def test_second_daemon_on_the_same_store_is_refused(mounted: Mounted, tmp_path: Path) -> None:
+def test_second_daemon_on_the_same_store_is_refused(mounted: MountDaemon, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    result = axonfs("mount", "--store", mounted.store, other, check=False)
+    result = run_axonfs("mount", "--store", mounted.store, other, check=False)
     assert result.returncode == 3
     assert "already open by another process" in result.stderr
     assert not is_mounted(other)
-    serve = axonfs("serve", "--store", mounted.store, check=False)
+    serve = run_axonfs("serve", "--store", mounted.store, check=False)
     assert serve.returncode == 3
 
 
-def test_mounting_twice_on_one_mount_point_is_refused(mounted: Mounted, tmp_path: Path) -> None:
-    result = axonfs("mount", "--store", tmp_path / "store2", mounted.mnt, check=False)
+def test_mounting_twice_on_one_mount_point_is_refused(mounted: MountDaemon, tmp_path: Path) -> None:
+    result = run_axonfs("mount", "--store", tmp_path / "store2", mounted.mnt, check=False)
     assert result.returncode == 2 and "already mounted" in result.stderr
 
 
-def test_daemon_killed_during_ingest_then_mount_recovers(make_mount) -> None:  # type: ignore[no-untyped-def]
+def test_daemon_killed_during_ingest_then_mount_recovers(make_mount: MakeMount) -> None:
     mounted = make_mount()
     writer = subprocess.Popen(
         ["sh", "-c", f"i=0; while :; do i=$((i+1)); head -c 200000 /dev/urandom "
@@ -96,42 +100,43 @@ def test_daemon_killed_during_ingest_then_mount_recovers(make_mount) -> None:  #
     finally:
         writer.kill()
         writer.wait()
-    assert wait_until(lambda: not pid_alive(mounted.pid))
+    assert mounted.pid is not None
+    assert wait_until(functools.partial(pid_gone, mounted.pid))
     try:
         os.listdir(mounted.mnt)
         raise AssertionError("the mount should be dead")
     except OSError as exc:
         assert exc.errno in (107, 103)  # ENOTCONN, ECONNABORTED
-    result = mounted.mount()
+    result = mounted.start()
     assert "stopped abruptly" in result.stderr
     assert "incoming" in os.listdir(mounted.mnt)
     assert not list((mounted.store / "tmp").iterdir())  # stale spools swept
     mounted.umount()
-    fsck = axonfs("fsck", "--store", mounted.store, *mounted.backend_options, check=False)
+    fsck = run_axonfs("fsck", "--store", mounted.store, *mounted.backend_options, check=False)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
 
-def test_umount_cleans_a_dead_mount_point(mounted: Mounted) -> None:
+def test_umount_cleans_a_dead_mount_point(mounted: MountDaemon) -> None:
     assert mounted.pid is not None
     os.kill(mounted.pid, signal.SIGKILL)
-    assert wait_until(lambda: not pid_alive(mounted.pid))
-    result = axonfs("umount", mounted.mnt)
+    assert wait_until(functools.partial(pid_gone, mounted.pid))
+    result = run_axonfs("umount", mounted.mnt, check=True)
     assert "stopped abruptly" in result.stderr
     assert not is_mounted(mounted.mnt)
 
 
 def test_umount_of_something_not_mounted(tmp_path: Path) -> None:
-    result = axonfs("umount", tmp_path, check=False)
+    result = run_axonfs("umount", tmp_path, check=False)
     assert result.returncode == 1 and "not mounted" in result.stderr
 
 
 def test_serve_without_fuse(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    axonfs("serve", "--store", store)
+    run_axonfs("serve", "--store", store, check=True)
     pid = int((store / "run" / "daemon.pid").read_text())
     try:
         assert control_socket(store).exists()
-        assert "file:count" in axonfs("ctl", "--store", store, "metrics").stdout
+        assert "file:count" in run_axonfs("ctl", "--store", store, "metrics", check=True).stdout
     finally:
         os.kill(pid, signal.SIGTERM)
     assert wait_until(lambda: not pid_alive(pid))

@@ -14,27 +14,17 @@ import errno
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.fuse import Mounted, axonfs, cleanup, pid_alive
+from helpers.cli import run_axonfs
+from helpers.daemon import MountDaemon
+from helpers.fuse import cleanup, pid_alive
 from helpers.namespace import overlays_available, run_overlaid
 
 HELPER = Path(sys.executable).with_name("mount.fuse.axonfs")
 AXONFS_BIN = Path(sys.executable).with_name("axonfs")
 MiB = 1 << 20
-
-
-@pytest.fixture
-def local_mount(tmp_path: Path) -> Iterator[Mounted]:
-    """A local store, not yet mounted; unmounted at the end whatever happened."""
-    mounted = Mounted(tmp_path / "m")
-    try:
-        yield mounted
-    finally:
-        mounted.close()
-    assert not mounted.log_problems()
 
 
 def df_bytes(path: Path) -> tuple[int, int, int]:
@@ -58,8 +48,8 @@ def mountinfo(path: Path) -> tuple[set[str], set[str]]:
 # -- sizes --------------------------------------------------------------------------
 
 
-def test_max_bytes_takes_units_and_df_shows_it(local_mount: Mounted) -> None:
-    local_mount.mount("--max-bytes", "1G")
+def test_max_bytes_takes_units_and_df_shows_it(local_mount: MountDaemon) -> None:
+    local_mount.start("--max-bytes", "1G")
     size, used, avail = df_bytes(local_mount.mnt)
     assert size == 1 << 30
     (local_mount.mnt / "incoming" / "a").write_bytes(b"x" * MiB)
@@ -68,8 +58,8 @@ def test_max_bytes_takes_units_and_df_shows_it(local_mount: Mounted) -> None:
     assert avail == (1 << 30) - MiB
 
 
-def test_one_blob_cannot_overshoot_max_bytes(local_mount: Mounted, tmp_path: Path) -> None:
-    local_mount.mount("-o", "max-bytes=3M")
+def test_one_blob_cannot_overshoot_max_bytes(local_mount: MountDaemon, tmp_path: Path) -> None:
+    local_mount.start("-o", "max-bytes=3M")
     first, second = tmp_path / "first", tmp_path / "second"
     first.write_bytes(os.urandom(2 * MiB))
     second.write_bytes(os.urandom(2 * MiB))
@@ -84,7 +74,7 @@ def test_one_blob_cannot_overshoot_max_bytes(local_mount: Mounted, tmp_path: Pat
 
 def test_a_bad_size_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "mnt").mkdir()
-    result = axonfs("mount", "--store", tmp_path / "s", "--max-bytes", "lots",
+    result = run_axonfs("mount", "--store", tmp_path / "s", "--max-bytes", "lots",
                     tmp_path / "mnt", check=False)
     assert result.returncode == 2
     assert "not a byte count: 'lots'" in result.stderr
@@ -93,8 +83,8 @@ def test_a_bad_size_is_a_usage_error(tmp_path: Path) -> None:
 # -- -o, --read-only, non-empty mount points ------------------------------------------
 
 
-def test_fuse_style_options(local_mount: Mounted) -> None:
-    local_mount.mount("-o", "ro,allow_other,default_permissions,nosuid,noatime,noauto,"
+def test_fuse_style_options(local_mount: MountDaemon) -> None:
+    local_mount.start("-o", "ro,allow_other,default_permissions,nosuid,noatime,noauto,"
                             "x-systemd.automount,allow_delete")
     per_mount, superblock = mountinfo(local_mount.mnt)
     assert {"ro", "nosuid", "noatime"} <= per_mount
@@ -104,8 +94,8 @@ def test_fuse_style_options(local_mount: Mounted) -> None:
     assert caught.value.errno == errno.EROFS
 
 
-def test_read_only(local_mount: Mounted) -> None:
-    local_mount.mount("--read-only")
+def test_read_only(local_mount: MountDaemon) -> None:
+    local_mount.start("--read-only")
     assert "ro" in mountinfo(local_mount.mnt)[0]
     with pytest.raises(OSError) as caught:
         (local_mount.mnt / "incoming" / "f").write_bytes(b"data")
@@ -117,21 +107,21 @@ def test_read_only(local_mount: Mounted) -> None:
                                     "-o foreground", "-o config=x.toml"])
 def test_bad_options_are_usage_errors(tmp_path: Path, option: str) -> None:
     (tmp_path / "mnt").mkdir()
-    result = axonfs("mount", "--store", tmp_path / "s", *option.split(), tmp_path / "mnt",
+    result = run_axonfs("mount", "--store", tmp_path / "s", *option.split(), tmp_path / "mnt",
                     check=False)
     assert result.returncode == 2, result
     assert f"-o {option.split()[1].split('=')[0]}: " in result.stderr.splitlines()[-1]
     assert not (tmp_path / "s").exists()
 
 
-def test_a_non_empty_mount_point_is_refused(local_mount: Mounted) -> None:
+def test_a_non_empty_mount_point_is_refused(local_mount: MountDaemon) -> None:
     (local_mount.mnt / "mine").write_text("hidden if mounted over")
-    result = axonfs("mount", "--store", local_mount.store, local_mount.mnt, check=False)
+    result = run_axonfs("mount", "--store", local_mount.store, local_mount.mnt, check=False)
     assert result.returncode == 2
     assert result.stderr == f"axonfs: {local_mount.mnt} is not empty; mount over it with " \
                             "--nonempty (or -o nonempty)\n"
     assert not local_mount.store.exists()
-    local_mount.mount("-o", "nonempty")
+    local_mount.start("-o", "nonempty")
     assert sorted(os.listdir(local_mount.mnt)) == ["by-sha256", "history", "history.log",
                                                    "incoming"]
 

@@ -12,35 +12,21 @@ import errno
 import hashlib
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from helpers.fuse import Mounted, is_mounted, pid_alive, wait_until
+from helpers.daemon import MountDaemon
+from helpers.fuse import wait_until
 
 WAITING = "are closed (at most"
 
 
-@pytest.fixture
-def local_mount(tmp_path: Path) -> Iterator[Mounted]:
-    mounted = Mounted(tmp_path / "m")
-    try:
-        yield mounted
-    finally:
-        mounted.close()
-
-
-def log_says(mounted: Mounted, text: str) -> bool:
-    return mounted.log.exists() and text in mounted.log.read_text(errors="replace")
-
-
-def stopped(mounted: Mounted) -> bool:
-    return mounted.pid is not None and not pid_alive(mounted.pid) and not is_mounted(mounted.mnt)
+def log_says(mounted: MountDaemon, text: str) -> bool:
+    return mounted.log_file.exists() and text in mounted.log_file.read_text(errors="replace")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_stop_waits_for_a_writer_to_close(local_mount: Mounted, signum: int) -> None:
-    local_mount.mount()
+def test_stop_waits_for_a_writer_to_close(local_mount: MountDaemon, signum: int) -> None:
+    local_mount.start()
     assert local_mount.pid is not None
     first, second = os.urandom(1 << 20), os.urandom(1 << 20)
     with open(local_mount.path("incoming", "copy"), "wb") as file:
@@ -50,24 +36,24 @@ def test_stop_waits_for_a_writer_to_close(local_mount: Mounted, signum: int) -> 
         assert wait_until(lambda: log_says(local_mount, WAITING), timeout=20)
         file.write(second)  # the mount still serves the writer
     # close() returned: committed; then the daemon stops on its own.
-    assert wait_until(lambda: stopped(local_mount), timeout=30)
-    log = local_mount.log.read_text()
+    assert wait_until(local_mount.gone, timeout=30)
+    log = local_mount.log_file.read_text()
     assert "every file being written to /incoming was closed: stopping" in log
     assert "discarded" not in log
-    local_mount.mount()
+    local_mount.start()
     sha = hashlib.sha256(first + second).hexdigest()
     assert local_mount.path("by-sha256", sha).read_bytes() == first + second
 
 
-def test_stop_timeout_discards_and_logs_the_upload(local_mount: Mounted) -> None:
-    local_mount.mount("--stop-timeout", "1")
+def test_stop_timeout_discards_and_logs_the_upload(local_mount: MountDaemon) -> None:
+    local_mount.start("--stop-timeout", "1")
     assert local_mount.pid is not None
     file = open(local_mount.path("incoming", "slow"), "wb")  # noqa: SIM115
     try:
         file.write(b"x" * 4096)
         file.flush()
         os.kill(local_mount.pid, signal.SIGTERM)
-        assert wait_until(lambda: stopped(local_mount), timeout=30)
+        assert wait_until(local_mount.gone, timeout=30)
         with pytest.raises(OSError) as caught:
             file.write(b"more")
             file.flush()
@@ -75,14 +61,14 @@ def test_stop_timeout_discards_and_logs_the_upload(local_mount: Mounted) -> None
     finally:
         with contextlib.suppress(OSError):  # its buffered bytes cannot be written
             file.close()
-    log = local_mount.log.read_text()
+    log = local_mount.log_file.read_text()
     assert "files still being written to /incoming after 1 s: stopping anyway" in log
     assert ("incoming/slow: discarded at shutdown while being written (4096 bytes, not stored"
             in log)
 
 
-def test_a_second_signal_stops_at_once(local_mount: Mounted) -> None:
-    local_mount.mount()
+def test_a_second_signal_stops_at_once(local_mount: MountDaemon) -> None:
+    local_mount.start()
     assert local_mount.pid is not None
     fd = os.open(local_mount.path("incoming", "f"), os.O_WRONLY | os.O_CREAT, 0o644)
     try:
@@ -90,11 +76,11 @@ def test_a_second_signal_stops_at_once(local_mount: Mounted) -> None:
         os.kill(local_mount.pid, signal.SIGTERM)
         assert wait_until(lambda: log_says(local_mount, WAITING), timeout=20)
         os.kill(local_mount.pid, signal.SIGTERM)
-        assert wait_until(lambda: stopped(local_mount), timeout=30)
+        assert wait_until(local_mount.gone, timeout=30)
         with pytest.raises(OSError) as caught:
             os.write(fd, b"more")
         assert caught.value.errno == errno.ENOTCONN
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
-    assert "incoming/f: discarded at shutdown" in local_mount.log.read_text()
+    assert "incoming/f: discarded at shutdown" in local_mount.log_file.read_text()

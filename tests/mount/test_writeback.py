@@ -26,20 +26,19 @@ from pathlib import Path
 
 import pytest
 import trio
-from helpers.fuse import Mounted
+from helpers.daemon import MakeMount, MountDaemon
+from helpers.hashes import sha_hex
 
 import axonfs.incoming
 from axonfs.axon import INLINE_IO_MAX, Axon
-from axonfs.incoming import HashBehind, Incoming
+from axonfs.hashbehind import HashBehind
+from axonfs.incoming import Incoming
 from axonfs.ops import Operations
 from axonfs.tree.blobs import MAP_WINDOW
 from mount.storeapi import get_blob, put_blobs
 
 MIB = 1 << 20
 
-
-def sha_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def committed_sha(path: Path) -> str:
@@ -51,7 +50,7 @@ def test_writeback_cache_stays_off() -> None:
     assert Operations.enable_writeback_cache is False
 
 
-def test_reverse_order_writes_commit_every_byte(mounted: Mounted) -> None:
+def test_reverse_order_writes_commit_every_byte(mounted: MountDaemon) -> None:
     data = os.urandom(9 * MIB + 12345)
     path = mounted.path("incoming", "reversed")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -65,7 +64,7 @@ def test_reverse_order_writes_commit_every_byte(mounted: Mounted) -> None:
     assert mounted.path("by-sha256", sha_hex(data)).read_bytes() == data
 
 
-def test_scattered_unaligned_rewrites_commit_the_final_bytes(mounted: Mounted) -> None:
+def test_scattered_unaligned_rewrites_commit_the_final_bytes(mounted: MountDaemon) -> None:
     rng = random.Random(3)
     data = bytearray(os.urandom(3 * MIB + 777))
     path = mounted.path("incoming", "scattered")
@@ -84,7 +83,7 @@ def test_scattered_unaligned_rewrites_commit_the_final_bytes(mounted: Mounted) -
     assert mounted.path("by-sha256", sha_hex(bytes(data))).read_bytes() == data
 
 
-def test_many_small_appends_commit_every_byte(mounted: Mounted) -> None:
+def test_many_small_appends_commit_every_byte(mounted: MountDaemon) -> None:
     pieces = [os.urandom(random.Random(i).randrange(1, 3000)) for i in range(500)]
     path = mounted.path("incoming", "appends")
     with open(path, "wb", buffering=0) as file:
@@ -95,7 +94,7 @@ def test_many_small_appends_commit_every_byte(mounted: Mounted) -> None:
     assert os.stat(path).st_size == len(data)
 
 
-def test_shared_mmap_writes_commit_every_byte(mounted: Mounted) -> None:
+def test_shared_mmap_writes_commit_every_byte(mounted: MountDaemon) -> None:
     data = os.urandom(5 * MIB + 100)
     path = mounted.path("incoming", "mapped")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -109,7 +108,7 @@ def test_shared_mmap_writes_commit_every_byte(mounted: Mounted) -> None:
     assert committed_sha(path) == sha_hex(data)
 
 
-def test_cp_of_large_file_then_store_api_reads_it(mounted: Mounted, tmp_path: Path) -> None:
+def test_cp_of_large_file_then_store_api_reads_it(mounted: MountDaemon, tmp_path: Path) -> None:
     data = os.urandom(20 * MIB + 1)
     source = tmp_path / "big"
     source.write_bytes(data)
@@ -210,16 +209,20 @@ async def test_a_failed_hash_behind_falls_back_to_a_rehash(
 # -- reads from the memory map ----------------------------------------------------------
 
 
+BigBlob = tuple[MountDaemon, bytes, Path]
+"""A mounted store, a blob bigger than a map window, and its path under /by-sha256."""
+
+
 @pytest.fixture
-def big_blob(make_mount) -> tuple[Mounted, bytes, Path]:  # type: ignore[no-untyped-def]
+def big_blob(make_mount: MakeMount) -> BigBlob:
     mounted = make_mount(mount=False)
     data = os.urandom(2 * MAP_WINDOW + 5 * MIB + 333)
     (sha,) = put_blobs(mounted, [data])
-    mounted.mount()
+    mounted.start()
     return mounted, data, mounted.path("by-sha256", sha.hex())
 
 
-def test_mapped_reads_across_windows_are_byte_exact(big_blob) -> None:  # type: ignore[no-untyped-def]
+def test_mapped_reads_across_windows_are_byte_exact(big_blob: BigBlob) -> None:
     mounted, data, path = big_blob
     rng = random.Random(7)
     offsets = [0, MAP_WINDOW - 1, MAP_WINDOW - 4096, MAP_WINDOW, 2 * MAP_WINDOW - 100,
@@ -236,7 +239,7 @@ def test_mapped_reads_across_windows_are_byte_exact(big_blob) -> None:  # type: 
     assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
 
 
-def test_mapped_reads_from_several_readers_at_once(big_blob) -> None:  # type: ignore[no-untyped-def]
+def test_mapped_reads_from_several_readers_at_once(big_blob: BigBlob) -> None:
     mounted, data, path = big_blob
     expected = sha_hex(data)
     results: list[str] = []
@@ -257,17 +260,17 @@ def test_mapped_reads_from_several_readers_at_once(big_blob) -> None:  # type: i
     assert results == [expected] * 4
 
 
-def test_empty_blob_reads_empty(make_mount) -> None:  # type: ignore[no-untyped-def]
+def test_empty_blob_reads_empty(make_mount: MakeMount) -> None:
     mounted = make_mount(mount=False)
     (sha,) = put_blobs(mounted, [b""])
-    mounted.mount()
+    mounted.start()
     assert mounted.path("by-sha256", sha.hex()).read_bytes() == b""
 
 
 # -- extended attribute namespaces ----------------------------------------------------
 
 
-def test_other_xattr_namespaces_are_unsupported(big_blob) -> None:  # type: ignore[no-untyped-def]
+def test_other_xattr_namespaces_are_unsupported(big_blob: BigBlob) -> None:
     mounted, _, path = big_blob
     for target in (path, mounted.mnt, mounted.path("incoming")):
         for name in ("security.selinux", "security.capability", "system.posix_acl_access",
@@ -281,7 +284,7 @@ def test_other_xattr_namespaces_are_unsupported(big_blob) -> None:  # type: igno
     assert os.getxattr(path, "user.axonfs.sha256").decode() == path.name
 
 
-def test_ls_l_shows_no_acl_or_context_marks(big_blob) -> None:  # type: ignore[no-untyped-def]
+def test_ls_l_shows_no_acl_or_context_marks(big_blob: BigBlob) -> None:
     mounted, data, path = big_blob
     out = subprocess.run(["ls", "-l", str(mounted.path("by-sha256"))], capture_output=True,
                          text=True, check=True, env={**os.environ, "LC_ALL": "C"}).stdout

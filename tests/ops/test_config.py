@@ -6,10 +6,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers.cli import run_axonfs
 
 from axonfs.store.store import Store
 
-from .conftest import clean_env, run_axonfs
+from .conftest import StartServe, clean_env
 
 
 def write(path: Path, text: str) -> Path:
@@ -133,7 +134,7 @@ def test_bad_values_found_at_start_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "not a loopback address" in result.stderr
 
 
-def test_a_daemon_runs_from_the_file(tmp_path: Path, start_serve) -> None:  # type: ignore[no-untyped-def]
+def test_a_daemon_runs_from_the_file(tmp_path: Path, start_serve: StartServe) -> None:
     """The file's settings reach the daemon: its limit refuses the second blob."""
     config = write(tmp_path / "a.toml", "max-count = 1\n")
     served = start_serve("--config", config, env=clean_env())

@@ -13,7 +13,7 @@ from axonfs import client
 from axonfs import log as logsetup
 from axonfs.errors import BadArg
 
-from .conftest import clean_env, wait_for
+from .conftest import StartServe, clean_env, wait_for
 
 
 def record(level: int, message: str) -> logging.LogRecord:
@@ -42,7 +42,7 @@ def test_journal_detection_compares_the_stream(tmp_path: Path,
     assert not logsetup.stderr_is_journal(io.StringIO())
 
 
-async def test_ctl_log_level_changes_the_daemon_level(start_serve) -> None:  # type: ignore[no-untyped-def]
+async def test_ctl_log_level_changes_the_daemon_level(start_serve: StartServe) -> None:
     served = start_serve(env=clean_env())
     missing = "00" * 32
 

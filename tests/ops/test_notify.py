@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.daemon import socket_answers
 from helpers.fuse import cleanup, fuse_available, is_mounted
 
-from .conftest import clean_env, socket_answers
+from .conftest import clean_env
 
 READY_TIMEOUT = 30.0
 

@@ -11,22 +11,26 @@ import random
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from helpers.cli import run_axonfs
+from helpers.s3server import new_bucket_name
 
 from axonfs import axon as axon_module
 from axonfs.axon import Axon
 from axonfs.metrics_http import parse_listen, prometheus_text
 from axonfs.stats import FuseStats, OpStats, Stats, format_text, instrument
 
-from .conftest import clean_env, metrics_port, new_bucket_name, run_axonfs
+from .conftest import MakeOpsMount, StartServe, clean_env, metrics_port
 
 
-def stats(mnt: Path) -> dict:  # type: ignore[type-arg]
+def stats(mnt: Path) -> dict[str, Any]:
     result = run_axonfs("ctl", "-m", mnt, "--json", "stats", env=clean_env())
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
 
 
 def samples(text: str) -> dict[str, float]:
@@ -39,7 +43,7 @@ def samples(text: str) -> dict[str, float]:
     return found
 
 
-def test_stats_follow_real_activity(make_mount, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_stats_follow_real_activity(make_mount: MakeOpsMount, tmp_path: Path) -> None:
     mounted = make_mount("--metrics-listen", "127.0.0.1:0")
     before = stats(mounted.mnt)
     assert before["fuse"]["bytes_written"] == 0 and before["store"]["blobs"] == 0
@@ -84,7 +88,7 @@ def test_stats_follow_real_activity(make_mount, tmp_path: Path) -> None:  # type
     assert "1 dedup hits" in text.stdout and "585.9 KiB written" in text.stdout
 
     # The same counters for Prometheus, scraped over loopback.
-    port = metrics_port(mounted.log.read_text())
+    port = metrics_port(mounted.log_file.read_text())
     response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -102,7 +106,7 @@ def test_stats_follow_real_activity(make_mount, tmp_path: Path) -> None:  # type
     mounted.umount()
 
 
-def test_serve_stats_without_a_mount(start_serve) -> None:  # type: ignore[no-untyped-def]
+def test_serve_stats_without_a_mount(start_serve: StartServe) -> None:
     served = start_serve(env=clean_env())
     result = served.ctl("--json", "stats")
     assert result.returncode == 0, result.stderr
@@ -111,8 +115,8 @@ def test_serve_stats_without_a_mount(start_serve) -> None:  # type: ignore[no-un
     assert "fuse       not mounted" in served.ctl("stats").stdout
 
 
-def test_s3_counters_and_the_cache_dir_from_a_config_file(  # type: ignore[no-untyped-def]
-        start_serve, moto_server: str, tmp_path: Path) -> None:
+def test_s3_counters_and_the_cache_dir_from_a_config_file(
+        start_serve: StartServe, moto_server: str, tmp_path: Path) -> None:
     config = tmp_path / "s3.toml"
     config.write_text(f's3-bucket = "{new_bucket_name()}"\ns3-endpoint = "{moto_server}"\n'
                       f'cache-dir = "cache"\ncache-size = "64M"\n')

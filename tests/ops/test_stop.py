@@ -9,18 +9,19 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers.cli import run_axonfs
 from helpers.fuse import is_mounted
 from helpers.users import as_user
 
 from axonfs.cliutil import QuietError
 from axonfs.mount import _run_stop
 
-from .conftest import needs_fuse, run_axonfs
+from .conftest import MakeOpsMount, StartServe, needs_fuse
 
 NOBODY = 65534
 
 
-def test_stop_a_serve_daemon_then_find_nothing_to_stop(start_serve) -> None:  # type: ignore[no-untyped-def]
+def test_stop_a_serve_daemon_then_find_nothing_to_stop(start_serve: StartServe) -> None:
     served = start_serve()
     assert served.ctl("metrics").returncode == 0  # it answers
     stopped = run_axonfs("stop", "--store", served.store)
@@ -38,7 +39,7 @@ def test_stop_without_a_store_or_a_daemon(tmp_path: Path) -> None:
 
 
 @needs_fuse
-def test_stop_unmounts_a_mount(make_mount) -> None:  # type: ignore[no-untyped-def]
+def test_stop_unmounts_a_mount(make_mount: MakeOpsMount) -> None:
     mounted = make_mount()
     (mounted.mnt / "incoming" / "kept").write_bytes(b"committed before the stop")
     stopped = run_axonfs("stop", "--store", mounted.store)
@@ -62,7 +63,7 @@ def _stop_as(uid: int, store: Path) -> str:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch uid")
-def test_another_user_cannot_stop_the_daemon(start_serve) -> None:  # type: ignore[no-untyped-def]
+def test_another_user_cannot_stop_the_daemon(start_serve: StartServe) -> None:
     reachable = Path(tempfile.mkdtemp(prefix="axonfs-stop-"))  # pytest's tmp dirs are 0700
     try:
         served = start_serve(store=reachable / "store")

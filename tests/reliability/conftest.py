@@ -1,8 +1,8 @@
 """Fixtures of the reliability suite (crash, full disk, bad input, load, S3 faults).
 
-* ``daemons``: a factory of :class:`~reliability.tools.Daemon`; every daemon it
-  made is stopped and every mount undone at the end, even on failure, and the
-  daemons' logs must hold no ERROR line or traceback.
+* ``daemons``: a factory of :class:`~helpers.daemon.MountDaemon`; every daemon
+  it made is stopped and every mount undone at the end, even on failure, and
+  the daemons' logs must hold no ERROR line or traceback.
 * ``figures``: a session-wide dict the tests record their figures in (rounds,
   inputs, operations, losses). With ``AXONFS_RELIABILITY_REPORT=PATH`` set, the
   session writes them to PATH as the figures section of ``docs/RELIABILITY.md``
@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
-from helpers.fuse import fuse_available
-
-from .tools import Daemon, mounts_of_type
+from helpers.daemon import MountDaemon, mount_daemons
+from helpers.fuse import fuse_available, mounts_under, skip_tests_under
 
 pytestmark = pytest.mark.fuse
 
@@ -33,12 +32,9 @@ Figures = dict[str, dict[str, Any]]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if fuse_available() and os.geteuid() == 0:
-        return
-    skip = pytest.mark.skip(reason="the reliability suite needs /dev/fuse and root (tmpfs)")
-    for item in items:
-        if "tests/reliability" in str(item.fspath):
-            item.add_marker(skip)
+    if not (fuse_available() and os.geteuid() == 0):
+        skip_tests_under(items, "reliability",
+                         "the reliability suite needs /dev/fuse and root (tmpfs)")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,9 +43,7 @@ def nothing_left_mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     (other sessions on the machine may mount elsewhere meanwhile)."""
     base = str(tmp_path_factory.getbasetemp())
     yield
-    left = [path for path in mounts_of_type("fuse.axonfs") + mounts_of_type("fuse.powercut")
-            + mounts_of_type("tmpfs")
-            if path == base or path.startswith(base + "/")]
+    left = mounts_under(base, "fuse.axonfs", "fuse.powercut", "tmpfs")
     assert not left, f"mounts left behind: {sorted(left)}"
 
 
@@ -74,27 +68,23 @@ def _timed(figures: Figures) -> Iterator[None]:
     total["total"] += time.monotonic() - started
 
 
+class MakeDaemon(Protocol):
+    """``daemons(store=None, mnt=None, options=(), name="d")``: the ``daemons`` fixture."""
+
+    def __call__(self, store: Path | None = None, mnt: Path | None = None,
+                 options: tuple[str, ...] = (), name: str = "d") -> MountDaemon: ...
+
+
 @pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    made: list[Daemon] = []
+def daemons(tmp_path: Path) -> Iterator[MakeDaemon]:
+    """Factory of daemons (not started) of ``NAME-store`` on ``NAME-mnt``, logging
+    to ``NAME.log`` outside the store (the store may sit on a full disk)."""
+    with mount_daemons() as made:
 
-    def make(store: Path | None = None, mnt: Path | None | bool = True,
-             options: tuple[str, ...] = (), name: str = "d") -> Daemon:
-        mount_point: Path | None
-        if mnt is True:
-            mount_point = tmp_path / f"{name}-mnt"
-        elif mnt is False:
-            mount_point = None
-        else:
-            mount_point = mnt  # type: ignore[assignment]
-        daemon = Daemon(store or tmp_path / f"{name}-store", mount_point,
-                        tmp_path / f"{name}.log", options)
-        made.append(daemon)
-        return daemon
+        def make(store: Path | None = None, mnt: Path | None = None,
+                 options: tuple[str, ...] = (), name: str = "d") -> MountDaemon:
+            return made.add(MountDaemon(store or tmp_path / f"{name}-store",
+                                        mnt or tmp_path / f"{name}-mnt",
+                                        tmp_path / f"{name}.log", options))
 
-    yield make
-    problems: list[str] = []
-    for daemon in made:
-        daemon.close()
-        problems += daemon.problems()
-    assert not problems, "a daemon logged errors:\n" + "\n".join(problems[:40])
+        yield make

@@ -24,26 +24,17 @@ from typing import Any
 import msgpack
 import pytest
 import trio
+from helpers.daemon import ServeDaemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from axonfs import client
-from axonfs.config import control_socket
 from axonfs.ctlserver import CALLS
 from axonfs.errors import _all_classes
 from axonfs.protocol import MAX_REQUEST_FRAME
 
-from .conftest import Figures
-from .tools import (
-    Daemon,
-    assert_fsck_clean,
-    log_problems,
-    raw_connect,
-    read_frame,
-    start_serve_foreground,
-    stop_process,
-    write_file,
-)
+from .conftest import Figures, MakeDaemon
+from .tools import assert_fsck_clean, raw_connect, read_frame, write_file
 
 EXAMPLES = int(os.environ.get("AXONFS_FUZZ_EXAMPLES", "500"))
 REPLY_TIMEOUT = 10.0
@@ -75,7 +66,8 @@ def frame(body: bytes, size: int | None = None) -> bytes:
 
 
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 # -- talking to the daemon -----------------------------------------------------------------
@@ -160,14 +152,14 @@ class Session:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Session]:
     store, log = tmp_path / "fuzz-store", tmp_path / "fuzz.log"
-    process = start_serve_foreground(store, log, "--wget-max-bytes", str(4 << 20))
+    daemon = ServeDaemon.start(store, "--wget-max-bytes", str(4 << 20), log=log)
     try:
-        yield Session(control_socket(store), process)
+        yield Session(daemon.socket, daemon.process)
     finally:
-        assert stop_process(process) == 0, "the daemon did not stop cleanly"
+        assert daemon.stop() == 0, "the daemon did not stop cleanly"
     # Bad arguments may be logged with their traceback (an unexpected exception inside a
     # call); nothing else may be: no connection or daemon failure.
-    worse = [line for line in log_problems(log) if " ERROR " in line
+    worse = [line for line in daemon.problems() if " ERROR " in line
              and "axonfs.ctlserver: request " not in line]
     assert not worse, "\n".join(worse[:20])
     assert_fsck_clean(store)
@@ -276,7 +268,7 @@ def _attempts(directory: Path, name: bytes, scratch: Path) -> Iterator[tuple[str
     yield "getxattr", lambda: os.getxattr(os.fsencode(directory), b"user.axonfs." + name[:200])
 
 
-def test_invalid_names_under_every_directory(daemons: Callable[..., Daemon],
+def test_invalid_names_under_every_directory(daemons: MakeDaemon,
                                              figures: Figures) -> None:
     daemon = daemons(name="names")
     daemon.start()
@@ -300,7 +292,8 @@ def test_invalid_names_under_every_directory(daemons: Callable[..., Daemon],
                 try:
                     attempt()
                 except OSError as exc:
-                    assert exc.errno not in NEVER, (directory, name, label, exc)
+                    assert exc.errno is not None and exc.errno not in NEVER, (
+                        directory, name, label, exc)
                     errnos[errno.errorcode[exc.errno]] = errnos.get(
                         errno.errorcode[exc.errno], 0) + 1
                     continue

@@ -18,20 +18,14 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from helpers.hashes import file_sha
 
 from axonfs.store import intent
 
-from .conftest import Figures
-from .tools import (
-    DEAD_MOUNT_ERRNOS,
-    Daemon,
-    assert_fsck_clean,
-    file_sha,
-    spools,
-    write_file,
-)
+from .conftest import Figures, MakeDaemon
+from .tools import DEAD_MOUNT_ERRNOS, assert_fsck_clean, spools, write_file
 
 ROUNDS = max(20, int(os.environ.get("AXONFS_CRASH_ROUNDS", "20")))
 WRITERS = 20
@@ -103,7 +97,7 @@ class Round:
                 self.reads += 1
 
 
-def test_sigkill_during_ingest_loses_nothing(daemons: Callable[..., Daemon],
+def test_sigkill_during_ingest_loses_nothing(daemons: MakeDaemon,
                                              figures: Figures) -> None:
     seed = int(os.environ.get("AXONFS_CRASH_SEED", str(random.randrange(1 << 30))))
     print(f"AXONFS_CRASH_SEED={seed}")

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ from typing import Any
 import msgpack
 import pytest
 import trio
+from helpers.cli import run_axonfs
+from helpers.daemon import ServeDaemon
+from helpers.fuse import wait_until
 
 from axonfs import client
 from axonfs.axon import Axon
@@ -38,20 +41,8 @@ from axonfs.config import control_socket
 from axonfs.ctlserver import MAX_REQUESTS, serve_control
 from axonfs.protocol import MAX_REQUEST_FRAME
 
-from .conftest import Figures
-from .tools import (
-    AXONFS,
-    Daemon,
-    assert_fsck_clean,
-    log_problems,
-    raw_connect,
-    read_frame,
-    start_serve_foreground,
-    stop_process,
-    tmpfs,
-    wait_until,
-    write_file,
-)
+from .conftest import Figures, MakeDaemon
+from .tools import assert_fsck_clean, raw_connect, read_frame, tmpfs, write_file
 
 MiB = 1 << 20
 REPLY_TIMEOUT = 30.0
@@ -74,55 +65,45 @@ def reset_peak(pid: int) -> int:
 
 
 def frame(message: dict[str, Any]) -> bytes:
-    body = msgpack.packb({"v": 1, **message}, use_bin_type=True)
+    body: bytes = msgpack.packb({"v": 1, **message}, use_bin_type=True)
     return struct.pack(">I", len(body)) + body
 
 
-class Served:
-    def __init__(self, store: Path, log: Path, process: subprocess.Popen[bytes]) -> None:
-        self.store, self.log, self.process = store, log, process
-        self.socket = control_socket(store)
-        self.pid = process.pid
-
-    def call(self, call: str, *args: Any, rid: int = 1) -> dict[str, Any]:
-        with raw_connect(self.socket, REPLY_TIMEOUT) as sock:
-            sock.sendall(frame({"id": rid, "call": call, "args": list(args)}))
-            reply = read_frame(sock)
-        assert reply is not None
-        return reply
-
-    def ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*AXONFS, "ctl", "--socket", str(self.socket), *args],
-                              capture_output=True, text=True, timeout=timeout, check=False)
+def call(served: ServeDaemon, name: str, *args: Any, rid: int = 1) -> dict[str, Any]:
+    """One call over a raw connection to the daemon; its reply frame."""
+    with raw_connect(served.socket, REPLY_TIMEOUT) as sock:
+        sock.sendall(frame({"id": rid, "call": name, "args": list(args)}))
+        reply = read_frame(sock)
+    assert reply is not None
+    return reply
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    store, log = tmp_path / "store", tmp_path / "serve.log"
-    process = start_serve_foreground(store, log)
+def served(tmp_path: Path) -> Iterator[ServeDaemon]:
+    daemon = ServeDaemon.start(tmp_path / "store", log=tmp_path / "serve.log")
     try:
-        yield Served(store, log, process)
+        yield daemon
     finally:
-        assert stop_process(process) == 0, "the daemon did not stop cleanly"
-    assert not log_problems(log), "\n".join(log_problems(log)[:20])
+        assert daemon.stop() == 0, "the daemon did not stop cleanly"
+    assert not daemon.problems(), "\n".join(daemon.problems()[:20])
 
 
-async def put_blob_async(served: Served, data: bytes) -> bytes:
+async def put_blob_async(served: ServeDaemon, data: bytes) -> bytes:
     async with client.connect(served.socket) as axon, await axon.upload() as upload:
         for start in range(0, len(data), 4 * MiB):
             await upload.write(data[start:start + 4 * MiB])
         _, sha256 = await upload.save()
-    return sha256  # type: ignore[no-any-return]
+    return sha256
 
 
-def put_blob(served: Served, data: bytes) -> bytes:
+def put_blob(served: ServeDaemon, data: bytes) -> bytes:
     return trio.run(put_blob_async, served, data)
 
 
 # -- request buffering and decoding ------------------------------------------------------
 
 
-def test_unfinished_frames_share_one_budget(served: Served, figures: Figures) -> None:
+def test_unfinished_frames_share_one_budget(served: ServeDaemon, figures: Figures) -> None:
     """40 connections each part way through a 32 MiB frame: the daemon holds at
     most the budget of them; the others wait, unread, and are refused with
     HitLimit once BUDGET_WAIT has passed."""
@@ -153,7 +134,7 @@ def test_unfinished_frames_share_one_budget(served: Served, figures: Figures) ->
             thread.join(REPLY_TIMEOUT + BUDGET_WAIT)
         waited = time.monotonic() - started
         peak = peak_rss(served.pid) - base
-        control = served.call("stats")["result"]["control"]  # small frames still served
+        control = call(served, "stats")["result"]["control"]  # small frames still served
         refusals = [read_frame(sock) for sock in held if sock not in accepted]
     finally:
         for sock in held:
@@ -163,7 +144,7 @@ def test_unfinished_frames_share_one_budget(served: Served, figures: Figures) ->
     assert len(accepted) == REQUEST_BUDGET // MAX_REQUEST_FRAME, len(accepted)
     assert control["request_bytes"] == len(accepted) * MAX_REQUEST_FRAME
     assert peak < REQUEST_BUDGET + 96 * MiB, f"daemon grew by {peak >> 20} MiB"
-    assert wait_until(lambda: served.call("stats")["result"]["control"]["request_bytes"] == 0)
+    assert wait_until(lambda: call(served, "stats")["result"]["control"]["request_bytes"] == 0)
     figures.setdefault("exhaustion", {}).update({
         "request budget": f"{REQUEST_BUDGET >> 20} MiB, {BUDGET_WAIT:g} s wait for room",
         "40 unfinished 32 MiB frames: RSS growth": (
@@ -172,7 +153,7 @@ def test_unfinished_frames_share_one_budget(served: Served, figures: Figures) ->
     })
 
 
-def test_busy_uploads_wait_for_the_budget_not_refused(served: Served) -> None:
+def test_busy_uploads_wait_for_the_budget_not_refused(served: ServeDaemon) -> None:
     """Twelve clients stream uploads in 4 MiB writes while unfinished frames
     hold most of the budget: the writes are paced, and every upload completes."""
     data = [os.urandom(MiB) * 40 for _ in range(12)]
@@ -197,11 +178,11 @@ def test_busy_uploads_wait_for_the_budget_not_refused(served: Served) -> None:
         for sock in hogs:
             sock.close()
     assert sorted(digests) == sorted(hashlib.sha256(payload).digest() for payload in data)
-    control = served.call("stats")["result"]["control"]
+    control = call(served, "stats")["result"]["control"]
     assert control["request_bytes_peak"] <= REQUEST_BUDGET, control
 
 
-def test_a_frame_that_decodes_huge_is_refused(served: Served, figures: Figures) -> None:
+def test_a_frame_that_decodes_huge_is_refused(served: ServeDaemon, figures: Figures) -> None:
     """A 32 MiB frame of nils in arrays of a million: counted while it decodes."""
     nils = b"\xdd" + struct.pack(">I", 1 << 20) + b"\xc0" * (1 << 20)
     arrays = (MAX_REQUEST_FRAME - 64) // len(nils)
@@ -217,12 +198,12 @@ def test_a_frame_that_decodes_huge_is_refused(served: Served, figures: Figures) 
     assert reply is not None and reply["error"]["code"] == "HitLimit", reply
     # Before the budget the same frame cost +545 MiB while decoded.
     assert peak < 160 * MiB, f"daemon grew by {peak >> 20} MiB"
-    assert served.call("ping")["t"] == "ok"
+    assert call(served, "ping")["t"] == "ok"
     figures.setdefault("exhaustion", {})[
         f"{len(body) >> 20} MiB frame of {arrays} x 1M nils: RSS growth"] = f"{peak >> 20} MiB"
 
 
-def test_a_pipelined_burst_gets_the_allowed_requests_answered(served: Served) -> None:
+def test_a_pipelined_burst_gets_the_allowed_requests_answered(served: ServeDaemon) -> None:
     sha256 = put_blob(served, b"burst")
     burst = b"".join(frame({"id": rid, "call": "hashset", "args": [sha256]})
                      for rid in range(1, 101))
@@ -240,11 +221,11 @@ def test_a_pipelined_burst_gets_the_allowed_requests_answered(served: Served) ->
 # -- parsers ---------------------------------------------------------------------------
 
 
-def test_csvrows_memory_is_bounded_by_the_line_cap(served: Served, figures: Figures) -> None:
+def test_csvrows_memory_is_bounded_by_the_line_cap(served: ServeDaemon, figures: Figures) -> None:
     size = 384 * MiB  # one unquoted field, no newline
     sha256 = put_blob(served, b"a" * size)
     base = reset_peak(served.pid)
-    reply = served.call("csvrows", sha256)
+    reply = call(served, "csvrows", sha256)
     peak = peak_rss(served.pid) - base
     assert reply["t"] == "err" and reply["error"]["code"] == "BadDataValu", reply
     # Before the cap, the whole line was read first: twice its size and more.
@@ -253,9 +234,9 @@ def test_csvrows_memory_is_bounded_by_the_line_cap(served: Served, figures: Figu
         "csvrows of a 384 MiB field without newline: RSS growth"] = f"{peak >> 20} MiB"
 
 
-def test_deeply_nested_json_is_bad_json(served: Served) -> None:
+def test_deeply_nested_json_is_bad_json(served: ServeDaemon) -> None:
     sha256 = put_blob(served, b"[" * 100_000 + b"\n")
-    reply = served.call("jsonlines", sha256.hex())
+    reply = call(served, "jsonlines", sha256.hex())
     assert reply["t"] == "err" and reply["error"]["code"] == "BadJsonText", reply
     text = served.log.read_text()
     assert "RecursionError" not in text.replace("bad json line", "")
@@ -285,10 +266,9 @@ def fill(path: Path) -> None:
 
 def test_deletes_work_on_a_full_disk(tmp_path: Path, figures: Figures) -> None:
     with tmpfs(tmp_path / "disk", "32m") as disk:
-        store, log = disk / "store", tmp_path / "full.log"
-        process = start_serve_foreground(store, log)
+        store = disk / "store"
+        served = ServeDaemon.start(store, log=tmp_path / "full.log")
         try:
-            served = Served(store, log, process)
             big = [put_blob(served, os.urandom(MiB)) for _ in range(4)]
             small = [put_blob(served, os.urandom(4096)) for _ in range(4)]  # journaled
             fill(disk / "ballast")
@@ -297,15 +277,15 @@ def test_deletes_work_on_a_full_disk(tmp_path: Path, figures: Figures) -> None:
                 fill(disk / "ballast")
                 result = served.ctl("del", sha256.hex())
                 assert result.returncode == 0, result.stderr
-                assert served.call("has", sha256)["result"] is False
+                assert call(served, "has", sha256)["result"] is False
                 deleted += 1
             free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
-            assert served.call("has", big[2])["result"] is True
+            assert call(served, "has", big[2])["result"] is True
         finally:
-            assert stop_process(process) == 0
+            assert served.stop() == 0
         (disk / "ballast").unlink()
         assert_fsck_clean(store)
-    assert not log_problems(log), log_problems(log)
+    assert not served.problems(), served.problems()
     figures.setdefault("exhaustion", {}).update({
         "deletes on a full 32 MiB tmpfs": f"{deleted} of {deleted} committed",
         "free after deletes": f"{free >> 10} KiB"})
@@ -320,7 +300,7 @@ def lowest_free_fd(pid: int) -> int:
 
 
 def test_out_of_descriptors_is_emfile_not_a_broken_blob(
-        daemons: Callable[..., Daemon], figures: Figures) -> None:
+        daemons: MakeDaemon, figures: Figures) -> None:
     daemon = daemons()
     ours = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, ours[1]), ours[1]))
@@ -344,17 +324,16 @@ def test_out_of_descriptors_is_emfile_not_a_broken_blob(
     assert caught.value.errno in (errno.EMFILE, errno.ENFILE), caught.value
     with open(path, "rb") as file:
         assert file.read() == data
-    stats = json.loads(subprocess.run(
-        [*AXONFS, "ctl", "--socket", str(daemon.socket), "stats", "--json"],
-        capture_output=True, text=True, check=True).stdout)
+    stats = json.loads(run_axonfs("ctl", "--socket", daemon.socket, "stats", "--json",
+                                  check=True).stdout)
     assert stats["fuse"]["broken"] == [], stats["fuse"]
-    assert "Too many open files" in daemon.log.read_text()
+    assert "Too many open files" in daemon.log_file.read_text()
     figures.setdefault("exhaustion", {})["read at the descriptor limit"] = (
         f"{errno.errorcode[caught.value.errno]}, blob not marked broken; soft limit {soft}")
 
 
 def test_a_backend_enospc_reaches_the_writer_as_enospc(
-        tmp_path: Path, daemons: Callable[..., Daemon]) -> None:
+        tmp_path: Path, daemons: MakeDaemon) -> None:
     """Inodes run out between the spool file and the blob's directory: the
     backend's ENOSPC (a BackendError) must reach close() as ENOSPC, not EIO."""
     with tmpfs(tmp_path / "disk", "64m,nr_inodes=400") as disk:
@@ -436,7 +415,7 @@ def http_base() -> Iterator[str]:
         server.server_close()
 
 
-def test_a_gzip_bomb_stops_early(served: Served, http_base: str, figures: Figures) -> None:
+def test_a_gzip_bomb_stops_early(served: ServeDaemon, http_base: str, figures: Figures) -> None:
     async def run() -> tuple[dict[str, Any], dict[str, Any]]:
         async with client.connect(served.socket) as axon:
             for path in ("/fine-zlib", "/fine-raw"):
@@ -460,7 +439,7 @@ def test_a_gzip_bomb_stops_early(served: Served, http_base: str, figures: Figure
         f"RSS growth {growth >> 20} MiB")
 
 
-def test_wget_urls_are_redacted_in_logs(served: Served, http_base: str) -> None:
+def test_wget_urls_are_redacted_in_logs(served: ServeDaemon, http_base: str) -> None:
     port = http_base.rsplit(":", 1)[1]
     secret_url = f"http://agent:hunter2@127.0.0.1:{port}/fine?token=s3cr3tvalue&x=1"
     failing = "http://agent:hunter2@127.0.0.1:1/nothing?token=s3cr3tvalue"
@@ -476,7 +455,7 @@ def test_wget_urls_are_redacted_in_logs(served: Served, http_base: str) -> None:
     assert "s3cr3tvalue" not in text and "hunter2" not in text
 
 
-def test_ctl_wget_has_a_default_timeout(served: Served) -> None:
+def test_ctl_wget_has_a_default_timeout(served: ServeDaemon) -> None:
     """A server that accepts and never answers: ``axonfs ctl wget`` gives up by
     itself (the default is scaled down here, the code path is the default's)."""
     listener = socket.create_server(("127.0.0.1", 0))

@@ -17,17 +17,19 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
+from helpers.daemon import MountDaemon
+from helpers.fuse import wait_until
+from helpers.hashes import file_sha
 
 from axonfs import client
 from axonfs.errors import AxonError
 
-from .conftest import Figures
-from .tools import Daemon, assert_fsck_clean, file_sha, spools, tmpfs, wait_until, write_file
+from .conftest import Figures, MakeDaemon
+from .tools import assert_fsck_clean, spools, tmpfs, write_file
 
 DISK = "64m"
 BALLAST = 40 << 20
@@ -115,7 +117,7 @@ async def _socket_put(socket: Path, data: bytes) -> bytes:
         return sha
 
 
-def test_full_disk(tmp_path: Path, daemons: Callable[..., Daemon], figures: Figures) -> None:
+def test_full_disk(tmp_path: Path, daemons: MakeDaemon, figures: Figures) -> None:
     seed = random.randrange(1 << 30)
     print(f"seed={seed}")
     with tmpfs(tmp_path / "disk", DISK) as disk:
@@ -126,7 +128,7 @@ def test_full_disk(tmp_path: Path, daemons: Callable[..., Daemon], figures: Figu
             daemon.close()  # before the tmpfs goes
 
 
-def _run(daemon: Daemon, disk: Path, seed: int, figures: Figures) -> None:
+def _run(daemon: MountDaemon, disk: Path, seed: int, figures: Figures) -> None:
     assert daemon.mnt is not None
     mnt = daemon.mnt
     daemon.start()

@@ -15,15 +15,17 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
+from helpers.fuse import wait_until
+from helpers.hashes import file_sha
+from helpers.streams import closable
 
 from axonfs import client
 
-from .conftest import Figures
-from .tools import Daemon, assert_fsck_clean, fd_count, file_sha, spools, wait_until, write_file
+from .conftest import Figures, MakeDaemon
+from .tools import assert_fsck_clean, fd_count, spools, write_file
 
 SECONDS = float(os.environ.get("AXONFS_LOAD_SECONDS", "20"))
 READERS, WRITERS, CLIENTS = 8, 4, 4
@@ -115,7 +117,7 @@ class Load:
                     _, uploaded = await upload.save()
                 assert uploaded == hashlib.sha256(first + second).digest()
                 seen = 0
-                async with contextlib.aclosing(axon.hashes(rng.randrange(0, 20))) as rows:
+                async with contextlib.aclosing(closable(axon.hashes(rng.randrange(0, 20)))) as rows:
                     async for _indx, (_sha, _size) in rows:
                         seen += 1
                         if seen >= 50:
@@ -126,13 +128,14 @@ class Load:
                 self._count("socket_ops", 8)
 
 
-def test_load(daemons: Callable[..., Daemon], figures: Figures) -> None:
+def test_load(daemons: MakeDaemon, figures: Figures) -> None:
     seed = random.randrange(1 << 30)
     print(f"seed={seed}")
     rng = random.Random(seed)
     daemon = daemons(name="load")
     daemon.start()
-    assert daemon.mnt is not None and daemon.pid is not None
+    pid = daemon.pid
+    assert pid is not None
     blobs = {}
     for i in range(32):
         data = rng.randbytes(rng.choice([4096, 100_000, 1 << 20, 4 << 20]) + i)
@@ -145,7 +148,7 @@ def test_load(daemons: Callable[..., Daemon], figures: Figures) -> None:
 
     trio.run(warm_up)
     file_sha(daemon.mnt / "by-sha256" / next(iter(blobs)))
-    fds_before = fd_count(daemon.pid)
+    fds_before = fd_count(pid)
 
     load = Load(daemon.mnt, daemon.socket, blobs, seed)
     threads = [threading.Thread(target=load.reader, args=(i,)) for i in range(READERS)]
@@ -160,11 +163,11 @@ def test_load(daemons: Callable[..., Daemon], figures: Figures) -> None:
     elapsed = time.monotonic() - started
     assert not load.errors, "\n".join(load.errors[:20])
 
-    assert wait_until(lambda: fd_count(daemon.pid) <= fds_before, timeout=15), (
-        f"descriptors: {fds_before} before, {fd_count(daemon.pid)} after",
-        sorted(os.readlink(f"/proc/{daemon.pid}/fd/{fd}")
-               for fd in os.listdir(f"/proc/{daemon.pid}/fd")))
-    fds_after = fd_count(daemon.pid)
+    assert wait_until(lambda: fd_count(pid) <= fds_before, timeout=15), (
+        f"descriptors: {fds_before} before, {fd_count(pid)} after",
+        sorted(os.readlink(f"/proc/{pid}/fd/{fd}")
+               for fd in os.listdir(f"/proc/{pid}/fd")))
+    fds_after = fd_count(pid)
     assert wait_until(lambda: not spools(daemon.store), timeout=10), spools(daemon.store)
     visible = set(os.listdir(daemon.mnt / "by-sha256"))
     assert set(blobs) | load.written <= visible

@@ -39,20 +39,21 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers.fuse import AXONFS
+from helpers.cli import AXONFS, run_axonfs
+from helpers.hashes import sha_hex
 from helpers.powercut import PowerCutDisk
 
 from axonfs.fsck import fsck
 from axonfs.hashing import Sha256
 from axonfs.store.store import Store
 
-from .conftest import Figures
-from .tools import Daemon, assert_fsck_clean, sha_hex, write_file
+from .conftest import Figures, MakeDaemon
+from .tools import assert_fsck_clean, write_file
 
 WRITER = Path(__file__).with_name("power_cut_writer.py")
 REPO = Path(__file__).parents[2]
@@ -286,8 +287,7 @@ def run_from_image(disk: PowerCutDisk, saved: Path, command: str,
     shutil.rmtree(disk.backing)
     shutil.copytree(saved, disk.backing)
     mnt = disk.start(crash_after_syncs=crash_after_syncs)
-    subprocess.run([*AXONFS, command, "--store", str(mnt / "store")],
-                   capture_output=True, timeout=TIMEOUT, check=False)
+    run_axonfs(command, "--store", mnt / "store", timeout=TIMEOUT)
     if disk.wait_power_cut(timeout=0):
         return True
     disk.stop()
@@ -356,7 +356,7 @@ def test_power_cut_while_writers_put_and_delete(disk: PowerCutDisk, cut_after: i
 
 @pytest.mark.parametrize("cut_after", [1, 40], ids=lambda n: f"after-{n}-closes")
 def test_power_cut_while_copying_into_incoming(disk: PowerCutDisk, cut_after: int,
-                                               daemons: Callable[..., Daemon],
+                                               daemons: MakeDaemon,
                                                figures: Figures) -> None:
     """Four writers copy files into /incoming of a mount whose store is on the
     harness; every close() that returned 0 must survive the cut."""
@@ -376,7 +376,7 @@ def test_power_cut_while_copying_into_incoming(disk: PowerCutDisk, cut_after: in
             data = rng.randbytes(rng.randrange(1, 20_000) if rng.random() < 0.7
                                  else rng.randrange(200_000, 600_000))
             try:
-                write_file(daemon.mnt / "incoming" / f"w{number}-{n}", data)  # type: ignore[operator]
+                write_file(daemon.mnt / "incoming" / f"w{number}-{n}", data)
             except OSError:
                 return  # the power went (or the daemon with it): not acknowledged
             with lock:
@@ -433,8 +433,7 @@ def test_power_cut_while_recover_rebuilds_a_lost_index(disk: PowerCutDisk, tmp_p
     for sync in points:
         assert recover(sync), f"no power cut at sync {sync} of {recover_syncs}"
         mnt = disk.start()
-        subprocess.run([*AXONFS, "recover", "--store", str(mnt / "store")],
-                       capture_output=True, timeout=TIMEOUT, check=False)
+        run_axonfs("recover", "--store", mnt / "store", timeout=TIMEOUT)
         check_store(mnt / "store", acks)
         disk.stop()
     figures["power_cut_index_recover"] = {"syncs of the recover": recover_syncs,

@@ -17,11 +17,15 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from helpers.daemon import MountDaemon, ServeDaemon
+from helpers.fuse import wait_until
+from helpers.hashes import file_sha
 from helpers.s3server import (  # noqa: F401 - fixtures and the parametrising hook
     S3Server,
     TcpProxy,
@@ -39,8 +43,8 @@ from axonfs.backends.s3 import S3Backend
 from axonfs.fsck import fsck
 from axonfs.store.store import Store
 
-from .conftest import Figures
-from .tools import Daemon, file_sha, spools, wait_until, write_file
+from .conftest import Figures, MakeDaemon
+from .tools import spools, write_file
 
 OUTAGE = 3.0
 WRITERS, READERS = 4, 4
@@ -120,7 +124,7 @@ async def _socket_still_answers(socket: Any, sha_hex: str) -> None:
 # The heaviest S3 test: on moto and on RGW over HTTPS, whose cut connections are
 # TLS sessions torn mid-record (plain HTTP on RGW adds nothing the other two miss).
 @pytest.mark.s3_servers("moto", "rgw-tls")
-def test_s3_outage_during_ingest_and_reads(daemons: Callable[..., Daemon], proxy: TcpProxy,
+def test_s3_outage_during_ingest_and_reads(daemons: MakeDaemon, proxy: TcpProxy,
                                            s3_server: S3Server,  # noqa: F811
                                            figures: Figures) -> None:
     bucket = new_bucket_name()
@@ -197,8 +201,8 @@ async def _wanted_by(socket: Any, names: list[str]) -> list[str]:
 
 @pytest.mark.s3_servers("moto", "rgw")
 def test_sigkill_mid_commit_leaves_no_record_naming_missing_bytes(
-        daemons: Callable[..., Daemon], s3_server: S3Server,  # noqa: F811
-        figures: Figures) -> None:
+        daemons: MakeDaemon, s3_server: S3Server,  # noqa: F811
+        figures: Figures, tmp_path: Path) -> None:
     """Host A is killed during ingest: every add its records name is in the
     bucket; restarted, it publishes what it had committed but not yet
     published, and host B (pulling every 0.2 s) ends up with every blob A has."""
@@ -207,10 +211,18 @@ def test_sigkill_mid_commit_leaves_no_record_naming_missing_bytes(
     raw.create_bucket(Bucket=bucket)
     options = ("--s3-bucket", bucket, "--s3-endpoint", s3_server.endpoint)
     host_a = daemons(name="a", options=options)
-    host_b = daemons(name="b", mnt=False, options=(*options, "--s3-sync-interval", "0.2"))
     host_a.start()
-    host_b.start()
-    assert host_a.mnt is not None
+    host_b = ServeDaemon.start(tmp_path / "b-store", *options, "--s3-sync-interval", "0.2",
+                               log=tmp_path / "b.log")
+    try:
+        _sigkill_mid_commit(host_a, host_b, raw, bucket, s3_server, figures)
+    finally:
+        host_b.stop()
+    assert not host_b.problems(), "\n".join(host_b.problems()[:40])
+
+
+def _sigkill_mid_commit(host_a: MountDaemon, host_b: ServeDaemon, raw: Any, bucket: str,
+                        s3_server: S3Server, figures: Figures) -> None:  # noqa: F811
     seed = random.randrange(1 << 30)
     print(f"seed={seed}")
     acked: dict[str, int] = {}
@@ -221,7 +233,7 @@ def test_sigkill_mid_commit_leaves_no_record_naming_missing_bytes(
         for n in range(100_000):
             data = rng.randbytes(rng.randrange(1, 256 << 10))
             try:
-                write_file(host_a.mnt / "incoming" / f"k{index}-{n}", data)  # type: ignore[operator]
+                write_file(host_a.mnt / "incoming" / f"k{index}-{n}", data)
             except OSError:
                 return  # the daemon is gone
             with lock:

@@ -24,6 +24,7 @@ from axonfs.axon import Axon
 from axonfs.backends.retry import RetryPolicy, call_with_retry, is_transient
 from axonfs.backends.s3 import S3Backend
 from axonfs.errors import BackendError
+from axonfs.hashing import Sha256
 
 MakeS3 = Callable[..., S3Backend]
 MiB = 1 << 20
@@ -110,13 +111,13 @@ def test_outage_at_start_up_is_retried_later(make_s3: MakeS3, proxy: TcpProxy,
     backend = make_s3(endpoint=proxy.endpoint)
     spool = tmp_path / "spool"
     spool.write_bytes(b"data")
-    sha = hashlib.sha256(b"data").digest()
+    sha = Sha256(hashlib.sha256(b"data").digest())
     with pytest.raises(BackendError):
-        backend.put_file(sha, spool)  # type: ignore[arg-type]
+        backend.put_file(sha, spool)
     assert spool.exists()
     proxy.start()
-    backend.put_file(sha, spool)  # type: ignore[arg-type]
-    assert backend.exists(sha)  # type: ignore[arg-type]
+    backend.put_file(sha, spool)
+    assert backend.exists(sha)
 
 
 def test_retry_policy() -> None:

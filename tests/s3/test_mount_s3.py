@@ -15,10 +15,13 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.fuse import Mounted, axonfs, axonfs_mounts, fuse_available, wait_until
+from helpers.cli import run_axonfs
+from helpers.daemon import MountDaemon, mount_daemons
+from helpers.fuse import axonfs_mounts, fuse_available, wait_until
 from helpers.s3server import S3Server, new_bucket_name
 
 pytestmark = [pytest.mark.fuse,
@@ -26,26 +29,23 @@ pytestmark = [pytest.mark.fuse,
 
 
 @pytest.fixture
-def hosts(s3_server: S3Server, tmp_path: Path):  # type: ignore[no-untyped-def]
+def hosts(s3_server: S3Server, tmp_path: Path) -> Iterator[list[MountDaemon]]:
     """Two unmounted 'hosts' (stores) configured for one fresh bucket."""
     options = ("--s3-bucket", new_bucket_name(), "--s3-endpoint", s3_server.endpoint)
-    made = [Mounted(tmp_path / name, options) for name in ("a", "b")]
-    yield made
-    for mounted in made:
-        mounted.close()
+    with mount_daemons() as daemons:
+        made = [daemons.under(tmp_path / name, options, start=False) for name in ("a", "b")]
+        yield made
     assert not any(str(m.mnt) in axonfs_mounts() for m in made)
-    problems = [line for m in made for line in m.log_problems()]
-    assert not problems, "\n".join(problems)
 
 
-def ctl(host: Mounted, *args: str) -> subprocess.CompletedProcess[str]:
-    return axonfs("ctl", "-m", host.mnt, *args, check=False)
+def ctl(host: MountDaemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_axonfs("ctl", "-m", host.mnt, *args, check=False)
 
 
-def test_two_hosts_share_one_bucket(hosts: list[Mounted], tmp_path: Path) -> None:
+def test_two_hosts_share_one_bucket(hosts: list[MountDaemon], tmp_path: Path) -> None:
     host_a, host_b = hosts
-    host_a.mount()
-    host_b.mount()
+    host_a.start()
+    host_b.start()
     payloads = {"small.bin": os.urandom(3000), "big.bin": os.urandom(6 << 20)}
     for name, data in payloads.items():
         source = tmp_path / name
@@ -65,13 +65,13 @@ def test_two_hosts_share_one_bucket(hosts: list[Mounted], tmp_path: Path) -> Non
 
 
 def test_periodic_sync_applies_other_hosts_adds_and_deletes(
-        hosts: list[Mounted], tmp_path: Path) -> None:
+        hosts: list[MountDaemon], tmp_path: Path) -> None:
     """A's adds appear in B's mount and A's deletes leave it, through the change
     records; a reader on B that holds the blob open when it goes gets all of
     its bytes or EIO, never wrong bytes."""
     host_a, host_b = hosts
-    host_a.mount()
-    host_b.mount("--s3-sync-interval", "0.3")
+    host_a.start()
+    host_b.start("--s3-sync-interval", "0.3")
     data = os.urandom(5000)
     big = os.urandom(3 << 20)
     for name, payload in (("shared", data), ("big", big)):
@@ -107,9 +107,9 @@ def test_periodic_sync_applies_other_hosts_adds_and_deletes(
         host_b, "stats").stdout
 
 
-def test_offline_recover_rebuilds_a_lost_index(hosts: list[Mounted], tmp_path: Path) -> None:
+def test_offline_recover_rebuilds_a_lost_index(hosts: list[MountDaemon], tmp_path: Path) -> None:
     host, _ = hosts
-    host.mount()
+    host.start()
     blobs = [os.urandom(n) for n in (0, 10, 200_000)]
     for i, data in enumerate(blobs):
         (tmp_path / f"f{i}").write_bytes(data)
@@ -117,9 +117,9 @@ def test_offline_recover_rebuilds_a_lost_index(hosts: list[Mounted], tmp_path: P
     host.umount()
     shutil.rmtree(host.store / "index.lmdb")
     bucket, endpoint = host.options[1], host.options[3]
-    done = axonfs("recover", "--store", host.store, "--s3-bucket", bucket,
-                  "--s3-endpoint", endpoint)
+    done = run_axonfs("recover", "--store", host.store, "--s3-bucket", bucket,
+                  "--s3-endpoint", endpoint, check=True)
     assert "added 3" in done.stdout, done.stdout
-    host.mount()
+    host.start()
     for data in blobs:
         assert host.path("by-sha256", hashlib.sha256(data).hexdigest()).read_bytes() == data

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
 from pathlib import Path
 from typing import TypeVar
+
+from helpers.streams import closable
 
 from axonfs.axon import Axon
 from axonfs.backends.base import BlobBackend
@@ -37,12 +37,8 @@ PYTHON = sys.executable
 REPO = Path(__file__).resolve().parents[2]
 
 
-def sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
-
-
 async def collect(iterator: AsyncIterator[T]) -> list[T]:
-    async with aclosing(iterator) as rows:  # type: ignore[type-var]
+    async with aclosing(closable(iterator)) as rows:
         return [row async for row in rows]
 
 
@@ -67,10 +63,3 @@ def blob_file(store_dir: Path, sha: bytes) -> Path:
 def spool_files(store_dir: Path) -> list[str]:
     tmp = store_dir / "tmp"
     return sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
-
-
-def run_axonfs(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m axonfs ARGS`` (stdout and stderr are pipes, not a TTY)."""
-    return subprocess.run([PYTHON, "-m", "axonfs", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})

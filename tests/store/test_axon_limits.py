@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import trio
+from helpers.hashes import sha_digest
 
 from axonfs.errors import HitLimit
 from axonfs.store.store import Limits
-from store.storetools import OpenAxon, collect, sha256, spool_files
+from store.storetools import OpenAxon, collect, spool_files
 
 
 async def test_max_count(open_axon: OpenAxon) -> None:
@@ -18,13 +19,13 @@ async def test_max_count(open_axon: OpenAxon) -> None:
         with pytest.raises(HitLimit) as caught:
             await axon.put(b"one too many")
         assert caught.value.message == "Axon is at file:count limit: 10"
-        assert not await axon.has(sha256(b"one too many"))
+        assert not await axon.has(sha_digest(b"one too many"))
         assert await axon.metrics() == {"size:bytes": 60, "file:count": 10}
         assert len(await collect(axon.hashes(0))) == 10
         assert spool_files(axon.store.root) == []
         # Deleting lowers the counters, so puts succeed again.
-        assert await axon.del_(sha256(b"file 0")) is True
-        assert await axon.put(b"one too many") == (12, sha256(b"one too many"))
+        assert await axon.del_(sha_digest(b"file 0")) is True
+        assert await axon.put(b"one too many") == (12, sha_digest(b"one too many"))
         with pytest.raises(HitLimit):
             await axon.put(b"and another")
 
@@ -61,7 +62,7 @@ async def test_a_save_that_would_cross_max_bytes_is_refused(open_axon: OpenAxon)
         await axon.spill_journal()  # small blobs' files are written in batches
         listing = list(axon.backend.list())
         assert sorted(item.sha256 for item in listing) == sorted(
-            [sha256(b"8 bytes!"), sha256(b"2!")])
+            [sha_digest(b"8 bytes!"), sha_digest(b"2!")])
 
 
 async def test_dedup_succeeds_at_the_limit(open_axon: OpenAxon) -> None:
@@ -82,8 +83,8 @@ async def test_puts_stores_the_files_before_the_limit(open_axon: OpenAxon) -> No
     async with open_axon(Limits(max_count=2)) as axon:
         with pytest.raises(HitLimit):
             await axon.puts([b"a", b"b", b"c"])
-        assert await axon.has(sha256(b"a")) and await axon.has(sha256(b"b"))
-        assert not await axon.has(sha256(b"c"))
+        assert await axon.has(sha_digest(b"a")) and await axon.has(sha_digest(b"b"))
+        assert not await axon.has(sha_digest(b"c"))
         assert await axon.metrics() == {"size:bytes": 2, "file:count": 2}
         assert spool_files(axon.store.root) == []
 
@@ -103,10 +104,11 @@ async def test_an_upload_is_reusable_after_hitting_the_limit(open_axon: OpenAxon
             await upload.write(b"second")
             with pytest.raises(HitLimit):
                 await upload.save()
-            await axon.del_(sha256(b"first"))
+            await axon.del_(sha_digest(b"first"))
             await upload.write(b"third")
-            assert await upload.save() == (5, sha256(b"third"))
-        assert await axon.wants([sha256(b"second"), sha256(b"third")]) == [sha256(b"second")]
+            assert await upload.save() == (5, sha_digest(b"third"))
+        wanted = await axon.wants([sha_digest(b"second"), sha_digest(b"third")])
+        assert wanted == [sha_digest(b"second")]
         assert spool_files(axon.store.root) == []
 
 

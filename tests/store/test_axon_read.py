@@ -6,23 +6,15 @@ import hashlib
 import random
 
 import pytest
+from helpers.hashes import sha_digest
 
 from axonfs.axon import Axon
 from axonfs.errors import BadArg, NoSuchFile
 from axonfs.hashing import Sha256
-from store.storetools import (
-    EMPTY_HASHSET,
-    EMPTY_SHA256,
-    MiB,
-    OpenAxon,
-    collect,
-    pieces,
-    read_all,
-    sha256,
-)
+from store.storetools import EMPTY_HASHSET, EMPTY_SHA256, MiB, OpenAxon, collect, pieces, read_all
 
 ASDF = b"asdfqwerzxcv"  # the reference's [asdf|qwer|zxcv] blob
-MISSING = sha256(b"never stored")
+MISSING = sha_digest(b"never stored")
 
 
 @pytest.mark.parametrize(("offs", "size", "expected"), [
@@ -105,14 +97,14 @@ async def test_33_mib_blob_ranges_across_block_boundaries(axon: Axon) -> None:
     async with await axon.upload() as upload:
         for offset in range(0, BIG, 3 * MiB + 1):  # writes that straddle every boundary
             await upload.write(data[offset:offset + 3 * MiB + 1])
-        assert await upload.save() == (BIG, sha256(data))
-    assert await axon.size(sha256(data)) == BIG
-    assert hashlib.sha256(await read_all(axon, sha256(data))).digest() == sha256(data)
+        assert await upload.save() == (BIG, sha_digest(data))
+    assert await axon.size(sha_digest(data)) == BIG
+    assert hashlib.sha256(await read_all(axon, sha_digest(data))).digest() == sha_digest(data)
     for offs, size in BOUNDARY_RANGES:
-        got = await pieces(axon, sha256(data), offs, size)
+        got = await pieces(axon, sha_digest(data), offs, size)
         assert b"".join(got) == data[offs:offs + size], (offs, size)
         assert b"" not in got, (offs, size)
-    assert await pieces(axon, sha256(data), BIG, 1) == [b""]
+    assert await pieces(axon, sha_digest(data), BIG, 1) == [b""]
 
 
 async def test_ranged_get_reads_what_it_returns(axon: Axon) -> None:
@@ -154,7 +146,7 @@ async def test_has_and_size_of_a_non_sha256(axon: Axon, bad: bytes) -> None:
 
 
 async def test_wants_keeps_order_and_duplicates(axon: Axon) -> None:
-    have, lack1, lack2 = sha256(b"have"), sha256(b"lack 1"), sha256(b"lack 2")
+    have, lack1, lack2 = sha_digest(b"have"), sha_digest(b"lack 1"), sha_digest(b"lack 2")
     await axon.put(b"have")
     wanted = await axon.wants([lack2, have, lack1, lack2, have, lack1])
     assert isinstance(wanted, list)
@@ -218,19 +210,19 @@ async def test_metrics_arithmetic(axon: Axon) -> None:
     assert await axon.metrics() == {"size:bytes": 2 * MiB + 13, "file:count": 3}
     await axon.puts([b"penn" * 2 + b"y", b"rgry" * 2 + b"rgr"])
     assert await axon.metrics() == {"size:bytes": 2 * MiB + 33, "file:count": 5}
-    assert await axon.del_(sha256(big)) is True
+    assert await axon.del_(sha_digest(big)) is True
     assert await axon.metrics() == {"size:bytes": 28, "file:count": 4}
-    assert await axon.del_(sha256(big)) is False
+    assert await axon.del_(sha_digest(big)) is False
     assert await axon.metrics() == {"size:bytes": 28, "file:count": 4}
-    assert await axon.dels([EMPTY_SHA256, sha256(b"asdfasdf")]) == [True, True]
+    assert await axon.dels([EMPTY_SHA256, sha_digest(b"asdfasdf")]) == [True, True]
     assert await axon.metrics() == {"size:bytes": 20, "file:count": 2}
 
 
 async def test_metrics_survive_reopen(open_axon: OpenAxon) -> None:
     async with open_axon() as axon:
         await axon.puts([b"one", b"three", b""])
-        await axon.del_(sha256(b"one"))
+        await axon.del_(sha_digest(b"one"))
     async with open_axon() as axon:
         assert await axon.metrics() == {"size:bytes": 5, "file:count": 2}
-        assert await collect(axon.hashes(0)) == [(1, (sha256(b"three"), 5)),
+        assert await collect(axon.hashes(0)) == [(1, (sha_digest(b"three"), 5)),
                                                  (2, (EMPTY_SHA256, 0))]

@@ -7,12 +7,14 @@ from contextlib import aclosing
 
 import pytest
 import trio
+from helpers.hashes import sha_digest
+from helpers.streams import closable
 
 import axonfs.axon
 from axonfs.axon import Axon
 from axonfs.errors import BadArg, NoSuchFile
 from axonfs.hashing import Sha256
-from store.storetools import EMPTY_SHA256, MiB, collect, read_all, sha256
+from store.storetools import EMPTY_SHA256, MiB, collect, read_all
 
 A, B, E = b"asdfasdf", b"b" * (MiB + 5), b"eeeeeeee"
 BATCH = 7
@@ -32,7 +34,7 @@ async def test_hashes_rows_in_added_order(axon: Axon) -> None:
     await axon.put(A)
     await axon.put(B)
     rows = await collect(axon.hashes(0))
-    assert rows == [(0, (sha256(A), 8)), (1, (sha256(B), MiB + 5))]
+    assert rows == [(0, (sha_digest(A), 8)), (1, (sha_digest(B), MiB + 5))]
     assert all(isinstance(sha, bytes) for _, (sha, _) in rows)
     assert await collect(axon.hashes(1)) == rows[1:]
     assert await collect(axon.hashes(2)) == []
@@ -43,12 +45,12 @@ async def test_hashes_after_delete_and_readd_shows_old_and_new_rows(axon: Axon) 
     """The reference's probe: put A, put E, del A, del E, put A."""
     await axon.put(A)
     await axon.put(E)
-    await axon.del_(sha256(A))
-    await axon.del_(sha256(E))
+    await axon.del_(sha_digest(A))
+    await axon.del_(sha_digest(E))
     await axon.put(A)
-    assert await collect(axon.hashes(0)) == [(0, (sha256(A), 8)), (2, (sha256(A), 8))]
-    assert await collect(axon.hashes(1)) == [(2, (sha256(A), 8))]
-    assert await collect(axon.hashes(2)) == [(2, (sha256(A), 8))]
+    assert await collect(axon.hashes(0)) == [(0, (sha_digest(A), 8)), (2, (sha_digest(A), 8))]
+    assert await collect(axon.hashes(1)) == [(2, (sha_digest(A), 8))]
+    assert await collect(axon.hashes(2)) == [(2, (sha_digest(A), 8))]
     assert await collect(axon.hashes(3)) == []
 
 
@@ -58,10 +60,10 @@ async def test_hashes_skips_long_runs_of_deleted_rows(axon: Axon,
     blobs = [b"blob %d" % i for i in range(5 * BATCH + 3)]
     await axon.puts(blobs)
     gone = blobs[: 3 * BATCH + 2]  # more than a whole batch of hidden rows
-    assert await axon.dels([sha256(b) for b in gone]) == [True] * len(gone)
+    assert await axon.dels([sha_digest(b) for b in gone]) == [True] * len(gone)
     rows = await collect(axon.hashes(0))
     assert [indx for indx, _ in rows] == list(range(len(gone), len(blobs)))
-    assert [sha for _, (sha, _) in rows] == [sha256(b) for b in blobs[len(gone):]]
+    assert [sha for _, (sha, _) in rows] == [sha_digest(b) for b in blobs[len(gone):]]
     assert await collect(axon.hashes(len(blobs) - 1)) == rows[-1:]
 
 
@@ -84,13 +86,13 @@ async def test_hashes_wait_sees_a_put_from_another_task(axon: Axon) -> None:
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(put_later)
-            following = axon.hashes(0, wait=True, timeout=10)
-            async with aclosing(following) as rows:  # type: ignore[type-var]
+            following = closable(axon.hashes(0, wait=True, timeout=10))
+            async with aclosing(following) as rows:
                 async for row in rows:
                     seen.append(row)
                     if len(seen) == 3:
                         break
-    assert seen == [(0, (sha256(A), 8)), (1, (sha256(E), 8)), (2, (sha256(B), MiB + 5))]
+    assert seen == [(0, (sha_digest(A), 8)), (1, (sha_digest(E), 8)), (2, (sha_digest(B), MiB + 5))]
 
 
 async def test_hashes_wait_from_past_the_end(axon: Axon) -> None:
@@ -103,10 +105,10 @@ async def test_hashes_wait_from_past_the_end(axon: Axon) -> None:
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(put_later)
-            following = axon.hashes(2, wait=True, timeout=10)
-            async with aclosing(following) as rows:  # type: ignore[type-var]
+            following = closable(axon.hashes(2, wait=True, timeout=10))
+            async with aclosing(following) as rows:
                 first = await rows.__anext__()
-    assert first == (2, (sha256(b"third"), 5))
+    assert first == (2, (sha_digest(b"third"), 5))
 
 
 async def test_hashes_wait_returns_after_the_timeout(axon: Axon) -> None:
@@ -115,7 +117,7 @@ async def test_hashes_wait_returns_after_the_timeout(axon: Axon) -> None:
     with trio.fail_after(10):
         rows = await collect(axon.hashes(0, wait=True, timeout=0.3))
     elapsed = trio.current_time() - start
-    assert rows == [(0, (sha256(A), 8))]
+    assert rows == [(0, (sha_digest(A), 8))]
     assert 0.25 <= elapsed < 5
 
 
@@ -139,7 +141,7 @@ async def test_history_rows_and_bounds(axon: Axon) -> None:
     await axon.put(B)
     tock = now_ms()
     rows = await collect(axon.history(tick))
-    assert [row for _, row in rows] == [(sha256(A), 8), (sha256(B), MiB + 5)]
+    assert [row for _, row in rows] == [(sha_digest(A), 8), (sha_digest(B), MiB + 5)]
     (tick_a, _), (tick_b, _) = rows
     assert tick <= tick_a < tick_b <= tock
     # Both bounds are inclusive.
@@ -157,12 +159,12 @@ async def test_history_rows_and_bounds(axon: Axon) -> None:
 async def test_history_keeps_deleted_rows_and_adds_readded_ones(axon: Axon) -> None:
     await axon.put(A)
     await axon.put(E)
-    await axon.del_(sha256(A))
+    await axon.del_(sha_digest(A))
     assert [row for _, row in await collect(axon.history(0))] == [
-        (sha256(A), 8), (sha256(E), 8)]
+        (sha_digest(A), 8), (sha_digest(E), 8)]
     await axon.put(A)
     assert [row for _, row in await collect(axon.history(0))] == [
-        (sha256(A), 8), (sha256(E), 8), (sha256(A), 8)]
+        (sha_digest(A), 8), (sha_digest(E), 8), (sha_digest(A), 8)]
 
 
 async def test_history_of_many_rows_in_one_millisecond_keeps_added_order(
@@ -171,7 +173,7 @@ async def test_history_of_many_rows_in_one_millisecond_keeps_added_order(
     blobs = [b"row %d" % i for i in range(5 * BATCH + 3)]
     await axon.puts(blobs)
     rows = await collect(axon.history(0))
-    assert [sha for _, (sha, _) in rows] == [sha256(b) for b in blobs]
+    assert [sha for _, (sha, _) in rows] == [sha_digest(b) for b in blobs]
     assert [tick for tick, _ in rows] == sorted(tick for tick, _ in rows)
 
 
@@ -185,27 +187,27 @@ async def test_history_negative_bounds_are_badarg(axon: Axon, tick: int,
 
 async def test_del_removes_bytes_row_and_counts(axon: Axon) -> None:
     await axon.puts([A, B])
-    assert await axon.del_(sha256(B)) is True
-    assert await axon.has(sha256(B)) is False
-    assert await axon.size(sha256(B)) is None
+    assert await axon.del_(sha_digest(B)) is True
+    assert await axon.has(sha_digest(B)) is False
+    assert await axon.size(sha_digest(B)) is None
     assert await axon.metrics() == {"size:bytes": 8, "file:count": 1}
-    assert not await trio.to_thread.run_sync(axon.backend.exists, Sha256(sha256(B)))
+    assert not await trio.to_thread.run_sync(axon.backend.exists, Sha256(sha_digest(B)))
     await axon.spill_journal()  # small blobs' files are written in batches
     listing = await trio.to_thread.run_sync(lambda: list(axon.backend.list()))
-    assert [item.sha256 for item in listing] == [sha256(A)]
+    assert [item.sha256 for item in listing] == [sha_digest(A)]
     with pytest.raises(NoSuchFile):
-        await read_all(axon, sha256(B))
+        await read_all(axon, sha_digest(B))
     with pytest.raises(NoSuchFile):
-        await axon.hashset(sha256(B))
+        await axon.hashset(sha_digest(B))
     # The sequence and history rows stay; hashes() hides them.
     assert axon.index.next_indx() == 2
     assert len(await collect(axon.history(0))) == 2
-    assert await collect(axon.hashes(0)) == [(0, (sha256(A), 8))]
+    assert await collect(axon.hashes(0)) == [(0, (sha_digest(A), 8))]
 
 
 async def test_del_of_a_missing_blob_is_false(axon: Axon) -> None:
-    assert await axon.del_(sha256(b"nothing")) is False
-    assert await axon.dels([sha256(b"nothing")]) == [False]
+    assert await axon.del_(sha_digest(b"nothing")) is False
+    assert await axon.dels([sha_digest(b"nothing")]) == [False]
     assert await axon.dels([]) == []
 
 
@@ -214,12 +216,12 @@ async def test_del_of_a_non_sha256_is_false(axon: Axon, bad: bytes) -> None:
     """Like has(): the reference answers False for anything it does not hold."""
     await axon.put(A)
     assert await axon.del_(bad) is False
-    assert await axon.dels([bad, sha256(A)]) == [False, True]
+    assert await axon.dels([bad, sha_digest(A)]) == [False, True]
 
 
 async def test_dels_with_duplicates(axon: Axon) -> None:
     await axon.puts([A, E, b""])
-    result = await axon.dels([sha256(A), sha256(A), EMPTY_SHA256, sha256(b"never")])
+    result = await axon.dels([sha_digest(A), sha_digest(A), EMPTY_SHA256, sha_digest(b"never")])
     assert isinstance(result, list)
     assert result == [True, False, True, False]
     assert await axon.metrics() == {"size:bytes": 8, "file:count": 1}
@@ -227,9 +229,9 @@ async def test_dels_with_duplicates(axon: Axon) -> None:
 
 async def test_readd_after_delete_gets_a_new_row(axon: Axon) -> None:
     await axon.put(A)
-    await axon.del_(sha256(A))
-    assert await axon.put(A) == (8, sha256(A))
-    row = axon.index.get(Sha256(sha256(A)))
+    await axon.del_(sha_digest(A))
+    assert await axon.put(A) == (8, sha_digest(A))
+    row = axon.index.get(Sha256(sha_digest(A)))
     assert row is not None and row.indx == 1
-    assert await read_all(axon, sha256(A)) == A
+    assert await read_all(axon, sha_digest(A)) == A
     assert await axon.metrics() == {"size:bytes": 8, "file:count": 1}

@@ -6,16 +6,17 @@ import random
 
 import pytest
 import trio
+from helpers.hashes import sha_digest
 
 from axonfs.axon import Axon
 from axonfs.errors import NoSuchFile
 from axonfs.hashing import Sha256
-from store.storetools import EMPTY_SHA256, MiB, OpenAxon, collect, read_all, sha256, spool_files
+from store.storetools import EMPTY_SHA256, MiB, OpenAxon, collect, read_all, spool_files
 
 
 async def test_put_returns_size_and_raw_sha256(axon: Axon) -> None:
     result = await axon.put(b"asdfqwer")
-    assert result == (8, sha256(b"asdfqwer"))
+    assert result == (8, sha_digest(b"asdfqwer"))
     assert isinstance(result, tuple) and isinstance(result[1], bytes) and len(result[1]) == 32
     assert await read_all(axon, result[1]) == b"asdfqwer"
 
@@ -24,7 +25,7 @@ async def test_puts_keeps_order_and_duplicates(axon: Axon) -> None:
     files = [b"asdf", b"qwer", b"asdf", b"", b"zxcv"]
     result = await axon.puts(files)
     assert isinstance(result, list)
-    assert result == [(len(f), sha256(f)) for f in files]
+    assert result == [(len(f), sha_digest(f)) for f in files]
     assert await axon.metrics() == {"size:bytes": 12, "file:count": 4}
     assert await axon.puts([]) == []
 
@@ -51,9 +52,9 @@ async def test_upload_is_reusable_for_several_files(axon: Axon) -> None:
                 step = rng.choice([0, 1, 7, 4096, 100_000, MiB])
                 await upload.write(data[offset:offset + step])
                 offset += step
-            assert await upload.save() == (len(data), sha256(data))
+            assert await upload.save() == (len(data), sha_digest(data))
     for data in files:
-        assert await read_all(axon, sha256(data)) == data
+        assert await read_all(axon, sha_digest(data)) == data
     distinct = set(files)
     assert await axon.metrics() == {"size:bytes": sum(map(len, distinct)),
                                     "file:count": len(distinct)}
@@ -74,9 +75,9 @@ async def test_upload_discards_unsaved_bytes_on_exit(axon: Axon) -> None:
         await upload.save()
         await upload.write(b"never saved")
         await upload.write(b"x" * (2 * MiB))
-    assert await axon.has(sha256(b"saved"))
-    assert not await axon.has(sha256(b"never saved"))
-    assert not await axon.has(sha256(b"never saved" + b"x" * (2 * MiB)))
+    assert await axon.has(sha_digest(b"saved"))
+    assert not await axon.has(sha_digest(b"never saved"))
+    assert not await axon.has(sha_digest(b"never saved" + b"x" * (2 * MiB)))
     assert await axon.metrics() == {"size:bytes": 5, "file:count": 1}
     assert spool_files(axon.store.root) == []
 
@@ -129,14 +130,14 @@ async def test_fifty_concurrent_puts_of_the_same_content(axon: Axon) -> None:
     async with trio.open_nursery() as nursery:
         for _ in range(50):
             nursery.start_soon(put)
-    assert results == [(len(data), sha256(data))] * 50
+    assert results == [(len(data), sha_digest(data))] * 50
     assert await axon.metrics() == {"size:bytes": len(data), "file:count": 1}
-    assert await collect(axon.hashes(0)) == [(0, (sha256(data), len(data)))]
+    assert await collect(axon.hashes(0)) == [(0, (sha_digest(data), len(data)))]
     assert len(await collect(axon.history(0))) == 1
     await axon.spill_journal()  # small blobs' files are written in batches
     listing = await trio.to_thread.run_sync(lambda: list(axon.backend.list()))
     assert len(listing) == 1
-    assert await read_all(axon, sha256(data)) == data
+    assert await read_all(axon, sha_digest(data)) == data
     assert spool_files(axon.store.root) == []
 
 
@@ -151,13 +152,13 @@ async def test_fifty_concurrent_puts_of_different_content(axon: Axon) -> None:
     async with trio.open_nursery() as nursery:
         for i in range(50):
             nursery.start_soon(put, i)
-    assert [results[i] for i in range(50)] == [(len(b), sha256(b)) for b in blobs]
+    assert [results[i] for i in range(50)] == [(len(b), sha_digest(b)) for b in blobs]
     assert await axon.metrics() == {"size:bytes": sum(map(len, blobs)), "file:count": 50}
     rows = await collect(axon.hashes(0))
     assert [indx for indx, _ in rows] == list(range(50))
-    assert sorted(row for _, row in rows) == sorted((sha256(b), len(b)) for b in blobs)
+    assert sorted(row for _, row in rows) == sorted((sha_digest(b), len(b)) for b in blobs)
     for data in blobs:
-        assert await read_all(axon, sha256(data)) == data
+        assert await read_all(axon, sha_digest(data)) == data
     assert spool_files(axon.store.root) == []
 
 
@@ -167,7 +168,7 @@ async def test_concurrent_puts_and_deletes_keep_counters_exact(axon: Axon) -> No
     await axon.puts(blobs[:15])
 
     async def delete(data: bytes) -> None:
-        await axon.del_(sha256(data))
+        await axon.del_(sha_digest(data))
 
     async def put(data: bytes) -> None:
         await axon.put(data)
@@ -178,10 +179,10 @@ async def test_concurrent_puts_and_deletes_keep_counters_exact(axon: Axon) -> No
         for data in blobs[15:]:
             nursery.start_soon(put, data)
     for data in blobs[:15]:
-        assert not await axon.has(sha256(data))
-        assert not await trio.to_thread.run_sync(axon.backend.exists, Sha256(sha256(data)))
+        assert not await axon.has(sha_digest(data))
+        assert not await trio.to_thread.run_sync(axon.backend.exists, Sha256(sha_digest(data)))
     for data in blobs[15:]:
-        assert await read_all(axon, sha256(data)) == data
+        assert await read_all(axon, sha_digest(data)) == data
     assert await axon.metrics() == {"size:bytes": sum(map(len, blobs[15:])), "file:count": 15}
 
 
@@ -190,13 +191,13 @@ async def test_deleted_then_readded_in_one_group(axon: Axon) -> None:
     await axon.put(b"flip flop")
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(axon.del_, sha256(b"flip flop"))
+        nursery.start_soon(axon.del_, sha_digest(b"flip flop"))
         nursery.start_soon(axon.put, b"flip flop")
     # Whatever order they committed in, the index and the bytes agree.
-    if await axon.has(sha256(b"flip flop")):
-        assert await read_all(axon, sha256(b"flip flop")) == b"flip flop"
+    if await axon.has(sha_digest(b"flip flop")):
+        assert await read_all(axon, sha_digest(b"flip flop")) == b"flip flop"
         assert await axon.metrics() == {"size:bytes": 9, "file:count": 1}
     else:
         with pytest.raises(NoSuchFile):
-            await read_all(axon, sha256(b"flip flop"))
+            await read_all(axon, sha_digest(b"flip flop"))
         assert await axon.metrics() == {"size:bytes": 0, "file:count": 0}

@@ -11,12 +11,13 @@ import random
 from pathlib import Path
 
 import pytest
+from helpers.hashes import sha_digest
 
 from axonfs.backends.base import BlobBackend, Listing
 from axonfs.backends.local import LocalBackend
 from axonfs.errors import BlobMissing
 from axonfs.hashing import Sha256
-from store.storetools import EMPTY_SHA256, MakeBackend, MiB, sha256
+from store.storetools import EMPTY_SHA256, MakeBackend, MiB
 
 
 def put(backend: BlobBackend, spool_dir: Path, data: bytes) -> Sha256:
@@ -24,7 +25,7 @@ def put(backend: BlobBackend, spool_dir: Path, data: bytes) -> Sha256:
     spool_dir.mkdir(exist_ok=True)
     path = spool_dir / f"spool-{os.urandom(6).hex()}"
     path.write_bytes(data)
-    sha = Sha256(sha256(data))
+    sha = Sha256(sha_digest(data))
     backend.put_file(sha, path)
     backend.flush()
     return sha
@@ -41,10 +42,10 @@ def read(backend: BlobBackend, sha: Sha256) -> bytes:
 def test_put_file_consumes_the_spool(backend: BlobBackend, tmp_path: Path) -> None:
     path = tmp_path / "spool-x"
     path.write_bytes(b"consumed")
-    backend.put_file(Sha256(sha256(b"consumed")), path)
+    backend.put_file(Sha256(sha_digest(b"consumed")), path)
     backend.flush()
     assert not path.exists()
-    assert backend.exists(Sha256(sha256(b"consumed")))
+    assert backend.exists(Sha256(sha_digest(b"consumed")))
 
 
 def test_read_ranges(backend: BlobBackend, tmp_path: Path) -> None:
@@ -72,7 +73,7 @@ def test_empty_blob(backend: BlobBackend, tmp_path: Path) -> None:
 
 
 def test_missing_blob(backend: BlobBackend) -> None:
-    sha = Sha256(sha256(b"absent"))
+    sha = Sha256(sha_digest(b"absent"))
     assert not backend.exists(sha)
     with pytest.raises(BlobMissing):
         backend.open(sha)
@@ -103,7 +104,7 @@ def test_list_names_and_sizes(backend: BlobBackend, tmp_path: Path) -> None:
     for data in blobs:
         put(backend, tmp_path, data)
     listed = sorted(backend.list(), key=lambda item: item.sha256)
-    expected = sorted((Listing(Sha256(sha256(b)), len(b)) for b in set(blobs)),
+    expected = sorted((Listing(Sha256(sha_digest(b)), len(b)) for b in set(blobs)),
                       key=lambda item: item.sha256)
     assert listed == expected
     assert backend.ignored == 0

@@ -7,9 +7,10 @@ import random
 from pathlib import Path
 
 import trio
+from helpers.hashes import sha_digest
 
 from axonfs.axon import Axon
-from store.storetools import MiB, OpenAxon, collect, read_all, sha256, spool_files
+from store.storetools import MiB, OpenAxon, collect, read_all, spool_files
 
 
 async def test_a_cancelled_caller_still_closes_the_store(open_axon: OpenAxon) -> None:
@@ -19,7 +20,7 @@ async def test_a_cancelled_caller_still_closes_the_store(open_axon: OpenAxon) ->
             scope.cancel()
             await trio.sleep_forever()
     async with open_axon() as axon:  # the lock was released: we can open it again
-        assert await axon.has(sha256(b"before the cancel"))
+        assert await axon.has(sha_digest(b"before the cancel"))
 
 
 async def test_a_cancelled_upload_leaves_no_spool(axon: Axon, store_dir: Path) -> None:
@@ -64,11 +65,11 @@ async def test_writes_cancelled_at_random_moments(axon: Axon, store_dir: Path) -
     await axon.spill_journal()  # small blobs' files are written in batches
     listing = await trio.to_thread.run_sync(lambda: list(axon.backend.list()))
     assert sorted(item.sha256 for item in listing) == sorted(sha for _, (sha, _) in rows)
-    assert await axon.put(b"still works") == (11, sha256(b"still works"))
+    assert await axon.put(b"still works") == (11, sha_digest(b"still works"))
 
 
 async def test_a_cancelled_waiter_on_hashes_is_fine(axon: Axon) -> None:
     with trio.move_on_after(0.1):
         await collect(axon.hashes(0, wait=True))
     await axon.put(b"after")
-    assert await collect(axon.hashes(0)) == [(0, (sha256(b"after"), 5))]
+    assert await collect(axon.hashes(0)) == [(0, (sha_digest(b"after"), 5))]

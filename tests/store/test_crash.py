@@ -16,20 +16,30 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.cli import run_axonfs
+from helpers.hashes import sha_digest
 
 from axonfs.hashing import Sha256
 from axonfs.store import intent
 from axonfs.store.index import IndexOp
 from axonfs.store.store import Store
-from store.storetools import PYTHON, REPO, MakeBackend, run_axonfs, sha256, spool_files
+from store.storetools import PYTHON, REPO, MakeBackend, spool_files
 
 KILLS = 24
+MIN_COMMITS, MAX_COMMITS = 6, 12
+"""A late kill waits for this many commits (at least, below at most)."""
 WRITER = Path(__file__).with_name("crash_writer.py")
 
 
 def run_and_kill(store_dir: Path, rng: random.Random, early: bool) -> int:
-    """Start the writer, SIGKILL it at a random moment; return how many commits it made."""
+    """Start the writer, SIGKILL it at a random moment; return how many commits it made.
+
+    Early: at a random time while it starts. Otherwise once it has made a random
+    number of commits (so a loaded machine only slows the test down), a random
+    fraction of a commit later.
+    """
     seed = str(rng.randrange(1 << 30))
+    committed = 0
     with subprocess.Popen([PYTHON, str(WRITER), str(store_dir), seed], cwd=REPO,
                           stdout=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)}) as proc:
@@ -38,11 +48,14 @@ def run_and_kill(store_dir: Path, rng: random.Random, early: bool) -> int:
             time.sleep(rng.uniform(0.0, 0.4))
         else:
             assert proc.stdout.readline() == "open\n"
-            time.sleep(rng.uniform(0.02, 0.7))
+            committed = rng.randrange(MIN_COMMITS, MAX_COMMITS)
+            for _ in range(committed):
+                assert proc.stdout.read(1) == ".", "the writer stopped"
+            time.sleep(rng.uniform(0.0, 0.05))
         os.kill(proc.pid, signal.SIGKILL)
         output = proc.stdout.read()
         assert proc.wait(timeout=10) == -signal.SIGKILL
-    return output.count(".")
+    return committed + output.count(".")
 
 
 def check_blobs(store_dir: Path) -> int:
@@ -89,7 +102,7 @@ def test_sigkill_at_random_moments(store_dir: Path) -> None:
 
 def stage_bytes(store: Store, data: bytes, name: bytes | None = None) -> Sha256:
     """Put *data* in the backend under *name* (default: its sha256), unindexed."""
-    sha = Sha256(name or sha256(data))
+    sha = Sha256(name or sha_digest(data))
     path = store.tmp / f"staged-{os.urandom(4).hex()}"
     path.write_bytes(data)
     store.backend.put_file(sha, path)
@@ -101,7 +114,7 @@ def test_open_indexes_the_blobs_of_an_interrupted_add(store_dir: Path,
                                                       make_backend: MakeBackend) -> None:
     with Store(store_dir, make_backend()) as store:
         kept = stage_bytes(store, b"renamed in, never indexed")
-        never = Sha256(sha256(b"never reached the backend"))
+        never = Sha256(sha_digest(b"never reached the backend"))
         intent.write(store.intent_path, [(kept, True), (never, True)])
     with Store(store_dir, make_backend()) as store:
         row = store.index.get(kept)
@@ -139,7 +152,7 @@ def test_open_follows_the_last_op_on_each_blob(store_dir: Path,
 def test_open_removes_a_copy_that_does_not_match_its_name(store_dir: Path,
                                                           make_backend: MakeBackend) -> None:
     with Store(store_dir, make_backend()) as store:
-        torn = stage_bytes(store, b"torn", name=sha256(b"the real, longer content"))
+        torn = stage_bytes(store, b"torn", name=sha_digest(b"the real, longer content"))
         intent.write(store.intent_path, [(torn, True)])
     with Store(store_dir, make_backend()) as store:
         assert not store.index.has(torn)

@@ -18,11 +18,13 @@ from pathlib import Path
 import lmdb
 import pytest
 import trio
+from helpers.cli import run_axonfs
+from helpers.hashes import sha_digest
 
 from axonfs.axon import Axon
 from axonfs.errors import BlobMissing, StoreCorrupt
 from axonfs.hashing import Sha256
-from store.storetools import PYTHON, REPO, blob_file, collect, read_all, run_axonfs, sha256
+from store.storetools import PYTHON, REPO, blob_file, collect, read_all
 
 GOOD = [b"first blob", b"second blob" * 1000, b"", b"third"]
 
@@ -61,7 +63,7 @@ def test_a_healthy_store_is_clean(store: Path) -> None:
 
 
 def test_corrupt_blob(store: Path) -> None:
-    victim = sha256(GOOD[1])
+    victim = sha_digest(GOOD[1])
     data = bytearray(GOOD[1])
     data[5000] ^= 0xFF  # same size, one bit pattern off
     writable(blob_file(store, victim)).write_bytes(data)
@@ -82,7 +84,7 @@ def test_corrupt_blob(store: Path) -> None:
 
 
 def test_blob_with_the_wrong_size(store: Path) -> None:
-    victim = sha256(GOOD[0])
+    victim = sha_digest(GOOD[0])
     writable(blob_file(store, victim)).write_bytes(GOOD[0][:-1])
     result = fsck(store, "--quick")
     assert result.returncode == 1
@@ -92,7 +94,7 @@ def test_blob_with_the_wrong_size(store: Path) -> None:
 
 
 def test_missing_blob(store: Path) -> None:
-    victim = sha256(GOOD[3])
+    victim = sha_digest(GOOD[3])
     blob_file(store, victim).unlink()
     result = fsck(store)
     assert result.returncode == 1
@@ -103,23 +105,23 @@ def test_missing_blob(store: Path) -> None:
 
 async def test_orphan_blob_is_indexed_by_repair(store: Path) -> None:
     orphan = b"bytes nobody indexed"
-    path = blob_file(store, sha256(orphan))
+    path = blob_file(store, sha_digest(orphan))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orphan)
     result = fsck(store)
     assert result.returncode == 1
     assert "1 blob in the backend but not the index" in result.stdout
     assert "'axonfs recover'" in result.stdout
-    assert sha256(orphan).hex() in result.stdout
+    assert sha_digest(orphan).hex() in result.stdout
     assert fsck(store, "--repair").returncode == 1
     assert_clean(store)
     async with Axon.open(store) as axon:
-        assert await read_all(axon, sha256(orphan)) == orphan
-        assert (await collect(axon.hashes(0)))[-1] == (len(GOOD), (sha256(orphan), len(orphan)))
+        assert await read_all(axon, sha_digest(orphan)) == orphan
+        assert (await collect(axon.hashes(0)))[-1] == (len(GOOD), (sha_digest(orphan), len(orphan)))
 
 
 def test_orphan_that_does_not_match_its_name_is_quarantined(store: Path) -> None:
-    name = sha256(b"what the name says")
+    name = sha_digest(b"what the name says")
     path = blob_file(store, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"something else")
@@ -156,11 +158,11 @@ async def test_broken_counter(store: Path, counter: bytes) -> None:
 
 
 async def test_everything_at_once(store: Path) -> None:
-    writable(blob_file(store, sha256(GOOD[1]))).write_bytes(b"x" * len(GOOD[1]))
-    blob_file(store, sha256(GOOD[0])).unlink()
+    writable(blob_file(store, sha_digest(GOOD[1]))).write_bytes(b"x" * len(GOOD[1]))
+    blob_file(store, sha_digest(GOOD[0])).unlink()
     orphan = b"orphan"
-    blob_file(store, sha256(orphan)).parent.mkdir(parents=True, exist_ok=True)
-    blob_file(store, sha256(orphan)).write_bytes(orphan)
+    blob_file(store, sha_digest(orphan)).parent.mkdir(parents=True, exist_ok=True)
+    blob_file(store, sha_digest(orphan)).write_bytes(orphan)
     break_counter(store, b"file:count")
     result = fsck(store)
     assert result.returncode == 1
@@ -170,8 +172,8 @@ async def test_everything_at_once(store: Path) -> None:
     assert fsck(store, "--repair").returncode == 1
     assert_clean(store)
     async with Axon.open(store) as axon:
-        assert await axon.wants([sha256(b) for b in (*GOOD, orphan)]) == [
-            sha256(GOOD[0]), sha256(GOOD[1])]
+        assert await axon.wants([sha_digest(b) for b in (*GOOD, orphan)]) == [
+            sha_digest(GOOD[0]), sha_digest(GOOD[1])]
         assert await axon.metrics() == {"size:bytes": len(GOOD[2] + GOOD[3] + orphan),
                                         "file:count": 3}
 
@@ -211,7 +213,7 @@ def test_progress_bar_only_on_a_terminal(store: Path) -> None:
 
 
 async def test_readers_notice_damage_instead_of_returning_wrong_bytes(store: Path) -> None:
-    truncated, corrupted, deleted = (sha256(GOOD[1]), sha256(GOOD[0]), sha256(GOOD[3]))
+    truncated, corrupted, deleted = (sha_digest(GOOD[1]), sha_digest(GOOD[0]), sha_digest(GOOD[3]))
     writable(blob_file(store, truncated)).write_bytes(GOOD[1][:100])
     writable(blob_file(store, corrupted)).write_bytes(b"X" * len(GOOD[0]))
     blob_file(store, deleted).unlink()

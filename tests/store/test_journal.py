@@ -19,13 +19,15 @@ from pathlib import Path
 
 import pytest
 import trio
+from helpers.cli import run_axonfs
+from helpers.hashes import sha_digest
 
 from axonfs import axon as axon_module
 from axonfs.axon import Axon
 from axonfs.store import store as store_module
 from axonfs.store.store import JOURNAL_MAX, Store
 
-from .storetools import PYTHON, REPO, blob_file, read_all, sha256
+from .storetools import PYTHON, REPO, blob_file, read_all
 
 
 async def test_small_blobs_are_journaled_until_close(store_dir: Path) -> None:
@@ -34,12 +36,12 @@ async def test_small_blobs_are_journaled_until_close(store_dir: Path) -> None:
         await axon.puts(blobs)
         assert axon.index.journal_entries() == 10
         for blob in blobs:
-            assert not blob_file(store_dir, sha256(blob)).exists()  # written later, in a batch
-            assert await read_all(axon, sha256(blob)) == blob  # served from the journal
+            assert not blob_file(store_dir, sha_digest(blob)).exists()  # written later, in a batch
+            assert await read_all(axon, sha_digest(blob)) == blob  # served from the journal
     with Store(store_dir) as reopened:
         assert reopened.index.journal_entries() == 0  # close synced and dropped them
     for blob in blobs:
-        assert blob_file(store_dir, sha256(blob)).read_bytes() == blob
+        assert blob_file(store_dir, sha_digest(blob)).read_bytes() == blob
 
 
 async def wait_for_empty_journal(axon: Axon, seconds: float) -> None:
@@ -61,7 +63,7 @@ async def test_background_spill_after_a_batch(store_dir: Path,
         await axon.put(blobs[7])
         await wait_for_empty_journal(axon, 10)
         for blob in blobs:
-            assert blob_file(store_dir, sha256(blob)).read_bytes() == blob
+            assert blob_file(store_dir, sha_digest(blob)).read_bytes() == blob
 
 
 async def test_background_spill_when_idle(store_dir: Path,
@@ -88,26 +90,24 @@ async def test_spills_puts_deletes_and_reads_at_once(store_dir: Path,
                 if rng.random() < 0.6:
                     await axon.put(blob)
                 else:
-                    await axon.del_(sha256(blob))
+                    await axon.del_(sha_digest(blob))
                 if rng.random() < 0.3:
                     for present in pool[:5]:
-                        if await axon.has(sha256(present)):
-                            assert await read_all(axon, sha256(present)) == present
+                        if await axon.has(sha_digest(present)):
+                            assert await read_all(axon, sha_digest(present)) == present
 
         async with trio.open_nursery() as nursery:
             for seed in range(4):
                 nursery.start_soon(churn, seed)
         for blob in pool:
-            if await axon.has(sha256(blob)):
-                assert await read_all(axon, sha256(blob)) == blob
+            if await axon.has(sha_digest(blob)):
+                assert await read_all(axon, sha_digest(blob)) == blob
         await axon.spill_journal()
-        present = {sha256(blob) for blob in pool if await axon.has(sha256(blob))}
+        present = {sha_digest(blob) for blob in pool if await axon.has(sha_digest(blob))}
         await axon.spill_journal()  # small blobs' files are written in batches
         on_disk = {item.sha256 for item in axon.backend.list()}
         assert on_disk == present
-    fsck = await trio.to_thread.run_sync(partial(
-        subprocess.run, [PYTHON, "-m", "axonfs", "fsck", "--store", str(store_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=60))
+    fsck = await trio.to_thread.run_sync(partial(run_axonfs, "fsck", "--store", store_dir))
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
 
 
@@ -166,7 +166,7 @@ def test_lost_file_is_restored_from_the_journal(store_dir: Path) -> None:
     # What a power cut during a spill can leave: renamed files whose data never
     # reached the disk (the spill had not synced them, so it kept their rows).
     for blob, damage in zip(blobs[1:], (b"", b"short", b"\0" * 70_000), strict=True):
-        path = blob_file(store_dir, sha256(blob))
+        path = blob_file(store_dir, sha_digest(blob))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(damage)
 
@@ -174,10 +174,9 @@ def test_lost_file_is_restored_from_the_journal(store_dir: Path) -> None:
         async with Axon.open(store_dir) as axon:
             assert axon.index.journal_entries() == 0
             for blob in blobs:
-                assert await read_all(axon, sha256(blob)) == blob
-                assert blob_file(store_dir, sha256(blob)).read_bytes() == blob
+                assert await read_all(axon, sha_digest(blob)) == blob
+                assert blob_file(store_dir, sha_digest(blob)).read_bytes() == blob
 
     trio.run(check)
-    fsck = subprocess.run([PYTHON, "-m", "axonfs", "fsck", "--store", str(store_dir)],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    fsck = run_axonfs("fsck", "--store", store_dir)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr

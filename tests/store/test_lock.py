@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import trio
+from helpers.cli import run_axonfs
 
 from axonfs.axon import Axon
 from axonfs.errors import StoreLocked
 from axonfs.store.store import Store
-from store.storetools import PYTHON, REPO, run_axonfs
+from store.storetools import PYTHON, REPO
 
 HOLDER = """
 import sys, trio

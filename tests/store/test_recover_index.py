@@ -10,18 +10,12 @@ import time
 from pathlib import Path
 
 import trio
+from helpers.cli import run_axonfs
+from helpers.hashes import sha_digest
 
 from axonfs.axon import Axon
 from axonfs.hashing import Sha256
-from store.storetools import (
-    MiB,
-    OpenAxon,
-    blob_file,
-    collect,
-    read_all,
-    run_axonfs,
-    sha256,
-)
+from store.storetools import MiB, OpenAxon, blob_file, collect, read_all
 
 BLOBS = [b"alpha", b"", random.Random(11).randbytes(3 * MiB), b"gamma" * 100]
 
@@ -47,25 +41,25 @@ async def test_recover_readds_every_blob_dated_now(open_axon: OpenAxon,
     async with open_axon() as axon:
         await axon.puts(BLOBS)
         await axon.put(b"deleted before the loss")
-        await axon.del_(sha256(b"deleted before the loss"))
+        await axon.del_(sha_digest(b"deleted before the loss"))
     lose_index(store_dir)
     async with open_axon() as axon:
         assert await axon.metrics() == {"size:bytes": 0, "file:count": 0}
-        assert await axon.wants([sha256(b) for b in BLOBS]) == [sha256(b) for b in BLOBS]
+        assert await axon.wants([sha_digest(b) for b in BLOBS]) == [sha_digest(b) for b in BLOBS]
         before = time.time_ns() // 1_000_000
         report = await axon.recover()
         after = time.time_ns() // 1_000_000
         assert (report.listed, report.added, report.skipped, report.corrupt) == (4, 4, 0, [])
         for data in BLOBS:
-            assert await read_all(axon, sha256(data)) == data
+            assert await read_all(axon, sha_digest(data)) == data
         assert await axon.metrics() == {"size:bytes": sum(map(len, BLOBS)), "file:count": 4}
         rows = await collect(axon.hashes(0))
         assert [indx for indx, _ in rows] == [0, 1, 2, 3]
-        assert sorted(row for _, row in rows) == sorted((sha256(b), len(b)) for b in BLOBS)
+        assert sorted(row for _, row in rows) == sorted((sha_digest(b), len(b)) for b in BLOBS)
         history = await collect(axon.history(0))
         assert len(history) == 4
         assert all(before <= tick <= after for tick, _ in history)
-        assert not await axon.has(sha256(b"deleted before the loss"))
+        assert not await axon.has(sha_digest(b"deleted before the loss"))
         # Idempotent: a second run finds everything indexed.
         again = await axon.recover()
         assert (again.listed, again.added, again.skipped) == (4, 0, 4)
@@ -86,16 +80,16 @@ async def test_recover_skips_blobs_a_partial_index_has(open_axon: OpenAxon,
         report = await axon.recover()
         assert (report.listed, report.added, report.skipped) == (3, 2, 1)
         rows = await collect(axon.hashes(0))
-        assert rows[0] == (0, (sha256(b"old"), 3))  # kept its row and its date
+        assert rows[0] == (0, (sha_digest(b"old"), 3))  # kept its row and its date
         assert sorted(row for _, row in rows[1:]) == sorted(
-            [(sha256(b"newer"), 5), (sha256(b"newest"), 6)])
+            [(sha_digest(b"newer"), 5), (sha_digest(b"newest"), 6)])
         assert (await collect(axon.history(0)))[0] == old_history[0]
         assert await axon.metrics() == {"size:bytes": 14, "file:count": 3}
 
 
 async def test_recover_reports_corrupt_blobs_without_adopting_them(
         open_axon: OpenAxon, store_dir: Path) -> None:
-    liar = sha256(b"what the name promises")
+    liar = sha_digest(b"what the name promises")
     async with open_axon() as axon:
         await axon.puts(BLOBS[:2])
         await stage_corrupt(axon, liar, b"what the bytes are")
@@ -114,7 +108,7 @@ async def test_recover_reports_corrupt_blobs_without_adopting_them(
 
 async def test_recover_verifies_by_default_only_where_reads_are_local(
         open_axon: OpenAxon, store_dir: Path) -> None:
-    liar = sha256(b"the name")
+    liar = sha_digest(b"the name")
     async with open_axon() as axon:
         await stage_corrupt(axon, liar, b"other bytes")
     lose_index(store_dir)
@@ -151,7 +145,7 @@ async def test_offline_recover_command(store_dir: Path) -> None:
     assert "recovering" not in result.stderr  # no progress bar without a terminal
     async with Axon.open(store_dir) as axon:
         for data in BLOBS:
-            assert await read_all(axon, sha256(data)) == data
+            assert await read_all(axon, sha_digest(data)) == data
         assert await axon.metrics() == {"size:bytes": sum(map(len, BLOBS)), "file:count": 4}
     fsck = run_axonfs("fsck", "--store", store_dir)
     assert fsck.returncode == 0, fsck.stdout
@@ -161,7 +155,7 @@ async def test_offline_recover_command_reports_corrupt_files(store_dir: Path) ->
     async with Axon.open(store_dir) as axon:
         await axon.put(b"fine")
     lose_index(store_dir)
-    liar = sha256(b"promised")
+    liar = sha_digest(b"promised")
     path = blob_file(store_dir, liar)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"delivered")
@@ -170,4 +164,4 @@ async def test_offline_recover_command_reports_corrupt_files(store_dir: Path) ->
     assert "added 1" in result.stdout and "corrupt 1" in result.stdout
     async with Axon.open(store_dir) as axon:
         assert not await axon.has(liar)
-        assert await axon.has(sha256(b"fine"))
+        assert await axon.has(sha_digest(b"fine"))

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.hashes import sha_digest
 
 from axonfs.axon import Axon
 from axonfs.store.spool import STAGE, Spool
-from store.storetools import MiB, read_all, sha256, spool_files
+from store.storetools import MiB, read_all, spool_files
 
 SIZES = [0, 1, 4095, 4096, STAGE - 1, STAGE, STAGE + 1, 3 * STAGE + 12345]
 PIECE_SIZES = [1, 7, 4095, 4097, 64 << 10, (64 << 10) + 1, MiB + 3, STAGE + 5]
@@ -79,7 +80,7 @@ def test_direct_spool_holds_exactly_what_was_appended(
     assert spool.size == size and spool.fully_hashed
     if direct_io_works(spool_dir):
         assert spool.direct_bytes == size // STAGE * STAGE
-    assert spool.digest() == sha256(data)
+    assert spool.digest() == sha_digest(data)
     path = spool.detach()
     assert path.read_bytes() == data
     path.unlink()
@@ -87,15 +88,17 @@ def test_direct_spool_holds_exactly_what_was_appended(
 
 def test_nothing_reaches_the_file_until_a_stage_fills(spool_dir: Path) -> None:
     spool = Spool(spool_dir, direct=True)
+    path = spool.path  # a direct spool is a file from the start
+    assert path is not None
     spool.append(b"x" * (STAGE - 1))
-    assert spool.staged == STAGE - 1 and os.path.getsize(spool.path) == 0
+    assert spool.staged == STAGE - 1 and os.path.getsize(path) == 0
     spool.append(b"yz")
-    assert spool.staged == 1 and os.path.getsize(spool.path) == STAGE
+    assert spool.staged == 1 and os.path.getsize(path) == STAGE
     spool.sync()  # writes the staged byte, leaves direct mode
     assert not spool.direct and spool.staged == 0
-    assert spool.path.read_bytes() == b"x" * (STAGE - 1) + b"yz"
+    assert path.read_bytes() == b"x" * (STAGE - 1) + b"yz"
     spool.discard()
-    assert not spool.path.exists()
+    assert not path.exists()
 
 
 def test_appends_then_random_writes_and_truncates(spool_dir: Path) -> None:
@@ -119,7 +122,7 @@ def test_appends_then_random_writes_and_truncates(spool_dir: Path) -> None:
         model += piece
     assert spool.size == len(model) and not spool.fully_hashed
     assert spool.read(STAGE - 10, 40) == bytes(model[STAGE - 10:STAGE + 30])
-    assert spool.digest() == sha256(bytes(model))
+    assert spool.digest() == sha_digest(bytes(model))
     assert spool.detach().read_bytes() == model
 
 
@@ -128,7 +131,7 @@ def test_digest_rehashes_staged_bytes_that_were_never_hashed(spool_dir: Path) ->
     spool = Spool(spool_dir, direct=True)
     spool.write_bytes(data, 0)  # the write half alone: the hash must come from the file
     assert not spool.fully_hashed and spool.staged == 4097
-    assert spool.digest() == sha256(data)
+    assert spool.digest() == sha_digest(data)
     assert spool.detach().read_bytes() == data
 
 
@@ -185,7 +188,7 @@ def test_refused_or_short_direct_writes_fall_back_to_buffered(
     assert not spool.direct  # dropped out at the first full stage
     expected_direct = STAGE // 2 if kind is ShortWrite and direct_io_works(spool_dir) else 0
     assert spool.direct_bytes == expected_direct
-    assert spool.fully_hashed and spool.digest() == sha256(data)
+    assert spool.fully_hashed and spool.digest() == sha_digest(data)
     assert spool.detach().read_bytes() == data
 
 
@@ -227,7 +230,7 @@ def test_a_small_spool_stays_in_memory_through_every_operation(spool_dir: Path) 
     assert spool.in_memory and list(spool_dir.iterdir()) == []
     assert spool.size == len(model) and spool.contents() == model
     assert spool.read(24_990, 100) == model[24_990:25_090]
-    assert spool.digest() == sha256(bytes(model))
+    assert spool.digest() == sha_digest(bytes(model))
     spool.discard()
     assert list(spool_dir.iterdir()) == []
 
@@ -250,7 +253,7 @@ def test_outgrowing_memory_moves_every_byte_to_a_file(spool_dir: Path, growth: s
         spool.truncate(2 * MEMORY_MAX)
         model += bytes(2 * MEMORY_MAX - len(model))
     assert not spool.in_memory and len(list(spool_dir.iterdir())) == 1
-    assert spool.digest() == sha256(bytes(model))
+    assert spool.digest() == sha_digest(bytes(model))
     assert spool.detach().read_bytes() == model
 
 
@@ -265,7 +268,7 @@ async def test_a_small_incoming_style_spool_commits_from_memory(axon: Axon) -> N
     spool = axon.store.new_spool(memory_max=MEMORY_MAX)
     spool.append(b"committed without a spool file")
     row = await axon.save_spool(spool)
-    assert row.sha256 == sha256(b"committed without a spool file")
+    assert row.sha256 == sha_digest(b"committed without a spool file")
     assert spool.path is None and list(axon.store.tmp.iterdir()) == []  # no file, ever
     assert b"".join([piece async for piece in axon.get(row.sha256)]) == \
         b"committed without a spool file"
@@ -294,7 +297,7 @@ def test_on_tmpfs_whichever_way_it_takes_o_direct(small_tmpfs: Path) -> None:
     for piece in odd_pieces(data, 6):
         write_like_upload(spool, piece)
     assert spool.direct_bytes in (0, STAGE)
-    assert spool.digest() == sha256(data)
+    assert spool.digest() == sha_digest(data)
     path = spool.detach()
     assert path.read_bytes() == data
     path.unlink()
@@ -324,8 +327,8 @@ async def test_upload_sizes_round_trip_through_get(axon: Axon) -> None:
             if direct and size >= STAGE:
                 assert upload._spool is not None
                 assert upload._spool.direct_bytes == size // STAGE * STAGE
-            assert await upload.save() == (size, sha256(data))
-            assert await read_all(axon, sha256(data)) == data
+            assert await upload.save() == (size, sha_digest(data))
+            assert await read_all(axon, sha_digest(data)) == data
     assert spool_files(axon.store.root) == []
 
 
@@ -334,5 +337,5 @@ async def test_upload_of_small_writes_across_stages(axon: Axon) -> None:
     async with await axon.upload() as upload:
         for offset in range(0, len(data), 64 << 10):  # inline writes, some fill a stage
             await upload.write(data[offset:offset + (64 << 10)])
-        assert await upload.save() == (len(data), sha256(data))
-    assert await read_all(axon, sha256(data)) == data
+        assert await upload.save() == (len(data), sha_digest(data))
+    assert await read_all(axon, sha_digest(data)) == data

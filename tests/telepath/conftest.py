@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ctl.conftest import Daemon, start_daemon, stop_daemon
+from helpers.cli import run_axonfs_bytes
+from helpers.daemon import ServeDaemon
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = Path(__file__).resolve().parent / "clients"
@@ -46,15 +46,9 @@ def synapse_python() -> Path:
     return found
 
 
-def axonfs(*args: str, stdin: bytes | None = None,
-           check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "axonfs", *args], input=stdin,
-                          capture_output=True, timeout=30, check=check)
-
-
 @dataclass
 class Tele:
-    daemon: Daemon
+    daemon: ServeDaemon
     unix: str
     tcp: str
     """tcp://HOST:PORT/ without credentials."""
@@ -64,24 +58,27 @@ class Tele:
 
     @property
     def log(self) -> Path:
-        return self.daemon.store.parent / f"{self.daemon.store.name}.log"
+        return self.daemon.log
 
 
 def ping(store: Path) -> dict[str, Any]:
-    done = axonfs("ctl", "--store", str(store), "ping", "--json")
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    done = run_axonfs_bytes("ctl", "--store", str(store), "ping", "--json", check=True)
+    reply: dict[str, Any] = json.loads(done.stdout)
+    return reply
 
 
 def start_tele(store: Path, *extra: str) -> Tele:
     store.mkdir(parents=True)
-    axonfs("passwd", "--store", str(store), "alice", stdin=f"{PASSWORD}\n".encode())
-    daemon = start_daemon(store, "--telepath-listen", "tcp://127.0.0.1:0", *extra)
+    run_axonfs_bytes("passwd", "--store", str(store), "alice", stdin=f"{PASSWORD}\n".encode(),
+                     check=True)
+    daemon = ServeDaemon.start(store, "--telepath-listen", "tcp://127.0.0.1:0", *extra,
+                               wait_telepath=True)
     try:
         urls = ping(store)["telepath"]
         unix = next(url for url in urls if url.startswith("unix://"))
         tcp = next(url for url in urls if url.startswith("tcp://"))
     except BaseException:
-        stop_daemon(daemon)
+        daemon.stop()
         raise
     return Tele(daemon, unix, tcp)
 
@@ -90,7 +87,7 @@ def start_tele(store: Path, *extra: str) -> Tele:
 def tele(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tele]:
     running = start_tele(tmp_path_factory.mktemp("tele") / "store")
     yield running
-    stop_daemon(running.daemon)
+    running.daemon.stop()
     log = running.log.read_text(errors="replace")
     assert "Traceback" not in log and " ERROR " not in log, log[-4000:]
 

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import msgpack
-from ctl.conftest import stop_daemon
+from helpers.cli import run_axonfs_bytes
 
-from .conftest import Tele, axonfs, ping, start_tele
+from .conftest import Tele, ping, start_tele
 
 
 def connect(tele: Tele, kind: str) -> socket.socket:
@@ -120,7 +120,7 @@ def test_oversized_message_is_refused_before_it_is_buffered(tele: Tele) -> None:
 
 
 def test_pool_link_needs_a_session_of_this_listener(tele: Tele) -> None:
-    todo = ("has", (b"\0" * 32,), {})
+    todo: tuple[str, tuple[bytes], dict[str, object]] = ("has", (b"\0" * 32,), {})
     with connect(tele, "tcp") as sock:
         send(sock, "t2:init", {"todo": todo, "name": None, "sess": "0" * 32})
         reply = receive(sock)
@@ -157,19 +157,23 @@ def test_ping_lists_the_telepath_urls(tele: Tele) -> None:
     urls = ping(tele.daemon.store)["telepath"]
     assert urls == [tele.unix, tele.tcp]
     assert tele.unix == f"unix://{tele.daemon.store}/run/telepath.sock"
-    text = axonfs("ctl", "--store", str(tele.daemon.store), "ping").stdout.decode()
+    text = run_axonfs_bytes("ctl", "--store", str(tele.daemon.store), "ping",
+                            check=True).stdout.decode()
     assert f"telepath {tele.unix}" in text
 
 
 def test_ctl_unpack(tele: Tele, tmp_path: Path) -> None:
     store = str(tele.daemon.store)
     (tmp_path / "blob").write_bytes(b"\x00\x01\x02\x03rest")
-    sha = axonfs("ctl", "--store", store, "put", str(tmp_path / "blob")).stdout.split()[1]
-    done = axonfs("ctl", "--store", store, "unpack", "--json", sha.decode(), ">HH")
+    sha = run_axonfs_bytes("ctl", "--store", store, "put", str(tmp_path / "blob"),
+                           check=True).stdout.split()[1]
+    done = run_axonfs_bytes("ctl", "--store", store, "unpack", "--json", sha.decode(), ">HH",
+                            check=True)
     assert json.loads(done.stdout) == [1, 0x0203]
-    done = axonfs("ctl", "--store", store, "unpack", sha.decode(), "4s", "--offs", "4")
+    done = run_axonfs_bytes("ctl", "--store", store, "unpack", sha.decode(), "4s", "--offs", "4",
+                            check=True)
     assert done.stdout.decode().strip() == b"rest".hex()
-    done = axonfs("ctl", "--store", store, "unpack", "00" * 32, ">H", check=False)
+    done = run_axonfs_bytes("ctl", "--store", store, "unpack", "00" * 32, ">H", check=False)
     assert done.returncode == 1
 
 
@@ -184,8 +188,8 @@ def test_a_store_path_synapse_cannot_reach_is_skipped(tmp_path: Path) -> None:
     try:
         # ctl.sock's path is too long for connect() too; axonfs ctl gets there anyway.
         deadline = time.monotonic() + 20
-        while (done := axonfs("ctl", "--store", str(deep), "ping", "--json",
-                              check=False)).returncode != 0:
+        while (done := run_axonfs_bytes("ctl", "--store", str(deep), "ping", "--json",
+                                        check=False)).returncode != 0:
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.1)
         urls = json.loads(done.stdout)["telepath"]
@@ -203,5 +207,5 @@ def test_second_tele_fixture_helper_cleans_up(tmp_path: Path) -> None:
     try:
         still_serving(running)
     finally:
-        stop_daemon(running.daemon)
+        running.daemon.stop()
     assert running.daemon.process.returncode is not None

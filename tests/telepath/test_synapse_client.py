@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ctl.conftest import stop_daemon
 from ctl.servers import FILE_BODY, LocalHTTPServer
+from helpers.cli import run_axonfs_bytes
+from helpers.hashes import sha_hex
 
-from .conftest import PASSWORD, Tele, axonfs, run_client, run_module, start_tele
+from .conftest import PASSWORD, Tele, run_client, run_module, start_tele
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +25,6 @@ def http_base() -> Iterator[str]:
     yield server.base
     server.stop()
 
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize("listener", ["unix", "tcp"])
@@ -38,15 +36,15 @@ def test_every_call(synapse_python: Path, tele: Tele, http_base: str, listener: 
     assert out["cellinfo"]["iden"] == out["iden"] and len(out["iden"]) == 32
     assert tuple(out["cellinfo"]["version"]) >= (2, 192, 0)
     assert out["cellinfo"]["features"] == out["features"] == {"byterange": 1, "unpack": 1}
-    assert out["put"] == [12, sha(text)]
-    assert out["puts"] == [[3, sha(b"one")], [3, sha(b"two")], [3, sha(b"one")]]
+    assert out["put"] == [12, sha_hex(text)]
+    assert out["puts"] == [[3, sha_hex(b"one")], [3, sha_hex(b"two")], [3, sha_hex(b"one")]]
     assert out["has"] == [True, False]
     assert out["size"] == [12, None]
-    assert out["wants"] == [sha(b"nope")]
+    assert out["wants"] == [sha_hex(b"nope")]
     assert out["hashset"]["md5"] == hashlib.md5(text).hexdigest()
     assert bytes.fromhex(out["get"]) == text
     assert bytes.fromhex(out["get_range"]) == text[1:5]
-    assert [row[1][0] for row in out["hashes"]][:1] == [sha(text)] or out["hashes"]
+    assert [row[1][0] for row in out["hashes"]][:1] == [sha_hex(text)] or out["hashes"]
     assert out["history"] >= 3
     assert set(out["metrics"]) == {"size:bytes", "file:count"}
     assert out["readlines"] == ["alpha", "", "beta"]
@@ -56,10 +54,10 @@ def test_every_call(synapse_python: Path, tele: Tele, http_base: str, listener: 
     assert out["iterMpkFile"] == ["foo", ["bar", 1]]
     assert out["unpack"] == [0x01020304]
     assert out["unpack_offs"] == [b"tail".hex()]
-    assert out["upload"] == [[6, sha(b"upload")], [6, sha(b"second")]]
+    assert out["upload"] == [[6, sha_hex(b"upload")], [6, sha_hex(b"second")]]
     assert bytes.fromhex(out["upload_get"]) == b"upload"
     assert out["wget"] == {"ok": True, "code": 200, "size": len(FILE_BODY),
-                           "sha256": sha(FILE_BODY)}
+                           "sha256": sha_hex(FILE_BODY)}
     assert out["wput"] == {"ok": True, "code": 201}
     assert out["postfiles"] == {"ok": True, "code": 201}
     assert out["del_"][1] is False
@@ -94,16 +92,16 @@ def wait_for_log(path: Path, needle: str, timeout: float = 10.0) -> str:
 
 
 def test_pool_links_and_abandoned_generators(synapse_python: Path, tele: Tele) -> None:
-    axonfs("ctl", "--store", str(tele.daemon.store), "log-level", "debug",
-           "--logger", "axonfs.telepath")
+    run_axonfs_bytes("ctl", "--store", str(tele.daemon.store), "log-level", "debug",
+                     "--logger", "axonfs.telepath", check=True)
     try:
         out = run_client(synapse_python, "pool.py", tele.unix)
         # The daemon saw both clients leave mid-generator and stopped them.
         wait_for_log(tele.log, "went away during get")
         wait_for_log(tele.log, "went away during hashes")
     finally:
-        axonfs("ctl", "--store", str(tele.daemon.store), "log-level", "info",
-               "--logger", "axonfs.telepath")
+        run_axonfs_bytes("ctl", "--store", str(tele.daemon.store), "log-level", "info",
+                         "--logger", "axonfs.telepath", check=True)
     assert out["puts_ok"] and out["gets_ok"]
     assert out["links"] > 1  # the 20 concurrent calls went over several pool links
     assert out["many"] == 300
@@ -129,10 +127,10 @@ def test_wrong_password_is_auth_deny(synapse_python: Path, tele: Tele) -> None:
 
 def test_passwd_applies_to_new_connections(synapse_python: Path, tele: Tele) -> None:
     store = str(tele.daemon.store)
-    axonfs("passwd", "--store", store, "bob", stdin=b"pw-of-bob\n")
+    run_axonfs_bytes("passwd", "--store", store, "bob", stdin=b"pw-of-bob\n", check=True)
     bob = tele.tcp.replace("tcp://", "tcp://bob:pw-of-bob@")
     assert run_client(synapse_python, "connect.py", bob)["ok"]
-    axonfs("passwd", "--store", store, "--delete", "bob")
+    run_axonfs_bytes("passwd", "--store", store, "--delete", "bob", check=True)
     assert run_client(synapse_python, "connect.py", bob)["error"][0] == "AuthDeny"
 
 
@@ -148,10 +146,10 @@ def test_axon_tools_put_and_get(synapse_python: Path, tele: Tele, tmp_path: Path
     assert "Axon already had [a.bin]" in done.stdout, done.stderr
     out = tmp_path / "out"
     done = run_module(synapse_python, "synapse.tools.axon.get", "-a", tele.tcp_as(),
-                      "-o", str(out), "-l", sha(data), "-l", sha(b"absent"))
+                      "-o", str(out), "-l", sha_hex(data), "-l", sha_hex(b"absent"))
     assert done.returncode == 0, done.stderr
-    assert (out / sha(data)).read_bytes() == data
-    assert f"{sha(b'absent')} not in axon store" in done.stdout
+    assert (out / sha_hex(data)).read_bytes() == data
+    assert f"{sha_hex(b'absent')} not in axon store" in done.stdout
 
 
 def test_copy_from_a_synapse_axon_and_back(synapse_python: Path, tele: Tele,
@@ -172,7 +170,7 @@ def test_synapse_own_axon_test_passes(synapse_python: Path, tmp_path: Path,
         url = tele.unix if listener == "unix" else tele.tcp_as()
         out = run_client(synapse_python, "synapse_axon_suite.py", url, timeout=180)
     finally:
-        stop_daemon(tele.daemon)
+        tele.daemon.stop()
     assert out["ok"], out["error"]
     assert out["removed"] == ["evt = asyncio.Event() ... # CSV with alternative delimiter"]
 
@@ -184,14 +182,13 @@ def test_synapse_own_limits_test_passes(synapse_python: Path, tmp_path: Path,
     try:
         out = run_client(synapse_python, "synapse_axon_suite.py", tele.unix, "limits")
     finally:
-        stop_daemon(tele.daemon)
+        tele.daemon.stop()
     assert out["ok"], out["error"]
 
 
 def test_ssl_listener(synapse_python: Path, tmp_path: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from ctl.conftest import stop_daemon
     from ctl.servers import make_certificates
 
     from .conftest import ping, start_tele
@@ -210,11 +207,10 @@ def test_ssl_listener(synapse_python: Path, tmp_path: Path) -> None:
         wrong = ssl_url.replace("ssl://", "ssl://alice:nope@") + f"?certhash={pin}"
         assert run_client(synapse_python, "connect.py", wrong)["error"][0] == "AuthDeny"
     finally:
-        stop_daemon(running.daemon)
+        running.daemon.stop()
 
 
 def test_axon_tools_dump_and_load(synapse_python: Path, tele: Tele, tmp_path: Path) -> None:
-    from ctl.conftest import stop_daemon
 
     from .conftest import start_tele
 
@@ -234,10 +230,10 @@ def test_axon_tools_dump_and_load(synapse_python: Path, tele: Tele, tmp_path: Pa
         assert done.returncode == 0, done.stdout + done.stderr
         out = tmp_path / "out"
         done = run_module(synapse_python, "synapse.tools.axon.get", "-a", other.unix,
-                          "-o", str(out), "-l", sha(blob))
-        assert (out / sha(blob)).read_bytes() == blob, done.stdout + done.stderr
+                          "-o", str(out), "-l", sha_hex(blob))
+        assert (out / sha_hex(blob)).read_bytes() == blob, done.stdout + done.stderr
     finally:
-        stop_daemon(other.daemon)
+        other.daemon.stop()
 
 
 def test_a_cortex_uses_axonfs_as_its_axon(synapse_python: Path, tele: Tele, http_base: str,
@@ -245,11 +241,12 @@ def test_a_cortex_uses_axonfs_as_its_axon(synapse_python: Path, tele: Tele, http
     out = run_client(synapse_python, "cortex_wget.py", tele.unix, str(tmp_path),
                      f"{http_base}/file", timeout=120)
     assert out["ok"] and out["code"] == 200
-    assert out["sha256"] == sha(FILE_BODY)
+    assert out["sha256"] == sha_hex(FILE_BODY)
     assert out["lines"] == [FILE_BODY.decode().strip()]
     assert out["unpack"] == [FILE_BODY[:5].hex()]
     assert out["size"] == len(FILE_BODY)
-    assert out["put"] == [4, sha(bytes([1, 2, 3, 4]))]
-    assert out["node"] == f"sha256:{sha(FILE_BODY)}"
+    assert out["put"] == [4, sha_hex(bytes([1, 2, 3, 4]))]
+    assert out["node"] == f"sha256:{sha_hex(FILE_BODY)}"
     store = str(tele.daemon.store)
-    assert axonfs("ctl", "--store", store, "has", sha(FILE_BODY)).returncode == 0
+    assert run_axonfs_bytes("ctl", "--store", store, "has", sha_hex(FILE_BODY),
+                            check=True).returncode == 0

@@ -7,14 +7,13 @@ import struct
 from pathlib import Path
 
 import pytest
+from helpers.cli import run_axonfs_bytes
 
 from axonfs.axon import Axon
 from axonfs.errors import BadArg, BadDataValu, NoSuchFile, from_wire
 from axonfs.telepath import users
 from axonfs.telepath.config import parse_listen, unix_url_problem
 from axonfs.telepath.wire import BadMessage, MessageDecoder, encode, error_retn, yielded_bytes
-
-from .conftest import axonfs
 
 
 async def test_unpack_reads_what_the_format_needs(axon: Axon) -> None:
@@ -62,13 +61,16 @@ def test_users_file(tmp_path: Path) -> None:
 
 def test_passwd_command_strips_the_newline_echo_adds(tmp_path: Path) -> None:
     store = str(tmp_path)
-    axonfs("passwd", "--store", store, "carol", stdin=b"p w\n")
+    run_axonfs_bytes("passwd", "--store", store, "carol", stdin=b"p w\n", check=True)
     assert users.verify(tmp_path, "carol", "p w")
-    assert axonfs("passwd", "--store", store, "x:y", stdin=b"a\n", check=False).returncode == 2
-    assert axonfs("passwd", "--store", store, "dan", stdin=b"\n", check=False).returncode == 2
-    assert axonfs("passwd", "--store", store, "--delete", "carol").returncode == 0
-    assert axonfs("passwd", "--store", store, "--delete", "carol",
-                  check=False).returncode == 1
+    assert run_axonfs_bytes("passwd", "--store", store, "x:y", stdin=b"a\n",
+                            check=False).returncode == 2
+    assert run_axonfs_bytes("passwd", "--store", store, "dan", stdin=b"\n",
+                            check=False).returncode == 2
+    assert run_axonfs_bytes("passwd", "--store", store, "--delete", "carol",
+                            check=True).returncode == 0
+    assert run_axonfs_bytes("passwd", "--store", store, "--delete", "carol",
+                            check=False).returncode == 1
 
 
 def test_listen_addresses() -> None:
@@ -106,7 +108,7 @@ def test_listeners_in_the_config_file(tmp_path: Path) -> None:
     config.write_text(f'store = "{tmp_path / "store"}"\n'
                       'telepath-listen = ["tcp://127.0.0.1:0", "ssl://127.0.0.1:0"]\n'
                       'tls-cert = "cert.pem"\n')
-    done = axonfs("serve", "--config", str(config), "--print-config")
+    done = run_axonfs_bytes("serve", "--config", str(config), "--print-config", check=True)
     assert 'telepath-listen = ["tcp://127.0.0.1:0", "ssl://127.0.0.1:0"]' in done.stdout.decode()
 
 

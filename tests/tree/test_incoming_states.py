@@ -11,7 +11,6 @@ same patterns with the real programs through the kernel.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,10 +18,13 @@ from pathlib import Path
 
 import pyfuse3
 import pytest
+from helpers.hashes import sha_digest
+from helpers.requests import FakeContext
 from pyfuse3 import FileHandleT, InodeT
 
 from axonfs.axon import Axon
 from axonfs.fuseattrs import set_reported_ino
+from axonfs.hashing import Sha256
 from axonfs.incoming import File, FileState, Incoming
 from axonfs.inodes import BLOB_BASE, BY_SHA256_INODE, INCOMING_INODE
 from axonfs.ops import Operations
@@ -61,16 +63,6 @@ class RecordingKernel:
 
 
 @dataclass
-class Ctx:
-    """The fields of pyfuse3.RequestContext that the handlers read."""
-
-    pid: int = OPENER
-    uid: int = 0
-    gid: int = 0
-    umask: int = 0o022
-
-
-@dataclass
 class Tree:
     axon: Axon
     ops: Operations
@@ -83,16 +75,16 @@ class Tree:
 
     async def create(self, name: str, pid: int = OPENER) -> FileHandleT:
         info, _ = await self.ops.create(InodeT(INCOMING_INODE), os.fsencode(name), 0o644,
-                                        os.O_WRONLY | os.O_CREAT, Ctx(pid))  # type: ignore[arg-type]
+                                        os.O_WRONLY | os.O_CREAT, FakeContext(pid))
         return info.fh
 
     async def open(self, name: str, flags: int, pid: int = OPENER) -> FileHandleT:
         inode = (await self.lookup(name)).st_ino
-        info = await self.ops.open(inode, flags, Ctx(pid))  # type: ignore[arg-type]
+        info = await self.ops.open(inode, flags, FakeContext(pid))
         return info.fh
 
     async def lookup(self, name: str, parent: int = INCOMING_INODE) -> pyfuse3.EntryAttributes:
-        return await self.ops.lookup(InodeT(parent), os.fsencode(name), Ctx())  # type: ignore[arg-type]
+        return await self.ops.lookup(InodeT(parent), os.fsencode(name), FakeContext(OPENER))
 
     async def write(self, fh: FileHandleT, data: bytes, offset: int = 0) -> None:
         assert await self.ops.write(fh, offset, data) == len(data)
@@ -115,9 +107,6 @@ class Tree:
         return b"".join([piece async for piece in self.axon.get(sha256)])
 
 
-def sha(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
-
 
 @pytest.fixture
 async def tree(tmp_path: Path) -> AsyncIterator[Tree]:
@@ -136,7 +125,7 @@ async def test_a_plain_copy_commits_once_at_close(tree: Tree) -> None:
     fh = await tree.create("f")
     await tree.write(fh, b"hello")
     await tree.close(fh)
-    assert tree.history() == [sha(b"hello")]
+    assert tree.history() == [sha_digest(b"hello")]
     assert tree.file("f").state is FileState.COMMITTED
 
 
@@ -150,7 +139,7 @@ async def test_redirection_closes_a_duplicate_first_and_commits_only_the_content
     await tree.write(fh, b"x\n")
     tree.writers.held.clear()  # the restore of fd 1 closes the last descriptor
     await tree.close(fh)
-    assert tree.history() == [sha(b"x\n")]
+    assert tree.history() == [sha_digest(b"x\n")]
 
 
 async def test_a_child_closing_its_inherited_copy_does_not_commit(tree: Tree) -> None:
@@ -164,12 +153,12 @@ async def test_a_child_closing_its_inherited_copy_does_not_commit(tree: Tree) ->
     tree.writers.held.clear()
     tree.writers.states[OPENER] = WriterState.EXITING  # the subshell exits
     await tree.close(fh)
-    assert tree.history() == [sha(b"start\nend\n")]
+    assert tree.history() == [sha_digest(b"start\nend\n")]
 
 
 async def test_a_touched_file_is_the_empty_blob(tree: Tree) -> None:
     await tree.close(await tree.create("empty"))
-    assert tree.history() == [sha(b"")]
+    assert tree.history() == [sha_digest(b"")]
 
 
 async def test_a_writer_killed_by_a_signal_commits_nothing(tree: Tree) -> None:
@@ -191,7 +180,7 @@ async def test_a_release_without_a_committing_flush_still_commits(tree: Tree) ->
     await tree.write(fh, b"data")
     await tree.ops.flush(fh)
     await tree.ops.release(fh)  # /proc said "held", yet this was the last descriptor
-    assert tree.history() == [sha(b"data")]
+    assert tree.history() == [sha_digest(b"data")]
 
 
 # -- two writers, O_TRUNC ---------------------------------------------------------
@@ -204,7 +193,7 @@ async def test_o_trunc_on_a_second_open_truncates(tree: Tree) -> None:
     await tree.write(second, b"XY")
     await tree.close(second)
     await tree.close(first)
-    assert tree.history() == [sha(b"XY")]
+    assert tree.history() == [sha_digest(b"XY")]
     assert await tree.blob(tree.history()[-1]) == b"XY"
 
 
@@ -217,9 +206,9 @@ async def test_a_close_that_returned_keeps_its_content_when_the_other_writer_is_
     await tree.write(second, b"lost", 4)
     tree.writers.states[CHILD] = WriterState.KILLED
     await tree.close(second)
-    assert tree.history() == [sha(b"kept")]
+    assert tree.history() == [sha_digest(b"kept")]
     node = tree.file("f")
-    assert node.state is FileState.COMMITTED and node.sha256 == sha(b"kept")
+    assert node.state is FileState.COMMITTED and node.sha256 == sha_digest(b"kept")
     assert node.size == 4
 
 
@@ -230,7 +219,7 @@ async def test_two_writers_each_commit_at_their_own_last_close(tree: Tree) -> No
     await tree.close(first)
     await tree.write(second, b"two", 3)
     await tree.close(second)
-    assert tree.history() == [sha(b"one"), sha(b"onetwo")]
+    assert tree.history() == [sha_digest(b"one"), sha_digest(b"onetwo")]
 
 
 # -- writing a committed name again ----------------------------------------------
@@ -244,11 +233,12 @@ async def test_a_re_copy_stores_the_new_content_and_the_entry_shows_it(tree: Tre
     assert tree.file("x").size == 0
     await tree.write(fh, b"new content")
     await tree.close(fh)
-    assert tree.history() == [sha(b"old"), sha(b"new content")]
-    assert tree.file("x").sha256 == sha(b"new content")
-    assert await tree.axon.has(sha(b"old"))  # the earlier blob stays stored
-    value = await tree.ops.getxattr(tree.file("x").inode, b"user.axonfs.sha256", Ctx())  # type: ignore[arg-type]
-    assert value == sha(b"new content").hex().encode()
+    assert tree.history() == [sha_digest(b"old"), sha_digest(b"new content")]
+    assert tree.file("x").sha256 == sha_digest(b"new content")
+    assert await tree.axon.has(sha_digest(b"old"))  # the earlier blob stays stored
+    value = await tree.ops.getxattr(tree.file("x").inode, b"user.axonfs.sha256",
+                                    FakeContext(OPENER))
+    assert value == sha_digest(b"new content").hex().encode()
 
 
 async def test_an_append_stores_old_plus_new(tree: Tree) -> None:
@@ -258,8 +248,8 @@ async def test_an_append_stores_old_plus_new(tree: Tree) -> None:
     fh = await tree.open("log", os.O_WRONLY | os.O_APPEND)
     await tree.write(fh, b"b\n", 2)
     await tree.close(fh)
-    assert tree.history() == [sha(b"a\n"), sha(b"a\nb\n")]
-    assert await tree.blob(sha(b"a\nb\n")) == b"a\nb\n"
+    assert tree.history() == [sha_digest(b"a\n"), sha_digest(b"a\nb\n")]
+    assert await tree.blob(sha_digest(b"a\nb\n")) == b"a\nb\n"
 
 
 async def test_opening_a_committed_name_for_writing_without_writing_changes_nothing(
@@ -268,7 +258,7 @@ async def test_opening_a_committed_name_for_writing_without_writing_changes_noth
     await tree.write(fh, b"same")
     await tree.close(fh)
     await tree.close(await tree.open("x", os.O_WRONLY))
-    assert tree.history() == [sha(b"same")]
+    assert tree.history() == [sha_digest(b"same")]
     assert tree.file("x").state is FileState.COMMITTED
 
 
@@ -277,7 +267,7 @@ async def test_a_truncate_by_path_of_a_committed_entry_commits_at_once(tree: Tre
     await tree.write(fh, b"0123456789")
     await tree.close(fh)
     await tree.incoming.truncate(tree.file("x"), 4)
-    assert tree.history() == [sha(b"0123456789"), sha(b"0123")]
+    assert tree.history() == [sha_digest(b"0123456789"), sha_digest(b"0123")]
 
 
 async def test_a_failed_commit_reaches_the_close_and_reverts(tmp_path: Path) -> None:
@@ -294,7 +284,7 @@ async def test_a_failed_commit_reaches_the_close_and_reverts(tmp_path: Path) -> 
         assert getattr(info.value, "errno", None) == errno.ENOSPC
         await incoming.release(again)
         node = first.node
-        assert node.state is FileState.COMMITTED and node.sha256 == sha(b"one")
+        assert node.state is FileState.COMMITTED and node.sha256 == sha_digest(b"one")
         incoming.close()
 
 
@@ -306,15 +296,16 @@ async def test_committed_entries_are_hard_links_to_their_blob(tree: Tree) -> Non
     await tree.write(fh, b"linked")
     await tree.close(fh)
     entry = await tree.lookup("f")
-    blob = await tree.lookup(sha(b"linked").hex(), BY_SHA256_INODE)
+    blob = await tree.lookup(sha_digest(b"linked").hex(), BY_SHA256_INODE)
     assert entry.st_ino == tree.file("f").inode  # its own node id: writable again
     assert blob.st_nlink == 2
     reported = pyfuse3.EntryAttributes()
     reported.st_ino = blob.st_ino
     assert set_reported_ino(reported, blob.st_ino)  # the layout was recognised here
-    assert BLOB_BASE + tree.axon.index.get(sha(b"linked")).indx in tree.kernel.attrs  # type: ignore[union-attr]
-    await tree.ops.unlink(InodeT(INCOMING_INODE), b"f", Ctx())  # type: ignore[arg-type]
-    assert (await tree.lookup(sha(b"linked").hex(), BY_SHA256_INODE)).st_nlink == 1
+    row = tree.axon.index.get(Sha256(sha_digest(b"linked")))
+    assert row is not None and BLOB_BASE + row.indx in tree.kernel.attrs
+    await tree.ops.unlink(InodeT(INCOMING_INODE), b"f", FakeContext(OPENER))
+    assert (await tree.lookup(sha_digest(b"linked").hex(), BY_SHA256_INODE)).st_nlink == 1
 
 
 async def test_chmod_of_a_committed_entry_takes_effect(tree: Tree) -> None:
@@ -329,7 +320,7 @@ async def test_o_trunc_on_a_blob_is_refused(tree: Tree) -> None:
     _, digest = await tree.axon.put(b"blob")
     inode = (await tree.lookup(digest.hex(), BY_SHA256_INODE)).st_ino
     with pytest.raises(pyfuse3.FUSEError) as info:
-        await tree.ops.open(inode, os.O_RDONLY | os.O_TRUNC, Ctx())  # type: ignore[arg-type]
+        await tree.ops.open(inode, os.O_RDONLY | os.O_TRUNC, FakeContext(OPENER))
     assert info.value.errno == errno.EROFS
     assert await tree.blob(digest) == b"blob"
 

@@ -11,12 +11,12 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 
 import pyfuse3
 import pytest
+from helpers.requests import FakeContext
 from pyfuse3 import InodeT
 
 from axonfs.axon import Axon
@@ -44,16 +44,6 @@ from axonfs.tree.base import (
 from axonfs.vfs import Vfs
 
 
-@dataclass
-class Ctx:
-    """The fields of pyfuse3.RequestContext that the handlers read."""
-
-    pid: int = 1
-    uid: int = 0
-    gid: int = 0
-    umask: int = 0o022
-
-
 @pytest.fixture
 async def ops(tmp_path: Path) -> AsyncIterator[Operations]:
     async with Axon.open(tmp_path / "store") as axon:
@@ -64,12 +54,12 @@ async def ops(tmp_path: Path) -> AsyncIterator[Operations]:
 
 
 async def lookup(ops: Operations, parent: int, name: str) -> pyfuse3.EntryAttributes:
-    return await ops.lookup(InodeT(parent), os.fsencode(name), Ctx())  # type: ignore[arg-type]
+    return await ops.lookup(InodeT(parent), os.fsencode(name), FakeContext())
 
 
-async def errno_of(request: object) -> int:
+async def errno_of(request: Awaitable[object]) -> int:
     with pytest.raises(pyfuse3.FUSEError) as info:
-        await request  # type: ignore[misc]
+        await request
     return info.value.errno
 
 
@@ -84,9 +74,9 @@ async def test_the_root_lists_every_subtree_in_order(ops: Operations) -> None:
                         ("history.log", HISTORY_LOG_INODE), ("incoming", INCOMING_INODE)):
         assert (await lookup(ops, ROOT_INODE, name)).st_ino == inode
     assert await errno_of(lookup(ops, ROOT_INODE, "nothing")) == errno.ENOENT
-    socket = await ops.getxattr(InodeT(ROOT_INODE), b"user.axonfs.socket", Ctx())  # type: ignore[arg-type]
+    socket = await ops.getxattr(InodeT(ROOT_INODE), b"user.axonfs.socket", FakeContext())
     assert socket.endswith(b"ctl.sock")
-    assert await ops.getxattr(InodeT(ROOT_INODE), b"user.axonfs.pid", Ctx()) == b"4242"  # type: ignore[arg-type]
+    assert await ops.getxattr(InodeT(ROOT_INODE), b"user.axonfs.pid", FakeContext()) == b"4242"
 
 
 async def test_a_blob_is_a_read_only_file_named_by_its_digest(ops: Operations) -> None:
@@ -98,33 +88,34 @@ async def test_a_blob_is_a_read_only_file_named_by_its_digest(ops: Operations) -
     assert attrs.st_ino == BLOB_BASE + row.indx and attrs.st_size == 5
     assert stat.S_ISREG(attrs.st_mode) and attrs.st_mode & 0o777 == 0o444
     assert attrs.entry_timeout == IMMUTABLE_TIMEOUT
-    info = await ops.open(attrs.st_ino, os.O_RDONLY, Ctx())  # type: ignore[arg-type]
+    info = await ops.open(attrs.st_ino, os.O_RDONLY, FakeContext())
     assert info.keep_cache
     assert bytes(await ops.read(info.fh, 1, 3)) == b"ell"
     await ops.release(info.fh)
-    md5 = await ops.getxattr(attrs.st_ino, b"user.axonfs.md5", Ctx())  # type: ignore[arg-type]
+    md5 = await ops.getxattr(attrs.st_ino, b"user.axonfs.md5", FakeContext())
     assert md5 == hashlib.md5(b"hello").hexdigest().encode()
     assert names(ops.vfs.opendir(BY_SHA256_INODE)) == [digest.hex()]
 
 
 async def test_refusals_keep_their_errnos(ops: Operations) -> None:
+    ctx = FakeContext()
     _, digest = await ops.vfs.axon.put(b"x")
     blob = (await lookup(ops, BY_SHA256_INODE, digest.hex())).st_ino
     assert await errno_of(lookup(ops, BY_SHA256_INODE, "f" * 64)) == errno.ENOENT
     assert await errno_of(lookup(ops, blob, "x")) == errno.ENOTDIR
-    assert await errno_of(ops.open(blob, os.O_WRONLY, Ctx())) == errno.EROFS  # type: ignore[arg-type]
-    assert await errno_of(ops.open(InodeT(BY_SHA256_INODE), os.O_RDONLY, Ctx())) == errno.EISDIR  # type: ignore[arg-type]
-    assert await errno_of(ops.unlink(InodeT(BY_SHA256_INODE), digest.hex().encode(), Ctx())) \
-        == errno.EPERM  # type: ignore[arg-type]
-    assert await errno_of(ops.mkdir(InodeT(HISTORY_INODE), b"d", 0o755, Ctx())) == errno.EROFS  # type: ignore[arg-type]
-    assert await errno_of(ops.symlink(InodeT(ROOT_INODE), b"l", b"t", Ctx())) == errno.EROFS  # type: ignore[arg-type]
-    assert await errno_of(ops.symlink(InodeT(INCOMING_INODE), b"l", b"t", Ctx())) \
-        == errno.EPERM  # type: ignore[arg-type]
+    assert await errno_of(ops.open(blob, os.O_WRONLY, ctx)) == errno.EROFS
+    assert await errno_of(ops.open(InodeT(BY_SHA256_INODE), os.O_RDONLY, ctx)) == errno.EISDIR
+    assert await errno_of(ops.unlink(InodeT(BY_SHA256_INODE), digest.hex().encode(), ctx)) \
+        == errno.EPERM
+    assert await errno_of(ops.mkdir(InodeT(HISTORY_INODE), b"d", 0o755, ctx)) == errno.EROFS
+    assert await errno_of(ops.symlink(InodeT(ROOT_INODE), b"l", b"t", ctx)) == errno.EROFS
+    assert await errno_of(ops.symlink(InodeT(INCOMING_INODE), b"l", b"t", ctx)) \
+        == errno.EPERM
     assert await errno_of(ops.rename(InodeT(INCOMING_INODE), b"a", InodeT(BY_SHA256_INODE),
-                                     b"b", 0, Ctx())) == errno.EPERM  # type: ignore[arg-type]
-    assert await errno_of(ops.setxattr(blob, b"user.x", b"1", Ctx())) == errno.EPERM  # type: ignore[arg-type]
-    assert await errno_of(ops.getxattr(blob, b"security.selinux", Ctx())) == errno.ENOTSUP  # type: ignore[arg-type]
-    assert await errno_of(ops.getattr(InodeT(7), Ctx())) == errno.ENOENT  # type: ignore[arg-type]
+                                     b"b", 0, ctx)) == errno.EPERM
+    assert await errno_of(ops.setxattr(blob, b"user.x", b"1", ctx)) == errno.EPERM
+    assert await errno_of(ops.getxattr(blob, b"security.selinux", ctx)) == errno.ENOTSUP
+    assert await errno_of(ops.getattr(InodeT(7), ctx)) == errno.ENOENT
 
 
 async def test_history_links_each_blob_under_its_day(ops: Operations) -> None:
@@ -135,16 +126,16 @@ async def test_history_links_each_blob_under_its_day(ops: Operations) -> None:
     assert link.endswith(digest.hex())
     attrs = await lookup(ops, day_inode, link)
     assert stat.S_ISLNK(attrs.st_mode)
-    target = await ops.readlink(attrs.st_ino, Ctx())  # type: ignore[arg-type]
+    target = await ops.readlink(attrs.st_ino, FakeContext())
     assert target == f"../../by-sha256/{digest.hex()}".encode()
-    assert await errno_of(ops.open(attrs.st_ino, os.O_RDONLY, Ctx())) == errno.ELOOP  # type: ignore[arg-type]
+    assert await errno_of(ops.open(attrs.st_ino, os.O_RDONLY, FakeContext())) == errno.ELOOP
 
 
 async def test_history_log_grows_with_each_blob(ops: Operations) -> None:
     _, digest = await ops.vfs.axon.put(b"logged")
-    attrs = await ops.getattr(InodeT(HISTORY_LOG_INODE), Ctx())  # type: ignore[arg-type]
+    attrs = await ops.getattr(InodeT(HISTORY_LOG_INODE), FakeContext())
     assert attrs.attr_timeout == 0  # tail -f must see it grow
-    info = await ops.open(InodeT(HISTORY_LOG_INODE), os.O_RDONLY, Ctx())  # type: ignore[arg-type]
+    info = await ops.open(InodeT(HISTORY_LOG_INODE), os.O_RDONLY, FakeContext())
     assert info.direct_io
     line = await ops.read(info.fh, 0, attrs.st_size)
     assert line.startswith(b"0\t") and line.endswith(f"\t{digest.hex()}\t6\n".encode())
@@ -152,7 +143,7 @@ async def test_history_log_grows_with_each_blob(ops: Operations) -> None:
 
 async def test_statfs_counts_blobs_as_used_inodes(ops: Operations) -> None:
     await ops.vfs.axon.put(b"one")
-    data = await ops.statfs(Ctx())  # type: ignore[arg-type]
+    data = await ops.statfs(FakeContext())
     assert data.f_files - data.f_ffree == 1
     assert data.f_namemax == 255
 

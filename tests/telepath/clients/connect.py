@@ -11,7 +11,7 @@ import synapse.exc as s_exc
 import synapse.telepath as s_telepath
 
 
-async def main(url):
+async def main(url: str) -> None:
     try:
         async with await s_telepath.openurl(url) as axon:
             await axon.has(b"\0" * 32)

@@ -18,9 +18,9 @@ import synapse.telepath as s_telepath
 import synapse.tools.axon.copy as s_copy
 
 
-async def contents(url):
+async def contents(url: str) -> dict[str, bool]:
     """sha256 hex -> whether its bytes hash to it, for every blob of the Axon at url."""
-    found = {}
+    found: dict[str, bool] = {}
     async with await s_telepath.openurl(url) as axon:
         async for _, (sha, size) in axon.hashes(0):
             data = b"".join([piece async for piece in axon.get(sha)])
@@ -28,13 +28,13 @@ async def contents(url):
     return found
 
 
-async def copy(src, dst):
+async def copy(src: str, dst: str) -> None:
     outp = s_output.OutPutStr()
     code = await s_copy.main([src, dst], outp=outp)
     assert code == 0, str(outp)
 
 
-async def main(axonfs_url, workdir, count):
+async def main(axonfs_url: str, workdir: str, count: int) -> None:
     conf = {"health:sysctl:checks": False}
     src = await s_axon.Axon.anit(os.path.join(workdir, "src"), conf=conf)
     dst = await s_axon.Axon.anit(os.path.join(workdir, "dst"), conf=conf)

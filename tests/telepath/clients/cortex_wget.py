@@ -7,12 +7,13 @@ import asyncio
 import json
 import os
 import sys
+from typing import Any
 
 import synapse.cortex as s_cortex
 
 
-async def main(axon_url, workdir, http_url):
-    conf = {"axon": axon_url, "health:sysctl:checks": False}
+async def main(axon_url: str, workdir: str, http_url: str) -> None:
+    conf: dict[str, Any] = {"axon": axon_url, "health:sysctl:checks": False}
     async with await s_cortex.Cortex.anit(os.path.join(workdir, "core"), conf=conf) as core:
         await asyncio.wait_for(core.axready.wait(), 30)
         opts = {"vars": {"url": http_url}}

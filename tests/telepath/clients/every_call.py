@@ -7,13 +7,14 @@ import asyncio
 import hashlib
 import json
 import sys
+from typing import Any
 
 import synapse.exc as s_exc
 import synapse.lib.msgpack as s_msgpack
 import synapse.telepath as s_telepath
 
 
-def plain(value):
+def plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, (list, tuple)):
@@ -23,11 +24,11 @@ def plain(value):
     return value
 
 
-def sha(data):
+def sha(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-async def raises(coro_or_genr):
+async def raises(coro_or_genr: Any) -> list[str] | None:
     try:
         if hasattr(coro_or_genr, "__aiter__"):
             [item async for item in coro_or_genr]
@@ -38,8 +39,8 @@ async def raises(coro_or_genr):
     return None
 
 
-async def main(url, http_base):
-    out = {}
+async def main(url: str, http_base: str) -> None:
+    out: dict[str, Any] = {}
     async with await s_telepath.openurl(url) as axon:
         info = await axon.getCellInfo()
         out["cellinfo"] = {"type": info["cell"]["type"], "iden": info["cell"]["iden"],

@@ -8,14 +8,15 @@ import hashlib
 import json
 import os
 import sys
+from typing import Any
 
 import synapse.telepath as s_telepath
 
 BIG = 40 << 20  # three get() pieces of at most 16 MiB
 
 
-async def main(url):
-    out = {}
+async def main(url: str) -> None:
+    out: dict[str, Any] = {}
     async with await s_telepath.openurl(url) as axon:
         blobs = [os.urandom(1000 + i) for i in range(20)]
         results = await asyncio.gather(*(axon.put(blob) for blob in blobs))
@@ -49,7 +50,7 @@ async def main(url):
     print(json.dumps(out))
 
 
-async def collect(axon, sha):
+async def collect(axon: Any, sha: bytes) -> bytes:
     return b"".join([piece async for piece in axon.get(sha)])
 
 

@@ -23,6 +23,7 @@ import inspect
 import json
 import sys
 import traceback
+from collections.abc import Awaitable, Callable
 
 import synapse.common as s_common
 import synapse.exc as s_exc
@@ -32,7 +33,7 @@ import synapse.tests.test_axon as t_axon
 LOCAL_INTERNALS = ("        evt = asyncio.Event()\n", "        # CSV with alternative delimiter\n")
 
 
-def remote_test_base():
+def remote_test_base() -> tuple[Callable[..., Awaitable[None]], list[str]]:
     """``runAxonTestBase``'s source without the block that patches a local Axon."""
     lines, lineno = inspect.getsourcelines(t_axon.AxonTest.runAxonTestBase)
     source = "".join(lines)
@@ -46,19 +47,24 @@ def remote_test_base():
     # Blank lines keep a failure's line numbers those of Synapse's file.
     body = ("\n" * (lineno - 2) + "class Remote:\n" + source[:start]
             + "\n" * removed.count("\n") + source[end:])
-    exec(compile(body, inspect.getsourcefile(t_axon), "exec"), namespace)  # noqa: S102
-    return namespace["Remote"].runAxonTestBase, [f"{first.strip()} ... {last.strip()}"]
+    filename = inspect.getsourcefile(t_axon)
+    assert filename is not None
+    exec(compile(body, filename, "exec"), namespace)  # noqa: S102
+    run_base: Callable[..., Awaitable[None]] = namespace["Remote"].runAxonTestBase
+    return run_base, [f"{first.strip()} ... {last.strip()}"]
 
 
-class RemoteAxonTest(t_axon.AxonTest):
+# Synapse ships no type information: its AxonTest is Any to a type checker.
+class RemoteAxonTest(t_axon.AxonTest):  # type: ignore[misc]
     url = ""
-    run_base = None
+    run_base: Callable[..., Awaitable[None]] | None = None
 
-    async def test_remote_axon(self):
+    async def test_remote_axon(self) -> None:
+        assert self.run_base is not None
         async with await s_telepath.openurl(self.url) as axon:
             await self.run_base(axon)
 
-    async def test_remote_limits(self):
+    async def test_remote_limits(self) -> None:
         """``test_axon_limits``'s body, on an Axon started with a count or a size limit."""
         async with await s_telepath.openurl(self.url) as axon:
             for _ in range(10):
@@ -67,7 +73,7 @@ class RemoteAxonTest(t_axon.AxonTest):
                 await axon.put(s_common.buid())
 
 
-def main(url, which):
+def main(url: str, which: str) -> None:
     run_base, removed = remote_test_base()
     RemoteAxonTest.url = url
     RemoteAxonTest.run_base = run_base
