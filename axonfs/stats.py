@@ -37,7 +37,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -149,7 +149,11 @@ class FuseStats:
 Handler = Callable[..., Coroutine[Any, Any, Any]]
 
 
-def instrument(operations: Operations, fuse: FuseStats) -> Operations:
+Handlers = TypeVar("Handlers")
+"""The request handlers :func:`instrument` wraps: the mount's ``Operations``."""
+
+
+def instrument(operations: Handlers, fuse: FuseStats) -> Handlers:
     """Time every async request handler of *operations*; return *operations*.
 
     Wraps the bound methods on the instance (pyfuse3 looks handlers up on the
