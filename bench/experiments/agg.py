@@ -5,15 +5,15 @@ import sys
 path = sys.argv[1]
 must = sys.argv[2] if len(sys.argv) > 2 else ''
 top = int(sys.argv[3]) if len(sys.argv) > 3 else 25
-incl = collections.Counter()
-leaf = collections.Counter()
-threads = collections.Counter()
+incl: collections.Counter[str] = collections.Counter()
+leaf: collections.Counter[str] = collections.Counter()
+threads: collections.Counter[str] = collections.Counter()
 total = 0
 with open(path) as profile:
     lines = profile.read().splitlines()
 for line in lines:
-    stack, _, n = line.rstrip().rpartition(' ')
-    n = int(n)
+    stack, _, count = line.rstrip().rpartition(' ')
+    n = int(count)
     if must and not all(m in stack for m in must.split('&')):
         continue
     frames = stack.split(';')
@@ -28,6 +28,8 @@ for line in lines:
         leaf[frames[-1]] += n
 print('total', total, dict(threads))
 print('-- inclusive')
-[print(f'{c:7d} {100*c/total:5.1f}%  {f}') for f, c in incl.most_common(top)]
+for f, c in incl.most_common(top):
+    print(f'{c:7d} {100*c/total:5.1f}%  {f}')
 print('-- leaf (with line)')
-[print(f'{c:7d} {100*c/total:5.1f}%  {f}') for f, c in leaf.most_common(top)]
+for f, c in leaf.most_common(top):
+    print(f'{c:7d} {100*c/total:5.1f}%  {f}')

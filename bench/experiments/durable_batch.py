@@ -25,7 +25,7 @@ os.mkdir(nest)
 tmp = os.path.join(work, 'tmp')
 os.mkdir(tmp)
 dfd = os.open(work, os.O_RDONLY)
-def files(batch, dirn, sync, nested=False):
+def files(batch: list[bytes], dirn: str, sync: str | None, nested: bool = False) -> None:
     for data in batch:
         h = hashlib.sha256(data).hexdigest()
         p = os.path.join(tmp, 'spool-' + h)
@@ -43,14 +43,14 @@ def files(batch, dirn, sync, nested=False):
     if sync == 'syncfs':
         libc.syncfs(dfd)
     elif sync == 'fsync':
-        d = os.open(dirn, os.O_RDONLY)
-        os.fsync(d)
-        os.close(d)
-def in_lmdb(batch):
+        dir_fd = os.open(dirn, os.O_RDONLY)
+        os.fsync(dir_fd)
+        os.close(dir_fd)
+def in_lmdb(batch: list[bytes]) -> None:
     with env.begin(write=True) as txn:
         for data in batch:
             txn.put(hashlib.sha256(data).digest(), data)
-res = {k: [] for k in ('files flat + syncfs', 'files 2-level dirs + syncfs',
+res: dict[str, list[float]] = {k: [] for k in ('files flat + syncfs', 'files 2-level dirs + syncfs',
                        'files flat + fsync each + dir fsync', 'files flat, no sync',
                        'LMDB values, one synced txn')}
 for _ in range(reps):

@@ -8,7 +8,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -18,11 +20,11 @@ from axonfs.backends.local import LocalBackend
 from axonfs.store.index import Index
 from axonfs.store.store import Store
 
-acc = collections.defaultdict(float)
-cnt = collections.Counter()
-def wrap(cls, name, label):
-    orig = getattr(cls, name)
-    def w(*a, **k):
+acc: collections.defaultdict[str, float] = collections.defaultdict(float)
+cnt: collections.Counter[str] = collections.Counter()
+def wrap(cls: type, name: str, label: str) -> None:
+    orig: Callable[..., Any] = getattr(cls, name)
+    def w(*a: Any, **k: Any) -> Any:
         t0 = time.perf_counter()
         try:
             return orig(*a, **k)
@@ -38,7 +40,7 @@ wrap(LocalBackend, 'flush', '  syncfs')
 wrap(Index, 'apply', '  lmdb write txn, synced')
 wrap(Index, '__init__', 'x')
 
-async def main():
+async def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
     work = Path(tempfile.mkdtemp(prefix='axonfs-put-'))
     try:
@@ -55,7 +57,7 @@ async def main():
                         await axon.put(b)
                 elif mode == 'concurrent16':
                     it = iter(blobs)
-                    async def w(it=it):
+                    async def w(it: Iterator[bytes] = it) -> None:
                         for b in it:
                             await axon.put(b)
                     async with trio.open_nursery() as nur:

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgpack
@@ -42,20 +43,20 @@ class Raw:
         self.rid = 0
         self.recv()  # hello
 
-    def recv(self) -> dict:
+    def recv(self) -> dict[str, Any]:
         while True:
             if len(self.buf) >= 4:
                 (size,) = HDR.unpack_from(self.buf)
                 if len(self.buf) >= 4 + size:
-                    msg = msgpack.unpackb(bytes(self.buf[4:4 + size]), raw=False)
+                    msg: dict[str, Any] = msgpack.unpackb(bytes(self.buf[4:4 + size]), raw=False)
                     del self.buf[:4 + size]
                     return msg
             self.buf += self.sock.recv(1 << 20)
 
     def frame(self, call: str, *args: object) -> bytes:
         self.rid += 1
-        body = msgpack.packb({"v": 1, "id": self.rid, "call": call, "args": args,
-                              "kwargs": {}}, use_bin_type=True)
+        body: bytes = msgpack.packb({"v": 1, "id": self.rid, "call": call, "args": args,
+                                     "kwargs": {}}, use_bin_type=True)
         return HDR.pack(len(body)) + body
 
     def call(self, call: str, *args: object) -> object:
@@ -102,13 +103,13 @@ async def anyio_raw_rate(path: Path, probe: list[bytes]) -> float:
     stream = await anyio.connect_unix(str(path))
     buf = bytearray()
 
-    async def recv() -> dict:
+    async def recv() -> dict[str, Any]:
         nonlocal buf
         while True:
             if len(buf) >= 4:
                 (size,) = HDR.unpack_from(buf)
                 if len(buf) >= 4 + size:
-                    msg = msgpack.unpackb(bytes(buf[4:4 + size]), raw=False)
+                    msg: dict[str, Any] = msgpack.unpackb(bytes(buf[4:4 + size]), raw=False)
                     del buf[:4 + size]
                     return msg
             buf += await stream.receive(1 << 20)

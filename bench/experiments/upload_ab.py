@@ -2,6 +2,7 @@
 
 Scratch: the variant is monkeypatched in; nothing under axonfs/ changes.
 """
+import contextlib
 import hashlib
 import os
 import random
@@ -11,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import trio
 
@@ -20,15 +22,15 @@ MiB = 1 << 20
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 512
 rnd = random.Random(0)
 base = bytearray(rnd.randbytes(8 * MiB))
-chunks = []
+chunks: list[bytes] = []
 for i in range(N // 8):
     base[0:16] = i.to_bytes(16, 'big')
     chunks.append(bytes(base))
 
-async def write_overlap(self, byts):
+async def write_overlap(self: Upload, byts: bytes) -> None:
     spool = await self._current()
     view = memoryview(byts)
-    def w():
+    def w() -> None:
         off = spool.size
         n = 0
         while n < len(view):
@@ -39,14 +41,14 @@ async def write_overlap(self, byts):
     spool.size += len(view)
     spool._hashed += len(view)
 
-def remove_native_files(work):
+def remove_native_files(work: Path) -> None:
     for f in work.glob('n*'):
         f.unlink()
 
-async def main():
+async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix='axonfs-up-'))
-    res = {'sha256 only': [], 'native write+sha256+fsync': [], 'axonfs as is': [],
-           'axonfs write||hash': []}
+    res: dict[str, list[float]] = {'sha256 only': [], 'native write+sha256+fsync': [],
+                                   'axonfs as is': [], 'axonfs write||hash': []}
     try:
         async with Axon.open(work / 's') as axon:
             for rep in range(3):
@@ -65,16 +67,14 @@ async def main():
                         os.fsync(fd)
                         os.close(fd)
                     else:
-                        orig = Upload.write
-                        if 'hash' in name:
-                            Upload.write = write_overlap
-                        try:
+                        with contextlib.ExitStack() as variant:
+                            if 'hash' in name:
+                                variant.enter_context(
+                                    mock.patch.object(Upload, 'write', write_overlap))
                             async with await axon.upload() as up:
                                 for c in chunks:
                                     await up.write(c)
                                 size, sha = await up.save()
-                        finally:
-                            Upload.write = orig
                         await axon.del_(sha)
                     res[name].append(N / (time.perf_counter() - t0))
                 await trio.to_thread.run_sync(remove_native_files, work)

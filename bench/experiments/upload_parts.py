@@ -9,29 +9,31 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 MiB=1<<20
 N=int(sys.argv[1]) if len(sys.argv)>1 else 1024
 rnd=random.Random(0)
 base=bytearray(rnd.randbytes(8*MiB))
-chunks=[]
+chunks: list[bytes]=[]
 for i in range(N//8):
     base[0:16]=i.to_bytes(16,'big')
     chunks.append(bytes(base))
 d='/tmp/perf2/x'
 os.makedirs(d, exist_ok=True)
-def t(label, fn):
+def t(label: str, fn: Callable[[], None]) -> None:
     t0=time.perf_counter()
     fn()
     dt=time.perf_counter()-t0
     print(f'{label:45s} {N/dt:8.0f} MiB/s  {dt:.3f}s', flush=True)
-def sha():
+def sha() -> None:
     h=hashlib.sha256()
     for c in chunks:
         h.update(c)
-def write(path, fsync=False, hash_=False, unlink=True):
-    def f():
+def write(path: str, fsync: bool = False, hash_: bool = False,
+          unlink: bool = True) -> Callable[[], None]:
+    def f() -> None:
         fd=os.open(path, os.O_WRONLY|os.O_CREAT|os.O_TRUNC,0o644)
         h=hashlib.sha256()
         for c in chunks:
@@ -52,8 +54,8 @@ for rep in range(0):
         os.unlink(f'{d}/{f}')
 libc=ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
 ex=ThreadPoolExecutor(2)
-def overlapped(path, fsync=True, sfr=False):
-    def f():
+def overlapped(path: str, fsync: bool = True, sfr: bool = False) -> Callable[[], None]:
+    def f() -> None:
         fd=os.open(path, os.O_WRONLY|os.O_CREAT|os.O_TRUNC,0o644)
         h=hashlib.sha256()
         off=0

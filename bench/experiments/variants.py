@@ -7,15 +7,18 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import trio
 
 from axonfs.axon import Axon, _range_of
+from axonfs.hashing import Sha256
 
 MiB = 1 << 20
 
-async def get_inline_open(self, sha256, offs=None, size=None):
+async def get_inline_open(self: Axon, sha256: bytes, offs: int | None = None,
+                          size: int | None = None) -> AsyncIterator[bytes]:
     # like Axon.get but the local open and small reads run inline (no thread hop)
     row = self.require(sha256)
     start, end = _range_of(row.size, offs, size)
@@ -31,8 +34,11 @@ async def get_inline_open(self, sha256, offs=None, size=None):
     finally:
         reader.close()
 
-def make_get_big_thread(chunk):
-    async def get_big(self, sha256, offs=None, size=None):
+GetVariant = Callable[..., AsyncIterator[bytes | memoryview]]
+
+def make_get_big_thread(chunk: int) -> GetVariant:
+    async def get_big(self: Axon, sha256: bytes, offs: int | None = None,
+                      size: int | None = None) -> AsyncIterator[memoryview]:
         # one thread hop per `chunk` bytes, yielded as 1 MiB memoryview slices
         row = self.require(sha256)
         start, end = _range_of(row.size, offs, size)
@@ -48,7 +54,8 @@ def make_get_big_thread(chunk):
             reader.close()
     return get_big
 
-async def get_all_inline(self, sha256, offs=None, size=None):
+async def get_all_inline(self: Axon, sha256: bytes, offs: int | None = None,
+                         size: int | None = None) -> AsyncIterator[bytes]:
     # every 1 MiB pread inline on the trio thread (blocks the loop ~100 us per piece when cached)
     row = self.require(sha256)
     start, end = _range_of(row.size, offs, size)
@@ -62,7 +69,7 @@ async def get_all_inline(self, sha256, offs=None, size=None):
     finally:
         reader.close()
 
-def native_read(path):
+def native_read(path: Path) -> float:
     t0 = time.perf_counter()
     n = 0
     with open(path, 'rb', buffering=0) as f:
@@ -70,7 +77,7 @@ def native_read(path):
             n += len(p)
     return n / MiB / (time.perf_counter() - t0)
 
-async def main():
+async def main() -> None:
     big = int(sys.argv[1]) if len(sys.argv) > 1 else 512
     work = Path(tempfile.mkdtemp(prefix='axonfs-var-'))
     try:
@@ -81,15 +88,17 @@ async def main():
                 for i in range(big // 8):
                     await up.write(i.to_bytes(16, 'big') + base[16:])
                 _, sha = await up.save()
-            path = axon.backend.path_of(sha)
+            path = axon.backend.path_of(Sha256(sha))
+            assert path is not None  # the local backend
             native_read(path)
-            variants = {'as is': Axon.get, 'inline open': get_inline_open,
-                        'thread per 8 MiB, 1 MiB views': make_get_big_thread(8 * MiB),
-                        'all inline 1 MiB': get_all_inline}
+            variants: dict[str, GetVariant] = {
+                'as is': Axon.get, 'inline open': get_inline_open,
+                'thread per 8 MiB, 1 MiB views': make_get_big_thread(8 * MiB),
+                'all inline 1 MiB': get_all_inline}
             print('whole get, MiB/s (best of 3), ratio to plain read:')
             for name, fn in variants.items():
-                best = 0
-                nat = 0
+                best = 0.0
+                nat = 0.0
                 for _ in range(3):
                     nat = max(nat, native_read(path))
                     t0 = time.perf_counter()
