@@ -584,8 +584,12 @@ class Store:
         return self.backend.open(sha256)
 
     def spill_wanted(self) -> bool:
-        """True if enough small blobs are journaled for a spill to be worth it."""
-        return self.journaled() >= JOURNAL_SPILL_START
+        """True if enough small blobs are journaled for a spill to be worth it,
+        or enough of their bytes that the back-pressure bound comes near (a
+        journaled blob of 4 KiB takes two pages: the bytes bound comes first)."""
+        return self.backend.deferred_sync and (
+            self.index.journal_entries() >= JOURNAL_SPILL_START
+            or self.index.journal_bytes() >= JOURNAL_SPILL_BYTES // 2)
 
     def journaled(self) -> int:
         """How many small blobs are durable in the index but have no file yet."""
