@@ -48,7 +48,7 @@ USER_UNIT_EXEC ?= $(BINDIR)/axonfs
 # no mirror) the RGW tests skip and say why; the rest of the suite runs.
 RGW_DEBS = ceph-mon ceph-osd radosgw ceph-common openssl
 
-.PHONY: run test bench bench-mount bench-socket bench-s3 bench-telepath deps deps-rgw venv venv-synapse \
+.PHONY: run test lint bench bench-mount bench-socket bench-s3 bench-telepath deps deps-rgw venv venv-synapse \
         venv-run install install-common install-user clean
 
 deps:
@@ -140,6 +140,12 @@ install-user:
 
 test: venv deps-rgw
 	$(BIN)/python -m pytest -q
+
+# Style and types over the package, the tests and the benchmarks (CI runs it first).
+lint: venv
+	$(BIN)/ruff check axonfs tests bench
+	$(BIN)/ruff format --check axonfs tests bench
+	$(BIN)/mypy --strict axonfs tests bench
 
 bench: venv
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
