@@ -63,38 +63,41 @@ class Call:
 
 VALUE, STREAM, UPLOAD, SERVER = Shape.VALUE, Shape.STREAM, Shape.UPLOAD, Owner.SERVER
 
-CALLS: dict[str, Call] = {call.name: call for call in (
-    # The reference Axon's API.
-    Call("put", VALUE, cli="put"),
-    Call("puts", VALUE, cli="put"),
-    Call("upload", UPLOAD, cli="put"),
-    Call("has", VALUE, inline=True, cli="has"),
-    Call("size", VALUE, inline=True, cli="size"),
-    Call("wants", VALUE, inline=True, cli="wants"),
-    Call("metrics", VALUE, inline=True, cli="metrics"),
-    Call("sync", VALUE, telepath=False, cli="sync"),
-    Call("hashset", VALUE, cli="hashset"),
-    Call("del_", VALUE, cli="del"),
-    Call("dels", VALUE, cli="del"),
-    Call("unpack", VALUE, cli="unpack"),
-    Call("wget", VALUE, cli="wget", local=("progress",)),
-    Call("wput", VALUE, cli="wput"),
-    Call("postfiles", VALUE, cli="postfiles"),
-    Call("get", STREAM, cli="get"),
-    Call("hashes", STREAM, batched="hashes_batches", cli="hashes"),
-    Call("history", STREAM, batched="history_batches", cli="history"),
-    Call("readlines", STREAM, cli="readlines"),
-    Call("csvrows", STREAM, cli="csvrows"),
-    Call("jsonlines", STREAM, cli="jsonlines"),
-    Call("iterMpkFile", STREAM, cli="msgpack"),
-    # The S3 Axon's recovery, and the daemon's own calls.
-    Call("recoverIndices", VALUE, SERVER, cli="recover"),
-    Call("recover_progress", STREAM, SERVER, telepath=False, cli="recover", request_id=True),
-    Call("wget_progress", STREAM, SERVER, telepath=False, cli="wget", request_id=True),
-    Call("ping", VALUE, SERVER, inline=True, telepath=False, cli="ping"),
-    Call("stats", VALUE, SERVER, telepath=False, cli="stats"),
-    Call("log_level", VALUE, SERVER, telepath=False, cli="log-level"),
-)}
+CALLS: dict[str, Call] = {
+    call.name: call
+    for call in (
+        # The reference Axon's API.
+        Call("put", VALUE, cli="put"),
+        Call("puts", VALUE, cli="put"),
+        Call("upload", UPLOAD, cli="put"),
+        Call("has", VALUE, inline=True, cli="has"),
+        Call("size", VALUE, inline=True, cli="size"),
+        Call("wants", VALUE, inline=True, cli="wants"),
+        Call("metrics", VALUE, inline=True, cli="metrics"),
+        Call("sync", VALUE, telepath=False, cli="sync"),
+        Call("hashset", VALUE, cli="hashset"),
+        Call("del_", VALUE, cli="del"),
+        Call("dels", VALUE, cli="del"),
+        Call("unpack", VALUE, cli="unpack"),
+        Call("wget", VALUE, cli="wget", local=("progress",)),
+        Call("wput", VALUE, cli="wput"),
+        Call("postfiles", VALUE, cli="postfiles"),
+        Call("get", STREAM, cli="get"),
+        Call("hashes", STREAM, batched="hashes_batches", cli="hashes"),
+        Call("history", STREAM, batched="history_batches", cli="history"),
+        Call("readlines", STREAM, cli="readlines"),
+        Call("csvrows", STREAM, cli="csvrows"),
+        Call("jsonlines", STREAM, cli="jsonlines"),
+        Call("iterMpkFile", STREAM, cli="msgpack"),
+        # The S3 Axon's recovery, and the daemon's own calls.
+        Call("recoverIndices", VALUE, SERVER, cli="recover"),
+        Call("recover_progress", STREAM, SERVER, telepath=False, cli="recover", request_id=True),
+        Call("wget_progress", STREAM, SERVER, telepath=False, cli="wget", request_id=True),
+        Call("ping", VALUE, SERVER, inline=True, telepath=False, cli="ping"),
+        Call("stats", VALUE, SERVER, telepath=False, cli="stats"),
+        Call("log_level", VALUE, SERVER, telepath=False, cli="log-level"),
+    )
+}
 
 
 def wire_signature(call: Call, function: Callable[..., Any]) -> inspect.Signature:
@@ -103,7 +106,7 @@ def wire_signature(call: Call, function: Callable[..., Any]) -> inspect.Signatur
     found = signature(function)
     if not call.request_id and not call.local:
         return found
-    parameters = list(found.parameters.values())[1 if call.request_id else 0:]
+    parameters = list(found.parameters.values())[1 if call.request_id else 0 :]
     return found.replace(parameters=[p for p in parameters if p.name not in call.local])
 
 

@@ -167,8 +167,9 @@ class BlobWatcher(Protocol):
 class Axon:
     """An open store with the Axon API. Create with :meth:`Axon.open`."""
 
-    def __init__(self, store: Store, limiters: Limiters | None = None,
-                 sync_interval: float = 0.0) -> None:
+    def __init__(
+        self, store: Store, limiters: Limiters | None = None, sync_interval: float = 0.0
+    ) -> None:
         self.store = store
         self.sync_interval = sync_interval
         """Seconds a commit of small blobs may stay not durable (0: none, every
@@ -179,7 +180,8 @@ class Axon:
         self.backend: BlobBackend = store.backend
         self.limiters = limiters or Limiters.for_backend(store.backend)
         self._committer: GroupCommitter[CommitOp, CommitResult] = GroupCommitter(
-            store.commit, quick=store.commit_in_memory if sync_interval > 0 else None)
+            store.commit, quick=store.commit_in_memory if sync_interval > 0 else None
+        )
         self._new_rows = trio.Event()
         self._recovering = trio.Lock()
         self._spill_wanted = trio.Event()
@@ -193,12 +195,15 @@ class Axon:
 
     def statistics(self) -> AxonStatistics:
         """The store's counters now."""
-        return AxonStatistics(commit_batches=self._committer.batches,
-                              commit_ops=self._committer.ops, dedup_hits=self.dedup_hits,
-                              journaled=self.store.journaled(),
-                              sync_interval=self.sync_interval,
-                              not_durable=self.store.index.deferred(),
-                              syncs=self.store.index.syncs)
+        return AxonStatistics(
+            commit_batches=self._committer.batches,
+            commit_ops=self._committer.ops,
+            dedup_hits=self.dedup_hits,
+            journaled=self.store.journaled(),
+            sync_interval=self.sync_interval,
+            not_durable=self.store.index.deferred(),
+            syncs=self.store.index.syncs,
+        )
 
     @property
     def root(self) -> Path:
@@ -226,9 +231,14 @@ class Axon:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, root: Path, *, backend: BlobBackend | None = None,
-                   limits: Limits | None = None,
-                   sync_interval: float = 0.0) -> AsyncIterator[Axon]:
+    async def open(
+        cls,
+        root: Path,
+        *,
+        backend: BlobBackend | None = None,
+        limits: Limits | None = None,
+        sync_interval: float = 0.0,
+    ) -> AsyncIterator[Axon]:
         """Open (creating if needed) the store at *root*; close it on exit.
 
         *sync_interval* (seconds; 0, the default, for none): commits of small
@@ -237,7 +247,8 @@ class Axon:
         Closing the store makes them durable.
         """
         store = await trio.to_thread.run_sync(
-            partial(Store, root, backend, limits, deferred=sync_interval > 0))
+            partial(Store, root, backend, limits, deferred=sync_interval > 0)
+        )
         try:
             axon = cls(store, sync_interval=sync_interval)
             try:
@@ -274,8 +285,9 @@ class Axon:
         small = [_in_memory(data) for data in files]
         spooled: list[CommitOp] = []
         if big := [files[i] for i, op in enumerate(small) if op is None]:
-            spooled = await trio.to_thread.run_sync(self._spool_all, big,
-                                                    limiter=self.limiters.disk_io)
+            spooled = await trio.to_thread.run_sync(
+                self._spool_all, big, limiter=self.limiters.disk_io
+            )
         from_spool = iter(spooled)
         ops: list[CommitOp] = [op if op is not None else next(from_spool) for op in small]
         rows = await self._commit_adds(ops)
@@ -290,8 +302,9 @@ class Axon:
         if spool.fully_hashed:
             sha = Sha256(spool.digest())  # hashed as written: finishing it is O(1)
         else:
-            sha = Sha256(await trio.to_thread.run_sync(spool.digest,
-                                                       limiter=self.limiters.hash_cpu))
+            sha = Sha256(
+                await trio.to_thread.run_sync(spool.digest, limiter=self.limiters.hash_cpu)
+            )
         if spool.in_memory:  # a small file: from memory into the index journal
             data = spool.contents()
             spool.discard()
@@ -401,8 +414,9 @@ class Axon:
         Never needed for safety (a journaled blob is durable); useful before
         looking at the backend's files directly.
         """
-        return await trio.to_thread.run_sync(self.store.spill_journal,
-                                             limiter=self.limiters.disk_io)
+        return await trio.to_thread.run_sync(
+            self.store.spill_journal, limiter=self.limiters.disk_io
+        )
 
     async def _spill_in_background(self) -> None:
         """Write the files of journaled small blobs, off every caller's path.
@@ -418,14 +432,16 @@ class Axon:
             self._spill_wanted = trio.Event()
             try:
                 while self._spill_due():
-                    spilled = await trio.to_thread.run_sync(self.store.spill_step,
-                                                            limiter=self.limiters.disk_io)
+                    spilled = await trio.to_thread.run_sync(
+                        self.store.spill_step, limiter=self.limiters.disk_io
+                    )
                     if not spilled:  # what is left is not durable yet: the next sync
                         break
             except (AxonError, OSError) as exc:
                 # Nothing is lost: the bytes stay in the journal and reads use them.
-                log.warning("cannot write journaled small blobs to their files yet (%s); "
-                            "will retry", exc)
+                log.warning(
+                    "cannot write journaled small blobs to their files yet (%s); will retry", exc
+                )
 
     def _spill_due(self) -> bool:
         quiet = trio.current_time() - self._last_commit >= SPILL_IDLE
@@ -452,13 +468,19 @@ class Axon:
         ops: list[CommitOp] = [DeleteBlob(Sha256(bytes(s))) for s in wanted if _is_digest(s)]
         rows = [self.index.get(op.sha256) for op in ops]
         results = await self._committer.submit_many(ops) if ops else []
-        self._tell(deleted=[row for row, gone in zip(rows, results, strict=True)
-                            if gone is True and row is not None])
+        self._tell(
+            deleted=[
+                row
+                for row, gone in zip(rows, results, strict=True)
+                if gone is True and row is not None
+            ]
+        )
         done = iter(results)
         return [bool(next(done)) if _is_digest(s) else False for s in wanted]
 
-    async def apply_remote(self, adds: Sequence[tuple[Sha256, int]],
-                           deletes: Sequence[BlobRow]) -> tuple[int, int]:
+    async def apply_remote(
+        self, adds: Sequence[tuple[Sha256, int]], deletes: Sequence[BlobRow]
+    ) -> tuple[int, int]:
         """Apply what other hosts sharing the bucket did, in one commit.
 
         *adds* are blobs found in the bucket, indexed (dated now) unless
@@ -475,9 +497,10 @@ class Axon:
         if not ops:
             return 0, 0
         results = await self._committer.submit_many(ops)
-        added = [row for row in results[:len(fresh)] if isinstance(row, BlobRow)]
-        dropped = [row for row, gone in zip(deletes, results[len(fresh):], strict=True)
-                   if gone is True]
+        added = [row for row in results[: len(fresh)] if isinstance(row, BlobRow)]
+        dropped = [
+            row for row, gone in zip(deletes, results[len(fresh) :], strict=True) if gone is True
+        ]
         self._announce()
         self._tell(added=added, deleted=dropped)
         return len(added), len(dropped)
@@ -508,8 +531,10 @@ class Axon:
     def require(self, sha256: bytes) -> BlobRow:
         row = self.stat(sha256)
         if row is None:
-            raise NoSuchFile("Axon does not contain the requested file.",
-                             sha256=sha256.hex() if isinstance(sha256, bytes) else repr(sha256))
+            raise NoSuchFile(
+                "Axon does not contain the requested file.",
+                sha256=sha256.hex() if isinstance(sha256, bytes) else repr(sha256),
+            )
         return row
 
     async def open_reader(self, sha256: bytes) -> BlobReader:
@@ -518,11 +543,15 @@ class Axon:
         try:
             if self.backend.reads_are_local:
                 return self.store.open_blob(row.sha256)  # an open(2) and fstat(2): ~5 µs
-            return await trio.to_thread.run_sync(self.store.open_blob, row.sha256,
-                                                 limiter=self.limiters.blob_io)
+            return await trio.to_thread.run_sync(
+                self.store.open_blob, row.sha256, limiter=self.limiters.blob_io
+            )
         except BlobMissing:
-            log.error("blob %s is in the index but missing from the %s backend",
-                      row.sha256.hex(), self.backend.name)
+            log.error(
+                "blob %s is in the index but missing from the %s backend",
+                row.sha256.hex(),
+                self.backend.name,
+            )
             raise
 
     async def read(self, reader: BlobReader, offset: int, size: int) -> bytes:
@@ -530,11 +559,13 @@ class Axon:
         (it cannot wait for a disk then), else in a worker thread."""
         if size <= INLINE_IO_MAX and (cached := reader.read_cached(offset, size)) is not None:
             return cached
-        return await trio.to_thread.run_sync(reader.read, offset, size,
-                                             limiter=self.limiters.blob_io)
+        return await trio.to_thread.run_sync(
+            reader.read, offset, size, limiter=self.limiters.blob_io
+        )
 
-    async def get(self, sha256: bytes, offs: int | None = None,
-                  size: int | None = None) -> AsyncGenerator[bytes, None]:
+    async def get(
+        self, sha256: bytes, offs: int | None = None, size: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """Yield the blob's bytes, whole or the range ``[offs, offs+size)``.
 
         Ranges follow the reference: NoSuchFile first; ``offs < 0`` or
@@ -552,8 +583,9 @@ class Axon:
             while start < end:
                 piece = await self.read(reader, start, min(chunk, end - start))
                 if not piece:
-                    raise StoreCorrupt(f"blob {row.sha256.hex()} is shorter than indexed",
-                                       sha256=row.sha256.hex())
+                    raise StoreCorrupt(
+                        f"blob {row.sha256.hex()} is shorter than indexed", sha256=row.sha256.hex()
+                    )
                 start += len(piece)
                 yield piece
         finally:
@@ -576,8 +608,11 @@ class Axon:
             raise BadArg(f"Struct format would read too much data: {size} bytes", size=size)
         data = b"".join([piece async for piece in self.get(sha256, offs, size)])
         if len(data) != size:
-            raise BadDataValu(f"Expected {size} bytes but got {len(data)} bytes",
-                              expected=size, received=len(data))
+            raise BadDataValu(
+                f"Expected {size} bytes but got {len(data)} bytes",
+                expected=size,
+                received=len(data),
+            )
         return struct.unpack(fmt, data)
 
     async def hashset(self, sha256: bytes) -> dict[str, str]:
@@ -585,8 +620,9 @@ class Axon:
         row = self.require(sha256)
         digests = self.index.get_hashset(row.sha256)
         if digests is None:
-            digests = await trio.to_thread.run_sync(self._compute_hashset, row.sha256,
-                                                    limiter=self.limiters.hash_cpu)
+            digests = await trio.to_thread.run_sync(
+                self._compute_hashset, row.sha256, limiter=self.limiters.hash_cpu
+            )
             await trio.to_thread.run_sync(self.index.put_hashset, row.sha256, digests)
         return {name: digests[name].hex() for name in ("md5", "sha1", "sha256", "sha512")}
 
@@ -599,8 +635,7 @@ class Axon:
                 offset += len(piece)
         digests = hashset.digests()
         if digests["sha256"] != sha256:
-            raise StoreCorrupt(f"blob {sha256.hex()} does not match its hash",
-                               sha256=sha256.hex())
+            raise StoreCorrupt(f"blob {sha256.hex()} does not match its hash", sha256=sha256.hex())
         return digests
 
     def open_blob(self, sha256: Sha256) -> BlobReader:
@@ -621,14 +656,18 @@ class Axon:
         """What ``df`` shows: an inline index read and the medium's ``statvfs``."""
         metrics = self.index.metrics()
         usage = self.backend.usage()
-        return Capacity(used_bytes=metrics["size:bytes"], blobs=metrics["file:count"],
-                        free_bytes=usage[1] if usage is not None else None,
-                        max_bytes=self.store.limits.max_bytes)
+        return Capacity(
+            used_bytes=metrics["size:bytes"],
+            blobs=metrics["file:count"],
+            free_bytes=usage[1] if usage is not None else None,
+            max_bytes=self.store.limits.max_bytes,
+        )
 
     # -- sequence and history ---------------------------------------------------
 
-    async def hashes(self, offs: int, wait: bool = False,
-                     timeout: float | None = None) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
+    async def hashes(
+        self, offs: int, wait: bool = False, timeout: float | None = None
+    ) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
         """Yield ``(indx, (sha256, size))`` of present blobs in added order from *offs*.
 
         With *wait*, keep following new rows until *timeout* seconds pass
@@ -639,8 +678,9 @@ class Axon:
                 for row in rows:
                     yield row
 
-    async def hashes_batches(self, offs: int, wait: bool = False, timeout: float | None = None
-                             ) -> AsyncGenerator[list[tuple[int, tuple[bytes, int]]], None]:
+    async def hashes_batches(
+        self, offs: int, wait: bool = False, timeout: float | None = None
+    ) -> AsyncGenerator[list[tuple[int, tuple[bytes, int]]], None]:
         """:meth:`hashes` a list of rows at a time (one index read each)."""
         if not isinstance(offs, int) or offs < 0:
             raise BadArg("offs must be an integer >= 0", offs=offs)
@@ -660,8 +700,9 @@ class Axon:
                 continue
             return
 
-    async def history(self, tick: int, tock: int | None = None
-                      ) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
+    async def history(
+        self, tick: int, tock: int | None = None
+    ) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
         """Yield ``(tick_ms, (sha256, size))`` added in ``[tick, tock]`` (ms, inclusive).
 
         Deleted blobs' rows are still shown, as in the reference.
@@ -671,8 +712,9 @@ class Axon:
                 for row in rows:
                     yield row
 
-    async def history_batches(self, tick: int, tock: int | None = None
-                              ) -> AsyncGenerator[list[tuple[int, tuple[bytes, int]]], None]:
+    async def history_batches(
+        self, tick: int, tock: int | None = None
+    ) -> AsyncGenerator[list[tuple[int, tuple[bytes, int]]], None]:
         """:meth:`history` a list of rows at a time (one index read each)."""
         if not isinstance(tick, int) or tick < 0:
             raise BadArg("tick must be an integer >= 0 (epoch milliseconds)", tick=tick)
@@ -698,8 +740,9 @@ class Axon:
         An inline bounded index scan: keep *count* small on the trio thread."""
         return self.index.seqn_batch(indx, count)
 
-    def history_rows(self, start: tuple[int, int], tock_ms: int | None,
-                      count: int) -> list[HistoryRow]:
+    def history_rows(
+        self, start: tuple[int, int], tock_ms: int | None, count: int
+    ) -> list[HistoryRow]:
         """Up to *count* by-time rows from key ``(tick_ms, indx)`` *start* up to
         *tock_ms* (inclusive), deleted blobs' rows included. An inline bounded
         index scan, like :meth:`sequence_rows`."""
@@ -707,9 +750,12 @@ class Axon:
 
     # -- recovery -----------------------------------------------------------------
 
-    async def recover(self, *, verify: bool | None = None,
-                      progress: Callable[[int, int], Awaitable[None] | None] | None = None,
-                      ) -> RecoverReport:
+    async def recover(
+        self,
+        *,
+        verify: bool | None = None,
+        progress: Callable[[int, int], Awaitable[None] | None] | None = None,
+    ) -> RecoverReport:
         """Index every blob the backend holds and the index lacks, dated now.
 
         Blobs already indexed are skipped. With *verify* (the default for local
@@ -738,10 +784,14 @@ class Axon:
                             if inspect.isawaitable(called):
                                 await called
             if report.corrupt:
-                log.warning("recover: %d blobs do not match their names: %s",
-                            len(report.corrupt), ", ".join(report.corrupt[:5]))
-            return RecoverReport(report.listed, report.added, report.skipped,
-                                 self.backend.ignored, report.corrupt)
+                log.warning(
+                    "recover: %d blobs do not match their names: %s",
+                    len(report.corrupt),
+                    ", ".join(report.corrupt[:5]),
+                )
+            return RecoverReport(
+                report.listed, report.added, report.skipped, self.backend.ignored, report.corrupt
+            )
 
     async def _list_backend(self, send: trio.MemorySendChannel[list[Listing]]) -> None:
         """Feed the backend's listing into *send* in batches, from a thread."""
@@ -759,15 +809,17 @@ class Axon:
         async with send:
             await trio.to_thread.run_sync(produce, limiter=self.limiters.blob_io)
 
-    async def _recover_batch(self, items: list[Listing], verify: bool,
-                             report: _RecoverTally) -> None:
+    async def _recover_batch(
+        self, items: list[Listing], verify: bool, report: _RecoverTally
+    ) -> None:
         batch: list[CommitOp] = []
         for item in items:
             report.listed += 1
             if self.index.has(item.sha256):
                 report.skipped += 1
             elif verify and not await trio.to_thread.run_sync(
-                    self._verify, item.sha256, limiter=self.limiters.hash_cpu):
+                self._verify, item.sha256, limiter=self.limiters.hash_cpu
+            ):
                 report.corrupt.append(item.sha256.hex())
             else:
                 batch.append(AdoptBlob(item.sha256, item.size))
@@ -793,65 +845,122 @@ class Axon:
     # Thin delegations to axonfs.fetch and axonfs.parsers (owned by the control-socket
     # work); the reference's names, arguments and argument quirks are kept.
 
-    async def wget(self, url: str, params: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None, json: Any = None,
-                   body: bytes | str | dict[str, Any] | None = None,
-                   method: str = "GET", ssl: bool = True, timeout: float | None = None,
-                   proxy: bool | str | None = True,
-                   ssl_opts: dict[str, Any] | None = None, *,
-                   progress: Callable[[int, int | None], Awaitable[None]] | None = None,
-                   ) -> dict[str, Any]:
+    async def wget(
+        self,
+        url: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+        body: bytes | str | dict[str, Any] | None = None,
+        method: str = "GET",
+        ssl: bool = True,
+        timeout: float | None = None,
+        proxy: bool | str | None = True,
+        ssl_opts: dict[str, Any] | None = None,
+        *,
+        progress: Callable[[int, int | None], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
         """Download *url* into the store; see :func:`axonfs.fetch.wget`.
 
         *progress* (in-process callers only) is told the bytes received so far.
         """
         from axonfs import fetch
-        return await fetch.wget(self, url, params=params, headers=headers, json=json,
-                                body=body, method=method, ssl=ssl, timeout=timeout,
-                                proxy=proxy, ssl_opts=ssl_opts, progress=progress)
 
-    async def wput(self, sha256: bytes, url: str, params: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None, method: str = "PUT",
-                   ssl: bool = True, timeout: float | None = None,
-                   proxy: bool | str | None = True,
-                   ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await fetch.wget(
+            self,
+            url,
+            params=params,
+            headers=headers,
+            json=json,
+            body=body,
+            method=method,
+            ssl=ssl,
+            timeout=timeout,
+            proxy=proxy,
+            ssl_opts=ssl_opts,
+            progress=progress,
+        )
+
+    async def wput(
+        self,
+        sha256: bytes,
+        url: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        method: str = "PUT",
+        ssl: bool = True,
+        timeout: float | None = None,
+        proxy: bool | str | None = True,
+        ssl_opts: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Send a blob to *url*; see :func:`axonfs.fetch.wput`."""
         from axonfs import fetch
-        return await fetch.wput(self, sha256, url, params=params, headers=headers,
-                                method=method, ssl=ssl, timeout=timeout, proxy=proxy,
-                                ssl_opts=ssl_opts)
 
-    async def postfiles(self, fields: Sequence[dict[str, Any]], url: str,
-                        params: dict[str, Any] | None = None,
-                        headers: dict[str, str] | None = None, method: str = "POST",
-                        ssl: bool = True, timeout: float | None = None,
-                        proxy: bool | str | None = True,
-                        ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await fetch.wput(
+            self,
+            sha256,
+            url,
+            params=params,
+            headers=headers,
+            method=method,
+            ssl=ssl,
+            timeout=timeout,
+            proxy=proxy,
+            ssl_opts=ssl_opts,
+        )
+
+    async def postfiles(
+        self,
+        fields: Sequence[dict[str, Any]],
+        url: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        method: str = "POST",
+        ssl: bool = True,
+        timeout: float | None = None,
+        proxy: bool | str | None = True,
+        ssl_opts: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Send a multipart form of values and blobs; see :func:`axonfs.fetch.postfiles`."""
         from axonfs import fetch
-        return await fetch.postfiles(self, fields, url, params=params, headers=headers,
-                                     method=method, ssl=ssl, timeout=timeout, proxy=proxy,
-                                     ssl_opts=ssl_opts)
+
+        return await fetch.postfiles(
+            self,
+            fields,
+            url,
+            params=params,
+            headers=headers,
+            method=method,
+            ssl=ssl,
+            timeout=timeout,
+            proxy=proxy,
+            ssl_opts=ssl_opts,
+        )
 
     def readlines(self, sha256: str, errors: str | None = "ignore") -> AsyncIterator[str]:
         """Yield the lines of a text blob (*sha256* as hex, like the reference)."""
         from axonfs import parsers
+
         return parsers.readlines(self, sha256, errors)
 
-    def csvrows(self, sha256: bytes, dialect: str = "excel", errors: str | None = "ignore",
-                **fmtparams: Any) -> AsyncIterator[tuple[str, ...]]:
+    def csvrows(
+        self, sha256: bytes, dialect: str = "excel", errors: str | None = "ignore", **fmtparams: Any
+    ) -> AsyncIterator[tuple[str, ...]]:
         """Yield the rows of a CSV blob as tuples (*sha256* as raw bytes)."""
         from axonfs import parsers
+
         return parsers.csvrows(self, sha256, dialect, errors, **fmtparams)
 
     def jsonlines(self, sha256: str, errors: str | None = "ignore") -> AsyncIterator[Any]:
         """Yield the JSON value of each non-blank line (*sha256* as hex)."""
         from axonfs import parsers
+
         return parsers.jsonlines(self, sha256, errors)
 
     def iterMpkFile(self, sha256: str) -> AsyncIterator[Any]:  # noqa: N802 - reference name
         """Yield the items of a msgpack blob (*sha256* as hex)."""
         from axonfs import parsers
+
         return parsers.iter_msgpack(self, sha256)
 
 
@@ -878,8 +987,9 @@ class Upload:
         spool = await self._current()
         if len(byts) <= INLINE_IO_MAX:
             if spool.fills_stage(len(byts)):  # this one writes a whole stage to disk
-                await trio.to_thread.run_sync(spool.append, byts,
-                                              limiter=self._axon.limiters.disk_io)
+                await trio.to_thread.run_sync(
+                    spool.append, byts, limiter=self._axon.limiters.disk_io
+                )
             else:
                 spool.append(byts)  # a copy into the spool's stage, and a small hash
             return
@@ -889,10 +999,18 @@ class Upload:
         limiters = self._axon.limiters
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(partial(trio.to_thread.run_sync, spool.hash_bytes, byts,
-                                           offset, limiter=limiters.hash_cpu))
-                await trio.to_thread.run_sync(spool.write_bytes, byts, offset,
-                                              limiter=limiters.disk_io)
+                nursery.start_soon(
+                    partial(
+                        trio.to_thread.run_sync,
+                        spool.hash_bytes,
+                        byts,
+                        offset,
+                        limiter=limiters.hash_cpu,
+                    )
+                )
+                await trio.to_thread.run_sync(
+                    spool.write_bytes, byts, offset, limiter=limiters.disk_io
+                )
         except BaseExceptionGroup as group:  # a full disk reaches the caller as its OSError
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
@@ -919,7 +1037,8 @@ class Upload:
         if self._spool is None:
             # Direct mode: an upload only appends, and its bytes are bound for the disk.
             self._spool = await trio.to_thread.run_sync(
-                partial(self._axon.store.new_spool, direct=True))
+                partial(self._axon.store.new_spool, direct=True)
+            )
         return self._spool
 
 

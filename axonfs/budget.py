@@ -70,9 +70,13 @@ class MemoryBudget:
                 while self.used + size > self.limit:
                     await self._room.park()
         if not self.try_take(size):
-            raise HitLimit(f"a request of {size} bytes found no room in the daemon's request "
-                           f"memory budget of {self.limit} bytes within {wait:g} s; try again "
-                           "later", size=size, limit=self.limit)
+            raise HitLimit(
+                f"a request of {size} bytes found no room in the daemon's request "
+                f"memory budget of {self.limit} bytes within {wait:g} s; try again "
+                "later",
+                size=size,
+                limit=self.limit,
+            )
 
     def try_take(self, size: int) -> bool:
         """Take *size* bytes if they fit; False (and nothing taken) if not."""

@@ -99,10 +99,18 @@ def record_name(host: str, last: int) -> str:
 
 
 def encode_record(record: Record) -> bytes:
-    return json.dumps({
-        "v": VERSION, "host": record.host, "first": record.first, "last": record.last,
-        "changes": [[c.seq, "a" if c.added else "d", c.sha256.hex(), c.size]
-                    for c in record.changes]}, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "v": VERSION,
+            "host": record.host,
+            "first": record.first,
+            "last": record.last,
+            "changes": [
+                [c.seq, "a" if c.added else "d", c.sha256.hex(), c.size] for c in record.changes
+            ],
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def decode_record(data: bytes, name: str) -> Record:
@@ -111,10 +119,15 @@ def decode_record(data: bytes, name: str) -> Record:
         body = json.loads(data)
         if body["v"] != VERSION:
             raise ValueError(f"version {body['v']}")
-        changes = tuple(Change(int(seq), kind == "a", Sha256(bytes.fromhex(hexd)), int(size))
-                        for seq, kind, hexd, size in body["changes"])
-        if not changes or any(len(c.sha256) != 32 for c in changes) or any(
-                b.seq != a.seq + 1 for a, b in zip(changes, changes[1:], strict=False)):
+        changes = tuple(
+            Change(int(seq), kind == "a", Sha256(bytes.fromhex(hexd)), int(size))
+            for seq, kind, hexd, size in body["changes"]
+        )
+        if (
+            not changes
+            or any(len(c.sha256) != 32 for c in changes)
+            or any(b.seq != a.seq + 1 for a, b in zip(changes, changes[1:], strict=False))
+        ):
             raise ValueError("changes are empty, malformed or not contiguous")
         return Record(str(body["host"]), changes)
     except (ValueError, KeyError, TypeError) as exc:
@@ -122,8 +135,15 @@ def decode_record(data: bytes, name: str) -> Record:
 
 
 def encode_checkpoint(checkpoint: Checkpoint) -> bytes:
-    header = json.dumps({"v": VERSION, "host": checkpoint.host, "cursors": checkpoint.cursors,
-                         "count": len(checkpoint.blobs)}, separators=(",", ":")).encode()
+    header = json.dumps(
+        {
+            "v": VERSION,
+            "host": checkpoint.host,
+            "cursors": checkpoint.cursors,
+            "count": len(checkpoint.blobs),
+        },
+        separators=(",", ":"),
+    ).encode()
     return header + b"\n" + b"".join(_ROW.pack(sha, size) for sha, size in checkpoint.blobs)
 
 
@@ -154,14 +174,18 @@ class ChangeLog:
     def hosts(self) -> list[str]:
         """Every host that has records in the bucket."""
         _, rolled = self.backend.list_names(RECORDS_DIR, delimiter="/")
-        return [entry[len(RECORDS_DIR):].rstrip("/") for entry in rolled]
+        return [entry[len(RECORDS_DIR) :].rstrip("/") for entry in rolled]
 
     def records_after(self, host: str, cursor: int) -> list[RecordName]:
         """*host*'s records whose last change is after *cursor*, oldest first."""
-        names, _ = self.backend.list_names(f"{RECORDS_DIR}{host}/",
-                                           start_after=record_name(host, cursor))
-        return [RecordName(name, int(name.rsplit("/", 1)[1], 16), modified)
-                for name, modified in names if _is_hex(name.rsplit("/", 1)[1])]
+        names, _ = self.backend.list_names(
+            f"{RECORDS_DIR}{host}/", start_after=record_name(host, cursor)
+        )
+        return [
+            RecordName(name, int(name.rsplit("/", 1)[1], 16), modified)
+            for name, modified in names
+            if _is_hex(name.rsplit("/", 1)[1])
+        ]
 
     def read_record(self, name: str) -> Record:
         return decode_record(self.backend.get_object(name), name)
@@ -171,7 +195,7 @@ class ChangeLog:
         names, _ = self.backend.list_names(CHECKPOINTS_DIR)
         found = []
         for name, modified in names:
-            total, _, host = name[len(CHECKPOINTS_DIR):].partition("-")
+            total, _, host = name[len(CHECKPOINTS_DIR) :].partition("-")
             if _is_hex(total) and host:
                 found.append((name, int(total, 16), modified))
         return found

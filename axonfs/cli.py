@@ -57,6 +57,7 @@ environment:
 Run 'axonfs COMMAND --help' for the options of each command.
 """
 
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``axonfs`` and all its subcommands."""
     return _build()[TOP]
@@ -64,15 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _build() -> Parsers:
     parser = argparse.ArgumentParser(
-        prog="axonfs", formatter_class=HelpFormatter, epilog=EPILOG,
+        prog="axonfs",
+        formatter_class=HelpFormatter,
+        epilog=EPILOG,
         description="axonfs keeps files by their SHA-256 (the Synapse Axon storage API)\n"
-                    "and shows them as a filesystem: /by-sha256/, /history/, /incoming/.")
+        "and shows them as a filesystem: /by-sha256/, /history/, /incoming/.",
+    )
     parser.add_argument("--version", action="version", version=f"axonfs {__version__}")
     add_options(parser, TOP, "top")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands: Parsers = {TOP: parser}
-    for register in (_register_fsck, _register_recover, mount.register, ctl.register,
-                     telepath_command.register):
+    for register in (
+        _register_fsck,
+        _register_recover,
+        mount.register,
+        ctl.register,
+        telepath_command.register,
+    ):
         commands.update(register(subparsers))
     for name in settings.CONFIG_COMMANDS:
         settings.add_config_options(commands[name], name)
@@ -81,18 +90,25 @@ def _build() -> Parsers:
 
 def _register_fsck(commands: Subparsers) -> Parsers:
     parser = commands.add_parser(
-        "fsck", formatter_class=HelpFormatter, help="check the store's index against its blobs",
+        "fsck",
+        formatter_class=HelpFormatter,
+        help="check the store's index against its blobs",
         description="Check that every indexed blob exists, has its size and hashes to its\n"
-                    "name, that every stored blob is indexed, and that the counters add up.\n"
-                    "The store must not be open by a daemon.",
+        "name, that every stored blob is indexed, and that the counters add up.\n"
+        "The store must not be open by a daemon.",
         epilog="exit status: 0 clean, 1 problems found (even if repaired), 3 no store there, "
-               "store in use, or (--repair) not writable")
+        "store in use, or (--repair) not writable",
+    )
     add_options(parser, "fsck", "store")
-    parser.add_argument("--repair", action="store_true",
-                        help="quarantine corrupt blobs, drop rows of missing ones, index "
-                             "verified orphans, recompute the counters")
-    parser.add_argument("--quick", action="store_true",
-                        help="check presence and sizes only, without re-hashing")
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="quarantine corrupt blobs, drop rows of missing ones, index "
+        "verified orphans, recompute the counters",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="check presence and sizes only, without re-hashing"
+    )
     add_options(parser, "fsck", "backend")
     parser.set_defaults(func=_run_fsck)
     return {"fsck": parser}
@@ -104,34 +120,49 @@ def _run_fsck(args: argparse.Namespace) -> int:
     chosen = Settings.from_namespace(args)
     store_dir = existing_store(chosen.store)
     try:
-        opened = open_for_fsck(store_dir, backend_from_settings(chosen, store_dir),
-                               repair=args.repair)
+        opened = open_for_fsck(
+            store_dir, backend_from_settings(chosen, store_dir), repair=args.repair
+        )
     except StoreLocked as exc:  # 'axonfs ctl' has no fsck: the daemon must go first
-        raise QuietError(f"the store {store_dir} is open by a running daemon (pid "
-                         f"{exc.fields.get('pid', '?')}); stop it first with 'axonfs stop "
-                         f"--store {store_dir}' (or 'axonfs umount' its mount point)",
-                         EXIT_UNREACHABLE) from None
+        raise QuietError(
+            f"the store {store_dir} is open by a running daemon (pid "
+            f"{exc.fields.get('pid', '?')}); stop it first with 'axonfs stop "
+            f"--store {store_dir}' (or 'axonfs umount' its mount point)",
+            EXIT_UNREACHABLE,
+        ) from None
     with opened as store:
-        report = fsck(store, repair=args.repair, quick=args.quick,
-                      show_progress=sys.stderr.isatty())
+        report = fsck(
+            store, repair=args.repair, quick=args.quick, show_progress=sys.stderr.isatty()
+        )
     print(report.summary())
     return EXIT_OK if not report.problems else EXIT_FALSE
 
 
 def _register_recover(commands: Subparsers) -> Parsers:
     parser = commands.add_parser(
-        "recover", formatter_class=HelpFormatter,
+        "recover",
+        formatter_class=HelpFormatter,
         help="rebuild the index from the blobs (offline)",
         description="Index every blob the backend holds and the index lacks, as if just added\n"
-                    "(new rows dated now); blobs already indexed are skipped. Use it after\n"
-                    "losing index.lmdb. With a daemon running, use 'axonfs ctl recover'.")
+        "(new rows dated now); blobs already indexed are skipped. Use it after\n"
+        "losing index.lmdb. With a daemon running, use 'axonfs ctl recover'.",
+    )
     add_options(parser, "recover", "store")
     verify = parser.add_mutually_exclusive_group()
-    verify.add_argument("--verify", dest="verify", action="store_true", default=None,
-                        help="re-hash every blob before adopting it (the default for local "
-                             "blobs; on S3 it downloads every object)")
-    verify.add_argument("--no-verify", dest="verify", action="store_false",
-                        help="adopt blobs without re-hashing them (the default on S3)")
+    verify.add_argument(
+        "--verify",
+        dest="verify",
+        action="store_true",
+        default=None,
+        help="re-hash every blob before adopting it (the default for local "
+        "blobs; on S3 it downloads every object)",
+    )
+    verify.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="adopt blobs without re-hashing them (the default on S3)",
+    )
     add_options(parser, "recover", "backend")
     parser.set_defaults(func=_run_recover)
     return {"recover": parser}
@@ -148,20 +179,27 @@ def _run_recover(args: argparse.Namespace) -> int:
     async def recover(store_dir: Path) -> int:
         async with Axon.open(store_dir, backend=backend_from_settings(chosen, store_dir)) as axon:
             with tqdm(desc="recovering", unit="blob", disable=not sys.stderr.isatty()) as bar:
+
                 def progress(listed: int, added: int) -> None:
                     bar.update(listed - bar.n)
+
                 report = await axon.recover(verify=args.verify, progress=progress)
-        print(f"listed {report.listed}, added {report.added}, already indexed "
-              f"{report.skipped}, ignored {report.ignored}, corrupt {len(report.corrupt)}")
+        print(
+            f"listed {report.listed}, added {report.added}, already indexed "
+            f"{report.skipped}, ignored {report.ignored}, corrupt {len(report.corrupt)}"
+        )
         return EXIT_OK if not report.corrupt else EXIT_FALSE
 
     store_dir = existing_store(chosen.store)
     try:
         return trio.run(recover, store_dir)
     except StoreLocked as exc:  # only opening raises it: the daemon can do this very job
-        raise QuietError(f"the store {store_dir} is open by a running daemon (pid "
-                         f"{exc.fields.get('pid', '?')}); recover through it with "
-                         f"'axonfs ctl --store {store_dir} recover'", EXIT_UNREACHABLE) from None
+        raise QuietError(
+            f"the store {store_dir} is open by a running daemon (pid "
+            f"{exc.fields.get('pid', '?')}); recover through it with "
+            f"'axonfs ctl --store {store_dir} recover'",
+            EXIT_UNREACHABLE,
+        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

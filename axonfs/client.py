@@ -71,9 +71,12 @@ RAW_RECEIVE = 4 << 20
 """Most bytes of a ``raw`` item asked of the socket per receive."""
 
 
-def find_socket(socket: str | os.PathLike[str] | None = None, *,
-                mount: str | os.PathLike[str] | None = None,
-                store: str | os.PathLike[str] | None = None) -> Path:
+def find_socket(
+    socket: str | os.PathLike[str] | None = None,
+    *,
+    mount: str | os.PathLike[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
+) -> Path:
     """Where the daemon listens: *socket*, else *mount*'s xattr, else *store*'s
     socket, else ``$AXONFS_SOCKET``, else the default store's socket."""
     if socket is not None:
@@ -102,21 +105,28 @@ def mount_socket(path: Path) -> Path:
     entry = containing_mount(path)
     root = entry.mountpoint
     if not entry.is_axonfs:
-        raise DaemonUnreachable(f"{path} is not in an axonfs mount (it is on {root}, "
-                                f"{entry.fstype})", mount=str(path))
+        raise DaemonUnreachable(
+            f"{path} is not in an axonfs mount (it is on {root}, {entry.fstype})", mount=str(path)
+        )
     try:
         value = os.getxattr(root, MOUNT_SOCKET_XATTR)
     except OSError as exc:
         if exc.errno == errno.ENOTCONN:
             raise DaemonUnreachable(
                 f"the daemon of the axonfs mount {root} is gone; 'axonfs umount {root}' "
-                "cleans the mount point up, then mount again", mount=str(root)) from None
+                "cleans the mount point up, then mount again",
+                mount=str(root),
+            ) from None
         if exc.errno in (errno.EACCES, errno.EPERM):
             raise AccessDenied(
                 f"access to the axonfs mount {root} is denied: a mount is private to the "
-                "user who made it unless mounted with --allow-other", mount=str(root)) from None
-        raise DaemonUnreachable(f"cannot read {MOUNT_SOCKET_XATTR} of the axonfs mount "
-                                f"{root}: {exc.strerror}", mount=str(root)) from None
+                "user who made it unless mounted with --allow-other",
+                mount=str(root),
+            ) from None
+        raise DaemonUnreachable(
+            f"cannot read {MOUNT_SOCKET_XATTR} of the axonfs mount {root}: {exc.strerror}",
+            mount=str(root),
+        ) from None
     return Path(os.fsdecode(value))
 
 
@@ -125,10 +135,12 @@ class _Connection:
 
     def __init__(self, stream: anyio.abc.SocketStream, path: Path) -> None:
         self.stream = stream
-        self.wire = SocketWire(stream.extra(anyio.abc.SocketAttribute.raw_socket).fileno(),
-                               wait_readable=anyio.wait_readable,
-                               wait_writable=anyio.wait_writable,
-                               checkpoint=anyio.lowlevel.checkpoint)
+        self.wire = SocketWire(
+            stream.extra(anyio.abc.SocketAttribute.raw_socket).fileno(),
+            wait_readable=anyio.wait_readable,
+            wait_writable=anyio.wait_writable,
+            checkpoint=anyio.lowlevel.checkpoint,
+        )
         self.path = path
         self.decoder = FrameDecoder(MAX_REPLY_FRAME)
         self._next_id = 0
@@ -140,8 +152,9 @@ class _Connection:
             with bindable_path(path) as address:
                 stream = await anyio.connect_unix(address)
         except OSError as exc:
-            raise DaemonUnreachable(f"no axonfs daemon at {path}: {exc.strerror or exc}",
-                                    socket=str(path)) from None
+            raise DaemonUnreachable(
+                f"no axonfs daemon at {path}: {exc.strerror or exc}", socket=str(path)
+            ) from None
         connection = cls(stream, path)
         try:
             hello = await connection.receive()
@@ -199,8 +212,9 @@ class _Connection:
         return data
 
     def _closed(self) -> DaemonUnreachable:
-        return DaemonUnreachable(f"the daemon at {self.path} closed the connection",
-                                 socket=str(self.path))
+        return DaemonUnreachable(
+            f"the daemon at {self.path} closed the connection", socket=str(self.path)
+        )
 
     async def reply(self, rid: int) -> dict[str, Any]:
         """The next reply, which must be for request *rid*; ``err`` is raised."""
@@ -278,8 +292,9 @@ class AxonClient:
         reusable = False
         try:
             rid = connection.new_id()
-            await connection.send({"id": rid, "call": call, "args": args, "kwargs": kwargs,
-                                   "raw": True})
+            await connection.send(
+                {"id": rid, "call": call, "args": args, "kwargs": kwargs, "raw": True}
+            )
             while True:
                 try:
                     reply = await connection.reply(rid)
@@ -364,8 +379,9 @@ class AxonClient:
         then ``await up.write(bytes)`` and ``await up.save()``, as often as needed."""
         return ClientUpload(self)
 
-    def get(self, sha256: bytes, offs: int | None = None,
-            size: int | None = None) -> AsyncIterator[bytes]:
+    def get(
+        self, sha256: bytes, offs: int | None = None, size: int | None = None
+    ) -> AsyncIterator[bytes]:
         """Yield the bytes of a blob (or of ``[offs, offs+size)``)."""
         return self._stream("get", sha256, offs, size)
 
@@ -389,12 +405,14 @@ class AxonClient:
         many were not durable yet."""
         return await self._call("sync")  # type: ignore[no-any-return]
 
-    def hashes(self, offs: int, wait: bool = False,
-               timeout: float | None = None) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
+    def hashes(
+        self, offs: int, wait: bool = False, timeout: float | None = None
+    ) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
         return self._stream("hashes", offs, wait, timeout)
 
-    def history(self, tick: int, tock: int | None = None
-                ) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
+    def history(
+        self, tick: int, tock: int | None = None
+    ) -> AsyncIterator[tuple[int, tuple[bytes, int]]]:
         return self._stream("history", tick, tock)
 
     async def del_(self, sha256: bytes) -> bool:
@@ -403,45 +421,93 @@ class AxonClient:
     async def dels(self, sha256s: Iterable[bytes]) -> tuple[bool, ...]:
         return tuple(await self._call("dels", list(sha256s)))
 
-    async def wget(self, url: str, params: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None, json: Any = None,
-                   body: bytes | str | dict[str, Any] | None = None, method: str = "GET",
-                   ssl: bool = True,
-                   timeout: float | None = None,  # noqa: ASYNC109 - reference API
-                   proxy: bool | str | None = True,
-                   ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def wget(
+        self,
+        url: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+        body: bytes | str | dict[str, Any] | None = None,
+        method: str = "GET",
+        ssl: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109 - reference API
+        proxy: bool | str | None = True,
+        ssl_opts: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Download *url* into the store; the reference's result dictionary."""
         return await self._call(  # type: ignore[no-any-return]
-            "wget", url, params=params, headers=headers, json=json, body=body,
-            method=method, ssl=ssl, timeout=timeout, proxy=proxy, ssl_opts=ssl_opts)
+            "wget",
+            url,
+            params=params,
+            headers=headers,
+            json=json,
+            body=body,
+            method=method,
+            ssl=ssl,
+            timeout=timeout,
+            proxy=proxy,
+            ssl_opts=ssl_opts,
+        )
 
-    async def wput(self, sha256: bytes, url: str, params: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None, method: str = "PUT",
-                   ssl: bool = True, timeout: float | None = None,  # noqa: ASYNC109
-                   proxy: bool | str | None = True,
-                   ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def wput(
+        self,
+        sha256: bytes,
+        url: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        method: str = "PUT",
+        ssl: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109
+        proxy: bool | str | None = True,
+        ssl_opts: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Send a blob as the body of a request to *url*."""
         return await self._call(  # type: ignore[no-any-return]
-            "wput", sha256, url, params=params, headers=headers, method=method, ssl=ssl,
-            timeout=timeout, proxy=proxy, ssl_opts=ssl_opts)
+            "wput",
+            sha256,
+            url,
+            params=params,
+            headers=headers,
+            method=method,
+            ssl=ssl,
+            timeout=timeout,
+            proxy=proxy,
+            ssl_opts=ssl_opts,
+        )
 
-    async def postfiles(self, fields: Sequence[dict[str, Any]], url: str,
-                        params: dict[str, Any] | None = None,
-                        headers: dict[str, str] | None = None, method: str = "POST",
-                        ssl: bool = True, timeout: float | None = None,  # noqa: ASYNC109
-                        proxy: bool | str | None = True,
-                        ssl_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def postfiles(
+        self,
+        fields: Sequence[dict[str, Any]],
+        url: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        method: str = "POST",
+        ssl: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109
+        proxy: bool | str | None = True,
+        ssl_opts: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Send a multipart form whose fields may be blobs (``sha256`` as hex)."""
         return await self._call(  # type: ignore[no-any-return]
-            "postfiles", list(fields), url, params=params, headers=headers, method=method,
-            ssl=ssl, timeout=timeout, proxy=proxy, ssl_opts=ssl_opts)
+            "postfiles",
+            list(fields),
+            url,
+            params=params,
+            headers=headers,
+            method=method,
+            ssl=ssl,
+            timeout=timeout,
+            proxy=proxy,
+            ssl_opts=ssl_opts,
+        )
 
     def readlines(self, sha256: str, errors: str | None = "ignore") -> AsyncIterator[str]:
         """Yield the lines of a text blob (*sha256* as hex, like the reference)."""
         return self._stream("readlines", sha256, errors=errors)
 
-    def csvrows(self, sha256: bytes, dialect: str = "excel", errors: str | None = "ignore",
-                **fmtparams: Any) -> AsyncIterator[tuple[str, ...]]:
+    def csvrows(
+        self, sha256: bytes, dialect: str = "excel", errors: str | None = "ignore", **fmtparams: Any
+    ) -> AsyncIterator[tuple[str, ...]]:
         """Yield the rows of a CSV blob (*sha256* as raw bytes, like the reference)."""
         return self._stream("csvrows", sha256, dialect, errors=errors, **fmtparams)
 
@@ -461,19 +527,35 @@ class AxonClient:
         """
         return await self._call("recoverIndices", verify=verify)  # type: ignore[no-any-return]
 
-    def wget_progress(self, url: str, params: dict[str, Any] | None = None,
-                      headers: dict[str, str] | None = None, json: Any = None,
-                      body: bytes | str | dict[str, Any] | None = None, method: str = "GET",
-                      ssl: bool = True,
-                      timeout: float | None = None,  # noqa: ASYNC109 - reference API
-                      proxy: bool | str | None = True,
-                      ssl_opts: dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+    def wget_progress(
+        self,
+        url: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+        body: bytes | str | dict[str, Any] | None = None,
+        method: str = "GET",
+        ssl: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109 - reference API
+        proxy: bool | str | None = True,
+        ssl_opts: dict[str, Any] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
         """:meth:`wget` with progress: ``{"received", "total"}`` dicts as the body
         arrives (``total`` None when the server announced no length), then
         ``{"done": True, "result": <wget's result>}``."""
-        return self._stream("wget_progress", url, params=params, headers=headers, json=json,
-                            body=body, method=method, ssl=ssl, timeout=timeout, proxy=proxy,
-                            ssl_opts=ssl_opts)
+        return self._stream(
+            "wget_progress",
+            url,
+            params=params,
+            headers=headers,
+            json=json,
+            body=body,
+            method=method,
+            ssl=ssl,
+            timeout=timeout,
+            proxy=proxy,
+            ssl_opts=ssl_opts,
+        )
 
     def recover_progress(self, verify: bool | None = None) -> AsyncIterator[dict[str, Any]]:
         """:meth:`recoverIndices` with progress: ``{"listed", "added"}`` dicts as
@@ -499,6 +581,7 @@ class ClientUpload:
     def __await__(self) -> Generator[Any, None, ClientUpload]:
         async def ready() -> ClientUpload:
             return self
+
         return ready().__await__()
 
     async def __aenter__(self) -> ClientUpload:
@@ -513,8 +596,7 @@ class ClientUpload:
             self._connection = connection
             self._rid = connection.new_id()
             try:
-                await connection.send({"id": self._rid, "call": "upload", "args": (),
-                                       "kwargs": {}})
+                await connection.send({"id": self._rid, "call": "upload", "args": (), "kwargs": {}})
             except BaseException:
                 self._failed = True
                 raise
@@ -526,8 +608,9 @@ class ClientUpload:
         view = memoryview(byts)
         try:
             for start in range(0, len(view), WRITE_CHUNK):
-                await connection.send({"id": self._rid, "t": WRITE,
-                                       "data": bytes(view[start:start + WRITE_CHUNK])})
+                await connection.send(
+                    {"id": self._rid, "t": WRITE, "data": bytes(view[start : start + WRITE_CHUNK])}
+                )
         except BaseException:
             self._failed = True
             raise
@@ -564,9 +647,12 @@ class ClientUpload:
 
 
 @asynccontextmanager
-async def connect(socket: str | os.PathLike[str] | None = None, *,
-                  mount: str | os.PathLike[str] | None = None,
-                  store: str | os.PathLike[str] | None = None) -> AsyncIterator[AxonClient]:
+async def connect(
+    socket: str | os.PathLike[str] | None = None,
+    *,
+    mount: str | os.PathLike[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
+) -> AsyncIterator[AxonClient]:
     """Connect to an axonfs daemon; yield an :class:`AxonClient`.
 
     Args:

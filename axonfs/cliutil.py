@@ -37,14 +37,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def store_help(*, creates: bool) -> str:
     """The help of ``--store``; *creates*: the command makes a missing store."""
-    return ("the store directory (default: $AXONFS_STORE, else ~/.local/share/axonfs"
-            + ("; created on first use)" if creates else "; must exist)"))
+    return "the store directory (default: $AXONFS_STORE, else ~/.local/share/axonfs" + (
+        "; created on first use)" if creates else "; must exist)"
+    )
 
 
 def store_argument(parser: argparse.ArgumentParser, *, creates: bool = True) -> None:
     """Add the common ``--store DIR`` option; *creates*: the command makes a missing store."""
-    parser.add_argument("--store", type=Path, default=None, metavar="DIR",
-                        help=store_help(creates=creates))
+    parser.add_argument(
+        "--store", type=Path, default=None, metavar="DIR", help=store_help(creates=creates)
+    )
 
 
 def resolve_store(store: Path | None) -> Path:
@@ -62,9 +64,11 @@ def existing_store(store: Path | None) -> Path:
 
     path = resolve_store(store)
     if not path.is_dir():
-        raise QuietError(f"no store at {path} (no such directory); check --store",
-                         EXIT_UNREACHABLE)
+        raise QuietError(f"no store at {path} (no such directory); check --store", EXIT_UNREACHABLE)
     if not is_store(path):
-        raise QuietError(f"{path} is not an axonfs store (it has none of "
-                         f"{', '.join(STORE_MARKERS)}); check --store", EXIT_UNREACHABLE)
+        raise QuietError(
+            f"{path} is not an axonfs store (it has none of "
+            f"{', '.join(STORE_MARKERS)}); check --store",
+            EXIT_UNREACHABLE,
+        )
     return path

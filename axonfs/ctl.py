@@ -78,6 +78,7 @@ WANTS_BATCH = 10000
 
 # -- argument types ------------------------------------------------------------------
 
+
 def sha256_arg(text: str) -> bytes:
     """A hex SHA-256 on the command line (either case)."""
     try:
@@ -94,7 +95,8 @@ def time_arg(text: str) -> int:
         return int(datetime.fromisoformat(text).timestamp() * 1000)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"not epoch milliseconds or an ISO-8601 time: {text!r}") from None
+            f"not epoch milliseconds or an ISO-8601 time: {text!r}"
+        ) from None
 
 
 def pair_arg(separator: str) -> Callable[[str], tuple[str, str]]:
@@ -103,6 +105,7 @@ def pair_arg(separator: str) -> Callable[[str], tuple[str, str]]:
         if not found or not key:
             raise argparse.ArgumentTypeError(f"expected KEY{separator}VALUE, got {text!r}")
         return key.strip(), value.strip() if separator == ":" else value
+
     return parse
 
 
@@ -112,6 +115,7 @@ def char_arg(text: str) -> str:
 
 
 # -- output ------------------------------------------------------------------------------
+
 
 def jsonable(value: Any) -> Any:
     """Bytes as hex, tuples as lists: what --json prints."""
@@ -165,8 +169,15 @@ async def _put(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     named = len(names) > 1  # several results: say which file each is
     total = sum(os.path.getsize(name) for name in names if name != "-" and os.path.isfile(name))  # noqa: ASYNC240
     show = sys.stderr.isatty() and not args.no_progress
-    with tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
-              disable=not show, desc="put", leave=False) as bar:
+    with tqdm(
+        total=total or None,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=not show,
+        desc="put",
+        leave=False,
+    ) as bar:
         async with axon.upload() as upload:
             for name in names:
                 for chunk in _read_chunks(name):
@@ -174,8 +185,9 @@ async def _put(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
                     bar.update(len(chunk))
                 size, sha256 = await upload.save()
                 with tqdm.external_write_mode():  # the line above the bar, never inside it
-                    out.emit((size, sha256),
-                             f"{size} {sha256.hex()}" + (f" {name}" if named else ""))
+                    out.emit(
+                        (size, sha256), f"{size} {sha256.hex()}" + (f" {name}" if named else "")
+                    )
                     out.stream.flush()
     return EXIT_OK
 
@@ -216,8 +228,9 @@ async def _get(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-async def _get_total(axon: AxonClient, sha256: bytes, offs: int | None, size: int | None
-                     ) -> int | None:
+async def _get_total(
+    axon: AxonClient, sha256: bytes, offs: int | None, size: int | None
+) -> int | None:
     """The bytes ``get`` will write (None if the blob is absent: get reports that)."""
     blob_size: int | None = await axon.size(sha256)
     if blob_size is None:
@@ -230,8 +243,15 @@ async def _get_total(axon: AxonClient, sha256: bytes, offs: int | None, size: in
 def _byte_bar(total: int | None, desc: str, show: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total or None, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=not show, desc=desc, leave=False)
+    return tqdm(
+        total=total or None,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=not show,
+        desc=desc,
+        leave=False,
+    )
 
 
 async def _has(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
@@ -260,8 +280,15 @@ async def _unpack(axon: AxonClient, args: argparse.Namespace, out: Output) -> in
 
 async def _ping(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     info = await axon.ping()
-    out.emit(info, "\n".join([f"{info['server']} pid {info['pid']}",
-                               *(f"telepath {url}" for url in info.get("telepath", ()))]))
+    out.emit(
+        info,
+        "\n".join(
+            [
+                f"{info['server']} pid {info['pid']}",
+                *(f"telepath {url}" for url in info.get("telepath", ())),
+            ]
+        ),
+    )
     return EXIT_OK
 
 
@@ -293,8 +320,9 @@ def _batches(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
 
 
 async def _hashes(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
-    async for indx, (sha256, size) in axon.hashes(args.offs, wait=args.follow,
-                                                   timeout=args.timeout):
+    async for indx, (sha256, size) in axon.hashes(
+        args.offs, wait=args.follow, timeout=args.timeout
+    ):
         out.emit((indx, (sha256, size)), f"{indx} {sha256.hex()} {size}")
         if args.follow:
             out.stream.flush()
@@ -351,18 +379,26 @@ async def _log_level(axon: AxonClient, args: argparse.Namespace, out: Output) ->
 def _http_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments wget, wput and postfiles share."""
     ssl_opts: dict[str, Any] = {}
-    for key, path in (("client_cert", args.client_cert), ("client_key", args.client_key),
-                      ("ca_cert", args.ca_cert)):
+    for key, path in (
+        ("client_cert", args.client_cert),
+        ("client_key", args.client_key),
+        ("ca_cert", args.ca_cert),
+    ):
         if path is not None:
             ssl_opts[key] = Path(path).read_text()
     proxy: bool | str = args.proxy if args.proxy is not None else not args.no_proxy
-    return {"params": dict(args.param) or None, "headers": dict(args.header) or None,
-            "method": args.method, "ssl": not args.no_ssl_verify, "timeout": args.timeout or None,
-            "proxy": proxy, "ssl_opts": ssl_opts or None}
+    return {
+        "params": dict(args.param) or None,
+        "headers": dict(args.header) or None,
+        "method": args.method,
+        "ssl": not args.no_ssl_verify,
+        "timeout": args.timeout or None,
+        "proxy": proxy,
+        "ssl_opts": ssl_opts or None,
+    }
 
 
-def _http_result(result: dict[str, Any], args: argparse.Namespace, out: Output,
-                 text: str) -> int:
+def _http_result(result: dict[str, Any], args: argparse.Namespace, out: Output, text: str) -> int:
     if not result.get("ok"):
         if out.as_json:
             out.emit(result)
@@ -388,8 +424,10 @@ async def _wget(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
         result = await _wget_with_bar(axon, args.url, kwargs)
     else:
         result = await axon.wget(args.url, **kwargs)
-    text = (f"{result.get('code')} {result.get('reason')} {result.get('size')} "
-            f"{result.get('hashes', {}).get('sha256')} {result.get('url')}")
+    text = (
+        f"{result.get('code')} {result.get('reason')} {result.get('size')} "
+        f"{result.get('hashes', {}).get('sha256')} {result.get('url')}"
+    )
     return _http_result(result, args, out, text)
 
 
@@ -411,8 +449,9 @@ async def _wput(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     kwargs = _http_kwargs(args)
     kwargs["method"] = args.method or "PUT"
     result = await axon.wput(args.sha256, args.url, **kwargs)
-    return _http_result(result, args, out,
-                        f"{result.get('code')} {result.get('reason')} {result.get('url')}")
+    return _http_result(
+        result, args, out, f"{result.get('code')} {result.get('reason')} {result.get('url')}"
+    )
 
 
 def field_arg(text: str) -> dict[str, Any]:
@@ -428,8 +467,11 @@ def field_arg(text: str) -> dict[str, Any]:
         field["value"] = value
     for option in options:
         key, _, setting = option.partition("=")
-        names = {"filename": "filename", "type": "content_type",
-                 "encoding": "content_transfer_encoding"}
+        names = {
+            "filename": "filename",
+            "type": "content_type",
+            "encoding": "content_transfer_encoding",
+        }
         if key.strip() not in names:
             raise argparse.ArgumentTypeError(f"unknown field option {key!r} in {text!r}")
         field[names[key.strip()]] = setting
@@ -442,16 +484,22 @@ async def _postfiles(axon: AxonClient, args: argparse.Namespace, out: Output) ->
     result = await axon.postfiles(args.field, args.url, **kwargs)
     if result.get("ok") and args.output:
         Path(args.output).write_bytes(result.get("body", b""))  # noqa: ASYNC240
-    return _http_result(result, args, out, f"{result.get('code')} {result.get('reason')} "
-                                           f"{len(result.get('body', b''))} {result.get('url')}")
+    return _http_result(
+        result,
+        args,
+        out,
+        f"{result.get('code')} {result.get('reason')} "
+        f"{len(result.get('body', b''))} {result.get('url')}",
+    )
 
 
 def _errors(args: argparse.Namespace) -> str | None:
     return None if args.errors == "strict" else args.errors
 
 
-async def _print_rows(rows: AsyncIterator[Any], out: Output,
-                      text: Callable[[Any], str | None]) -> int:
+async def _print_rows(
+    rows: AsyncIterator[Any], out: Output, text: Callable[[Any], str | None]
+) -> int:
     async for row in rows:
         out.emit(row, text(row))
     return EXIT_OK
@@ -463,38 +511,45 @@ async def _readlines(axon: AxonClient, args: argparse.Namespace, out: Output) ->
 
 
 async def _jsonlines(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
-    return await _print_rows(axon.jsonlines(args.sha256.hex(), errors=_errors(args)), out,
-                             lambda item: None)
+    return await _print_rows(
+        axon.jsonlines(args.sha256.hex(), errors=_errors(args)), out, lambda item: None
+    )
 
 
 async def _msgpack(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
     return await _print_rows(axon.iterMpkFile(args.sha256.hex()), out, lambda item: None)
 
 
-QUOTING = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_ALL,
-           "nonnumeric": csv.QUOTE_NONNUMERIC, "none": csv.QUOTE_NONE}
+QUOTING = {
+    "minimal": csv.QUOTE_MINIMAL,
+    "all": csv.QUOTE_ALL,
+    "nonnumeric": csv.QUOTE_NONNUMERIC,
+    "none": csv.QUOTE_NONE,
+}
 
 
 async def _csvrows(axon: AxonClient, args: argparse.Namespace, out: Output) -> int:
-    given = {"delimiter": args.delimiter, "quotechar": args.quotechar,
-             "escapechar": args.escapechar, "lineterminator": args.lineterminator,
-             "doublequote": args.doublequote, "skipinitialspace": args.skipinitialspace,
-             "strict": args.strict}
-    fmtparams: dict[str, Any] = {name: value for name, value in given.items()
-                                 if value is not None}
+    given = {
+        "delimiter": args.delimiter,
+        "quotechar": args.quotechar,
+        "escapechar": args.escapechar,
+        "lineterminator": args.lineterminator,
+        "doublequote": args.doublequote,
+        "skipinitialspace": args.skipinitialspace,
+        "strict": args.strict,
+    }
+    fmtparams: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     if args.quoting is not None:
         fmtparams["quoting"] = QUOTING[args.quoting]
     writer: Any = None
-    async for row in axon.csvrows(args.sha256, args.dialect, errors=_errors(args),
-                                  **fmtparams):
+    async for row in axon.csvrows(args.sha256, args.dialect, errors=_errors(args), **fmtparams):
         if out.as_json:
             out.emit(row)
             continue
         if writer is None:  # made once the daemon accepted the dialect
             # Rows go out in the input's dialect (delimiter, quoting...), so that
             # what is printed reads back as the blob did; lines end with \n.
-            writer = csv.writer(out.stream, args.dialect,
-                                **{"lineterminator": "\n", **fmtparams})
+            writer = csv.writer(out.stream, args.dialect, **{"lineterminator": "\n", **fmtparams})
         try:
             writer.writerow(row)
         except csv.Error as exc:  # e.g. --quoting none without --escapechar
@@ -513,13 +568,17 @@ async def _recover(axon: AxonClient, args: argparse.Namespace, out: Output) -> i
             else:
                 bar.update(step["listed"] - bar.n)
                 bar.set_postfix(added=step["added"])
-    out.emit(report, f"listed {report['listed']}, added {report['added']}, already indexed "
-                     f"{report['skipped']}, ignored {report['ignored']}, corrupt "
-                     f"{len(report['corrupt'])}")
+    out.emit(
+        report,
+        f"listed {report['listed']}, added {report['added']}, already indexed "
+        f"{report['skipped']}, ignored {report['ignored']}, corrupt "
+        f"{len(report['corrupt'])}",
+    )
     return EXIT_FALSE if report["corrupt"] else EXIT_OK
 
 
 # -- running ---------------------------------------------------------------------------
+
 
 def run(args: argparse.Namespace) -> int:
     """Entry point for every ``axonfs ctl`` call (``func`` of its parser)."""
@@ -563,128 +622,224 @@ def _check_readable(name: str) -> None:
     if name == "-":
         return
     if os.path.isdir(name):
-        raise QuietError(f"{name} is a directory: put stores files (give the files, e.g. "
-                         f"{name.rstrip('/')}/*, or copy the tree into the mount's incoming/)",
-                         EXIT_USAGE)
+        raise QuietError(
+            f"{name} is a directory: put stores files (give the files, e.g. "
+            f"{name.rstrip('/')}/*, or copy the tree into the mount's incoming/)",
+            EXIT_USAGE,
+        )
     if not os.path.exists(name):
         raise QuietError(f"{name}: no such file", EXIT_USAGE)
 
 
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default: dict[str, Any] = {"default": argparse.SUPPRESS} if suppress else {}
-    parser.add_argument("--socket", metavar="PATH", help=COMMON_HELP["socket"],
-                        **(default or {"default": None}))
-    parser.add_argument("-m", "--mount", metavar="PATH", help=COMMON_HELP["mount"],
-                        **(default or {"default": None}))
-    parser.add_argument("--store", metavar="DIR", help=COMMON_HELP["store"],
-                        **(default or {"default": None}))
-    parser.add_argument("--json", action="store_true", help=COMMON_HELP["json"],
-                        **(default or {"default": False}))
+    parser.add_argument(
+        "--socket", metavar="PATH", help=COMMON_HELP["socket"], **(default or {"default": None})
+    )
+    parser.add_argument(
+        "-m", "--mount", metavar="PATH", help=COMMON_HELP["mount"], **(default or {"default": None})
+    )
+    parser.add_argument(
+        "--store", metavar="DIR", help=COMMON_HELP["store"], **(default or {"default": None})
+    )
+    parser.add_argument(
+        "--json", action="store_true", help=COMMON_HELP["json"], **(default or {"default": False})
+    )
 
 
 def _http_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("HTTP options")
     group.add_argument("--method", help="the HTTP method")
-    group.add_argument("--header", metavar="K:V", type=pair_arg(":"), action="append",
-                       default=[], help="add a request header (repeatable)")
-    group.add_argument("--param", metavar="K=V", type=pair_arg("="), action="append",
-                       default=[], help="add a query parameter (repeatable)")
-    group.add_argument("--no-ssl-verify", action="store_true",
-                       help="do not verify the server's TLS certificate")
+    group.add_argument(
+        "--header",
+        metavar="K:V",
+        type=pair_arg(":"),
+        action="append",
+        default=[],
+        help="add a request header (repeatable)",
+    )
+    group.add_argument(
+        "--param",
+        metavar="K=V",
+        type=pair_arg("="),
+        action="append",
+        default=[],
+        help="add a query parameter (repeatable)",
+    )
+    group.add_argument(
+        "--no-ssl-verify", action="store_true", help="do not verify the server's TLS certificate"
+    )
     group.add_argument("--ca-cert", metavar="PEM", help="also trust the CAs in this PEM file")
     group.add_argument("--client-cert", metavar="PEM", help="client certificate (mTLS)")
-    group.add_argument("--client-key", metavar="PEM",
-                       help="client key, if not in the --client-cert file")
-    group.add_argument("--timeout", type=float, metavar="S", default=HTTP_TIMEOUT,
-                       help="total time limit, seconds (default: %(default)s; 0: none)")
+    group.add_argument(
+        "--client-key", metavar="PEM", help="client key, if not in the --client-cert file"
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        default=HTTP_TIMEOUT,
+        help="total time limit, seconds (default: %(default)s; 0: none)",
+    )
     proxy = group.add_mutually_exclusive_group()
-    proxy.add_argument("--proxy", metavar="URL",
-                       help="use this proxy (default: the daemon's --http-proxy, if any)")
+    proxy.add_argument(
+        "--proxy", metavar="URL", help="use this proxy (default: the daemon's --http-proxy, if any)"
+    )
     proxy.add_argument("--no-proxy", action="store_true", help="use no proxy")
-    group.add_argument("--fail", action="store_true",
-                       help="exit 4 when the server answers with a status >= 400")
+    group.add_argument(
+        "--fail", action="store_true", help="exit 4 when the server answers with a status >= 400"
+    )
 
 
 def _errors_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--errors", default="ignore", metavar="MODE",
-                        help="how to handle bytes that are not UTF-8: ignore (default), "
-                             "replace, strict (fail), or any Python codec error handler")
+    parser.add_argument(
+        "--errors",
+        default="ignore",
+        metavar="MODE",
+        help="how to handle bytes that are not UTF-8: ignore (default), "
+        "replace, strict (fail), or any Python codec error handler",
+    )
 
 
 def register(commands: Subparsers) -> Parsers:
     """Add ``axonfs ctl`` and its calls to the ``axonfs`` command."""
     ctl = commands.add_parser(
-        "ctl", formatter_class=HelpFormatter, epilog=EPILOG,
+        "ctl",
+        formatter_class=HelpFormatter,
+        epilog=EPILOG,
         help="call a running daemon: put, get, wget, csvrows, hashes, ...",
         description="Call the Axon API of a running axonfs daemon through its control\n"
-                    "socket. Hashes are hex. Output is text; --json prints one JSON value\n"
-                    "per line, bytes as hex. Run 'axonfs ctl CALL --help' for each call.")
+        "socket. Hashes are hex. Output is text; --json prints one JSON value\n"
+        "per line, bytes as hex. Run 'axonfs ctl CALL --help' for each call.",
+    )
     _common(ctl, suppress=False)
     calls = ctl.add_subparsers(dest="call", metavar="CALL", required=True)
     common = argparse.ArgumentParser(add_help=False)
     _common(common, suppress=True)
 
-    def add(name: str, handler: Handler, help_text: str, description: str,
-            ) -> argparse.ArgumentParser:
-        parser = calls.add_parser(name, parents=[common], help=help_text,
-                                  formatter_class=HelpFormatter,
-                                  description=description, epilog=EPILOG.split("\n\n")[1])
+    def add(
+        name: str,
+        handler: Handler,
+        help_text: str,
+        description: str,
+    ) -> argparse.ArgumentParser:
+        parser = calls.add_parser(
+            name,
+            parents=[common],
+            help=help_text,
+            formatter_class=HelpFormatter,
+            description=description,
+            epilog=EPILOG.split("\n\n")[1],
+        )
         parser.set_defaults(func=run, handler=handler)
         return parser
 
-    p = add("put", _put, "store files", "Store each FILE (or stdin for '-' or no FILE),\n"
-            "streaming; print 'SIZE SHA256' per file, followed by the file's name when there\n"
-            "are several. FILE may be anything readable (/dev/stdin, a pipe), not a\n"
-            "directory. A progress bar shows on a terminal.")
+    p = add(
+        "put",
+        _put,
+        "store files",
+        "Store each FILE (or stdin for '-' or no FILE),\n"
+        "streaming; print 'SIZE SHA256' per file, followed by the file's name when there\n"
+        "are several. FILE may be anything readable (/dev/stdin, a pipe), not a\n"
+        "directory. A progress bar shows on a terminal.",
+    )
     p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
-    p = add("get", _get, "write a blob's bytes", "Write a blob (or the byte range --offs,\n"
-            "--size) to stdout or to -o FILE. Exit 1 if the blob is absent.")
+    p = add(
+        "get",
+        _get,
+        "write a blob's bytes",
+        "Write a blob (or the byte range --offs,\n"
+        "--size) to stdout or to -o FILE. Exit 1 if the blob is absent.",
+    )
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
     p.add_argument("--offs", type=int, metavar="N", help="start at byte N (default 0)")
-    p.add_argument("--size", type=size_type, metavar="BYTES",
-                   help="at most BYTES, e.g. 4096 or 1M (default: to the end)")
+    p.add_argument(
+        "--size",
+        type=size_type,
+        metavar="BYTES",
+        help="at most BYTES, e.g. 4096 or 1M (default: to the end)",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
-    for name, handler, text in (("has", _has, "whether blobs are stored"),
-                                ("size", _size, "the sizes of blobs")):
-        p = add(name, handler, text, f"Print {text}, one line per SHA256.\n"
-                "Exit 1 if any is absent.")
+    for name, handler, text in (
+        ("has", _has, "whether blobs are stored"),
+        ("size", _size, "the sizes of blobs"),
+    ):
+        p = add(
+            name, handler, text, f"Print {text}, one line per SHA256.\nExit 1 if any is absent."
+        )
         p.add_argument("sha256", type=sha256_arg, nargs="+", metavar="SHA256")
 
-    p = add("unpack", _unpack, "decode bytes of a blob with a struct format",
-            "Print the values struct.unpack(FORMAT) reads from a blob at --offs (Python\n"
-            "struct syntax, e.g. '<I' or '>HH4s'; at most 1 MiB). Exit 1 if the blob is absent.")
+    p = add(
+        "unpack",
+        _unpack,
+        "decode bytes of a blob with a struct format",
+        "Print the values struct.unpack(FORMAT) reads from a blob at --offs (Python\n"
+        "struct syntax, e.g. '<I' or '>HH4s'; at most 1 MiB). Exit 1 if the blob is absent.",
+    )
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
     p.add_argument("format", metavar="FORMAT")
     p.add_argument("--offs", type=int, default=0, metavar="N", help="start at byte N")
 
-    add("ping", _ping, "the daemon's version, pid and Telepath URLs",
+    add(
+        "ping",
+        _ping,
+        "the daemon's version, pid and Telepath URLs",
         "Print the daemon's version and pid, and the Telepath URLs it serves\n"
-        "(unix://<store>/run/telepath.sock, plus any --telepath-listen).")
+        "(unix://<store>/run/telepath.sock, plus any --telepath-listen).",
+    )
 
-    p = add("wants", _wants, "which hashes are missing", "Print the SHA256s (arguments,\n"
-            "or whitespace-separated on stdin) the store does not have, in input order.")
+    p = add(
+        "wants",
+        _wants,
+        "which hashes are missing",
+        "Print the SHA256s (arguments,\n"
+        "or whitespace-separated on stdin) the store does not have, in input order.",
+    )
     p.add_argument("sha256", type=sha256_arg, nargs="*", metavar="SHA256")
 
-    p = add("hashes", _hashes, "list blobs in added order", "Print 'INDEX SHA256 SIZE' of\n"
-            "stored blobs in the order they were added, from index --offs. With --follow,\n"
-            "keep printing new blobs until --timeout seconds pass without one.")
-    p.add_argument("--offs", type=int, default=0, metavar="N",
-                   help="start at the blob with index N (default 0: the first)")
+    p = add(
+        "hashes",
+        _hashes,
+        "list blobs in added order",
+        "Print 'INDEX SHA256 SIZE' of\n"
+        "stored blobs in the order they were added, from index --offs. With --follow,\n"
+        "keep printing new blobs until --timeout seconds pass without one.",
+    )
+    p.add_argument(
+        "--offs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start at the blob with index N (default 0: the first)",
+    )
     p.add_argument("--follow", action="store_true", help="wait for new blobs")
-    p.add_argument("--timeout", type=float, metavar="S", help="with --follow: stop after S "
-                   "seconds without a new blob (default: never)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="with --follow: stop after S seconds without a new blob (default: never)",
+    )
 
-    p = add("history", _history, "list blobs added in a time span", "Print 'TIME SHA256\n"
-            "SIZE' of blobs added from START to END (inclusive), including deleted ones.\n"
-            "Times are epoch milliseconds or ISO-8601 (naive = local time).")
+    p = add(
+        "history",
+        _history,
+        "list blobs added in a time span",
+        "Print 'TIME SHA256\n"
+        "SIZE' of blobs added from START to END (inclusive), including deleted ones.\n"
+        "Times are epoch milliseconds or ISO-8601 (naive = local time).",
+    )
     p.add_argument("start", type=time_arg, metavar="START")
     p.add_argument("end", type=time_arg, nargs="?", metavar="END")
 
-    p = add("hashset", _hashset, "md5, sha1, sha256, sha512 of a blob",
-            "Print the md5, sha1, sha256 and sha512 of a blob.")
+    p = add(
+        "hashset",
+        _hashset,
+        "md5, sha1, sha256, sha512 of a blob",
+        "Print the md5, sha1, sha256 and sha512 of a blob.",
+    )
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
 
     p = add("del", _del, "delete blobs", "Delete each blob. Exit 1 if any was absent.")
@@ -692,102 +847,200 @@ def register(commands: Subparsers) -> Parsers:
 
     add("metrics", _metrics, "bytes and files stored", "Print size:bytes and file:count.")
 
-    add("sync", _sync, "make every commit durable now",
+    add(
+        "sync",
+        _sync,
+        "make every commit durable now",
         "Make every committed blob durable at once, and print how many commits were not\n"
         "yet. Only a daemon with --sync-interval has such commits; without one, every\n"
-        "call is durable when it returns.")
+        "call is durable when it returns.",
+    )
 
-    add("stats", _stats, "the daemon's operational counters",
+    add(
+        "stats",
+        _stats,
+        "the daemon's operational counters",
         "Print uptime, FUSE requests and their latencies (count, misses: names and\n"
         "attributes that do not exist; errors: the rest; mean, p50, p99, max),\n"
         "bytes read and written through the mount, commits, dedup hits, the backend's\n"
         "requests, errors and cache hits, open handles and spool usage. --json prints\n"
-        "the whole record (latencies in ns, with power-of-two histogram buckets).")
+        "the whole record (latencies in ns, with power-of-two histogram buckets).",
+    )
 
-    p = add("log-level", _log_level, "show or change the daemon's log level",
-            "Set the level of the daemon's log (debug, info, warning, error, critical) while\n"
-            "it runs, for every module or only --logger NAME (e.g. axonfs.ops); without\n"
-            "LEVEL, print the current levels. Not persistent: a restart uses the\n"
-            "configured level.")
-    p.add_argument("level", nargs="?", choices=["debug", "info", "warning", "error",
-                                                "critical"], metavar="LEVEL")
-    p.add_argument("--logger", metavar="NAME",
-                   help="only this logger and its children (default: all)")
+    p = add(
+        "log-level",
+        _log_level,
+        "show or change the daemon's log level",
+        "Set the level of the daemon's log (debug, info, warning, error, critical) while\n"
+        "it runs, for every module or only --logger NAME (e.g. axonfs.ops); without\n"
+        "LEVEL, print the current levels. Not persistent: a restart uses the\n"
+        "configured level.",
+    )
+    p.add_argument(
+        "level",
+        nargs="?",
+        choices=["debug", "info", "warning", "error", "critical"],
+        metavar="LEVEL",
+    )
+    p.add_argument(
+        "--logger", metavar="NAME", help="only this logger and its children (default: all)"
+    )
 
-    p = add("wget", _wget, "download a URL into the store",
-            "Download URL and store the body whatever the status code; print 'CODE REASON\n"
-            "SIZE SHA256 URL' (--json: the whole result dictionary). Exit 4 if the request\n"
-            "failed (no response), or with --fail on a status >= 400.")
+    p = add(
+        "wget",
+        _wget,
+        "download a URL into the store",
+        "Download URL and store the body whatever the status code; print 'CODE REASON\n"
+        "SIZE SHA256 URL' (--json: the whole result dictionary). Exit 4 if the request\n"
+        "failed (no response), or with --fail on a status >= 400.",
+    )
     p.add_argument("url", metavar="URL")
     _http_options(p)
     p.add_argument("--json-body", metavar="JSON", help="send this JSON as the request body")
     p.add_argument("--body-file", metavar="FILE", help="send this file as the request body")
-    p.add_argument("--no-progress", action="store_true",
-                   help="never show a progress bar (one shows on a terminal)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="never show a progress bar (one shows on a terminal)",
+    )
 
-    p = add("wput", _wput, "send a blob to a URL", "Send a blob as the body of a request\n"
-            "(PUT by default) to URL; print 'CODE REASON URL'.")
+    p = add(
+        "wput",
+        _wput,
+        "send a blob to a URL",
+        "Send a blob as the body of a request\n(PUT by default) to URL; print 'CODE REASON URL'.",
+    )
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
     p.add_argument("url", metavar="URL")
     _http_options(p)
 
-    p = add("postfiles", _postfiles, "send a multipart form of blobs and values",
-            "POST a multipart/form-data form to URL. Each --field is NAME=VALUE (text) or\n"
-            "NAME=@SHA256 (a stored blob, streamed), optionally followed by ;filename=F,\n"
-            ";type=MIME-TYPE, ;encoding=CTE. Print 'CODE REASON BODY-SIZE URL'.")
+    p = add(
+        "postfiles",
+        _postfiles,
+        "send a multipart form of blobs and values",
+        "POST a multipart/form-data form to URL. Each --field is NAME=VALUE (text) or\n"
+        "NAME=@SHA256 (a stored blob, streamed), optionally followed by ;filename=F,\n"
+        ";type=MIME-TYPE, ;encoding=CTE. Print 'CODE REASON BODY-SIZE URL'.",
+    )
     p.add_argument("url", metavar="URL")
-    p.add_argument("--field", type=field_arg, action="append", required=True, metavar="SPEC",
-                   help="a form field: NAME=VALUE or NAME=@SHA256, then ;filename=F, "
-                        ";type=T, ;encoding=E (repeatable)")
+    p.add_argument(
+        "--field",
+        type=field_arg,
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="a form field: NAME=VALUE or NAME=@SHA256, then ;filename=F, "
+        ";type=T, ;encoding=E (repeatable)",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write the response body to FILE")
     _http_options(p)
 
-    p = add("readlines", _readlines, "print a text blob line by line",
-            "Print the lines of a text blob (UTF-8).")
+    p = add(
+        "readlines",
+        _readlines,
+        "print a text blob line by line",
+        "Print the lines of a text blob (UTF-8).",
+    )
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
     _errors_option(p)
 
-    p = add("jsonlines", _jsonlines, "print the objects of a JSON-lines blob",
-            "Print each JSON value of a JSON-lines blob, one per line (blank lines skipped).")
+    p = add(
+        "jsonlines",
+        _jsonlines,
+        "print the objects of a JSON-lines blob",
+        "Print each JSON value of a JSON-lines blob, one per line (blank lines skipped).",
+    )
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
     _errors_option(p)
 
-    p = add("csvrows", _csvrows, "print the rows of a CSV blob",
-            "Parse a CSV blob with Python's csv module and print its rows in the same\n"
-            "dialect (delimiter, quoting...; lines end with \\n), so the output reads back\n"
-            "as the blob did; --json prints one array per row. The options are csv.reader's\n"
-            "dialect and format parameters; C accepts escapes such as '\\t'.")
+    p = add(
+        "csvrows",
+        _csvrows,
+        "print the rows of a CSV blob",
+        "Parse a CSV blob with Python's csv module and print its rows in the same\n"
+        "dialect (delimiter, quoting...; lines end with \\n), so the output reads back\n"
+        "as the blob did; --json prints one array per row. The options are csv.reader's\n"
+        "dialect and format parameters; C accepts escapes such as '\\t'.",
+    )
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
     p.add_argument("--dialect", default="excel", help="excel (default), excel-tab or unix")
-    p.add_argument("--delimiter", type=char_arg, metavar="C",
-                   help="the field separator (excel: ',', excel-tab: '\\t')")
-    p.add_argument("--quotechar", type=char_arg, metavar="C",
-                   help="the character that quotes fields (default '\"')")
-    p.add_argument("--escapechar", type=char_arg, metavar="C",
-                   help="escapes the delimiter and quotechar (default: none)")
-    p.add_argument("--lineterminator", type=char_arg, metavar="S",
-                   help="ends printed rows (default \\n; reading accepts any line end)")
-    p.add_argument("--doublequote", action=argparse.BooleanOptionalAction, default=None,
-                   help="a quotechar inside a field is doubled (default: yes)")
-    p.add_argument("--skipinitialspace", action=argparse.BooleanOptionalAction, default=None,
-                   help="ignore spaces just after a delimiter (default: no)")
-    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
-                   help="fail on bad CSV instead of reading it as best it can (default: no)")
-    p.add_argument("--quoting", choices=sorted(QUOTING),
-                   help="which fields are quoted: minimal (default), all, nonnumeric, none")
+    p.add_argument(
+        "--delimiter",
+        type=char_arg,
+        metavar="C",
+        help="the field separator (excel: ',', excel-tab: '\\t')",
+    )
+    p.add_argument(
+        "--quotechar",
+        type=char_arg,
+        metavar="C",
+        help="the character that quotes fields (default '\"')",
+    )
+    p.add_argument(
+        "--escapechar",
+        type=char_arg,
+        metavar="C",
+        help="escapes the delimiter and quotechar (default: none)",
+    )
+    p.add_argument(
+        "--lineterminator",
+        type=char_arg,
+        metavar="S",
+        help="ends printed rows (default \\n; reading accepts any line end)",
+    )
+    p.add_argument(
+        "--doublequote",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a quotechar inside a field is doubled (default: yes)",
+    )
+    p.add_argument(
+        "--skipinitialspace",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ignore spaces just after a delimiter (default: no)",
+    )
+    p.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fail on bad CSV instead of reading it as best it can (default: no)",
+    )
+    p.add_argument(
+        "--quoting",
+        choices=sorted(QUOTING),
+        help="which fields are quoted: minimal (default), all, nonnumeric, none",
+    )
     _errors_option(p)
 
-    p = add("msgpack", _msgpack, "print the items of a msgpack blob",
-            "Print each item of a msgpack blob as JSON (the reference's iterMpkFile).")
+    p = add(
+        "msgpack",
+        _msgpack,
+        "print the items of a msgpack blob",
+        "Print each item of a msgpack blob as JSON (the reference's iterMpkFile).",
+    )
     p.add_argument("sha256", type=sha256_arg, metavar="SHA256")
 
-    p = add("recover", _recover, "index blobs the index lacks (live)",
-            "Index every blob the backend holds and the index lacks, through the running\n"
-            "daemon (the reference's recoverIndices). Exit 1 if corrupt blobs were found.")
+    p = add(
+        "recover",
+        _recover,
+        "index blobs the index lacks (live)",
+        "Index every blob the backend holds and the index lacks, through the running\n"
+        "daemon (the reference's recoverIndices). Exit 1 if corrupt blobs were found.",
+    )
     verify = p.add_mutually_exclusive_group()
-    verify.add_argument("--verify", dest="verify", action="store_true", default=None,
-                        help="re-hash every blob before adopting it (default for local blobs)")
-    verify.add_argument("--no-verify", dest="verify", action="store_false",
-                        help="adopt blobs without re-hashing them (default on S3, where "
-                             "verifying downloads every object)")
+    verify.add_argument(
+        "--verify",
+        dest="verify",
+        action="store_true",
+        default=None,
+        help="re-hash every blob before adopting it (default for local blobs)",
+    )
+    verify.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="adopt blobs without re-hashing them (default on S3, where "
+        "verifying downloads every object)",
+    )
     return {"ctl": ctl}

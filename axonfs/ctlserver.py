@@ -68,9 +68,14 @@ log = logging.getLogger(__name__)
 
 CALLS = api.CALLS
 """Every call the socket serves (see :mod:`axonfs.api`)."""
-SERVER_CALLS = {"recoverIndices": "_recover_indices", "recover_progress": "_recover_progress",
-                "wget_progress": "_wget_progress", "ping": "_ping", "stats": "_stats",
-                "log_level": "_log_level"}
+SERVER_CALLS = {
+    "recoverIndices": "_recover_indices",
+    "recover_progress": "_recover_progress",
+    "wget_progress": "_wget_progress",
+    "ping": "_ping",
+    "stats": "_stats",
+    "log_level": "_log_level",
+}
 """The ``_Connection`` method answering each call the server answers itself."""
 
 MAX_REQUESTS = 64
@@ -150,8 +155,9 @@ def admits(peer: PeerCredentials, owner_uid: int, group: int | None) -> bool:
 class ControlServer:
     """Serves one :class:`Axon` on a control socket; see the module docstring."""
 
-    def __init__(self, axon: Axon, *, ctl_group: int | None = None,
-                 stats: Stats | None = None) -> None:
+    def __init__(
+        self, axon: Axon, *, ctl_group: int | None = None, stats: Stats | None = None
+    ) -> None:
         self.axon = axon
         self.ctl_group = ctl_group
         self.stats = stats if stats is not None else Stats(axon)
@@ -171,18 +177,29 @@ class ControlServer:
 
     def statistics(self) -> ServerStatistics:
         budget = self.budget.statistics()
-        return ServerStatistics(self._connections, self._requests, self._refused,
-                                self._protocol_errors, self._items_sent,
-                                self._stream_bytes, budget.used, budget.peak, budget.refused,
-                                self._requests_refused)
+        return ServerStatistics(
+            self._connections,
+            self._requests,
+            self._refused,
+            self._protocol_errors,
+            self._items_sent,
+            self._stream_bytes,
+            budget.used,
+            budget.peak,
+            budget.refused,
+            self._requests_refused,
+        )
 
     def admits(self, peer: PeerCredentials) -> bool:
         """The socket's owner, root, and members of the control group get in."""
         return admits(peer, self.owner_uid, self.ctl_group)
 
-    async def serve(self, socket_path: Path, *,
-                    task_status: trio.TaskStatus[ControlServer] = trio.TASK_STATUS_IGNORED
-                    ) -> None:
+    async def serve(
+        self,
+        socket_path: Path,
+        *,
+        task_status: trio.TaskStatus[ControlServer] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Listen on *socket_path* until cancelled; remove the socket on the way out."""
         sock, inode = await _listen(socket_path, self.ctl_group)
         listener = trio.SocketListener(sock)
@@ -203,11 +220,19 @@ class ControlServer:
             return
         if not self.admits(peer):
             self._refused += 1
-            log.warning("refused control connection from pid %d uid %d gid %d",
-                        peer.pid, peer.uid, peer.gid)
-            await _send_last(stream, error_message(None, AccessDenied(
-                f"uid {peer.uid} may not use this daemon (owner uid {self.owner_uid})",
-                uid=peer.uid)))
+            log.warning(
+                "refused control connection from pid %d uid %d gid %d", peer.pid, peer.uid, peer.gid
+            )
+            await _send_last(
+                stream,
+                error_message(
+                    None,
+                    AccessDenied(
+                        f"uid {peer.uid} may not use this daemon (owner uid {self.owner_uid})",
+                        uid=peer.uid,
+                    ),
+                ),
+            )
             return
         self._connections += 1
         log.debug("control connection from pid %d uid %d", peer.pid, peer.uid)
@@ -246,17 +271,27 @@ class _Connection:
         self.server = server
         self.axon = server.axon
         self.stream = stream
-        self.wire = SocketWire(stream.socket.fileno(), wait_readable=trio.lowlevel.wait_readable,
-                               wait_writable=trio.lowlevel.wait_writable,
-                               checkpoint=trio.lowlevel.checkpoint)
+        self.wire = SocketWire(
+            stream.socket.fileno(),
+            wait_readable=trio.lowlevel.wait_readable,
+            wait_writable=trio.lowlevel.wait_writable,
+            checkpoint=trio.lowlevel.checkpoint,
+        )
         self.send_lock = trio.Lock()
         self.requests: dict[int, _Request] = {}
         self.nursery: trio.Nursery | None = None
 
     async def run(self) -> None:
-        await self.send({"id": None, "t": HELLO, "version": VERSION,
-                         "server": f"axonfs {__version__}", "calls": sorted(CALLS),
-                         "max_frame": MAX_REQUEST_FRAME})
+        await self.send(
+            {
+                "id": None,
+                "t": HELLO,
+                "version": VERSION,
+                "server": f"axonfs {__version__}",
+                "calls": sorted(CALLS),
+                "max_frame": MAX_REQUEST_FRAME,
+            }
+        )
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             try:
@@ -322,8 +357,7 @@ class _Connection:
             request.scope.cancel()
             return False
         if request.inbox is None:
-            raise ProtocolError(f"{kind!r} sent to request {rid}, which is not an upload",
-                                id=rid)
+            raise ProtocolError(f"{kind!r} sent to request {rid}, which is not an upload", id=rid)
         try:
             await request.inbox.send((message, charge))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -338,8 +372,7 @@ class _Connection:
         """
         call, args, kwargs = message["call"], message.get("args", ()), message.get("kwargs")
         if not isinstance(args, (list, tuple)) or not isinstance(kwargs or {}, dict):
-            raise ProtocolError("a call needs 'call' (str), 'args' (array), 'kwargs' (map)",
-                                id=rid)
+            raise ProtocolError("a call needs 'call' (str), 'args' (array), 'kwargs' (map)", id=rid)
         if rid in self.requests:
             raise ProtocolError(f"request id {rid} is already in use", id=rid)
         self.server._requests += 1
@@ -356,19 +389,27 @@ class _Connection:
     async def _start(self, rid: int, message: dict[str, Any], charge: int) -> bool:
         """Start a task for a call; True if it holds *charge* now."""
         call, args, kwargs = message.get("call"), message.get("args", ()), message.get("kwargs")
-        if not isinstance(call, str) or not isinstance(args, (list, tuple)) or not isinstance(
-                kwargs if kwargs is not None else {}, dict):
-            raise ProtocolError("a call needs 'call' (str), 'args' (array), 'kwargs' (map)",
-                                id=rid)
+        if (
+            not isinstance(call, str)
+            or not isinstance(args, (list, tuple))
+            or not isinstance(kwargs if kwargs is not None else {}, dict)
+        ):
+            raise ProtocolError("a call needs 'call' (str), 'args' (array), 'kwargs' (map)", id=rid)
         if rid in self.requests:
             raise ProtocolError(f"request id {rid} is already in use", id=rid)
         if len(self.requests) >= MAX_REQUESTS:
             # Counted here, as the frame arrives: a pipelined burst has its
             # first MAX_REQUESTS started before any task runs.
             self.server._requests_refused += 1
-            await self.send(error_message(rid, BadArg(
-                f"more than {MAX_REQUESTS} requests in flight on one connection",
-                limit=MAX_REQUESTS)))
+            await self.send(
+                error_message(
+                    rid,
+                    BadArg(
+                        f"more than {MAX_REQUESTS} requests in flight on one connection",
+                        limit=MAX_REQUESTS,
+                    ),
+                )
+            )
             return False
         request = _Request(rid, call, raw=message.get("raw") is True)
         request.charge = charge
@@ -377,8 +418,9 @@ class _Connection:
         self.nursery.start_soon(self._run_request, request, tuple(args), dict(kwargs or {}))
         return True
 
-    async def _run_request(self, request: _Request, args: tuple[Any, ...],
-                           kwargs: dict[str, Any]) -> None:
+    async def _run_request(
+        self, request: _Request, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         rid = request.rid
         self.server._requests += 1
         log.debug("request %d: %s started", rid, request.call)
@@ -396,8 +438,9 @@ class _Connection:
             del self.requests[rid]
             self.server.budget.release(request.charge)
 
-    async def _execute(self, request: _Request, args: tuple[Any, ...],
-                       kwargs: dict[str, Any]) -> None:
+    async def _execute(
+        self, request: _Request, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         declared = CALLS.get(request.call)
         if declared is None:
             raise BadArg(f"unknown call {request.call!r}", call=request.call)
@@ -426,20 +469,29 @@ class _Connection:
     def _function(self, call: str) -> Callable[..., Any]:
         """What answers *call*: the Axon's method, or the server's own (``SERVER_CALLS``)."""
         own = SERVER_CALLS.get(call)
-        function: Callable[..., Any] = getattr(self, own) if own is not None else getattr(
-            self.axon, call)
+        function: Callable[..., Any] = (
+            getattr(self, own) if own is not None else getattr(self.axon, call)
+        )
         return function
 
     async def _recover_indices(self, verify: bool | None = None) -> dict[str, Any]:
         return await self._recover_report(verify)
 
-    async def _recover_report(self, verify: bool | None = None,
-                              progress: Callable[[int, int], Awaitable[None]] | None = None,
-                              ) -> dict[str, Any]:
-        report = await self.axon.recover(verify=None if verify is None else bool(verify),
-                                         progress=progress)
-        return {"listed": report.listed, "added": report.added, "skipped": report.skipped,
-                "ignored": report.ignored, "corrupt": list(report.corrupt)}
+    async def _recover_report(
+        self,
+        verify: bool | None = None,
+        progress: Callable[[int, int], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
+        report = await self.axon.recover(
+            verify=None if verify is None else bool(verify), progress=progress
+        )
+        return {
+            "listed": report.listed,
+            "added": report.added,
+            "skipped": report.skipped,
+            "ignored": report.ignored,
+            "corrupt": list(report.corrupt),
+        }
 
     async def _stats(self) -> dict[str, Any]:
         return await self.server.stats.snapshot()
@@ -449,19 +501,25 @@ class _Connection:
         then the report with ``"done": True``."""
 
         async def progress(listed: int, added: int) -> None:
-            await self.send({"id": rid, "t": ITEMS,
-                             "items": [{"listed": listed, "added": added}]})
+            await self.send({"id": rid, "t": ITEMS, "items": [{"listed": listed, "added": added}]})
 
         report = await self._recover_report(verify, progress)
         await self.send({"id": rid, "t": ITEMS, "items": [{"done": True, **report}]})
 
-    async def _wget_progress(self, rid: int, url: str, params: dict[str, Any] | None = None,
-                             headers: dict[str, str] | None = None, json: Any = None,
-                             body: bytes | str | dict[str, Any] | None = None,
-                             method: str = "GET", ssl: bool = True,
-                             timeout: float | None = None,  # noqa: ASYNC109 - reference API
-                             proxy: bool | str | None = True,
-                             ssl_opts: dict[str, Any] | None = None) -> None:
+    async def _wget_progress(
+        self,
+        rid: int,
+        url: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+        body: bytes | str | dict[str, Any] | None = None,
+        method: str = "GET",
+        ssl: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109 - reference API
+        proxy: bool | str | None = True,
+        ssl_opts: dict[str, Any] | None = None,
+    ) -> None:
         """wget as a stream: ``{"received", "total"}`` items at most every
         :data:`PROGRESS_EVERY` seconds as the body arrives, then ``{"done": True,
         "result": ...}`` with wget's result dictionary."""
@@ -471,11 +529,23 @@ class _Connection:
             nonlocal last
             if trio.current_time() - last >= PROGRESS_EVERY:
                 last = trio.current_time()
-                await self.send({"id": rid, "t": ITEMS,
-                                 "items": [{"received": received, "total": total}]})
+                await self.send(
+                    {"id": rid, "t": ITEMS, "items": [{"received": received, "total": total}]}
+                )
 
-        result = await self.axon.wget(url, params, headers, json, body, method, ssl, timeout,
-                                      proxy, ssl_opts, progress=progress)
+        result = await self.axon.wget(
+            url,
+            params,
+            headers,
+            json,
+            body,
+            method,
+            ssl,
+            timeout,
+            proxy,
+            ssl_opts,
+            progress=progress,
+        )
         await self.send({"id": rid, "t": ITEMS, "items": [{"done": True, "result": result}]})
 
     async def _log_level(self, level: str | None = None, logger: str = "") -> dict[str, Any]:
@@ -490,11 +560,16 @@ class _Connection:
         return {"levels": logsetup.levels()}
 
     async def _ping(self) -> dict[str, Any]:
-        return {"server": f"axonfs {__version__}", "version": VERSION, "pid": os.getpid(),
-                "telepath": list(self.server.telepath_urls)}
+        return {
+            "server": f"axonfs {__version__}",
+            "version": VERSION,
+            "pid": os.getpid(),
+            "telepath": list(self.server.telepath_urls),
+        }
 
-    async def _stream(self, rid: int, items: AsyncGenerator[Any, None], batched: bool = False,
-                      raw: bool = False) -> None:
+    async def _stream(
+        self, rid: int, items: AsyncGenerator[Any, None], batched: bool = False, raw: bool = False
+    ) -> None:
         """Send *items* in batched ``items`` frames; re-raise the generator's error last.
 
         With *batched*, the generator yields lists of items, each sent as it is.
@@ -507,8 +582,15 @@ class _Connection:
         if failure:
             raise failure[0]
 
-    async def _send_stream(self, rid: int, items: AsyncGenerator[Any, None], batched: bool,
-                           raw: bool, window: _Window, failure: list[Exception]) -> None:
+    async def _send_stream(
+        self,
+        rid: int,
+        items: AsyncGenerator[Any, None],
+        batched: bool,
+        raw: bool,
+        window: _Window,
+        failure: list[Exception],
+    ) -> None:
         send_channel, receive_channel = trio.open_memory_channel[Any](STREAM_BUFFER)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_produce, items, send_channel, window, failure)
@@ -522,8 +604,9 @@ class _Connection:
                     pending = first
                     while pending is not None:
                         if raw and _is_raw(pending):
-                            await self.send({"id": rid, "t": RAW, "size": len(pending)},
-                                            payload=pending)
+                            await self.send(
+                                {"id": rid, "t": RAW, "size": len(pending)}, payload=pending
+                            )
                             window.release(_cost(pending))
                             self.server._items_sent += 1
                             pending = None
@@ -557,9 +640,9 @@ class _Connection:
                         self.server.budget.release(inbox.receive_nowait()[1])
         await self.send({"id": request.rid, "t": END})
 
-    async def _upload_frames(self, request: _Request,
-                             inbox: trio.MemoryReceiveChannel[tuple[dict[str, Any], int]]
-                             ) -> None:
+    async def _upload_frames(
+        self, request: _Request, inbox: trio.MemoryReceiveChannel[tuple[dict[str, Any], int]]
+    ) -> None:
         async with await self.axon.upload() as upload:
             async for message, charge in inbox:
                 try:
@@ -571,8 +654,7 @@ class _Connection:
                         await upload.write(data)
                     elif kind == SAVE:
                         size, sha256 = await upload.save()
-                        await self.send({"id": request.rid, "t": SAVED,
-                                         "result": (size, sha256)})
+                        await self.send({"id": request.rid, "t": SAVED, "result": (size, sha256)})
                     else:  # close: unsaved bytes are discarded
                         break
                 finally:
@@ -616,8 +698,12 @@ def _failure_reply(rid: int, call: str, exc: Exception) -> dict[str, Any]:
         return error_message(rid, exc)
     if isinstance(exc, OSError):  # the environment (a full disk...), not a daemon bug
         log.warning("request %d: %s failed: %s", rid, call, exc)
-        return error_message(rid, AxonError(
-            f"{type(exc).__name__}: {exc}", exception=type(exc).__name__, errno=exc.errno))
+        return error_message(
+            rid,
+            AxonError(
+                f"{type(exc).__name__}: {exc}", exception=type(exc).__name__, errno=exc.errno
+            ),
+        )
     if isinstance(exc, (TypeError, ValueError)):
         # Arguments arrive as untyped msgpack: a wrong type (or arity) surfaces
         # as one of these from inside the call. The caller's mistake, so a
@@ -625,19 +711,24 @@ def _failure_reply(rid: int, call: str, exc: Exception) -> dict[str, Any]:
         log.warning("request %d: %s with bad arguments: %s", rid, call, exc)
         return error_message(rid, BadArg(f"{call}: {type(exc).__name__}: {exc}", call=call))
     log.exception("request %d: %s failed", rid, call)
-    return error_message(rid, AxonError(f"{type(exc).__name__}: {exc}",
-                                        exception=type(exc).__name__))
+    return error_message(
+        rid, AxonError(f"{type(exc).__name__}: {exc}", exception=type(exc).__name__)
+    )
 
 
-async def _produce(items: AsyncGenerator[Any, None], channel: trio.MemorySendChannel[Any],
-                   window: _Window, failure: list[Exception]) -> None:
+async def _produce(
+    items: AsyncGenerator[Any, None],
+    channel: trio.MemorySendChannel[Any],
+    window: _Window,
+    failure: list[Exception],
+) -> None:
     async with channel, aclosing(items):
         try:
             async for item in items:
                 if isinstance(item, bytes) and len(item) > WIRE_PIECE:
                     view = memoryview(item)  # slices share the bytes: no copy
                     for start in range(0, len(item), WIRE_PIECE):
-                        piece = view[start:start + WIRE_PIECE]
+                        piece = view[start : start + WIRE_PIECE]
                         await window.reserve(_cost(piece))
                         await channel.send(piece)
                 else:
@@ -702,8 +793,10 @@ def _widen_send_buffer(stream: trio.SocketStream) -> None:
 
 async def _send_last(stream: trio.SocketStream, message: dict[str, Any]) -> None:
     header, body = encode_parts(message)
-    with trio.move_on_after(CLOSE_GRACE), contextlib.suppress(
-            trio.BrokenResourceError, trio.ClosedResourceError):
+    with (
+        trio.move_on_after(CLOSE_GRACE),
+        contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+    ):
         await stream.send_all(header + body)
     await stream.aclose()
 
@@ -772,9 +865,14 @@ def _remove_socket(path: Path, inode: int) -> None:
         pass
 
 
-async def serve_control(axon: Axon, socket_path: Path, *, ctl_group: int | None = None,
-                        stats: Stats | None = None,
-                        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_control(
+    axon: Axon,
+    socket_path: Path,
+    *,
+    ctl_group: int | None = None,
+    stats: Stats | None = None,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Serve *axon* on the control socket *socket_path* until cancelled.
 
     ``nursery.start``-compatible: returns control (with the

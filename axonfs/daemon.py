@@ -124,8 +124,9 @@ class Daemon:
             from axonfs.hostsync import HostSync, SyncConfig
 
             assert isinstance(axon.backend, S3Backend)
-            self.hosts = HostSync(axon, axon.backend,
-                                  SyncConfig(interval=config.hosts_sync_interval))
+            self.hosts = HostSync(
+                axon, axon.backend, SyncConfig(interval=config.hosts_sync_interval)
+            )
             self.stats.hosts = self.hosts
 
     async def run(self, ready: Callable[[], None]) -> None:
@@ -148,16 +149,21 @@ class Daemon:
         self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # We hold the store lock, so a socket file left here is a dead daemon's.
         self.socket_path.unlink(missing_ok=True)
-        self.control = await nursery.start(functools.partial(
-            serve_control, ctl_group=self.config.ctl_group, stats=self.stats),
-            self.axon, self.socket_path)
+        self.control = await nursery.start(
+            functools.partial(serve_control, ctl_group=self.config.ctl_group, stats=self.stats),
+            self.axon,
+            self.socket_path,
+        )
 
     async def _start_telepath(self, nursery: trio.Nursery) -> None:
         from axonfs.telepath.server import serve_telepath
 
-        urls = await nursery.start(functools.partial(
-            serve_telepath, ctl_group=self.config.ctl_group), self.axon, self.config.store,
-            self.config.telepath)
+        urls = await nursery.start(
+            functools.partial(serve_telepath, ctl_group=self.config.ctl_group),
+            self.axon,
+            self.config.store,
+            self.config.telepath,
+        )
         assert self.control is not None
         self.control.telepath_urls = tuple(urls)
 
@@ -174,10 +180,14 @@ class Daemon:
         # Resolved before mounting: afterwards a stat() of the mount point
         # from this thread would wait for a reply only this thread can send.
         writers = ProcWriters(Path(await trio.to_thread.run_sync(os.path.realpath, mountpoint)))
-        self.incoming = Incoming(self.axon, retention=self.config.incoming_retention,
-                                 kernel=kernel, writers=writers)
-        options = TreeOptions(allow_delete=self.config.allow_delete,
-                              socket_path=self.socket_path, daemon_pid=os.getpid())
+        self.incoming = Incoming(
+            self.axon, retention=self.config.incoming_retention, kernel=kernel, writers=writers
+        )
+        options = TreeOptions(
+            allow_delete=self.config.allow_delete,
+            socket_path=self.socket_path,
+            daemon_pid=os.getpid(),
+        )
         self.ops = Operations(Vfs(self.axon, self.incoming, options, kernel))
         self.stats.attach_operations(self.ops)  # times each request handler
         try:
@@ -233,10 +243,15 @@ class Daemon:
                         self.stop()
                         continue
                     draining = True
-                    log.info("received %s: stopping once the %d files being written to "
-                             "/incoming are closed (at most %g s; another signal stops now): "
-                             "%s", name, len(uploads), self.config.stop_timeout,
-                             ", ".join(node.path for node in uploads[:10]))
+                    log.info(
+                        "received %s: stopping once the %d files being written to "
+                        "/incoming are closed (at most %g s; another signal stops now): "
+                        "%s",
+                        name,
+                        len(uploads),
+                        self.config.stop_timeout,
+                        ", ".join(node.path for node in uploads[:10]),
+                    )
                     nursery.start_soon(self._stop_when_uploads_done)
 
     async def _stop_when_uploads_done(self) -> None:
@@ -244,8 +259,10 @@ class Daemon:
         with trio.move_on_after(self.config.stop_timeout) as waited:
             await self.incoming.wait_uploads_done()
         if waited.cancelled_caught:
-            log.warning("files still being written to /incoming after %g s: stopping anyway",
-                        self.config.stop_timeout)
+            log.warning(
+                "files still being written to /incoming after %g s: stopping anyway",
+                self.config.stop_timeout,
+            )
         else:
             log.info("every file being written to /incoming was closed: stopping")
         self.stop()
@@ -271,14 +288,22 @@ async def run(config: DaemonConfig, ready: Callable[[], None]) -> None:
     log.info("descriptor limit: %d (was %d)", new, old)
     async with AsyncExitStack() as stack:
         axon = await stack.enter_async_context(
-            Axon.open(config.store, backend=config.backend, limits=config.limits,
-                      sync_interval=config.sync_interval))
+            Axon.open(
+                config.store,
+                backend=config.backend,
+                limits=config.limits,
+                sync_interval=config.sync_interval,
+            )
+        )
         # Read by the control server (wget); not part of the Axon API itself.
         axon.fetch_options = FetchOptions(config.http_proxy, config.wget_max_bytes)
         marker, crashed = _mark_running(config.store)
         if crashed:
-            log.info("the previous daemon of %s stopped abruptly; the store has settled "
-                     "what it left unfinished", config.store)
+            log.info(
+                "the previous daemon of %s stopped abruptly; the store has settled "
+                "what it left unfinished",
+                config.store,
+            )
         daemon = Daemon(config, axon)
         await daemon.run(ready)
         failed = daemon.ops is not None and daemon.ops.failsafe
@@ -294,10 +319,13 @@ def _mount_failure(mountpoint: Path, exc: RuntimeError) -> MountFailed:
         return MountFailed(
             f"cannot open {FUSE_DEVICE} ({error.strerror}): load the kernel module "
             "('modprobe fuse'), give a container the device ('--device /dev/fuse'), "
-            "or run 'axonfs serve' to use the store without a mount", mountpoint=str(mountpoint))
+            "or run 'axonfs serve' to use the store without a mount",
+            mountpoint=str(mountpoint),
+        )
     os.close(fd)
-    return MountFailed(f"the kernel refused to mount {mountpoint} ({exc}); see the log",
-                       mountpoint=str(mountpoint))
+    return MountFailed(
+        f"the kernel refused to mount {mountpoint} ({exc}); see the log", mountpoint=str(mountpoint)
+    )
 
 
 def _announce_ready(ready: Callable[[], None]) -> None:
@@ -333,7 +361,11 @@ def _raise_readahead(mountpoint: Path, kilobytes: int) -> None:
     try:
         path.write_text(f"{kilobytes}\n")
     except OSError as exc:
-        log.info("cannot raise read-ahead of %s to %d KiB (%s); reads will be slower",
-                 mountpoint, kilobytes, exc.strerror)
+        log.info(
+            "cannot raise read-ahead of %s to %d KiB (%s); reads will be slower",
+            mountpoint,
+            kilobytes,
+            exc.strerror,
+        )
     else:
         log.debug("read-ahead of %s (bdi %s) set to %d KiB", mountpoint, entry.device, kilobytes)

@@ -100,14 +100,20 @@ def store_unavailable(store: Path, exc: OSError, doing: str) -> StoreUnavailable
     """
     cause = exc.errno or errno_codes.EIO
     if cause == errno_codes.EROFS:
-        message = (f"the store {store} is on a read-only filesystem; remount it read-write "
-                   "('axonfs fsck' without --repair only reads it)")
+        message = (
+            f"the store {store} is on a read-only filesystem; remount it read-write "
+            "('axonfs fsck' without --repair only reads it)"
+        )
     elif cause in (errno_codes.EACCES, errno_codes.EPERM):
-        message = (f"cannot {doing} the store {store}: permission denied; run as its owner "
-                   "or choose another --store")
+        message = (
+            f"cannot {doing} the store {store}: permission denied; run as its owner "
+            "or choose another --store"
+        )
     else:
-        message = (f"cannot {doing} the store {store}: {exc.strerror or exc}; check --store "
-                   "(or $AXONFS_STORE)")
+        message = (
+            f"cannot {doing} the store {store}: {exc.strerror or exc}; check --store "
+            "(or $AXONFS_STORE)"
+        )
     return StoreUnavailable(message, errno=cause, store=str(store))
 
 

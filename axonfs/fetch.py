@@ -93,8 +93,12 @@ def error_tuple(exc: BaseException) -> tuple[str, dict[str, Any]]:
     frames = traceback.extract_tb(exc.__traceback__)
     if frames:
         last = frames[-1]
-        info = {"efile": os.path.basename(last.filename), "eline": last.lineno,
-                "esrc": last.line, "ename": last.name}
+        info = {
+            "efile": os.path.basename(last.filename),
+            "eline": last.lineno,
+            "esrc": last.line,
+            "ename": last.name,
+        }
     if isinstance(exc, AxonError):
         info.update({key: _plain(value) for key, value in exc.fields.items()})
         info["mesg"] = exc.message
@@ -122,8 +126,13 @@ def _message(exc: BaseException) -> str:
 
 
 def _failure(exc: Exception, url: str, what: str) -> tuple[str, tuple[str, dict[str, Any]]]:
-    log.warning("%s %s failed: %s", what, redact_url(url), redact_text(_message(exc)),
-                exc_info=log.isEnabledFor(logging.DEBUG))
+    log.warning(
+        "%s %s failed: %s",
+        what,
+        redact_url(url),
+        redact_text(_message(exc)),
+        exc_info=log.isEnabledFor(logging.DEBUG),
+    )
     return _message(exc), error_tuple(exc)
 
 
@@ -140,10 +149,14 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rpartition("@")[2]
-    query = "&".join(
-        f"{name}=***" if sep else name
-        for name, sep, _ in (field.partition("=") for field in parts.query.split("&"))
-    ) if parts.query else ""
+    query = (
+        "&".join(
+            f"{name}=***" if sep else name
+            for name, sep, _ in (field.partition("=") for field in parts.query.split("&"))
+        )
+        if parts.query
+        else ""
+    )
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
@@ -164,8 +177,11 @@ class RedactUrls(logging.Filter):
             record.msg = redact_text(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(
-                redact_text(str(arg)) if isinstance(arg, (str, httpx.URL)) and "://" in str(arg)
-                else arg for arg in record.args)
+                redact_text(str(arg))
+                if isinstance(arg, (str, httpx.URL)) and "://" in str(arg)
+                else arg
+                for arg in record.args
+            )
         return True
 
 
@@ -180,13 +196,22 @@ def _headers(headers: httpx.Headers) -> dict[str, str]:
 def _flatten(response: httpx.Response) -> dict[str, Any]:
     """One response as the reference describes it (without size and hashes)."""
     request = response.request
-    return {"ok": True, "url": str(response.url), "code": response.status_code,
-            "headers": _headers(response.headers), "reason": http_reason(response.status_code),
-            "request": {"url": str(request.url), "headers": _headers(request.headers),
-                        "method": request.method}}
+    return {
+        "ok": True,
+        "url": str(response.url),
+        "code": response.status_code,
+        "headers": _headers(response.headers),
+        "reason": http_reason(response.status_code),
+        "request": {
+            "url": str(request.url),
+            "headers": _headers(request.headers),
+            "method": request.method,
+        },
+    }
 
 
 # -- TLS -------------------------------------------------------------------------
+
 
 async def ssl_verify(axon: Axon, ssl_opts: Any, verify: Any) -> sslib.SSLContext | bool:
     """httpx's ``verify`` for the reference's ``ssl`` and ``ssl_opts`` arguments.
@@ -211,8 +236,9 @@ async def ssl_verify(axon: Axon, ssl_opts: Any, verify: Any) -> sslib.SSLContext
     return context
 
 
-def _make_ssl_context(ca_cert: str | None, client_cert: str | None,
-                      client_key: str | None) -> sslib.SSLContext:
+def _make_ssl_context(
+    ca_cert: str | None, client_cert: str | None, client_key: str | None
+) -> sslib.SSLContext:
     context = sslib.create_default_context()
     if ca_cert:
         context.load_verify_locations(cadata=ca_cert)
@@ -236,24 +262,45 @@ def _pem_file(pem: str | None) -> Iterator[str | None]:
 
 
 @contextlib.asynccontextmanager
-async def _client(axon: Axon, proxy: str | None, ssl: Any, ssl_opts: Any,
-                  timeout: float | None,  # noqa: ASYNC109
-                  ) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(
+    axon: Axon,
+    proxy: str | None,
+    ssl: Any,
+    ssl_opts: Any,
+    timeout: float | None,  # noqa: ASYNC109
+) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client plus the reference's total-time limit around its use."""
     verify = await ssl_verify(axon, ssl_opts, ssl)
-    async with httpx.AsyncClient(verify=verify, proxy=proxy, timeout=httpx.Timeout(None),
-                                 follow_redirects=True, max_redirects=MAX_REDIRECTS,
-                                 trust_env=False) as client:
+    async with httpx.AsyncClient(
+        verify=verify,
+        proxy=proxy,
+        timeout=httpx.Timeout(None),
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        trust_env=False,
+    ) as client:
         with anyio.fail_after(timeout) if timeout is not None else contextlib.nullcontext():
             yield client
 
 
 # -- wget ------------------------------------------------------------------------
 
-async def wget(axon: Axon, url: str, params: Any = None, headers: Any = None, json: Any = None,
-               body: Any = None, method: str = "GET", ssl: bool = True,
-               timeout: float | None = None, proxy: Any = True,  # noqa: ASYNC109 - reference API
-               ssl_opts: Any = None, *, progress: Progress | None = None) -> dict[str, Any]:
+
+async def wget(
+    axon: Axon,
+    url: str,
+    params: Any = None,
+    headers: Any = None,
+    json: Any = None,
+    body: Any = None,
+    method: str = "GET",
+    ssl: bool = True,
+    timeout: float | None = None,
+    proxy: Any = True,  # noqa: ASYNC109 - reference API
+    ssl_opts: Any = None,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Download *url* into the store; the reference's result dictionary.
 
     *progress*, if given, is awaited with ``(bytes received, bytes announced or
@@ -262,8 +309,9 @@ async def wget(axon: Axon, url: str, params: Any = None, headers: Any = None, js
     proxy_url = proxy_for(axon, proxy)
     try:
         async with _client(axon, proxy_url, ssl, ssl_opts, timeout) as client:
-            request = client.build_request(method, url, params=params, headers=headers,
-                                           json=json, **_body(body))
+            request = client.build_request(
+                method, url, params=params, headers=headers, json=json, **_body(body)
+            )
             response = await client.send(request, stream=True)
             try:
                 size, digests = await _store_body(axon, response, progress)
@@ -271,8 +319,13 @@ async def wget(axon: Axon, url: str, params: Any = None, headers: Any = None, js
                 await response.aclose()
     except Exception as exc:
         mesg, err = _failure(exc, url, "wget")
-        return {"ok": False, "mesg": mesg, "code": -1,
-                "reason": f"Exception occurred during request: {mesg}", "err": err}
+        return {
+            "ok": False,
+            "mesg": mesg,
+            "code": -1,
+            "reason": f"Exception occurred during request: {mesg}",
+            "err": err,
+        }
     info = _flatten(response)
     if response.history:
         info["history"] = [_flatten(hop) for hop in response.history]
@@ -289,8 +342,9 @@ def _body(body: Any) -> dict[str, Any]:
     return {"content": body}
 
 
-async def _store_body(axon: Axon, response: httpx.Response, progress: Progress | None = None
-                      ) -> tuple[int, dict[str, str]]:
+async def _store_body(
+    axon: Axon, response: httpx.Response, progress: Progress | None = None
+) -> tuple[int, dict[str, str]]:
     """Stream the body into an upload while hashing it; ``(size, hexdigests)``.
 
     Raises:
@@ -300,8 +354,10 @@ async def _store_body(axon: Axon, response: httpx.Response, progress: Progress |
     limit = axon.fetch_options.max_bytes or None
     announced = response.headers.get("content-length", "")
     if limit is not None and announced.isdigit() and int(announced) > limit:
-        raise HitLimit(f"response body of {announced} bytes is larger than the wget limit "
-                       f"of {limit} bytes", limit=limit)
+        raise HitLimit(
+            f"response body of {announced} bytes is larger than the wget limit of {limit} bytes",
+            limit=limit,
+        )
     hashset = HashSet()
     received = 0
     async with await axon.upload() as upload:
@@ -309,11 +365,11 @@ async def _store_body(axon: Axon, response: httpx.Response, progress: Progress |
             async for chunk in chunks:
                 received += len(chunk)
                 if limit is not None and received > limit:
-                    raise HitLimit(f"response body is larger than the wget limit of {limit} "
-                                   "bytes", limit=limit)
+                    raise HitLimit(
+                        f"response body is larger than the wget limit of {limit} bytes", limit=limit
+                    )
                 _check_ratio(received, response.num_bytes_downloaded)
-                await trio.to_thread.run_sync(hashset.update, chunk,
-                                              limiter=axon.limiters.hash_cpu)
+                await trio.to_thread.run_sync(hashset.update, chunk, limiter=axon.limiters.hash_cpu)
                 await upload.write(chunk)
                 if progress is not None:
                     await progress(received, int(announced) if announced.isdigit() else None)
@@ -323,8 +379,11 @@ async def _store_body(axon: Axon, response: httpx.Response, progress: Progress |
 
 DECODE_PIECE = 1 << 20
 """Most bytes one step of our own gzip/deflate decoding produces."""
-_ZLIB_WBITS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16,
-               "deflate": zlib.MAX_WBITS}
+_ZLIB_WBITS = {
+    "gzip": zlib.MAX_WBITS | 16,
+    "x-gzip": zlib.MAX_WBITS | 16,
+    "deflate": zlib.MAX_WBITS,
+}
 
 
 async def _decoded(response: httpx.Response) -> AsyncGenerator[bytes, None]:
@@ -368,9 +427,13 @@ async def _decoded(response: httpx.Response) -> AsyncGenerator[bytes, None]:
 def _check_ratio(decoded: int, downloaded: int) -> None:
     """Refuse a body that decodes to far more than was downloaded (a bomb)."""
     if decoded > WGET_RATIO_SLACK and decoded > WGET_MAX_RATIO * max(downloaded, 1):
-        raise HitLimit(f"response body decodes to more than {WGET_MAX_RATIO} times the "
-                       f"{downloaded} bytes received (a decompression bomb?)",
-                       limit=WGET_MAX_RATIO, received=downloaded, decoded=decoded)
+        raise HitLimit(
+            f"response body decodes to more than {WGET_MAX_RATIO} times the "
+            f"{downloaded} bytes received (a decompression bomb?)",
+            limit=WGET_MAX_RATIO,
+            received=downloaded,
+            decoded=decoded,
+        )
 
 
 async def _coalesce(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
@@ -389,9 +452,19 @@ async def _coalesce(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]
 
 # -- wput and postfiles ----------------------------------------------------------
 
-async def wput(axon: Axon, sha256: bytes, url: str, params: Any = None, headers: Any = None,
-               method: str = "PUT", ssl: bool = True, timeout: float | None = None,  # noqa: ASYNC109 - reference API
-               proxy: Any = True, ssl_opts: Any = None) -> dict[str, Any]:
+
+async def wput(
+    axon: Axon,
+    sha256: bytes,
+    url: str,
+    params: Any = None,
+    headers: Any = None,
+    method: str = "PUT",
+    ssl: bool = True,
+    timeout: float | None = None,  # noqa: ASYNC109 - reference API
+    proxy: Any = True,
+    ssl_opts: Any = None,
+) -> dict[str, Any]:
     """Send a stored blob as the body of a request to *url*."""
     proxy_url = proxy_for(axon, proxy)
     try:
@@ -400,19 +473,39 @@ async def wput(axon: Axon, sha256: bytes, url: str, params: Any = None, headers:
         if not any(key.lower() == "content-length" for key in send_headers):
             send_headers["Content-Length"] = str(row.size)
         async with _client(axon, proxy_url, ssl, ssl_opts, timeout) as client:
-            response = await client.request(method, url, params=params, headers=send_headers,
-                                             content=axon.get(sha256))
+            response = await client.request(
+                method, url, params=params, headers=send_headers, content=axon.get(sha256)
+            )
     except Exception as exc:
         mesg, err = _failure(exc, url, "wput")
-        return {"ok": False, "mesg": mesg, "code": -1,
-                "reason": f"Exception occurred during request: {mesg}", "err": err}
-    return {"ok": True, "url": str(response.url), "code": response.status_code,
-            "headers": _headers(response.headers), "reason": http_reason(response.status_code)}
+        return {
+            "ok": False,
+            "mesg": mesg,
+            "code": -1,
+            "reason": f"Exception occurred during request: {mesg}",
+            "err": err,
+        }
+    return {
+        "ok": True,
+        "url": str(response.url),
+        "code": response.status_code,
+        "headers": _headers(response.headers),
+        "reason": http_reason(response.status_code),
+    }
 
 
-async def postfiles(axon: Axon, fields: Any, url: str, params: Any = None, headers: Any = None,
-                    method: str = "POST", ssl: bool = True, timeout: float | None = None,  # noqa: ASYNC109 - reference API
-                    proxy: Any = True, ssl_opts: Any = None) -> dict[str, Any]:
+async def postfiles(
+    axon: Axon,
+    fields: Any,
+    url: str,
+    params: Any = None,
+    headers: Any = None,
+    method: str = "POST",
+    ssl: bool = True,
+    timeout: float | None = None,  # noqa: ASYNC109 - reference API
+    proxy: Any = True,
+    ssl_opts: Any = None,
+) -> dict[str, Any]:
     """Send a multipart form; a field with ``sha256`` (hex) streams that blob."""
     proxy_url = proxy_for(axon, proxy)
     try:
@@ -424,20 +517,36 @@ async def postfiles(axon: Axon, fields: Any, url: str, params: Any = None, heade
         send_headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
         send_headers["Content-Length"] = str(length)
         async with _client(axon, proxy_url, ssl, ssl_opts, timeout) as client:
-            response = await client.request(method, url, params=params, headers=send_headers,
-                                            content=_form_body(axon, boundary, parts))
+            response = await client.request(
+                method,
+                url,
+                params=params,
+                headers=send_headers,
+                content=_form_body(axon, boundary, parts),
+            )
     except Exception as exc:
         mesg, err = _failure(exc, url, "postfiles")
-        return {"ok": False, "err": err, "url": url, "body": b"", "code": -1,
-                "reason": f"Exception occurred during request: {mesg}", "headers": {}}
-    return {"ok": True, "url": str(response.url), "code": response.status_code,
-            "body": response.content, "reason": http_reason(response.status_code),
-            "headers": _headers(response.headers)}
+        return {
+            "ok": False,
+            "err": err,
+            "url": url,
+            "body": b"",
+            "code": -1,
+            "reason": f"Exception occurred during request: {mesg}",
+            "headers": {},
+        }
+    return {
+        "ok": True,
+        "url": str(response.url),
+        "code": response.status_code,
+        "body": response.content,
+        "reason": http_reason(response.status_code),
+        "headers": _headers(response.headers),
+    }
 
 
 def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace(
-        "\n", "%0A")
+    return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,8 +565,9 @@ def _part(axon: Axon, field: Any) -> _Part:
         raise BadArg("Each field must be a dictionary", field=repr(field))
     name = field.get("name")
     if not isinstance(name, str):
-        raise BadArg(f'Each field requires a "name" key with a string value: {name!r}',
-                     name=repr(name))
+        raise BadArg(
+            f'Each field requires a "name" key with a string value: {name!r}', name=repr(name)
+        )
     filename, content_type = field.get("filename"), field.get("content_type")
     encoding = field.get("content_transfer_encoding")
     sha256: bytes | None = None
@@ -497,8 +607,7 @@ def _unhex(value: Any) -> bytes:
         raise BadArg(f"sha256 is not hex: {value!r}", value=repr(value)) from None
 
 
-async def _form_body(axon: Axon, boundary: str, parts: list[_Part]
-                     ) -> AsyncGenerator[bytes, None]:
+async def _form_body(axon: Axon, boundary: str, parts: list[_Part]) -> AsyncGenerator[bytes, None]:
     delimiter = f"--{boundary}\r\n".encode()
     for part in parts:
         yield delimiter + part.head
@@ -510,4 +619,3 @@ async def _form_body(axon: Axon, boundary: str, parts: list[_Part]
             yield part.data
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()
-

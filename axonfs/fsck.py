@@ -76,21 +76,33 @@ class FsckReport:
 
     @property
     def problems(self) -> int:
-        return (len(self.missing) + len(self.wrong_size) + len(self.corrupt)
-                + len(self.orphans) + len(self.bad_orphans) + int(self.counters_wrong))
+        return (
+            len(self.missing)
+            + len(self.wrong_size)
+            + len(self.corrupt)
+            + len(self.orphans)
+            + len(self.bad_orphans)
+            + int(self.counters_wrong)
+        )
 
     def summary(self) -> str:
         """The report, one finding per line (the log goes elsewhere)."""
-        lines = [f"checked {_count(self.checked, 'indexed blob')}"
-                 + (" (read-only: the store cannot be written)" if self.readonly else "")]
-        for label, items in (("missing from the backend", self.missing),
-                             ("with the wrong size", self.wrong_size),
-                             ("not matching their hash", self.corrupt),
-                             ("in the backend but not the index", self.orphans),
-                             ("unindexed and not matching their name", self.bad_orphans)):
+        lines = [
+            f"checked {_count(self.checked, 'indexed blob')}"
+            + (" (read-only: the store cannot be written)" if self.readonly else "")
+        ]
+        for label, items in (
+            ("missing from the backend", self.missing),
+            ("with the wrong size", self.wrong_size),
+            ("not matching their hash", self.corrupt),
+            ("in the backend but not the index", self.orphans),
+            ("unindexed and not matching their name", self.bad_orphans),
+        ):
             if items:
-                lines.append(f"{_count(len(items), 'blob')} {label}: {', '.join(items[:5])}"
-                             + (" …" if len(items) > 5 else ""))
+                lines.append(
+                    f"{_count(len(items), 'blob')} {label}: {', '.join(items[:5])}"
+                    + (" …" if len(items) > 5 else "")
+                )
         if self.orphans and self.repaired is None:
             lines.append("  index them with 'axonfs recover' (or 'axonfs fsck --repair')")
         if self.counters_wrong:
@@ -104,13 +116,14 @@ class FsckReport:
     def _repairs(self, done: Repairs) -> list[str]:
         lines = ["repaired:"]
         if done.quarantined:
-            lines.append(f"  {_count(len(done.quarantined), 'bad blob file')} moved to "
-                         f"quarantine/ {done.quarantine}")
+            lines.append(
+                f"  {_count(len(done.quarantined), 'bad blob file')} moved to "
+                f"quarantine/ {done.quarantine}"
+            )
         if done.deleted:
             lines.append(f"  {_count(len(done.deleted), 'bad blob')} deleted from the backend")
         if done.dropped:
-            lines.append(f"  {_count(done.dropped, 'index row')} of missing or bad blobs "
-                         "dropped")
+            lines.append(f"  {_count(done.dropped, 'index row')} of missing or bad blobs dropped")
         if done.adopted:
             lines.append(f"  {_count(done.adopted, 'orphan')} indexed")
         lines.append("  the counters recomputed")
@@ -137,16 +150,21 @@ def open_for_fsck(root: Path, backend: BlobBackend | None, *, repair: bool) -> S
     return Store(root, backend, readonly=True)  # the report says it was read-only
 
 
-def fsck(store: Store, *, repair: bool = False, quick: bool = False,
-         show_progress: bool = False) -> FsckReport:
+def fsck(
+    store: Store, *, repair: bool = False, quick: bool = False, show_progress: bool = False
+) -> FsckReport:
     """Check (and with *repair*, fix) the open *store*."""
     report = FsckReport()
-    lists = {"missing": report.missing, "wrong_size": report.wrong_size,
-             "corrupt": report.corrupt}
+    lists = {"missing": report.missing, "wrong_size": report.wrong_size, "corrupt": report.corrupt}
     rows = _all_rows(store)
     total_bytes = sum(row.size for row in rows)
-    with tqdm(total=total_bytes, unit="B", unit_scale=True, desc="checking blobs",
-              disable=not show_progress) as bar:
+    with tqdm(
+        total=total_bytes,
+        unit="B",
+        unit_scale=True,
+        desc="checking blobs",
+        disable=not show_progress,
+    ) as bar:
         for row in rows:
             problem = _check_blob(store, row, quick)
             if problem is not None:
@@ -154,8 +172,12 @@ def fsck(store: Store, *, repair: bool = False, quick: bool = False,
             report.checked += 1
             bar.update(row.size)
     indexed = {row.sha256 for row in rows}
-    for item in tqdm(list(store.backend.list()), desc="looking for orphans", unit="blob",
-                     disable=not show_progress):
+    for item in tqdm(
+        list(store.backend.list()),
+        desc="looking for orphans",
+        unit="blob",
+        disable=not show_progress,
+    ):
         if item.sha256 in indexed or store.index.has(item.sha256):
             continue
         ok = quick or _hash_of(store.backend, item.sha256) == item.sha256
@@ -213,8 +235,10 @@ def _repair(store: Store, report: FsckReport) -> Repairs:
     for hexd in report.wrong_size + report.corrupt + report.bad_orphans:
         moved = _quarantine(store, Sha256(bytes.fromhex(hexd)), quarantine)
         (done.quarantined if moved else done.deleted).append(hexd)
-    drop = [DeleteBlob(Sha256(bytes.fromhex(h)))
-            for h in report.missing + report.wrong_size + report.corrupt]
+    drop = [
+        DeleteBlob(Sha256(bytes.fromhex(h)))
+        for h in report.missing + report.wrong_size + report.corrupt
+    ]
     adopt = []
     for hexd in report.orphans:
         sha = Sha256(bytes.fromhex(hexd))

@@ -41,12 +41,14 @@ def _find_stat_ino_offset() -> int | None:
     probe.st_size = _SIZE_PROBE
     raw = ctypes.string_at(id(probe), sys.getsizeof(probe))
     ino = struct.pack("=Q", _INO_PROBE)
-    found = [i for i in range(len(raw) - 7) if raw[i:i + 8] == ino]
+    found = [i for i in range(len(raw) - 7) if raw[i : i + 8] == ino]
     size_at = raw.find(struct.pack("=Q", _SIZE_PROBE))
     # Two copies: the node id first, then the struct stat's st_ino.
     if len(found) != 2 or size_at - found[1] != _STAT_INO_TO_SIZE:
-        log.info("pyfuse3's EntryAttributes has an unexpected layout: committed "
-                 "/incoming entries report their own inode numbers")
+        log.info(
+            "pyfuse3's EntryAttributes has an unexpected layout: committed "
+            "/incoming entries report their own inode numbers"
+        )
         return None
     return found[1]
 

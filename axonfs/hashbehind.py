@@ -59,8 +59,7 @@ class HashBehind:
         with self._cond:
             full = self._queued >= HASH_BEHIND_MAX
         if full:
-            await trio.to_thread.run_sync(self._wait_until, lambda: self._queued
-                                          < HASH_BEHIND_MAX)
+            await trio.to_thread.run_sync(self._wait_until, lambda: self._queued < HASH_BEHIND_MAX)
         with self._cond:
             self._pieces.append((data, offset))
             self._queued += len(data)
@@ -68,8 +67,9 @@ class HashBehind:
             start = not self._busy
             self._busy = True
         if start:
-            trio.lowlevel.start_thread_soon(self._work, lambda outcome: None,
-                                            name="axonfs hash-behind")
+            trio.lowlevel.start_thread_soon(
+                self._work, lambda outcome: None, name="axonfs hash-behind"
+            )
 
     async def wait(self) -> None:
         """Until every queued piece is hashed."""

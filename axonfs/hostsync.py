@@ -177,8 +177,12 @@ class HostSync:
                 log.warning("sync from the bucket failed: %s; will retry", exc)
                 continue
             if report.added or report.deleted:
-                log.info("sync: %d records applied, %d blobs indexed, %d dropped",
-                         report.records, report.added, report.deleted)
+                log.info(
+                    "sync: %d records applied, %d blobs indexed, %d dropped",
+                    report.records,
+                    report.added,
+                    report.deleted,
+                )
 
     async def _thread(self, fn: Callable[..., T], *args: object) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self.axon.limiters.blob_io)
@@ -190,8 +194,10 @@ class HostSync:
         sent = 0
         async with self._publishing:
             while batch := self.index.outbox_batch(self.config.record_max):
-                record = Record(self.host, tuple(
-                    Change(seq, kind == b"a", sha, size) for seq, kind, sha, size in batch))
+                record = Record(
+                    self.host,
+                    tuple(Change(seq, kind == b"a", sha, size) for seq, kind, sha, size in batch),
+                )
                 await self._thread(self.changes.write_record, record)
                 await trio.to_thread.run_sync(self.index.outbox_drop, record.last)
                 sent += len(batch)
@@ -219,8 +225,9 @@ class HostSync:
                 cursors = self.index.cursors()
             found: dict[str, list[RecordName]] = {}
             for host in hosts:
-                found[host] = names = await self._thread(self.changes.records_after, host,
-                                                         cursors.get(host, 0))
+                found[host] = names = await self._thread(
+                    self.changes.records_after, host, cursors.get(host, 0)
+                )
                 self.latest[host] = names[-1].last if names else cursors.get(host, 0)
             records: list[Record] = []
             for host, names in found.items():
@@ -258,13 +265,16 @@ class HostSync:
         oldest = await self._thread(self.changes.read_record, names[0].name)
         if self.index.cursors().get(host, 0) + 1 >= oldest.first:
             return
-        log.warning("the records of host %s before change %d are gone and no checkpoint "
-                    "covers them; indexing the bucket's listing instead", host, oldest.first)
+        log.warning(
+            "the records of host %s before change %d are gone and no checkpoint "
+            "covers them; indexing the bucket's listing instead",
+            host,
+            oldest.first,
+        )
         await trio.to_thread.run_sync(self.index.set_cursors, {host: oldest.first - 1})
         await self.axon.recover(verify=False)
 
-    async def _read(self, host: str, names: list[RecordName], cursor: int
-                    ) -> list[Record] | None:
+    async def _read(self, host: str, names: list[RecordName], cursor: int) -> list[Record] | None:
         """The records *names* in order, or None if one is missing before them."""
         # BlobMissing (collected between the listing and the read) is a gap too.
         records = await self._thread(self._read_all, [entry.name for entry in names])
@@ -310,10 +320,10 @@ class HostSync:
         A blob this host is deleting itself (queued, not yet published) is not
         re-indexed even if its bytes are still there: they are about to go.
         """
-        pending_deletes = {sha for _, kind, sha, _ in self.index.outbox_batch(1 << 30)
-                           if kind == b"d"}
-        unknown = [sha for sha in adds if sha not in pending_deletes
-                   and not self.index.has(sha)]
+        pending_deletes = {
+            sha for _, kind, sha, _ in self.index.outbox_batch(1 << 30) if kind == b"d"
+        }
+        unknown = [sha for sha in adds if sha not in pending_deletes and not self.index.has(sha)]
         rows = {sha: row for sha in deletes if (row := self.index.get(sha)) is not None}
         present = await self._thread(self._exist, list(set(unknown) | set(rows)))
         found = [(sha, adds[sha]) for sha in unknown if present[sha]]
@@ -335,8 +345,9 @@ class HostSync:
         if not listed:
             # No checkpoint yet: every record is still there, from the first.
             await trio.to_thread.run_sync(
-                self.index.set_cursors, {h: 0 for h in await self._thread(self.changes.hosts)
-                                         if h != self.host})
+                self.index.set_cursors,
+                {h: 0 for h in await self._thread(self.changes.hosts) if h != self.host},
+            )
             return
         name = listed[-1][0]
         checkpoint = await self._thread(self.changes.read_checkpoint, name)
@@ -347,15 +358,18 @@ class HostSync:
         extra = [row for row in rows if row.sha256 not in held]
         present = await self._thread(self._exist, [row.sha256 for row in extra])
         added, dropped = await self.axon.apply_remote(
-            missing, [row for row in extra if not present[row.sha256]])
+            missing, [row for row in extra if not present[row.sha256]]
+        )
         report.added += added
         report.deleted += dropped
         cursors = self.index.cursors()
-        merged = {host: max(seq, cursors.get(host, 0))
-                  for host, seq in checkpoint.cursors.items() if host != self.host}
+        merged = {
+            host: max(seq, cursors.get(host, 0))
+            for host, seq in checkpoint.cursors.items()
+            if host != self.host
+        }
         await trio.to_thread.run_sync(self.index.set_cursors, merged)
-        log.info("caught up from checkpoint %s: %d blobs indexed, %d dropped",
-                 name, added, dropped)
+        log.info("caught up from checkpoint %s: %d blobs indexed, %d dropped", name, added, dropped)
 
     def _rows(self) -> list[BlobRow]:
         """Every live row (a worker thread's job: a million take seconds)."""
@@ -378,16 +392,16 @@ class HostSync:
         if ahead and progress >= self.config.checkpoint_every:
             rows = await trio.to_thread.run_sync(self._rows)
             blobs = [(row.sha256, row.size) for row in rows]
-            name = await self._thread(self.changes.write_checkpoint,
-                                      Checkpoint(self.host, mine, blobs))
+            name = await self._thread(
+                self.changes.write_checkpoint, Checkpoint(self.host, mine, blobs)
+            )
             log.info("wrote checkpoint %s (%d blobs)", name, len(blobs))
             listed = await self._thread(self.changes.checkpoints)
             newest = await self._newest_cursors(listed)
         if newest is not None:
             await self._collect(newest, listed)
 
-    async def _newest_cursors(self, listed: list[tuple[str, int, float]]
-                              ) -> dict[str, int] | None:
+    async def _newest_cursors(self, listed: list[tuple[str, int, float]]) -> dict[str, int] | None:
         """The cursors of the newest checkpoint (read once per checkpoint)."""
         if not listed:
             return None
@@ -397,16 +411,18 @@ class HostSync:
             self._newest = (name, checkpoint.cursors)
         return self._newest[1]
 
-    async def _collect(self, newest: dict[str, int], listed: list[tuple[str, int, float]]
-                       ) -> None:
+    async def _collect(self, newest: dict[str, int], listed: list[tuple[str, int, float]]) -> None:
         """Delete this host's records and checkpoints the newest checkpoint made
         unnecessary, once they are older than the retention by the bucket's clock."""
         cutoff = listed[-1][2] - self.config.retention
         covered = newest.get(self.host, 0)
         mine = await self._thread(self.changes.records_after, self.host, 0)
         old = [entry.name for entry in mine if entry.last <= covered and entry.modified <= cutoff]
-        old += [name for name, _, modified in listed[:-2]
-                if name.endswith("-" + self.host) and modified <= cutoff]
+        old += [
+            name
+            for name, _, modified in listed[:-2]
+            if name.endswith("-" + self.host) and modified <= cutoff
+        ]
         if old:
             await self._thread(self.changes.delete, old)
             log.info("collected %d change records and checkpoints", len(old))
@@ -414,6 +430,7 @@ class HostSync:
     def peers(self) -> list[PeerState]:
         """Every other host seen, how far this host has applied its records."""
         cursors = self.index.cursors()
-        return [PeerState(host, applied, self.latest.get(host))
-                for host, applied in sorted(cursors.items())]
-
+        return [
+            PeerState(host, applied, self.latest.get(host))
+            for host, applied in sorted(cursors.items())
+        ]

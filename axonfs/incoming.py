@@ -170,8 +170,7 @@ class File(Node):
     handles: set[IncomingFile]
     lock: trio.Lock
 
-    def __init__(self, inode: int, name: str, mode: int, uid: int, gid: int,
-                 spool: Spool) -> None:
+    def __init__(self, inode: int, name: str, mode: int, uid: int, gid: int, spool: Spool) -> None:
         super().__init__(inode, name, stat.S_IFREG | (mode & 0o7777), uid, gid)
         self.state = FileState.WRITING
         self.spool = spool
@@ -224,8 +223,14 @@ class Incoming:
             (default: read from ``/proc``, with nothing mounted).
     """
 
-    def __init__(self, axon: Axon, *, retention: float = RETENTION_DEFAULT,
-                 kernel: KernelCache | None = None, writers: Writers | None = None) -> None:
+    def __init__(
+        self,
+        axon: Axon,
+        *,
+        retention: float = RETENTION_DEFAULT,
+        kernel: KernelCache | None = None,
+        writers: Writers | None = None,
+    ) -> None:
         self.axon = axon
         self.retention = retention
         self.kernel: KernelCache = kernel or NoKernelCache()
@@ -291,8 +296,15 @@ class Incoming:
             raise _error(errno.ENOTEMPTY)
         self._detach(node)
 
-    def rename(self, parent_old: int, name_old: str, parent_new: int, name_new: str,
-               *, noreplace: bool = False) -> None:
+    def rename(
+        self,
+        parent_old: int,
+        name_old: str,
+        parent_new: int,
+        name_new: str,
+        *,
+        noreplace: bool = False,
+    ) -> None:
         node = self.lookup(parent_old, name_old)
         target_dir = self.directory(parent_new)
         _check_name(name_new)
@@ -312,8 +324,15 @@ class Incoming:
         target_dir.children[name_new] = node
         target_dir.mtime_ns = time.time_ns()
 
-    def change(self, node: Node, *, mode: int | None = None, uid: int | None = None,
-               gid: int | None = None, mtime_ns: int | None = None) -> None:
+    def change(
+        self,
+        node: Node,
+        *,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> None:
         """``chmod``, ``chown``, ``touch -m``: an entry's own metadata (never the blob's)."""
         if mode is not None:
             node.mode = (node.mode & ~0o7777) | (mode & 0o7777)
@@ -327,13 +346,20 @@ class Incoming:
 
     # -- files --------------------------------------------------------------------
 
-    def create(self, parent_inode: int, name: str, mode: int, uid: int, gid: int,
-               pid: int) -> IncomingFile:
+    def create(
+        self, parent_inode: int, name: str, mode: int, uid: int, gid: int, pid: int
+    ) -> IncomingFile:
         """Create an empty file and return a writable handle on it."""
         parent = self._free_slot(parent_inode, name)
         # A memory spool: no file until the upload outgrows MEMORY_SPOOL_MAX.
-        node = File(next(self._inodes), name, mode, uid, gid,
-                    self.axon.new_spool(memory_max=MEMORY_SPOOL_MAX))
+        node = File(
+            next(self._inodes),
+            name,
+            mode,
+            uid,
+            gid,
+            self.axon.new_spool(memory_max=MEMORY_SPOOL_MAX),
+        )
         self._attach(parent, node)
         return self._new_handle(node, writable=True, pid=pid, changed=True)
 
@@ -367,8 +393,9 @@ class Incoming:
                 if len(data) <= INLINE_IO_MAX and not spool.creates_file(offset + len(data)):
                     spool.write_bytes(data, offset)
                 else:
-                    await trio.to_thread.run_sync(spool.write_bytes, data, offset,
-                                                  limiter=self.axon.limiters.disk_io)
+                    await trio.to_thread.run_sync(
+                        spool.write_bytes, data, offset, limiter=self.axon.limiters.disk_io
+                    )
             except OSError as exc:
                 node.error = exc
                 raise
@@ -392,8 +419,9 @@ class Incoming:
         node = handle.node
         if node.spool is not None:
             spool = node.spool
-            return await trio.to_thread.run_sync(spool.read, offset, size,
-                                                 limiter=self.axon.limiters.disk_io)
+            return await trio.to_thread.run_sync(
+                spool.read, offset, size, limiter=self.axon.limiters.disk_io
+            )
         if node.sha256 is None:
             raise _error(errno.EIO)
         if handle.reader is None or handle.reader_sha256 != node.sha256:
@@ -413,8 +441,9 @@ class Incoming:
             spool = await self._writable_spool(node, empty=size == 0)
             await self._hashed(node)  # the running hash and a truncate touch the same state
             if spool.size != size:
-                await trio.to_thread.run_sync(spool.truncate, size,
-                                              limiter=self.axon.limiters.disk_io)
+                await trio.to_thread.run_sync(
+                    spool.truncate, size, limiter=self.axon.limiters.disk_io
+                )
         writers = [h for h in node.handles if h.writable and not h.killed]
         if handle is not None:
             self._changed(handle)
@@ -504,8 +533,9 @@ class Incoming:
         self._expiry.append((time.monotonic() + self.retention, node, node.sha256))
         self._expiry_wakeup.set()
 
-    async def run_expiry(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                         ) -> None:
+    async def run_expiry(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Remove committed entries once their retention has passed (runs forever)."""
         task_status.started()
         while True:
@@ -513,8 +543,7 @@ class Incoming:
                 _, node, sha = self._expiry.popleft()
                 self._expire(node, sha)
             if self._expiry:
-                await trio.sleep_until(trio.current_time()
-                                       + self._expiry[0][0] - time.monotonic())
+                await trio.sleep_until(trio.current_time() + self._expiry[0][0] - time.monotonic())
             else:
                 self._expiry_wakeup = trio.Event()
                 await self._expiry_wakeup.wait()
@@ -537,8 +566,11 @@ class Incoming:
 
     def uploads(self) -> list[File]:
         """The files being written: what shutting down now would discard."""
-        return [node for node in self.nodes.values()
-                if isinstance(node, File) and node.state is FileState.WRITING]
+        return [
+            node
+            for node in self.nodes.values()
+            if isinstance(node, File) and node.state is FileState.WRITING
+        ]
 
     async def wait_uploads_done(self) -> None:
         """Return once no file is being written (each was committed or abandoned)."""
@@ -550,8 +582,12 @@ class Incoming:
         """Discard every uncommitted upload (daemon shutdown), saying which."""
         for node in list(self.nodes.values()):
             if isinstance(node, File) and node.spool is not None:
-                log.warning("%s: discarded at shutdown while being written (%d bytes, not "
-                            "stored; its writer gets ENOTCONN)", node.path, node.size)
+                log.warning(
+                    "%s: discarded at shutdown while being written (%d bytes, not "
+                    "stored; its writer gets ENOTCONN)",
+                    node.path,
+                    node.size,
+                )
                 self._drop_upload(node)
 
     # -- state changes ------------------------------------------------------------
@@ -631,8 +667,9 @@ class Incoming:
         if empty:
             spool = self.axon.new_spool(memory_max=MEMORY_SPOOL_MAX)
         else:
-            spool = await trio.to_thread.run_sync(self._spool_from_blob, node.sha256,
-                                                  limiter=self.axon.limiters.disk_io)
+            spool = await trio.to_thread.run_sync(
+                self._spool_from_blob, node.sha256, limiter=self.axon.limiters.disk_io
+            )
         if node.state is FileState.WRITING and node.spool is not None:  # raced: keep theirs
             spool.discard()
             return node.spool
@@ -651,8 +688,9 @@ class Incoming:
             raise
         return spool
 
-    def _new_handle(self, node: File, *, writable: bool, pid: int,
-                    changed: bool = False) -> IncomingFile:
+    def _new_handle(
+        self, node: File, *, writable: bool, pid: int, changed: bool = False
+    ) -> IncomingFile:
         handle = IncomingFile(node, writable, pid, changed=changed)
         node.handles.add(handle)
         return handle

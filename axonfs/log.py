@@ -34,8 +34,13 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 PLAIN_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(name)s: %(message)s"
 
-_SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-                    logging.CRITICAL: 2}
+_SYSLOG_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
 
 
 class JournalFormatter(logging.Formatter):
@@ -93,8 +98,9 @@ def setup_logging(level: str = "info", file: Path | None = None) -> None:
         handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JournalFormatter() if stderr_is_journal()
-                             else logging.Formatter(PLAIN_FORMAT))
+        handler.setFormatter(
+            JournalFormatter() if stderr_is_journal() else logging.Formatter(PLAIN_FORMAT)
+        )
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -116,8 +122,9 @@ def set_level(level: str, logger: str = "") -> tuple[str, str]:
     target = logging.getLogger(logger or None)
     previous = logging.getLevelName(target.getEffectiveLevel()).lower()
     target.setLevel(number)
-    logging.getLogger(__name__).info("log level of %s set to %s (was %s)",
-                                     logger or "the root logger", level.lower(), previous)
+    logging.getLogger(__name__).info(
+        "log level of %s set to %s (was %s)", logger or "the root logger", level.lower(), previous
+    )
     return previous, level.lower()
 
 

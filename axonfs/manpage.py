@@ -41,8 +41,9 @@ the helper \\fBmount\\fR(8) runs for \\fB\\-t fuse.axonfs\\fR and fstab lines
 def escape(text: str) -> str:
     """*text* as roff: backslashes and dashes escaped, no line starting a request."""
     text = text.replace("\\", "\\e").replace("-", "\\-")
-    return "\n".join("\\&" + line if line.startswith((".", "'")) else line
-                     for line in text.splitlines())
+    return "\n".join(
+        "\\&" + line if line.startswith((".", "'")) else line for line in text.splitlines()
+    )
 
 
 def render(parser: argparse.ArgumentParser, date: datetime.date | None = None) -> str:
@@ -51,8 +52,7 @@ def render(parser: argparse.ArgumentParser, date: datetime.date | None = None) -
     lines = [
         f'.TH AXONFS 1 "{day}" "axonfs {__version__}" "User Commands"',
         ".SH NAME",
-        "axonfs \\- a content\\-addressed blob store (the Synapse Axon API) as a FUSE "
-        "filesystem",
+        "axonfs \\- a content\\-addressed blob store (the Synapse Axon API) as a FUSE filesystem",
         ".SH SYNOPSIS",
         *_usage(parser),
         ".SH DESCRIPTION",
@@ -103,8 +103,11 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
     for action in parser._actions:
         if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
             continue
-        lines += [".TP", f"\\fB{escape(_invocation(action))}\\fR",
-                  escape(_help(parser, action)) or "\\&"]
+        lines += [
+            ".TP",
+            f"\\fB{escape(_invocation(action))}\\fR",
+            escape(_help(parser, action)) or "\\&",
+        ]
     return lines
 
 
@@ -129,8 +132,7 @@ def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
     return " ".join(text.split())
 
 
-def _subcommands(parser: argparse.ArgumentParser
-                 ) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+def _subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             seen: set[int] = set()

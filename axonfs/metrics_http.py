@@ -47,8 +47,10 @@ def parse_listen(text: str, *, allow_remote: bool = False) -> tuple[str, int]:
         raise ValueError(f"expected HOST:PORT, e.g. 127.0.0.1:9567, not {text!r}")
     host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
     if not allow_remote and not _is_loopback(host):
-        raise ValueError(f"{host} is not a loopback address; the metrics endpoint has no "
-                         "authentication (allow it with --metrics-allow-remote)")
+        raise ValueError(
+            f"{host} is not a loopback address; the metrics endpoint has no "
+            "authentication (allow it with --metrics-allow-remote)"
+        )
     return host, int(port_text)
 
 
@@ -61,8 +63,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-async def serve_metrics(stats: Stats, host: str, port: int, *,
-                        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_metrics(
+    stats: Stats,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Serve ``/metrics`` on *host*:*port* until cancelled.
 
     ``nursery.start``-compatible: returns the bound port (useful with port 0)
@@ -72,8 +79,7 @@ async def serve_metrics(stats: Stats, host: str, port: int, *,
     bound = listeners[0].socket.getsockname()[1]
     log.info("metrics on http://%s:%d/metrics", host if ":" not in host else f"[{host}]", bound)
     async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners,
-                            lambda stream: _respond(stream, stats), listeners)
+        await nursery.start(trio.serve_listeners, lambda stream: _respond(stream, stats), listeners)
         task_status.started(bound)
 
 
@@ -120,8 +126,10 @@ async def _answer(head: bytes | None, stats: Stats) -> tuple[str, bytes]:
 
 def _response(status: str, body: bytes) -> bytes:
     content_type = CONTENT_TYPE if status.startswith("200") else "text/plain; charset=utf-8"
-    head = (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     return head.encode("ascii") + body
 
 
@@ -140,8 +148,11 @@ class _Writer:
 
     def sample(self, name: str, value: float, **labels: str) -> None:
         label_text = ",".join(f'{key}="{_escape(item)}"' for key, item in labels.items())
-        self.lines.append(f"axonfs_{name}{{{label_text}}} {_number(value)}" if labels
-                          else f"axonfs_{name} {_number(value)}")
+        self.lines.append(
+            f"axonfs_{name}{{{label_text}}} {_number(value)}"
+            if labels
+            else f"axonfs_{name} {_number(value)}"
+        )
 
     def one(self, name: str, kind: str, text: str, value: float) -> None:
         self.family(name, kind, text)
@@ -162,24 +173,38 @@ def prometheus_text(snapshot: dict[str, Any]) -> str:
     out.family("build_info", "gauge", "Always 1; the version is a label.")
     out.sample("build_info", 1, version=str(snapshot["version"]))
     out.one("uptime_seconds", "gauge", "Seconds since the daemon started.", snapshot["uptime_s"])
-    out.one("start_time_seconds", "gauge", "Unix time the daemon started.",
-            snapshot["started_at"])
+    out.one("start_time_seconds", "gauge", "Unix time the daemon started.", snapshot["started_at"])
     store = snapshot["store"]
     out.one("store_blobs", "gauge", "Blobs in the store.", store["blobs"])
     out.one("store_bytes", "gauge", "Bytes of the blobs in the store.", store["bytes"])
-    out.one("commit_batches_total", "counter", "Index commits (each may hold many blobs).",
-            snapshot["commits"]["batches"])
-    out.one("commit_ops_total", "counter", "Operations committed to the index.",
-            snapshot["commits"]["ops"])
-    out.one("dedup_hits_total", "counter", "Writes of a blob the store already held.",
-            snapshot["dedup_hits"])
-    out.one("spool_files", "gauge", "Spool files of uploads in progress.",
-            snapshot["spool"]["files"])
-    out.one("spool_bytes", "gauge", "Disk space used by spool files.",
-            snapshot["spool"]["bytes"])
-    out.one("journal_blobs", "gauge",
-            "Small blobs durable in the index whose files are not written yet.",
-            snapshot["journal"]["blobs"])
+    out.one(
+        "commit_batches_total",
+        "counter",
+        "Index commits (each may hold many blobs).",
+        snapshot["commits"]["batches"],
+    )
+    out.one(
+        "commit_ops_total",
+        "counter",
+        "Operations committed to the index.",
+        snapshot["commits"]["ops"],
+    )
+    out.one(
+        "dedup_hits_total",
+        "counter",
+        "Writes of a blob the store already held.",
+        snapshot["dedup_hits"],
+    )
+    out.one(
+        "spool_files", "gauge", "Spool files of uploads in progress.", snapshot["spool"]["files"]
+    )
+    out.one("spool_bytes", "gauge", "Disk space used by spool files.", snapshot["spool"]["bytes"])
+    out.one(
+        "journal_blobs",
+        "gauge",
+        "Small blobs durable in the index whose files are not written yet.",
+        snapshot["journal"]["blobs"],
+    )
     _control(out, snapshot.get("control"))
     _backend(out, snapshot["backend"])
     _fuse(out, snapshot.get("fuse"))
@@ -189,15 +214,19 @@ def prometheus_text(snapshot: dict[str, Any]) -> str:
 def _control(out: _Writer, control: dict[str, int] | None) -> None:
     if not control:
         return
-    out.one("control_connections", "gauge", "Open control socket connections.",
-            control["connections"])
-    out.one("control_requests_in_flight", "gauge", "Control requests being served.",
-            control["requests"])
-    out.one("control_refused_total", "counter", "Control connections refused.",
-            control["refused"])
-    out.one("control_stream_bytes", "gauge",
-            "Bytes streams produced and the socket has not yet taken.",
-            control["stream_bytes"])
+    out.one(
+        "control_connections", "gauge", "Open control socket connections.", control["connections"]
+    )
+    out.one(
+        "control_requests_in_flight", "gauge", "Control requests being served.", control["requests"]
+    )
+    out.one("control_refused_total", "counter", "Control connections refused.", control["refused"])
+    out.one(
+        "control_stream_bytes",
+        "gauge",
+        "Bytes streams produced and the socket has not yet taken.",
+        control["stream_bytes"],
+    )
 
 
 def _backend(out: _Writer, backend: dict[str, Any]) -> None:
@@ -206,19 +235,23 @@ def _backend(out: _Writer, backend: dict[str, Any]) -> None:
         out.family("backend_requests_total", "counter", "Backend requests by operation.")
         for kind, count in sorted(requests.items()):
             out.sample("backend_requests_total", count, operation=kind)
-    for name, text in (("retries", "Backend requests retried."),
-                       ("failures", "Backend requests that failed for good."),
-                       ("bytes_sent", "Bytes sent to the backend."),
-                       ("bytes_received", "Bytes received from the backend.")):
+    for name, text in (
+        ("retries", "Backend requests retried."),
+        ("failures", "Backend requests that failed for good."),
+        ("bytes_sent", "Bytes sent to the backend."),
+        ("bytes_received", "Bytes received from the backend."),
+    ):
         if isinstance(backend.get(name), int):
             out.one(f"backend_{name}_total", "counter", text, backend[name])
     cache = backend.get("cache")
     if isinstance(cache, dict):
-        for name, kind, text in (("hits", "counter", "Read cache hits."),
-                                 ("misses", "counter", "Read cache misses."),
-                                 ("evictions", "counter", "Read cache evictions."),
-                                 ("bytes", "gauge", "Bytes in the read cache."),
-                                 ("capacity", "gauge", "Capacity of the read cache.")):
+        for name, kind, text in (
+            ("hits", "counter", "Read cache hits."),
+            ("misses", "counter", "Read cache misses."),
+            ("evictions", "counter", "Read cache evictions."),
+            ("bytes", "gauge", "Bytes in the read cache."),
+            ("capacity", "gauge", "Capacity of the read cache."),
+        ):
             suffix = "_total" if kind == "counter" else ""
             out.one(f"cache_{name}{suffix}", kind, text, cache.get(name, 0))
 
@@ -226,22 +259,31 @@ def _backend(out: _Writer, backend: dict[str, Any]) -> None:
 def _fuse(out: _Writer, fuse: dict[str, Any] | None) -> None:
     if fuse is None:
         return
-    out.one("fuse_read_bytes_total", "counter", "Bytes returned by FUSE reads.",
-            fuse["bytes_read"])
-    out.one("fuse_written_bytes_total", "counter", "Bytes accepted by FUSE writes.",
-            fuse["bytes_written"])
+    out.one("fuse_read_bytes_total", "counter", "Bytes returned by FUSE reads.", fuse["bytes_read"])
+    out.one(
+        "fuse_written_bytes_total",
+        "counter",
+        "Bytes accepted by FUSE writes.",
+        fuse["bytes_written"],
+    )
     out.one("fuse_open_files", "gauge", "Open file handles on the mount.", fuse["open_files"])
-    out.one("fuse_open_dirs", "gauge", "Open directory handles on the mount.",
-            fuse["open_dirs"])
-    out.one("fuse_failsafe", "gauge", "1 after an unexpected error in a handler.",
-            int(fuse["failsafe"]))
+    out.one("fuse_open_dirs", "gauge", "Open directory handles on the mount.", fuse["open_dirs"])
+    out.one(
+        "fuse_failsafe", "gauge", "1 after an unexpected error in a handler.", int(fuse["failsafe"])
+    )
     ops = fuse["ops"]
-    out.family("fuse_request_errors_total", "counter",
-               "FUSE requests answered with an errno other than an expected miss.")
+    out.family(
+        "fuse_request_errors_total",
+        "counter",
+        "FUSE requests answered with an errno other than an expected miss.",
+    )
     for name, op in ops.items():
         out.sample("fuse_request_errors_total", op["errors"], op=name)
-    out.family("fuse_request_misses_total", "counter",
-               "FUSE requests answered with an expected no (a missing name or xattr).")
+    out.family(
+        "fuse_request_misses_total",
+        "counter",
+        "FUSE requests answered with an expected no (a missing name or xattr).",
+    )
     for name, op in ops.items():
         out.sample("fuse_request_misses_total", op.get("misses", 0), op=name)
     out.family("fuse_request_duration_seconds", "histogram", "FUSE request latency.")
@@ -262,4 +304,3 @@ def _cumulative(buckets: list[int]) -> Iterator[tuple[str, int]]:
             index += 1
         yield repr((1 << power) / 1e9), total
     yield "+Inf", sum(buckets)
-

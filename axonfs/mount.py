@@ -65,8 +65,12 @@ T = TypeVar("T")
 
 def register(commands: Subparsers) -> Parsers:
     """Add ``mount``, ``umount``, ``serve`` and ``stop`` to the ``axonfs`` command."""
-    return {"mount": _register_mount(commands), "umount": _register_umount(commands),
-            "serve": _register_serve(commands), "stop": _register_stop(commands)}
+    return {
+        "mount": _register_mount(commands),
+        "umount": _register_umount(commands),
+        "serve": _register_serve(commands),
+        "stop": _register_stop(commands),
+    }
 
 
 # -- command line ----------------------------------------------------------------
@@ -78,14 +82,17 @@ def _daemon_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def _register_mount(commands: Subparsers) -> argparse.ArgumentParser:
     parser = commands.add_parser(
-        "mount", formatter_class=HelpFormatter, help="mount the store as a filesystem",
+        "mount",
+        formatter_class=HelpFormatter,
+        help="mount the store as a filesystem",
         description="Mount the store on MOUNTPOINT: /by-sha256/<hex> (read-only blobs),\n"
-                    "/history/YYYY-MM-DD/ (symlinks in added order), /history.log (grows),\n"
-                    "/incoming/ (writable: a file closed there becomes a blob).\n"
-                    "Returns once the mount and its control socket are ready.",
+        "/history/YYYY-MM-DD/ (symlinks in added order), /history.log (grows),\n"
+        "/incoming/ (writable: a file closed there becomes a blob).\n"
+        "Returns once the mount and its control socket are ready.",
         epilog="exit status: 0 mounted, 2 usage, 3 store unusable (cannot be created, "
-               "read-only, not writable) or in use by another process, 4 failed (e.g. "
-               "/dev/fuse cannot be opened)")
+        "read-only, not writable) or in use by another process, 4 failed (e.g. "
+        "/dev/fuse cannot be opened)",
+    )
     _daemon_arguments(parser, "mount")
     add_options(parser, "mount", "mount")
     parser.set_defaults(func=_run_mount, kernel_flags=[])  # -o adds the kernel's flags
@@ -94,12 +101,15 @@ def _register_mount(commands: Subparsers) -> argparse.ArgumentParser:
 
 def _register_umount(commands: Subparsers) -> argparse.ArgumentParser:
     parser = commands.add_parser(
-        "umount", formatter_class=HelpFormatter, help="unmount and wait for the daemon",
+        "umount",
+        formatter_class=HelpFormatter,
+        help="unmount and wait for the daemon",
         description="Unmount MOUNTPOINT and return once its daemon has finished every\n"
-                    "pending commit and exited. A mount point left dead by a killed\n"
-                    "daemon is detached.",
+        "pending commit and exited. A mount point left dead by a killed\n"
+        "daemon is detached.",
         epilog="exit status: 0 unmounted, 1 not mounted or not an axonfs mount, 4 failed "
-               "(e.g. files still open)")
+        "(e.g. files still open)",
+    )
     parser.add_argument("mountpoint", type=Path, metavar="MOUNTPOINT")
     parser.set_defaults(func=_run_umount)
     return parser
@@ -107,11 +117,14 @@ def _register_umount(commands: Subparsers) -> argparse.ArgumentParser:
 
 def _register_serve(commands: Subparsers) -> argparse.ArgumentParser:
     parser = commands.add_parser(
-        "serve", formatter_class=HelpFormatter, help="run the daemon without a mount",
+        "serve",
+        formatter_class=HelpFormatter,
+        help="run the daemon without a mount",
         description="Open the store and serve its control socket only (no FUSE).\n"
-                    "Returns once the socket is ready; stop it with 'axonfs stop' (or SIGTERM).",
+        "Returns once the socket is ready; stop it with 'axonfs stop' (or SIGTERM).",
         epilog="exit status: 0 ready, 3 store unusable (cannot be created, read-only, not "
-               "writable) or in use by another process, 4 failed")
+        "writable) or in use by another process, 4 failed",
+    )
     _daemon_arguments(parser, "serve")
     parser.set_defaults(func=_run_serve)
     return parser
@@ -119,14 +132,22 @@ def _register_serve(commands: Subparsers) -> argparse.ArgumentParser:
 
 def _register_stop(commands: Subparsers) -> argparse.ArgumentParser:
     parser = commands.add_parser(
-        "stop", formatter_class=HelpFormatter, help="stop the daemon that has the store open",
+        "stop",
+        formatter_class=HelpFormatter,
+        help="stop the daemon that has the store open",
         description="Stop the daemon (of 'axonfs serve' or 'axonfs mount') that holds the\n"
-                    "store, as SIGTERM does: it finishes every pending commit, unmounts if\n"
-                    "it had a mount, and exits. Returns once it has exited.",
-        epilog="exit status: 0 stopped, 1 no daemon has the store open, 4 failed")
+        "store, as SIGTERM does: it finishes every pending commit, unmounts if\n"
+        "it had a mount, and exits. Returns once it has exited.",
+        epilog="exit status: 0 stopped, 1 no daemon has the store open, 4 failed",
+    )
     store_argument(parser, creates=False)
-    parser.add_argument("--timeout", type=float, metavar="S", default=None,
-                        help="give up waiting after S seconds (the daemon goes on stopping)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        default=None,
+        help="give up waiting after S seconds (the daemon goes on stopping)",
+    )
     parser.set_defaults(func=_run_stop)
     return parser
 
@@ -137,11 +158,11 @@ def _register_stop(commands: Subparsers) -> argparse.ArgumentParser:
 def _run_mount(args: argparse.Namespace) -> int:
     settings = Settings.from_namespace(args)
     if settings.mountpoint is None:
-        raise QuietError("no MOUNTPOINT: give one, or set 'mountpoint' in the --config file",
-                         EXIT_USAGE)
+        raise QuietError(
+            "no MOUNTPOINT: give one, or set 'mountpoint' in the --config file", EXIT_USAGE
+        )
     mountpoint = _absolute(settings.mountpoint)
-    _prepare_mountpoint(mountpoint, announce=not settings.ready_fd,
-                        nonempty=settings.nonempty)
+    _prepare_mountpoint(mountpoint, announce=not settings.ready_fd, nonempty=settings.nonempty)
     if not settings.foreground:
         return _start_detached(args.command, settings)
     return _run_foreground(settings, mountpoint)
@@ -167,13 +188,13 @@ def _prepare_mountpoint(mountpoint: Path, *, announce: bool, nonempty: bool = Fa
     if state == "dead":
         detach_dead_mount(mountpoint, announce=announce)
     elif state == "alive":
-        raise QuietError(f"{mountpoint} is already mounted; 'axonfs umount' it first",
-                         EXIT_USAGE)
+        raise QuietError(f"{mountpoint} is already mounted; 'axonfs umount' it first", EXIT_USAGE)
     if not mountpoint.is_dir():
         raise QuietError(f"{mountpoint} is not a directory", EXIT_USAGE)
     if not nonempty and _has_entries(mountpoint):
-        raise QuietError(f"{mountpoint} is not empty; mount over it with --nonempty "
-                         "(or -o nonempty)", EXIT_USAGE)
+        raise QuietError(
+            f"{mountpoint} is not empty; mount over it with --nonempty (or -o nonempty)", EXIT_USAGE
+        )
 
 
 def _has_entries(directory: Path) -> bool:
@@ -270,9 +291,12 @@ def _telepath_config(settings: Settings) -> TelepathConfig:
     from axonfs.telepath.config import from_options
 
     try:
-        return from_options(settings.telepath_listen or (),
-                            allow_remote=settings.telepath_allow_remote,
-                            tls_cert=settings.tls_cert, tls_key=settings.tls_key)
+        return from_options(
+            settings.telepath_listen or (),
+            allow_remote=settings.telepath_allow_remote,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+        )
     except ValueError as exc:
         raise QuietError(f"--telepath-listen: {exc}", EXIT_USAGE) from None
 
@@ -283,8 +307,7 @@ def _metrics_address(settings: Settings) -> tuple[str, int] | None:
     if not settings.metrics_listen:
         return None
     try:
-        return parse_listen(settings.metrics_listen,
-                            allow_remote=settings.metrics_allow_remote)
+        return parse_listen(settings.metrics_listen, allow_remote=settings.metrics_allow_remote)
     except ValueError as exc:
         raise QuietError(f"--metrics-listen: {exc}", EXIT_USAGE) from None
 
@@ -304,8 +327,9 @@ def _log_to_file(path: Path) -> None:
     """Send the log to *path* instead of stderr (keeping the level)."""
     root = logging.getLogger()
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s "
-                                           "%(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    )
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
@@ -339,8 +363,9 @@ def _start_detached(command: str, settings: Settings) -> int:
     """Start the foreground daemon as a detached child; wait until it is ready."""
     argv = sys.argv[1:]
     if command not in argv:
-        raise QuietError("cannot restart this command line as a daemon; use --foreground",
-                         EXIT_USAGE)
+        raise QuietError(
+            "cannot restart this command line as a daemon; use --foreground", EXIT_USAGE
+        )
     # Options the daemon would refuse are refused here, before the store is created.
     _metrics_address(settings)
     _telepath_config(settings)
@@ -356,17 +381,31 @@ def _start_detached(command: str, settings: Settings) -> int:
     except OSError as exc:
         if settings.log is None:  # the store's own log: the store is not writable
             raise store_unavailable(store, exc, "write to") from None
-        raise QuietError(f"cannot write the log {log_path}: {exc.strerror}",
-                         EXIT_USAGE) from None
+        raise QuietError(f"cannot write the log {log_path}: {exc.strerror}", EXIT_USAGE) from None
     read_fd, write_fd = os.pipe()
     # -P: the working directory is not put on sys.path, so a folder named
     # "axonfs" there (a clone's parent, say) cannot shadow the installed package.
-    child_argv = [sys.executable, "-P", "-m", "axonfs", *argv, "--foreground",
-                  "--ready-fd", str(write_fd), "--log", str(log_path)]
+    child_argv = [
+        sys.executable,
+        "-P",
+        "-m",
+        "axonfs",
+        *argv,
+        "--foreground",
+        "--ready-fd",
+        str(write_fd),
+        "--log",
+        str(log_path),
+    ]
     with log_file:
-        child = subprocess.Popen(child_argv, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=log_file,
-                                 pass_fds=(write_fd,), start_new_session=True)
+        child = subprocess.Popen(
+            child_argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+        )
     os.close(write_fd)
     try:
         message = _read_until_eof(read_fd, STARTUP_TIMEOUT)
@@ -383,10 +422,12 @@ def _startup_failed(child: subprocess.Popen[bytes], message: bytes, log_path: Pa
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
-        raise QuietError(f"the daemon was not ready after {STARTUP_TIMEOUT:.0f} s and was "
-                         f"stopped; see {log_path}") from None
+        raise QuietError(
+            f"the daemon was not ready after {STARTUP_TIMEOUT:.0f} s and was "
+            f"stopped; see {log_path}"
+        ) from None
     if message.startswith(_ERROR):
-        text = message[len(_ERROR):].decode(errors="replace").strip()
+        text = message[len(_ERROR) :].decode(errors="replace").strip()
     else:
         text = f"the daemon exited with status {status} before it was ready"
     raise QuietError(f"{text} (log: {log_path})", status or EXIT_FAILED)
@@ -418,8 +459,9 @@ def _run_umount(args: argparse.Namespace) -> int:
         raise QuietError(f"{mountpoint} is not mounted", 1)
     if not entry.is_axonfs:
         # fusermount3 run by root unmounts anything: refuse before it is reached.
-        raise QuietError(f"{mountpoint} is not an axonfs mount (it is {entry.fstype}); "
-                         "left alone", 1)
+        raise QuietError(
+            f"{mountpoint} is not an axonfs mount (it is {entry.fstype}); left alone", 1
+        )
     state = probe_mount(mountpoint)
     if state == "dead":
         detach_dead_mount(mountpoint, announce=True)
@@ -510,14 +552,16 @@ def detach_dead_mount(mountpoint: Path, *, announce: bool) -> None:
     """Lazily unmount a mount point whose daemon is gone (ENOTCONN)."""
     _fusermount(["-u", "-z", str(mountpoint)])
     if announce:
-        print(f"axonfs: {mountpoint} was left unusable by a daemon that stopped abruptly; "
-              "unmounted it", file=sys.stderr)
+        print(
+            f"axonfs: {mountpoint} was left unusable by a daemon that stopped abruptly; "
+            "unmounted it",
+            file=sys.stderr,
+        )
     log.debug("detached the dead mount at %s", mountpoint)
 
 
 def _fusermount(options: list[str]) -> None:
-    result = subprocess.run(["fusermount3", *options], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(["fusermount3", *options], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         message = result.stderr.strip().removeprefix("fusermount3: ")
         raise QuietError(message or f"fusermount3 {' '.join(options)} failed")

@@ -53,7 +53,8 @@ def containing_mount(path: Path) -> MountEntry:
     best: MountEntry | None = None
     for entry in mounts():
         if resolved.is_relative_to(entry.mountpoint) and (
-                best is None or len(entry.mountpoint.parts) >= len(best.mountpoint.parts)):
+            best is None or len(entry.mountpoint.parts) >= len(best.mountpoint.parts)
+        ):
             best = entry
     if best is None:  # unreachable on Linux: "/" is always mounted
         raise FileNotFoundError(f"no mount holds {path}")
@@ -65,8 +66,12 @@ def _parse(line: str) -> MountEntry | None:
     fields, rest = head.split(), tail.split()
     if len(fields) < 5 or len(rest) < 2:
         return None
-    return MountEntry(device=fields[2], mountpoint=Path(_unescape(fields[4])),
-                      fstype=rest[0], source=_unescape(rest[1]))
+    return MountEntry(
+        device=fields[2],
+        mountpoint=Path(_unescape(fields[4])),
+        fstype=rest[0],
+        source=_unescape(rest[1]),
+    )
 
 
 def _unescape(field: str) -> str:

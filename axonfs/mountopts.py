@@ -31,28 +31,64 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-KERNEL_FLAGS = frozenset({
-    "ro", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "async", "sync", "noatime",
-    "nodiratime", "norelatime", "nostrictatime", "symfollow", "nosymfollow", "dirsync",
-})
+KERNEL_FLAGS = frozenset(
+    {
+        "ro",
+        "suid",
+        "nosuid",
+        "dev",
+        "nodev",
+        "exec",
+        "noexec",
+        "async",
+        "sync",
+        "noatime",
+        "nodiratime",
+        "norelatime",
+        "nostrictatime",
+        "symfollow",
+        "nosymfollow",
+        "dirsync",
+    }
+)
 """Mount flags libfuse turns into mount(2) flags (its own table; it refuses others)."""
 
 ALIASES = {"ro": "--read-only", "allow_other": "--allow-other", "nonempty": "--nonempty"}
 """FUSE tools' spellings of axonfs's own flags."""
 
-IGNORED = frozenset({
-    "rw", "defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group",
-    "_netdev", "nofail", "default_permissions", "atime", "relatime", "strictatime",
-    "diratime", "lazytime", "nolazytime", "loud", "silent",
-})
+IGNORED = frozenset(
+    {
+        "rw",
+        "defaults",
+        "auto",
+        "noauto",
+        "user",
+        "nouser",
+        "users",
+        "owner",
+        "group",
+        "_netdev",
+        "nofail",
+        "default_permissions",
+        "atime",
+        "relatime",
+        "strictatime",
+        "diratime",
+        "lazytime",
+        "nolazytime",
+        "loud",
+        "silent",
+    }
+)
 """Options for mount(8), fstab or systemd, or already in force: accepted, no effect.
 (``rw`` is mount(8)'s default and says nothing against ``--read-only`` given elsewhere.)"""
 
 IGNORED_PREFIXES = ("x-", "comment=", "user=")
 """x-*: for systemd and other tools; user=NAME: added by mount(8) to a user mount."""
 
-NOT_OPTIONS = frozenset({"--help", "--foreground", "--ready-fd", "--config", "--print-config",
-                         "--version"})
+NOT_OPTIONS = frozenset(
+    {"--help", "--foreground", "--ready-fd", "--config", "--print-config", "--version"}
+)
 """Long options that are not settings of the mount (how to run, not what to mount)."""
 
 
@@ -68,8 +104,13 @@ def split(text: str) -> Iterator[tuple[str, str | None]]:
 class MountOptionsAction(argparse.Action):
     """``-o OPTIONS``: apply each option to the namespace as its own option would."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         for name, value in split(str(values)):
             try:
                 apply_option(parser, namespace, name, value)
@@ -77,8 +118,9 @@ class MountOptionsAction(argparse.Action):
                 parser.error(f"-o {name}: {exc}")
 
 
-def apply_option(parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 name: str, value: str | None) -> None:
+def apply_option(
+    parser: argparse.ArgumentParser, namespace: argparse.Namespace, name: str, value: str | None
+) -> None:
     """Apply one ``-o`` option to *namespace*.
 
     Raises:
@@ -119,8 +161,9 @@ def helper_arguments(argv: Sequence[str]) -> list[str] | None:
     SOURCE is the store directory. ``config=FILE`` becomes ``--config FILE``, which
     must be seen before the command line is parsed.
     """
-    parser = argparse.ArgumentParser(prog="mount.fuse.axonfs", add_help=True,
-                                     description="mount(8)'s helper for fuse.axonfs")
+    parser = argparse.ArgumentParser(
+        prog="mount.fuse.axonfs", add_help=True, description="mount(8)'s helper for fuse.axonfs"
+    )
     parser.add_argument("source", metavar="STORE")
     parser.add_argument("mountpoint", metavar="MOUNTPOINT")
     parser.add_argument("-o", dest="options", action="append", default=[])

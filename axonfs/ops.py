@@ -37,8 +37,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC,
-                             errno.EDQUOT})
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC, errno.EDQUOT})
 """Errnos that say the daemon or its disk ran short, not that a blob is bad."""
 
 
@@ -61,8 +60,7 @@ def errno_for(exc: Exception) -> int | None:
     return None
 
 
-def _handler(method: Callable[P, Coroutine[Any, Any, R]]
-             ) -> Callable[P, Coroutine[Any, Any, R]]:
+def _handler(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """Wrap a request handler so that it raises only FUSEError."""
 
     @functools.wraps(method)
@@ -89,8 +87,7 @@ class FuseKernelCache:
     """
 
     def forget_entry(self, parent_inode: int, name: str) -> None:
-        pyfuse3.invalidate_entry_async(InodeT(parent_inode), os.fsencode(name),
-                                       ignore_enoent=True)
+        pyfuse3.invalidate_entry_async(InodeT(parent_inode), os.fsencode(name), ignore_enoent=True)
 
     def forget_attrs(self, inode: int) -> None:
         try:
@@ -130,8 +127,9 @@ class Operations(pyfuse3.Operations):
     def fail(self, operation: str, exc: Exception) -> int:
         """Log *exc* as its kind deserves and return the errno to answer."""
         code = errno_for(exc)
-        if code in RESOURCE_ERRNOS and (isinstance(exc, BackendError)
-                                        or code in (errno.EMFILE, errno.ENFILE)):
+        if code in RESOURCE_ERRNOS and (
+            isinstance(exc, BackendError) or code in (errno.EMFILE, errno.ENFILE)
+        ):
             # The blob is fine; the daemon is out of descriptors or space.
             log.warning("%s: %s", operation, exc)
         elif isinstance(exc, BlobMissing) and self._deleted_since(exc):
@@ -157,8 +155,9 @@ class Operations(pyfuse3.Operations):
     # -- names ----------------------------------------------------------------------
 
     @_handler
-    async def lookup(self, parent_inode: InodeT, name: FileNameT,
-                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def lookup(
+        self, parent_inode: InodeT, name: FileNameT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         log.debug("lookup(%d, %r)", parent_inode, name)
         attrs = await self.vfs.lookup(parent_inode, os.fsdecode(name))
         self.vfs.remember(attrs.inode)
@@ -169,21 +168,27 @@ class Operations(pyfuse3.Operations):
             self.vfs.forget(inode, count)
 
     @_handler
-    async def getattr(self, inode: InodeT, ctx: pyfuse3.RequestContext
-                      ) -> pyfuse3.EntryAttributes:
+    async def getattr(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         log.debug("getattr(%d)", inode)
         return entry_attributes(await self.vfs.getattr(inode))
 
     @_handler
-    async def setattr(self, inode: InodeT, attr: pyfuse3.EntryAttributes,
-                      fields: pyfuse3.SetattrFields, fh: FileHandleT | None,
-                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def setattr(
+        self,
+        inode: InodeT,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: FileHandleT | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
         log.debug("setattr(%d)", inode)
-        change = AttrChange(size=attr.st_size if fields.update_size else None,
-                            mode=attr.st_mode if fields.update_mode else None,
-                            uid=attr.st_uid if fields.update_uid else None,
-                            gid=attr.st_gid if fields.update_gid else None,
-                            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None)
+        change = AttrChange(
+            size=attr.st_size if fields.update_size else None,
+            mode=attr.st_mode if fields.update_mode else None,
+            uid=attr.st_uid if fields.update_uid else None,
+            gid=attr.st_gid if fields.update_gid else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+        )
         open_file = self._files.get(fh) if fh is not None else None
         return entry_attributes(await self.vfs.setattr(inode, change, open_file))
 
@@ -192,65 +197,95 @@ class Operations(pyfuse3.Operations):
         return os.fsencode(self.vfs.readlink(inode))
 
     @_handler
-    async def mknod(self, parent_inode: InodeT, name: FileNameT, mode: ModeT, rdev: int,
-                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def mknod(
+        self,
+        parent_inode: InodeT,
+        name: FileNameT,
+        mode: ModeT,
+        rdev: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
         self.vfs.refuse_special(parent_inode)
 
     @_handler
-    async def mkdir(self, parent_inode: InodeT, name: FileNameT, mode: ModeT,
-                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def mkdir(
+        self, parent_inode: InodeT, name: FileNameT, mode: ModeT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         log.debug("mkdir(%d, %r)", parent_inode, name)
         attrs = self.vfs.mkdir(parent_inode, os.fsdecode(name), mode, _owner(ctx))
         self.vfs.remember(attrs.inode)
         return entry_attributes(attrs)
 
     @_handler
-    async def unlink(self, parent_inode: InodeT, name: FileNameT,
-                     ctx: pyfuse3.RequestContext) -> None:
+    async def unlink(
+        self, parent_inode: InodeT, name: FileNameT, ctx: pyfuse3.RequestContext
+    ) -> None:
         log.debug("unlink(%d, %r)", parent_inode, name)
         await self.vfs.unlink(parent_inode, os.fsdecode(name))
 
     @_handler
-    async def rmdir(self, parent_inode: InodeT, name: FileNameT,
-                    ctx: pyfuse3.RequestContext) -> None:
+    async def rmdir(
+        self, parent_inode: InodeT, name: FileNameT, ctx: pyfuse3.RequestContext
+    ) -> None:
         log.debug("rmdir(%d, %r)", parent_inode, name)
         self.vfs.rmdir(parent_inode, os.fsdecode(name))
 
     @_handler
-    async def symlink(self, parent_inode: InodeT, name: FileNameT, target: FileNameT,
-                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def symlink(
+        self, parent_inode: InodeT, name: FileNameT, target: FileNameT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         self.vfs.refuse_special(parent_inode)
 
     @_handler
-    async def link(self, inode: InodeT, new_parent_inode: InodeT, new_name: FileNameT,
-                   ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def link(
+        self,
+        inode: InodeT,
+        new_parent_inode: InodeT,
+        new_name: FileNameT,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
         self.vfs.refuse_special(new_parent_inode)
 
     @_handler
-    async def rename(self, parent_inode_old: InodeT, name_old: FileNameT,
-                     parent_inode_new: InodeT, name_new: FileNameT, flags: FlagT,
-                     ctx: pyfuse3.RequestContext) -> None:
-        log.debug("rename(%d, %r, %d, %r)", parent_inode_old, name_old, parent_inode_new,
-                  name_new)
-        self.vfs.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new,
-                        os.fsdecode(name_new), noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
-                        exchange=bool(flags & pyfuse3.RENAME_EXCHANGE))
+    async def rename(
+        self,
+        parent_inode_old: InodeT,
+        name_old: FileNameT,
+        parent_inode_new: InodeT,
+        name_new: FileNameT,
+        flags: FlagT,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        log.debug("rename(%d, %r, %d, %r)", parent_inode_old, name_old, parent_inode_new, name_new)
+        self.vfs.rename(
+            parent_inode_old,
+            os.fsdecode(name_old),
+            parent_inode_new,
+            os.fsdecode(name_new),
+            noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
+            exchange=bool(flags & pyfuse3.RENAME_EXCHANGE),
+        )
 
     # -- files ----------------------------------------------------------------------
 
     @_handler
-    async def open(self, inode: InodeT, flags: FlagT,
-                   ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+    async def open(
+        self, inode: InodeT, flags: FlagT, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.FileInfo:
         log.debug("open(%d, %#o)", inode, flags)
         return self._file_info(await self.vfs.open(inode, flags, ctx.pid))
 
     @_handler
-    async def create(self, parent_inode: InodeT, name: FileNameT, mode: ModeT, flags: FlagT,
-                     ctx: pyfuse3.RequestContext
-                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+    async def create(
+        self,
+        parent_inode: InodeT,
+        name: FileNameT,
+        mode: ModeT,
+        flags: FlagT,
+        ctx: pyfuse3.RequestContext,
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         log.debug("create(%d, %r)", parent_inode, name)
-        open_file, attrs = await self.vfs.create(parent_inode, os.fsdecode(name), mode,
-                                                 _owner(ctx))
+        open_file, attrs = await self.vfs.create(parent_inode, os.fsdecode(name), mode, _owner(ctx))
         self.vfs.remember(attrs.inode)
         return self._file_info(open_file), entry_attributes(attrs)
 
@@ -286,8 +321,7 @@ class Operations(pyfuse3.Operations):
         return FileHandleT(fh)
 
     @_handler
-    async def readdir(self, fh: FileHandleT, start_id: int,
-                      token: pyfuse3.ReaddirToken) -> None:
+    async def readdir(self, fh: FileHandleT, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         log.debug("readdir(%d, %d)", fh, start_id)
         listing = self._dirs[fh]
         reply = pyfuse3.readdir_reply
@@ -326,24 +360,24 @@ class Operations(pyfuse3.Operations):
     # -- extended attributes --------------------------------------------------------
 
     @_handler
-    async def getxattr(self, inode: InodeT, name: XAttrNameT,
-                       ctx: pyfuse3.RequestContext) -> bytes:
+    async def getxattr(self, inode: InodeT, name: XAttrNameT, ctx: pyfuse3.RequestContext) -> bytes:
         log.debug("getxattr(%d, %r)", inode, name)
         return await self.vfs.getxattr(inode, os.fsdecode(name))
 
     @_handler
-    async def listxattr(self, inode: InodeT, ctx: pyfuse3.RequestContext
-                        ) -> Sequence[XAttrNameT]:
+    async def listxattr(self, inode: InodeT, ctx: pyfuse3.RequestContext) -> Sequence[XAttrNameT]:
         return [os.fsencode(name) for name in self.vfs.listxattr(inode)]
 
     @_handler
-    async def setxattr(self, inode: InodeT, name: XAttrNameT, value: bytes,
-                       ctx: pyfuse3.RequestContext) -> None:
+    async def setxattr(
+        self, inode: InodeT, name: XAttrNameT, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
         self.vfs.refuse_xattr_change(inode)
 
     @_handler
-    async def removexattr(self, inode: InodeT, name: XAttrNameT,
-                          ctx: pyfuse3.RequestContext) -> None:
+    async def removexattr(
+        self, inode: InodeT, name: XAttrNameT, ctx: pyfuse3.RequestContext
+    ) -> None:
         self.vfs.refuse_xattr_change(inode)
 
     # -- helpers --------------------------------------------------------------------
@@ -351,13 +385,18 @@ class Operations(pyfuse3.Operations):
     def _file_info(self, open_file: OpenFile) -> pyfuse3.FileInfo:
         fh = next(self._handles)
         self._files[fh] = open_file
-        return pyfuse3.FileInfo(fh=FileHandleT(fh), keep_cache=open_file.keep_cache,
-                                direct_io=open_file.direct_io)
+        return pyfuse3.FileInfo(
+            fh=FileHandleT(fh), keep_cache=open_file.keep_cache, direct_io=open_file.direct_io
+        )
 
     def statistics(self) -> dict[str, Any]:
         """Open files and directories, and whether an unexpected error happened."""
-        return {"open_files": len(self._files), "open_dirs": len(self._dirs),
-                "failsafe": self.failsafe, "broken": sorted(self.broken)}
+        return {
+            "open_files": len(self._files),
+            "open_dirs": len(self._dirs),
+            "failsafe": self.failsafe,
+            "broken": sorted(self.broken),
+        }
 
 
 def entry_attributes(attrs: Attributes) -> pyfuse3.EntryAttributes:
@@ -365,9 +404,20 @@ def entry_attributes(attrs: Attributes) -> pyfuse3.EntryAttributes:
     return make_entry(*attrs)
 
 
-def make_entry(inode: int, mode: int, nlink: int, uid: int, gid: int, size: int,
-               blocks: int, mtime_ns: int, ctime_ns: int, entry_timeout: float,
-               attr_timeout: float, reported_ino: int = 0) -> pyfuse3.EntryAttributes:
+def make_entry(
+    inode: int,
+    mode: int,
+    nlink: int,
+    uid: int,
+    gid: int,
+    size: int,
+    blocks: int,
+    mtime_ns: int,
+    ctime_ns: int,
+    entry_timeout: float,
+    attr_timeout: float,
+    reported_ino: int = 0,
+) -> pyfuse3.EntryAttributes:
     """The kernel's record of these attributes (a
     :class:`~axonfs.tree.base.MakeAttributes`: listings build it directly)."""
     entry = pyfuse3.EntryAttributes()

@@ -46,9 +46,12 @@ STORE_USERS = frozenset({"mount", "serve", "fsck", "recover"})
 CHECKERS = frozenset({"fsck", "recover"})
 """The commands whose store must already exist."""
 
-S3_GROUP = ("S3 backend", "Keep blobs in an S3-compatible bucket instead of <store>/blobs. "
-            "Credentials come from boto3's chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-            "AWS_PROFILE, ~/.aws, an instance role).")
+S3_GROUP = (
+    "S3 backend",
+    "Keep blobs in an S3-compatible bucket instead of <store>/blobs. "
+    "Credentials come from boto3's chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+    "AWS_PROFILE, ~/.aws, an instance role).",
+)
 """Title and description of the argument group of the backend's options."""
 
 ActionClass = type[argparse.Action]
@@ -109,11 +112,15 @@ class Option:
         return f"--{key[3:]}" if key.startswith("no-") else f"--no-{key}"
 
 
-def option(*flags: str, commands: frozenset[str] = DAEMONS, section: str = "daemon",
-           default: Any = None, **how: Any) -> Any:
+def option(
+    *flags: str,
+    commands: frozenset[str] = DAEMONS,
+    section: str = "daemon",
+    default: Any = None,
+    **how: Any,
+) -> Any:
     """A :class:`Settings` field that is an option; *how* are :class:`Option`'s fields."""
-    return field(default=default,
-                 metadata={"option": Option(flags, commands, section, **how)})
+    return field(default=default, metadata={"option": Option(flags, commands, section, **how)})
 
 
 def sync_interval_type(text: str) -> int:
@@ -149,6 +156,7 @@ def _s3_default(name: str) -> Unset:
 
         defaults = {item.name: item.default for item in dataclasses.fields(S3Config)}
         return defaults[name], "default (with s3-bucket)"
+
     return in_force
 
 
@@ -160,171 +168,326 @@ class Settings:
     default then, and ``--print-config`` says which."""
 
     log_level: str = option(
-        "--log-level", commands=frozenset({TOP}), section="top", default="info",
+        "--log-level",
+        commands=frozenset({TOP}),
+        section="top",
+        default="info",
         choices=("debug", "info", "warning", "error"),
         help="how much to log to stderr (default: info; journald's format under systemd; "
-             "change it live with 'axonfs ctl log-level')")
+        "change it live with 'axonfs ctl log-level')",
+    )
     store: Path | None = option(
-        "--store", commands=STORE_USERS, section="store", type=Path, metavar="DIR",
+        "--store",
+        commands=STORE_USERS,
+        section="store",
+        type=Path,
+        metavar="DIR",
         help=store_help(creates=True),
         help_for=tuple((name, store_help(creates=False)) for name in sorted(CHECKERS)),
-        unset=_store_in_force)
+        unset=_store_in_force,
+    )
 
     # -- the daemon (mount and serve) ------------------------------------------------
     foreground: bool = option(
-        "--foreground", flag=True, default=False, configurable=False,
+        "--foreground",
+        flag=True,
+        default=False,
+        configurable=False,
         help="run the daemon in this process (for systemd Type=notify) instead of "
-             "returning once it is ready")
+        "returning once it is ready",
+    )
     log: Path | None = option(
-        "--log", type=Path, metavar="FILE", unset=_log_in_force,
-        help=f"log to FILE (default without --foreground: <store>/{LOG_NAME})")
+        "--log",
+        type=Path,
+        metavar="FILE",
+        unset=_log_in_force,
+        help=f"log to FILE (default without --foreground: <store>/{LOG_NAME})",
+    )
     ctl_group: str | None = option(
-        "--ctl-group", metavar="GROUP", help="also let members of GROUP use the control socket",
-        unset=not_set("only the owner and root may use the control socket"))
+        "--ctl-group",
+        metavar="GROUP",
+        help="also let members of GROUP use the control socket",
+        unset=not_set("only the owner and root may use the control socket"),
+    )
     http_proxy: str | None = option(
-        "--http-proxy", metavar="URL", help="proxy for 'axonfs ctl wget'",
-        unset=not_set("wget uses no proxy"))
+        "--http-proxy",
+        metavar="URL",
+        help="proxy for 'axonfs ctl wget'",
+        unset=not_set("wget uses no proxy"),
+    )
     wget_max_bytes: int | None = option(
-        "--wget-max-bytes", type=size_type, metavar="BYTES",
+        "--wget-max-bytes",
+        type=size_type,
+        metavar="BYTES",
         help="largest download 'wget' stores; a longer body is cut off and refused "
-             "(default 4 GiB; 0: no cap)",
-        unset=lambda settings: (WGET_MAX_BYTES, "default"))
+        "(default 4 GiB; 0: no cap)",
+        unset=lambda settings: (WGET_MAX_BYTES, "default"),
+    )
     max_bytes: int | None = option(
-        "--max-bytes", type=size_type, metavar="BYTES", unset=not_set("no limit"),
+        "--max-bytes",
+        type=size_type,
+        metavar="BYTES",
+        unset=not_set("no limit"),
         help="refuse a new blob that would take the store past BYTES (e.g. 1G); df on the "
-             "mount then shows BYTES as its size")
+        "mount then shows BYTES as its size",
+    )
     max_count: int | None = option(
-        "--max-count", type=int, metavar="N", unset=not_set("no limit"),
-        help="refuse new blobs once the store holds N blobs")
+        "--max-count",
+        type=int,
+        metavar="N",
+        unset=not_set("no limit"),
+        help="refuse new blobs once the store holds N blobs",
+    )
     sync_interval: int | None = option(
-        "--sync-interval", type=sync_interval_type, metavar="MS",
+        "--sync-interval",
+        type=sync_interval_type,
+        metavar="MS",
         unset=lambda settings: (0, "default: every call is durable when it returns"),
         help="let a put of a small blob (up to 128 KiB) return once it is visible, and make "
-             "such puts durable within MS milliseconds, all in one sync: the speed of bulk "
-             "loads of small files against losing the last MS of them to a power cut (a "
-             "killed daemon still loses nothing; 'axonfs ctl sync' or fsync of any file in the "
-             "mount makes everything durable at once). 0, the default: every call is durable "
-             "when it returns")
+        "such puts durable within MS milliseconds, all in one sync: the speed of bulk "
+        "loads of small files against losing the last MS of them to a power cut (a "
+        "killed daemon still loses nothing; 'axonfs ctl sync' or fsync of any file in the "
+        "mount makes everything durable at once). 0, the default: every call is durable "
+        "when it returns",
+    )
     metrics_listen: str | None = option(
-        "--metrics-listen", metavar="HOST:PORT", unset=not_set("no metrics endpoint"),
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        unset=not_set("no metrics endpoint"),
         help="serve Prometheus metrics on http://HOST:PORT/metrics (loopback only, e.g. "
-             "127.0.0.1:9567)")
+        "127.0.0.1:9567)",
+    )
     metrics_allow_remote: bool = option(
-        "--metrics-allow-remote", flag=True, default=False,
+        "--metrics-allow-remote",
+        flag=True,
+        default=False,
         help="allow --metrics-listen on a non-loopback address (the endpoint has no "
-             "authentication)")
+        "authentication)",
+    )
     ready_fd: int | None = option(
-        "--ready-fd", type=int, help=argparse.SUPPRESS, configurable=False)
+        "--ready-fd", type=int, help=argparse.SUPPRESS, configurable=False
+    )
     telepath_listen: list[str] | None = option(
-        "--telepath-listen", repeated=True, metavar="URL",
+        "--telepath-listen",
+        repeated=True,
+        metavar="URL",
         unset=not_set("Telepath on <store>/run/telepath.sock only"),
         help="also serve Telepath on tcp://HOST:PORT or ssl://HOST:PORT (repeatable; "
-             "loopback only; users: 'axonfs passwd')")
+        "loopback only; users: 'axonfs passwd')",
+    )
     telepath_allow_remote: bool = option(
-        "--telepath-allow-remote", flag=True, default=False,
-        help="allow --telepath-listen on a non-loopback address")
+        "--telepath-allow-remote",
+        flag=True,
+        default=False,
+        help="allow --telepath-listen on a non-loopback address",
+    )
     tls_cert: Path | None = option(
-        "--tls-cert", type=Path, metavar="PEM", unset=not_set("no TLS listener"),
-        help="certificate (chain) for ssl:// Telepath listeners")
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        unset=not_set("no TLS listener"),
+        help="certificate (chain) for ssl:// Telepath listeners",
+    )
     tls_key: Path | None = option(
-        "--tls-key", type=Path, metavar="PEM", unset=not_set("the key is in the tls-cert file"),
-        help="its private key, if not in the --tls-cert file")
+        "--tls-key",
+        type=Path,
+        metavar="PEM",
+        unset=not_set("the key is in the tls-cert file"),
+        help="its private key, if not in the --tls-cert file",
+    )
 
     # -- the blob backend (every command that opens a store) -------------------------
     s3_bucket: str | None = option(
-        "--s3-bucket", commands=STORE_USERS, section="backend", group=S3_GROUP, metavar="NAME",
+        "--s3-bucket",
+        commands=STORE_USERS,
+        section="backend",
+        group=S3_GROUP,
+        metavar="NAME",
         unset=not_set("blobs are files in <store>/blobs"),
-        help="the bucket (created when missing); selects the S3 backend")
+        help="the bucket (created when missing); selects the S3 backend",
+    )
     s3_endpoint: str | None = option(
-        "--s3-endpoint", commands=STORE_USERS, section="backend", group=S3_GROUP,
-        metavar="URL", unset=not_set("AWS"),
-        help="the S3 endpoint, for MinIO, Ceph, Garage... (default: AWS)")
+        "--s3-endpoint",
+        commands=STORE_USERS,
+        section="backend",
+        group=S3_GROUP,
+        metavar="URL",
+        unset=not_set("AWS"),
+        help="the S3 endpoint, for MinIO, Ceph, Garage... (default: AWS)",
+    )
     s3_prefix: str = option(
-        "--s3-prefix", commands=STORE_USERS, section="backend", group=S3_GROUP, metavar="P",
-        default="", help="prepended to every object key (default: none)")
+        "--s3-prefix",
+        commands=STORE_USERS,
+        section="backend",
+        group=S3_GROUP,
+        metavar="P",
+        default="",
+        help="prepended to every object key (default: none)",
+    )
     s3_region: str | None = option(
-        "--s3-region", commands=STORE_USERS, section="backend", group=S3_GROUP, metavar="R",
+        "--s3-region",
+        commands=STORE_USERS,
+        section="backend",
+        group=S3_GROUP,
+        metavar="R",
         unset=not_set("boto3's configuration, else us-east-1"),
-        help="the region (default: boto3's configuration, else us-east-1)")
+        help="the region (default: boto3's configuration, else us-east-1)",
+    )
     cache_size: int | None = option(
-        "--cache-size", commands=STORE_USERS, section="backend", group=S3_GROUP,
-        metavar="BYTES", type=size_type, unset=_s3_default("cache_size"),
-        help="cap of the local read cache in <store>/cache, e.g. 20G (default: 1G; 0 "
-             "disables it)")
+        "--cache-size",
+        commands=STORE_USERS,
+        section="backend",
+        group=S3_GROUP,
+        metavar="BYTES",
+        type=size_type,
+        unset=_s3_default("cache_size"),
+        help="cap of the local read cache in <store>/cache, e.g. 20G (default: 1G; 0 disables it)",
+    )
     cache_dir: Path | None = option(
-        "--cache-dir", commands=STORE_USERS, section="backend", group=S3_GROUP,
-        metavar="DIR", type=Path,
-        unset=lambda settings: (cache_directory(None, resolve_store(settings.store)),
-                                "default (with s3-bucket)"),
-        help="where the read cache lives (default: $AXONFS_CACHE_DIR, else <store>/cache)")
+        "--cache-dir",
+        commands=STORE_USERS,
+        section="backend",
+        group=S3_GROUP,
+        metavar="DIR",
+        type=Path,
+        unset=lambda settings: (
+            cache_directory(None, resolve_store(settings.store)),
+            "default (with s3-bucket)",
+        ),
+        help="where the read cache lives (default: $AXONFS_CACHE_DIR, else <store>/cache)",
+    )
     s3_part_size: int | None = option(
-        "--s3-part-size", commands=STORE_USERS, section="backend", group=S3_GROUP,
-        metavar="BYTES", type=size_type, unset=_s3_default("part_size"),
+        "--s3-part-size",
+        commands=STORE_USERS,
+        section="backend",
+        group=S3_GROUP,
+        metavar="BYTES",
+        type=size_type,
+        unset=_s3_default("part_size"),
         help="multipart upload part size, at least 5M (default: 16M); smaller blobs go up "
-             "in one PUT")
+        "in one PUT",
+    )
     s3_connections: int | None = option(
-        "--s3-connections", commands=STORE_USERS, section="backend", group=S3_GROUP,
-        metavar="N", type=int, unset=_s3_default("max_connections"),
-        help="S3 requests in flight at once (default: 16)")
+        "--s3-connections",
+        commands=STORE_USERS,
+        section="backend",
+        group=S3_GROUP,
+        metavar="N",
+        type=int,
+        unset=_s3_default("max_connections"),
+        help="S3 requests in flight at once (default: 16)",
+    )
     s3_sync_interval: float | None = option(
-        "--s3-sync-interval", commands=STORE_USERS, section="backend", group=S3_GROUP,
-        metavar="SECONDS", type=float,
+        "--s3-sync-interval",
+        commands=STORE_USERS,
+        section="backend",
+        group=S3_GROUP,
+        metavar="SECONDS",
+        type=float,
         unset=not_set("other hosts' changes are applied only by 'axonfs ctl recover'"),
         help="every SECONDS, apply the adds and deletes other hosts sharing the bucket "
-             "recorded in it (their change records; a few requests when nothing changed); "
-             "default: never, other hosts' blobs are then indexed only by 'axonfs ctl "
-             "recover'")
+        "recorded in it (their change records; a few requests when nothing changed); "
+        "default: never, other hosts' blobs are then indexed only by 'axonfs ctl "
+        "recover'",
+    )
 
     # -- the mount ---------------------------------------------------------------------
     allow_other: bool = option(
-        "--allow-other", commands=frozenset({"mount"}), section="mount", flag=True,
+        "--allow-other",
+        commands=frozenset({"mount"}),
+        section="mount",
+        flag=True,
         default=False,
-        help="let other users see the mount (needs user_allow_other in /etc/fuse.conf "
-             "unless root)")
+        help="let other users see the mount (needs user_allow_other in /etc/fuse.conf unless root)",
+    )
     read_only: bool = option(
-        "--read-only", commands=frozenset({"mount"}), section="mount", flag=True,
+        "--read-only",
+        commands=frozenset({"mount"}),
+        section="mount",
+        flag=True,
         default=False,
         help="mount read-only: /incoming refuses new files, nothing can be deleted (the "
-             "control socket still stores blobs)")
+        "control socket still stores blobs)",
+    )
     nonempty: bool = option(
-        "--nonempty", commands=frozenset({"mount"}), section="mount", flag=True,
-        default=False, help="mount over a directory that is not empty (hiding its files)")
+        "--nonempty",
+        commands=frozenset({"mount"}),
+        section="mount",
+        flag=True,
+        default=False,
+        help="mount over a directory that is not empty (hiding its files)",
+    )
     mount_options: str | None = option(
-        "-o", commands=frozenset({"mount"}), section="mount", metavar="OPTIONS",
-        action=MountOptionsAction, configurable=False,
+        "-o",
+        commands=frozenset({"mount"}),
+        section="mount",
+        metavar="OPTIONS",
+        action=MountOptionsAction,
+        configurable=False,
         help="mount options, comma-separated, as FUSE tools take them: ro, allow_other, "
-             "default_permissions, nonempty, kernel flags (nosuid, nodev, noexec, "
-             "noatime...), axonfs's own options as key=value (max-bytes=1G, "
-             "allow-delete...); mount(8)'s (rw, noauto, nofail, _netdev, x-*...) are ignored")
+        "default_permissions, nonempty, kernel flags (nosuid, nodev, noexec, "
+        "noatime...), axonfs's own options as key=value (max-bytes=1G, "
+        "allow-delete...); mount(8)'s (rw, noauto, nofail, _netdev, x-*...) are ignored",
+    )
     kernel_flags: Sequence[str] = ()
     """The kernel's mount flags given with ``-o`` (``nosuid``, ``noatime``...)."""
     allow_delete: bool = option(
-        "--allow-delete", commands=frozenset({"mount"}), section="mount", flag=True,
-        default=False, help="let 'rm /MOUNTPOINT/by-sha256/<hex>' delete the blob")
+        "--allow-delete",
+        commands=frozenset({"mount"}),
+        section="mount",
+        flag=True,
+        default=False,
+        help="let 'rm /MOUNTPOINT/by-sha256/<hex>' delete the blob",
+    )
     incoming_retention: float | None = option(
-        "--incoming-retention", commands=frozenset({"mount"}), section="mount", type=float,
-        metavar="SECONDS", unset=_retention_in_force,
+        "--incoming-retention",
+        commands=frozenset({"mount"}),
+        section="mount",
+        type=float,
+        metavar="SECONDS",
+        unset=_retention_in_force,
         help="how long a committed file stays listed in /incoming (default 3600; 0: "
-             "removed at once)")
+        "removed at once)",
+    )
     no_readahead: bool = option(
-        "--no-readahead", commands=frozenset({"mount"}), section="mount", flag=True,
-        default=False, help="keep the kernel's default read-ahead (128 KiB)")
+        "--no-readahead",
+        commands=frozenset({"mount"}),
+        section="mount",
+        flag=True,
+        default=False,
+        help="keep the kernel's default read-ahead (128 KiB)",
+    )
     stop_timeout: float | None = option(
-        "--stop-timeout", commands=frozenset({"mount"}), section="mount", type=float,
+        "--stop-timeout",
+        commands=frozenset({"mount"}),
+        section="mount",
+        type=float,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, wait up to SECONDS for files being written to /incoming "
-             "to be closed before unmounting (default 60)")
+        "to be closed before unmounting (default 60)",
+    )
     mountpoint: Path | None = option(
-        "mountpoint", commands=frozenset({"mount"}), section="mount", type=Path,
-        metavar="MOUNTPOINT", nargs="?", unset=not_set("give one on the command line"),
-        help="where to mount (or 'mountpoint' in the --config file)")
+        "mountpoint",
+        commands=frozenset({"mount"}),
+        section="mount",
+        type=Path,
+        metavar="MOUNTPOINT",
+        nargs="?",
+        unset=not_set("give one on the command line"),
+        help="where to mount (or 'mountpoint' in the --config file)",
+    )
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace) -> Settings:
         """The settings of parsed options; those the command lacks keep their defaults."""
         given = vars(args)
-        return cls(**{item.name: given[item.name] for item in dataclasses.fields(cls)
-                      if item.name in given})
+        return cls(
+            **{
+                item.name: given[item.name]
+                for item in dataclasses.fields(cls)
+                if item.name in given
+            }
+        )
 
     def values(self) -> dict[str, Any]:
         """Every field's value by name."""
@@ -333,8 +496,11 @@ class Settings:
 
 def options() -> list[tuple[str, Option]]:
     """Every option, as (field name, :class:`Option`), in the order of the fields."""
-    return [(item.name, item.metadata["option"]) for item in dataclasses.fields(Settings)
-            if "option" in item.metadata]
+    return [
+        (item.name, item.metadata["option"])
+        for item in dataclasses.fields(Settings)
+        if "option" in item.metadata
+    ]
 
 
 def add_options(parser: argparse.ArgumentParser, command: str, *sections: str) -> None:
@@ -351,8 +517,12 @@ def add_options(parser: argparse.ArgumentParser, command: str, *sections: str) -
         _add(target, name, declared, dict(declared.help_for).get(command, declared.help))
 
 
-def _add(target: argparse.ArgumentParser | argparse._ArgumentGroup, name: str,
-         declared: Option, help_text: str) -> None:
+def _add(
+    target: argparse.ArgumentParser | argparse._ArgumentGroup,
+    name: str,
+    declared: Option,
+    help_text: str,
+) -> None:
     how: dict[str, Any] = {"help": help_text}
     if declared.positional:
         how.update(type=declared.type, metavar=declared.metavar, nargs=declared.nargs)
@@ -389,19 +559,30 @@ def backend_from_settings(settings: Settings, store: Path) -> BlobBackend | None
         BadArg: an S3 option without ``--s3-bucket``, or an invalid value.
     """
     if not settings.s3_bucket:
-        given = [name for name, value in (
-            ("s3_endpoint", settings.s3_endpoint), ("s3_region", settings.s3_region),
-            ("s3_part_size", settings.s3_part_size),
-            ("s3_connections", settings.s3_connections), ("cache_size", settings.cache_size),
-            ("s3_sync_interval", settings.s3_sync_interval)) if value is not None]
+        given = [
+            name
+            for name, value in (
+                ("s3_endpoint", settings.s3_endpoint),
+                ("s3_region", settings.s3_region),
+                ("s3_part_size", settings.s3_part_size),
+                ("s3_connections", settings.s3_connections),
+                ("cache_size", settings.cache_size),
+                ("s3_sync_interval", settings.s3_sync_interval),
+            )
+            if value is not None
+        ]
         if given or settings.s3_prefix:
             raise BadArg("S3 options need --s3-bucket", options=given)
         return None
     from axonfs.backends.s3 import S3Backend, S3Config  # imported here: boto3 is slow
 
     try:
-        config = S3Config(bucket=settings.s3_bucket, endpoint_url=settings.s3_endpoint,
-                          prefix=settings.s3_prefix, region=settings.s3_region)
+        config = S3Config(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint,
+            prefix=settings.s3_prefix,
+            region=settings.s3_region,
+        )
         if settings.s3_part_size is not None:
             config = dataclasses.replace(config, part_size=settings.s3_part_size)
         if settings.s3_connections is not None:

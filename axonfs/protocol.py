@@ -66,7 +66,15 @@ RAW_MIN = 64 << 10
 
 # Reply kinds ("t") from the server.
 HELLO, OK, ITEMS, RAW, END, SAVED, CANCELLED, ERR = (
-    "hello", "ok", "items", "raw", "end", "saved", "cancelled", "err")
+    "hello",
+    "ok",
+    "items",
+    "raw",
+    "end",
+    "saved",
+    "cancelled",
+    "err",
+)
 # Control kinds ("t") from the client.
 CANCEL, WRITE, SAVE, CLOSE = "cancel", "write", "save", "close"
 CLIENT_KINDS = frozenset({CANCEL, WRITE, SAVE, CLOSE})
@@ -127,9 +135,16 @@ def decode_body(body: bytes | memoryview, cost: _DecodedCost | None = None) -> d
         if cost is None:
             message = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=False)
         else:
-            message = msgpack.unpackb(body, raw=False, use_list=False, strict_map_key=False,
-                                      list_hook=cost.array, object_hook=cost.map,
-                                      max_array_len=MAX_CONTAINER, max_map_len=MAX_CONTAINER)
+            message = msgpack.unpackb(
+                body,
+                raw=False,
+                use_list=False,
+                strict_map_key=False,
+                list_hook=cost.array,
+                object_hook=cost.map,
+                max_array_len=MAX_CONTAINER,
+                max_map_len=MAX_CONTAINER,
+            )
     except HitLimit:
         raise
     except Exception as exc:  # msgpack raises ValueError, TypeError, UnicodeDecodeError...
@@ -138,8 +153,11 @@ def decode_body(body: bytes | memoryview, cost: _DecodedCost | None = None) -> d
         raise ProtocolError(f"frame is a msgpack {type(message).__name__}, not a map")
     version = message.get("v")
     if version != VERSION:
-        raise ProtocolError(f"unsupported protocol version {version!r}; this end speaks "
-                            f"{VERSION}", version=VERSION, id=_request_id(message))
+        raise ProtocolError(
+            f"unsupported protocol version {version!r}; this end speaks {VERSION}",
+            version=VERSION,
+            id=_request_id(message),
+        )
     return message
 
 
@@ -158,8 +176,11 @@ class _DecodedCost:
     def _take(self, elements: int) -> None:
         size = elements * DECODED_ITEM_COST
         if not self.budget.try_take(size):
-            raise HitLimit(f"the daemon's request memory budget of {self.budget.limit} bytes "
-                           "is spent; try again later", limit=self.budget.limit)
+            raise HitLimit(
+                f"the daemon's request memory budget of {self.budget.limit} bytes "
+                "is spent; try again later",
+                limit=self.budget.limit,
+            )
         self.taken += size
 
     def array(self, items: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -214,13 +235,20 @@ class FrameDecoder:
             return None
         (size,) = HEADER.unpack_from(self._buffer)
         if size > self._max_frame:
-            raise ProtocolError(f"frame of {size} bytes is larger than the limit of "
-                                f"{self._max_frame}", size=size, limit=self._max_frame)
+            raise ProtocolError(
+                f"frame of {size} bytes is larger than the limit of {self._max_frame}",
+                size=size,
+                limit=self._max_frame,
+            )
         if self._budget is not None and size > UNCOUNTED_FRAME and not self._charged:
             if not self._budget.try_take(size):
-                raise HitLimit(f"a frame of {size} bytes does not fit the daemon's request "
-                               f"memory budget of {self._budget.limit} bytes now; try again "
-                               "later", size=size, limit=self._budget.limit)
+                raise HitLimit(
+                    f"a frame of {size} bytes does not fit the daemon's request "
+                    f"memory budget of {self._budget.limit} bytes now; try again "
+                    "later",
+                    size=size,
+                    limit=self._budget.limit,
+                )
             self._charged = size
         end = HEADER.size + size
         if len(self._buffer) < end:
@@ -228,7 +256,7 @@ class FrameDecoder:
         # After a ProtocolError the stream cannot be resynchronised: callers close it.
         cost = _DecodedCost(self._budget) if self._charged and self._budget else None
         try:
-            with memoryview(self._buffer) as view, view[HEADER.size:end] as body:
+            with memoryview(self._buffer) as view, view[HEADER.size : end] as body:
                 message = decode_body(body, cost)
         except AxonError:
             if cost is not None:

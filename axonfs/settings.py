@@ -48,7 +48,8 @@ from axonfs.options import DAEMONS, TOP, Option, Settings, options
 CONFIG_COMMANDS = (*sorted(DAEMONS), "fsck", "recover")
 """The commands that take ``--config``; fsck and recover use its store and S3 keys."""
 NOT_CONFIGURABLE = frozenset({"help", "version", "command", "config", "print_config"}) | {
-    dest for dest, declared in options() if not declared.configurable}
+    dest for dest, declared in options() if not declared.configurable
+}
 """Names of options that are how to run, not what to run: command line only."""
 
 KEYS_HELP = """\
@@ -70,25 +71,43 @@ class Key:
 def add_config_options(parser: argparse.ArgumentParser, command: str) -> None:
     """Add ``--config``, ``--print-config`` and (daemons) ``--no-FLAG`` to *command*'s parser."""
     daemon = command in DAEMONS
-    group = parser.add_argument_group("configuration", KEYS_HELP if daemon
-                                      else "Take the store and S3 settings from a daemon's "
-                                           "config file (see 'axonfs mount --help').")
-    group.add_argument("--config", type=Path, metavar="FILE", default=None,
-                       help="read settings from this TOML file")
-    group.add_argument("--print-config", action="store_true",
-                       help="print the settings in force as TOML and exit")
+    group = parser.add_argument_group(
+        "configuration",
+        KEYS_HELP
+        if daemon
+        else "Take the store and S3 settings from a daemon's "
+        "config file (see 'axonfs mount --help').",
+    )
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        default=None,
+        help="read settings from this TOML file",
+    )
+    group.add_argument(
+        "--print-config", action="store_true", help="print the settings in force as TOML and exit"
+    )
     if not daemon:
         return
     for dest, declared in options():
         if declared.flag and declared.configurable and command in declared.commands:
-            group.add_argument(declared.negation, dest=dest, action="store_false",
-                               default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            group.add_argument(
+                declared.negation,
+                dest=dest,
+                action="store_false",
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+            )
 
 
 def config_keys() -> dict[str, Key]:
     """Every valid config key, in the order of the options."""
-    return {declared.key: Key(declared.key, dest, declared) for dest, declared in options()
-            if declared.configurable}
+    return {
+        declared.key: Key(declared.key, dest, declared)
+        for dest, declared in options()
+        if declared.configurable
+    }
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -136,8 +155,9 @@ def load(path: Path, keys: dict[str, Key]) -> dict[Key, Any]:
     for name, value in document.items():
         key = keys.get(name)
         if key is None:
-            raise QuietError(f"{path}: unknown key {name!r}{_why_unknown(name, value, keys)}",
-                             EXIT_USAGE)
+            raise QuietError(
+                f"{path}: unknown key {name!r}{_why_unknown(name, value, keys)}", EXIT_USAGE
+            )
         try:
             values[key] = convert(key.option, value, base)
         except ValueError as exc:
@@ -215,8 +235,9 @@ def _typed(kind: Any, value: Any, base: Path) -> Any:
 
 
 def _describe(kind: Any) -> str:
-    return {None: "a string", int: "an integer", float: "a number",
-            Path: "a path (a string)"}.get(kind, "a value")
+    return {None: "a string", int: "an integer", float: "a number", Path: "a path (a string)"}.get(
+        kind, "a value"
+    )
 
 
 # -- showing --------------------------------------------------------------------------------
@@ -234,8 +255,11 @@ def print_config(command: str, settings: Settings) -> int:
             lines.append(f"{name} = {_toml(value)}")
             continue
         in_force, meaning = key.option.unset(settings)
-        lines.append(f"# {name}: {meaning}" if in_force is None
-                     else f"{name} = {_toml(in_force)}  # {meaning}")
+        lines.append(
+            f"# {name}: {meaning}"
+            if in_force is None
+            else f"{name} = {_toml(in_force)}  # {meaning}"
+        )
     print("\n".join(lines))
     return EXIT_OK
 

@@ -42,8 +42,14 @@ class SocketWire:
     returns ``b""`` at end of stream.
     """
 
-    def __init__(self, fd: int, *, wait_readable: Wait, wait_writable: Wait,
-                 checkpoint: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        fd: int,
+        *,
+        wait_readable: Wait,
+        wait_writable: Wait,
+        checkpoint: Callable[[], Awaitable[None]],
+    ) -> None:
         self.fd = fd
         self._wait_readable = wait_readable
         self._wait_writable = wait_writable

@@ -53,10 +53,35 @@ BUCKETS = 48
 """Latency buckets: up to 2**47 ns (39 hours); longer requests land in the last."""
 
 FUSE_HANDLERS = (
-    "lookup", "forget", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink", "rmdir",
-    "symlink", "link", "rename", "open", "create", "read", "write", "flush", "fsync",
-    "release", "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "getxattr",
-    "listxattr", "setxattr", "removexattr", "access",
+    "lookup",
+    "forget",
+    "getattr",
+    "setattr",
+    "readlink",
+    "mknod",
+    "mkdir",
+    "unlink",
+    "rmdir",
+    "symlink",
+    "link",
+    "rename",
+    "open",
+    "create",
+    "read",
+    "write",
+    "flush",
+    "fsync",
+    "release",
+    "opendir",
+    "readdir",
+    "releasedir",
+    "fsyncdir",
+    "statfs",
+    "getxattr",
+    "listxattr",
+    "setxattr",
+    "removexattr",
+    "access",
 )
 """The pyfuse3 request handlers :func:`instrument` times (those the class defines)."""
 
@@ -119,11 +144,17 @@ class OpStats:
         return self.max_ns
 
     def as_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "errors": self.errors, "misses": self.misses,
-                "total_ns": self.total_ns,
-                "mean_ns": self.total_ns // self.count if self.count else 0,
-                "p50_ns": self.quantile_ns(0.5), "p99_ns": self.quantile_ns(0.99),
-                "max_ns": self.max_ns, "buckets": _trim(self.buckets)}
+        return {
+            "count": self.count,
+            "errors": self.errors,
+            "misses": self.misses,
+            "total_ns": self.total_ns,
+            "mean_ns": self.total_ns // self.count if self.count else 0,
+            "p50_ns": self.quantile_ns(0.5),
+            "p99_ns": self.quantile_ns(0.99),
+            "max_ns": self.max_ns,
+            "buckets": _trim(self.buckets),
+        }
 
 
 def _trim(buckets: list[int]) -> list[int]:
@@ -163,25 +194,41 @@ def instrument(operations: Handlers, fuse: FuseStats) -> Handlers:
         method = getattr(operations, name, None)
         if method is None or not inspect.iscoroutinefunction(method):
             continue
-        setattr(operations, name, _timed(method, fuse.op(name), _byte_counter(name, fuse),
-                                         EXPECTED_MISSES.get(name, frozenset())))
+        setattr(
+            operations,
+            name,
+            _timed(
+                method,
+                fuse.op(name),
+                _byte_counter(name, fuse),
+                EXPECTED_MISSES.get(name, frozenset()),
+            ),
+        )
     return operations
 
 
 def _byte_counter(name: str, fuse: FuseStats) -> Callable[[Any], None] | None:
     if name == "read":
+
         def count_read(result: Any) -> None:
             fuse.bytes_read += len(result)
+
         return count_read
     if name == "write":
+
         def count_written(result: Any) -> None:
             fuse.bytes_written += result
+
         return count_written
     return None
 
 
-def _timed(method: Handler, record: OpStats, on_result: Callable[[Any], None] | None,
-           misses: frozenset[int] = frozenset()) -> Handler:
+def _timed(
+    method: Handler,
+    record: OpStats,
+    on_result: Callable[[Any], None] | None,
+    misses: frozenset[int] = frozenset(),
+) -> Handler:
     clock = time.perf_counter_ns
     buckets = record.buckets
     last = BUCKETS - 1
@@ -266,15 +313,20 @@ class Stats:
             "pid": os.getpid(),
             "started_at": self.started_at,
             "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9,
-            "store": {"path": str(self.store if self.store is not None else self.axon.root),
-                      "blobs": metrics.get("file:count", 0),
-                      "bytes": metrics.get("size:bytes", 0)},
+            "store": {
+                "path": str(self.store if self.store is not None else self.axon.root),
+                "blobs": metrics.get("file:count", 0),
+                "bytes": metrics.get("size:bytes", 0),
+            },
             "commits": {"batches": counters.commit_batches, "ops": counters.commit_ops},
             "dedup_hits": counters.dedup_hits,
             "spool": {"files": files, "bytes": size},
             "journal": {"blobs": counters.journaled},
-            "durability": {"sync_interval_ms": round(counters.sync_interval * 1000),
-                           "not_durable": counters.not_durable, "syncs": counters.syncs},
+            "durability": {
+                "sync_interval_ms": round(counters.sync_interval * 1000),
+                "not_durable": counters.not_durable,
+                "syncs": counters.syncs,
+            },
             "fuse": self._fuse(),
             "backend": self._backend(),
             "control": self._control(),
@@ -285,13 +337,15 @@ class Stats:
         if self.fuse is None:
             return None
         handles = self.operations.statistics() if self.operations is not None else {}
-        return {"bytes_read": self.fuse.bytes_read, "bytes_written": self.fuse.bytes_written,
-                "open_files": handles.get("open_files", 0),
-                "open_dirs": handles.get("open_dirs", 0),
-                "failsafe": bool(handles.get("failsafe", False)),
-                "broken": list(handles.get("broken", [])),
-                "ops": {name: op.as_dict() for name, op in sorted(self.fuse.ops.items())
-                        if op.count}}
+        return {
+            "bytes_read": self.fuse.bytes_read,
+            "bytes_written": self.fuse.bytes_written,
+            "open_files": handles.get("open_files", 0),
+            "open_dirs": handles.get("open_dirs", 0),
+            "failsafe": bool(handles.get("failsafe", False)),
+            "broken": list(handles.get("broken", [])),
+            "ops": {name: op.as_dict() for name, op in sorted(self.fuse.ops.items()) if op.count},
+        }
 
     def _backend(self) -> dict[str, Any]:
         backend = self.axon.backend
@@ -309,10 +363,20 @@ class Stats:
         peers = []
         for peer in self.hosts.peers():
             latest = peer.latest if peer.latest is not None else peer.applied
-            peers.append({"host": peer.host, "applied": peer.applied, "latest": latest,
-                          "behind": max(0, latest - peer.applied)})
-        return {"this": self.hosts.host, "queued": self.hosts.queued(),
-                "published": self.hosts.published(), "peers": peers}
+            peers.append(
+                {
+                    "host": peer.host,
+                    "applied": peer.applied,
+                    "latest": latest,
+                    "behind": max(0, latest - peer.applied),
+                }
+            )
+        return {
+            "this": self.hosts.host,
+            "queued": self.hosts.queued(),
+            "published": self.hosts.published(),
+            "peers": peers,
+        }
 
     def _control(self) -> dict[str, int] | None:
         if self.control is None:
@@ -325,31 +389,39 @@ class Stats:
 
 def format_text(snapshot: dict[str, Any]) -> str:
     """*snapshot* as aligned lines for a terminal."""
-    lines = [f"axonfs {snapshot['version']}, pid {snapshot['pid']}, up "
-             f"{_duration(snapshot['uptime_s'])}"]
+    lines = [
+        f"axonfs {snapshot['version']}, pid {snapshot['pid']}, up {_duration(snapshot['uptime_s'])}"
+    ]
     store = snapshot["store"]
-    lines.append(f"store      {store['path']}: {store['blobs']} blobs, "
-                 f"{_bytes(store['bytes'])}")
+    lines.append(f"store      {store['path']}: {store['blobs']} blobs, {_bytes(store['bytes'])}")
     commits = snapshot["commits"]
-    lines.append(f"commits    {commits['batches']} batches, {commits['ops']} blobs committed, "
-                 f"{snapshot['dedup_hits']} dedup hits")
+    lines.append(
+        f"commits    {commits['batches']} batches, {commits['ops']} blobs committed, "
+        f"{snapshot['dedup_hits']} dedup hits"
+    )
     spool = snapshot["spool"]
     lines.append(f"spool      {spool['files']} files, {_bytes(spool['bytes'])}")
-    lines.append(f"journal    {snapshot['journal']['blobs']} small blobs durable in the index, "
-                 "their files not written yet")
+    lines.append(
+        f"journal    {snapshot['journal']['blobs']} small blobs durable in the index, "
+        "their files not written yet"
+    )
     durability = snapshot.get("durability") or {}
     if durability.get("sync_interval_ms"):
-        lines.append(f"durability sync interval {durability['sync_interval_ms']} ms: "
-                     f"{durability['not_durable']} commits not durable yet, "
-                     f"{durability['syncs']} syncs")
+        lines.append(
+            f"durability sync interval {durability['sync_interval_ms']} ms: "
+            f"{durability['not_durable']} commits not durable yet, "
+            f"{durability['syncs']} syncs"
+        )
     else:
         lines.append("durability every call durable when it returns")
     lines += _backend_lines(snapshot["backend"])
     control = snapshot.get("control")
     if control:
-        lines.append(f"control    {control['connections']} connections, {control['requests']} "
-                     f"requests in flight, {control['refused']} refused, "
-                     f"{_bytes(control['stream_bytes'])} waiting to be sent")
+        lines.append(
+            f"control    {control['connections']} connections, {control['requests']} "
+            f"requests in flight, {control['refused']} refused, "
+            f"{_bytes(control['stream_bytes'])} waiting to be sent"
+        )
     lines += _host_lines(snapshot.get("hosts"))
     lines += _fuse_lines(snapshot.get("fuse"))
     return "\n".join(lines)
@@ -358,10 +430,15 @@ def format_text(snapshot: dict[str, Any]) -> str:
 def _host_lines(hosts: dict[str, Any] | None) -> list[str]:
     if hosts is None:
         return []
-    lines = [f"hosts      this host {hosts['this']}: {hosts['published']} changes published, "
-             f"{hosts['queued']} queued"]
-    lines += [f"  {peer['host']}: applied up to change {peer['applied']} of {peer['latest']} "
-              f"({peer['behind']} behind)" for peer in hosts["peers"]]
+    lines = [
+        f"hosts      this host {hosts['this']}: {hosts['published']} changes published, "
+        f"{hosts['queued']} queued"
+    ]
+    lines += [
+        f"  {peer['host']}: applied up to change {peer['applied']} of {peer['latest']} "
+        f"({peer['behind']} behind)"
+        for peer in hosts["peers"]
+    ]
     return lines
 
 
@@ -371,40 +448,54 @@ def _backend_lines(backend: dict[str, Any]) -> list[str]:
     if isinstance(requests, dict):
         total = sum(requests.values())
         detail = ", ".join(f"{kind} {count}" for kind, count in sorted(requests.items()))
-        lines[0] += (f": {total} requests ({detail or 'none'}), {backend.get('retries', 0)} "
-                     f"retries, {backend.get('failures', 0)} errors, "
-                     f"{_bytes(backend.get('bytes_sent', 0))} sent, "
-                     f"{_bytes(backend.get('bytes_received', 0))} received")
+        lines[0] += (
+            f": {total} requests ({detail or 'none'}), {backend.get('retries', 0)} "
+            f"retries, {backend.get('failures', 0)} errors, "
+            f"{_bytes(backend.get('bytes_sent', 0))} sent, "
+            f"{_bytes(backend.get('bytes_received', 0))} received"
+        )
     cache = backend.get("cache")
     if isinstance(cache, dict):
-        lines.append(f"cache      {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses, "
-                     f"{cache.get('evictions', 0)} evictions, {_bytes(cache.get('bytes', 0))} "
-                     f"of {_bytes(cache.get('capacity', 0))}")
+        lines.append(
+            f"cache      {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses, "
+            f"{cache.get('evictions', 0)} evictions, {_bytes(cache.get('bytes', 0))} "
+            f"of {_bytes(cache.get('capacity', 0))}"
+        )
     return lines
 
 
 def _fuse_lines(fuse: dict[str, Any] | None) -> list[str]:
     if fuse is None:
         return ["fuse       not mounted"]
-    lines = [f"fuse       {_bytes(fuse['bytes_read'])} read, {_bytes(fuse['bytes_written'])} "
-             f"written, {fuse['open_files']} open files, {fuse['open_dirs']} open dirs"
-             + (", FAILSAFE (unexpected errors: see the log)" if fuse["failsafe"] else "")]
+    lines = [
+        f"fuse       {_bytes(fuse['bytes_read'])} read, {_bytes(fuse['bytes_written'])} "
+        f"written, {fuse['open_files']} open files, {fuse['open_dirs']} open dirs"
+        + (", FAILSAFE (unexpected errors: see the log)" if fuse["failsafe"] else "")
+    ]
     if fuse["ops"]:
-        lines.append(f"  {'operation':<12} {'count':>10} {'misses':>8} {'errors':>8} "
-                     f"{'mean':>10} {'p50':>10} {'p99':>10} {'max':>10}")
+        lines.append(
+            f"  {'operation':<12} {'count':>10} {'misses':>8} {'errors':>8} "
+            f"{'mean':>10} {'p50':>10} {'p99':>10} {'max':>10}"
+        )
     skewed = False
     for name, op in fuse["ops"].items():
-        lines.append(f"  {name:<12} {op['count']:>10} {op.get('misses', 0):>8} "
-                     f"{op['errors']:>8} {_latency(op['mean_ns']):>10} "
-                     f"{_latency(op.get('p50_ns', 0)):>10} {_latency(op['p99_ns']):>10} "
-                     f"{_latency(op['max_ns']):>10}")
+        lines.append(
+            f"  {name:<12} {op['count']:>10} {op.get('misses', 0):>8} "
+            f"{op['errors']:>8} {_latency(op['mean_ns']):>10} "
+            f"{_latency(op.get('p50_ns', 0)):>10} {_latency(op['p99_ns']):>10} "
+            f"{_latency(op['max_ns']):>10}"
+        )
         skewed = skewed or op["mean_ns"] > op["p99_ns"]
     if fuse["ops"]:
-        lines.append("  misses: names and attributes that do not exist (a normal answer); "
-                     "p50/p99: bucket upper bounds")
+        lines.append(
+            "  misses: names and attributes that do not exist (a normal answer); "
+            "p50/p99: bucket upper bounds"
+        )
     if skewed:
-        lines.append("  a mean above the p99: fewer than 1% of those requests took most "
-                     "of the time (see max)")
+        lines.append(
+            "  a mean above the p99: fewer than 1% of those requests took most "
+            "of the time (see max)"
+        )
     return lines
 
 

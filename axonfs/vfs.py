@@ -83,8 +83,13 @@ class Vfs:
     kernel's cache at once, so ``stat`` and ``cat`` agree with ``has``.
     """
 
-    def __init__(self, axon: Axon, incoming: Incoming, options: TreeOptions,
-                 kernel: KernelCache | None = None) -> None:
+    def __init__(
+        self,
+        axon: Axon,
+        incoming: Incoming,
+        options: TreeOptions,
+        kernel: KernelCache | None = None,
+    ) -> None:
         self.axon = axon
         self.incoming = incoming
         self.options = options
@@ -106,9 +111,10 @@ class Vfs:
         """Route *subtree*'s inodes to it; the root lists it under its name."""
         for inodes in subtree.inodes:
             at = bisect.bisect_left(self._starts, inodes.start)
-            neighbours = self._ranges[max(0, at - 1):at + 1]
-            if any(inodes.start < other.stop and other.start < inodes.stop
-                   for other, _ in neighbours):
+            neighbours = self._ranges[max(0, at - 1) : at + 1]
+            if any(
+                inodes.start < other.stop and other.start < inodes.stop for other, _ in neighbours
+            ):
                 raise ValueError(f"{subtree.name!r}: inodes {inodes} are taken")
             self._starts.insert(at, inodes.start)
             self._ranges.insert(at, (inodes, subtree))
@@ -174,14 +180,16 @@ class Vfs:
         if subtree is not None:
             subtree.forget(inode, count)
 
-    async def setattr(self, inode: int, change: AttrChange, open_file: OpenFile | None
-                      ) -> Attributes:
+    async def setattr(
+        self, inode: int, change: AttrChange, open_file: OpenFile | None
+    ) -> Attributes:
         return await self._owner_or(inode, errno.EPERM).setattr(inode, change, open_file)
 
     # -- changes ----------------------------------------------------------------
 
-    async def create(self, parent: int, name: str, mode: int, owner: Owner
-                     ) -> tuple[OpenFile, Attributes]:
+    async def create(
+        self, parent: int, name: str, mode: int, owner: Owner
+    ) -> tuple[OpenFile, Attributes]:
         return await self._owner_or(parent, errno.EROFS).create(parent, name, mode, owner)
 
     def mkdir(self, parent: int, name: str, mode: int, owner: Owner) -> Attributes:
@@ -193,13 +201,22 @@ class Vfs:
     def rmdir(self, parent: int, name: str) -> None:
         self._owner_or(parent, errno.EPERM).rmdir(parent, name)
 
-    def rename(self, parent_old: int, name_old: str, parent_new: int, name_new: str, *,
-               noreplace: bool, exchange: bool) -> None:
+    def rename(
+        self,
+        parent_old: int,
+        name_old: str,
+        parent_new: int,
+        name_new: str,
+        *,
+        noreplace: bool,
+        exchange: bool,
+    ) -> None:
         subtree = self._owner(parent_old)
         if subtree is None or self._owner(parent_new) is not subtree:
             raise error(errno.EPERM)
-        subtree.rename(parent_old, name_old, parent_new, name_new, noreplace=noreplace,
-                       exchange=exchange)
+        subtree.rename(
+            parent_old, name_old, parent_new, name_new, noreplace=noreplace, exchange=exchange
+        )
 
     def refuse_special(self, parent: int) -> NoReturn:
         """``mknod``, ``symlink``, ``link``: no subtree makes these."""
@@ -233,7 +250,7 @@ class Vfs:
             # as unsupported after one request, instead of asking twice per file.
             raise error(errno.ENODATA if name.startswith("user.") else errno.ENOTSUP)
         subtree = self._owner_or(inode, errno.ENODATA)
-        return await subtree.getxattr(inode, name[len(XATTR_PREFIX):])
+        return await subtree.getxattr(inode, name[len(XATTR_PREFIX) :])
 
     def refuse_xattr_change(self, inode: int) -> NoReturn:
         """``setxattr``, ``removexattr``: the attributes are the blob's, not the file's."""
@@ -267,10 +284,15 @@ class Vfs:
             total = max(max_bytes, used)
         frsize = 4096
         free_files = 1 << 32
-        return FsStats(block_size=BLOCK_SIZE, fragment_size=frsize,
-                       blocks=-(-total // frsize),  # rounded up: a limit of 1 byte is not size 0
-                       free_blocks=free // frsize, files=capacity.blobs + free_files,
-                       free_files=free_files, name_max=255)
+        return FsStats(
+            block_size=BLOCK_SIZE,
+            fragment_size=frsize,
+            blocks=-(-total // frsize),  # rounded up: a limit of 1 byte is not size 0
+            free_blocks=free // frsize,
+            files=capacity.blobs + free_files,
+            free_files=free_files,
+            name_max=255,
+        )
 
 
 __all__ = ["FsStats", "TreeOptions", "Vfs"]

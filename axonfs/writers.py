@@ -75,7 +75,7 @@ class ProcWriters:
             raw = _read(f"/proc/{pid}/stat")
         except OSError:
             return WriterState.GONE
-        fields = raw[raw.rfind(b")") + 2:].split()
+        fields = raw[raw.rfind(b")") + 2 :].split()
         try:
             flags, exit_code = int(fields[6]), int(fields[49])
         except (IndexError, ValueError):

@@ -85,8 +85,10 @@ async def converge(root: Path, config: S3Config, changes: int, interval: float) 
     seen = Seen()
     latencies: list[float] = []
     rng = random.Random(1)
-    async with Axon.open(root / "a", backend=a_backend) as a, \
-            Axon.open(root / "b", backend=b_backend) as b:
+    async with (
+        Axon.open(root / "a", backend=a_backend) as a,
+        Axon.open(root / "b", backend=b_backend) as b,
+    ):
         a_sync = HostSync(a, a_backend, SyncConfig())
         b_sync = HostSync(b, b_backend, SyncConfig(interval=interval))
         b.watch(seen)
@@ -110,20 +112,24 @@ async def converge(root: Path, config: S3Config, changes: int, interval: float) 
             nursery.cancel_scope.cancel()
     for backend in (a_backend, b_backend):
         backend.close()
-    return {"changes": changes, "interval_s": interval,
-            "p50_s": round(quantile(latencies, 0.5), 3),
-            "p99_s": round(quantile(latencies, 0.99), 3),
-            "max_s": round(max(latencies), 3)}
+    return {
+        "changes": changes,
+        "interval_s": interval,
+        "p50_s": round(quantile(latencies, 0.5), 3),
+        "p99_s": round(quantile(latencies, 0.99), 3),
+        "max_s": round(max(latencies), 3),
+    }
 
 
 async def idle_requests(root: Path, config: S3Config) -> int:
     """Requests of one pull that finds nothing new (after a first, catching-up one)."""
     a_backend = S3Backend(config, root / "ia-cache")
     b_backend = S3Backend(config, root / "ib-cache")
-    async with Axon.open(root / "ia", backend=a_backend) as a, \
-            Axon.open(root / "ib", backend=b_backend) as b:
-        a_sync, b_sync = HostSync(a, a_backend, SyncConfig()), HostSync(b, b_backend,
-                                                                        SyncConfig())
+    async with (
+        Axon.open(root / "ia", backend=a_backend) as a,
+        Axon.open(root / "ib", backend=b_backend) as b,
+    ):
+        a_sync, b_sync = HostSync(a, a_backend, SyncConfig()), HostSync(b, b_backend, SyncConfig())
         await a.put(b"one change, so that B has a host to follow")
         await a_sync.publish()
         await b_sync.pull()
@@ -162,18 +168,26 @@ def main(argv: list[str]) -> int:
         cluster = RgwCluster(root / "rgw", tls=False)
         cluster.start()
         try:
-            os.environ.update({"AWS_ACCESS_KEY_ID": cluster.access_key,
-                               "AWS_SECRET_ACCESS_KEY": cluster.secret_key,
-                               "AWS_DEFAULT_REGION": "us-east-1"})
+            os.environ.update(
+                {
+                    "AWS_ACCESS_KEY_ID": cluster.access_key,
+                    "AWS_SECRET_ACCESS_KEY": cluster.secret_key,
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                }
+            )
             os.environ.pop("AWS_SESSION_TOKEN", None)
-            client = boto3.client("s3", endpoint_url=cluster.endpoint,
-                                  config=botocore.config.Config(
-                                      request_checksum_calculation="when_required",
-                                      max_pool_connections=32))
+            client = boto3.client(
+                "s3",
+                endpoint_url=cluster.endpoint,
+                config=botocore.config.Config(
+                    request_checksum_calculation="when_required", max_pool_connections=32
+                ),
+            )
             results: dict[str, Any] = {"server": "Ceph RGW 16.2, memstore, 127.0.0.1"}
             config = S3Config(bucket="converge", endpoint_url=cluster.endpoint)
-            results["convergence"] = trio.run(converge, root / "c", config, args.changes,
-                                              args.interval)
+            results["convergence"] = trio.run(
+                converge, root / "c", config, args.changes, args.interval
+            )
             print(json.dumps(results["convergence"]), flush=True)
             results["idle_sync_requests"] = {}
             for count in args.objects:
@@ -182,8 +196,11 @@ def main(argv: list[str]) -> int:
                 started = time.monotonic()
                 fill(client, bucket, count)
                 print(f"filled {bucket} in {time.monotonic() - started:.0f}s", flush=True)
-                used = trio.run(idle_requests, root / bucket,
-                                S3Config(bucket=bucket, endpoint_url=cluster.endpoint))
+                used = trio.run(
+                    idle_requests,
+                    root / bucket,
+                    S3Config(bucket=bucket, endpoint_url=cluster.endpoint),
+                )
                 results["idle_sync_requests"][str(count)] = used
                 print(f"{count} objects: {used} requests per idle sync", flush=True)
         finally:

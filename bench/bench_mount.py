@@ -133,7 +133,7 @@ def write_random_file(path: Path, size: int, seed: bytes) -> None:
             piece = min(len(block), size - written)
             for mib in range(0, piece, MIB):  # every MiB distinct across the file
                 tag = seed + (written + mib).to_bytes(8, "little")
-                block[mib:mib + len(tag)] = tag
+                block[mib : mib + len(tag)] = tag
             file.write(memoryview(block)[:piece])
             written += piece
 
@@ -183,8 +183,9 @@ class Mount:
 
     def start(self) -> None:
         self.mnt.mkdir(parents=True, exist_ok=True)
-        subprocess.run([*AXONFS, "mount", "--store", str(self.store), *self.extra,
-                        str(self.mnt)], check=True)
+        subprocess.run(
+            [*AXONFS, "mount", "--store", str(self.store), *self.extra, str(self.mnt)], check=True
+        )
         self.pid = int(os.getxattr(self.mnt, "user.axonfs.pid"))
         log(f"mounted {self.store} on {self.mnt} (daemon pid {self.pid})")
 
@@ -219,8 +220,9 @@ def populate(store: Path, count: int, batch: int = 2000) -> None:
     async def main() -> None:
         async with Axon.open(store) as axon:
             for start in range(0, count, batch):
-                blobs = [b"axonfs bench blob %09d\n" % i
-                         for i in range(start, min(count, start + batch))]
+                blobs = [
+                    b"axonfs bench blob %09d\n" % i for i in range(start, min(count, start + batch))
+                ]
                 await axon.puts(blobs)
 
     trio.run(main)
@@ -249,8 +251,10 @@ def bench_ls(mount: Mount, plain: Path, runs: int, cold: bool) -> dict[str, Any]
             warm = [timed(partial(run, "ls", flag, directory)) for _ in range(runs)]
             out[f"{key}_{name}_cold_s"] = cold_time
             out[f"{key}_{name}_warm_s"] = median(warm)
-            log(f"ls {flag} {name}: cold {cold_time if cold_time is None else round(cold_time, 3)}"
-                f" s, warm {median(warm):.3f} s")
+            log(
+                f"ls {flag} {name}: cold {cold_time if cold_time is None else round(cold_time, 3)}"
+                f" s, warm {median(warm):.3f} s"
+            )
         if out[f"{key}_native_cold_s"]:
             out[f"{key}_cold_ratio"] = out[f"{key}_axonfs_cold_s"] / out[f"{key}_native_cold_s"]
         out[f"{key}_warm_ratio"] = out[f"{key}_axonfs_warm_s"] / out[f"{key}_native_warm_s"]
@@ -288,13 +292,19 @@ def bench_large(mount: Mount, work: Path, size: int, runs: int) -> dict[str, Any
         native.unlink()
         target = mount.path("incoming", f"large-{i}")
         axon_times.append(timed(partial(run, "cp", src, target)))
-        log(f"large ingest run {i}: native {size / native_times[-1] / 1e6:.0f} MB/s, "
-            f"axonfs cp {size / axon_times[-1] / 1e6:.0f} MB/s")
+        log(
+            f"large ingest run {i}: native {size / native_times[-1] / 1e6:.0f} MB/s, "
+            f"axonfs cp {size / axon_times[-1] / 1e6:.0f} MB/s"
+        )
     sha = os.getxattr(mount.path("incoming", f"large-{runs - 1}"), "user.axonfs.sha256").decode()
     native_rate = size / median(native_times) / 1e6
     axon_rate = size / median(axon_times) / 1e6
-    return {"ingest_large_native_mbps": native_rate, "ingest_large_axonfs_mbps": axon_rate,
-            "ingest_large_ratio": axon_rate / native_rate, "large_sha256": sha}
+    return {
+        "ingest_large_native_mbps": native_rate,
+        "ingest_large_axonfs_mbps": axon_rate,
+        "ingest_large_ratio": axon_rate / native_rate,
+        "large_sha256": sha,
+    }
 
 
 def bench_reads(mount: Mount, store: Path, sha: str, size: int, runs: int) -> dict[str, Any]:
@@ -317,11 +327,19 @@ def bench_reads(mount: Mount, store: Path, sha: str, size: int, runs: int) -> di
             first.append(reader(through))
             second.append(reader(through))
         n, f, s = (size / median(x) / 1e6 for x in (native, first, second))
-        out.update({f"read_{tool}_native_mbps": n, f"read_{tool}_first_mbps": f,
-                    f"read_{tool}_second_mbps": s, f"read_{tool}_first_ratio": f / n,
-                    f"read_{tool}_second_ratio": s / n})
-        log(f"read {tool}: native {n:.0f} MB/s, first {f:.0f} ({f / n:.2f}), "
-            f"second {s:.0f} ({s / n:.2f})")
+        out.update(
+            {
+                f"read_{tool}_native_mbps": n,
+                f"read_{tool}_first_mbps": f,
+                f"read_{tool}_second_mbps": s,
+                f"read_{tool}_first_ratio": f / n,
+                f"read_{tool}_second_ratio": s / n,
+            }
+        )
+        log(
+            f"read {tool}: native {n:.0f} MB/s, first {f:.0f} ({f / n:.2f}), "
+            f"second {s:.0f} ({s / n:.2f})"
+        )
     out["read_first_ratio"] = out["read_dd_first_ratio"]
     out["read_second_ratio"] = out["read_dd_second_ratio"]
     return out
@@ -390,14 +408,21 @@ def bench_small(mount: Mount, work: Path, count: int, size: int, runs: int) -> d
             floor.append(timed(partial(run, "cp", "-r", src, floor_mnt / "copy")))
         target = mount.path("incoming", f"small-{i}")
         axon.append(timed(partial(run, "cp", "-r", src, target)))
-        log(f"small ingest run {i}: durable {count / durable[-1]:.0f} files/s, "
+        log(
+            f"small ingest run {i}: durable {count / durable[-1]:.0f} files/s, "
             f"plain cp -r {count / plain[-1]:.0f}, FUSE floor {count / floor[-1]:.0f}, "
-            f"axonfs cp -r {count / axon[-1]:.0f}")
+            f"axonfs cp -r {count / axon[-1]:.0f}"
+        )
     d, p, f, a = (count / median(x) for x in (durable, plain, floor, axon))
-    return {"ingest_small_durable_fps": d, "ingest_small_plain_fps": p,
-            "ingest_small_floor_fps": f, "ingest_small_axonfs_fps": a,
-            "ingest_small_ratio": a / d, "ingest_small_plain_ratio": a / p,
-            "ingest_small_floor_ratio": a / f}
+    return {
+        "ingest_small_durable_fps": d,
+        "ingest_small_plain_fps": p,
+        "ingest_small_floor_fps": f,
+        "ingest_small_axonfs_fps": a,
+        "ingest_small_ratio": a / d,
+        "ingest_small_plain_ratio": a / p,
+        "ingest_small_floor_ratio": a / f,
+    }
 
 
 def bench_rss(mount: Mount, work: Path, size: int) -> dict[str, Any]:
@@ -427,14 +452,20 @@ def bench_rss(mount: Mount, work: Path, size: int) -> dict[str, Any]:
     hwm = status_kib(pid, "VmHWM")
     rss_peak = max(samples, default=0)
     anon, mapped = status_kib(pid, "RssAnon"), status_kib(pid, "RssFile")
-    log(f"{size >> 20} MiB ingest: {size / elapsed / 1e6:.0f} MB/s, daemon peak RSS "
+    log(
+        f"{size >> 20} MiB ingest: {size / elapsed / 1e6:.0f} MB/s, daemon peak RSS "
         f"{hwm / 1024:.0f} MiB (sampled max {rss_peak / 1024:.0f} MiB; "
         f"whole run so far {before_hwm / 1024:.0f} MiB; after: anonymous {anon / 1024:.0f} MiB, "
-        f"file-backed maps (LMDB, blobs) {mapped / 1024:.0f} MiB)")
-    return {"rss_mib": (hwm if reset else rss_peak) / 1024, "rss_sampled_mib": rss_peak / 1024,
-            "rss_run_hwm_before_mib": before_hwm / 1024,
-            "rss_anon_after_mib": anon / 1024, "rss_file_after_mib": mapped / 1024,
-            "rss_ingest_mbps": size / elapsed / 1e6}
+        f"file-backed maps (LMDB, blobs) {mapped / 1024:.0f} MiB)"
+    )
+    return {
+        "rss_mib": (hwm if reset else rss_peak) / 1024,
+        "rss_sampled_mib": rss_peak / 1024,
+        "rss_run_hwm_before_mib": before_hwm / 1024,
+        "rss_anon_after_mib": anon / 1024,
+        "rss_file_after_mib": mapped / 1024,
+        "rss_ingest_mbps": size / elapsed / 1e6,
+    }
 
 
 # -- report --------------------------------------------------------------------------
@@ -452,47 +483,86 @@ def report(r: dict[str, Any]) -> None:
     rows: list[tuple[str, str, str, str, str]] = []
 
     def row(name: str, axon: str, native: str, ratio: float | None, key: str | None) -> None:
-        rows.append((name, axon, native, "" if ratio is None else f"{ratio:.2f}",
-                     verdict(key, ratio) if key else ""))
+        rows.append(
+            (
+                name,
+                axon,
+                native,
+                "" if ratio is None else f"{ratio:.2f}",
+                verdict(key, ratio) if key else "",
+            )
+        )
 
     big = f"{r['args']['blob_mib']} MiB"
     if "read_dd_native_mbps" in r:
         for tool in ("dd", "cat"):
             n = r[f"read_{tool}_native_mbps"]
             for which in ("first", "second"):
-                row(f"{tool} {big} blob, {which} read",
-                    f"{r[f'read_{tool}_{which}_mbps']:.0f} MB/s", f"{n:.0f} MB/s",
-                    r[f"read_{tool}_{which}_ratio"], f"read_{which}" if tool == "dd" else None)
+                row(
+                    f"{tool} {big} blob, {which} read",
+                    f"{r[f'read_{tool}_{which}_mbps']:.0f} MB/s",
+                    f"{n:.0f} MB/s",
+                    r[f"read_{tool}_{which}_ratio"],
+                    f"read_{which}" if tool == "dd" else None,
+                )
     if "ingest_large_axonfs_mbps" in r:
-        row(f"cp {big} into /incoming", f"{r['ingest_large_axonfs_mbps']:.0f} MB/s",
-            f"{r['ingest_large_native_mbps']:.0f} MB/s", r["ingest_large_ratio"], "ingest_large")
+        row(
+            f"cp {big} into /incoming",
+            f"{r['ingest_large_axonfs_mbps']:.0f} MB/s",
+            f"{r['ingest_large_native_mbps']:.0f} MB/s",
+            r["ingest_large_ratio"],
+            "ingest_large",
+        )
     if "ingest_small_axonfs_fps" in r:
-        row("cp -r small files (fsync/file)", f"{r['ingest_small_axonfs_fps']:.0f} files/s",
-            f"{r['ingest_small_durable_fps']:.0f} files/s", r["ingest_small_ratio"],
-            "ingest_small")
-        row("cp -r small files (no fsync)", f"{r['ingest_small_axonfs_fps']:.0f} files/s",
-            f"{r['ingest_small_plain_fps']:.0f} files/s", r["ingest_small_plain_ratio"], None)
+        row(
+            "cp -r small files (fsync/file)",
+            f"{r['ingest_small_axonfs_fps']:.0f} files/s",
+            f"{r['ingest_small_durable_fps']:.0f} files/s",
+            r["ingest_small_ratio"],
+            "ingest_small",
+        )
+        row(
+            "cp -r small files (no fsync)",
+            f"{r['ingest_small_axonfs_fps']:.0f} files/s",
+            f"{r['ingest_small_plain_fps']:.0f} files/s",
+            r["ingest_small_plain_ratio"],
+            None,
+        )
         if "ingest_small_floor_fps" in r:
-            row("cp -r small files (do-nothing FUSE)",
+            row(
+                "cp -r small files (do-nothing FUSE)",
                 f"{r['ingest_small_axonfs_fps']:.0f} files/s",
-                f"{r['ingest_small_floor_fps']:.0f} files/s", r["ingest_small_floor_ratio"],
-                None)
+                f"{r['ingest_small_floor_fps']:.0f} files/s",
+                r["ingest_small_floor_ratio"],
+                None,
+            )
     for flag in ("f", "l"):
         if f"ls_{flag}_warm_ratio" not in r:
             continue
         for state in ("cold", "warm"):
             if r.get(f"ls_{flag}_{state}_ratio") is None:
                 continue
-            row(f"ls -{flag} {r['args']['list_count']}, {state}",
+            row(
+                f"ls -{flag} {r['args']['list_count']}, {state}",
                 f"{r[f'ls_{flag}_axonfs_{state}_s']:.3f} s",
-                f"{r[f'ls_{flag}_native_{state}_s']:.3f} s", r[f"ls_{flag}_{state}_ratio"],
-                f"ls_{flag}")
+                f"{r[f'ls_{flag}_native_{state}_s']:.3f} s",
+                r[f"ls_{flag}_{state}_ratio"],
+                f"ls_{flag}",
+            )
     if "rss_mib" in r:
-        rows.append((f"daemon RSS, {r['args']['rss_mib']} MiB ingest", f"{r['rss_mib']:.0f} MiB",
-                     f"{r['rss_ingest_mbps']:.0f} MB/s", "",
-                     verdict("rss_mib", r["rss_mib"])))
-    widths = [max(len(x[i]) for x in rows + [("figure", "axonfs", "ceiling", "ratio", "target")])
-              for i in range(5)]
+        rows.append(
+            (
+                f"daemon RSS, {r['args']['rss_mib']} MiB ingest",
+                f"{r['rss_mib']:.0f} MiB",
+                f"{r['rss_ingest_mbps']:.0f} MB/s",
+                "",
+                verdict("rss_mib", r["rss_mib"]),
+            )
+        )
+    widths = [
+        max(len(x[i]) for x in rows + [("figure", "axonfs", "ceiling", "ratio", "target")])
+        for i in range(5)
+    ]
     header = ("figure", "axonfs", "ceiling", "ratio", "target")
     for line in [header, *rows]:
         cells = (cell.ljust(width) for cell, width in zip(line, widths, strict=True))
@@ -511,15 +581,28 @@ def main() -> int:
     parser.add_argument("--list-count", type=int, default=100_000, help="blobs for ls (0: skip)")
     parser.add_argument("--warm-mib", type=int, default=4096)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true",
-                        help="256 MiB, 1 GiB RSS ingest, 2,000 files, 20,000 blobs, 1 GiB warm-up")
-    parser.add_argument("--only", action="append",
-                        choices=["ls", "large", "read", "small", "rss"],
-                        help="run only these parts (repeatable; 'read' implies 'large')")
-    parser.add_argument("--no-drop-caches", action="store_true",
-                        help="skip the cold ls figures (they drop dentries machine-wide)")
-    parser.add_argument("--mount-arg", action="append", default=[],
-                        help="extra argument for 'axonfs mount' (repeatable)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="256 MiB, 1 GiB RSS ingest, 2,000 files, 20,000 blobs, 1 GiB warm-up",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["ls", "large", "read", "small", "rss"],
+        help="run only these parts (repeatable; 'read' implies 'large')",
+    )
+    parser.add_argument(
+        "--no-drop-caches",
+        action="store_true",
+        help="skip the cold ls figures (they drop dentries machine-wide)",
+    )
+    parser.add_argument(
+        "--mount-arg",
+        action="append",
+        default=[],
+        help="extra argument for 'axonfs mount' (repeatable)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/var/tmp"))
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", type=Path, metavar="PATH")
@@ -534,8 +617,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="axonfs-bench-", dir=args.workdir))
     store, mnt = work / "store", work / "mnt"
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
-                    "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+        },
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     mount = Mount(store, mnt, args.mount_arg)
@@ -547,16 +633,19 @@ def main() -> int:
             plain_listing_dir(work / "plain-list", args.list_count)
         mount.start()
         if "ls" in parts and args.list_count:
-            results.update(bench_ls(mount, work / "plain-list", args.runs,
-                                    cold=not args.no_drop_caches))
+            results.update(
+                bench_ls(mount, work / "plain-list", args.runs, cold=not args.no_drop_caches)
+            )
         if "large" in parts:
             results.update(bench_large(mount, work, args.blob_mib * MIB, args.runs))
         if "read" in parts:
-            results.update(bench_reads(mount, store, results["large_sha256"],
-                                       args.blob_mib * MIB, args.runs))
+            results.update(
+                bench_reads(mount, store, results["large_sha256"], args.blob_mib * MIB, args.runs)
+            )
         if "small" in parts and args.small_count:
-            results.update(bench_small(mount, work, args.small_count, args.small_kib * 1024,
-                                       args.runs))
+            results.update(
+                bench_small(mount, work, args.small_count, args.small_kib * 1024, args.runs)
+            )
         if "rss" in parts and args.rss_mib:
             results.update(bench_rss(mount, work, args.rss_mib * MIB))
         assert mount.pid is not None
@@ -566,8 +655,11 @@ def main() -> int:
         problems = []
         daemon_log = store / "axonfs.log"
         if daemon_log.exists():
-            problems = [line for line in daemon_log.read_text(errors="replace").splitlines()
-                        if " ERROR " in line or "Traceback" in line]
+            problems = [
+                line
+                for line in daemon_log.read_text(errors="replace").splitlines()
+                if " ERROR " in line or "Traceback" in line
+            ]
         if args.keep:
             log(f"kept {work}")
         else:

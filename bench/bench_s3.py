@@ -104,22 +104,35 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 def s3_config(args: argparse.Namespace, endpoint: str, bucket: str) -> S3Config:
-    return S3Config(bucket=bucket, endpoint_url=endpoint, cache_size=args.cache_size,
-                    part_size=args.part_size * MiB)
+    return S3Config(
+        bucket=bucket,
+        endpoint_url=endpoint,
+        cache_size=args.cache_size,
+        part_size=args.part_size * MiB,
+    )
 
 
 # -- one backend, one run ----------------------------------------------------------------
 
 
-async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir: Path,
-                      endpoint: str, chunks: list[bytes], expected: bytes,
-                      range_chunks: list[bytes]) -> dict[str, Any]:
+async def run_backend(
+    args: argparse.Namespace,
+    kind: str,
+    run_no: int,
+    workdir: Path,
+    endpoint: str,
+    chunks: list[bytes],
+    expected: bytes,
+    range_chunks: list[bytes],
+) -> dict[str, Any]:
     res: dict[str, Any] = {"load_at_start": machine_load()}
     store_dir = workdir / f"{kind}-{run_no}"
     backend = None
     if kind == "s3":
-        backend = S3Backend(s3_config(args, endpoint, f"bench-{run_no}-{os.getpid()}"),
-                            cache_dir=store_dir / "cache")
+        backend = S3Backend(
+            s3_config(args, endpoint, f"bench-{run_no}-{os.getpid()}"),
+            cache_dir=store_dir / "cache",
+        )
     total = sum(len(c) for c in chunks)
     async with Axon.open(store_dir, backend=backend) as axon:
         be = axon.backend
@@ -154,9 +167,11 @@ async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir:
             res[f"read_{label}_requests"] = delta(requests_of(be), r0)
         if isinstance(be, S3Backend):
             res["read_first_ceiling"] = await trio.to_thread.run_sync(
-                raw_get, be, be.key_of(Sha256(sha)), total)
+                raw_get, be, be.key_of(Sha256(sha)), total
+            )
             res["read_ranged_ceiling"] = await trio.to_thread.run_sync(
-                raw_ranged_read, be, be.key_of(Sha256(sha)), total, args.ceiling_ranged_mib * MiB)
+                raw_ranged_read, be, be.key_of(Sha256(sha)), total, args.ceiling_ranged_mib * MiB
+            )
 
         # ---------------------------------------------------------------- small files
         n = args.small_count
@@ -173,18 +188,19 @@ async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir:
         r0 = requests_of(be)
         t0 = time.perf_counter()
         for i in range(0, n, args.batch):
-            await axon.puts(bat[i:i + args.batch])
+            await axon.puts(bat[i : i + args.batch])
         res["puts_files_per_s"] = n / (time.perf_counter() - t0)
         res["puts_requests"] = delta(requests_of(be), r0)
         if kind == "s3":
             res["put_ceiling"] = await trio.to_thread.run_sync(
-                raw_puts, be, small_blobs(min(n, 300), args.small_size, 5000 + run_no))
+                raw_puts, be, small_blobs(min(n, 300), args.small_size, 5000 + run_no)
+            )
             res["put_synced_2"] = await trio.to_thread.run_sync(
-                raw_puts, be, small_blobs(min(n, 300), args.small_size, 6000 + run_no),
-                store_dir, 2)
+                raw_puts, be, small_blobs(min(n, 300), args.small_size, 6000 + run_no), store_dir, 2
+            )
             res["put_synced_3"] = await trio.to_thread.run_sync(
-                raw_puts, be, small_blobs(min(n, 300), args.small_size, 7000 + run_no),
-                store_dir, 3)
+                raw_puts, be, small_blobs(min(n, 300), args.small_size, 7000 + run_no), store_dir, 3
+            )
 
         # ---------------------------------------------------------------- random reads
         if args.range_reads:
@@ -198,8 +214,10 @@ async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir:
             blocks = rr.sample(range(rsize // MiB), min(args.range_reads, rsize // MiB))
             offsets = [b * MiB + rr.randrange(0, MiB - 4096) for b in blocks]
             k = len(offsets)
-            log(f"[run {run_no} {kind}] {k} random 4 KiB reads of a "
-                f"{rsize // MiB} MiB blob, each in another 1 MiB block")
+            log(
+                f"[run {run_no} {kind}] {k} random 4 KiB reads of a "
+                f"{rsize // MiB} MiB blob, each in another 1 MiB block"
+            )
             b0 = be.stats().bytes_received if isinstance(be, S3Backend) else 0
             r0 = requests_of(be)
             got = 0
@@ -214,13 +232,18 @@ async def run_backend(args: argparse.Namespace, kind: str, run_no: int, workdir:
                 res["range_bytes_per_read"] = (be.stats().bytes_received - b0) / k
             if isinstance(be, S3Backend):
                 res["range_ceiling"] = await trio.to_thread.run_sync(
-                    raw_ranges, be, be.key_of(Sha256(rsha)), offsets[:max(10, k // 4)])
+                    raw_ranges, be, be.key_of(Sha256(rsha)), offsets[: max(10, k // 4)]
+                )
         if isinstance(be, S3Backend):
             st = be.stats()
-            res["s3_total"] = {"requests": st.requests, "retries": st.retries,
-                               "failures": st.failures, "bytes_sent": st.bytes_sent,
-                               "bytes_received": st.bytes_received,
-                               "cache": dataclasses.asdict(st.cache)}
+            res["s3_total"] = {
+                "requests": st.requests,
+                "retries": st.retries,
+                "failures": st.failures,
+                "bytes_sent": st.bytes_sent,
+                "bytes_received": st.bytes_received,
+                "cache": dataclasses.asdict(st.cache),
+            }
     res["load_at_end"] = machine_load()
     return res
 
@@ -245,14 +268,14 @@ def raw_ranged_read(be: Any, key: str, total: int, upto: int, piece: int = 8 * M
     got = 0
     t0 = time.perf_counter()
     for start in range(0, min(upto, total), piece):
-        body = be.client.get_object(Bucket=be.config.bucket, Key=key,
-                                    Range=f"bytes={start}-{start + piece - 1}")["Body"]
+        body = be.client.get_object(
+            Bucket=be.config.bucket, Key=key, Range=f"bytes={start}-{start + piece - 1}"
+        )["Body"]
         got += len(body.read())
     return got / MiB / (time.perf_counter() - t0)
 
 
-def raw_puts(be: Any, blobs: list[bytes], sync_dir: Path | None = None,
-             syncs: int = 0) -> float:
+def raw_puts(be: Any, blobs: list[bytes], sync_dir: Path | None = None, syncs: int = 0) -> float:
     """Sequential put_object of small bodies (no Content-MD5): objects/s.
 
     With *syncs*, each PUT is followed by that many fdatasyncs of a small
@@ -279,13 +302,21 @@ def raw_ranges(be: Any, key: str, offsets: list[int]) -> float:
     """Sequential 4 KiB ranged GETs: ops/s."""
     t0 = time.perf_counter()
     for offs in offsets:
-        be.client.get_object(Bucket=be.config.bucket, Key=key,
-                             Range=f"bytes={offs}-{offs + 4095}")["Body"].read()
+        be.client.get_object(Bucket=be.config.bucket, Key=key, Range=f"bytes={offs}-{offs + 4095}")[
+            "Body"
+        ].read()
     return len(offsets) / (time.perf_counter() - t0)
 
 
-async def run_recover(args: argparse.Namespace, kind: str, run_no: int, workdir: Path,
-                      endpoint: str, local_blobs: Path, bucket: str) -> dict[str, Any]:
+async def run_recover(
+    args: argparse.Namespace,
+    kind: str,
+    run_no: int,
+    workdir: Path,
+    endpoint: str,
+    local_blobs: Path,
+    bucket: str,
+) -> dict[str, Any]:
     res: dict[str, Any] = {}
     store_dir = workdir / f"recover-{kind}-{run_no}"
     if kind == "s3":
@@ -331,21 +362,27 @@ def recover_bodies(count: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def create_s3_objects(endpoint: str, bucket: str, items: list[tuple[str, bytes]],
-                      threads: int) -> float:
+def create_s3_objects(
+    endpoint: str, bucket: str, items: list[tuple[str, bytes]], threads: int
+) -> float:
     import boto3
     import botocore.config
 
     client = boto3.session.Session(region_name="us-east-1").client(
-        "s3", endpoint_url=endpoint,
-        config=botocore.config.Config(s3={"addressing_style": "path"},
-                                      max_pool_connections=threads,
-                                      request_checksum_calculation="when_required"))
+        "s3",
+        endpoint_url=endpoint,
+        config=botocore.config.Config(
+            s3={"addressing_style": "path"},
+            max_pool_connections=threads,
+            request_checksum_calculation="when_required",
+        ),
+    )
     client.create_bucket(Bucket=bucket)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]),
-                          items, chunksize=64):
+        for _ in pool.map(
+            lambda kv: client.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), items, chunksize=64
+        ):
             pass
     secs = time.perf_counter() - t0
     client.close()
@@ -358,7 +395,8 @@ def raw_list(endpoint: str, bucket: str) -> tuple[float, int]:
     import botocore.config
 
     client = boto3.session.Session(region_name="us-east-1").client(
-        "s3", endpoint_url=endpoint, config=botocore.config.Config(s3={"addressing_style": "path"}))
+        "s3", endpoint_url=endpoint, config=botocore.config.Config(s3={"addressing_style": "path"})
+    )
     n = 0
     t0 = time.perf_counter()
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -371,6 +409,7 @@ def raw_list(endpoint: str, bucket: str) -> tuple[float, int]:
 def raw_list_parallel(be: Any, client: Any) -> tuple[float, int]:
     """A plain parallel listing: list_objects_v2 pages of the backend's 16 key
     ranges (by first hex digit), one thread per connection, counting keys."""
+
     def one(key_range: tuple[str | None, str | None]) -> int:
         start_after, stop_at = key_range
         args: dict[str, Any] = {"Bucket": be.config.bucket, "MaxKeys": 1000}
@@ -399,7 +438,8 @@ def stock_client(be: Any, endpoint: str) -> Any:
     import boto3
 
     return boto3.session.Session(region_name="us-east-1").client(
-        "s3", endpoint_url=endpoint, config=be.client.meta.config)
+        "s3", endpoint_url=endpoint, config=be.client.meta.config
+    )
 
 
 def create_local_files(root: Path, items: list[tuple[str, bytes]]) -> float:
@@ -426,8 +466,12 @@ ROWS = [
     ("small puts() 4 KiB, batched", "puts_files_per_s", "files/s", None),
     ("random 4 KiB read (cold block)", "range_ops", "ops/s", "range_ceiling"),
     ("recover (fresh index)", "recover_objects_per_s", "objects/s", "list_parallel_stock"),
-    ("  vs parallel listing, backend's client", "recover_objects_per_s", "objects/s",
-     "list_parallel_same"),
+    (
+        "  vs parallel listing, backend's client",
+        "recover_objects_per_s",
+        "objects/s",
+        "list_parallel_same",
+    ),
     ("  vs sequential listing", "recover_objects_per_s", "objects/s", "list_ceiling"),
     ("recover again (all indexed)", "recover_again_objects_per_s", "objects/s", None),
 ]
@@ -467,14 +511,22 @@ def summarise(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str,
         if local is None and s3 is None:
             continue
         ceiling = med(runs, "s3", ceil_key) if ceil_key else None
-        table.append({"figure": label, "unit": unit, "local": local, "s3": s3,
-                      "ratio": (s3 / local) if (local and s3 is not None) else None,
-                      "moto_ceiling": ceiling,
-                      "ratio_ceiling": (s3 / ceiling) if (ceiling and s3 is not None) else None,
-                      "runs_local": [r.get("local", {}).get(key) for r in runs],
-                      "runs_s3": [r.get("s3", {}).get(key) for r in runs],
-                      "runs_ratio_ceiling": [_ratio(r.get("s3", {}), key, ceil_key)
-                                             for r in runs] if ceil_key else []})
+        table.append(
+            {
+                "figure": label,
+                "unit": unit,
+                "local": local,
+                "s3": s3,
+                "ratio": (s3 / local) if (local and s3 is not None) else None,
+                "moto_ceiling": ceiling,
+                "ratio_ceiling": (s3 / ceiling) if (ceiling and s3 is not None) else None,
+                "runs_local": [r.get("local", {}).get(key) for r in runs],
+                "runs_s3": [r.get("s3", {}).get(key) for r in runs],
+                "runs_ratio_ceiling": [_ratio(r.get("s3", {}), key, ceil_key) for r in runs]
+                if ceil_key
+                else [],
+            }
+        )
     last = runs[-1]["s3"]
     reqs = {
         "big blob ingested": per(last.get("ingest_requests"), 1),
@@ -482,30 +534,51 @@ def summarise(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str,
         "small blob, puts()": per(last.get("puts_requests"), args.small_count),
         "first whole read (per MiB)": per(last.get("read_first_requests"), args.big_mib),
         "second whole read": per(last.get("read_second_requests"), 1),
-        "4 KiB random read (cold block)": per(last.get("range_requests"),
-                                              max(1, min(args.range_reads,
-                                                         args.range_blob_mib))),
+        "4 KiB random read (cold block)": per(
+            last.get("range_requests"), max(1, min(args.range_reads, args.range_blob_mib))
+        ),
         "bytes fetched per 4 KiB random read": f"{last.get('range_bytes_per_read', 0):,.0f}",
-        "recover (per 1,000 objects)": per(last.get("recover_requests"),
-                                            max(1, args.recover_count // 1000)),
+        "recover (per 1,000 objects)": per(
+            last.get("recover_requests"), max(1, args.recover_count // 1000)
+        ),
     }
     return {"table": table, "s3_requests_per": reqs}
 
 
-def print_summary(summary: dict[str, Any], runs: list[dict[str, Any]], extra: dict[str, Any],
-                  server: str) -> None:
-    head = ("figure", "unit", "local", "s3", "s3/local", "plain boto3", "s3/ceiling",
-            "runs local", "runs s3", "runs s3/ceiling")
+def print_summary(
+    summary: dict[str, Any], runs: list[dict[str, Any]], extra: dict[str, Any], server: str
+) -> None:
+    head = (
+        "figure",
+        "unit",
+        "local",
+        "s3",
+        "s3/local",
+        "plain boto3",
+        "s3/ceiling",
+        "runs local",
+        "runs s3",
+        "runs s3/ceiling",
+    )
     lines = [head]
     for row in summary["table"]:
-        lines.append((row["figure"], row["unit"], fmt(row["local"]), fmt(row["s3"]),
-                      fmt(row["ratio"], True), fmt(row["moto_ceiling"]),
-                      fmt(row["ratio_ceiling"], True),
-                      " ".join(fmt(v) for v in row["runs_local"]),
-                      " ".join(fmt(v) for v in row["runs_s3"]),
-                      " ".join(fmt(v, True) for v in row["runs_ratio_ceiling"])))
-    print(f"axonfs S3 backend ({server} on loopback) vs local backend, median of "
-          f"{len(runs)} run(s)")
+        lines.append(
+            (
+                row["figure"],
+                row["unit"],
+                fmt(row["local"]),
+                fmt(row["s3"]),
+                fmt(row["ratio"], True),
+                fmt(row["moto_ceiling"]),
+                fmt(row["ratio_ceiling"], True),
+                " ".join(fmt(v) for v in row["runs_local"]),
+                " ".join(fmt(v) for v in row["runs_s3"]),
+                " ".join(fmt(v, True) for v in row["runs_ratio_ceiling"]),
+            )
+        )
+    print(
+        f"axonfs S3 backend ({server} on loopback) vs local backend, median of {len(runs)} run(s)"
+    )
     print_columns(lines)
     print("S3 requests per operation (last run):")
     for what, text in summary["s3_requests_per"].items():
@@ -515,8 +588,10 @@ def print_summary(summary: dict[str, Any], runs: list[dict[str, Any]], extra: di
     for r in runs:
         for kind in BACKENDS:
             if kind in r:
-                print(f"run {r['run']} {kind}: load at start "
-                      f"{r[kind]['load_at_start'].get('loadavg', '?')}")
+                print(
+                    f"run {r['run']} {kind}: load at start "
+                    f"{r[kind]['load_at_start'].get('loadavg', '?')}"
+                )
 
 
 class _Rgw:
@@ -565,12 +640,16 @@ async def amain(args: argparse.Namespace) -> int:
         local_blobs = workdir / "recover-blobs"
         if args.recover_count:
             items = recover_bodies(args.recover_count)
-            log(f"creating {args.recover_count} objects in the bucket "
-                f"({args.create_threads} threads) and as local files")
-            secs = await trio.to_thread.run_sync(create_s3_objects, server.endpoint, rbucket,
-                                                 items, args.create_threads)
+            log(
+                f"creating {args.recover_count} objects in the bucket "
+                f"({args.create_threads} threads) and as local files"
+            )
+            secs = await trio.to_thread.run_sync(
+                create_s3_objects, server.endpoint, rbucket, items, args.create_threads
+            )
             extra["recover objects created (s3, untimed setup)"] = (
-                f"{args.recover_count} in {secs:.1f} s ({args.recover_count / secs:,.0f}/s)")
+                f"{args.recover_count} in {secs:.1f} s ({args.recover_count / secs:,.0f}/s)"
+            )
             secs = await trio.to_thread.run_sync(create_local_files, local_blobs, items)
             extra["recover objects created (local files)"] = f"{secs:.1f} s"
             del items
@@ -579,14 +658,24 @@ async def amain(args: argparse.Namespace) -> int:
             run: dict[str, Any] = {"run": run_no}
             order = BACKENDS if run_no % 2 == 0 else tuple(reversed(BACKENDS))
             for kind in order:
-                run[kind] = await run_backend(args, kind, run_no, workdir, server.endpoint,
-                                              chunks, expected.digest(), range_chunks)
+                run[kind] = await run_backend(
+                    args,
+                    kind,
+                    run_no,
+                    workdir,
+                    server.endpoint,
+                    chunks,
+                    expected.digest(),
+                    range_chunks,
+                )
                 if args.recover_count:
-                    run[kind].update(await run_recover(args, kind, run_no, workdir,
-                                                       server.endpoint, local_blobs, rbucket))
+                    run[kind].update(
+                        await run_recover(
+                            args, kind, run_no, workdir, server.endpoint, local_blobs, rbucket
+                        )
+                    )
                     if kind == "s3":
-                        secs, n = await trio.to_thread.run_sync(raw_list, server.endpoint,
-                                                                rbucket)
+                        secs, n = await trio.to_thread.run_sync(raw_list, server.endpoint, rbucket)
                         run[kind]["list_ceiling"] = n / secs
                 # the blobs are not needed again; free the disk and the page cache
                 shutil.rmtree(workdir / f"{kind}-{run_no}", ignore_errors=True)
@@ -594,10 +683,16 @@ async def amain(args: argparse.Namespace) -> int:
         summary = summarise(args, runs)
         print_summary(summary, runs, extra, args.server)
         if args.json:
-            doc = {"machine": machine_info(), "params": vars(args), "runs": runs,
-                   "setup": extra, **summary}
+            doc = {
+                "machine": machine_info(),
+                "params": vars(args),
+                "runs": runs,
+                "setup": extra,
+                **summary,
+            }
             Path(args.json).write_text(  # noqa: ASYNC240 - once, at the end
-                json.dumps(doc, indent=2, default=repr) + "\n")
+                json.dumps(doc, indent=2, default=repr) + "\n"
+            )
             log(f"wrote {args.json}")
     finally:
         server.stop()
@@ -609,28 +704,51 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def get_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--server", choices=("moto", "rgw"), default="moto",
-                   help="the S3 server: moto, or a one-node Ceph RGW (root, make deps-rgw)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--server",
+        choices=("moto", "rgw"),
+        default="moto",
+        help="the S3 server: moto, or a one-node Ceph RGW (root, make deps-rgw)",
+    )
     p.add_argument("--big-mib", type=int, default=1024, help="ingested/read blob size (1024)")
     p.add_argument("--chunk-mib", type=int, default=8, help="upload write size (8)")
     p.add_argument("--small-count", type=int, default=1000, help="small blobs per mode (1000)")
     p.add_argument("--small-size", type=int, default=4096, help="bytes per small blob")
     p.add_argument("--batch", type=int, default=100, help="blobs per puts() (100)")
-    p.add_argument("--range-reads", type=int, default=64,
-                   help="random 4 KiB reads, each in a distinct 1 MiB block (64)")
-    p.add_argument("--ceiling-ranged-mib", type=int, default=128,
-                   help="MiB read by the ranged-GET moto ceiling (128)")
-    p.add_argument("--range-blob-mib", type=int, default=64,
-                   help="size of the blob read at random (64; moto's cost grows with it)")
-    p.add_argument("--recover-count", type=int, default=100_000,
-                   help="objects for recover (100,000; 0: skip)")
-    p.add_argument("--create-threads", type=int, default=16,
-                   help="threads creating the recover objects (16)")
-    p.add_argument("--cache-size", type=int, default=2 << 30,
-                   help="S3 read cache cap in bytes (2 GiB, so a 1 GiB blob fits; "
-                        "the daemon's default is 1 GiB)")
+    p.add_argument(
+        "--range-reads",
+        type=int,
+        default=64,
+        help="random 4 KiB reads, each in a distinct 1 MiB block (64)",
+    )
+    p.add_argument(
+        "--ceiling-ranged-mib",
+        type=int,
+        default=128,
+        help="MiB read by the ranged-GET moto ceiling (128)",
+    )
+    p.add_argument(
+        "--range-blob-mib",
+        type=int,
+        default=64,
+        help="size of the blob read at random (64; moto's cost grows with it)",
+    )
+    p.add_argument(
+        "--recover-count", type=int, default=100_000, help="objects for recover (100,000; 0: skip)"
+    )
+    p.add_argument(
+        "--create-threads", type=int, default=16, help="threads creating the recover objects (16)"
+    )
+    p.add_argument(
+        "--cache-size",
+        type=int,
+        default=2 << 30,
+        help="S3 read cache cap in bytes (2 GiB, so a 1 GiB blob fits; "
+        "the daemon's default is 1 GiB)",
+    )
     p.add_argument("--part-size", type=int, default=16, help="multipart part MiB (16)")
     p.add_argument("--runs", type=int, default=1, help="repeat; report medians")
     p.add_argument("--json", help="also write the results as JSON here")

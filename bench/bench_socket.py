@@ -110,15 +110,25 @@ class Daemon:
         self.command = [str(VENV_BIN / "axonfs")]
 
     def start(self, timeout: float = 60.0) -> None:
-        cmd = [*self.command, "serve", "--store", str(self.store), "--foreground",
-               "--log", str(self.log), *self.extra]
-        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [
+            *self.command,
+            "serve",
+            "--store",
+            str(self.store),
+            "--foreground",
+            "--log",
+            str(self.log),
+            *self.extra,
+        ]
+        self.process = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"axonfs serve exited with {self.process.returncode}; "
-                                   f"see {self.log}")
+                raise RuntimeError(
+                    f"axonfs serve exited with {self.process.returncode}; see {self.log}"
+                )
             if self.socket.exists():
                 try:
                     anyio.run(self._ping)
@@ -170,10 +180,26 @@ class Profiler:
         procs = []
         for who, pid in (("daemon", self.daemon_pid), ("client", os.getpid())):
             out = self.outdir / f"{name}-{who}.txt"
-            procs.append(subprocess.Popen(
-                [spy, "record", "--pid", str(pid), "--format", "raw", "--threads",
-                 "--nonblocking", "-r", "250", "-o", str(out)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        spy,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--format",
+                        "raw",
+                        "--threads",
+                        "--nonblocking",
+                        "-r",
+                        "250",
+                        "-o",
+                        str(out),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         time.sleep(1.0)  # let py-spy attach
         try:
             yield
@@ -191,8 +217,9 @@ class Profiler:
 # -- the suite --------------------------------------------------------------------------
 
 
-async def client_suite(args: argparse.Namespace, sock: Path, run_no: int,
-                       prof: Profiler) -> dict[str, Any]:
+async def client_suite(
+    args: argparse.Namespace, sock: Path, run_no: int, prof: Profiler
+) -> dict[str, Any]:
     res: dict[str, Any] = {}
     n, size = args.small_count, args.small_size
     async with axonfs.client.connect(sock) as axon:
@@ -219,7 +246,7 @@ async def client_suite(args: argparse.Namespace, sock: Path, run_no: int,
         with prof.phase("puts"):
             t0 = time.perf_counter()
             for i in range(0, n, args.batch):
-                await axon.puts(bat_blobs[i:i + args.batch])
+                await axon.puts(bat_blobs[i : i + args.batch])
             res["puts_files_per_s"] = n / (time.perf_counter() - t0)
 
         # ------------------------------------------------------------ upload
@@ -296,7 +323,8 @@ async def client_suite(args: argparse.Namespace, sock: Path, run_no: int,
         k = args.has_ops
         log(f"[run {run_no}] has() x {k}")
         res["has_ops"], res["size_ops"] = await time_has_and_size(
-            axon, half_present(shas, k), prof.phase("has"))
+            axon, half_present(shas, k), prof.phase("has")
+        )
 
         w = args.wants_count
         present = [shas[i % len(shas)] for i in range(w // 2)]
@@ -317,9 +345,11 @@ def half_present(shas: list[bytes], k: int) -> list[bytes]:
     return [shas[i % len(shas)] if i % 2 == 0 else absent[i // 2] for i in range(k)]
 
 
-async def time_has_and_size(axon: Any, probe: list[bytes],
-                            phase: contextlib.AbstractContextManager[Any] | None = None,
-                            ) -> tuple[float, float]:
+async def time_has_and_size(
+    axon: Any,
+    probe: list[bytes],
+    phase: contextlib.AbstractContextManager[Any] | None = None,
+) -> tuple[float, float]:
     """``has()`` of every hash in *probe*, then ``size()`` of up to 5,000: calls per second."""
     hits = 0
     with phase or contextlib.nullcontext():
@@ -346,8 +376,10 @@ async def inproc_suite(args: argparse.Namespace, store: Path, run_no: int) -> di
     """
     res: dict[str, Any] = {}
     sock = store.parent / f"inproc-{run_no}.sock"
-    async with Axon.open(store, sync_interval=args.sync_interval / 1000) as axon, \
-            trio.open_nursery() as nursery:
+    async with (
+        Axon.open(store, sync_interval=args.sync_interval / 1000) as axon,
+        trio.open_nursery() as nursery,
+    ):
         await nursery.start(serve_control, axon, sock)
         async with axonfs.client.connect(sock) as client:
             n = max(1, args.small_count // 4)
@@ -357,7 +389,8 @@ async def inproc_suite(args: argparse.Namespace, store: Path, run_no: int) -> di
             shas = [(await client.put(data))[1] for data in blobs]
             res["inproc_put_files_per_s"] = n / (time.perf_counter() - t0)
             res["inproc_has_ops"], res["inproc_size_ops"] = await time_has_and_size(
-                client, half_present(shas, args.has_ops))
+                client, half_present(shas, args.has_ops)
+            )
         nursery.cancel_scope.cancel()
     return res
 
@@ -373,8 +406,9 @@ def cli_suite(args: argparse.Namespace, sock: Path, sha_hex: str) -> dict[str, A
         times = []
         for _ in range(k):
             t0 = time.perf_counter()
-            rc = subprocess.run(cmd, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL).returncode
+            rc = subprocess.run(
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            ).returncode
             times.append(time.perf_counter() - t0)
             assert rc == expect, (cmd, rc)
         return times
@@ -392,12 +426,32 @@ def cli_suite(args: argparse.Namespace, sock: Path, sha_hex: str) -> dict[str, A
 
 
 def run_reference(args: argparse.Namespace, out: Path) -> Path:
-    cmd = [str(args.ref_python), str(args.ref_script), "--telepath", "all",
-           "--small-count", str(args.small_count), "--small-size", str(args.small_size),
-           "--reput-count", str(args.reput_count), "--puts-batch", str(args.batch),
-           "--big-mib", str(args.big_mib), "--chunk-mib", str(args.chunk_mib),
-           "--has-ops", str(args.has_ops), "--wants-count", str(args.wants_count),
-           "--range-reads", str(args.range_reads), "--range-size", str(args.range_size)]
+    cmd = [
+        str(args.ref_python),
+        str(args.ref_script),
+        "--telepath",
+        "all",
+        "--small-count",
+        str(args.small_count),
+        "--small-size",
+        str(args.small_size),
+        "--reput-count",
+        str(args.reput_count),
+        "--puts-batch",
+        str(args.batch),
+        "--big-mib",
+        str(args.big_mib),
+        "--chunk-mib",
+        str(args.chunk_mib),
+        "--has-ops",
+        str(args.has_ops),
+        "--wants-count",
+        str(args.wants_count),
+        "--range-reads",
+        str(args.range_reads),
+        "--range-size",
+        str(args.range_size),
+    ]
     if args.dir:
         cmd += ["--dirn", args.dir]
     log("reference: " + " ".join(cmd))
@@ -406,18 +460,22 @@ def run_reference(args: argparse.Namespace, out: Path) -> Path:
     return out
 
 
-def run_axonfs(args: argparse.Namespace, run_no: int, workdir: Path,
-               profile: bool) -> dict[str, Any]:
+def run_axonfs(
+    args: argparse.Namespace, run_no: int, workdir: Path, profile: bool
+) -> dict[str, Any]:
     res: dict[str, Any] = {"load_at_start": machine_load()}
-    daemon = Daemon(workdir / f"store-{run_no}",
-                    ["--sync-interval", str(args.sync_interval)] if args.sync_interval else [])
+    daemon = Daemon(
+        workdir / f"store-{run_no}",
+        ["--sync-interval", str(args.sync_interval)] if args.sync_interval else [],
+    )
     t0 = time.perf_counter()
     daemon.start()
     res["daemon_start_s"] = time.perf_counter() - t0
     try:
         prof = Profiler(Path(args.py_spy) if (args.py_spy and profile) else None, daemon.pid)
-        res.update(anyio.run(client_suite, args, daemon.socket, run_no, prof,
-                             backend=args.async_backend))
+        res.update(
+            anyio.run(client_suite, args, daemon.socket, run_no, prof, backend=args.async_backend)
+        )
         if args.cli_calls:
             res.update(cli_suite(args, daemon.socket, res.pop("cli_sha")))
     finally:
@@ -494,14 +552,17 @@ def load_reference(paths: list[str]) -> dict[str, Any]:
 
 def summarise(runs: list[dict[str, Any]], ref: dict[str, Any]) -> dict[str, Any]:
     keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float))}
-    med = {k: statistics.median([r[k] for r in runs if r.get(k) is not None])
-           for k in sorted(keys)}
+    med = {k: statistics.median([r[k] for r in runs if r.get(k) is not None]) for k in sorted(keys)}
     table = []
     for label, key, unit, target in ROWS:
         if key not in med:
             continue
-        row: dict[str, Any] = {"figure": label, "unit": unit, "axonfs": med[key],
-                               "runs": [r.get(key) for r in runs]}
+        row: dict[str, Any] = {
+            "figure": label,
+            "unit": unit,
+            "axonfs": med[key],
+            "runs": [r.get(key) for r in runs],
+        }
         for tport in TRANSPORTS:
             value = ref.get(tport, {}).get(key)
             if value:
@@ -517,31 +578,54 @@ def summarise(runs: list[dict[str, Any]], ref: dict[str, Any]) -> dict[str, Any]
 
 
 def print_table(summary: dict[str, Any], nruns: int, nref: int) -> None:
-    head = ("figure", "unit", "axonfs", "tp-unix", "x unix", "tp-tcp", "x tcp", "ref local",
-            "target", "met")
+    head = (
+        "figure",
+        "unit",
+        "axonfs",
+        "tp-unix",
+        "x unix",
+        "tp-tcp",
+        "x tcp",
+        "ref local",
+        "target",
+        "met",
+    )
     lines = [head]
     for row in summary["table"]:
         met = row.get("met")
-        lines.append((
-            row["figure"], row["unit"], fmt(row["axonfs"]), fmt(row.get("telepath-unix")),
-            fmt(row.get("x_telepath-unix"), True), fmt(row.get("telepath-tcp")),
-            fmt(row.get("x_telepath-tcp"), True), fmt(row.get("local")),
-            row.get("target", ""),
-            "" if "target" not in row else ("?" if met is None else ("yes" if met else "NO")),
-        ))
-    print(f"axonfs control socket (Python client), median of {nruns} run(s); reference: "
-          f"Synapse Axon, median of {nref} run(s); MiB/s or per second")
+        lines.append(
+            (
+                row["figure"],
+                row["unit"],
+                fmt(row["axonfs"]),
+                fmt(row.get("telepath-unix")),
+                fmt(row.get("x_telepath-unix"), True),
+                fmt(row.get("telepath-tcp")),
+                fmt(row.get("x_telepath-tcp"), True),
+                fmt(row.get("local")),
+                row.get("target", ""),
+                "" if "target" not in row else ("?" if met is None else ("yes" if met else "NO")),
+            )
+        )
+    print(
+        f"axonfs control socket (Python client), median of {nruns} run(s); reference: "
+        f"Synapse Axon, median of {nref} run(s); MiB/s or per second"
+    )
     print_columns(lines)
     med = summary["median"]
     if "upload_save_phase_s" in med:
-        print(f"upload: write phase {med['upload_write_phase_s']:.2f} s, "
-              f"save phase {med['upload_save_phase_s']:.2f} s; "
-              f"second get {med.get('get_second_MiBps', 0):,.0f} MiB/s")
+        print(
+            f"upload: write phase {med['upload_write_phase_s']:.2f} s, "
+            f"save phase {med['upload_save_phase_s']:.2f} s; "
+            f"second get {med.get('get_second_MiBps', 0):,.0f} MiB/s"
+        )
     if "cli_has_ms" in med:
-        print(f"CLI: 'axonfs ctl has' {med['cli_has_ms']:.0f} ms per call "
-              f"({med['cli_has_calls_per_s']:.1f}/s); bare 'python -c pass' "
-              f"{med['cli_python_bare_ms']:.0f} ms; 'import axonfs.ctl, axonfs.client' "
-              f"{med['cli_import_ctl_client_ms']:.0f} ms")
+        print(
+            f"CLI: 'axonfs ctl has' {med['cli_has_ms']:.0f} ms per call "
+            f"({med['cli_has_calls_per_s']:.1f}/s); bare 'python -c pass' "
+            f"{med['cli_python_bare_ms']:.0f} ms; 'import axonfs.ctl, axonfs.client' "
+            f"{med['cli_import_ctl_client_ms']:.0f} ms"
+        )
 
 
 def main() -> int:
@@ -569,15 +653,23 @@ def main() -> int:
         summary = summarise(runs, ref)
         print_table(summary, len(runs), len(refs))
         for who, load in loads:
-            print(f"load at start of {who}: {load.get('loadavg', '?')}; "
-                  f"{load.get('pressure_cpu', '')}")
+            print(
+                f"load at start of {who}: {load.get('loadavg', '?')}; "
+                f"{load.get('pressure_cpu', '')}"
+            )
         if args.json:
             refdocs = []
             for path in refs:
                 with open(path) as f:
                     refdocs.append(json.load(f))
-            doc = {"machine": machine_info(), "params": vars(args), "runs": runs,
-                   "reference": ref, "reference_docs": refdocs, **summary}
+            doc = {
+                "machine": machine_info(),
+                "params": vars(args),
+                "runs": runs,
+                "reference": ref,
+                "reference_docs": refdocs,
+                **summary,
+            }
             Path(args.json).write_text(json.dumps(doc, indent=2, default=repr) + "\n")
             log(f"wrote {args.json}")
     finally:
@@ -589,12 +681,17 @@ def main() -> int:
 
 
 def get_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--big-mib", type=int, default=1024, help="upload/get size (1024)")
     p.add_argument("--chunk-mib", type=int, default=8, help="upload write size (8)")
-    p.add_argument("--small-count", type=int, default=2000,
-                   help="small blobs per put mode (2000, the reference's default)")
+    p.add_argument(
+        "--small-count",
+        type=int,
+        default=2000,
+        help="small blobs per put mode (2000, the reference's default)",
+    )
     p.add_argument("--small-size", type=int, default=4096, help="bytes per small blob")
     p.add_argument("--batch", type=int, default=100, help="blobs per puts() call (100)")
     p.add_argument("--reput-count", type=int, default=500, help="re-puts of stored blobs")
@@ -602,28 +699,59 @@ def get_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wants-count", type=int, default=10_000, help="hashes per wants()")
     p.add_argument("--range-reads", type=int, default=2000, help="random ranged gets (2000)")
     p.add_argument("--range-size", type=int, default=4096, help="bytes per ranged get")
-    p.add_argument("--cli-calls", type=int, default=20,
-                   help="'axonfs ctl has' subprocess calls to time (0: skip)")
-    p.add_argument("--async-backend", choices=("asyncio", "trio"), default="asyncio",
-                   help="event loop the client runs under (asyncio)")
-    p.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=True,
-                   help="also measure put/has/size with the client in the daemon's process, "
-                        "as the reference measures Telepath (default on)")
-    p.add_argument("--sync-interval", type=int, default=0, metavar="MS",
-                   help="run the daemon with this sync interval (0: every call durable when "
-                        "it returns, the default)")
+    p.add_argument(
+        "--cli-calls",
+        type=int,
+        default=20,
+        help="'axonfs ctl has' subprocess calls to time (0: skip)",
+    )
+    p.add_argument(
+        "--async-backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="event loop the client runs under (asyncio)",
+    )
+    p.add_argument(
+        "--in-process",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure put/has/size with the client in the daemon's process, "
+        "as the reference measures Telepath (default on)",
+    )
+    p.add_argument(
+        "--sync-interval",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="run the daemon with this sync interval (0: every call durable when "
+        "it returns, the default)",
+    )
     p.add_argument("--runs", type=int, default=1, help="repeat; report medians")
-    p.add_argument("--run-reference", action="store_true",
-                   help="run synapse_axon_bench.py --telepath all in every run")
-    p.add_argument("--reference", action="append",
-                   help="JSON of an earlier synapse_axon_bench.py --telepath all run "
-                        "(repeatable; medians are used)")
-    p.add_argument("--ref-python", type=Path, default=DEFAULT_REF_PYTHON,
-                   help=f"the Synapse venv's python ({DEFAULT_REF_PYTHON})")
-    p.add_argument("--ref-script", type=Path, default=DEFAULT_REF_SCRIPT,
-                   help="synapse_axon_bench.py")
-    p.add_argument("--py-spy", metavar="DIR",
-                   help="profile the daemon and the client per phase (last run) into DIR")
+    p.add_argument(
+        "--run-reference",
+        action="store_true",
+        help="run synapse_axon_bench.py --telepath all in every run",
+    )
+    p.add_argument(
+        "--reference",
+        action="append",
+        help="JSON of an earlier synapse_axon_bench.py --telepath all run "
+        "(repeatable; medians are used)",
+    )
+    p.add_argument(
+        "--ref-python",
+        type=Path,
+        default=DEFAULT_REF_PYTHON,
+        help=f"the Synapse venv's python ({DEFAULT_REF_PYTHON})",
+    )
+    p.add_argument(
+        "--ref-script", type=Path, default=DEFAULT_REF_SCRIPT, help="synapse_axon_bench.py"
+    )
+    p.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="profile the daemon and the client per phase (last run) into DIR",
+    )
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--dir", help="parent of the temporary directory (default $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")

@@ -138,7 +138,7 @@ def native_write_hash_fsync(chunks: list[bytes], path: Path) -> float:
         for piece in chunks:
             view = memoryview(piece)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             hasher.update(piece)
         os.fsync(fd)
     finally:
@@ -194,8 +194,9 @@ def native_small_files(blobs: list[bytes], directory: Path) -> float:
 # -- the suite -----------------------------------------------------------------------
 
 
-async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
-                   chunks: list[bytes], expected_sha: bytes) -> dict[str, Any]:
+async def run_once(
+    args: argparse.Namespace, run_no: int, workdir: Path, chunks: list[bytes], expected_sha: bytes
+) -> dict[str, Any]:
     parts = set(args.only)
     res: dict[str, Any] = {"load_at_start": machine_load()}
     total = sum(len(c) for c in chunks)
@@ -226,7 +227,8 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
             res["upload_save_phase_s"] = t2 - t1
             res["upload_ratio_sha256"] = res["upload_MiBps"] / res["native_sha256_MiBps"]
             res["upload_ratio_write_sha256_fsync"] = (
-                res["upload_MiBps"] / res["native_write_sha256_fsync_MiBps"])
+                res["upload_MiBps"] / res["native_write_sha256_fsync_MiBps"]
+            )
 
         # ---------------------------------------------------------------- get whole
         if big_sha is not None and "get" in parts:
@@ -269,7 +271,8 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
             res["range_get_ops"] = k / secs
             res["range_ratio_pread"] = res["range_get_ops"] / res["native_pread_ops"]
             res["range_ratio_open_pread_close"] = (
-                res["range_get_ops"] / res["native_open_pread_close_ops"])
+                res["range_get_ops"] / res["native_open_pread_close_ops"]
+            )
         plain.unlink(missing_ok=True)
 
         # ---------------------------------------------------------------- small puts
@@ -314,20 +317,22 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
             await axon.spill_journal()
             t0 = time.perf_counter()
             for i in range(0, n, args.batch):
-                await axon.puts(bat_blobs[i:i + args.batch])
+                await axon.puts(bat_blobs[i : i + args.batch])
             res["puts_batched_files_per_s"] = n / (time.perf_counter() - t0)
 
             if args.sustained_count:
                 # Past the journal's burst capacity, and until every blob's file
                 # is written and synced: what long small-blob ingest sustains.
                 total = args.sustained_count
-                log(f"[run {run_no}] puts() x {total} in batches of {args.batch}, "
-                    "then every file written")
+                log(
+                    f"[run {run_no}] puts() x {total} in batches of {args.batch}, "
+                    "then every file written"
+                )
                 many = small_blobs(total, ssize, 5000 + run_no)
                 await axon.spill_journal()
                 t0 = time.perf_counter()
                 for i in range(0, total, args.batch):
-                    await axon.puts(many[i:i + args.batch])
+                    await axon.puts(many[i : i + args.batch])
                 await axon.spill_journal()
                 res["puts_sustained_files_per_s"] = total / (time.perf_counter() - t0)
 
@@ -341,7 +346,8 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
                 if f"{key}_files_per_s" not in res:
                     continue
                 res[f"{key}_ratio_native"] = (
-                    res[f"{key}_files_per_s"] / res["native_small_files_per_s"])
+                    res[f"{key}_files_per_s"] / res["native_small_files_per_s"]
+                )
 
         # ---------------------------------------------------------------- hashes(0)
         if "hashes" in parts:
@@ -362,15 +368,20 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
             res["hashes_rows_per_s"] = rows / secs if rows else None
             if rows:
                 res["hashes_ratio_lmdb_cursor"] = (
-                    res["hashes_rows_per_s"] / res["native_lmdb_cursor_rows_per_s"])
+                    res["hashes_rows_per_s"] / res["native_lmdb_cursor_rows_per_s"]
+                )
 
         # ---------------------------------------------------------------- has()
         if "has" in parts:
             k = args.has_ops
             log(f"[run {run_no}] has() x {k}")
             present = shas or [hashlib.sha256(b"p%d" % i).digest() for i in range(1000)]
-            probe = [present[i % len(present)] if i % 2 == 0
-                     else hashlib.sha256(b"absent-%d" % i).digest() for i in range(k)]
+            probe = [
+                present[i % len(present)]
+                if i % 2 == 0
+                else hashlib.sha256(b"absent-%d" % i).digest()
+                for i in range(k)
+            ]
             env, blobs_db = axon.index.env, axon.index.blobs
             t0 = time.perf_counter()
             for sha in probe:
@@ -401,36 +412,116 @@ async def run_once(args: argparse.Namespace, run_no: int, workdir: Path,
 # (label, axonfs key, unit, ceiling key, ratio key, reference key, target)
 # target: (kind, value) where kind is "ceiling" (ratio to ceiling >= value)
 # or "reference" (ratio to reference >= value).
-ROWS: list[tuple[str, str, str, str | None, str | None, str | None,
-                 tuple[str, float] | None]] = [
-    ("upload (Upload.write + save)", "upload_MiBps", "MiB/s", "native_sha256_MiBps",
-     "upload_ratio_sha256", "upload_MiBps", ("ceiling", 0.8)),
-    ("  ceiling 2: write+sha256+fsync", "native_write_sha256_fsync_MiBps", "MiB/s", None,
-     None, None, None),
-    ("put 4 KiB, sequential", "put_seq_files_per_s", "files/s", "native_small_files_per_s",
-     "put_seq_ratio_native", "put_files_per_s", ("reference", 2.0)),
-    ("put 4 KiB, concurrent tasks", "put_concurrent_files_per_s", "files/s",
-     "native_small_files_per_s", "put_concurrent_ratio_native", "put_files_per_s",
-     ("reference", 2.0)),
-    ("puts() 4 KiB, batched", "puts_batched_files_per_s", "files/s",
-     "native_small_files_per_s", "puts_batched_ratio_native", "puts_files_per_s",
-     ("reference", 2.0)),
-    ("puts() 4 KiB, sustained (until files synced)", "puts_sustained_files_per_s", "files/s",
-     "native_small_files_per_s", "puts_sustained_ratio_native", "puts_files_per_s", None),
-    ("put of existing (dedup)", "put_existing_files_per_s", "files/s", None, None,
-     "put_existing_files_per_s", None),
-    ("get whole", "get_MiBps", "MiB/s", "native_read_1MiB_MiBps", "get_ratio_plain_read",
-     "get_MiBps", ("ceiling", 0.7)),
-    ("ranged get 4 KiB", "range_get_ops", "ops/s", "native_pread_ops", "range_ratio_pread",
-     "range_get_ops", ("reference", 20.0)),
-    ("  ceiling 2: open+pread+close", "native_open_pread_close_ops", "ops/s", None, None,
-     None, None),
-    ("hashes(0)", "hashes_rows_per_s", "rows/s", "native_lmdb_cursor_rows_per_s",
-     "hashes_ratio_lmdb_cursor", "hashes_rows_per_s", None),
-    ("has()", "has_ops", "ops/s", "native_lmdb_get_ops", "has_ratio_lmdb_get", "has_ops",
-     None),
-    ("wants() (10,000 hashes)", "wants_hashes_per_s", "hashes/s", None, None,
-     "wants_hashes_per_s", None),
+ROWS: list[tuple[str, str, str, str | None, str | None, str | None, tuple[str, float] | None]] = [
+    (
+        "upload (Upload.write + save)",
+        "upload_MiBps",
+        "MiB/s",
+        "native_sha256_MiBps",
+        "upload_ratio_sha256",
+        "upload_MiBps",
+        ("ceiling", 0.8),
+    ),
+    (
+        "  ceiling 2: write+sha256+fsync",
+        "native_write_sha256_fsync_MiBps",
+        "MiB/s",
+        None,
+        None,
+        None,
+        None,
+    ),
+    (
+        "put 4 KiB, sequential",
+        "put_seq_files_per_s",
+        "files/s",
+        "native_small_files_per_s",
+        "put_seq_ratio_native",
+        "put_files_per_s",
+        ("reference", 2.0),
+    ),
+    (
+        "put 4 KiB, concurrent tasks",
+        "put_concurrent_files_per_s",
+        "files/s",
+        "native_small_files_per_s",
+        "put_concurrent_ratio_native",
+        "put_files_per_s",
+        ("reference", 2.0),
+    ),
+    (
+        "puts() 4 KiB, batched",
+        "puts_batched_files_per_s",
+        "files/s",
+        "native_small_files_per_s",
+        "puts_batched_ratio_native",
+        "puts_files_per_s",
+        ("reference", 2.0),
+    ),
+    (
+        "puts() 4 KiB, sustained (until files synced)",
+        "puts_sustained_files_per_s",
+        "files/s",
+        "native_small_files_per_s",
+        "puts_sustained_ratio_native",
+        "puts_files_per_s",
+        None,
+    ),
+    (
+        "put of existing (dedup)",
+        "put_existing_files_per_s",
+        "files/s",
+        None,
+        None,
+        "put_existing_files_per_s",
+        None,
+    ),
+    (
+        "get whole",
+        "get_MiBps",
+        "MiB/s",
+        "native_read_1MiB_MiBps",
+        "get_ratio_plain_read",
+        "get_MiBps",
+        ("ceiling", 0.7),
+    ),
+    (
+        "ranged get 4 KiB",
+        "range_get_ops",
+        "ops/s",
+        "native_pread_ops",
+        "range_ratio_pread",
+        "range_get_ops",
+        ("reference", 20.0),
+    ),
+    (
+        "  ceiling 2: open+pread+close",
+        "native_open_pread_close_ops",
+        "ops/s",
+        None,
+        None,
+        None,
+        None,
+    ),
+    (
+        "hashes(0)",
+        "hashes_rows_per_s",
+        "rows/s",
+        "native_lmdb_cursor_rows_per_s",
+        "hashes_ratio_lmdb_cursor",
+        "hashes_rows_per_s",
+        None,
+    ),
+    ("has()", "has_ops", "ops/s", "native_lmdb_get_ops", "has_ratio_lmdb_get", "has_ops", None),
+    (
+        "wants() (10,000 hashes)",
+        "wants_hashes_per_s",
+        "hashes/s",
+        None,
+        None,
+        "wants_hashes_per_s",
+        None,
+    ),
 ]
 
 
@@ -439,8 +530,11 @@ def load_reference(paths: list[str] | None) -> dict[str, Any]:
     if not paths:
         return {}
     each = [_load_reference_one(p) for p in paths]
-    ref: dict[str, Any] = {"synapse_version": each[0]["synapse_version"],
-                           "params": each[0]["params"], "files": paths}
+    ref: dict[str, Any] = {
+        "synapse_version": each[0]["synapse_version"],
+        "params": each[0]["params"],
+        "files": paths,
+    }
     for key in each[0]:
         values = [r[key] for r in each if isinstance(r.get(key), (int, float))]
         if values and key not in ref:
@@ -453,8 +547,10 @@ def _load_reference_one(path: str) -> dict[str, Any]:
     with open(path) as f:
         doc = json.load(f)
     local = doc["results"]["local"]
-    ref: dict[str, Any] = {"synapse_version": doc.get("synapse_version"),
-                           "params": doc.get("params")}
+    ref: dict[str, Any] = {
+        "synapse_version": doc.get("synapse_version"),
+        "params": doc.get("params"),
+    }
     pick: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
         ("put_files_per_s", lambda r: r["a_put_small"]["files_per_s"]),
         ("put_existing_files_per_s", lambda r: r["a2_put_existing"]["files_per_s"]),
@@ -482,15 +578,18 @@ def fmt(value: float | None, ratio: bool = False) -> str:
 
 def summarise(runs: list[dict[str, Any]], ref: dict[str, Any]) -> dict[str, Any]:
     keys = {k for r in runs for k, v in r.items() if isinstance(v, (int, float))}
-    med = {k: statistics.median([r[k] for r in runs if r.get(k) is not None])
-           for k in sorted(keys)}
+    med = {k: statistics.median([r[k] for r in runs if r.get(k) is not None]) for k in sorted(keys)}
     spread = {k: [r.get(k) for r in runs] for k in sorted(keys)}
     table = []
     for label, key, unit, ceil_key, ratio_key, ref_key, target in ROWS:
         if key not in med:
             continue
-        row: dict[str, Any] = {"figure": label, "unit": unit, "axonfs": med[key],
-                               "runs": spread[key]}
+        row: dict[str, Any] = {
+            "figure": label,
+            "unit": unit,
+            "axonfs": med[key],
+            "runs": spread[key],
+        }
         if ceil_key:
             row["ceiling"] = med.get(ceil_key)
             row["ratio_ceiling"] = med.get(ratio_key) if ratio_key else None
@@ -507,26 +606,33 @@ def summarise(runs: list[dict[str, Any]], ref: dict[str, Any]) -> dict[str, Any]
 
 
 def print_table(summary: dict[str, Any], nruns: int) -> None:
-    head = ("figure", "unit", "axonfs", "ceiling", "x ceil", "reference", "x ref", "target",
-            "met")
+    head = ("figure", "unit", "axonfs", "ceiling", "x ceil", "reference", "x ref", "target", "met")
     lines = [head]
     for row in summary["table"]:
         met = row.get("met")
-        lines.append((
-            row["figure"], row["unit"], fmt(row["axonfs"]), fmt(row.get("ceiling")),
-            fmt(row.get("ratio_ceiling"), True), fmt(row.get("reference")),
-            fmt(row.get("ratio_reference"), True), row.get("target", ""),
-            "" if "target" not in row else ("?" if met is None else ("yes" if met else "NO")),
-        ))
+        lines.append(
+            (
+                row["figure"],
+                row["unit"],
+                fmt(row["axonfs"]),
+                fmt(row.get("ceiling")),
+                fmt(row.get("ratio_ceiling"), True),
+                fmt(row.get("reference")),
+                fmt(row.get("ratio_reference"), True),
+                row.get("target", ""),
+                "" if "target" not in row else ("?" if met is None else ("yes" if met else "NO")),
+            )
+        )
     interval = summary["params"].get("sync_interval") or 0
     mode = f"sync interval {interval} ms" if interval else "every call durable"
-    print(f"axonfs storage core ({mode}), median of {nruns} run(s); "
-          "rates in MiB/s or per second")
+    print(f"axonfs storage core ({mode}), median of {nruns} run(s); rates in MiB/s or per second")
     print_columns(lines)
     med = summary["median"]
     if "upload_save_phase_s" in med:
-        print(f"upload: write phase {med['upload_write_phase_s']:.2f} s, "
-              f"save phase {med['upload_save_phase_s']:.2f} s")
+        print(
+            f"upload: write phase {med['upload_write_phase_s']:.2f} s, "
+            f"save phase {med['upload_save_phase_s']:.2f} s"
+        )
     if "put_concurrent_commits" in med:
         print(f"concurrent puts: {med['put_concurrent_commits']:.0f} group commits")
 
@@ -536,8 +642,12 @@ def print_columns(lines: Sequence[tuple[str, ...]]) -> None:
     first row as a header underlined with dashes."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for i, line in enumerate(lines):
-        print("  ".join(cell.ljust(w) if j < 2 else cell.rjust(w)
-                        for j, (cell, w) in enumerate(zip(line, widths, strict=True))))
+        print(
+            "  ".join(
+                cell.ljust(w) if j < 2 else cell.rjust(w)
+                for j, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
         if i == 0:
             print("  ".join("-" * w for w in widths))
 
@@ -554,8 +664,11 @@ def machine_load() -> dict[str, str]:
 
 
 def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
-                            "cpu_count": os.cpu_count()}
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -597,41 +710,66 @@ async def main(args: argparse.Namespace) -> int:
     summary["params"] = {"sync_interval": args.sync_interval}
     print_table(summary, len(runs))
     if args.json:
-        doc = {"machine": machine_info(), "params": vars(args), "runs": runs,
-               "reference": ref, **summary}
+        doc = {
+            "machine": machine_info(),
+            "params": vars(args),
+            "runs": runs,
+            "reference": ref,
+            **summary,
+        }
         await trio.Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
         log(f"wrote {args.json}")
     return 0
 
 
 def get_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--big-mib", type=int, default=1024, help="big upload/get size (1024)")
     p.add_argument("--chunk-mib", type=int, default=8, help="Upload.write piece size (8)")
     p.add_argument("--small-count", type=int, default=10_000, help="small blobs per put mode")
     p.add_argument("--small-size", type=int, default=4096, help="bytes per small blob (4096)")
     p.add_argument("--concurrency", type=int, default=16, help="tasks for concurrent put (16)")
     p.add_argument("--batch", type=int, default=100, help="blobs per puts() call (100)")
-    p.add_argument("--sustained-count", type=int, default=50_000,
-                   help="blobs for the sustained puts() figure, timed until every file is "
-                        "written (50,000; 0 skips it)")
+    p.add_argument(
+        "--sustained-count",
+        type=int,
+        default=50_000,
+        help="blobs for the sustained puts() figure, timed until every file is "
+        "written (50,000; 0 skips it)",
+    )
     p.add_argument("--reput-count", type=int, default=1000, help="re-puts of existing blobs")
     p.add_argument("--range-reads", type=int, default=20_000, help="random ranged gets")
     p.add_argument("--range-size", type=int, default=4096, help="bytes per ranged get")
     p.add_argument("--has-ops", type=int, default=100_000, help="has() calls")
-    p.add_argument("--get-reps", type=int, default=2,
-                   help="whole-get repetitions per run, interleaved with the plain read; best "
-                        "of each is kept (2)")
-    p.add_argument("--sync-interval", type=int, default=0, metavar="MS",
-                   help="open the store with this sync interval (0: every call durable when "
-                        "it returns, the default)")
+    p.add_argument(
+        "--get-reps",
+        type=int,
+        default=2,
+        help="whole-get repetitions per run, interleaved with the plain read; best "
+        "of each is kept (2)",
+    )
+    p.add_argument(
+        "--sync-interval",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="open the store with this sync interval (0: every call durable when "
+        "it returns, the default)",
+    )
     p.add_argument("--runs", type=int, default=1, help="repeat the suite; report medians")
-    p.add_argument("--only", default=",".join(ALL_PARTS),
-                   help=f"comma-separated subset of {','.join(ALL_PARTS)}")
-    p.add_argument("--reference", action="append",
-                   help="JSON output of synapse_axon_bench.py, for ratios (repeat the flag "
-                        "for several runs: their median is used)")
+    p.add_argument(
+        "--only",
+        default=",".join(ALL_PARTS),
+        help=f"comma-separated subset of {','.join(ALL_PARTS)}",
+    )
+    p.add_argument(
+        "--reference",
+        action="append",
+        help="JSON output of synapse_axon_bench.py, for ratios (repeat the flag "
+        "for several runs: their median is used)",
+    )
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--dir", help="parent of the temporary directory (default $TMPDIR or /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")

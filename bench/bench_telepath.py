@@ -65,14 +65,22 @@ def server(kind: str, workdir: Path) -> Iterator[str]:
     log = (workdir / f"{kind}.log").open("wb")
     if kind == "axonfs":
         store = workdir / "store"
-        command = [sys.executable, "-m", "axonfs", "serve", "--store", str(store),
-                   "--foreground"]
+        command = [sys.executable, "-m", "axonfs", "serve", "--store", str(store), "--foreground"]
         path, url = store / "run" / "telepath.sock", f"unix://{store}/run/telepath.sock"
     else:
         dirn = workdir / "axon"
-        command = [str(synapse_python()), "-m", "synapse.servers.axon", "--https", "0",
-                   "--telepath", "tcp://127.0.0.1:0", "--health-sysctl-checks", "false",
-                   str(dirn)]
+        command = [
+            str(synapse_python()),
+            "-m",
+            "synapse.servers.axon",
+            "--https",
+            "0",
+            "--telepath",
+            "tcp://127.0.0.1:0",
+            "--health-sysctl-checks",
+            "false",
+            str(dirn),
+        ]
         path, url = dirn / "sock", f"cell://{dirn}"
     process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     try:
@@ -90,17 +98,32 @@ def server(kind: str, workdir: Path) -> Iterator[str]:
 
 def measure(url: str, args: argparse.Namespace) -> dict[str, float]:
     done = subprocess.run(
-        [str(synapse_python()), str(CLIENT), url, "--small-count", str(args.small_count),
-         "--big-mib", str(args.big_mib), "--chunk-mib", str(args.chunk_mib),
-         "--has-ops", str(args.has_ops)], capture_output=True, text=True, timeout=1800)
+        [
+            str(synapse_python()),
+            str(CLIENT),
+            url,
+            "--small-count",
+            str(args.small_count),
+            "--big-mib",
+            str(args.big_mib),
+            "--chunk-mib",
+            str(args.chunk_mib),
+            "--has-ops",
+            str(args.has_ops),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"client failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--small-count", type=int, default=1000)
     parser.add_argument("--big-mib", type=int, default=256)
@@ -119,16 +142,26 @@ def main() -> None:
                     print(f"run {run + 1} {kind}: {figures[kind][-1]}", file=sys.stderr)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
-    medians = {kind: {name: statistics.median(run[name] for run in runs)
-                      for name in runs[0]} for kind, runs in figures.items()}
+    medians = {
+        kind: {name: statistics.median(run[name] for run in runs) for name in runs[0]}
+        for kind, runs in figures.items()
+    }
     print("| figure | axonfs | Synapse Axon | ratio |")
     print("|---|---|---|---|")
     for name, value in medians["axonfs"].items():
         reference = medians["reference"][name]
         print(f"| {name} | {value:,.0f} | {reference:,.0f} | {value / reference:.2f}x |")
     if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
-                                         "runs": figures, "medians": medians}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": vars(args) | {"json": str(args.json)},
+                    "runs": figures,
+                    "medians": medians,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

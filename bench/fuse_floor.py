@@ -51,8 +51,9 @@ class Nothing(pyfuse3.Operations):
         self._modes[inode] = mode
         return self._attrs(inode)
 
-    async def lookup(self, parent_inode: int, name: bytes,
-                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         inode = self._names.get((parent_inode, name))
         if inode is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
@@ -61,27 +62,32 @@ class Nothing(pyfuse3.Operations):
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         return self._attrs(inode)
 
-    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
-                      fields: pyfuse3.SetattrFields, fh: int | None,
-                      ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
         if fields.update_mode:
             self._modes[inode] = stat.S_IFMT(self._modes[inode]) | stat.S_IMODE(attr.st_mode)
         if fields.update_size:
             self._sizes[inode] = attr.st_size
         return self._attrs(inode)
 
-    async def mkdir(self, parent_inode: int, name: bytes, mode: int,
-                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         return self._new(parent_inode, name, stat.S_IFDIR | stat.S_IMODE(mode))
 
-    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
-                     ctx: pyfuse3.RequestContext) -> tuple[pyfuse3.FileInfo,
-                                                          pyfuse3.EntryAttributes]:
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         attrs = self._new(parent_inode, name, stat.S_IFREG | stat.S_IMODE(mode))
         return pyfuse3.FileInfo(fh=attrs.st_ino), attrs
 
-    async def open(self, inode: int, flags: int,
-                   ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         return pyfuse3.FileInfo(fh=inode)
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:

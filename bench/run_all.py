@@ -46,11 +46,15 @@ SIZES = {
     "socket": (["--small-count", "10000"], ["--big-mib", "128", "--small-count", "1000"]),
     # moto accepts ~300 PUTs/s: creating 100,000 objects for recover alone takes
     # five minutes, so run_all recovers 20,000 (bench_s3.py's default is 100,000).
-    "s3": (["--recover-count", "20000"],
-           ["--big-mib", "64", "--small-count", "200", "--recover-count", "2000"]),
+    "s3": (
+        ["--recover-count", "20000"],
+        ["--big-mib", "64", "--small-count", "200", "--recover-count", "2000"],
+    ),
 }
-REFERENCE_ARGS = {False: ["--small-count", "10000", "--big-mib", "1024"],
-                  True: ["--small-count", "1000", "--big-mib", "128"]}
+REFERENCE_ARGS = {
+    False: ["--small-count", "10000", "--big-mib", "1024"],
+    True: ["--small-count", "1000", "--big-mib", "128"],
+}
 
 # bench_mount.py reports flat keys; its targets are listed here.
 MOUNT_ROWS = [
@@ -76,8 +80,9 @@ def synapse_python() -> Path | None:
         subprocess.run([sys.executable, "-m", "venv", str(SYNAPSE_VENV)], check=True)
     check = subprocess.run([str(python), "-c", "import synapse"], capture_output=True)
     if check.returncode != 0:
-        done = subprocess.run([str(python), "-m", "pip", "install", "-q",
-                               f"synapse=={SYNAPSE_VERSION}"])
+        done = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"synapse=={SYNAPSE_VERSION}"]
+        )
         if done.returncode != 0:
             log("could not install synapse: running without the reference")
             return None
@@ -91,15 +96,30 @@ def run_reference(quick: bool) -> Path | None:
     out = RESULTS / "reference.json"
     log("reference Synapse Axon (local and Telepath)")
     with out.open("w") as sink:
-        done = subprocess.run([str(python), str(REFERENCE_BENCH), "--telepath", "all",
-                               "--puts-batch", "100", *REFERENCE_ARGS[quick]], stdout=sink)
+        done = subprocess.run(
+            [
+                str(python),
+                str(REFERENCE_BENCH),
+                "--telepath",
+                "all",
+                "--puts-batch",
+                "100",
+                *REFERENCE_ARGS[quick],
+            ],
+            stdout=sink,
+        )
     return out if done.returncode == 0 else None
 
 
 def run_bench(name: str, quick: bool, reference: Path | None) -> dict[str, Any] | None:
     out = RESULTS / f"{name}.json"
-    command = [sys.executable, str(HERE / f"bench_{name}.py"), "--json", str(out),
-               *SIZES[name][quick]]
+    command = [
+        sys.executable,
+        str(HERE / f"bench_{name}.py"),
+        "--json",
+        str(out),
+        *SIZES[name][quick],
+    ]
     if reference is not None and name in ("store", "socket"):
         command += ["--reference", str(reference)]
     log(" ".join(command[1:]))
@@ -145,9 +165,14 @@ def table_rows(name: str, doc: dict[str, Any]) -> list[tuple[str, str, str, str]
         met = row.get("met")
         if row["figure"].startswith(" ") and ratio_cell(row, name) == "-":
             continue  # an indented detail line of the benchmark's own table
-        rows.append((f"{name}: {row['figure'].strip()}", ratio_cell(row, name),
-                     row.get("target", ""),
-                     "" if met is None else ("yes" if met else "no")))
+        rows.append(
+            (
+                f"{name}: {row['figure'].strip()}",
+                ratio_cell(row, name),
+                row.get("target", ""),
+                "" if met is None else ("yes" if met else "no"),
+            )
+        )
     return rows
 
 
@@ -162,12 +187,17 @@ def load_saved(names: list[str]) -> dict[str, dict[str, Any] | None]:
 
 def render(results: dict[str, dict[str, Any] | None], quick: bool) -> str:
     stamps = [path.stat().st_mtime for path in RESULTS.glob("*.json")] or [time.time()]
-    lines = [BEGIN, "",
-             f"Measured by `bench/run_all.py{' --quick' if quick else ''}`, finished "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(max(stamps)))}. Each ratio "
-             "compares axonfs with the ceiling or the reference measured in the same run; "
-             "the sections below give each benchmark's figures, conditions and analysis.", "",
-             "| figure | ratio | target | met |", "|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "",
+        f"Measured by `bench/run_all.py{' --quick' if quick else ''}`, finished "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(max(stamps)))}. Each ratio "
+        "compares axonfs with the ceiling or the reference measured in the same run; "
+        "the sections below give each benchmark's figures, conditions and analysis.",
+        "",
+        "| figure | ratio | target | met |",
+        "|---|---|---|---|",
+    ]
     for name, doc in results.items():
         if doc is None:
             lines.append(f"| {name}: did not run or failed | - | - | - |")
@@ -182,25 +212,41 @@ def write_doc(block: str) -> None:
         head, rest = text.split(BEGIN, 1)
         text = head + block + rest.split(END, 1)[1]
     else:
-        text = text.rstrip() + "\n\n## Summary of every benchmark (bench/run_all.py)\n\n" + \
-            block + "\n"
+        text = (
+            text.rstrip()
+            + "\n\n## Summary of every benchmark (bench/run_all.py)\n\n"
+            + block
+            + "\n"
+        )
     DOC.write_text(text)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    parser.add_argument("--only", default=",".join(SIZES),
-                        help=f"comma-separated subset of {','.join(SIZES)}")
-    parser.add_argument("--no-reference", action="store_true",
-                        help="skip the reference Synapse Axon")
-    parser.add_argument("--no-doc", action="store_true",
-                        help="print the table instead of writing docs/PERFORMANCE.md")
-    parser.add_argument("--keep-reference", action="store_true",
-                        help="reuse bench/results/reference.json instead of measuring it again")
-    parser.add_argument("--render-only", action="store_true",
-                        help="measure nothing: rebuild the table from bench/results/*.json")
+    parser.add_argument(
+        "--only", default=",".join(SIZES), help=f"comma-separated subset of {','.join(SIZES)}"
+    )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the reference Synapse Axon"
+    )
+    parser.add_argument(
+        "--no-doc",
+        action="store_true",
+        help="print the table instead of writing docs/PERFORMANCE.md",
+    )
+    parser.add_argument(
+        "--keep-reference",
+        action="store_true",
+        help="reuse bench/results/reference.json instead of measuring it again",
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: rebuild the table from bench/results/*.json",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     names = [name for name in args.only.split(",") if name]
@@ -211,9 +257,13 @@ def main() -> int:
     results = load_saved(list(SIZES))
     if not args.render_only:
         saved_reference = RESULTS / "reference.json"
-        reference = (None if args.no_reference else run_reference(args.quick)
-                     if not (args.keep_reference and saved_reference.exists())
-                     else saved_reference)
+        reference = (
+            None
+            if args.no_reference
+            else run_reference(args.quick)
+            if not (args.keep_reference and saved_reference.exists())
+            else saved_reference
+        )
         results.update({name: run_bench(name, args.quick, reference) for name in names})
     block = render(results, args.quick)
     print(block)

@@ -55,8 +55,9 @@ async def main(opts: argparse.Namespace) -> None:
         seconds, _ = await timed(puts_concurrent())
         out["put 4 KiB, 64 concurrent, files/s"] = opts.small_count / seconds
 
-        batches = [[os.urandom(4096) for _ in range(100)]
-                   for _ in range(max(1, opts.small_count // 100))]
+        batches = [
+            [os.urandom(4096) for _ in range(100)] for _ in range(max(1, opts.small_count // 100))
+        ]
 
         async def puts_batched() -> None:
             for batch in batches:
@@ -66,8 +67,9 @@ async def main(opts: argparse.Namespace) -> None:
         out["puts 100 x 4 KiB, files/s"] = sum(map(len, batches)) / seconds
 
         present = [hashlib.sha256(blob).digest() for blob in smalls]
-        probes = [present[i % len(present)] if i % 2 else os.urandom(32)
-                  for i in range(opts.has_ops)]
+        probes = [
+            present[i % len(present)] if i % 2 else os.urandom(32) for i in range(opts.has_ops)
+        ]
 
         async def has_all() -> None:
             for sha in probes:

@@ -67,7 +67,7 @@ class BytesReader(BlobReader):
         self.size = len(data)
 
     def read(self, offset: int, size: int) -> bytes:
-        return self.data[offset:offset + size]
+        return self.data[offset : offset + size]
 
     def read_cached(self, offset: int, size: int) -> bytes:
         return self.read(offset, size)

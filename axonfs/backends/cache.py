@@ -136,8 +136,14 @@ class BlockCache:
 
     def stats(self) -> CacheStats:
         with self._lock:
-            return CacheStats(self._hits, self._misses, self._evictions, len(self._entries),
-                              self._bytes, self.capacity)
+            return CacheStats(
+                self._hits,
+                self._misses,
+                self._evictions,
+                len(self._entries),
+                self._bytes,
+                self.capacity,
+            )
 
     # -- internals -----------------------------------------------------------------
 
@@ -157,8 +163,13 @@ class BlockCache:
             log.warning("read cache: cannot read a block of %s: %s", key[0], exc)
             return None
         if len(data) != expected:
-            log.warning("read cache: block %d of %s has %d bytes, not %d; dropped",
-                        key[1], key[0], len(data), expected)
+            log.warning(
+                "read cache: block %d of %s has %d bytes, not %d; dropped",
+                key[1],
+                key[0],
+                len(data),
+                expected,
+            )
             self._forget(key)
             self._unlink([(key, blob_size)])
             return None
@@ -219,8 +230,9 @@ class BlockCache:
             self._loaded = True
         self._unlink(victims)
         if found:
-            log.info("read cache %s: %d blocks, %d bytes", self.root, len(self._entries),
-                     self._bytes)
+            log.info(
+                "read cache %s: %d blocks, %d bytes", self.root, len(self._entries), self._bytes
+            )
 
     def _scan(self) -> list[tuple[float, BlockKey, int, int]]:
         found: list[tuple[float, BlockKey, int, int]] = []

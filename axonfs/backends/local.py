@@ -150,8 +150,11 @@ class LocalBackend(BlobBackend):
             if sync:
                 self._dirty_dirs.add(target.parent)
         except OSError as exc:
-            raise BackendError(f"cannot store blob {sha256.hex()}: {exc.strerror}",
-                               sha256=sha256.hex(), errno=exc.errno) from exc
+            raise BackendError(
+                f"cannot store blob {sha256.hex()}: {exc.strerror}",
+                sha256=sha256.hex(),
+                errno=exc.errno,
+            ) from exc
 
     def flush(self) -> None:
         # Deepest first, so a new directory's entry is synced after its contents.
@@ -161,8 +164,7 @@ class LocalBackend(BlobBackend):
             for directory in dirs:
                 fsync_path(directory)
         except OSError as exc:
-            raise BackendError(f"cannot sync {directory}: {exc.strerror}",
-                               errno=exc.errno) from exc
+            raise BackendError(f"cannot sync {directory}: {exc.strerror}", errno=exc.errno) from exc
 
     def sync_blobs(self, sha256s: list[Sha256]) -> list[Sha256]:
         # One syncfs for the whole batch: it makes the files, their inodes and
@@ -200,11 +202,15 @@ class LocalBackend(BlobBackend):
         try:
             fd = os.open(self._name_of(sha256), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise BlobMissing(f"blob {sha256.hex()} is missing from {self.root}",
-                              sha256=sha256.hex()) from None
+            raise BlobMissing(
+                f"blob {sha256.hex()} is missing from {self.root}", sha256=sha256.hex()
+            ) from None
         except OSError as exc:
-            raise BackendError(f"cannot open blob {sha256.hex()}: {exc.strerror}",
-                               sha256=sha256.hex(), errno=exc.errno) from exc
+            raise BackendError(
+                f"cannot open blob {sha256.hex()}: {exc.strerror}",
+                sha256=sha256.hex(),
+                errno=exc.errno,
+            ) from exc
         return LocalReader(fd, os.fstat(fd).st_size)
 
     def delete(self, sha256: Sha256) -> bool:
@@ -224,8 +230,9 @@ class LocalBackend(BlobBackend):
         for top in _scandir_sorted(self.root):
             for entry in _scandir_sorted(top):
                 if is_sha256_hex(entry.name) and entry.name.startswith(top.name):
-                    yield Listing(Sha256(bytes.fromhex(entry.name)),
-                                  entry.stat(follow_symlinks=False).st_size)
+                    yield Listing(
+                        Sha256(bytes.fromhex(entry.name)), entry.stat(follow_symlinks=False).st_size
+                    )
                 else:
                     self.ignored += 1
 
@@ -242,8 +249,14 @@ class LocalBackend(BlobBackend):
 def _scandir_sorted(path: Path | os.DirEntry[str]) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as it:
-            return sorted((e for e in it if e.is_dir(follow_symlinks=False) or e.is_file(
-                follow_symlinks=False)), key=lambda e: e.name)
+            return sorted(
+                (
+                    e
+                    for e in it
+                    if e.is_dir(follow_symlinks=False) or e.is_file(follow_symlinks=False)
+                ),
+                key=lambda e: e.name,
+            )
     except NotADirectoryError:
         return []
     except OSError as exc:

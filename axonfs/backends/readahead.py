@@ -49,8 +49,14 @@ GetBlocks = Callable[[str, int, int, int, Deliver], None]
 class BlockFetcher:
     """Fetches blocks of blobs through the cache, each block at most once at a time."""
 
-    def __init__(self, cache: BlockCache, block_size: int, readahead_blocks: int,
-                 get_blocks: GetBlocks, pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        cache: BlockCache,
+        block_size: int,
+        readahead_blocks: int,
+        get_blocks: GetBlocks,
+        pool: ThreadPoolExecutor,
+    ) -> None:
         self.cache = cache
         self.block_size = block_size
         self.readahead_blocks = readahead_blocks
@@ -74,8 +80,9 @@ class BlockFetcher:
             return future.result()
         return self.block(sha_hex, index, blob_size)  # it just landed in the cache
 
-    def prefetch(self, sha_hex: str, first: int, count: int, blob_size: int
-                 ) -> dict[int, Future[bytes]]:
+    def prefetch(
+        self, sha_hex: str, first: int, count: int, blob_size: int
+    ) -> dict[int, Future[bytes]]:
         """Start fetching up to *count* blocks from *first* with one request.
 
         The span stops before the first block that is cached or already in
@@ -122,9 +129,13 @@ class BlockFetcher:
                     del self._inflight[(sha_hex, index)]
 
         try:
-            self._get_blocks(sha_hex, first * self.block_size,
-                             min(blob_size, (last + 1) * self.block_size), self.block_size,
-                             deliver)
+            self._get_blocks(
+                sha_hex,
+                first * self.block_size,
+                min(blob_size, (last + 1) * self.block_size),
+                self.block_size,
+                deliver,
+            )
         except BaseException as exc:
             for future in claimed.values():
                 if not future.done():
@@ -164,7 +175,7 @@ class BlockReader(BlobReader):
         skip = offset - first * self._block_size
         if skip == 0 and len(data) == end - offset:
             return data
-        return data[skip:skip + end - offset]
+        return data[skip : skip + end - offset]
 
     def _read_ahead(self, offset: int, end: int, first: int, last: int) -> None:
         """Start fetching what this read lacks (if several blocks) and, if it
@@ -201,8 +212,9 @@ class BlockReader(BlobReader):
             try:
                 return future.result()
             except BackendError:
-                log.debug("readahead of block %d of %s failed; fetching it again",
-                          index, self._sha_hex)
+                log.debug(
+                    "readahead of block %d of %s failed; fetching it again", index, self._sha_hex
+                )
         return self._fetcher.block(self._sha_hex, index, self.size)
 
     def close(self) -> None:

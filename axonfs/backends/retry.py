@@ -34,10 +34,18 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRANSIENT_HTTP_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-TRANSIENT_ERROR_CODES = frozenset({
-    "RequestTimeout", "RequestTimeTooSkewed", "SlowDown", "Throttling",
-    "ThrottlingException", "InternalError", "ServiceUnavailable", "OperationAborted",
-})
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +64,7 @@ class RetryPolicy:
 
     def delay(self, retry: int) -> float:
         """Return the sleep before retry number *retry* (0-based), with full jitter."""
-        return random.uniform(0.0, min(self.max_delay, self.base_delay * (2 ** retry)))
+        return random.uniform(0.0, min(self.max_delay, self.base_delay * (2**retry)))
 
 
 class TransientError(Exception):
@@ -65,9 +73,17 @@ class TransientError(Exception):
 
 def is_transient(exc: BaseException) -> bool:
     """True if *exc* is the kind of S3/HTTP failure that may pass when retried."""
-    if isinstance(exc, TransientError | BotoConnectionError | HTTPClientError
-                  | IncompleteReadError | ResponseStreamingError | Urllib3Error
-                  | ConnectionError | TimeoutError):
+    if isinstance(
+        exc,
+        TransientError
+        | BotoConnectionError
+        | HTTPClientError
+        | IncompleteReadError
+        | ResponseStreamingError
+        | Urllib3Error
+        | ConnectionError
+        | TimeoutError,
+    ):
         return True
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -76,8 +92,13 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-def call_with_retry(fn: Callable[[], T], *, policy: RetryPolicy, what: str,
-                    on_retry: Callable[[BaseException], None] | None = None) -> T:
+def call_with_retry(
+    fn: Callable[[], T],
+    *,
+    policy: RetryPolicy,
+    what: str,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> T:
     """Return ``fn()``, retrying it while it fails with a transient error.
 
     Args:
@@ -99,8 +120,14 @@ def call_with_retry(fn: Callable[[], T], *, policy: RetryPolicy, what: str,
                     log.warning("%s: giving up after %d attempts: %s", what, retry + 1, exc)
                 raise
             delay = policy.delay(retry)
-            log.info("%s: transient failure (%s), retry %d/%d in %.2fs",
-                     what, exc, retry + 1, policy.attempts - 1, delay)
+            log.info(
+                "%s: transient failure (%s), retry %d/%d in %.2fs",
+                what,
+                exc,
+                retry + 1,
+                policy.attempts - 1,
+                delay,
+            )
             if on_retry is not None:
                 on_retry(exc)
             time.sleep(delay)

@@ -183,8 +183,14 @@ class _Counters:
     def snapshot(self, cache: CacheStats) -> S3Stats:
         with self._lock:
             other = self._other
-            return S3Stats(dict(self._requests), other["retries"], other["failures"],
-                           other["bytes_sent"], other["bytes_received"], cache)
+            return S3Stats(
+                dict(self._requests),
+                other["retries"],
+                other["failures"],
+                other["bytes_sent"],
+                other["bytes_received"],
+                cache,
+            )
 
 
 class S3Backend(BlobBackend):
@@ -204,31 +210,35 @@ class S3Backend(BlobBackend):
         # dateutil, which is most of the CPU time of a listing (one per key)
         # and GIL-bound; keep them as the server's ISO 8601 text and parse
         # only the few used (_timestamp).
-        core.get_component("response_parser_factory").set_parser_defaults(
-            timestamp_parser=str)
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
         session = boto3.session.Session(botocore_session=core, region_name=config.region)
         self.region = session.region_name or "us-east-1"
         self.client: Any = session.client(
-            "s3", region_name=self.region, endpoint_url=config.endpoint_url,
+            "s3",
+            region_name=self.region,
+            endpoint_url=config.endpoint_url,
             config=botocore.config.Config(
                 max_pool_connections=config.max_connections,
-                connect_timeout=config.connect_timeout, read_timeout=config.read_timeout,
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.read_timeout,
                 retries={"total_max_attempts": 1},  # retry.py retries, with our policy
                 tcp_keepalive=True,
                 # S3-compatible servers vary in their support of the newer
                 # flexible checksums; Content-MD5 (sent below) works everywhere.
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
-                s3={"addressing_style": "path" if config.endpoint_url else "auto"}))
+                s3={"addressing_style": "path" if config.endpoint_url else "auto"},
+            ),
+        )
         self.cache = BlockCache(cache_dir, config.cache_size, config.block_size)
         self._slots = threading.BoundedSemaphore(config.max_connections)
         self._pool = ThreadPoolExecutor(config.max_connections, thread_name_prefix="s3")
         # A pool of its own: a batch's uploads must not wait behind the reads
         # and part uploads they would otherwise share threads with.
-        self._batch_pool = ThreadPoolExecutor(config.max_connections,
-                                              thread_name_prefix="s3-batch")
-        self.fetcher = BlockFetcher(self.cache, config.block_size, config.readahead_blocks,
-                                    self._get_blocks, self._pool)
+        self._batch_pool = ThreadPoolExecutor(config.max_connections, thread_name_prefix="s3-batch")
+        self.fetcher = BlockFetcher(
+            self.cache, config.block_size, config.readahead_blocks, self._get_blocks, self._pool
+        )
         self._counters = _Counters()
         self._lock = threading.Lock()  # guards the small dicts below; never held for I/O
         self._ready_lock = threading.Lock()
@@ -248,14 +258,19 @@ class S3Backend(BlobBackend):
             BlobMissing: the object (or the upload) does not exist.
             BackendError: anything else, once retries are exhausted.
         """
+
         def attempt() -> T:
             self._counters.request(kind)
             with self._slots:
                 return fn()
 
         try:
-            return call_with_retry(attempt, policy=self.config.retry, what=what,
-                                   on_retry=lambda exc: self._counters.add("retries"))
+            return call_with_retry(
+                attempt,
+                policy=self.config.retry,
+                what=what,
+                on_retry=lambda exc: self._counters.add("retries"),
+            )
         except AxonError:
             raise
         except ClientError as exc:
@@ -265,8 +280,9 @@ class S3Backend(BlobBackend):
                 raise BlobMissing(f"{what}: not found", code_s3=code) from None
             self._counters.add("failures")
             log.error("%s failed: %s", what, exc)
-            raise BackendError(f"{what} failed: {error.get('Message') or code}",
-                               code_s3=code) from exc
+            raise BackendError(
+                f"{what} failed: {error.get('Message') or code}", code_s3=code
+            ) from exc
         except Exception as exc:
             self._counters.add("failures")
             log.error("%s failed: %s", what, exc)
@@ -281,8 +297,11 @@ class S3Backend(BlobBackend):
                 return
             bucket = self.config.bucket
             try:
-                self._call("head_bucket", f"checking bucket {bucket}",
-                           lambda: self.client.head_bucket(Bucket=bucket))
+                self._call(
+                    "head_bucket",
+                    f"checking bucket {bucket}",
+                    lambda: self.client.head_bucket(Bucket=bucket),
+                )
             except BlobMissing:
                 self._create_bucket()
             self._ready_done = True
@@ -295,8 +314,11 @@ class S3Backend(BlobBackend):
             args["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         log.info("creating S3 bucket %s", bucket)
         try:
-            self._call("create_bucket", f"creating bucket {bucket}",
-                       lambda: self.client.create_bucket(**args))
+            self._call(
+                "create_bucket",
+                f"creating bucket {bucket}",
+                lambda: self.client.create_bucket(**args),
+            )
         except BackendError as exc:
             code = exc.fields.get("code_s3")
             if code == "InvalidLocationConstraint":
@@ -305,7 +327,8 @@ class S3Backend(BlobBackend):
                     f"creating bucket {bucket} failed: the server has no region "
                     f"{self.region!r} (on Ceph RGW the region is the zonegroup's name); "
                     "leave the region unset or create the bucket beforehand",
-                    code_s3=code) from None
+                    code_s3=code,
+                ) from None
             if code not in ("BucketAlreadyOwnedByYou",):
                 raise
 
@@ -321,16 +344,18 @@ class S3Backend(BlobBackend):
         try:
             size = path.stat().st_size
         except OSError as exc:
-            raise BackendError(f"cannot read spool of {sha256.hex()}: {exc.strerror}",
-                               sha256=sha256.hex()) from exc
+            raise BackendError(
+                f"cannot read spool of {sha256.hex()}: {exc.strerror}", sha256=sha256.hex()
+            ) from exc
         key = self.key_of(sha256)
         started = time.monotonic()
         if size <= self.config.part_size:
             self._put_single(key, path, f"upload of blob {sha256.hex()}")
         else:
             self._put_multipart(key, path, size, f"upload of blob {sha256.hex()}")
-        log.debug("stored blob %s (%d bytes) in %.3fs", sha256.hex(), size,
-                  time.monotonic() - started)
+        log.debug(
+            "stored blob %s (%d bytes) in %.3fs", sha256.hex(), size, time.monotonic() - started
+        )
         self._remember_size(sha256.hex(), size)
         path.unlink(missing_ok=True)
 
@@ -340,8 +365,9 @@ class S3Backend(BlobBackend):
         A commit batch of small files then costs about one round trip per
         ``max_connections`` blobs instead of one per blob.
         """
-        small = [i for i, (_, path) in enumerate(items) if _size_or_zero(path)
-                 <= self.config.part_size]
+        small = [
+            i for i, (_, path) in enumerate(items) if _size_or_zero(path) <= self.config.part_size
+        ]
         errors: list[AxonError | None] = [None] * len(items)
 
         def put(i: int) -> None:
@@ -360,8 +386,13 @@ class S3Backend(BlobBackend):
     def _put_single(self, key: str, path: Path, what: str) -> None:
         data = path.read_bytes()
         md5 = _content_md5(data)
-        self._call("put_object", what, lambda: self.client.put_object(
-            Bucket=self.config.bucket, Key=key, Body=data, ContentMD5=md5))
+        self._call(
+            "put_object",
+            what,
+            lambda: self.client.put_object(
+                Bucket=self.config.bucket, Key=key, Body=data, ContentMD5=md5
+            ),
+        )
         self._counters.add("bytes_sent", len(data))
 
     def _put_multipart(self, key: str, path: Path, size: int, what: str) -> None:
@@ -371,8 +402,10 @@ class S3Backend(BlobBackend):
         part_size = max(self.config.part_size, -(-size // MAX_PARTS))
         bucket = self.config.bucket
         upload_id: str = self._call(
-            "create_multipart_upload", what,
-            lambda: self.client.create_multipart_upload(Bucket=bucket, Key=key))["UploadId"]
+            "create_multipart_upload",
+            what,
+            lambda: self.client.create_multipart_upload(Bucket=bucket, Key=key),
+        )["UploadId"]
         try:
             parts = self._upload_parts(key, upload_id, path, part_size, what)
             self._complete(key, upload_id, parts, size, what)
@@ -380,8 +413,9 @@ class S3Backend(BlobBackend):
             self._abort(key, upload_id)
             raise
 
-    def _upload_parts(self, key: str, upload_id: str, path: Path, part_size: int,
-                      what: str) -> list[dict[str, Any]]:
+    def _upload_parts(
+        self, key: str, upload_id: str, path: Path, part_size: int, what: str
+    ) -> list[dict[str, Any]]:
         """Send the parts, at most ``upload_parallelism`` in flight (and in memory)."""
         pending: set[Future[dict[str, Any]]] = set()
         parts: list[dict[str, Any]] = []
@@ -390,8 +424,9 @@ class S3Backend(BlobBackend):
                 number = 0
                 while data := file.read(part_size):
                     number += 1
-                    pending.add(self._pool.submit(self._upload_part, key, upload_id,
-                                                  number, data, what))
+                    pending.add(
+                        self._pool.submit(self._upload_part, key, upload_id, number, data, what)
+                    )
                     del data
                     if len(pending) >= self.config.upload_parallelism:
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -405,23 +440,39 @@ class S3Backend(BlobBackend):
             wait(pending)
         return sorted(parts, key=lambda part: int(part["PartNumber"]))
 
-    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes,
-                     what: str) -> dict[str, Any]:
+    def _upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes, what: str
+    ) -> dict[str, Any]:
         md5 = _content_md5(data)
-        response = self._call("upload_part", f"{what} (part {number})",
-                              lambda: self.client.upload_part(
-                                  Bucket=self.config.bucket, Key=key, UploadId=upload_id,
-                                  PartNumber=number, Body=data, ContentMD5=md5))
+        response = self._call(
+            "upload_part",
+            f"{what} (part {number})",
+            lambda: self.client.upload_part(
+                Bucket=self.config.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentMD5=md5,
+            ),
+        )
         self._counters.add("bytes_sent", len(data))
         return {"PartNumber": number, "ETag": response["ETag"]}
 
-    def _complete(self, key: str, upload_id: str, parts: list[dict[str, Any]], size: int,
-                  what: str) -> None:
+    def _complete(
+        self, key: str, upload_id: str, parts: list[dict[str, Any]], size: int, what: str
+    ) -> None:
         try:
-            self._call("complete_multipart_upload", what,
-                       lambda: self.client.complete_multipart_upload(
-                           Bucket=self.config.bucket, Key=key, UploadId=upload_id,
-                           MultipartUpload={"Parts": parts}))
+            self._call(
+                "complete_multipart_upload",
+                what,
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.config.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                ),
+            )
         except BlobMissing:
             # A retry after a lost response finds the upload already completed.
             if self._object_size(key, what) != size:
@@ -430,9 +481,13 @@ class S3Backend(BlobBackend):
     def _abort(self, key: str, upload_id: str) -> None:
         """Abort an upload, or remember it for later if the server is away."""
         try:
-            self._call("abort_multipart_upload", f"aborting upload of {key}",
-                       lambda: self.client.abort_multipart_upload(
-                           Bucket=self.config.bucket, Key=key, UploadId=upload_id))
+            self._call(
+                "abort_multipart_upload",
+                f"aborting upload of {key}",
+                lambda: self.client.abort_multipart_upload(
+                    Bucket=self.config.bucket, Key=key, UploadId=upload_id
+                ),
+            )
             log.info("aborted the multipart upload of %s", key)
         except BlobMissing:
             pass
@@ -459,9 +514,11 @@ class S3Backend(BlobBackend):
         """
         bucket, cutoff, aborted = self.config.bucket, time.time() - older_than, 0
         try:
-            response = self._call("list_multipart_uploads", "listing multipart uploads",
-                                  lambda: self.client.list_multipart_uploads(
-                                      Bucket=bucket, Prefix=self.prefix))
+            response = self._call(
+                "list_multipart_uploads",
+                "listing multipart uploads",
+                lambda: self.client.list_multipart_uploads(Bucket=bucket, Prefix=self.prefix),
+            )
         except AxonError as exc:
             log.warning("cannot list stale multipart uploads: %s", exc)
             return 0
@@ -484,16 +541,20 @@ class S3Backend(BlobBackend):
         if size is None:
             size = self._object_size(self.key_of(sha256), f"reading blob {sha_hex}")
             if size is None:
-                raise BlobMissing(f"blob {sha_hex} is missing from bucket "
-                                  f"{self.config.bucket}", sha256=sha_hex)
+                raise BlobMissing(
+                    f"blob {sha_hex} is missing from bucket {self.config.bucket}", sha256=sha_hex
+                )
             self._remember_size(sha_hex, size)
         return BlockReader(self.fetcher, sha_hex, size)
 
     def _object_size(self, key: str, what: str) -> int | None:
         """HEAD *key*: its size, or None if absent."""
         try:
-            response = self._call("head_object", what, lambda: self.client.head_object(
-                Bucket=self.config.bucket, Key=key))
+            response = self._call(
+                "head_object",
+                what,
+                lambda: self.client.head_object(Bucket=self.config.bucket, Key=key),
+            )
         except BlobMissing:
             return None
         return int(response["ContentLength"])
@@ -512,8 +573,9 @@ class S3Backend(BlobBackend):
             if len(self._sizes) > SIZE_MEMO_ENTRIES:
                 self._sizes.popitem(last=False)
 
-    def _get_blocks(self, sha_hex: str, start: int, end: int, block_size: int,
-                    deliver: Deliver) -> None:
+    def _get_blocks(
+        self, sha_hex: str, start: int, end: int, block_size: int, deliver: Deliver
+    ) -> None:
         """One ranged GET of ``[start, end)``, its blocks handed to *deliver* as
         they arrive; a broken or short stream is resumed (retried) from the
         first block not yet delivered."""
@@ -521,9 +583,11 @@ class S3Backend(BlobBackend):
 
         def get() -> None:
             nonlocal position
-            response = self.client.get_object(Bucket=self.config.bucket,
-                                              Key=self.prefix + sha_hex,
-                                              Range=f"bytes={position}-{end - 1}")
+            response = self.client.get_object(
+                Bucket=self.config.bucket,
+                Key=self.prefix + sha_hex,
+                Range=f"bytes={position}-{end - 1}",
+            )
             with response["Body"] as body:
                 while position < end:
                     want = min(block_size, end - position)
@@ -537,8 +601,9 @@ class S3Backend(BlobBackend):
         try:
             self._call("get_object", f"reading blob {sha_hex} at {start}", get)
         except BlobMissing:
-            raise BlobMissing(f"blob {sha_hex} is missing from bucket {self.config.bucket}",
-                              sha256=sha_hex) from None
+            raise BlobMissing(
+                f"blob {sha_hex} is missing from bucket {self.config.bucket}", sha256=sha_hex
+            ) from None
 
     # -- the rest of the interface -------------------------------------------------
 
@@ -550,8 +615,11 @@ class S3Backend(BlobBackend):
         sha_hex, key = sha256.hex(), self.key_of(sha256)
         existed = self.exists(sha256)
         if existed:
-            self._call("delete_object", f"deleting blob {sha_hex}",
-                       lambda: self.client.delete_object(Bucket=self.config.bucket, Key=key))
+            self._call(
+                "delete_object",
+                f"deleting blob {sha_hex}",
+                lambda: self.client.delete_object(Bucket=self.config.bucket, Key=key),
+            )
         with self._lock:
             self._sizes.pop(sha_hex, None)
         self.cache.discard(sha_hex)
@@ -561,8 +629,10 @@ class S3Backend(BlobBackend):
         """Yield every blob under the prefix, listing 16 key ranges in parallel."""
         self._ready()
         self.ignored = 0
-        futures = [self._pool.submit(self._list_range, start_after, stop_at)
-                   for start_after, stop_at in self._ranges()]
+        futures = [
+            self._pool.submit(self._list_range, start_after, stop_at)
+            for start_after, stop_at in self._ranges()
+        ]
         try:
             for future in as_completed(futures):
                 found, ignored = future.result()
@@ -584,25 +654,34 @@ class S3Backend(BlobBackend):
         """
         bounds = [self.prefix + digit for digit in HEX_DIGITS]
         return tuple(
-            (None if i == 0 else low[:-1] + chr(ord(low[-1]) - 1) + "\U0010ffff",
-             bounds[i + 1] if i + 1 < len(bounds) else None)
-            for i, low in enumerate(bounds))
+            (
+                None if i == 0 else low[:-1] + chr(ord(low[-1]) - 1) + "\U0010ffff",
+                bounds[i + 1] if i + 1 < len(bounds) else None,
+            )
+            for i, low in enumerate(bounds)
+        )
 
     def _list_range(self, start_after: str | None, stop_at: str | None) -> RangeListing:
-        args: dict[str, Any] = {"Bucket": self.config.bucket, "Prefix": self.prefix,
-                                "MaxKeys": self.config.list_page_size}
+        args: dict[str, Any] = {
+            "Bucket": self.config.bucket,
+            "Prefix": self.prefix,
+            "MaxKeys": self.config.list_page_size,
+        }
         if start_after is not None:
             args["StartAfter"] = start_after
         found: list[Listing] = []
         ignored = 0
         while True:
-            response = self._call("list_objects_v2", f"listing bucket {self.config.bucket}",
-                                  lambda: self.client.list_objects_v2(**args))
+            response = self._call(
+                "list_objects_v2",
+                f"listing bucket {self.config.bucket}",
+                lambda: self.client.list_objects_v2(**args),
+            )
             for item in response.get("Contents", []):
                 key: str = item["Key"]
                 if stop_at is not None and key >= stop_at:
                     return found, ignored
-                name = key[len(self.prefix):]
+                name = key[len(self.prefix) :]
                 if is_sha256_hex(name):
                     found.append(Listing(Sha256(bytes.fromhex(name)), int(item["Size"])))
                 elif not name.startswith(CHANGES_DIR):
@@ -617,8 +696,13 @@ class S3Backend(BlobBackend):
         """Store *data* as ``<prefix><name>`` in one PUT (durable when it returns)."""
         self._ready()
         md5 = _content_md5(data)
-        self._call("put_object", f"writing {name}", lambda: self.client.put_object(
-            Bucket=self.config.bucket, Key=self.prefix + name, Body=data, ContentMD5=md5))
+        self._call(
+            "put_object",
+            f"writing {name}",
+            lambda: self.client.put_object(
+                Bucket=self.config.bucket, Key=self.prefix + name, Body=data, ContentMD5=md5
+            ),
+        )
         self._counters.add("bytes_sent", len(data))
 
     def get_object(self, name: str) -> bytes:
@@ -627,6 +711,7 @@ class S3Backend(BlobBackend):
         Raises:
             BlobMissing: there is no such object.
         """
+
         def get() -> bytes:
             response = self.client.get_object(Bucket=self.config.bucket, Key=self.prefix + name)
             with response["Body"] as body:
@@ -639,8 +724,9 @@ class S3Backend(BlobBackend):
         self._counters.add("bytes_received", len(data))
         return data
 
-    def list_names(self, under: str, start_after: str | None = None,
-                   delimiter: str | None = None) -> NameListing:
+    def list_names(
+        self, under: str, start_after: str | None = None, delimiter: str | None = None
+    ) -> NameListing:
         """Names under ``<prefix><under>`` (after *start_after*), in key order.
 
         Returns:
@@ -648,8 +734,11 @@ class S3Backend(BlobBackend):
             prefix, and with *delimiter* the "directories" rolled up.
         """
         self._ready()
-        args: dict[str, Any] = {"Bucket": self.config.bucket, "Prefix": self.prefix + under,
-                                "MaxKeys": self.config.list_page_size}
+        args: dict[str, Any] = {
+            "Bucket": self.config.bucket,
+            "Prefix": self.prefix + under,
+            "MaxKeys": self.config.list_page_size,
+        }
         if start_after is not None:
             args["StartAfter"] = self.prefix + start_after
         if delimiter is not None:
@@ -657,10 +746,13 @@ class S3Backend(BlobBackend):
         names: NameListing = ([], [])
         cut = len(self.prefix)
         while True:
-            response = self._call("list_objects_v2", f"listing {under}",
-                                  lambda: self.client.list_objects_v2(**args))
-            names[0].extend((item["Key"][cut:], _timestamp(item["LastModified"]))
-                            for item in response.get("Contents", []))
+            response = self._call(
+                "list_objects_v2", f"listing {under}", lambda: self.client.list_objects_v2(**args)
+            )
+            names[0].extend(
+                (item["Key"][cut:], _timestamp(item["LastModified"]))
+                for item in response.get("Contents", [])
+            )
             names[1].extend(entry["Prefix"][cut:] for entry in response.get("CommonPrefixes", []))
             if not response.get("IsTruncated"):
                 return names
@@ -669,14 +761,18 @@ class S3Backend(BlobBackend):
     def delete_names(self, names: Sequence[str]) -> None:
         """Delete ``<prefix><name>`` for each name (absent ones are no error)."""
         for start in range(0, len(names), 1000):  # S3's most keys per batch delete
-            keys = [{"Key": self.prefix + name} for name in names[start:start + 1000]]
+            keys = [{"Key": self.prefix + name} for name in names[start : start + 1000]]
             batch = {"Objects": keys, "Quiet": True}
-            response = self._call("delete_objects", f"deleting {len(keys)} objects",
-                                  partial(self.client.delete_objects,
-                                          Bucket=self.config.bucket, Delete=batch))
+            response = self._call(
+                "delete_objects",
+                f"deleting {len(keys)} objects",
+                partial(self.client.delete_objects, Bucket=self.config.bucket, Delete=batch),
+            )
             if errors := response.get("Errors"):
-                raise BackendError(f"deleting {len(errors)} objects failed: "
-                                   f"{errors[0].get('Code')}", code_s3=errors[0].get("Code"))
+                raise BackendError(
+                    f"deleting {len(errors)} objects failed: {errors[0].get('Code')}",
+                    code_s3=errors[0].get("Code"),
+                )
 
     def stats(self) -> S3Stats:
         """Requests by kind, retries, bytes moved and the read cache's counters."""

@@ -42,8 +42,7 @@ MAX_LINE = 64 << 20
 MSGPACK_MAX_BUFFER = 100 << 20
 
 
-async def _stream(axon: Axon, factory: Callable[[], Rows]
-                  ) -> AsyncGenerator[Any, None]:
+async def _stream(axon: Axon, factory: Callable[[], Rows]) -> AsyncGenerator[Any, None]:
     """Rows of *factory* from worker threads; closes the stream however it ends."""
     async with aclosing(stream_rows(parse_limiter(axon), factory)) as rows:
         async for row in rows:
@@ -97,8 +96,9 @@ def _lines(axon: Axon, sha256: bytes, errors: str | None) -> Rows:
             yield line, len(line) + 16
 
 
-async def readlines(axon: Axon, sha256: str, errors: str | None = "ignore"
-                    ) -> AsyncGenerator[str, None]:
+async def readlines(
+    axon: Axon, sha256: str, errors: str | None = "ignore"
+) -> AsyncGenerator[str, None]:
     """Yield the lines of a text blob without their newline (``\\r\\n`` counts as one)."""
     sha = _sha_from_hex(sha256)
     axon.require(sha)
@@ -108,8 +108,7 @@ async def readlines(axon: Axon, sha256: str, errors: str | None = "ignore"
             yield line
 
 
-def _json_objects(axon: Axon, sha256: bytes, hexsha: str,
-                  errors: str | None) -> Rows:
+def _json_objects(axon: Axon, sha256: bytes, hexsha: str, errors: str | None) -> Rows:
     for line, cost in _lines(axon, sha256, errors):
         line = line.strip()
         if not line:
@@ -122,24 +121,25 @@ def _json_objects(axon: Axon, sha256: bytes, hexsha: str,
             # gets the error; the daemon's log only notes it.
             log.info("bad json line in %s: %s", hexsha, exc)
             raise BadJsonText(
-                f"Bad json line encountered while processing {hexsha}, ({exc})",
-                sha256=hexsha) from None
+                f"Bad json line encountered while processing {hexsha}, ({exc})", sha256=hexsha
+            ) from None
 
 
-async def jsonlines(axon: Axon, sha256: str, errors: str | None = "ignore"
-                    ) -> AsyncGenerator[Any, None]:
+async def jsonlines(
+    axon: Axon, sha256: str, errors: str | None = "ignore"
+) -> AsyncGenerator[Any, None]:
     """Yield the JSON value of each non-blank line; a bad line is BadJsonText."""
     sha = _sha_from_hex(sha256)
     axon.require(sha)
     _check_errors(errors)
-    async with aclosing(_stream(axon, lambda: _json_objects(axon, sha, sha256, errors))
-                        ) as items:
+    async with aclosing(_stream(axon, lambda: _json_objects(axon, sha, sha256, errors))) as items:
         async for item in items:
             yield item
 
 
-def _csv_rows(axon: Axon, sha256: bytes, dialect: str, errors: str | None,
-              fmtparams: dict[str, Any]) -> Rows:
+def _csv_rows(
+    axon: Axon, sha256: bytes, dialect: str, errors: str | None, fmtparams: dict[str, Any]
+) -> Rows:
     with open_text(_open(axon, sha256), errors) as text:
         try:
             # Lines come bounded: csv.reader over the file itself reads a
@@ -157,9 +157,13 @@ def _csv_rows(axon: Axon, sha256: bytes, dialect: str, errors: str | None,
             raise BadDataValu(f"Unicode decode error: {exc}") from None
 
 
-async def csvrows(axon: Axon, sha256: bytes, dialect: str = "excel",
-                  errors: str | None = "ignore", **fmtparams: Any
-                  ) -> AsyncGenerator[tuple[str, ...], None]:
+async def csvrows(
+    axon: Axon,
+    sha256: bytes,
+    dialect: str = "excel",
+    errors: str | None = "ignore",
+    **fmtparams: Any,
+) -> AsyncGenerator[tuple[str, ...], None]:
     """Yield the rows of a CSV blob as tuples (``csv.reader`` dialect and fmtparams)."""
     if not isinstance(sha256, bytes):
         raise BadArg("sha256 must be raw bytes for csvrows", value=repr(sha256)[:80])
@@ -167,16 +171,23 @@ async def csvrows(axon: Axon, sha256: bytes, dialect: str = "excel",
     if dialect not in csv.list_dialects():
         raise BadArg(f"Invalid CSV dialect, use one of {csv.list_dialects()}", dialect=dialect)
     _check_errors(errors)
-    async with aclosing(_stream(
-            axon, lambda: _csv_rows(axon, sha256, dialect, errors, fmtparams))) as rows:
+    async with aclosing(
+        _stream(axon, lambda: _csv_rows(axon, sha256, dialect, errors, fmtparams))
+    ) as rows:
         async for row in rows:
             yield row
 
 
 def _msgpack_items(axon: Axon, sha256: bytes) -> Rows:
     with BlobRaw(_open(axon, sha256)) as raw:
-        unpacker = msgpack.Unpacker(raw, use_list=False, raw=False, strict_map_key=False,
-                                    max_buffer_size=MSGPACK_MAX_BUFFER, read_size=1 << 20)
+        unpacker = msgpack.Unpacker(
+            raw,
+            use_list=False,
+            raw=False,
+            strict_map_key=False,
+            max_buffer_size=MSGPACK_MAX_BUFFER,
+            read_size=1 << 20,
+        )
         try:
             for item in unpacker:
                 yield item, 64

@@ -88,9 +88,9 @@ def _take(rows: Iterator[tuple[T, int]]) -> tuple[list[T], bool, Exception | Non
     return batch, True, None
 
 
-async def stream_rows(limiter: trio.CapacityLimiter,
-                      factory: Callable[[], Generator[tuple[T, int], None, None]]
-                      ) -> AsyncGenerator[T, None]:
+async def stream_rows(
+    limiter: trio.CapacityLimiter, factory: Callable[[], Generator[tuple[T, int], None, None]]
+) -> AsyncGenerator[T, None]:
     """Yield the rows of the generator *factory* makes, parsed in worker threads.
 
     An error the parser raises comes after the rows it produced before it.

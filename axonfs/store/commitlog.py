@@ -45,8 +45,7 @@ Change = tuple[int, bytes, bytes | None]
 
 
 def _digest(generation: int, payload: bytes) -> bytes:
-    return hashlib.blake2b(payload, digest_size=16,
-                           key=generation.to_bytes(8, "big")).digest()
+    return hashlib.blake2b(payload, digest_size=16, key=generation.to_bytes(8, "big")).digest()
 
 
 def encode(changes: Sequence[Change]) -> bytes:
@@ -55,8 +54,10 @@ def encode(changes: Sequence[Change]) -> bytes:
 
 
 def decode(payload: bytes) -> list[Change]:
-    return [(int(db), bytes(key), None if value is None else bytes(value))
-            for db, key, value in msgpack.unpackb(payload)]
+    return [
+        (int(db), bytes(key), None if value is None else bytes(value))
+        for db, key, value in msgpack.unpackb(payload)
+    ]
 
 
 class CommitLog:
@@ -84,10 +85,13 @@ class CommitLog:
         at = _HEADER.size
         while at + _RECORD.size <= len(data):
             length, digest = _RECORD.unpack_from(data, at)
-            payload = data[at + _RECORD.size:at + _RECORD.size + length]
+            payload = data[at + _RECORD.size : at + _RECORD.size + length]
             if len(payload) < length or _digest(generation, payload) != digest:
-                log.info("the commit log ends in a record that does not check out "
-                         "(an interrupted write) at byte %d", at)
+                log.info(
+                    "the commit log ends in a record that does not check out "
+                    "(an interrupted write) at byte %d",
+                    at,
+                )
                 return
             try:
                 yield decode(payload)

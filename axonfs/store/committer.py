@@ -46,9 +46,13 @@ class _Waiter(Generic[Op, Result]):
 class GroupCommitter(Generic[Op, Result]):
     """Batches concurrent operations into calls of one synchronous function."""
 
-    def __init__(self, commit: Callable[[Sequence[Op]], list[Result]],
-                 *, max_batch: int = 4096,
-                 quick: Callable[[Sequence[Op]], list[Result] | None] | None = None) -> None:
+    def __init__(
+        self,
+        commit: Callable[[Sequence[Op]], list[Result]],
+        *,
+        max_batch: int = 4096,
+        quick: Callable[[Sequence[Op]], list[Result] | None] | None = None,
+    ) -> None:
         self._commit = commit
         self._quick = quick
         self._max_batch = max_batch

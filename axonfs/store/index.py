@@ -155,8 +155,14 @@ class HistoryRow:
 class Index:
     """The LMDB environment and its named databases."""
 
-    def __init__(self, path: Path, *, readonly: bool = False, log_path: Path | None = None,
-                 deferred: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readonly: bool = False,
+        log_path: Path | None = None,
+        deferred: bool = False,
+    ) -> None:
         """Open (or create) the index at *path*.
 
         *readonly* opens an existing index without writing anything, not even
@@ -175,12 +181,14 @@ class Index:
         self.readonly = readonly
         if readonly:
             try:
-                self.env = lmdb.open(str(path), max_dbs=8, readonly=True, lock=False,
-                                     readahead=False, create=False)
+                self.env = lmdb.open(
+                    str(path), max_dbs=8, readonly=True, lock=False, readahead=False, create=False
+                )
             except lmdb.Error as exc:
-                raise StoreUnavailable(f"no readable index in {path} ({exc}); "
-                                       "'axonfs recover' rebuilds a lost one",
-                                       path=str(path)) from None
+                raise StoreUnavailable(
+                    f"no readable index in {path} ({exc}); 'axonfs recover' rebuilds a lost one",
+                    path=str(path),
+                ) from None
         else:
             path.mkdir(parents=True, exist_ok=True)
             self.env = lmdb.open(
@@ -202,8 +210,15 @@ class Index:
         self.meta = self.env.open_db(b"meta")
         self.sync = self._open_optional(b"sync")
         self._check_version()
-        self._logged_dbs = (self.blobs, self.seqn, self.history, self.hashsets, self.journal,
-                            self.meta, self.sync)
+        self._logged_dbs = (
+            self.blobs,
+            self.seqn,
+            self.history,
+            self.hashsets,
+            self.journal,
+            self.meta,
+            self.sync,
+        )
         """The named DBs a commit log record may change, by their number in it."""
         self._log_numbers = {id(db): number for number, db in enumerate(self._logged_dbs)}
         self._pending: Pending | None = None
@@ -245,6 +260,7 @@ class Index:
                 self._stage_records(records)
             return
         if records:
+
             def replay(txn: lmdb.Transaction[bytes]) -> None:
                 for record in records:
                     for db, key, value in record:
@@ -256,8 +272,7 @@ class Index:
 
             self._write(replay)
             generation += 1
-            log.info("replayed %d commits from the commit log of an unclean stop",
-                     len(records))
+            log.info("replayed %d commits from the commit log of an unclean stop", len(records))
         if deferred:
             self._log = commit_log
             self._pending = Pending(counted=(self.journal,))
@@ -276,8 +291,9 @@ class Index:
                         staged.delete(key, db=self._logged_dbs[db])
                     else:
                         staged.put(key, value, db=self._logged_dbs[db])
-                self._pending.merge(staged, sum(len(key) + len(value or b"")
-                                                for _, key, value in record))
+                self._pending.merge(
+                    staged, sum(len(key) + len(value or b"") for _, key, value in record)
+                )
 
     def _log_generation(self) -> int:
         with self.env.begin(db=self.meta) as txn:
@@ -297,9 +313,13 @@ class Index:
             staged = StagingTxn(base, self._pending, None)
             result = body(staged)
         try:
-            size = self._log.append([(self._log_numbers[id(db)], key, value)
-                                     for db, changes in staged.changes.items()
-                                     for key, value in changes.items()])
+            size = self._log.append(
+                [
+                    (self._log_numbers[id(db)], key, value)
+                    for db, changes in staged.changes.items()
+                    for key, value in changes.items()
+                ]
+            )
         except OSError as exc:
             raise OSError(exc.errno, f"cannot write the commit log: {exc.strerror}") from exc
         self._pending.merge(staged, size)
@@ -434,8 +454,9 @@ class Index:
 
     # -- writes (one transaction per call, run by the single writer thread) ----
 
-    def apply(self, ops: Sequence[IndexOp], now_ns: int,
-              durable: bool = True) -> list[BlobRow | bool]:
+    def apply(
+        self, ops: Sequence[IndexOp], now_ns: int, durable: bool = True
+    ) -> list[BlobRow | bool]:
         """Apply adds and deletes, in order, in one transaction.
 
         Adding a sha that is present is a no-op that returns the existing row;
@@ -473,15 +494,15 @@ class Index:
 
         return self._write(count)
 
-    def journal_batch(self, limit: int, after: bytes = b"", max_bytes: int | None = None,
-                      durable: bool = False) -> list[tuple[Sha256, bytes]]:
+    def journal_batch(
+        self, limit: int, after: bytes = b"", max_bytes: int | None = None, durable: bool = False
+    ) -> list[tuple[Sha256, bytes]]:
         """Up to *limit* journaled blobs (and about *max_bytes* of them, at
         least one) with their bytes, in sha256 order after *after*; *durable*:
         only those whose row is durable (not a deferred commit's)."""
         rows: list[tuple[Sha256, bytes]] = []
         total = 0
-        with (self.env.begin(db=self.journal) if durable
-              else self._read(db=self.journal)) as txn:
+        with self.env.begin(db=self.journal) if durable else self._read(db=self.journal) as txn:
             cursor = txn.cursor()
             if not cursor.set_range(after):
                 return rows
@@ -529,8 +550,9 @@ class Index:
 
         self._write(drop)
 
-    def _apply_txn(self, txn: WriteTxn, ops: Sequence[IndexOp],
-                   now_ns: int) -> list[BlobRow | bool]:
+    def _apply_txn(
+        self, txn: WriteTxn, ops: Sequence[IndexOp], now_ns: int
+    ) -> list[BlobRow | bool]:
         counters = _Counters.read(txn, self.meta)
         added_ms = now_ns // 1_000_000
         results: list[BlobRow | bool] = []
@@ -552,10 +574,12 @@ class Index:
                 results.append(BlobRow(op.sha256, size, indx, added_ns))
             else:
                 indx = counters.add(op.size)
-                txn.put(_U64.pack(indx), _SEQN_ROW.pack(op.sha256, op.size, now_ns),
-                        db=self.seqn)
-                txn.put(_HIST_KEY.pack(added_ms, indx), _HIST_ROW.pack(op.sha256, op.size),
-                        db=self.history)
+                txn.put(_U64.pack(indx), _SEQN_ROW.pack(op.sha256, op.size, now_ns), db=self.seqn)
+                txn.put(
+                    _HIST_KEY.pack(added_ms, indx),
+                    _HIST_ROW.pack(op.sha256, op.size),
+                    db=self.history,
+                )
                 txn.put(op.sha256, _BLOB_ROW.pack(op.size, indx, now_ns), db=self.blobs)
                 if op.journal is not None:
                     txn.put(op.sha256, op.journal, db=self.journal)
@@ -600,7 +624,7 @@ class Index:
                 if not key.startswith(_SYNC_OUT) or len(found) >= limit:
                     break
                 kind, sha, size = _OUT_ROW.unpack(value)
-                found.append((_U64.unpack(key[len(_SYNC_OUT):])[0], kind, Sha256(sha), size))
+                found.append((_U64.unpack(key[len(_SYNC_OUT) :])[0], kind, Sha256(sha), size))
         return found
 
     def next_out(self) -> int:
@@ -618,7 +642,7 @@ class Index:
                 return
             while True:
                 key = bytes(cursor.key())
-                if not key.startswith(_SYNC_OUT) or _U64.unpack(key[len(_SYNC_OUT):])[0] > upto:
+                if not key.startswith(_SYNC_OUT) or _U64.unpack(key[len(_SYNC_OUT) :])[0] > upto:
                     return
                 if not cursor.delete():  # deleting moves to the next key; False at the end
                     return
@@ -635,7 +659,7 @@ class Index:
             for key, value in cursor:
                 if not key.startswith(_SYNC_PEER):
                     break
-                found[key[len(_SYNC_PEER):].decode("ascii")] = _U64.unpack(value)[0]
+                found[key[len(_SYNC_PEER) :].decode("ascii")] = _U64.unpack(value)[0]
         return found
 
     def set_cursors(self, cursors: dict[str, int]) -> None:
@@ -660,8 +684,10 @@ class Index:
             except lmdb.MapFullError:
                 self._grow(self.env.info()["map_size"] * 2)
             except lmdb.DiskError as exc:  # LMDB's ENOSPC: the disk is full, not a bug
-                raise OSError(errno.ENOSPC, f"the index cannot grow ({exc.args[0]}): "
-                              f"{os.strerror(errno.ENOSPC)}") from exc
+                raise OSError(
+                    errno.ENOSPC,
+                    f"the index cannot grow ({exc.args[0]}): {os.strerror(errno.ENOSPC)}",
+                ) from exc
             except lmdb.Error as exc:
                 # A failed commit leaves the index as it was (LMDB aborts the
                 # transaction). On a full disk LMDB may report the failed page
@@ -691,8 +717,11 @@ class Index:
     def _io_error(self, exc: lmdb.Error) -> OSError:
         full = os.statvfs(self.path).f_bavail * os.statvfs(self.path).f_frsize < FULL_DISK_SLACK
         code = errno.ENOSPC if full else errno.EIO
-        log.warning("an index commit failed (%s); %s", exc,
-                    "the disk is full" if full else "nothing was committed")
+        log.warning(
+            "an index commit failed (%s); %s",
+            exc,
+            "the disk is full" if full else "nothing was committed",
+        )
         return OSError(code, f"the index commit failed ({exc}): {os.strerror(code)}")
 
     def _grow(self, new_size: int) -> None:
@@ -750,8 +779,11 @@ class _Counters:
         self.file_count -= 1
 
     def write(self, txn: WriteTxn, meta: lmdb._Database) -> None:
-        for key, value in ((_META_BYTES, self.size_bytes), (_META_COUNT, self.file_count),
-                           (_META_NEXT_INDX, self.next_indx)):
+        for key, value in (
+            (_META_BYTES, self.size_bytes),
+            (_META_COUNT, self.file_count),
+            (_META_NEXT_INDX, self.next_indx),
+        ):
             txn.put(key, _I64.pack(value), db=meta)
 
 
@@ -766,8 +798,9 @@ class _Outbox:
     def append(self, kind: bytes, sha256: Sha256, size: int) -> None:
         if self.next is None:
             self.next = self._first_free()
-        self.txn.put(_SYNC_OUT + _U64.pack(self.next), _OUT_ROW.pack(kind, sha256, size),
-                     db=self.db)
+        self.txn.put(
+            _SYNC_OUT + _U64.pack(self.next), _OUT_ROW.pack(kind, sha256, size), db=self.db
+        )
         self.next += 1
 
     def close(self) -> None:

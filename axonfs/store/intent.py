@@ -64,7 +64,7 @@ def write(path: Path, ops: Iterable[tuple[Sha256, bool]]) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fdatasync(fd)
     finally:
         os.close(fd)

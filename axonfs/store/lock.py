@@ -39,7 +39,8 @@ class StoreLock:
             raise StoreLocked(
                 f"the store {store} is already open by another process (pid {owner}); "
                 "stop it first, or talk to it with 'axonfs ctl'",
-                store=str(store), pid=owner,
+                store=str(store),
+                pid=owner,
             ) from None
         if not readonly:
             os.ftruncate(self.fd, 0)

@@ -155,8 +155,9 @@ class ReadView:
 
     def cursor(self, db: Database = None) -> ReadCursor:
         db = self.db if db is None else db
-        return MergedCursor(self.base.cursor(db=db), self.pending.sorted_keys(db),
-                            self.pending.changes.get(db, {}))
+        return MergedCursor(
+            self.base.cursor(db=db), self.pending.sorted_keys(db), self.pending.changes.get(db, {})
+        )
 
     def stat(self, db: Database = None) -> _StatDict:
         stat = self.base.stat(db)
@@ -213,8 +214,9 @@ class MergedCursor:
     yields ``(key, value)`` from there on, in key order, skipping deleted keys.
     """
 
-    def __init__(self, base: lmdb.Cursor[bytes], keys: list[bytes],
-                 changes: dict[bytes, bytes | None]) -> None:
+    def __init__(
+        self, base: lmdb.Cursor[bytes], keys: list[bytes], changes: dict[bytes, bytes | None]
+    ) -> None:
         self._base = base
         self._keys = keys
         self._changes = changes
@@ -223,8 +225,7 @@ class MergedCursor:
 
     def set_range(self, key: bytes) -> bool:
         key = bytes(key)
-        self._items = self._merge(self._base.set_range(key),
-                                  bisect.bisect_left(self._keys, key))
+        self._items = self._merge(self._base.set_range(key), bisect.bisect_left(self._keys, key))
         self._head = next(self._items, None)
         return self._head is not None
 

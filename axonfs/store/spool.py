@@ -219,7 +219,7 @@ class Spool:
     def read(self, offset: int, size: int) -> bytes:
         memory = self._memory  # once: a write in another thread may move it to a file
         if memory is not None:
-            return bytes(memory[offset:offset + size])
+            return bytes(memory[offset : offset + size])
         self.flush()
         return os.pread(self.fd, size, offset)
 
@@ -248,7 +248,7 @@ class Spool:
         if stage is None:
             return
         with memoryview(stage) as view:
-            _pwrite_all(self.fd, view[:self.staged], self._stage_start)
+            _pwrite_all(self.fd, view[: self.staged], self._stage_start)
         self._written_back = max(self._written_back, self._stage_start)
         self._stage_start = self.size
         self._release_direct()
@@ -293,8 +293,11 @@ class Spool:
         stage, stage_c = self._stage, self._stage_c
         assert stage is not None and stage_c is not None
         view = memoryview(data)
-        source = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value \
-            if type(data) is bytes else None  # the bytes' own buffer: no copy
+        source = (
+            ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
+            if type(data) is bytes
+            else None
+        )  # the bytes' own buffer: no copy
         done = 0
         while done < len(view) and self._stage is not None:
             at = self.size - self._stage_start
@@ -302,7 +305,7 @@ class Spool:
             if source is not None:
                 ctypes.memmove(ctypes.addressof(stage_c) + at, source + done, n)
             else:
-                stage[at:at + n] = view[done:done + n]
+                stage[at : at + n] = view[done : done + n]
             self.size += n
             done += n
             if at + n == STAGE:

@@ -185,9 +185,15 @@ class _Slot:
 class Store:
     """An open store directory. Only one process may have it open."""
 
-    def __init__(self, root: Path, backend: BlobBackend | None = None,
-                 limits: Limits | None = None, *, readonly: bool = False,
-                 deferred: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        backend: BlobBackend | None = None,
+        limits: Limits | None = None,
+        *,
+        readonly: bool = False,
+        deferred: bool = False,
+    ) -> None:
         """Open the store at *root*, creating it unless *readonly*.
 
         *readonly* writes nothing (for checks, and stores on read-only
@@ -224,8 +230,7 @@ class Store:
         self.reserve_path = root / RESERVE_NAME
         if readonly:
             try:
-                self.index = Index(root / "index.lmdb", readonly=True,
-                                   log_path=root / LOG_NAME)
+                self.index = Index(root / "index.lmdb", readonly=True, log_path=root / LOG_NAME)
                 self.backend = backend if backend is not None else LocalBackend(root / "blobs")
             except BaseException:
                 self.lock.release()
@@ -237,10 +242,15 @@ class Store:
             spool.sweep(self.tmp)
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
             if deferred and not self.backend.deferred_sync:
-                log.info("the sync interval does not apply to this backend: every call is "
-                         "durable when it returns")
-            self.index = Index(root / "index.lmdb", log_path=root / LOG_NAME,
-                               deferred=deferred and self.backend.deferred_sync)
+                log.info(
+                    "the sync interval does not apply to this backend: every call is "
+                    "durable when it returns"
+                )
+            self.index = Index(
+                root / "index.lmdb",
+                log_path=root / LOG_NAME,
+                deferred=deferred and self.backend.deferred_sync,
+            )
             _sync_layout(root)
             # A store that has published changes before queues the blobs the
             # settling below indexes, as the interrupted commit would have.
@@ -251,8 +261,11 @@ class Store:
             try:
                 self._settle_intent()
             except BackendError as exc:  # e.g. the bucket is unreachable: reads may still work
-                log.warning("cannot finish an interrupted commit yet (%s); "
-                            "will retry before the next commit", exc)
+                log.warning(
+                    "cannot finish an interrupted commit yet (%s); "
+                    "will retry before the next commit",
+                    exc,
+                )
         except BaseException:
             self.lock.release()
             raise
@@ -262,8 +275,11 @@ class Store:
             try:
                 self.spill_journal()  # a clean stop leaves no journal behind
             except (AxonError, OSError) as exc:
-                log.warning("could not sync journaled small blobs at close (%s); "
-                            "they are safe in the index and will be synced at next open", exc)
+                log.warning(
+                    "could not sync journaled small blobs at close (%s); "
+                    "they are safe in the index and will be synced at next open",
+                    exc,
+                )
         self.backend.close()
         self.index.close()
         self.lock.release()
@@ -293,8 +309,7 @@ class Store:
         leaves the store as a prefix of the calls.
         """
         if self.readonly:
-            raise StoreUnavailable(f"the store {self.root} was opened read-only",
-                                   errno=errno.EROFS)
+            raise StoreUnavailable(f"the store {self.root} was opened read-only", errno=errno.EROFS)
         with self._commit_lock:
             released = self._release_reserve(ops)
             try:
@@ -307,8 +322,11 @@ class Store:
         try:
             self._spill_if_due()
         except (AxonError, OSError) as exc:  # the batch is committed (journaled): say so
-            log.warning("cannot write journaled small blobs to their files yet (%s); "
-                        "they are durable in the index", exc)
+            log.warning(
+                "cannot write journaled small blobs to their files yet (%s); "
+                "they are durable in the index",
+                exc,
+            )
         return results
 
     def _release_reserve(self, ops: Sequence[CommitOp]) -> bool:
@@ -349,17 +367,18 @@ class Store:
                         log.warning("cannot allocate the delete reserve: %s", exc)
                         return
                     size //= 2
-            log.warning("the disk is full: no space is reserved for deletes until some is "
-                        "freed")
+            log.warning("the disk is full: no space is reserved for deletes until some is freed")
         finally:
             os.close(fd)
 
     def _commit_with_intent(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
         # Journaled adds need no intent: their bytes are in the index commit,
         # and their file is written only later by a spill.
-        moves = [(op.sha256, isinstance(op, AddBlob)) for op in ops
-                 if isinstance(op, DeleteBlob)
-                 or (isinstance(op, AddBlob) and not self._journals(op))]
+        moves = [
+            (op.sha256, isinstance(op, AddBlob))
+            for op in ops
+            if isinstance(op, DeleteBlob) or (isinstance(op, AddBlob) and not self._journals(op))
+        ]
         if not moves:
             return self._commit(ops)
         if self._unsettled:  # an intent is left over: settle it before replacing it
@@ -402,8 +421,9 @@ class Store:
         intent.clear(self.intent_path)
         self._unsettled = False
         if adopt or removed:
-            log.info("finished an interrupted commit: indexed %d blobs, removed %d",
-                     len(adopt), removed)
+            log.info(
+                "finished an interrupted commit: indexed %d blobs, removed %d", len(adopt), removed
+            )
 
     def commit_in_memory(self, ops: Sequence[CommitOp]) -> list[CommitResult] | None:
         """Commit *ops* if that is a deferred commit that cannot wait on the
@@ -433,8 +453,10 @@ class Store:
             self._commit_lock.release()
 
     def _deferred_full(self) -> bool:
-        return (self.index.deferred() >= DEFERRED_MAX_COMMITS
-                or self.index.deferred_bytes() >= DEFERRED_MAX_BYTES)
+        return (
+            self.index.deferred() >= DEFERRED_MAX_COMMITS
+            or self.index.deferred_bytes() >= DEFERRED_MAX_BYTES
+        )
 
     def sync(self) -> int:
         """Make every deferred commit durable now; return how many there were."""
@@ -447,25 +469,39 @@ class Store:
         """True if *ops* touch nothing but the index (small blobs' adds) and are
         few: a batch of many shares its sync already, and staging it in
         Python costs more than the sync it would save."""
-        return len(ops) <= DEFER_MAX_OPS and all(isinstance(op, AddBlob) and self._journals(op)
-                                                 for op in ops)
+        return len(ops) <= DEFER_MAX_OPS and all(
+            isinstance(op, AddBlob) and self._journals(op) for op in ops
+        )
 
     def _commit(self, ops: Sequence[CommitOp]) -> list[CommitResult]:
         """Stage each op against a plan of the batch, hand the new blobs'
         bytes to the backend, apply the index half in one transaction, then
         remove deleted blobs' bytes."""
         slots = [_Slot(op) for op in ops]
-        self.backend.prepare([op.path for op in ops if isinstance(op, AddBlob)
-                              and op.path is not None and not self._journals(op)])
+        self.backend.prepare(
+            [
+                op.path
+                for op in ops
+                if isinstance(op, AddBlob) and op.path is not None and not self._journals(op)
+            ]
+        )
         plan = _Plan(self.index, self.limits)
         for slot in slots:
             self._stage_slot(plan, slot)
         failed = self._upload([slot for slot in slots if slot.upload], plan)
-        applying = [slot for slot in slots if slot.index_op is not None and slot.result is None
-                    and not (slot.op.sha256 in failed and not slot.index_op.delete)]
+        applying = [
+            slot
+            for slot in slots
+            if slot.index_op is not None
+            and slot.result is None
+            and not (slot.op.sha256 in failed and not slot.index_op.delete)
+        ]
         if applying:
-            rows = self.index.apply([slot.index_op for slot in applying if slot.index_op],
-                                    time.time_ns(), durable=not self._deferrable(ops))
+            rows = self.index.apply(
+                [slot.index_op for slot in applying if slot.index_op],
+                time.time_ns(),
+                durable=not self._deferrable(ops),
+            )
             for slot, row in zip(applying, rows, strict=True):
                 slot.result = row
         removed = [sha for sha in plan.deleted - plan.present_now() if self.backend.delete(sha)]
@@ -542,8 +578,12 @@ class Store:
             if self._journals(op):
                 journal = op.data if op.data is not None else self._read_small(op)
                 plan.add(op.sha256, op.size)
-                return IndexOp(op.sha256, op.size, journal=journal,  # file: after the commit
-                               publish=self.publish_changes)
+                return IndexOp(
+                    op.sha256,
+                    op.size,
+                    journal=journal,  # file: after the commit
+                    publish=self.publish_changes,
+                )
             self._spooled(op)
         except AxonError:
             op.discard()
@@ -568,8 +608,10 @@ class Store:
         try:
             data = op.path.read_bytes()
         except OSError as exc:
-            raise BackendError(f"cannot read the spool of {op.sha256.hex()}: {exc.strerror}",
-                               sha256=op.sha256.hex()) from exc
+            raise BackendError(
+                f"cannot read the spool of {op.sha256.hex()}: {exc.strerror}",
+                sha256=op.sha256.hex(),
+            ) from exc
         op.discard()  # the journal holds the bytes now; the file is written at spill
         return data
 
@@ -589,7 +631,8 @@ class Store:
         journaled blob of 4 KiB takes two pages: the bytes bound comes first)."""
         return self.backend.deferred_sync and (
             self.index.journal_entries() >= JOURNAL_SPILL_START
-            or self.index.journal_bytes() >= JOURNAL_SPILL_BYTES // 2)
+            or self.index.journal_bytes() >= JOURNAL_SPILL_BYTES // 2
+        )
 
     def journaled(self) -> int:
         """How many small blobs are durable in the index but have no file yet."""
@@ -602,7 +645,8 @@ class Store:
     def _spill_due(self) -> bool:
         return self.backend.deferred_sync and (
             self.index.journal_entries() >= JOURNAL_SPILL_COUNT
-            or self.index.journal_bytes() >= JOURNAL_SPILL_BYTES)
+            or self.index.journal_bytes() >= JOURNAL_SPILL_BYTES
+        )
 
     def spill_journal(self) -> int:
         """Write and sync the files of every journaled blob, dropping their
@@ -628,8 +672,11 @@ class Store:
             rows = self.index.journal_batch(limit, max_bytes=JOURNAL_BATCH_BYTES, durable=True)
             if not rows:
                 return 0
-            fresh = [(sha, spool.write_file(self.tmp, data)) for sha, data in rows
-                     if not self.backend.exists(sha)]
+            fresh = [
+                (sha, spool.write_file(self.tmp, data))
+                for sha, data in rows
+                if not self.backend.exists(sha)
+            ]
             with self._commit_lock:
                 self._place(fresh)
             shas = [sha for sha, _ in rows]
@@ -677,8 +724,9 @@ class Store:
     def _journal_rows(self) -> Iterator[tuple[Sha256, bytes]]:
         """Every journaled blob, read :data:`JOURNAL_BATCH` at a time."""
         after = b""
-        while rows := self.index.journal_batch(JOURNAL_BATCH, after=after,
-                                               max_bytes=JOURNAL_BATCH_BYTES):
+        while rows := self.index.journal_batch(
+            JOURNAL_BATCH, after=after, max_bytes=JOURNAL_BATCH_BYTES
+        ):
             yield from rows
             after = rows[-1][0]
 
@@ -732,9 +780,11 @@ class _Plan:
         if max_bytes is not None and self.size_bytes >= max_bytes:
             raise HitLimit(f"Axon is at size:bytes limit: {max_bytes}", limit=max_bytes)
         if max_bytes is not None and self.size_bytes + size > max_bytes:
-            raise HitLimit(f"a blob of {size} bytes would pass the size:bytes limit: "
-                           f"{max_bytes} ({max_bytes - self.size_bytes} bytes left)",
-                           limit=max_bytes)
+            raise HitLimit(
+                f"a blob of {size} bytes would pass the size:bytes limit: "
+                f"{max_bytes} ({max_bytes - self.size_bytes} bytes left)",
+                limit=max_bytes,
+            )
         if max_count is not None and self.file_count >= max_count:
             raise HitLimit(f"Axon is at file:count limit: {max_count}", limit=max_count)
 

@@ -28,14 +28,16 @@ from axonfs.cliutil import (
 def register(commands: Subparsers) -> Parsers:
     """Add ``passwd`` to the ``axonfs`` command."""
     parser = commands.add_parser(
-        "passwd", formatter_class=HelpFormatter,
+        "passwd",
+        formatter_class=HelpFormatter,
         help="set or delete the password of a Telepath user",
         description="Set the password of user NAME for the daemon's Telepath network\n"
-                    "listeners (--telepath-listen tcp://... or ssl://...), who then connect\n"
-                    "as tcp://NAME:PASSWORD@HOST:PORT/. The password is read from stdin (a\n"
-                    "trailing newline is dropped) or asked for on a terminal. A running\n"
-                    "daemon applies the change to new connections.",
-        epilog="exit status: 0 done, 1 (--delete) no such user, 2 usage error")
+        "listeners (--telepath-listen tcp://... or ssl://...), who then connect\n"
+        "as tcp://NAME:PASSWORD@HOST:PORT/. The password is read from stdin (a\n"
+        "trailing newline is dropped) or asked for on a terminal. A running\n"
+        "daemon applies the change to new connections.",
+        epilog="exit status: 0 done, 1 (--delete) no such user, 2 usage error",
+    )
     store_argument(parser)
     parser.add_argument("--delete", action="store_true", help="remove user NAME instead")
     parser.add_argument("name", metavar="NAME")

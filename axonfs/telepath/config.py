@@ -35,8 +35,9 @@ class TelepathConfig:
     tls_key: Path | None = None
 
 
-def from_options(listen: Sequence[str], *, allow_remote: bool, tls_cert: Path | None,
-                 tls_key: Path | None) -> TelepathConfig:
+def from_options(
+    listen: Sequence[str], *, allow_remote: bool, tls_cert: Path | None, tls_key: Path | None
+) -> TelepathConfig:
     """Build the config from the options' values.
 
     Raises:
@@ -62,8 +63,9 @@ def parse_listen(url: str, *, allow_remote: bool = False) -> ListenAddress:
     if not host or (port_text and not port_text.isdigit()) or int(port_text or 0) > 65535:
         raise ValueError(f"expected {scheme}://HOST:PORT, not {url!r}")
     if not allow_remote and not _is_loopback(host):
-        raise ValueError(f"{host} is not a loopback address (allow it with "
-                         "--telepath-allow-remote)")
+        raise ValueError(
+            f"{host} is not a loopback address (allow it with --telepath-allow-remote)"
+        )
     return ListenAddress(scheme, host, int(port_text) if port_text else DEFAULT_PORT)
 
 
@@ -84,12 +86,16 @@ def unix_url_problem(path: Path) -> str | None:
     """
     text = os.fspath(path)
     size = len(os.fsencode(text))
-    fix = ("use a store path without it (a symlink to the store will do) or "
-           "--telepath-listen tcp://127.0.0.1:PORT")
+    fix = (
+        "use a store path without it (a symlink to the store will do) or "
+        "--telepath-listen tcp://127.0.0.1:PORT"
+    )
     if size > SUN_PATH_MAX:
-        return (f"the path is {size} bytes, more than the {SUN_PATH_MAX} a unix socket "
-                f"allows; use a shorter store path (a symlink to the store will do) or "
-                f"--telepath-listen tcp://127.0.0.1:PORT")
+        return (
+            f"the path is {size} bytes, more than the {SUN_PATH_MAX} a unix socket "
+            f"allows; use a shorter store path (a symlink to the store will do) or "
+            f"--telepath-listen tcp://127.0.0.1:PORT"
+        )
     for char, meaning in ((":", "a share name"), ("?", "URL options")):
         if char in text:
             return f"Synapse's URL parser takes {char!r} in the path for {meaning}; {fix}"

@@ -79,8 +79,11 @@ from axonfs.telepath.wire import (
 log = logging.getLogger(__name__)
 
 TELEVERS = (3, 0)
-INLINE_CALLS = frozenset(call.name for call in api.CALLS.values()
-                         if call.inline and call.telepath and call.owner is api.Owner.AXON)
+INLINE_CALLS = frozenset(
+    call.name
+    for call in api.CALLS.values()
+    if call.inline and call.telepath and call.owner is api.Owner.AXON
+)
 """The Axon's point lookups, which a link's reader may answer itself."""
 SHARE_NAMES = frozenset({"*", "axon"})
 HANDSHAKE_TIMEOUT = 10.0
@@ -124,8 +127,9 @@ class Session:
 class TelepathServer:
     """Serves one :class:`Axon` over Telepath; see the module docstring."""
 
-    def __init__(self, axon: Axon, store: Path, identity: CellIdentity, *,
-                 ctl_group: int | None = None) -> None:
+    def __init__(
+        self, axon: Axon, store: Path, identity: CellIdentity, *, ctl_group: int | None = None
+    ) -> None:
         self.axon = axon
         self.store = store
         self.identity = identity
@@ -137,8 +141,9 @@ class TelepathServer:
 
     # -- listening ------------------------------------------------------------------
 
-    async def serve_unix(self, path: Path, *,
-                         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve_unix(
+        self, path: Path, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         sock, inode = await _listen(path, self.ctl_group)
         # A client opens a pool connection per concurrent call. A unix socket whose
         # backlog is full fails a non-blocking connect with EAGAIN, which asyncio
@@ -148,15 +153,20 @@ class TelepathServer:
         log.info("Telepath listening on %s", listener.url)
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(trio.serve_listeners, self._handler(listener),
-                                    [trio.SocketListener(sock)])
+                await nursery.start(
+                    trio.serve_listeners, self._handler(listener), [trio.SocketListener(sock)]
+                )
                 task_status.started(listener.url)
         finally:
             _remove_socket(path, inode)
 
-    async def serve_network(self, address: ListenAddress, context: ssl.SSLContext | None, *,
-                            task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
-                            ) -> None:
+    async def serve_network(
+        self,
+        address: ListenAddress,
+        context: ssl.SSLContext | None,
+        *,
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         tcp = await trio.open_tcp_listeners(address.port, host=address.host)
         port = tcp[0].socket.getsockname()[1]
         host = f"[{address.host}]" if ":" in address.host else address.host
@@ -172,6 +182,7 @@ class TelepathServer:
     def _handler(self, listener: Listener) -> Callable[[trio.abc.Stream], Awaitable[None]]:
         async def handle(stream: trio.abc.Stream) -> None:
             await self._handle(stream, listener)
+
         return handle
 
     # -- one connection ---------------------------------------------------------------
@@ -183,8 +194,12 @@ class TelepathServer:
                 assert isinstance(stream, trio.SocketStream)
                 peer = peer_credentials(stream.socket)
                 if not admits(peer, self.owner_uid, self.ctl_group):
-                    log.warning("refused Telepath connection from pid %d uid %d gid %d",
-                                peer.pid, peer.uid, peer.gid)
+                    log.warning(
+                        "refused Telepath connection from pid %d uid %d gid %d",
+                        peer.pid,
+                        peer.uid,
+                        peer.gid,
+                    )
                     return
             if isinstance(stream, trio.SocketStream):
                 _widen_send_buffer(stream)
@@ -209,21 +224,29 @@ class TelepathServer:
         """The user a handshake's ``auth`` names, or raise ``AuthDeny``."""
         if listener.kind == UNIX:
             return "root"  # admitted by SO_PEERCRED, as the reference does for cell://
-        if not (isinstance(auth, tuple) and len(auth) == 2 and isinstance(auth[0], str)
-                and isinstance(auth[1], dict)):
+        if not (
+            isinstance(auth, tuple)
+            and len(auth) == 2
+            and isinstance(auth[0], str)
+            and isinstance(auth[1], dict)
+        ):
             log.warning("refused Telepath login on %s: no user given", listener.url)
             raise TelepathError("AuthDeny", "Unable to find cell user")
         name: str = auth[0]
         info: dict[str, Any] = auth[1]
         try:
-            ok = await trio.to_thread.run_sync(users.verify, self.store, name,
-                                               info.get("passwd"), limiter=self.auth_cpu)
+            ok = await trio.to_thread.run_sync(
+                users.verify, self.store, name, info.get("passwd"), limiter=self.auth_cpu
+            )
         except users.UsersFileError as exc:
             log.error("Telepath login of %r refused: %s", name, exc)
             ok = False
         if not ok:
-            log.warning("refused Telepath login of user %r on %s: no such user or wrong "
-                        "password", name, listener.url)
+            log.warning(
+                "refused Telepath login of user %r on %s: no such user or wrong password",
+                name,
+                listener.url,
+            )
             raise TelepathError("AuthDeny", "Invalid user name or password.", username=name)
         return name
 
@@ -261,14 +284,20 @@ class _StreamWire:
 @dataclass(frozen=True, slots=True)
 class _Failed:
     """A generator's exception, carried to the task that reports it."""
+
     exc: Exception
 
 
 class _Link:
     """One connection: a reader task and the task answering its messages."""
 
-    def __init__(self, server: TelepathServer, stream: trio.abc.Stream, listener: Listener,
-                 peer: PeerCredentials | None) -> None:
+    def __init__(
+        self,
+        server: TelepathServer,
+        stream: trio.abc.Stream,
+        listener: Listener,
+        peer: PeerCredentials | None,
+    ) -> None:
         self.server = server
         self.stream = stream
         self.wire: _Wire = _StreamWire(stream)
@@ -276,10 +305,12 @@ class _Link:
             # Syscalls first, the event loop only when the kernel is not ready: a
             # stream's own send and receive end with a scheduler pass each, which
             # is most of the server's time in a has() round trip.
-            self.wire = SocketWire(stream.socket.fileno(),
-                                   wait_readable=trio.lowlevel.wait_readable,
-                                   wait_writable=trio.lowlevel.wait_writable,
-                                   checkpoint=trio.lowlevel.checkpoint)
+            self.wire = SocketWire(
+                stream.socket.fileno(),
+                wait_readable=trio.lowlevel.wait_readable,
+                wait_writable=trio.lowlevel.wait_writable,
+                checkpoint=trio.lowlevel.checkpoint,
+            )
         self.listener = listener
         self.peer = peer
         self.decoder = MessageDecoder()
@@ -300,15 +331,17 @@ class _Link:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 nursery.start_soon(self._read, send, nursery.cancel_scope)
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
-                                         ConnectionError):  # the client left: see _call
+                with contextlib.suppress(
+                    trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError
+                ):  # the client left: see _call
                     await self._answer(receive)
                 nursery.cancel_scope.cancel()
         finally:
             self._prove()  # returns whatever this link still had charged
 
-    async def _read(self, channel: trio.MemorySendChannel[Message],
-                    scope: trio.CancelScope) -> None:
+    async def _read(
+        self, channel: trio.MemorySendChannel[Message], scope: trio.CancelScope
+    ) -> None:
         async with channel:
             while True:
                 try:
@@ -317,8 +350,11 @@ class _Link:
                     data = b""
                 if not data:
                     if self.running is not None:
-                        log.debug("Telepath client on %s went away during %s: stopping it",
-                                  self.listener.url, self.running)
+                        log.debug(
+                            "Telepath client on %s went away during %s: stopping it",
+                            self.listener.url,
+                            self.running,
+                        )
                     scope.cancel()  # the client left: stop whatever it asked for
                     return
                 try:
@@ -333,8 +369,11 @@ class _Link:
                         assert self.session is not None
                         try:
                             await self._call(self.session, message[1])
-                        except (trio.BrokenResourceError, trio.ClosedResourceError,
-                                ConnectionError):
+                        except (
+                            trio.BrokenResourceError,
+                            trio.ClosedResourceError,
+                            ConnectionError,
+                        ):
                             scope.cancel()  # the client left
                             return
                     else:
@@ -349,8 +388,13 @@ class _Link:
         if name != "t2:init" or not self.idle or self.session is None or self.session.ended:
             return False
         todo = info.get("todo")
-        return (isinstance(todo, tuple) and len(todo) == 3 and todo[0] in INLINE_CALLS
-                and info.get("name") is None and info.get("sess") == self.session.iden)
+        return (
+            isinstance(todo, tuple)
+            and len(todo) == 3
+            and todo[0] in INLINE_CALLS
+            and info.get("name") is None
+            and info.get("sess") == self.session.iden
+        )
 
     def _charge(self) -> None:
         if self.proven:
@@ -373,8 +417,11 @@ class _Link:
             except trio.EndOfChannel:
                 return
         if first_wait.cancelled_caught:
-            log.info("closing Telepath connection on %s: nothing sent for %.0f s",
-                     self.listener.url, HANDSHAKE_TIMEOUT)
+            log.info(
+                "closing Telepath connection on %s: nothing sent for %.0f s",
+                self.listener.url,
+                HANDSHAKE_TIMEOUT,
+            )
             return
         if name == "tele:syn":
             session = await self._handshake(info)
@@ -387,8 +434,11 @@ class _Link:
         elif name == "t2:init":
             await self._serve_pool(info, messages)
         else:
-            log.warning("closing Telepath connection on %s: it began with %r, not tele:syn "
-                        "or t2:init", self.listener.url, name[:40])
+            log.warning(
+                "closing Telepath connection on %s: it began with %r, not tele:syn or t2:init",
+                self.listener.url,
+                name[:40],
+            )
 
     # -- the main link ----------------------------------------------------------------
 
@@ -397,20 +447,32 @@ class _Link:
         try:
             vers = info.get("vers")
             if not (isinstance(vers, tuple) and vers and vers[0] == TELEVERS[0]):
-                raise TelepathError("BadMesgVers", f"Telepath version {vers!r} is not "
-                                    f"{TELEVERS[0]}.x", vers=repr(vers), myvers=TELEVERS)
+                raise TelepathError(
+                    "BadMesgVers",
+                    f"Telepath version {vers!r} is not {TELEVERS[0]}.x",
+                    vers=repr(vers),
+                    myvers=TELEVERS,
+                )
             share = info.get("name") or "*"
             if not isinstance(share, str) or share.split("/", 1)[0] not in SHARE_NAMES:
-                raise TelepathError("NoSuchName", f"No shared object named {share!r} "
-                                    "(this daemon shares '*' and 'axon')", name=repr(share))
+                raise TelepathError(
+                    "NoSuchName",
+                    f"No shared object named {share!r} (this daemon shares '*' and 'axon')",
+                    name=repr(share),
+                )
             user = await self.server.authenticate(self.listener, info.get("auth"))
         except AxonError as exc:
             reply["retn"] = error_retn(exc)
             await self.send("tele:syn", reply)
             return None
         api = AxonApi(self.server.axon, self.server.identity)
-        session = Session(secrets.token_hex(16), user, self.listener,
-                          self.peer.uid if self.peer is not None else None, {None: api})
+        session = Session(
+            secrets.token_hex(16),
+            user,
+            self.listener,
+            self.peer.uid if self.peer is not None else None,
+            {None: api},
+        )
         self.listener.sessions[session.iden] = session
         reply.update(sess=session.iden, features=dict(FEATURES), sharinfo=api.share_info())
         await self.send("tele:syn", reply)
@@ -428,8 +490,9 @@ class _Link:
         finally:
             self.idle = False
 
-    async def _serve_main(self, session: Session,
-                          messages: trio.MemoryReceiveChannel[Message]) -> None:
+    async def _serve_main(
+        self, session: Session, messages: trio.MemoryReceiveChannel[Message]
+    ) -> None:
         self.session = session
         while (message := await self._next(messages)) is not None:
             name, info = message
@@ -440,22 +503,37 @@ class _Link:
                 if isinstance(iden, str) and (item := session.items.pop(iden, None)):
                     await item.close()
             else:
-                log.warning("closing Telepath connection on %s: unexpected %r",
-                            self.listener.url, name[:40])
+                log.warning(
+                    "closing Telepath connection on %s: unexpected %r", self.listener.url, name[:40]
+                )
                 return
 
     # -- pool links ------------------------------------------------------------------
 
-    async def _serve_pool(self, first: dict[str, Any],
-                          messages: trio.MemoryReceiveChannel[Message]) -> None:
+    async def _serve_pool(
+        self, first: dict[str, Any], messages: trio.MemoryReceiveChannel[Message]
+    ) -> None:
         key = first.get("sess")
         session = self.listener.sessions.get(key) if isinstance(key, str) else None
-        if session is None or session.ended or (
-                self.peer is not None and self.peer.uid != session.uid):
-            log.warning("closing Telepath connection on %s: t2:init names no session of "
-                        "this listener", self.listener.url)
-            await self.send("t2:fini", {"retn": error_retn(TelepathError(
-                "NoSuchObj", "No such session", share=_text(first.get("name"))))})
+        if (
+            session is None
+            or session.ended
+            or (self.peer is not None and self.peer.uid != session.uid)
+        ):
+            log.warning(
+                "closing Telepath connection on %s: t2:init names no session of this listener",
+                self.listener.url,
+            )
+            await self.send(
+                "t2:fini",
+                {
+                    "retn": error_retn(
+                        TelepathError(
+                            "NoSuchObj", "No such session", share=_text(first.get("name"))
+                        )
+                    )
+                },
+            )
             return
         self._prove()
         with trio.CancelScope() as scope:
@@ -466,8 +544,11 @@ class _Link:
                 while (message := await self._next(messages)) is not None:
                     name, info = message
                     if name != "t2:init" or info.get("sess") != session.iden:
-                        log.warning("closing Telepath connection on %s: unexpected %r",
-                                    self.listener.url, name[:40])
+                        log.warning(
+                            "closing Telepath connection on %s: unexpected %r",
+                            self.listener.url,
+                            name[:40],
+                        )
                         return
                     await self._call(session, info)
             finally:
@@ -481,18 +562,27 @@ class _Link:
         try:
             if info.get("sess") != session.iden:
                 raise TelepathError("NoSuchObj", "No such session")
-            if not (isinstance(todo, tuple) and len(todo) == 3 and isinstance(todo[0], str)
-                    and isinstance(todo[1], tuple) and isinstance(todo[2], dict)):
+            if not (
+                isinstance(todo, tuple)
+                and len(todo) == 3
+                and isinstance(todo[0], str)
+                and isinstance(todo[1], tuple)
+                and isinstance(todo[2], dict)
+            ):
                 raise TelepathError("BadMesgFormat", "todo must be (name, args, kwargs)")
             methname, args, kwargs = todo
             item = session.items.get(info.get("name"))
             if item is None:
-                raise TelepathError("NoSuchObj", f"No such object: {_text(info.get('name'))}",
-                                    share=_text(info.get("name")))
+                raise TelepathError(
+                    "NoSuchObj",
+                    f"No such object: {_text(info.get('name'))}",
+                    share=_text(info.get("name")),
+                )
             method = item.methods().get(methname) if not methname.startswith("_") else None
             if method is None:
-                raise TelepathError("NoSuchMeth", f"{type(item).__name__} has no method: "
-                                    f"{methname}.", name=methname)
+                raise TelepathError(
+                    "NoSuchMeth", f"{type(item).__name__} has no method: {methname}.", name=methname
+                )
             try:
                 method.signature.bind(*args, **kwargs)
             except TypeError as exc:
@@ -505,17 +595,31 @@ class _Link:
         try:
             await self._run(session, methname, method, args, kwargs)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
-            log.debug("Telepath client on %s went away during %s: stopping it",
-                      self.listener.url, methname)
+            log.debug(
+                "Telepath client on %s went away during %s: stopping it",
+                self.listener.url,
+                methname,
+            )
             raise
         finally:
             self.running = None
 
-    async def _run(self, session: Session, methname: str, method: Method,
-                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    async def _run(
+        self,
+        session: Session,
+        methname: str,
+        method: Method,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
         if method.kind is Kind.GENERATOR:
-            await self._stream(methname, method.batches or method.function, args, kwargs,
-                               batched=method.batches is not None)
+            await self._stream(
+                methname,
+                method.batches or method.function,
+                args,
+                kwargs,
+                batched=method.batches is not None,
+            )
             return
         try:
             result = await method.function(*args, **kwargs)
@@ -530,8 +634,14 @@ class _Link:
                 message = _encoded("t2:fini", {"retn": (True, result)})
         await self.wire.send_all(message)
 
-    async def _stream(self, methname: str, function: Callable[..., Any],
-                      args: tuple[Any, ...], kwargs: dict[str, Any], batched: bool) -> None:
+    async def _stream(
+        self,
+        methname: str,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        batched: bool,
+    ) -> None:
         """A generator's items, a ``t2:yield`` each; with *batched*, *function* yields
         lists of items, and each list goes out in one write."""
         await self.send("t2:genr", {})
@@ -539,8 +649,9 @@ class _Link:
             async with aclosing(function(*args, **kwargs)) as items:
                 if batched:
                     async for batch in items:
-                        await self.wire.send_all(b"".join(
-                            _encoded("t2:yield", {"retn": (True, each)}) for each in batch))
+                        await self.wire.send_all(
+                            b"".join(_encoded("t2:yield", {"retn": (True, each)}) for each in batch)
+                        )
                 else:
                     async with self._read_ahead(items) as ahead:
                         async for item in ahead:
@@ -555,8 +666,9 @@ class _Link:
         await self.send("t2:yield", {"retn": None})
 
     @contextlib.asynccontextmanager
-    async def _read_ahead(self, items: AsyncIterator[Any]
-                          ) -> AsyncGenerator[trio.MemoryReceiveChannel[Any], None]:
+    async def _read_ahead(
+        self, items: AsyncIterator[Any]
+    ) -> AsyncGenerator[trio.MemoryReceiveChannel[Any], None]:
         """*items*, with the next one produced while the current one is sent: a ``get``
         reads its next piece while the socket takes this one. At most one item waits
         (a 16 MiB piece), and leaving the block stops the producer before *items* can
@@ -568,8 +680,7 @@ class _Link:
 
         async def produce() -> None:
             try:
-                with scope, contextlib.suppress(trio.BrokenResourceError,
-                                                trio.ClosedResourceError):
+                with scope, contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     async with send:
                         try:
                             async for item in items:
@@ -615,8 +726,9 @@ def _domain(methname: str, exc: Exception) -> AxonError:
         return exc
     if isinstance(exc, OSError):  # the environment (a full disk...), not a daemon bug
         log.warning("Telepath call %s failed: %s", methname, exc)
-        return AxonError(f"{type(exc).__name__}: {exc}", exception=type(exc).__name__,
-                         errno=exc.errno)
+        return AxonError(
+            f"{type(exc).__name__}: {exc}", exception=type(exc).__name__, errno=exc.errno
+        )
     log.error("Telepath call %s failed", methname, exc_info=exc)
     return AxonError(f"{type(exc).__name__}: {exc}", exception=type(exc).__name__)
 
@@ -642,10 +754,14 @@ def _server_context(config: TelepathConfig) -> ssl.SSLContext | None:
     return context
 
 
-async def serve_telepath(axon: Axon, store: Path, config: TelepathConfig, *,
-                         ctl_group: int | None = None,
-                         task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
-                         ) -> None:
+async def serve_telepath(
+    axon: Axon,
+    store: Path,
+    config: TelepathConfig,
+    *,
+    ctl_group: int | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Serve *axon* over Telepath until cancelled.
 
     ``nursery.start``-compatible: returns the URLs served once every listener
@@ -663,6 +779,9 @@ async def serve_telepath(axon: Axon, store: Path, config: TelepathConfig, *,
         else:
             log.warning("Telepath: not serving %s: %s", path, problem)
         for address in config.listen:
-            server.urls.append(await nursery.start(
-                server.serve_network, address, context if address.scheme == SSL else None))
+            server.urls.append(
+                await nursery.start(
+                    server.serve_network, address, context if address.scheme == SSL else None
+                )
+            )
         task_status.started(list(server.urls))

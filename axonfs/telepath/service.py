@@ -53,8 +53,11 @@ class Kind(enum.Enum):
     SHARE = "share"
 
 
-KINDS = {api.Shape.VALUE: Kind.VALUE, api.Shape.STREAM: Kind.GENERATOR,
-         api.Shape.UPLOAD: Kind.SHARE}
+KINDS = {
+    api.Shape.VALUE: Kind.VALUE,
+    api.Shape.STREAM: Kind.GENERATOR,
+    api.Shape.UPLOAD: Kind.SHARE,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +93,15 @@ def _share_info(classes: tuple[str, ...], methods: dict[str, Method]) -> dict[st
 
     ``genr`` marks the methods whose client-side call must be iterated.
     """
-    return {"meths": {name: ({"genr": True} if method.kind is Kind.GENERATOR else {})
-                      for name, method in methods.items()},
-            "syn:version": SYNAPSE_VERSION, "syn:commit": "",
-            "classes": classes}
+    return {
+        "meths": {
+            name: ({"genr": True} if method.kind is Kind.GENERATOR else {})
+            for name, method in methods.items()
+        },
+        "syn:version": SYNAPSE_VERSION,
+        "syn:commit": "",
+        "classes": classes,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,28 +130,41 @@ class CellIdentity:
 class AxonApi:
     """The shared Axon (``*`` and ``axon``); see the module docstring."""
 
-    CLASSES = ("axonfs.telepath.service.AxonApi", "synapse.axon.AxonApi",
-               "synapse.lib.cell.CellApi")
+    CLASSES = (
+        "axonfs.telepath.service.AxonApi",
+        "synapse.axon.AxonApi",
+        "synapse.lib.cell.CellApi",
+    )
 
     def __init__(self, axon: Axon, identity: CellIdentity) -> None:
         self.axon = axon
         self.identity = identity
         value = Kind.VALUE
-        served = (call for call in api.CALLS.values() if call.telepath
-                  and call.owner is api.Owner.AXON and call.shape is not api.Shape.UPLOAD)
+        served = (
+            call
+            for call in api.CALLS.values()
+            if call.telepath and call.owner is api.Owner.AXON and call.shape is not api.Shape.UPLOAD
+        )
         self._methods: dict[str, Method] = {
-            call.name: Method(KINDS[call.shape], getattr(axon, call.name),
-                              getattr(axon, call.batched) if call.batched else None, call)
-            for call in served}
-        self._methods.update({  # what Telepath wraps, and a Cell's own calls
-            "upload": Method(Kind.SHARE, self.upload),
-            "recoverIndices": Method(value, self.recoverIndices),
-            "getCellInfo": Method(value, self.getCellInfo),
-            "getCellIden": Method(value, self.getCellIden),
-            "getCellType": Method(value, self.getCellType),
-            "getCellRunId": Method(value, self.getCellRunId),
-            "getHealthCheck": Method(value, self.getHealthCheck),
-        })
+            call.name: Method(
+                KINDS[call.shape],
+                getattr(axon, call.name),
+                getattr(axon, call.batched) if call.batched else None,
+                call,
+            )
+            for call in served
+        }
+        self._methods.update(
+            {  # what Telepath wraps, and a Cell's own calls
+                "upload": Method(Kind.SHARE, self.upload),
+                "recoverIndices": Method(value, self.recoverIndices),
+                "getCellInfo": Method(value, self.getCellInfo),
+                "getCellIden": Method(value, self.getCellIden),
+                "getCellType": Method(value, self.getCellType),
+                "getCellRunId": Method(value, self.getCellRunId),
+                "getHealthCheck": Method(value, self.getHealthCheck),
+            }
+        )
 
     def methods(self) -> dict[str, Method]:
         return self._methods
@@ -161,8 +182,13 @@ class AxonApi:
 
     async def recoverIndices(self, verify: bool | None = None) -> dict[str, Any]:  # noqa: N802
         report = await self.axon.recover(verify=None if verify is None else bool(verify))
-        return {"listed": report.listed, "added": report.added, "skipped": report.skipped,
-                "ignored": report.ignored, "corrupt": list(report.corrupt)}
+        return {
+            "listed": report.listed,
+            "added": report.added,
+            "skipped": report.skipped,
+            "ignored": report.ignored,
+            "corrupt": list(report.corrupt),
+        }
 
     async def getCellIden(self) -> str:  # noqa: N802
         return self.identity.iden
@@ -175,24 +201,40 @@ class AxonApi:
 
     async def getHealthCheck(self) -> dict[str, Any]:  # noqa: N802
         metrics = await self.axon.metrics()
-        return {"iden": self.identity.iden, "status": "nominal",
-                "components": [{"status": "nominal", "name": "axon", "mesg": "",
-                                "data": metrics}]}
+        return {
+            "iden": self.identity.iden,
+            "status": "nominal",
+            "components": [{"status": "nominal", "name": "axon", "mesg": "", "data": metrics}],
+        }
 
     async def getCellInfo(self) -> dict[str, Any]:  # noqa: N802
         """The parts of a Cell's info that clients read, with Synapse's keys."""
         major, minor, patch = SYNAPSE_VERSION
         ours = tuple(int(part) for part in __version__.split(".")[:3])
         return {
-            "synapse": {"commit": "", "version": SYNAPSE_VERSION,
-                        "verstring": f"{major}.{minor}.{patch}"},
-            "cell": {"run": self.identity.run, "type": "axon", "iden": self.identity.iden,
-                     "paused": False, "active": True, "safemode": False,
-                     "started": self.identity.started_ms, "ready": True,
-                     "commit": "", "version": ours, "verstring": __version__,
-                     "cellvers": {}, "mirror": None,
-                     "aha": {"name": None, "leader": None, "network": None},
-                     "network": {"https": []}, "server": f"axonfs {__version__}"},
+            "synapse": {
+                "commit": "",
+                "version": SYNAPSE_VERSION,
+                "verstring": f"{major}.{minor}.{patch}",
+            },
+            "cell": {
+                "run": self.identity.run,
+                "type": "axon",
+                "iden": self.identity.iden,
+                "paused": False,
+                "active": True,
+                "safemode": False,
+                "started": self.identity.started_ms,
+                "ready": True,
+                "commit": "",
+                "version": ours,
+                "verstring": __version__,
+                "cellvers": {},
+                "mirror": None,
+                "aha": {"name": None, "leader": None, "network": None},
+                "network": {"https": []},
+                "server": f"axonfs {__version__}",
+            },
             "features": dict(FEATURES),
         }
 
@@ -209,8 +251,10 @@ class UploadShare:
     def __init__(self, upload: Upload) -> None:
         self._upload = upload
         self._lock = trio.Lock()
-        self._methods = {"write": Method(Kind.VALUE, self.write),
-                         "save": Method(Kind.VALUE, self.save)}
+        self._methods = {
+            "write": Method(Kind.VALUE, self.write),
+            "save": Method(Kind.VALUE, self.save),
+        }
 
     def methods(self) -> dict[str, Method]:
         return self._methods

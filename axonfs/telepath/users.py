@@ -58,24 +58,42 @@ class PasswordHash:
         return hmac.compare_digest(candidate, self.key)
 
     def to_json(self) -> dict[str, Any]:
-        return {"scheme": "scrypt", "n": self.n, "r": self.r, "p": self.p,
-                "salt": self.salt.hex(), "key": self.key.hex()}
+        return {
+            "scheme": "scrypt",
+            "n": self.n,
+            "r": self.r,
+            "p": self.p,
+            "salt": self.salt.hex(),
+            "key": self.key.hex(),
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> PasswordHash:
         try:
             if data["scheme"] != "scrypt":
                 raise UsersFileError(f"unknown password scheme {data['scheme']!r}")
-            return cls(bytes.fromhex(data["salt"]), bytes.fromhex(data["key"]),
-                       int(data["n"]), int(data["r"]), int(data["p"]))
+            return cls(
+                bytes.fromhex(data["salt"]),
+                bytes.fromhex(data["key"]),
+                int(data["n"]),
+                int(data["r"]),
+                int(data["p"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsersFileError(f"malformed user entry: {exc}") from None
 
 
 def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     # maxmem: OpenSSL's default (32 MiB) is just enough for n=2**14, r=8; be explicit.
-    return hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r,
-                          p=p, maxmem=64 << 20, dklen=KEY_BYTES)
+    return hashlib.scrypt(
+        password.encode("utf-8", "surrogatepass"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=64 << 20,
+        dklen=KEY_BYTES,
+    )
 
 
 def users_path(store: Path) -> Path:
@@ -84,10 +102,17 @@ def users_path(store: Path) -> Path:
 
 def validate_name(name: str) -> None:
     """User names travel in URLs before ``:`` and ``@``: keep them plain."""
-    if not name or len(name) > NAME_MAX or any(c in name for c in ":@/?#%") \
-            or not name.isprintable() or name != name.strip():
-        raise ValueError(f"invalid user name {name!r}: use letters, digits and . _ - "
-                         f"(at most {NAME_MAX} characters)")
+    if (
+        not name
+        or len(name) > NAME_MAX
+        or any(c in name for c in ":@/?#%")
+        or not name.isprintable()
+        or name != name.strip()
+    ):
+        raise ValueError(
+            f"invalid user name {name!r}: use letters, digits and . _ - "
+            f"(at most {NAME_MAX} characters)"
+        )
 
 
 def load(store: Path) -> dict[str, PasswordHash]:
@@ -112,8 +137,10 @@ def save(store: Path, users: dict[str, PasswordHash]) -> None:
     """Replace the users file atomically (mode 0600)."""
     path = users_path(store)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = {"version": FORMAT_VERSION,
-            "users": {name: users[name].to_json() for name in sorted(users)}}
+    data = {
+        "version": FORMAT_VERSION,
+        "users": {name: users[name].to_json() for name in sorted(users)},
+    }
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

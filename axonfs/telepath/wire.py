@@ -61,8 +61,9 @@ def _ext_decode(code: int, data: bytes) -> int:
 
 def encode(name: str, info: dict[str, Any]) -> bytes:
     """One message, packed as Synapse packs it."""
-    packed: bytes = msgpack.packb((name, info), use_bin_type=True,
-                                  unicode_errors="surrogatepass", default=_ext_encode)
+    packed: bytes = msgpack.packb(
+        (name, info), use_bin_type=True, unicode_errors="surrogatepass", default=_ext_encode
+    )
     return packed
 
 
@@ -95,8 +96,13 @@ class MessageDecoder:
         self.limit = limit
         self._fed = 0
         self._unpacker = msgpack.Unpacker(
-            raw=False, use_list=False, strict_map_key=False, ext_hook=_ext_decode,
-            unicode_errors="surrogatepass", max_buffer_size=MAX_MESSAGE)
+            raw=False,
+            use_list=False,
+            strict_map_key=False,
+            ext_hook=_ext_decode,
+            unicode_errors="surrogatepass",
+            max_buffer_size=MAX_MESSAGE,
+        )
 
     @property
     def pending(self) -> int:
@@ -111,8 +117,7 @@ class MessageDecoder:
             BadMessage: not msgpack, not ``(str, map)``, or over the limit.
         """
         if self.pending + len(data) > self.limit:
-            raise BadMessage(f"a message is larger than {self.limit} bytes",
-                             limit=self.limit)
+            raise BadMessage(f"a message is larger than {self.limit} bytes", limit=self.limit)
         try:
             self._unpacker.feed(data)
             self._fed += len(data)
@@ -120,8 +125,12 @@ class MessageDecoder:
         except Exception as exc:  # msgpack raises ValueError, BufferFull, StackError...
             raise BadMessage(f"not a msgpack stream: {type(exc).__name__}: {exc}") from None
         for message in messages:
-            if not (isinstance(message, tuple) and len(message) == 2
-                    and isinstance(message[0], str) and isinstance(message[1], dict)):
+            if not (
+                isinstance(message, tuple)
+                and len(message) == 2
+                and isinstance(message[0], str)
+                and isinstance(message[1], dict)
+            ):
                 raise BadMessage(f"a message must be (name, map), not {_preview(message)}")
         return messages
 

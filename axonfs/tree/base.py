@@ -68,9 +68,21 @@ class MakeAttributes(Protocol[AttrsT_co]):
     """Builds a front end's record of attributes from the fields of
     :class:`Attributes` (which is one such builder itself)."""
 
-    def __call__(self, inode: int, mode: int, nlink: int, uid: int, gid: int, size: int,
-                 blocks: int, mtime_ns: int, ctime_ns: int, entry_timeout: float,
-                 attr_timeout: float, reported_ino: int = 0) -> AttrsT_co: ...
+    def __call__(
+        self,
+        inode: int,
+        mode: int,
+        nlink: int,
+        uid: int,
+        gid: int,
+        size: int,
+        blocks: int,
+        mtime_ns: int,
+        ctime_ns: int,
+        entry_timeout: float,
+        attr_timeout: float,
+        reported_ino: int = 0,
+    ) -> AttrsT_co: ...
 
 
 class Listing(abc.ABC):
@@ -92,8 +104,9 @@ class Listing(abc.ABC):
         self.inode = inode
 
     @abc.abstractmethod
-    def entries(self, start: int, make: MakeAttributes[AttrsT]
-                ) -> Iterator[tuple[str, AttrsT, int]]:
+    def entries(
+        self, start: int, make: MakeAttributes[AttrsT]
+    ) -> Iterator[tuple[str, AttrsT, int]]:
         """Yield ``(name, attributes, offset of the next entry)`` from offset
         *start* (0, or an offset an entry gave), lazily."""
 
@@ -208,8 +221,9 @@ class Subtree(Protocol):
         """The attribute ``user.axonfs.<key>`` (ENODATA if there is none)."""
         ...
 
-    async def create(self, parent: int, name: str, mode: int, owner: Owner
-                     ) -> tuple[OpenFile, Attributes]: ...
+    async def create(
+        self, parent: int, name: str, mode: int, owner: Owner
+    ) -> tuple[OpenFile, Attributes]: ...
 
     def mkdir(self, parent: int, name: str, mode: int, owner: Owner) -> Attributes: ...
 
@@ -217,11 +231,20 @@ class Subtree(Protocol):
 
     def rmdir(self, parent: int, name: str) -> None: ...
 
-    def rename(self, parent_old: int, name_old: str, parent_new: int, name_new: str, *,
-               noreplace: bool, exchange: bool) -> None: ...
+    def rename(
+        self,
+        parent_old: int,
+        name_old: str,
+        parent_new: int,
+        name_new: str,
+        *,
+        noreplace: bool,
+        exchange: bool,
+    ) -> None: ...
 
-    async def setattr(self, inode: int, change: AttrChange, open_file: OpenFile | None
-                      ) -> Attributes: ...
+    async def setattr(
+        self, inode: int, change: AttrChange, open_file: OpenFile | None
+    ) -> Attributes: ...
 
     def remember(self, inode: int) -> None:
         """The kernel took a reference to *inode* (a lookup, or a listed or created entry)."""
@@ -260,8 +283,9 @@ class ReadOnlySubtree:
     async def getxattr(self, inode: int, key: str) -> bytes:
         raise error(errno.ENODATA)
 
-    async def create(self, parent: int, name: str, mode: int, owner: Owner
-                     ) -> tuple[OpenFile, Attributes]:
+    async def create(
+        self, parent: int, name: str, mode: int, owner: Owner
+    ) -> tuple[OpenFile, Attributes]:
         raise error(errno.EROFS)
 
     def mkdir(self, parent: int, name: str, mode: int, owner: Owner) -> Attributes:
@@ -273,12 +297,21 @@ class ReadOnlySubtree:
     def rmdir(self, parent: int, name: str) -> None:
         raise error(errno.EPERM)
 
-    def rename(self, parent_old: int, name_old: str, parent_new: int, name_new: str, *,
-               noreplace: bool, exchange: bool) -> None:
+    def rename(
+        self,
+        parent_old: int,
+        name_old: str,
+        parent_new: int,
+        name_new: str,
+        *,
+        noreplace: bool,
+        exchange: bool,
+    ) -> None:
         raise error(errno.EPERM)
 
-    async def setattr(self, inode: int, change: AttrChange, open_file: OpenFile | None
-                      ) -> Attributes:
+    async def setattr(
+        self, inode: int, change: AttrChange, open_file: OpenFile | None
+    ) -> Attributes:
         raise error(errno.EPERM)
 
     def remember(self, inode: int) -> None:
@@ -295,5 +328,6 @@ def is_writing(flags: int) -> bool:
 
 def dir_attrs(inode: int, mtime_ns: int, timeout: float) -> Attributes:
     """A read-only directory owned by the daemon's user."""
-    return Attributes(inode, stat.S_IFDIR | 0o555, 2, UID, GID, 0, 0, mtime_ns, mtime_ns,
-                      timeout, timeout)
+    return Attributes(
+        inode, stat.S_IFDIR | 0o555, 2, UID, GID, 0, 0, mtime_ns, mtime_ns, timeout, timeout
+    )

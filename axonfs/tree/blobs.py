@@ -56,8 +56,9 @@ class BlobsTree(ReadOnlySubtree):
     inode = BY_SHA256_INODE
     inodes = (range(BY_SHA256_INODE, BY_SHA256_INODE + 1), range(BLOB_BASE, LINK_BASE))
 
-    def __init__(self, axon: Axon, links: Counter[Sha256], started_ns: int,
-                 allow_delete: bool) -> None:
+    def __init__(
+        self, axon: Axon, links: Counter[Sha256], started_ns: int, allow_delete: bool
+    ) -> None:
         self.axon = axon
         self.links = links
         self.started_ns = started_ns
@@ -78,10 +79,19 @@ class BlobsTree(ReadOnlySubtree):
 
     def attrs(self, row: BlobRow) -> Attributes:
         size = row.size
-        return Attributes(BLOB_BASE + row.indx, stat.S_IFREG | 0o444,
-                          1 + self.links.get(row.sha256, 0), UID, GID, size,
-                          (size + 511) // 512, row.added_ns, row.added_ns,
-                          IMMUTABLE_TIMEOUT, IMMUTABLE_TIMEOUT)
+        return Attributes(
+            BLOB_BASE + row.indx,
+            stat.S_IFREG | 0o444,
+            1 + self.links.get(row.sha256, 0),
+            UID,
+            GID,
+            size,
+            (size + 511) // 512,
+            row.added_ns,
+            row.added_ns,
+            IMMUTABLE_TIMEOUT,
+            IMMUTABLE_TIMEOUT,
+        )
 
     def opendir(self, inode: int) -> Listing:
         if inode != self.inode:
@@ -158,8 +168,9 @@ class _BlobListing(Listing):
         self.axon = axon
         self.links = links
 
-    def entries(self, start: int, make: MakeAttributes[AttrsT]
-                ) -> Iterator[tuple[str, AttrsT, int]]:
+    def entries(
+        self, start: int, make: MakeAttributes[AttrsT]
+    ) -> Iterator[tuple[str, AttrsT, int]]:
         # The hot loop of `ls /by-sha256`: the caller's record is built straight
         # from the row (no BlobRow, no Attributes, no helper calls per entry),
         # which keeps the daemon's time per entry about a third lower.
@@ -170,10 +181,23 @@ class _BlobListing(Listing):
             for row, live in batch:
                 if live:
                     size = row.size
-                    yield row.sha256.hex(), make(
-                        BLOB_BASE + row.indx, mode, 1 + links[row.sha256] if links else 1,
-                        UID, GID, size, (size + 511) // 512, row.added_ns, row.added_ns,
-                        IMMUTABLE_TIMEOUT, IMMUTABLE_TIMEOUT), row.indx + 1
+                    yield (
+                        row.sha256.hex(),
+                        make(
+                            BLOB_BASE + row.indx,
+                            mode,
+                            1 + links[row.sha256] if links else 1,
+                            UID,
+                            GID,
+                            size,
+                            (size + 511) // 512,
+                            row.added_ns,
+                            row.added_ns,
+                            IMMUTABLE_TIMEOUT,
+                            IMMUTABLE_TIMEOUT,
+                        ),
+                        row.indx + 1,
+                    )
             indx = batch[-1][0].indx + 1
 
 
@@ -200,8 +224,11 @@ class BlobFile(OpenFile):
         # A slice of the map is copied by the kernel while it sends the reply,
         # on this thread: only when the pages are in memory. A cold read goes
         # to a worker thread instead, so a disk wait never stalls the loop.
-        if self.mapped is not None and self.local is not None \
-                and self.local.is_cached(offset, size):
+        if (
+            self.mapped is not None
+            and self.local is not None
+            and self.local.is_cached(offset, size)
+        ):
             return self.mapped.read(offset, size)
         return await self.axon.read(self.reader, offset, size)
 
@@ -237,10 +264,9 @@ class _MappedBlob:
         if self._map is None or offset < self._start or end > self._end:
             start = offset - offset % mmap.ALLOCATIONGRANULARITY
             length = min(max(MAP_WINDOW, end - start), self.size - start)
-            self._map = mmap.mmap(self.fd, length, mmap.MAP_SHARED, mmap.PROT_READ,
-                                  offset=start)
+            self._map = mmap.mmap(self.fd, length, mmap.MAP_SHARED, mmap.PROT_READ, offset=start)
             self._start, self._end = start, start + length
-        return memoryview(self._map)[offset - self._start:end - self._start]
+        return memoryview(self._map)[offset - self._start : end - self._start]
 
     def close(self) -> None:
         # Slices still held by replies in flight keep the old map alive; it is

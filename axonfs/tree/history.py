@@ -46,8 +46,11 @@ class HistoryTree(ReadOnlySubtree):
 
     name = "history"
     inode = HISTORY_INODE
-    inodes = (range(HISTORY_INODE, HISTORY_INODE + 1), range(DAY_BASE, INCOMING_BASE),
-              range(LINK_BASE, INODE_END))
+    inodes = (
+        range(HISTORY_INODE, HISTORY_INODE + 1),
+        range(DAY_BASE, INCOMING_BASE),
+        range(LINK_BASE, INODE_END),
+    )
 
     def __init__(self, axon: Axon, started_ns: int) -> None:
         self.axon = axon
@@ -129,8 +132,9 @@ class HistoryTree(ReadOnlySubtree):
         while rows := self.axon.history_rows(key, day_ms + DAY_MS - 1, LIST_BATCH):
             for row in rows:
                 if self._is_live(row.sha256, row.indx):
-                    attrs = _link_attrs(BlobRow(row.sha256, row.size, row.indx,
-                                                row.tick_ms * 1_000_000))
+                    attrs = _link_attrs(
+                        BlobRow(row.sha256, row.size, row.indx, row.tick_ms * 1_000_000)
+                    )
                     next_id = ((row.tick_ms - day_ms) << _OFFSET_INDX_BITS) | (row.indx + 1)
                     yield link_name(row.tick_ms - day_ms, row.sha256), attrs, next_id
             key = (rows[-1].tick_ms, rows[-1].indx + 1)
@@ -147,8 +151,9 @@ class _HistoryListing(Listing):
         super().__init__(inode)
         self.tree = tree
 
-    def entries(self, start: int, make: MakeAttributes[AttrsT]
-                ) -> Iterator[tuple[str, AttrsT, int]]:
+    def entries(
+        self, start: int, make: MakeAttributes[AttrsT]
+    ) -> Iterator[tuple[str, AttrsT, int]]:
         if self.inode == HISTORY_INODE:
             listed = self.tree.day_entries(start)
         else:
@@ -168,9 +173,19 @@ def _day_attrs(day: int) -> Attributes:
 
 
 def _link_attrs(row: BlobRow) -> Attributes:
-    return Attributes(LINK_BASE + row.indx, stat.S_IFLNK | 0o777, 1, UID, GID,
-                      len(link_target(row.sha256)), 0, row.added_ns, row.added_ns,
-                      IMMUTABLE_TIMEOUT, IMMUTABLE_TIMEOUT)
+    return Attributes(
+        LINK_BASE + row.indx,
+        stat.S_IFLNK | 0o777,
+        1,
+        UID,
+        GID,
+        len(link_target(row.sha256)),
+        0,
+        row.added_ns,
+        row.added_ns,
+        IMMUTABLE_TIMEOUT,
+        IMMUTABLE_TIMEOUT,
+    )
 
 
 def link_target(sha256: bytes) -> str:
@@ -191,8 +206,12 @@ def _parse_link_name(day: int, name: str) -> int | None:
     digits = name[:6] + name[7:10]
     if not digits.isdigit():
         return None
-    hours, minutes, seconds, millis = (int(digits[0:2]), int(digits[2:4]), int(digits[4:6]),
-                                       int(digits[6:9]))
+    hours, minutes, seconds, millis = (
+        int(digits[0:2]),
+        int(digits[2:4]),
+        int(digits[4:6]),
+        int(digits[6:9]),
+    )
     if hours > 23 or minutes > 59 or seconds > 59:
         return None
     return day * DAY_MS + ((hours * 60 + minutes) * 60 + seconds) * 1000 + millis

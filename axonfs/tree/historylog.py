@@ -132,7 +132,7 @@ class HistoryLog:
                 length = line_length(row)
                 if position + length > offset:
                     line = format_line(row).encode()
-                    pieces.append(line[max(0, offset - position):wanted_end - position])
+                    pieces.append(line[max(0, offset - position) : wanted_end - position])
                 position += length
             indx = batch[-1][0].indx + 1
             if batch[-1][0].indx + 1 >= self._next_indx:
@@ -180,5 +180,16 @@ class HistoryLogFile(OpenFile):
 def _attrs(size: int) -> Attributes:
     # attr_timeout 0: tail -f polls fstat() and must see the size grow.
     now_ns = time.time_ns()
-    return Attributes(HISTORY_LOG_INODE, stat.S_IFREG | 0o444, 1, UID, GID, size,
-                      (size + 511) // 512, now_ns, now_ns, IMMUTABLE_TIMEOUT, 0)
+    return Attributes(
+        HISTORY_LOG_INODE,
+        stat.S_IFREG | 0o444,
+        1,
+        UID,
+        GID,
+        size,
+        (size + 511) // 512,
+        now_ns,
+        now_ns,
+        IMMUTABLE_TIMEOUT,
+        0,
+    )

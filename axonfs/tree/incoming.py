@@ -63,9 +63,20 @@ class IncomingTree:
                 if row is not None:
                     reported_ino = BLOB_BASE + row.indx
                     nlink = 1 + self.incoming.links.get(node.sha256, 0)
-        return Attributes(node.inode, node.mode, nlink, node.uid, node.gid, size, blocks,
-                          node.mtime_ns, node.ctime_ns, MUTABLE_TIMEOUT, MUTABLE_TIMEOUT,
-                          reported_ino)
+        return Attributes(
+            node.inode,
+            node.mode,
+            nlink,
+            node.uid,
+            node.gid,
+            size,
+            blocks,
+            node.mtime_ns,
+            node.ctime_ns,
+            MUTABLE_TIMEOUT,
+            MUTABLE_TIMEOUT,
+            reported_ino,
+        )
 
     def readlink(self, inode: int) -> str:
         raise error(errno.EINVAL)
@@ -89,21 +100,24 @@ class IncomingTree:
     async def open(self, inode: int, flags: int, pid: int) -> OpenFile:
         return IncomingOpenFile(self.incoming, await self.incoming.open(inode, flags, pid))
 
-    async def create(self, parent: int, name: str, mode: int, owner: Owner
-                     ) -> tuple[OpenFile, Attributes]:
+    async def create(
+        self, parent: int, name: str, mode: int, owner: Owner
+    ) -> tuple[OpenFile, Attributes]:
         handle = self.incoming.create(parent, name, mode, owner.uid, owner.gid, owner.pid)
         return IncomingOpenFile(self.incoming, handle), self.attrs(handle.node)
 
-    async def setattr(self, inode: int, change: AttrChange, open_file: OpenFile | None
-                      ) -> Attributes:
+    async def setattr(
+        self, inode: int, change: AttrChange, open_file: OpenFile | None
+    ) -> Attributes:
         node = self.incoming.node(inode)
         if change.size is not None:
             if not isinstance(node, File):
                 raise error(errno.EISDIR)
             handle = open_file.handle if isinstance(open_file, IncomingOpenFile) else None
             await self.incoming.truncate(node, change.size, handle)
-        self.incoming.change(node, mode=change.mode, uid=change.uid, gid=change.gid,
-                             mtime_ns=change.mtime_ns)
+        self.incoming.change(
+            node, mode=change.mode, uid=change.uid, gid=change.gid, mtime_ns=change.mtime_ns
+        )
         return self.attrs(node)
 
     # -- directories ----------------------------------------------------------------
@@ -117,8 +131,16 @@ class IncomingTree:
     def rmdir(self, parent: int, name: str) -> None:
         self.incoming.rmdir(parent, name)
 
-    def rename(self, parent_old: int, name_old: str, parent_new: int, name_new: str, *,
-               noreplace: bool, exchange: bool) -> None:
+    def rename(
+        self,
+        parent_old: int,
+        name_old: str,
+        parent_new: int,
+        name_new: str,
+        *,
+        noreplace: bool,
+        exchange: bool,
+    ) -> None:
         if exchange:
             raise error(errno.EINVAL)
         self.incoming.rename(parent_old, name_old, parent_new, name_new, noreplace=noreplace)
@@ -150,14 +172,16 @@ class _Snapshots(Listing):
         self.tree = tree
         self.snapshot: list[Node] | None = None
 
-    def entries(self, start: int, make: MakeAttributes[AttrsT]
-                ) -> Iterator[tuple[str, AttrsT, int]]:
+    def entries(
+        self, start: int, make: MakeAttributes[AttrsT]
+    ) -> Iterator[tuple[str, AttrsT, int]]:
         if self.snapshot is None or start == 0:
             self.snapshot = self.tree.incoming.entries(self.inode)
         return self._entries(self.snapshot, start, make)
 
-    def _entries(self, snapshot: list[Node], start: int, make: MakeAttributes[AttrsT]
-                 ) -> Iterator[tuple[str, AttrsT, int]]:
+    def _entries(
+        self, snapshot: list[Node], start: int, make: MakeAttributes[AttrsT]
+    ) -> Iterator[tuple[str, AttrsT, int]]:
         for node in snapshot:
             if node.inode >= start and node.parent is not None:
                 yield node.name, make(*self.tree.attrs(node)), node.inode + 1

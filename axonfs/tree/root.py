@@ -71,7 +71,8 @@ class _RootListing(Listing):
         super().__init__(inode)
         self.subtrees = subtrees
 
-    def entries(self, start: int, make: MakeAttributes[AttrsT]
-                ) -> Iterator[tuple[str, AttrsT, int]]:
+    def entries(
+        self, start: int, make: MakeAttributes[AttrsT]
+    ) -> Iterator[tuple[str, AttrsT, int]]:
         for position, subtree in enumerate(self.subtrees[start:], start + 1):
             yield subtree.name, make(*subtree.listed()), position

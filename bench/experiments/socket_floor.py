@@ -169,8 +169,8 @@ def trio_server(path: str, spawn: bool) -> None:
                     (size,) = HDR.unpack_from(buf)
                     if len(buf) < 4 + size:
                         break
-                    msgpack.unpackb(bytes(buf[4:4 + size]))
-                    del buf[:4 + size]
+                    msgpack.unpackb(bytes(buf[4 : 4 + size]))
+                    del buf[: 4 + size]
                     if spawn:
                         nursery.start_soon(reply)
                     else:
@@ -216,8 +216,8 @@ def pingpong_anyio_client(n: int, tmp: str) -> float:
                 if len(buf) >= 4:
                     (size,) = HDR.unpack_from(buf)
                     if len(buf) >= 4 + size:
-                        msgpack.unpackb(bytes(buf[4:4 + size]))
-                        del buf[:4 + size]
+                        msgpack.unpackb(bytes(buf[4 : 4 + size]))
+                        del buf[: 4 + size]
                         break
                 buf += await stream.receive(1 << 20)
         secs = time.perf_counter() - t0
@@ -294,19 +294,25 @@ def main() -> None:
             for _ in range(0 if args.skip_bulk else args.mib):
                 f.write(os.urandom(1 << 20))
         for rep in range(args.reps):
-            print(f"rep {rep}: ping-pong round trips/s: two processes blocking "
-                  f"{pingpong_blocking(args.n, tmp):,.0f}; asyncio client "
-                  f"{pingpong_asyncio_client(args.n, tmp):,.0f}; one asyncio loop "
-                  f"{pingpong_same_loop(args.n, tmp):,.0f}; anyio client "
-                  f"{pingpong_anyio_client(args.n, tmp):,.0f}; trio server "
-                  f"{pingpong_trio_server(args.n, tmp, False):,.0f}; trio server, task per "
-                  f"request {pingpong_trio_server(args.n, tmp, True):,.0f}", flush=True)
+            print(
+                f"rep {rep}: ping-pong round trips/s: two processes blocking "
+                f"{pingpong_blocking(args.n, tmp):,.0f}; asyncio client "
+                f"{pingpong_asyncio_client(args.n, tmp):,.0f}; one asyncio loop "
+                f"{pingpong_same_loop(args.n, tmp):,.0f}; anyio client "
+                f"{pingpong_anyio_client(args.n, tmp):,.0f}; trio server "
+                f"{pingpong_trio_server(args.n, tmp, False):,.0f}; trio server, task per "
+                f"request {pingpong_trio_server(args.n, tmp, True):,.0f}",
+                flush=True,
+            )
             if args.skip_bulk:
                 continue
-            print(f"rep {rep}: bulk {args.mib} MiB MiB/s: pread+sendall "
-                  f"{bulk('read', tmp, data_path, args.mib << 20):,.0f}; sendfile "
-                  f"{bulk('sendfile', tmp, data_path, args.mib << 20):,.0f}; 4 MiB buffers "
-                  f"{bulk('bigbuf', tmp, data_path, args.mib << 20):,.0f}", flush=True)
+            print(
+                f"rep {rep}: bulk {args.mib} MiB MiB/s: pread+sendall "
+                f"{bulk('read', tmp, data_path, args.mib << 20):,.0f}; sendfile "
+                f"{bulk('sendfile', tmp, data_path, args.mib << 20):,.0f}; 4 MiB buffers "
+                f"{bulk('bigbuf', tmp, data_path, args.mib << 20):,.0f}",
+                flush=True,
+            )
     print("loadavg", Path("/proc/loadavg").read_text().strip())
     sys.stdout.flush()
 

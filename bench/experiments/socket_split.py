@@ -48,15 +48,16 @@ class Raw:
             if len(self.buf) >= 4:
                 (size,) = HDR.unpack_from(self.buf)
                 if len(self.buf) >= 4 + size:
-                    msg: dict[str, Any] = msgpack.unpackb(bytes(self.buf[4:4 + size]), raw=False)
-                    del self.buf[:4 + size]
+                    msg: dict[str, Any] = msgpack.unpackb(bytes(self.buf[4 : 4 + size]), raw=False)
+                    del self.buf[: 4 + size]
                     return msg
             self.buf += self.sock.recv(1 << 20)
 
     def frame(self, call: str, *args: object) -> bytes:
         self.rid += 1
-        body: bytes = msgpack.packb({"v": 1, "id": self.rid, "call": call, "args": args,
-                                     "kwargs": {}}, use_bin_type=True)
+        body: bytes = msgpack.packb(
+            {"v": 1, "id": self.rid, "call": call, "args": args, "kwargs": {}}, use_bin_type=True
+        )
         return HDR.pack(len(body)) + body
 
     def call(self, call: str, *args: object) -> object:
@@ -81,7 +82,7 @@ def raw_pipelined(path: Path, probe: list[bytes], depth: int = 32) -> float:
     r = Raw(path)
     t0 = time.perf_counter()
     for i in range(0, len(probe), depth):
-        batch = probe[i:i + depth]
+        batch = probe[i : i + depth]
         r.sock.sendall(b"".join(r.frame("has", sha) for sha in batch))
         for _ in batch:
             r.recv()
@@ -109,16 +110,17 @@ async def anyio_raw_rate(path: Path, probe: list[bytes]) -> float:
             if len(buf) >= 4:
                 (size,) = HDR.unpack_from(buf)
                 if len(buf) >= 4 + size:
-                    msg: dict[str, Any] = msgpack.unpackb(bytes(buf[4:4 + size]), raw=False)
-                    del buf[:4 + size]
+                    msg: dict[str, Any] = msgpack.unpackb(bytes(buf[4 : 4 + size]), raw=False)
+                    del buf[: 4 + size]
                     return msg
             buf += await stream.receive(1 << 20)
 
     await recv()  # hello
     t0 = time.perf_counter()
     for rid, sha in enumerate(probe, start=1):
-        body = msgpack.packb({"v": 1, "id": rid, "call": "has", "args": (sha,), "kwargs": {}},
-                             use_bin_type=True)
+        body = msgpack.packb(
+            {"v": 1, "id": rid, "call": "has", "args": (sha,), "kwargs": {}}, use_bin_type=True
+        )
         await stream.send(HDR.pack(len(body)) + body)
         await recv()
     secs = time.perf_counter() - t0
@@ -135,29 +137,35 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=5000)
     p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--fastpath", action="store_true",
-                   help="run the daemon with experiments/fastpath_daemon.py's patch")
+    p.add_argument(
+        "--fastpath",
+        action="store_true",
+        help="run the daemon with experiments/fastpath_daemon.py's patch",
+    )
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         daemon = Daemon(Path(tmp) / "store")
         if args.fastpath:
-            daemon.command = [sys.executable, str(Path(__file__).with_name(
-                "fastpath_daemon.py"))]
+            daemon.command = [sys.executable, str(Path(__file__).with_name("fastpath_daemon.py"))]
         daemon.start()
         try:
             shas = anyio.run(store_some, daemon.socket)
-            probe = [shas[i % len(shas)] if i % 2 == 0
-                     else hashlib.sha256(b"x%d" % i).digest() for i in range(args.n)]
+            probe = [
+                shas[i % len(shas)] if i % 2 == 0 else hashlib.sha256(b"x%d" % i).digest()
+                for i in range(args.n)
+            ]
             for rep in range(args.reps):
-                print(f"rep {rep} load {Path('/proc/loadavg').read_text().split()[:3]}: "
-                      f"raw has {raw_rate(daemon.socket, 'has', probe):,.0f}/s; "
-                      f"raw ping {raw_rate(daemon.socket, 'ping', probe):,.0f}/s; "
-                      f"raw has pipelined x32 {raw_pipelined(daemon.socket, probe):,.0f}/s; "
-                      f"anyio by hand {anyio.run(anyio_raw_rate, daemon.socket, probe):,.0f}/s; "
-                      f"client asyncio {anyio.run(client_rate, daemon.socket, probe):,.0f}/s; "
-                      f"client trio "
-                      f"{anyio.run(client_rate, daemon.socket, probe, backend='trio'):,.0f}/s",
-                      flush=True)
+                print(
+                    f"rep {rep} load {Path('/proc/loadavg').read_text().split()[:3]}: "
+                    f"raw has {raw_rate(daemon.socket, 'has', probe):,.0f}/s; "
+                    f"raw ping {raw_rate(daemon.socket, 'ping', probe):,.0f}/s; "
+                    f"raw has pipelined x32 {raw_pipelined(daemon.socket, probe):,.0f}/s; "
+                    f"anyio by hand {anyio.run(anyio_raw_rate, daemon.socket, probe):,.0f}/s; "
+                    f"client asyncio {anyio.run(client_rate, daemon.socket, probe):,.0f}/s; "
+                    f"client trio "
+                    f"{anyio.run(client_rate, daemon.socket, probe, backend='trio'):,.0f}/s",
+                    flush=True,
+                )
         finally:
             daemon.stop()
 

@@ -76,8 +76,9 @@ def share_info() -> dict[str, object]:
 
 
 def serve_connection(conn: socket.socket, get_mib: int) -> None:
-    unpacker = msgpack.Unpacker(raw=False, use_list=False, strict_map_key=False,
-                                max_buffer_size=64 << 20)
+    unpacker = msgpack.Unpacker(
+        raw=False, use_list=False, strict_map_key=False, max_buffer_size=64 << 20
+    )
     answer = encode("t2:fini", {"retn": (True, False)})
     piece = encode("t2:yield", {"retn": (True, PIECE)})
     with conn:
@@ -85,9 +86,18 @@ def serve_connection(conn: socket.socket, get_mib: int) -> None:
             unpacker.feed(data)
             for name, info in unpacker:
                 if name == "tele:syn":
-                    conn.sendall(encode("tele:syn", {
-                        "vers": TELEVERS, "retn": (True, None), "sess": "f" * 32,
-                        "features": {}, "sharinfo": share_info()}))
+                    conn.sendall(
+                        encode(
+                            "tele:syn",
+                            {
+                                "vers": TELEVERS,
+                                "retn": (True, None),
+                                "sess": "f" * 32,
+                                "features": {},
+                                "sharinfo": share_info(),
+                            },
+                        )
+                    )
                 elif info["todo"][0] == "get":
                     conn.sendall(encode("t2:genr", {}))
                     for _ in range(get_mib // 16):
@@ -109,8 +119,13 @@ def serve(path: Path, get_mib: int) -> None:
 def client_rates(url: str, calls: int, get_mib: int) -> tuple[float, float]:
     """has() calls per second and get() MB/s, as Synapse's client sees them."""
     kind = "floor" if "floor.sock" in url else "store"
-    done = subprocess.run([str(SYNAPSE_PYTHON), "-c", CLIENT, url, str(calls), str(get_mib), kind],
-                          capture_output=True, text=True, check=True, timeout=600)
+    done = subprocess.run(
+        [str(SYNAPSE_PYTHON), "-c", CLIENT, url, str(calls), str(get_mib), kind],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     has, get = json.loads(done.stdout.strip().splitlines()[-1])
     return float(has), float(get)
 
@@ -120,8 +135,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--get-mib", type=int, default=256, help="a multiple of 16")
-    parser.add_argument("--url", action="append", default=[],
-                        help="also measure this server (e.g. an axonfs or Synapse Axon URL)")
+    parser.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        help="also measure this server (e.g. an axonfs or Synapse Axon URL)",
+    )
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "floor.sock"

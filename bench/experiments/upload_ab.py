@@ -2,6 +2,7 @@
 
 Scratch: the variant is monkeypatched in; nothing under axonfs/ changes.
 """
+
 import contextlib
 import hashlib
 import os
@@ -24,42 +25,51 @@ rnd = random.Random(0)
 base = bytearray(rnd.randbytes(8 * MiB))
 chunks: list[bytes] = []
 for i in range(N // 8):
-    base[0:16] = i.to_bytes(16, 'big')
+    base[0:16] = i.to_bytes(16, "big")
     chunks.append(bytes(base))
+
 
 async def write_overlap(self: Upload, byts: bytes) -> None:
     spool = await self._current()
     view = memoryview(byts)
+
     def w() -> None:
         off = spool.size
         n = 0
         while n < len(view):
             n += os.pwrite(spool.fd, view[n:], off + n)
+
     async with trio.open_nursery() as nur:
         nur.start_soon(trio.to_thread.run_sync, w)
         nur.start_soon(trio.to_thread.run_sync, spool._hasher.update, view)
     spool.size += len(view)
     spool._hashed += len(view)
 
+
 def remove_native_files(work: Path) -> None:
-    for f in work.glob('n*'):
+    for f in work.glob("n*"):
         f.unlink()
 
+
 async def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix='axonfs-up-'))
-    res: dict[str, list[float]] = {'sha256 only': [], 'native write+sha256+fsync': [],
-                                   'axonfs as is': [], 'axonfs write||hash': []}
+    work = Path(tempfile.mkdtemp(prefix="axonfs-up-"))
+    res: dict[str, list[float]] = {
+        "sha256 only": [],
+        "native write+sha256+fsync": [],
+        "axonfs as is": [],
+        "axonfs write||hash": [],
+    }
     try:
-        async with Axon.open(work / 's') as axon:
+        async with Axon.open(work / "s") as axon:
             for rep in range(3):
                 for name in res:
                     t0 = time.perf_counter()
-                    if name == 'sha256 only':
+                    if name == "sha256 only":
                         h = hashlib.sha256()
                         for c in chunks:
                             h.update(c)
-                    elif name.startswith('native'):
-                        fd = os.open(work / f'n{rep}', os.O_WRONLY | os.O_CREAT, 0o644)
+                    elif name.startswith("native"):
+                        fd = os.open(work / f"n{rep}", os.O_WRONLY | os.O_CREAT, 0o644)
                         h = hashlib.sha256()
                         for c in chunks:
                             os.write(fd, c)
@@ -68,9 +78,10 @@ async def main() -> None:
                         os.close(fd)
                     else:
                         with contextlib.ExitStack() as variant:
-                            if 'hash' in name:
+                            if "hash" in name:
                                 variant.enter_context(
-                                    mock.patch.object(Upload, 'write', write_overlap))
+                                    mock.patch.object(Upload, "write", write_overlap)
+                                )
                             async with await axon.upload() as up:
                                 for c in chunks:
                                     await up.write(c)
@@ -79,7 +90,9 @@ async def main() -> None:
                     res[name].append(N / (time.perf_counter() - t0))
                 await trio.to_thread.run_sync(remove_native_files, work)
         for k, v in res.items():
-            print(f'{k:30s} median {statistics.median(v):7.0f} MiB/s  runs {[round(x) for x in v]}')
+            print(f"{k:30s} median {statistics.median(v):7.0f} MiB/s  runs {[round(x) for x in v]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
 trio.run(main)

@@ -62,8 +62,9 @@ def daemon(reachable_dir: Path) -> Iterator[ServeDaemon]:
 @pytest.fixture(scope="module")
 def group_daemon(reachable_dir: Path) -> Iterator[tuple[ServeDaemon, int]]:
     gid = grp.getgrnam("daemon").gr_gid
-    running = ServeDaemon.start(reachable_dir / "group-store", "--ctl-group", str(gid),
-                                wait_telepath=True)
+    running = ServeDaemon.start(
+        reachable_dir / "group-store", "--ctl-group", str(gid), wait_telepath=True
+    )
     running.store.chmod(0o711)
     yield running, gid
     running.stop()

@@ -29,8 +29,9 @@ PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md"
 
 def answering(call: api.Call) -> Callable[..., Any]:
     owner: type = Axon if call.owner is api.Owner.AXON else _Connection
-    method: Callable[..., Any] = getattr(owner, call.name if owner is Axon
-                                         else SERVER_CALLS[call.name])
+    method: Callable[..., Any] = getattr(
+        owner, call.name if owner is Axon else SERVER_CALLS[call.name]
+    )
     return method
 
 
@@ -50,8 +51,9 @@ def client_parameters(call: api.Call) -> list[inspect.Parameter]:
 @pytest.mark.parametrize("call", api.CALLS.values(), ids=lambda call: call.name)
 def test_the_client_takes_what_the_server_takes(call: api.Call) -> None:
     served, client = served_parameters(call), client_parameters(call)
-    assert [(p.name, p.kind, p.default, p.annotation) for p in client] == \
-        [(p.name, p.kind, p.default, p.annotation) for p in served]
+    assert [(p.name, p.kind, p.default, p.annotation) for p in client] == [
+        (p.name, p.kind, p.default, p.annotation) for p in served
+    ]
 
 
 @pytest.mark.parametrize("call", api.CALLS.values(), ids=lambda call: call.name)
@@ -65,8 +67,9 @@ def test_the_answering_function_has_the_declared_shape(call: api.Call) -> None:
     if call.batched is not None:
         twin = getattr(Axon, call.batched)
         assert inspect.isasyncgenfunction(twin)
-        assert list(inspect.signature(twin).parameters) == \
-            list(inspect.signature(function).parameters)
+        assert list(inspect.signature(twin).parameters) == list(
+            inspect.signature(function).parameters
+        )
 
 
 def test_telepath_serves_every_declared_call(tmp_path: Path) -> None:
@@ -75,8 +78,11 @@ def test_telepath_serves_every_declared_call(tmp_path: Path) -> None:
     cell_calls = {name for name in table if name.startswith("getCell") or name == "getHealthCheck"}
     assert set(table) - cell_calls == set(declared)
     for name, call in declared.items():
-        expected = {api.Shape.VALUE: Kind.VALUE, api.Shape.STREAM: Kind.GENERATOR,
-                    api.Shape.UPLOAD: Kind.SHARE}[call.shape]
+        expected = {
+            api.Shape.VALUE: Kind.VALUE,
+            api.Shape.STREAM: Kind.GENERATOR,
+            api.Shape.UPLOAD: Kind.SHARE,
+        }[call.shape]
         assert table[name].kind is expected, name
 
 
@@ -101,8 +107,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return {}
 
 
-@pytest.mark.parametrize("call", [c for c in api.CALLS.values() if c.local],
-                         ids=lambda call: call.name)
+@pytest.mark.parametrize(
+    "call", [c for c in api.CALLS.values() if c.local], ids=lambda call: call.name
+)
 def test_in_process_parameters_are_keyword_only(call: api.Call) -> None:
     parameters = inspect.signature(answering(call)).parameters
     assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in call.local)

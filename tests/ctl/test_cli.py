@@ -21,8 +21,9 @@ from .servers import FILE_BODY, LocalHTTPServer
 ABSENT = "ab" * 32
 
 
-def ctl(daemon: ServeDaemon, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess[bytes]:
+def ctl(
+    daemon: ServeDaemon, *args: str, stdin: bytes = b"", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """``axonfs ctl ARGS`` as a user runs it: the daemon found through ``$AXONFS_STORE``."""
     return run_axonfs_bytes("ctl", *args, stdin=stdin, env=env or daemon.env())
 
@@ -40,15 +41,20 @@ def json_lines(text: str) -> list[Any]:
 @pytest.fixture(scope="module")
 def stored(daemon: ServeDaemon, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     directory = tmp_path_factory.mktemp("cli")
-    files = {"lines.txt": b"one\ntwo\n", "table.csv": b"a|b\n1|2\n",
-             "objs.jsonl": b'{"a": 1}\n[2]\n', "items.mpk": msgpack.packb("x") + msgpack.packb(
-                 [1, b"\x01"])}
+    files = {
+        "lines.txt": b"one\ntwo\n",
+        "table.csv": b"a|b\n1|2\n",
+        "objs.jsonl": b'{"a": 1}\n[2]\n',
+        "items.mpk": msgpack.packb("x") + msgpack.packb([1, b"\x01"]),
+    }
     for name, data in files.items():
         (directory / name).write_bytes(data)
     out = ok(daemon, "put", *(str(directory / name) for name in files))
     lines = out.splitlines()
-    assert lines == [f"{len(data)} {hashlib.sha256(data).hexdigest()} {directory / name}"
-                     for name, data in files.items()]
+    assert lines == [
+        f"{len(data)} {hashlib.sha256(data).hexdigest()} {directory / name}"
+        for name, data in files.items()
+    ]
     return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
@@ -90,9 +96,11 @@ def test_hashes_history_hashset_metrics(daemon: ServeDaemon, stored: dict[str, A
     assert positions == sorted(positions)  # in added order
     indx = rows[positions[1]][0]
     assert ok(daemon, "hashes", "--offs", str(indx)).splitlines()[0] == (
-        f"{indx} {stored['table.csv']} 8")
-    assert ok(daemon, "hashes", "--follow", "--timeout", "0.2", "--offs",
-              str(indx)).startswith(f"{indx} ")
+        f"{indx} {stored['table.csv']} 8"
+    )
+    assert ok(daemon, "hashes", "--follow", "--timeout", "0.2", "--offs", str(indx)).startswith(
+        f"{indx} "
+    )
     history = json_lines(ok(daemon, "--json", "history", "0"))
     assert set(stored.values()) <= {row[1][0] for row in history}
     assert ok(daemon, "history", "2000-01-01T00:00:00", str(history[0][0])).startswith("20")
@@ -108,25 +116,44 @@ def test_parsers(daemon: ServeDaemon, stored: dict[str, Any]) -> None:
     assert ok(daemon, "readlines", stored["lines.txt"]) == "one\ntwo\n"
     # Printed in the input's dialect, so that the output reads back as the blob did.
     assert ok(daemon, "csvrows", stored["table.csv"], "--delimiter", "|") == "a|b\n1|2\n"
-    assert ok(daemon, "csvrows", stored["table.csv"], "--delimiter", "|", "--quoting",
-              "all") == '"a"|"b"\n"1"|"2"\n'
-    assert json_lines(ok(daemon, "csvrows", "--json", stored["table.csv"], "--delimiter",
-                         "|")) == [["a", "b"], ["1", "2"]]
+    assert (
+        ok(daemon, "csvrows", stored["table.csv"], "--delimiter", "|", "--quoting", "all")
+        == '"a"|"b"\n"1"|"2"\n'
+    )
+    assert json_lines(ok(daemon, "csvrows", "--json", stored["table.csv"], "--delimiter", "|")) == [
+        ["a", "b"],
+        ["1", "2"],
+    ]
     assert json_lines(ok(daemon, "jsonlines", stored["objs.jsonl"])) == [{"a": 1}, [2]]
     assert json_lines(ok(daemon, "msgpack", stored["items.mpk"])) == ["x", [1, "01"]]
     bad = ctl(daemon, "csvrows", stored["table.csv"], "--dialect", "nope")
     assert bad.returncode == 4 and b"BadArg: Invalid CSV dialect" in bad.stderr
 
 
-def test_wget_wput_postfiles(daemon: ServeDaemon, http_server: LocalHTTPServer,
-                             stored: dict[str, Any]) -> None:
+def test_wget_wput_postfiles(
+    daemon: ServeDaemon, http_server: LocalHTTPServer, stored: dict[str, Any]
+) -> None:
     out = ok(daemon, "wget", f"{http_server.base}/file")
     code, reason, size, sha, url = out.split()
-    assert (code, reason, int(size), url) == ("200", "OK", len(FILE_BODY),
-                                              f"{http_server.base}/file")
+    assert (code, reason, int(size), url) == (
+        "200",
+        "OK",
+        len(FILE_BODY),
+        f"{http_server.base}/file",
+    )
     assert sha == hashlib.sha256(FILE_BODY).hexdigest()
-    result = json.loads(ok(daemon, "wget", "--json", f"{http_server.base}/missing",
-                           "--header", "X-A: b", "--param", "q=1"))
+    result = json.loads(
+        ok(
+            daemon,
+            "wget",
+            "--json",
+            f"{http_server.base}/missing",
+            "--header",
+            "X-A: b",
+            "--param",
+            "q=1",
+        )
+    )
     assert result["ok"] is True and result["code"] == 404
     assert result["request"]["headers"]["X-A"] == "b"
     assert ctl(daemon, "wget", "--fail", f"{http_server.base}/missing").returncode == 4
@@ -134,8 +161,15 @@ def test_wget_wput_postfiles(daemon: ServeDaemon, http_server: LocalHTTPServer,
     assert failed.returncode == 4 and b"request failed" in failed.stderr
     assert ok(daemon, "wput", stored["lines.txt"], f"{http_server.base}/echo").startswith("201")
     assert http_server.received[-1][3] == b"one\ntwo\n"
-    out = ok(daemon, "postfiles", f"{http_server.base}/echo", "--field",
-             f"doc=@{stored['lines.txt']};filename=l.txt", "--field", "note=hello")
+    out = ok(
+        daemon,
+        "postfiles",
+        f"{http_server.base}/echo",
+        "--field",
+        f"doc=@{stored['lines.txt']};filename=l.txt",
+        "--field",
+        "note=hello",
+    )
     assert out.startswith("200 OK")
     body = http_server.received[-1][3]
     assert b'filename="l.txt"' in body and b"one\ntwo\n" in body and b"hello" in body
@@ -154,8 +188,13 @@ def test_exit_codes_and_help(daemon: ServeDaemon, tmp_path: Path) -> None:
     assert ctl(daemon, "--store", str(daemon.store), "metrics", env=env).returncode == 0
     assert ctl(daemon, "-m", str(tmp_path), "metrics").returncode == 3  # not a mount
     help_text = ok(daemon, "--help")
-    for line in ("0  done", "1  absent or false", "2  usage error",
-                 "3  the daemon is unreachable", "4  the call failed"):
+    for line in (
+        "0  done",
+        "1  absent or false",
+        "2  usage error",
+        "3  the daemon is unreachable",
+        "4  the call failed",
+    ):
         assert line in help_text
     assert "exit status" in ok(daemon, "wget", "--help")
 
@@ -170,7 +209,8 @@ def test_put_names_what_it_reads(daemon: ServeDaemon, tmp_path: Path) -> None:
     assert directory.returncode == 2
     assert directory.stderr.decode().splitlines() == [
         f"axonfs: {tmp_path} is a directory: put stores files (give the files, e.g. "
-        f"{tmp_path}/*, or copy the tree into the mount's incoming/)"]
+        f"{tmp_path}/*, or copy the tree into the mount's incoming/)"
+    ]
 
 
 def test_hex_is_read_in_either_case_and_printed_lower_case(daemon: ServeDaemon) -> None:
@@ -208,8 +248,14 @@ def test_the_readme_python_example_runs_as_written(daemon: ServeDaemon, tmp_path
     assert 'mount="/mnt/axon"' in code and "asyncio.run(" in code
     script = tmp_path / "example.py"
     script.write_text(code.replace('mount="/mnt/axon"', f"socket={str(daemon.socket)!r}"))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=60, env=daemon.env(), check=False)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=daemon.env(),
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "b'hello'\n"
 

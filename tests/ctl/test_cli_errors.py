@@ -80,8 +80,14 @@ def test_daemon_starts_from_a_directory_holding_an_axonfs_folder(tmp_path: Path)
     # under test is how it starts the daemon.
     parent = [sys.executable, "-P", "-m", "axonfs"]
     try:
-        started = subprocess.run([*parent, "serve", "--store", str(store)], cwd=work,
-                                 capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        started = subprocess.run(
+            [*parent, "serve", "--store", str(store)],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
         assert started.returncode == 0, started.stderr + (store / "axonfs.log").read_text()
     finally:
         run_axonfs("stop", "--store", store)
@@ -128,10 +134,10 @@ def test_read_only_store(filled_store: Path, tmp_path: Path) -> None:
         assert checked.returncode == 0, checked.stderr
         assert checked.stdout.splitlines() == [
             "checked 1 indexed blob (read-only: the store cannot be written)",
-            "no problems found"]
+            "no problems found",
+        ]
         assert checked.stderr == ""
-        for args in (("fsck", "--repair"), ("recover",), ("serve",),
-                     ("mount", tmp_path / "mnt")):
+        for args in (("fsck", "--repair"), ("recover",), ("serve",), ("mount", tmp_path / "mnt")):
             (tmp_path / "mnt").mkdir(exist_ok=True)
             result = run_axonfs(*args, "--store", filled_store)
             assert result.returncode == 3, (args, result.stderr)
@@ -154,13 +160,31 @@ def test_mount_without_a_usable_dev_fuse(tmp_path: Path) -> None:
     """/dev/fuse made unopenable (nodev) in a private mount namespace."""
     store, mnt = tmp_path / "store", tmp_path / "mnt"
     mnt.mkdir()
-    script = ('mount --bind /dev/fuse /dev/fuse && mount -o remount,bind,nodev /dev/fuse '
-              '&& exec "$@"')
+    script = (
+        'mount --bind /dev/fuse /dev/fuse && mount -o remount,bind,nodev /dev/fuse && exec "$@"'
+    )
     try:
         result = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-             *AXONFS, "mount", "--store", str(store), str(mnt)],
-            capture_output=True, text=True, timeout=TIMEOUT, check=False)
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+                "sh",
+                *AXONFS,
+                "mount",
+                "--store",
+                str(store),
+                str(mnt),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
     finally:
         run_axonfs("stop", "--store", store)  # had it mounted after all, in that namespace
     assert result.returncode == 4, result.stderr
@@ -171,8 +195,10 @@ def test_mount_without_a_usable_dev_fuse(tmp_path: Path) -> None:
 # -- ctl -m: which mount, and why it cannot be reached -----------------------------------
 
 
-needs_fuse = pytest.mark.skipif(not (os.geteuid() == 0 and fuse_available()),
-                                reason="mounts through the kernel (needs root and /dev/fuse)")
+needs_fuse = pytest.mark.skipif(
+    not (os.geteuid() == 0 and fuse_available()),
+    reason="mounts through the kernel (needs root and /dev/fuse)",
+)
 
 
 @pytest.fixture
@@ -194,7 +220,8 @@ def mount_in_open_directory() -> Iterator[MountDaemon]:
 
 @needs_fuse
 def test_ctl_m_finds_the_mount_holding_a_subdirectory(
-        mount_in_open_directory: MountDaemon, tmp_path: Path) -> None:
+    mount_in_open_directory: MountDaemon, tmp_path: Path
+) -> None:
     mount = mount_in_open_directory
     for path in (mount.mnt, mount.path("by-sha256"), mount.path("incoming")):
         result = run_axonfs("ctl", "-m", path, "metrics")
@@ -253,10 +280,15 @@ def test_hex_case_rule(mount_in_open_directory: MountDaemon) -> None:
 # -- options checked before anything is created -----------------------------------------
 
 
-@pytest.mark.parametrize("option", [("--metrics-listen", "no-port"),
-                                    ("--metrics-listen", "0.0.0.0:9567"),
-                                    ("--telepath-listen", "bogus://x"),
-                                    ("--ctl-group", "no-such-group-here")])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("--metrics-listen", "no-port"),
+        ("--metrics-listen", "0.0.0.0:9567"),
+        ("--telepath-listen", "bogus://x"),
+        ("--ctl-group", "no-such-group-here"),
+    ],
+)
 def test_bad_daemon_options_create_no_store(tmp_path: Path, option: tuple[str, str]) -> None:
     store = tmp_path / "store"
     result = run_axonfs("serve", "--store", store, *option)

@@ -73,8 +73,9 @@ async def gather(coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
 
 
 @pytest.mark.parametrize("runner", [asyncio.run, trio.run], ids=["asyncio", "trio"])
-def test_client_under_each_loop(daemon: ServeDaemon, http_server: LocalHTTPServer,
-                                runner: Callable[..., Any]) -> None:
+def test_client_under_each_loop(
+    daemon: ServeDaemon, http_server: LocalHTTPServer, runner: Callable[..., Any]
+) -> None:
     name = runner.__module__.encode()
     if runner is trio.run:
         trio.run(exercise, daemon, http_server, name)
@@ -91,7 +92,8 @@ def _peak_rss_kib(pid: int) -> int:
 
 
 def test_big_download_and_upload_keep_daemon_memory_flat(
-        daemon: ServeDaemon, http_server: LocalHTTPServer) -> None:
+    daemon: ServeDaemon, http_server: LocalHTTPServer
+) -> None:
     mib = 128
 
     async def main() -> None:

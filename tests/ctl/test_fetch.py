@@ -37,8 +37,10 @@ async def test_wget_200(axon: AxonClient, http_server: LocalHTTPServer) -> None:
     assert result["code"] == 200 and result["reason"] == "OK"
     assert result["url"] == f"{http_server.base}/file"
     assert result["size"] == len(FILE_BODY)
-    assert result["hashes"] == {name: hashlib.new(name, FILE_BODY).hexdigest()
-                                for name in ("md5", "sha1", "sha256", "sha512")}
+    assert result["hashes"] == {
+        name: hashlib.new(name, FILE_BODY).hexdigest()
+        for name in ("md5", "sha1", "sha256", "sha512")
+    }
     assert result["headers"]["X-Test"] == "yes"
     assert result["request"]["method"] == "GET"
     assert result["request"]["url"] == f"{http_server.base}/file"
@@ -53,7 +55,8 @@ async def test_wget_404_is_stored_and_ok(axon: AxonClient, http_server: LocalHTT
 
 
 async def test_wget_follows_redirects_and_reports_history(
-        axon: AxonClient, http_server: LocalHTTPServer) -> None:
+    axon: AxonClient, http_server: LocalHTTPServer
+) -> None:
     result = await axon.wget(f"{http_server.base}/redir?a=1")
     assert result["ok"] and result["code"] == 200
     assert result["url"] == f"{http_server.base}/file"
@@ -74,22 +77,24 @@ async def test_wget_timeout(axon: AxonClient, http_server: LocalHTTPServer) -> N
     assert name == "TimeoutError" and {"efile", "eline", "ename", "mesg"} <= set(info)
 
 
-async def test_wget_params_headers_and_bodies(axon: AxonClient,
-                                             http_server: LocalHTTPServer) -> None:
-    result = await axon.wget(f"{http_server.base}/headers", params={"a": "1"},
-                             headers={"X-Foo": "bar"})
+async def test_wget_params_headers_and_bodies(
+    axon: AxonClient, http_server: LocalHTTPServer
+) -> None:
+    result = await axon.wget(
+        f"{http_server.base}/headers", params={"a": "1"}, headers={"X-Foo": "bar"}
+    )
     seen = json.loads(await _blob(axon, bytes.fromhex(result["hashes"]["sha256"])))
     assert seen["query"] == "a=1" and seen["headers"]["X-Foo"] == "bar"
     assert result["request"]["headers"]["X-Foo"] == "bar"
     result = await axon.wget(f"{http_server.base}/echo", method="POST", json={"a": [1]})
-    assert json.loads(await _blob(axon, bytes.fromhex(result["hashes"]["sha256"]))) == {
-        "a": [1]}
+    assert json.loads(await _blob(axon, bytes.fromhex(result["hashes"]["sha256"]))) == {"a": [1]}
     result = await axon.wget(f"{http_server.base}/echo", method="PUT", body=b"raw body")
     assert result["code"] == 201 and result["size"] == 8
 
 
-async def test_wget_https(axon: AxonClient, https_server: LocalHTTPServer,
-                          certificates: Certificates) -> None:
+async def test_wget_https(
+    axon: AxonClient, https_server: LocalHTTPServer, certificates: Certificates
+) -> None:
     url = f"{https_server.base}/file"
     failed = await axon.wget(url)
     assert failed["ok"] is False and "CERTIFICATE_VERIFY_FAILED" in failed["mesg"]
@@ -97,13 +102,17 @@ async def test_wget_https(axon: AxonClient, https_server: LocalHTTPServer,
     assert (await axon.wget(url, ssl_opts={"ca_cert": certificates.ca_pem}))["code"] == 200
     # the ssl argument overrides ssl_opts["verify"], as in the reference
     assert (await axon.wget(url, ssl_opts={"verify": False}))["ok"] is False
-    mtls = {"ca_cert": certificates.ca_pem, "client_cert": certificates.cert_file.read_text(),
-            "client_key": certificates.key_file.read_text()}
+    mtls = {
+        "ca_cert": certificates.ca_pem,
+        "client_cert": certificates.cert_file.read_text(),
+        "client_key": certificates.key_file.read_text(),
+    }
     assert (await axon.wget(url, ssl_opts=mtls))["code"] == 200
 
 
-async def test_wget_proxies(in_process: InProcessDaemon, axon: AxonClient,
-                            http_server: LocalHTTPServer) -> None:
+async def test_wget_proxies(
+    in_process: InProcessDaemon, axon: AxonClient, http_server: LocalHTTPServer
+) -> None:
     url = f"{http_server.base}/file"
     dead = await axon.wget(url, proxy="http://127.0.0.1:1")
     assert dead["ok"] is False and dead["code"] == -1
@@ -112,8 +121,8 @@ async def test_wget_proxies(in_process: InProcessDaemon, axon: AxonClient,
         await axon.wget(url, proxy=1.1)  # type: ignore[arg-type]  # wrong on purpose
     in_process.axon.fetch_options = FetchOptions(http_proxy="http://127.0.0.1:1")
     try:
-        assert (await axon.wget(url))["ok"] is False               # True: the daemon's proxy
-        assert (await axon.wget(url, proxy=None))["ok"] is False   # None behaves like True
+        assert (await axon.wget(url))["ok"] is False  # True: the daemon's proxy
+        assert (await axon.wget(url, proxy=None))["ok"] is False  # None behaves like True
         assert (await axon.wget(url, proxy=False))["code"] == 200  # False: no proxy
     finally:
         in_process.axon.fetch_options = FetchOptions()
@@ -140,9 +149,9 @@ async def test_wput(axon: AxonClient, http_server: LocalHTTPServer) -> None:
 
 
 def _form_parts(content_type: str, body: bytes) -> dict[str, email.message.MIMEPart]:
-    message = email.parser.BytesParser(email.message.EmailMessage,
-                                       policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    message = email.parser.BytesParser(
+        email.message.EmailMessage, policy=email.policy.HTTP
+    ).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
     parts: dict[str, email.message.MIMEPart] = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
@@ -158,7 +167,8 @@ async def test_postfiles(axon: AxonClient, http_server: LocalHTTPServer) -> None
         {"name": "file", "sha256": sha256.hex(), "filename": "a.bin"},
         {"name": "text", "value": "hi there"},
         {"name": "obj", "value": {"foo": "bar"}},
-        {"name": "raw", "value": b"\x00\x01"}]
+        {"name": "raw", "value": b"\x00\x01"},
+    ]
     result = await axon.postfiles(fields, f"{http_server.base}/echo")
     assert result["ok"] is True and result["code"] == 200
     assert set(result) == {"ok", "url", "code", "body", "reason", "headers"}
@@ -173,8 +183,7 @@ async def test_postfiles(axon: AxonClient, http_server: LocalHTTPServer) -> None
     assert parts["raw"].get_payload(decode=True) == b"\x00\x01"
 
 
-async def test_postfiles_errors_are_results(axon: AxonClient,
-                                            http_server: LocalHTTPServer) -> None:
+async def test_postfiles_errors_are_results(axon: AxonClient, http_server: LocalHTTPServer) -> None:
     url = f"{http_server.base}/echo"
     missing = await axon.postfiles([{"name": "f", "sha256": "04" * 32}], url)
     assert missing["ok"] is False and "mesg" not in missing

@@ -30,6 +30,7 @@ async def put(axon: Axon, data: bytes) -> bytes:
 
 # -- readlines -------------------------------------------------------------------
 
+
 async def test_readlines(axon: Axon) -> None:
     sha = await put(axon, b"asdf\n\nqwer\n")
     assert await rows(axon.readlines(sha.hex())) == ["asdf", "", "qwer"]
@@ -40,8 +41,7 @@ async def test_readlines(axon: Axon) -> None:
 async def test_readlines_errors_modes(axon: Axon) -> None:
     sha = await put(axon, b"/$A\x00_v4\x1b\xff\xfe\n")
     assert await rows(axon.readlines(sha.hex())) == ["/$A\x00_v4\x1b"]
-    assert await rows(axon.readlines(sha.hex(), errors="replace")) == [
-        "/$A\x00_v4\x1b\ufffd\ufffd"]
+    assert await rows(axon.readlines(sha.hex(), errors="replace")) == ["/$A\x00_v4\x1b\ufffd\ufffd"]
     with pytest.raises(BadDataValu):
         await rows(axon.readlines(sha.hex(), errors=None))
     with pytest.raises(BadArg):
@@ -67,6 +67,7 @@ async def test_readlines_multibyte_across_chunk_boundaries(axon: Axon) -> None:
 
 # -- jsonlines -------------------------------------------------------------------
 
+
 async def test_jsonlines(axon: Axon) -> None:
     sha = await put(axon, b'{"a": 1}\n\n  \n[1, 2]\n"s"\n')
     assert await rows(axon.jsonlines(sha.hex())) == [{"a": 1}, [1, 2], "s"]
@@ -86,6 +87,7 @@ async def test_jsonlines_bad_line_after_good_ones(axon: Axon) -> None:
 
 
 # -- csvrows ---------------------------------------------------------------------
+
 
 def _csv(rows_: list[list[str]], **fmtparams: Any) -> bytes:
     buffer = io.StringIO()
@@ -127,7 +129,9 @@ async def test_csvrows_latin1_and_errors(axon: Axon) -> None:
     sha = await put(axon, "caf\u00e9,na\u00efve\n".encode("latin-1") + b"plain,row\n")
     assert await rows(axon.csvrows(sha)) == [("caf", "nave"), ("plain", "row")]
     assert await rows(axon.csvrows(sha, errors="replace")) == [
-        ("caf\ufffd", "na\ufffdve"), ("plain", "row")]
+        ("caf\ufffd", "na\ufffdve"),
+        ("plain", "row"),
+    ]
     with pytest.raises(BadDataValu):
         await rows(axon.csvrows(sha, errors=None))
 
@@ -155,6 +159,7 @@ async def test_csvrows_nul_bytes(axon: Axon) -> None:
 
 # -- msgpack ---------------------------------------------------------------------
 
+
 async def test_iter_mpk_file(axon: Axon) -> None:
     data = b"".join(msgpack.packb(item) for item in ("foo", "bar", "baz"))
     sha = await put(axon, data)
@@ -171,6 +176,7 @@ async def test_iter_mpk_file(axon: Axon) -> None:
 
 
 # -- over the socket -------------------------------------------------------------
+
 
 async def test_parsers_over_the_socket(in_process: InProcessDaemon) -> None:
     async with client.connect(in_process.socket) as axon:

@@ -31,13 +31,15 @@ from ctl.servers import LocalHTTPServer
 MiB = 1 << 20
 
 
-def on_tty(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 60
-           ) -> tuple[int, str]:
+def on_tty(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> tuple[int, str]:
     """Run ``axonfs ARGS`` with stdout and stderr on a new pty; its status and output."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    process = subprocess.Popen([*AXONFS, *map(str, args)], stdin=subprocess.DEVNULL,
-                               stdout=slave, stderr=slave, env=env)
+    process = subprocess.Popen(
+        [*AXONFS, *map(str, args)], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env
+    )
     os.close(slave)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
@@ -83,16 +85,18 @@ def screen(raw: str) -> list[str]:
     return [text.rstrip() for text in lines if text.strip()]
 
 
-def test_put_of_several_files_shows_a_bar_and_clean_result_lines(daemon: ServeDaemon,
-                                                                  tmp_path: Path) -> None:
+def test_put_of_several_files_shows_a_bar_and_clean_result_lines(
+    daemon: ServeDaemon, tmp_path: Path
+) -> None:
     files = [tmp_path / f"f{i}" for i in range(3)]
     for number, path in enumerate(files):
         path.write_bytes(os.urandom(MiB + number))
     status, raw = on_tty("ctl", "put", *files, env=daemon.env())
     assert status == 0, raw
     assert "put:" in raw  # a bar was drawn
-    expected = [f"{MiB + n} {hashlib.sha256(p.read_bytes()).hexdigest()} {p}"
-                for n, p in enumerate(files)]
+    expected = [
+        f"{MiB + n} {hashlib.sha256(p.read_bytes()).hexdigest()} {p}" for n, p in enumerate(files)
+    ]
     assert screen(raw) == expected  # each result on a line of its own, the bar gone
 
 
@@ -158,8 +162,9 @@ def test_fsck_shows_progress_on_a_terminal_only(offline_store: Path) -> None:
     assert plain.returncode == 0 and plain.stderr == ""
 
 
-def test_offline_recover_shows_progress_on_a_terminal_only(offline_store: Path,
-                                                           tmp_path: Path) -> None:
+def test_offline_recover_shows_progress_on_a_terminal_only(
+    offline_store: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     shutil.copytree(offline_store, store)
     shutil.rmtree(store / "index.lmdb")

@@ -33,8 +33,13 @@ def test_frame_roundtrip_keeps_bytes_and_makes_tuples() -> None:
         assert decoder.next_message() is None
     decoder.feed(frame[-1:])
     message = decoder.next_message()
-    assert message == {"v": VERSION, "id": 1, "call": "put", "args": (b"\x00\xff", (1, 2)),
-                       "kwargs": {}}
+    assert message == {
+        "v": VERSION,
+        "id": 1,
+        "call": "put",
+        "args": (b"\x00\xff", (1, 2)),
+        "kwargs": {},
+    }
     assert decoder.pending == 0
 
 
@@ -45,11 +50,14 @@ def test_decoder_refuses_oversized_frames_from_the_header() -> None:
         decoder.next_message()
 
 
-@pytest.mark.parametrize("body, match", [
-    (b"\xc1", "not valid msgpack"),
-    (msgpack.packb([1, 2]), "not a map"),
-    (msgpack.packb({"v": 99, "id": 1}), "unsupported protocol version"),
-])
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        (b"\xc1", "not valid msgpack"),
+        (msgpack.packb([1, 2]), "not a map"),
+        (msgpack.packb({"v": 99, "id": 1}), "unsupported protocol version"),
+    ],
+)
 def test_decode_body_errors(body: bytes, match: str) -> None:
     with pytest.raises(ProtocolError, match=match):
         decode_body(body)
@@ -86,20 +94,26 @@ async def _assert_closed(stream: trio.SocketStream) -> None:
 
 async def _still_serving(in_process: InProcessDaemon) -> None:
     async with client.connect(in_process.socket) as axon:
-        assert await axon.put(b"still here") == (10, __import__("hashlib").sha256(
-            b"still here").digest())
+        assert await axon.put(b"still here") == (
+            10,
+            __import__("hashlib").sha256(b"still here").digest(),
+        )
 
 
-@pytest.mark.parametrize("garbage", [
-    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",                     # a huge length prefix
-    HEADER.pack(3) + b"\xc1\xc1\xc1",                        # not msgpack
-    HEADER.pack(3) + msgpack.packb([1, 2]),                  # not a map
-    encode({"id": "seven", "call": "has"}),                  # bad id
-    encode({"id": 1, "t": "dance"}),                         # unknown kind
-    encode({"v": 2, "id": 1, "call": "has"}),                # another version
-])
-async def test_garbage_gets_an_error_and_a_close(in_process: InProcessDaemon,
-                                                 garbage: bytes) -> None:
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # a huge length prefix
+        HEADER.pack(3) + b"\xc1\xc1\xc1",  # not msgpack
+        HEADER.pack(3) + msgpack.packb([1, 2]),  # not a map
+        encode({"id": "seven", "call": "has"}),  # bad id
+        encode({"id": 1, "t": "dance"}),  # unknown kind
+        encode({"v": 2, "id": 1, "call": "has"}),  # another version
+    ],
+)
+async def test_garbage_gets_an_error_and_a_close(
+    in_process: InProcessDaemon, garbage: bytes
+) -> None:
     stream = await _raw(in_process)
     await stream.send_all(garbage)
     reply = await _read_frame(stream)
@@ -121,21 +135,26 @@ async def test_oversized_frame_is_refused_before_its_body(in_process: InProcessD
 
 async def test_errors_carry_the_exception_code_and_fields(in_process: InProcessDaemon) -> None:
     stream = await _raw(in_process)
-    await stream.send_all(encode({"id": 1, "call": "get", "args": [b"\x01" * 32],
-                                  "kwargs": {}}))
+    await stream.send_all(encode({"id": 1, "call": "get", "args": [b"\x01" * 32], "kwargs": {}}))
     reply = await _read_frame(stream)
     assert reply["id"] == 1 and reply["t"] == "err"
-    assert reply["error"] == {"code": "NoSuchFile",
-                              "message": "Axon does not contain the requested file.",
-                              "sha256": "01" * 32}
+    assert reply["error"] == {
+        "code": "NoSuchFile",
+        "message": "Axon does not contain the requested file.",
+        "sha256": "01" * 32,
+    }
     # unknown calls and bad arguments are BadArg, and the connection stays usable
     await stream.send_all(encode({"id": 2, "call": "format_disk", "args": [], "kwargs": {}}))
     assert (await _read_frame(stream))["error"]["code"] == "BadArg"
     await stream.send_all(encode({"id": 3, "call": "has", "args": [], "kwargs": {"x": 1}}))
     assert (await _read_frame(stream))["error"]["code"] == "BadArg"
     await stream.send_all(encode({"id": 4, "call": "metrics", "args": [], "kwargs": {}}))
-    assert (await _read_frame(stream)) == {"v": VERSION, "id": 4, "t": "ok",
-                                           "result": {"size:bytes": 0, "file:count": 0}}
+    assert (await _read_frame(stream)) == {
+        "v": VERSION,
+        "id": 4,
+        "t": "ok",
+        "result": {"size:bytes": 0, "file:count": 0},
+    }
     await stream.aclose()
 
 
@@ -150,10 +169,10 @@ async def test_client_reraises_axonfs_errors(in_process: InProcessDaemon) -> Non
 async def test_requests_are_multiplexed_and_cancellable(in_process: InProcessDaemon) -> None:
     stream = await _raw(in_process)
     # a follow that would wait forever, then a quick call on the same connection
-    await stream.send_all(encode({"id": 1, "call": "hashes", "args": [0, True, None],
-                                  "kwargs": {}}))
-    await stream.send_all(encode({"id": 2, "call": "has", "args": [b"\x00" * 32],
-                                  "kwargs": {}}))
+    await stream.send_all(
+        encode({"id": 1, "call": "hashes", "args": [0, True, None], "kwargs": {}})
+    )
+    await stream.send_all(encode({"id": 2, "call": "has", "args": [b"\x00" * 32], "kwargs": {}}))
     assert await _read_frame(stream) == {"v": VERSION, "id": 2, "t": "ok", "result": False}
     await stream.send_all(encode({"id": 1, "t": "cancel"}))
     assert await _read_frame(stream) == {"v": VERSION, "id": 1, "t": "cancelled"}
@@ -178,12 +197,22 @@ async def _read_exactly(stream: trio.SocketStream, decoder: FrameDecoder, size: 
     return bytes(got)
 
 
-async def _frames_of_get(in_process: InProcessDaemon, digest: bytes, *, raw: bool,
-                         **kwargs: int) -> tuple[list[str], bytes]:
+async def _frames_of_get(
+    in_process: InProcessDaemon, digest: bytes, *, raw: bool, **kwargs: int
+) -> tuple[list[str], bytes]:
     """Frame kinds of a get on the wire, and the bytes they carried."""
     stream = await _raw(in_process)
-    await stream.send_all(encode({"id": 1, "call": "get", "args": [digest], "kwargs": kwargs,
-                                  **({"raw": True} if raw else {})}))
+    await stream.send_all(
+        encode(
+            {
+                "id": 1,
+                "call": "get",
+                "args": [digest],
+                "kwargs": kwargs,
+                **({"raw": True} if raw else {}),
+            }
+        )
+    )
     decoder = FrameDecoder(1 << 30)
     kinds: list[str] = []
     data = bytearray()
@@ -224,18 +253,20 @@ async def test_the_client_reads_raw_items_across_many_receives(in_process: InPro
         pieces = [piece async for piece in axon.get(digest)]
         assert b"".join(pieces) == blob and all(pieces)
         ranged = [piece async for piece in axon.get(digest, (4 << 20) - 10, 100)]
-        assert b"".join(ranged) == blob[(4 << 20) - 10:(4 << 20) + 90]
+        assert b"".join(ranged) == blob[(4 << 20) - 10 : (4 << 20) + 90]
         assert await axon.has(digest)  # the connection is still in step after raw frames
 
 
 async def test_a_frame_cut_short_by_a_cancel_closes_the_connection(
-        in_process: InProcessDaemon) -> None:
+    in_process: InProcessDaemon,
+) -> None:
     """A cancel that lands while a raw payload is half sent must not leave the
     client reading a frame header out of the middle of blob bytes."""
     _, digest = await in_process.axon.put(os.urandom(1 << 20) * 24)
     stream = await _raw(in_process)
-    await stream.send_all(encode({"id": 1, "call": "get", "args": [digest], "kwargs": {},
-                                  "raw": True}))
+    await stream.send_all(
+        encode({"id": 1, "call": "get", "args": [digest], "kwargs": {}, "raw": True})
+    )
     # Not reading: the daemon's send blocks inside a payload, and then every
     # task of this run (the server's included) is blocked.
     with trio.fail_after(20):

@@ -22,12 +22,14 @@ from axonfs.protocol import DaemonUnreachable
 EMPTY = hashlib.sha256(b"").digest()
 
 
-
 async def test_every_call_with_reference_shapes(in_process: InProcessDaemon) -> None:
     async with client.connect(in_process.socket) as axon:
         assert await axon.put(b"asdfqwer") == (8, sha_digest(b"asdfqwer"))
         assert await axon.puts([b"a", b"", b"asdfqwer"]) == (
-            (1, sha_digest(b"a")), (0, EMPTY), (8, sha_digest(b"asdfqwer")))
+            (1, sha_digest(b"a")),
+            (0, EMPTY),
+            (8, sha_digest(b"asdfqwer")),
+        )
         assert await axon.has(sha_digest(b"a")) is True and await axon.has(b"\x00" * 32) is False
         assert await axon.size(sha_digest(b"a")) == 1 and await axon.size(b"\x00" * 32) is None
         absent = b"\x00" * 32
@@ -35,10 +37,16 @@ async def test_every_call_with_reference_shapes(in_process: InProcessDaemon) -> 
         assert await axon.metrics() == {"size:bytes": 9, "file:count": 3}
         assert (await axon.hashset(sha_digest(b"a")))["md5"] == hashlib.md5(b"a").hexdigest()
         assert [row async for row in axon.hashes(0)] == [
-            (0, (sha_digest(b"asdfqwer"), 8)), (1, (sha_digest(b"a"), 1)), (2, (EMPTY, 0))]
+            (0, (sha_digest(b"asdfqwer"), 8)),
+            (1, (sha_digest(b"a"), 1)),
+            (2, (EMPTY, 0)),
+        ]
         history = [row async for row in axon.history(0)]
-        assert [row[1] for row in history] == [(sha_digest(b"asdfqwer"), 8), (sha_digest(b"a"), 1),
-                                               (EMPTY, 0)]
+        assert [row[1] for row in history] == [
+            (sha_digest(b"asdfqwer"), 8),
+            (sha_digest(b"a"), 1),
+            (EMPTY, 0),
+        ]
         assert [c async for c in axon.get(sha_digest(b"asdfqwer"), 2, 4)] == [b"dfqw"]
         assert [c async for c in axon.get(sha_digest(b"asdfqwer"), 8, 4)] == [b""]
         assert [c async for c in axon.get(EMPTY)] == []
@@ -68,10 +76,13 @@ async def test_large_put_and_upload_stream(in_process: InProcessDaemon) -> None:
         assert await axon.put(big) == (len(big), sha_digest(big))
         results = await axon.puts([b"x", big, b"y"])
         assert results == (
-            (1, sha_digest(b"x")), (len(big), sha_digest(big)), (1, sha_digest(b"y")))
+            (1, sha_digest(b"x")),
+            (len(big), sha_digest(big)),
+            (1, sha_digest(b"y")),
+        )
         async with await axon.upload() as upload:
             for start in range(0, len(big), 3 << 20):
-                await upload.write(big[start:start + (3 << 20)])
+                await upload.write(big[start : start + (3 << 20)])
             assert await upload.save() == (len(big), sha_digest(big))
             await upload.write(b"second")
             assert await upload.save() == (6, sha_digest(b"second"))
@@ -153,13 +164,14 @@ async def test_a_slow_get_holds_only_a_window_of_its_bytes(in_process: InProcess
 
 
 async def test_an_abandoned_raw_get_frees_its_window_and_the_client_goes_on(
-        in_process: InProcessDaemon) -> None:
+    in_process: InProcessDaemon,
+) -> None:
     blob = os.urandom(1 << 20) * 40
     _, digest = await in_process.axon.put(blob)
     async with client.connect(in_process.socket) as axon:
         async with aclosing(closable(axon.get(digest))) as pieces:
             async for piece in pieces:
-                assert piece == blob[:len(piece)]
+                assert piece == blob[: len(piece)]
                 break  # mid raw payload: the connection cannot be reused
         await _wait_idle(in_process)
         assert in_process.server.statistics().stream_bytes == 0

@@ -16,9 +16,12 @@ from axonfs.sockio import YIELD_EVERY, SocketWire
 
 
 def trio_wire(sock: socket.socket) -> SocketWire:
-    return SocketWire(sock.fileno(), wait_readable=trio.lowlevel.wait_readable,
-                      wait_writable=trio.lowlevel.wait_writable,
-                      checkpoint=trio.lowlevel.checkpoint)
+    return SocketWire(
+        sock.fileno(),
+        wait_readable=trio.lowlevel.wait_readable,
+        wait_writable=trio.lowlevel.wait_writable,
+        checkpoint=trio.lowlevel.checkpoint,
+    )
 
 
 def pair() -> tuple[socket.socket, socket.socket]:
@@ -99,9 +102,15 @@ def test_under_asyncio_through_anyio() -> None:
     async def main() -> bytes:
         a, b = pair()
         with a, b:
-            sender, receiver = (SocketWire(s.fileno(), wait_readable=anyio.wait_readable,
-                                           wait_writable=anyio.wait_writable,
-                                           checkpoint=anyio.lowlevel.checkpoint) for s in (a, b))
+            sender, receiver = (
+                SocketWire(
+                    s.fileno(),
+                    wait_readable=anyio.wait_readable,
+                    wait_writable=anyio.wait_writable,
+                    checkpoint=anyio.lowlevel.checkpoint,
+                )
+                for s in (a, b)
+            )
             got = bytearray()
 
             async def send() -> None:

@@ -16,18 +16,41 @@ AXONFS = [sys.executable, "-m", "axonfs"]
 TIMEOUT = 60.0
 
 
-def run_axonfs(*args: str | Path, check: bool = False, timeout: float = TIMEOUT,
-               env: dict[str, str] | None = None, cwd: Path | None = None,
-               input: str | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002
+def run_axonfs(
+    *args: str | Path,
+    check: bool = False,
+    timeout: float = TIMEOUT,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:  # noqa: A002
     """``axonfs ARGS`` to completion; its output as text."""
-    return subprocess.run([*AXONFS, *map(str, args)], capture_output=True, text=True,
-                          check=check, timeout=timeout, env=env, cwd=cwd, input=input,
-                          stdin=None if input is not None else subprocess.DEVNULL)
+    return subprocess.run(
+        [*AXONFS, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
 
 
-def run_axonfs_bytes(*args: str | Path, stdin: bytes = b"", check: bool = False,
-                     timeout: float = TIMEOUT, env: dict[str, str] | None = None
-                     ) -> subprocess.CompletedProcess[bytes]:
+def run_axonfs_bytes(
+    *args: str | Path,
+    stdin: bytes = b"",
+    check: bool = False,
+    timeout: float = TIMEOUT,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """``axonfs ARGS`` to completion with *stdin* as its input; its output as bytes."""
-    return subprocess.run([*AXONFS, *map(str, args)], capture_output=True, input=stdin,
-                          check=check, timeout=timeout, env=env)
+    return subprocess.run(
+        [*AXONFS, *map(str, args)],
+        capture_output=True,
+        input=stdin,
+        check=check,
+        timeout=timeout,
+        env=env,
+    )

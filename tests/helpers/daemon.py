@@ -45,8 +45,11 @@ def log_problems(log: Path) -> list[str]:
     """ERROR/CRITICAL lines and tracebacks in a daemon's log."""
     if not log.exists():
         return []
-    return [line for line in log.read_text(errors="replace").splitlines()
-            if " ERROR " in line or " CRITICAL " in line or "Traceback" in line]
+    return [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if " ERROR " in line or " CRITICAL " in line or "Traceback" in line
+    ]
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:
@@ -85,8 +88,7 @@ class InProcessDaemon:
 
 
 @contextlib.asynccontextmanager
-async def in_process_daemon(store: Path, nursery: trio.Nursery
-                            ) -> AsyncIterator[InProcessDaemon]:
+async def in_process_daemon(store: Path, nursery: trio.Nursery) -> AsyncIterator[InProcessDaemon]:
     """Open *store* and serve its control socket in *nursery* until the block ends."""
     async with Axon.open(store) as axon:
         path = control_socket(store)
@@ -107,8 +109,14 @@ class ServeDaemon:
     process: subprocess.Popen[bytes]
 
     @classmethod
-    def start(cls, store: Path, *options: str | Path, log: Path | None = None,
-              env: dict[str, str] | None = None, wait_telepath: bool = False) -> ServeDaemon:
+    def start(
+        cls,
+        store: Path,
+        *options: str | Path,
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+        wait_telepath: bool = False,
+    ) -> ServeDaemon:
         """Start the daemon and return once its control socket answers.
 
         *log* defaults to ``STORE.log`` beside the store. With *wait_telepath*,
@@ -119,7 +127,11 @@ class ServeDaemon:
         with open(log, "ab") as output:
             process = subprocess.Popen(
                 [*AXONFS, "serve", "--store", str(store), "--foreground", *map(str, options)],
-                stdout=output, stderr=output, stdin=subprocess.DEVNULL, env=env)
+                stdout=output,
+                stderr=output,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
         daemon = cls(store, log, process)
         try:
             daemon._wait_ready(wait_telepath)
@@ -136,8 +148,9 @@ class ServeDaemon:
         for check in ready:
             while not check():
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"the daemon exited with {self.process.returncode}:\n"
-                                       f"{self.log_text()}")
+                    raise RuntimeError(
+                        f"the daemon exited with {self.process.returncode}:\n{self.log_text()}"
+                    )
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no daemon on {self.socket}")
                 time.sleep(0.02)
@@ -157,8 +170,7 @@ class ServeDaemon:
         env["AXONFS_STORE"] = str(self.store)
         return env
 
-    def ctl(self, *args: str, timeout: float = COMMAND_TIMEOUT
-            ) -> subprocess.CompletedProcess[str]:
+    def ctl(self, *args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
         """``axonfs ctl --socket SOCKET ARGS`` to completion."""
         return run_axonfs("ctl", "--socket", self.socket, *args, timeout=timeout)
 
@@ -228,8 +240,17 @@ class MountDaemon:
     def start(self, *extra: str) -> subprocess.CompletedProcess[str]:
         """``axonfs mount`` (raises if it fails); returns once the mount is ready."""
         log = ("--log", str(self.log)) if self.log is not None else ()
-        result = run_axonfs("mount", "--store", self.store, *log, *self.options, *extra,
-                            self.mnt, check=True, timeout=COMMAND_TIMEOUT)
+        result = run_axonfs(
+            "mount",
+            "--store",
+            self.store,
+            *log,
+            *self.options,
+            *extra,
+            self.mnt,
+            check=True,
+            timeout=COMMAND_TIMEOUT,
+        )
         self.pid = int(os.getxattr(self.mnt, "user.axonfs.pid"))
         self.pids.append(self.pid)
         return result
@@ -267,8 +288,9 @@ class MountDaemon:
             with contextlib.suppress(Exception):
                 run_axonfs("umount", self.mnt, timeout=30)
             if is_mounted(self.mnt):
-                subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)],
-                               capture_output=True, check=False)
+                subprocess.run(
+                    ["fusermount3", "-u", "-z", str(self.mnt)], capture_output=True, check=False
+                )
         for pid in self.pids:
             if pid_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
@@ -280,8 +302,11 @@ class MountDaemon:
 
     def problems(self) -> list[str]:
         """The error lines of the daemon's log, but for the tolerated ones."""
-        return [line for line in log_problems(self.log_file)
-                if not any(pattern in line for pattern in self.tolerated)]
+        return [
+            line
+            for line in log_problems(self.log_file)
+            if not any(pattern in line for pattern in self.tolerated)
+        ]
 
 
 class MakeMount(Protocol):
@@ -300,8 +325,7 @@ class MountDaemons:
         self.made.append(daemon)
         return daemon
 
-    def under(self, root: Path, options: tuple[str, ...] = (), start: bool = True
-              ) -> MountDaemon:
+    def under(self, root: Path, options: tuple[str, ...] = (), start: bool = True) -> MountDaemon:
         """A fresh store under *root* (see :meth:`MountDaemon.under`), mounted if *start*."""
         daemon = self.add(MountDaemon.under(root, options))
         if start:

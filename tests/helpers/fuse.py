@@ -39,8 +39,12 @@ def axonfs_mounts() -> list[str]:
 def mounts_under(base: Path | str, *fstypes: str) -> list[str]:
     """Mount points of the given types at or below *base*."""
     base = str(base)
-    return [path for fstype in fstypes for path in mounts_of_type(fstype)
-            if path == base or path.startswith(base + "/")]
+    return [
+        path
+        for fstype in fstypes
+        for path in mounts_of_type(fstype)
+        if path == base or path.startswith(base + "/")
+    ]
 
 
 def skip_tests_under(items: list[pytest.Item], directory: str, reason: str) -> None:
@@ -65,8 +69,9 @@ def pid_gone(pid: int) -> bool:
     return not pid_alive(pid)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0,
-               interval: float = 0.02) -> bool:
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02
+) -> bool:
     """Poll *predicate* until it holds or *timeout* passes; whether it held."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,8 +84,9 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0,
 def cleanup(mountpoint: Path, pid: int | None = None) -> None:
     """Force *mountpoint* unmounted and its daemon gone, whatever their state."""
     if is_mounted(mountpoint):
-        subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True,
-                       check=False)
+        subprocess.run(
+            ["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True, check=False
+        )
     if pid is not None and pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not pid_alive(pid), timeout=5)

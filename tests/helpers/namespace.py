@@ -24,19 +24,51 @@ def overlays_available() -> bool:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
     with tempfile.TemporaryDirectory() as upper, tempfile.TemporaryDirectory() as lower:
-        probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "mount",
-                                "-t", "overlay", "overlay", "-o", f"lowerdir={upper}:{lower}",
-                                lower], capture_output=True, timeout=30)
+        probe = subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={upper}:{lower}",
+                lower,
+            ],
+            capture_output=True,
+            timeout=30,
+        )
     return probe.returncode == 0
 
 
-def run_overlaid(overlays: dict[str, Path], script: str, *, env: dict[str, str] | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_overlaid(
+    overlays: dict[str, Path],
+    script: str,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     """Run *script* (sh) where each ``target: staged`` directory of *overlays* lies over
     *target*; exit status 99 if an overlay could not be made."""
     mounts = "\n".join(
         f"mount -t overlay overlay -o lowerdir={staged}:{target} {target} || exit 99"
-        for target, staged in overlays.items())
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                           f"set -u\n{mounts}\n{script}"],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+        for target, staged in overlays.items()
+    )
+    return subprocess.run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f"set -u\n{mounts}\n{script}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

@@ -124,8 +124,13 @@ class Node:
 class Disk:
     """The live tree and its durable image (everything blocking, no FUSE)."""
 
-    def __init__(self, backing: Path, crash_after_syncs: int | None = None,
-                 keep_unsynced: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        backing: Path,
+        crash_after_syncs: int | None = None,
+        keep_unsynced: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         self.live = backing / "live"
         self.keep_unsynced = keep_unsynced
         self._rng = random.Random(seed)
@@ -194,15 +199,14 @@ class Disk:
         size = len(unsynced) if keep() < self.keep_unsynced else len(durable)
         mixed = bytearray(durable[:size].ljust(size, b"\0"))
         for offset in range(0, size, SECTOR):
-            piece = unsynced[offset:min(offset + SECTOR, size)]
-            if piece != mixed[offset:offset + len(piece)] and keep() < self.keep_unsynced:
-                mixed[offset:offset + len(piece)] = piece
+            piece = unsynced[offset : min(offset + SECTOR, size)]
+            if piece != mixed[offset : offset + len(piece)] and keep() < self.keep_unsynced:
+                mixed[offset : offset + len(piece)] = piece
         return bytes(mixed)
 
     # -- the tree -----------------------------------------------------------------
 
-    def new_node(self, mode: int, uid: int, gid: int, rdev: int = 0,
-                 target: bytes = b"") -> Node:
+    def new_node(self, mode: int, uid: int, gid: int, rdev: int = 0, target: bytes = b"") -> Node:
         self._next += 1
         node = Node(self._next, mode, uid, gid, rdev, target=target)
         self.nodes[node.id_] = node
@@ -335,16 +339,22 @@ def _make_operations(disk: Disk) -> pyfuse3.Operations:
             node.opened += 1
             return pyfuse3.FileInfo(fh=self._next_fh, keep_cache=True)
 
-        async def lookup(self, parent_inode: int, name: bytes,
-                         ctx: object) -> pyfuse3.EntryAttributes:
+        async def lookup(
+            self, parent_inode: int, name: bytes, ctx: object
+        ) -> pyfuse3.EntryAttributes:
             return self._attrs(self._child(parent_inode, name))
 
         async def getattr(self, inode: int, ctx: object) -> pyfuse3.EntryAttributes:
             return self._attrs(self._node(inode))
 
-        async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes,
-                          fields: pyfuse3.SetattrFields, fh: int | None,
-                          ctx: object) -> pyfuse3.EntryAttributes:
+        async def setattr(
+            self,
+            inode: int,
+            attr: pyfuse3.EntryAttributes,
+            fields: pyfuse3.SetattrFields,
+            fh: int | None,
+            ctx: object,
+        ) -> pyfuse3.EntryAttributes:
             node = self._node(inode)
             if fields.update_size:
                 disk.truncate(node, attr.st_size)
@@ -361,20 +371,23 @@ def _make_operations(disk: Disk) -> pyfuse3.Operations:
         async def readlink(self, inode: int, ctx: object) -> bytes:
             return self._node(inode).target
 
-        async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
-                        ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        async def mknod(
+            self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+        ) -> pyfuse3.EntryAttributes:
             node = disk.new_node(mode, ctx.uid, ctx.gid, rdev)
             self._new_entry(parent_inode, name, node)
             return self._attrs(node)
 
-        async def mkdir(self, parent_inode: int, name: bytes, mode: int,
-                        ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        async def mkdir(
+            self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+        ) -> pyfuse3.EntryAttributes:
             node = disk.new_node(stat.S_IFDIR | stat.S_IMODE(mode), ctx.uid, ctx.gid)
             self._new_entry(parent_inode, name, node)
             return self._attrs(node)
 
-        async def symlink(self, parent_inode: int, name: bytes, target: bytes,
-                          ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        async def symlink(
+            self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+        ) -> pyfuse3.EntryAttributes:
             node = disk.new_node(stat.S_IFLNK | 0o777, ctx.uid, ctx.gid, target=target)
             self._new_entry(parent_inode, name, node)
             return self._attrs(node)
@@ -392,8 +405,15 @@ def _make_operations(disk: Disk) -> pyfuse3.Operations:
                 raise pyfuse3.FUSEError(errno.ENOTEMPTY)
             disk.unlink(self._node(parent_inode), name)
 
-        async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
-                         name_new: bytes, flags: int, ctx: object) -> None:
+        async def rename(
+            self,
+            parent_inode_old: int,
+            name_old: bytes,
+            parent_inode_new: int,
+            name_new: bytes,
+            flags: int,
+            ctx: object,
+        ) -> None:
             node = self._child(parent_inode_old, name_old)
             new_parent = self._node(parent_inode_new)
             if flags & pyfuse3.RENAME_EXCHANGE:
@@ -410,8 +430,9 @@ def _make_operations(disk: Disk) -> pyfuse3.Operations:
             disk.link(new_parent, name_new, node)
             disk.unlink(self._node(parent_inode_old), name_old)
 
-        async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
-                       ctx: object) -> pyfuse3.EntryAttributes:
+        async def link(
+            self, inode: int, new_parent_inode: int, new_name: bytes, ctx: object
+        ) -> pyfuse3.EntryAttributes:
             node = self._node(inode)
             self._new_entry(new_parent_inode, new_name, node)
             return self._attrs(node)
@@ -422,9 +443,9 @@ def _make_operations(disk: Disk) -> pyfuse3.Operations:
                 disk.truncate(node, 0)
             return self._open_fh(node, flags)
 
-        async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
-                         ctx: pyfuse3.RequestContext
-                         ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        async def create(
+            self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+        ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
             node = disk.new_node(stat.S_IFREG | stat.S_IMODE(mode), ctx.uid, ctx.gid)
             self._new_entry(parent_inode, name, node)
             return self._open_fh(node, flags), self._attrs(node)
@@ -473,8 +494,17 @@ def _make_operations(disk: Disk) -> pyfuse3.Operations:
         async def statfs(self, ctx: object) -> pyfuse3.StatvfsData:
             st = os.statvfs(disk.live)
             data = pyfuse3.StatvfsData()
-            for name in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail", "f_files",
-                         "f_ffree", "f_favail", "f_namemax"):
+            for name in (
+                "f_bsize",
+                "f_frsize",
+                "f_blocks",
+                "f_bfree",
+                "f_bavail",
+                "f_files",
+                "f_ffree",
+                "f_favail",
+                "f_namemax",
+            ):
                 setattr(data, name, getattr(st, name))
             return data
 
@@ -526,8 +556,9 @@ class PowerCutDisk:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self, crash_after_syncs: int | None = None, keep_unsynced: float = 0.0,
-              seed: int = 0) -> Path:
+    def start(
+        self, crash_after_syncs: int | None = None, keep_unsynced: float = 0.0, seed: int = 0
+    ) -> Path:
         """Mount the durable image (live := durable); return the mount point.
 
         *keep_unsynced*: the chance that each unsynced 4 KiB piece of a file (and
@@ -536,12 +567,21 @@ class PowerCutDisk:
         """
         assert self.process is None or self.process.poll() is not None
         self._close_pipe()
-        command = [sys.executable, __file__, str(self.backing), str(self.mountpoint),
-                   "--keep-unsynced", str(keep_unsynced), "--seed", str(seed)]
+        command = [
+            sys.executable,
+            __file__,
+            str(self.backing),
+            str(self.mountpoint),
+            "--keep-unsynced",
+            str(keep_unsynced),
+            "--seed",
+            str(seed),
+        ]
         if crash_after_syncs is not None:
             command += ["--crash-after-syncs", str(crash_after_syncs)]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
-                                        stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # blocks until mounted (or dead)
         if line != "ready\n":
@@ -571,8 +611,7 @@ class PowerCutDisk:
         """A clean unmount (nothing is lost: the live tree is not re-read, but the
         next :meth:`start` shows only what was synced); return the syncs served."""
         assert self.process is not None and self.process.stdout is not None
-        subprocess.run(["fusermount3", "-u", str(self.mountpoint)], check=True,
-                       capture_output=True)
+        subprocess.run(["fusermount3", "-u", str(self.mountpoint)], check=True, capture_output=True)
         tail = self.process.stdout.read()
         self.process.wait(10)
         self.syncs = int(tail.split()[-1]) if tail.startswith("syncs") else None
@@ -580,8 +619,9 @@ class PowerCutDisk:
 
     def _detach(self) -> None:
         if _is_mounted(self.mountpoint):
-            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)],
-                           capture_output=True, check=False)
+            subprocess.run(
+                ["fusermount3", "-u", "-z", str(self.mountpoint)], capture_output=True, check=False
+            )
 
     def _close_pipe(self) -> None:
         if self.process is not None and self.process.stdout is not None:

@@ -50,8 +50,12 @@ def missing_packages() -> list[str]:
         return list(PACKAGES)
     missing = []
     for package in PACKAGES:
-        result = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package],
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if "install ok installed" not in result.stdout:
             missing.append(package)
     return missing
@@ -135,12 +139,20 @@ class RgwCluster:
         frontends = f"beast endpoint=127.0.0.1:{self.port}"
         if self.tls:
             self._make_certificate()
-            frontends += (f" ssl_endpoint=127.0.0.1:{self.tls_port}"
-                          f" ssl_certificate={self.ca_bundle}"
-                          f" ssl_private_key={self.root / 'tls' / 'key.pem'}")
-        self.conf.write_text(_CONF.format(root=self.root, fsid=uuid.uuid4(),
-                                          mon_port=self._mon_port, frontends=frontends,
-                                          store_bytes=self.store_bytes))
+            frontends += (
+                f" ssl_endpoint=127.0.0.1:{self.tls_port}"
+                f" ssl_certificate={self.ca_bundle}"
+                f" ssl_private_key={self.root / 'tls' / 'key.pem'}"
+            )
+        self.conf.write_text(
+            _CONF.format(
+                root=self.root,
+                fsid=uuid.uuid4(),
+                mon_port=self._mon_port,
+                frontends=frontends,
+                store_bytes=self.store_bytes,
+            )
+        )
         keyring = self.root / "keyring"
         for args in _KEYS:
             self._run("ceph-authtool", str(keyring), *args)
@@ -149,19 +161,54 @@ class RgwCluster:
     def _make_certificate(self) -> None:
         tls = self.root / "tls"
         tls.mkdir(exist_ok=True)
-        self._run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "7",
-                  "-subj", "/CN=localhost",
-                  "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                  "-keyout", str(tls / "key.pem"), "-out", str(self.ca_bundle))
+        self._run(
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "7",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(tls / "key.pem"),
+            "-out",
+            str(self.ca_bundle),
+        )
 
     def _start_monitor(self) -> None:
         monmap = self.root / "monmap"
-        fsid = next(line.split("=", 1)[1].strip() for line in self.conf.read_text().splitlines()
-                    if line.startswith("fsid"))
-        self._run("monmaptool", "--create", "--fsid", fsid, "--addv", "a",
-                  f"[v2:127.0.0.1:{self._mon_port}]", str(monmap))
-        self._run("ceph-mon", "-c", str(self.conf), "--mkfs", "-i", "a", "--monmap",
-                  str(monmap), "--keyring", str(self.root / "keyring"))
+        fsid = next(
+            line.split("=", 1)[1].strip()
+            for line in self.conf.read_text().splitlines()
+            if line.startswith("fsid")
+        )
+        self._run(
+            "monmaptool",
+            "--create",
+            "--fsid",
+            fsid,
+            "--addv",
+            "a",
+            f"[v2:127.0.0.1:{self._mon_port}]",
+            str(monmap),
+        )
+        self._run(
+            "ceph-mon",
+            "-c",
+            str(self.conf),
+            "--mkfs",
+            "-i",
+            "a",
+            "--monmap",
+            str(monmap),
+            "--keyring",
+            str(self.root / "keyring"),
+        )
         self._launch("mon.a", "ceph-mon", "-i", "a")
         self._wait("the monitor", lambda: self._ceph_ok("mon", "stat"))
 
@@ -173,15 +220,28 @@ class RgwCluster:
         self._run("ceph-osd", "-c", str(self.conf), "-i", "0", "--mkfs", "--osd-uuid", osd_uuid)
         # A fixed mmap threshold hands freed buffers back to the OS: memstore's RSS
         # then follows the data kept rather than the data ever written.
-        self._launch("osd.0", "ceph-osd", "-i", "0",
-                     env={"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "262144"})
+        self._launch(
+            "osd.0",
+            "ceph-osd",
+            "-i",
+            "0",
+            env={"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "262144"},
+        )
         self._wait("osd.0 to be up", self._osd_up)
 
     def _create_user(self) -> None:
         # This also creates the zone and the gateway's first pools.
-        self._run("radosgw-admin", "-c", str(self.conf), "user", "create", "--uid=test",
-                  "--display-name=axonfs tests", f"--access-key={self.access_key}",
-                  f"--secret-key={self.secret_key}")
+        self._run(
+            "radosgw-admin",
+            "-c",
+            str(self.conf),
+            "user",
+            "create",
+            "--uid=test",
+            "--display-name=axonfs tests",
+            f"--access-key={self.access_key}",
+            f"--secret-key={self.secret_key}",
+        )
 
     def _start_gateway(self) -> None:
         self._launch("client.rgw", "radosgw", "-n", "client.rgw")
@@ -194,9 +254,14 @@ class RgwCluster:
     def _run(self, *argv: str) -> str:
         """Run a one-shot tool; its output, or RgwStartError with its stderr."""
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, check=False,
-                                    timeout=STEP_TIMEOUT, env={**os.environ,
-                                                               "CEPH_CONF": str(self.conf)})
+            result = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=STEP_TIMEOUT,
+                env={**os.environ, "CEPH_CONF": str(self.conf)},
+            )
         except subprocess.TimeoutExpired:
             raise RgwStartError(f"{argv[0]} did not finish in {STEP_TIMEOUT:.0f}s") from None
         if result.returncode != 0:
@@ -207,8 +272,12 @@ class RgwCluster:
         """Start a daemon in the foreground as our child; its chatter goes to log/."""
         with open(self.root / "log" / f"{name}.out", "ab") as out:
             process = subprocess.Popen(
-                [*argv, "-f", "-c", str(self.conf)], stdin=subprocess.DEVNULL, stdout=out,
-                stderr=out, env={**os.environ, **(env or {})})
+                [*argv, "-f", "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env={**os.environ, **(env or {})},
+            )
         self._daemons.append((name, process))
 
     def _wait(self, what: str, ready: Callable[[], bool]) -> None:
@@ -217,8 +286,10 @@ class RgwCluster:
         while not ready():
             for name, process in self._daemons:
                 if process.poll() is not None:
-                    raise RgwStartError(f"{name} exited ({process.returncode}) while waiting "
-                                        f"for {what}:\n{self._log_tail(name)}")
+                    raise RgwStartError(
+                        f"{name} exited ({process.returncode}) while waiting "
+                        f"for {what}:\n{self._log_tail(name)}"
+                    )
             if time.monotonic() > deadline:
                 raise RgwStartError(f"timed out waiting for {what}; logs in {self.root}/log")
             time.sleep(0.1)
@@ -232,9 +303,13 @@ class RgwCluster:
 
     def _ceph_ok(self, *args: str) -> bool:
         try:
-            result = subprocess.run(["ceph", "-c", str(self.conf), "--connect-timeout", "5",
-                                     *args], capture_output=True, text=True, timeout=15,
-                                    check=False)
+            result = subprocess.run(
+                ["ceph", "-c", str(self.conf), "--connect-timeout", "5", *args],
+                capture_output=True,
+                text=True,
+                timeout=15,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             return False
         self._last_ceph = result.stdout
@@ -242,14 +317,16 @@ class RgwCluster:
 
     def _osd_up(self) -> bool:
         return self._ceph_ok("osd", "dump") and any(
-            line.startswith("osd.0 up") for line in self._last_ceph.splitlines())
+            line.startswith("osd.0 up") for line in self._last_ceph.splitlines()
+        )
 
     def _s3_answers(self) -> bool:
         return _http_answers(self.endpoint + "/", None)
 
     def _s3_answers_tls(self) -> bool:
-        return _http_answers(self.tls_endpoint + "/", ssl.create_default_context(
-            cafile=str(self.ca_bundle)))
+        return _http_answers(
+            self.tls_endpoint + "/", ssl.create_default_context(cafile=str(self.ca_bundle))
+        )
 
     # -- stop ------------------------------------------------------------------------
 
@@ -282,12 +359,48 @@ def _http_answers(url: str, context: ssl.SSLContext | None) -> bool:
 
 _KEYS = (
     ("--create-keyring", "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"),
-    ("--gen-key", "-n", "client.admin", "--cap", "mon", "allow *", "--cap", "osd", "allow *",
-     "--cap", "mgr", "allow *"),
-    ("--gen-key", "-n", "osd.0", "--cap", "mon", "allow profile osd", "--cap", "mgr",
-     "allow profile osd", "--cap", "osd", "allow *"),
-    ("--gen-key", "-n", "client.rgw", "--cap", "mon", "allow rw", "--cap", "osd", "allow rwx",
-     "--cap", "mgr", "allow rw"),
+    (
+        "--gen-key",
+        "-n",
+        "client.admin",
+        "--cap",
+        "mon",
+        "allow *",
+        "--cap",
+        "osd",
+        "allow *",
+        "--cap",
+        "mgr",
+        "allow *",
+    ),
+    (
+        "--gen-key",
+        "-n",
+        "osd.0",
+        "--cap",
+        "mon",
+        "allow profile osd",
+        "--cap",
+        "mgr",
+        "allow profile osd",
+        "--cap",
+        "osd",
+        "allow *",
+    ),
+    (
+        "--gen-key",
+        "-n",
+        "client.rgw",
+        "--cap",
+        "mon",
+        "allow rw",
+        "--cap",
+        "osd",
+        "allow rwx",
+        "--cap",
+        "mgr",
+        "allow rw",
+    ),
 )
 """One keyring holds every entity; ``ceph-mon --mkfs`` imports it, so no ``ceph auth``."""
 
@@ -372,10 +485,12 @@ def main(argv: list[str]) -> int:
     cluster = RgwCluster(Path(argv[1]))
     cluster.start()
     try:
-        sys.stdout.write(f"S3_ENDPOINT={cluster.endpoint}\nS3_ENDPOINT_TLS="
-                         f"{cluster.tls_endpoint}\nAWS_CA_BUNDLE={cluster.ca_bundle}\n"
-                         f"AWS_ACCESS_KEY_ID={cluster.access_key}\n"
-                         f"AWS_SECRET_ACCESS_KEY={cluster.secret_key}\n")
+        sys.stdout.write(
+            f"S3_ENDPOINT={cluster.endpoint}\nS3_ENDPOINT_TLS="
+            f"{cluster.tls_endpoint}\nAWS_CA_BUNDLE={cluster.ca_bundle}\n"
+            f"AWS_ACCESS_KEY_ID={cluster.access_key}\n"
+            f"AWS_SECRET_ACCESS_KEY={cluster.secret_key}\n"
+        )
         sys.stdout.flush()
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:

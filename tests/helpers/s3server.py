@@ -85,10 +85,12 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 SERVERS = ("moto", "rgw", "rgw-tls")
 """Every server a test may run against (the ids of the ``s3_server`` parameter)."""
-CLIENT_CONFIG = {"request_checksum_calculation": "when_required",
-                 "response_checksum_validation": "when_required",
-                 "s3": {"addressing_style": "path"},
-                 "retries": {"total_max_attempts": 1}}
+CLIENT_CONFIG = {
+    "request_checksum_calculation": "when_required",
+    "response_checksum_validation": "when_required",
+    "s3": {"addressing_style": "path"},
+    "retries": {"total_max_attempts": 1},
+}
 """Test clients ask for checksums only where S3 requires them, like the backend:
 boto3's default streams a trailing checksum over HTTPS, which RGW 16.2 refuses."""
 
@@ -114,7 +116,10 @@ class MotoServer:
         with open(self.log_path or os.devnull, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log, stderr=log, env={**os.environ, **TEST_ENV})
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **TEST_ENV},
+            )
         wait_for_port(self.port)
         # The port opens before moto has imported everything; wait for an answer.
         deadline = time.monotonic() + 20
@@ -142,9 +147,12 @@ class MotoServer:
         """
         if self._client is None:
             self._client = boto3.session.Session(region_name="us-east-1").client(
-                "s3", endpoint_url=self.endpoint,
-                aws_access_key_id="testing", aws_secret_access_key="testing",
-                config=botocore.config.Config(**CLIENT_CONFIG))
+                "s3",
+                endpoint_url=self.endpoint,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                config=botocore.config.Config(**CLIENT_CONFIG),
+            )
         return self._client
 
 
@@ -160,11 +168,14 @@ class RgwServer:
         if port is None:
             raise ValueError("this cluster serves no HTTPS endpoint")
         self.port = port
-        self.env = {"AWS_ACCESS_KEY_ID": cluster.access_key,
-                    "AWS_SECRET_ACCESS_KEY": cluster.secret_key,
-                    "AWS_DEFAULT_REGION": "us-east-1",
-                    "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                    "AWS_EC2_METADATA_DISABLED": "true"}
+        self.env = {
+            "AWS_ACCESS_KEY_ID": cluster.access_key,
+            "AWS_SECRET_ACCESS_KEY": cluster.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
         if tls:
             self.env["AWS_CA_BUNDLE"] = str(cluster.ca_bundle)
         self._client: Any = None
@@ -177,10 +188,13 @@ class RgwServer:
         """A plain boto3 client on this endpoint, built once; don't close it."""
         if self._client is None:
             self._client = boto3.session.Session(region_name="us-east-1").client(
-                "s3", endpoint_url=self.endpoint, aws_access_key_id=self.cluster.access_key,
+                "s3",
+                endpoint_url=self.endpoint,
+                aws_access_key_id=self.cluster.access_key,
                 aws_secret_access_key=self.cluster.secret_key,
                 verify=str(self.cluster.ca_bundle) if self.tls else None,
-                config=botocore.config.Config(**CLIENT_CONFIG))
+                config=botocore.config.Config(**CLIENT_CONFIG),
+            )
         return self._client
 
     def close(self) -> None:
@@ -288,8 +302,7 @@ class TcpProxy:
 
 def test_config(endpoint: str, bucket: str, **overrides: Any) -> S3Config:
     """An S3Config for tests: fast retries and short timeouts."""
-    settings: dict[str, Any] = {"retry": FAST_RETRY, "connect_timeout": 2.0,
-                                "read_timeout": 20.0}
+    settings: dict[str, Any] = {"retry": FAST_RETRY, "connect_timeout": 2.0, "read_timeout": 20.0}
     settings.update(overrides)
     return S3Config(bucket=bucket, endpoint_url=endpoint, **settings)
 
@@ -378,8 +391,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("s3_server", names, indirect=True, ids=names)
 
 
-def s3_backend_factory(request: pytest.FixtureRequest, store_dir: Path
-                       ) -> Callable[[], BlobBackend]:
+def s3_backend_factory(
+    request: pytest.FixtureRequest, store_dir: Path
+) -> Callable[[], BlobBackend]:
     """The conformance matrix's ``"s3"`` entry: a fresh bucket per test.
 
     The read cache is kept small (4 MiB) so tests exercise eviction too.

@@ -76,8 +76,12 @@ def test_writes_and_metadata_changes_are_refused(with_blobs: WithBlobs) -> None:
     with pytest.raises(OSError) as info:
         open(path, "r+b").close()
     assert info.value.errno == errno.EROFS
-    for argv, message in [(["chmod", "644"], "not permitted"), (["touch"], "Read-only"),
-                          (["rm", "-f"], "not permitted"), (["truncate", "-s", "0"], "")]:
+    for argv, message in [
+        (["chmod", "644"], "not permitted"),
+        (["touch"], "Read-only"),
+        (["rm", "-f"], "not permitted"),
+        (["truncate", "-s", "0"], ""),
+    ]:
         result = run(*argv, path)
         assert result.returncode != 0 and message in result.stderr, argv
     assert run("mv", path, mounted.path("by-sha256", "x")).returncode != 0
@@ -109,7 +113,8 @@ def test_xattrs(with_blobs: WithBlobs) -> None:
     added = os.getxattr(path, "user.axonfs.added").decode()
     assert len(added) == 24 and added.endswith("Z") and added[10] == "T"
     assert sorted(os.listxattr(path)) == sorted(
-        f"user.axonfs.{n}" for n in ("md5", "sha1", "sha256", "sha512", "added"))
+        f"user.axonfs.{n}" for n in ("md5", "sha1", "sha256", "sha512", "added")
+    )
     with pytest.raises(OSError) as info:
         os.getxattr(path, "user.other")
     assert info.value.errno == errno.ENODATA

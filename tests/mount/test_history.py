@@ -33,8 +33,14 @@ def test_history_days_hold_symlinks_in_added_order(make_mount: MakeMount) -> Non
         assert link.read_bytes() == blob
         assert len(name) == 75 and name[6] == "." and name[10] == "-"
     assert sorted(names) == names or names[0][:10] <= names[-1][:10]
-    assert subprocess.run(["find", "-L", str(mounted.path("history")), "-type", "f"],
-                          capture_output=True, text=True).stdout.count("\n") == 3
+    assert (
+        subprocess.run(
+            ["find", "-L", str(mounted.path("history")), "-type", "f"],
+            capture_output=True,
+            text=True,
+        ).stdout.count("\n")
+        == 3
+    )
     os.unlink(mounted.path("by-sha256", shas[1].hex()))
     assert [name[11:] for name in os.listdir(day)] == [shas[0].hex(), shas[2].hex()]
     assert not (day / names[1]).exists()
@@ -56,18 +62,22 @@ def test_history_log_lines(make_mount: MakeMount) -> None:
         assert fields[0] == str(indx) and fields[2] == sha.hex() and fields[3] == str(len(blob))
         assert datetime.datetime.fromisoformat(fields[1].replace("Z", "+00:00"))
     assert os.stat(mounted.path("history.log")).st_size == len(text.encode())
-    awk = subprocess.run(["awk", "-F", "\t", "{s += $4} END {print s}",
-                          str(mounted.path("history.log"))], capture_output=True, text=True)
+    awk = subprocess.run(
+        ["awk", "-F", "\t", "{s += $4} END {print s}", str(mounted.path("history.log"))],
+        capture_output=True,
+        text=True,
+    )
     assert int(awk.stdout) == sum(map(len, blobs))
     with open(mounted.path("history.log"), "rb") as file:  # reads at odd offsets
         file.seek(12345)
-        assert file.read(777) == text.encode()[12345:12345 + 777]
+        assert file.read(777) == text.encode()[12345 : 12345 + 777]
 
 
 def test_tail_f_follows_ingest(mounted: MountDaemon) -> None:
     mounted.path("incoming", "before").write_bytes(b"before")
-    tail = subprocess.Popen(["tail", "-n", "+1", "-f", str(mounted.path("history.log"))],
-                            stdout=subprocess.PIPE)
+    tail = subprocess.Popen(
+        ["tail", "-n", "+1", "-f", str(mounted.path("history.log"))], stdout=subprocess.PIPE
+    )
     try:
         assert tail.stdout is not None
         seen = b""

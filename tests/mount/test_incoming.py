@@ -19,9 +19,9 @@ from mount.storeapi import get_blob, put_blobs
 
 
 def sh(command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=check,
-                          timeout=120)
-
+    return subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, check=check, timeout=120
+    )
 
 
 def blob_count(mounted: MountDaemon) -> int:
@@ -38,8 +38,9 @@ def test_cp_then_cat_by_hash_always_works(mounted: MountDaemon, tmp_path: Path) 
         source = tmp_path / f"src{i}"
         source.write_bytes(os.urandom(1000 * i + 1))
         sha = sha_hex(source.read_bytes())
-        result = sh(f"cp {source} {mounted.mnt}/incoming/ && cat {mounted.mnt}/by-sha256/{sha}"
-                    f" | sha256sum")
+        result = sh(
+            f"cp {source} {mounted.mnt}/incoming/ && cat {mounted.mnt}/by-sha256/{sha} | sha256sum"
+        )
         assert result.stdout.split()[0] == sha
         entry = mounted.path("incoming", source.name)
         assert os.getxattr(entry, "user.axonfs.sha256").decode() == sha
@@ -100,8 +101,7 @@ def test_dd_redirection_truncate_and_random_writes(mounted: MountDaemon) -> None
 def test_small_writes_across_the_in_memory_limit(mounted: MountDaemon, tmp_path: Path) -> None:
     """Uploads start in memory and move to a spool file past MEMORY_SPOOL_MAX."""
     incoming = mounted.path("incoming")
-    for size in (MEMORY_SPOOL_MAX - 1, MEMORY_SPOOL_MAX, MEMORY_SPOOL_MAX + 1,
-                 40 * 4096 + 17):
+    for size in (MEMORY_SPOOL_MAX - 1, MEMORY_SPOOL_MAX, MEMORY_SPOOL_MAX + 1, 40 * 4096 + 17):
         source = tmp_path / f"s{size}"
         source.write_bytes(os.urandom(size))
         sh(f"dd if={source} of={incoming}/s{size} bs=4k status=none")
@@ -116,8 +116,10 @@ def test_mv_into_incoming_and_within(mounted: MountDaemon, tmp_path: Path) -> No
     sh(f"mv {source} {mounted.mnt}/incoming/")
     assert not source.exists()
     assert mounted.path("by-sha256", sha_hex(b"moved in")).exists()
-    sh(f"mkdir {mounted.mnt}/incoming/dir && mv {mounted.mnt}/incoming/moved "
-       f"{mounted.mnt}/incoming/dir/renamed")
+    sh(
+        f"mkdir {mounted.mnt}/incoming/dir && mv {mounted.mnt}/incoming/moved "
+        f"{mounted.mnt}/incoming/dir/renamed"
+    )
     assert mounted.path("incoming", "dir", "renamed").read_bytes() == b"moved in"
     assert os.listdir(mounted.path("incoming")) == ["dir"]
 
@@ -171,8 +173,11 @@ while True:
 
 
 def test_a_writer_killed_mid_copy_commits_nothing(mounted: MountDaemon) -> None:
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(mounted.path("incoming", "k"))],
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(mounted.path("incoming", "k"))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert writer.stdout is not None and writer.stdout.readline() == "started\n"
         assert spools(mounted)
@@ -219,8 +224,9 @@ def test_two_writers_and_four_readers_at_once(make_mount: MakeMount, tmp_path: P
         thread.join()
     assert not errors
     for source in sources:
-        assert sh(f"sha256sum < {mounted.mnt}/by-sha256/{sha_hex(source.read_bytes())}"
-                  ).stdout.split()[0] == sha_hex(source.read_bytes())
+        assert sh(
+            f"sha256sum < {mounted.mnt}/by-sha256/{sha_hex(source.read_bytes())}"
+        ).stdout.split()[0] == sha_hex(source.read_bytes())
 
 
 def test_retention(make_mount: MakeMount) -> None:
@@ -230,6 +236,8 @@ def test_retention(make_mount: MakeMount) -> None:
     assert wait_until(lambda: os.listdir(short.path("incoming")) == [], timeout=5)
     assert short.path("by-sha256", sha_hex(b"short")).exists()
     at_once = make_mount("--incoming-retention", "0", name="zero")
-    sh(f"cp /etc/hostname {at_once.mnt}/incoming/h && "
-       f"cat {at_once.mnt}/by-sha256/{sha_hex(Path('/etc/hostname').read_bytes())}")
+    sh(
+        f"cp /etc/hostname {at_once.mnt}/incoming/h && "
+        f"cat {at_once.mnt}/by-sha256/{sha_hex(Path('/etc/hostname').read_bytes())}"
+    )
     assert os.listdir(at_once.path("incoming")) == []

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.fuse
 
 
 def sh(command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=check,
-                          timeout=60)
-
+    return subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, check=check, timeout=60
+    )
 
 
 def added(mounted: MountDaemon) -> list[str]:
@@ -37,8 +37,7 @@ def added(mounted: MountDaemon) -> list[str]:
 
 
 def python(mounted: MountDaemon, script: str, *args: str) -> None:
-    subprocess.run([sys.executable, "-c", script, str(mounted.mnt), *args], check=True,
-                   timeout=60)
+    subprocess.run([sys.executable, "-c", script, str(mounted.mnt), *args], check=True, timeout=60)
 
 
 @pytest.fixture
@@ -61,8 +60,10 @@ def test_a_subshell_that_forks_stores_one_blob(local: MountDaemon) -> None:
     assert local.path("incoming", "out").read_bytes() == b"start\nend\n"
 
 
-@pytest.mark.parametrize("command", ["echo x > {f}", "/bin/echo x > {f}",
-                                     "{{ echo x; }} > {f} 2>&1", "exec 3>{f}; echo x >&3"])
+@pytest.mark.parametrize(
+    "command",
+    ["echo x > {f}", "/bin/echo x > {f}", "{{ echo x; }} > {f} 2>&1", "exec 3>{f}; echo x >&3"],
+)
 def test_a_redirection_stores_only_the_content(local: MountDaemon, command: str) -> None:
     sh(command.format(f=local.mnt / "incoming" / "f"))
     assert added(local) == [sha_hex(b"x\n")]  # no empty blob first
@@ -140,11 +141,16 @@ time.sleep(60)
 
 
 def test_a_close_that_returned_keeps_its_content_when_another_writer_is_killed(
-        local: MountDaemon) -> None:
+    local: MountDaemon,
+) -> None:
     path = local.path("incoming", "f")
     path.write_bytes(b"")  # the name exists for the holder to open
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(local.mnt), str(path)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(local.mnt), str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdin is not None
         assert holder.stdout.readline() == "open\n"
@@ -178,8 +184,12 @@ def test_a_re_copy_and_an_append_store_new_blobs(local: MountDaemon, tmp_path: P
     assert os.getxattr(entry, "user.axonfs.sha256").decode() == sha_hex(b"second version")
     sh(f"echo a > {local.mnt}/incoming/app.txt && echo b >> {local.mnt}/incoming/app.txt")
     assert local.path("incoming", "app.txt").read_bytes() == b"a\nb\n"
-    assert added(local) == [sha_hex(b"first version"), sha_hex(b"second version"),
-                            sha_hex(b"a\n"), sha_hex(b"a\nb\n")]
+    assert added(local) == [
+        sha_hex(b"first version"),
+        sha_hex(b"second version"),
+        sha_hex(b"a\n"),
+        sha_hex(b"a\nb\n"),
+    ]
     source = tmp_path / "tree"
     (source / "sub").mkdir(parents=True)
     (source / "sub" / "f").write_bytes(b"in a tree")
@@ -227,6 +237,8 @@ def test_du_counts_committed_entries_once(local: MountDaemon, tmp_path: Path) ->
     sh(f"cp {source} {local.mnt}/incoming/")
     total = int(sh(f"du -s --block-size=1 {local.mnt}").stdout.split()[0])
     assert (4 << 20) <= total < (5 << 20)
-    entry, blob = local.path("incoming", "big"), local.path("by-sha256", sha_hex(
-        source.read_bytes()))
+    entry, blob = (
+        local.path("incoming", "big"),
+        local.path("by-sha256", sha_hex(source.read_bytes())),
+    )
     assert entry.stat().st_ino == blob.stat().st_ino

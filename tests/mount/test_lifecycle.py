@@ -18,8 +18,7 @@ from axonfs.config import MOUNT_SOCKET_XATTR, control_socket
 
 def test_mount_is_ready_when_the_command_returns(mounted: MountDaemon) -> None:
     assert is_mounted(mounted.mnt)
-    assert sorted(os.listdir(mounted.mnt)) == ["by-sha256", "history", "history.log",
-                                               "incoming"]
+    assert sorted(os.listdir(mounted.mnt)) == ["by-sha256", "history", "history.log", "incoming"]
     socket_path = os.getxattr(mounted.mnt, MOUNT_SOCKET_XATTR).decode()
     assert socket_path == str(control_socket(mounted.store))
     assert Path(socket_path).exists()  # the control socket is up before mount returns
@@ -57,8 +56,10 @@ def test_sigterm_and_sigint_unmount_cleanly(make_mount: MakeMount) -> None:
 def test_foreground_runs_in_place(tmp_path: Path) -> None:
     mnt, store = tmp_path / "mnt", tmp_path / "store"
     mnt.mkdir()
-    daemon = subprocess.Popen([*AXONFS, "mount", "--foreground", "--store", str(store),
-                               str(mnt)], stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen(
+        [*AXONFS, "mount", "--foreground", "--store", str(store), str(mnt)],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert wait_until(lambda: is_mounted(mnt) and (mnt / "incoming").exists())
         daemon.send_signal(signal.SIGINT)
@@ -89,9 +90,14 @@ def test_mounting_twice_on_one_mount_point_is_refused(mounted: MountDaemon, tmp_
 def test_daemon_killed_during_ingest_then_mount_recovers(make_mount: MakeMount) -> None:
     mounted = make_mount()
     writer = subprocess.Popen(
-        ["sh", "-c", f"i=0; while :; do i=$((i+1)); head -c 200000 /dev/urandom "
-                     f"> {mounted.mnt}/incoming/f$i || exit 0; done"],
-        stderr=subprocess.DEVNULL)
+        [
+            "sh",
+            "-c",
+            f"i=0; while :; do i=$((i+1)); head -c 200000 /dev/urandom "
+            f"> {mounted.mnt}/incoming/f$i || exit 0; done",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(0.8)
         assert mounted.pid is not None

@@ -29,8 +29,12 @@ MiB = 1 << 20
 
 def df_bytes(path: Path) -> tuple[int, int, int]:
     """``df -B1``'s size, used and available columns for *path*."""
-    line = subprocess.run(["df", "-B1", "--output=size,used,avail", str(path)],
-                          capture_output=True, text=True, check=True).stdout.splitlines()[1]
+    line = subprocess.run(
+        ["df", "-B1", "--output=size,used,avail", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()[1]
     size, used, avail = map(int, line.split())
     return size, used, avail
 
@@ -64,8 +68,9 @@ def test_one_blob_cannot_overshoot_max_bytes(local_mount: MountDaemon, tmp_path:
     first.write_bytes(os.urandom(2 * MiB))
     second.write_bytes(os.urandom(2 * MiB))
     assert subprocess.run(["cp", first, local_mount.mnt / "incoming"]).returncode == 0
-    refused = subprocess.run(["cp", second, local_mount.mnt / "incoming"],
-                             capture_output=True, text=True)
+    refused = subprocess.run(
+        ["cp", second, local_mount.mnt / "incoming"], capture_output=True, text=True
+    )
     assert refused.returncode != 0
     assert "No space left on device" in refused.stderr
     assert df_bytes(local_mount.mnt)[:2] == (3 * MiB, 2 * MiB)
@@ -74,8 +79,9 @@ def test_one_blob_cannot_overshoot_max_bytes(local_mount: MountDaemon, tmp_path:
 
 def test_a_bad_size_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "mnt").mkdir()
-    result = run_axonfs("mount", "--store", tmp_path / "s", "--max-bytes", "lots",
-                    tmp_path / "mnt", check=False)
+    result = run_axonfs(
+        "mount", "--store", tmp_path / "s", "--max-bytes", "lots", tmp_path / "mnt", check=False
+    )
     assert result.returncode == 2
     assert "not a byte count: 'lots'" in result.stderr
 
@@ -84,8 +90,10 @@ def test_a_bad_size_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_fuse_style_options(local_mount: MountDaemon) -> None:
-    local_mount.start("-o", "ro,allow_other,default_permissions,nosuid,noatime,noauto,"
-                            "x-systemd.automount,allow_delete")
+    local_mount.start(
+        "-o",
+        "ro,allow_other,default_permissions,nosuid,noatime,noauto,x-systemd.automount,allow_delete",
+    )
     per_mount, superblock = mountinfo(local_mount.mnt)
     assert {"ro", "nosuid", "noatime"} <= per_mount
     assert {"allow_other", "default_permissions"} <= superblock
@@ -103,12 +111,14 @@ def test_read_only(local_mount: MountDaemon) -> None:
     assert sorted(os.listdir(local_mount.mnt / "by-sha256")) == []
 
 
-@pytest.mark.parametrize("option", ["-o bogus", "-o max-bytes", "-o allow_other=1",
-                                    "-o foreground", "-o config=x.toml"])
+@pytest.mark.parametrize(
+    "option", ["-o bogus", "-o max-bytes", "-o allow_other=1", "-o foreground", "-o config=x.toml"]
+)
 def test_bad_options_are_usage_errors(tmp_path: Path, option: str) -> None:
     (tmp_path / "mnt").mkdir()
-    result = run_axonfs("mount", "--store", tmp_path / "s", *option.split(), tmp_path / "mnt",
-                    check=False)
+    result = run_axonfs(
+        "mount", "--store", tmp_path / "s", *option.split(), tmp_path / "mnt", check=False
+    )
     assert result.returncode == 2, result
     assert f"-o {option.split()[1].split('=')[0]}: " in result.stderr.splitlines()[-1]
     assert not (tmp_path / "s").exists()
@@ -118,19 +128,26 @@ def test_a_non_empty_mount_point_is_refused(local_mount: MountDaemon) -> None:
     (local_mount.mnt / "mine").write_text("hidden if mounted over")
     result = run_axonfs("mount", "--store", local_mount.store, local_mount.mnt, check=False)
     assert result.returncode == 2
-    assert result.stderr == f"axonfs: {local_mount.mnt} is not empty; mount over it with " \
-                            "--nonempty (or -o nonempty)\n"
+    assert (
+        result.stderr == f"axonfs: {local_mount.mnt} is not empty; mount over it with "
+        "--nonempty (or -o nonempty)\n"
+    )
     assert not local_mount.store.exists()
     local_mount.start("-o", "nonempty")
-    assert sorted(os.listdir(local_mount.mnt)) == ["by-sha256", "history", "history.log",
-                                                   "incoming"]
+    assert sorted(os.listdir(local_mount.mnt)) == [
+        "by-sha256",
+        "history",
+        "history.log",
+        "incoming",
+    ]
 
 
 # -- mount(8) and fstab ----------------------------------------------------------------
 
 
-needs_namespace = pytest.mark.skipif(not overlays_available(),
-                                     reason="needs root, unshare(1) and overlayfs")
+needs_namespace = pytest.mark.skipif(
+    not overlays_available(), reason="needs root, unshare(1) and overlayfs"
+)
 
 
 def in_namespace(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
@@ -143,8 +160,10 @@ def in_namespace(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str
     sbin.mkdir()
     (sbin / "mount.fuse.axonfs").symlink_to(HELPER)
     try:
-        return run_overlaid({"/usr/sbin": sbin}, f"trap 'fusermount3 -u -z {tmp_path}/mnt "
-                                                 f"2>/dev/null' EXIT\n{script}")
+        return run_overlaid(
+            {"/usr/sbin": sbin},
+            f"trap 'fusermount3 -u -z {tmp_path}/mnt 2>/dev/null' EXIT\n{script}",
+        )
     finally:
         lock = tmp_path / "store" / "axonfs.lock"
         pid = lock.read_text().strip() if lock.exists() else ""
@@ -156,12 +175,15 @@ def in_namespace(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str
 def test_mount_t_fuse_axonfs(tmp_path: Path) -> None:
     mnt, store = tmp_path / "mnt", tmp_path / "store"
     mnt.mkdir()
-    result = in_namespace(tmp_path, f"""
+    result = in_namespace(
+        tmp_path,
+        f"""
 mount -t fuse.axonfs {store} {mnt} -o ro,max-bytes=1G || exit 1
 grep ' {mnt} ' /proc/self/mountinfo
 df -B1 --output=size {mnt} | tail -1
 {AXONFS_BIN} umount {mnt} || exit 2
-""")
+""",
+    )
     assert result.returncode == 0, result.stderr
     line, size = result.stdout.splitlines()
     assert " ro," in line and " - fuse.axonfs axonfs " in line
@@ -176,16 +198,21 @@ def test_fstab_line(tmp_path: Path) -> None:
     config = tmp_path / "axonfs.toml"
     config.write_text("allow-delete = true\nmax-bytes = '512M'\n")
     fstab = tmp_path / "fstab"
-    fstab.write_text(f"{store} {mnt} fuse.axonfs noauto,nofail,_netdev,allow_other,"
-                     f"config={config},x-systemd.mount-timeout=30 0 0\n")
-    result = in_namespace(tmp_path, f"""
+    fstab.write_text(
+        f"{store} {mnt} fuse.axonfs noauto,nofail,_netdev,allow_other,"
+        f"config={config},x-systemd.mount-timeout=30 0 0\n"
+    )
+    result = in_namespace(
+        tmp_path,
+        f"""
 mount --fstab {fstab} {mnt} || exit 1
 grep ' {mnt} ' /proc/self/mountinfo
 df -B1 --output=size {mnt} | tail -1
 echo data > {mnt}/incoming/f && rm {mnt}/by-sha256/$(getfattr --only-values \
     -n user.axonfs.sha256 {mnt}/incoming/f) && echo deleted
 {AXONFS_BIN} umount {mnt} || exit 2
-""")
+""",
+    )
     assert result.returncode == 0, result.stderr
     line, size, deleted = result.stdout.splitlines()
     assert "allow_other" in line
@@ -196,7 +223,11 @@ echo data > {mnt}/incoming/f && rm {mnt}/by-sha256/$(getfattr --only-values \
 def test_helper_fake_mount_does_nothing(tmp_path: Path) -> None:
     """mount -f: the helper exits 0 without mounting or creating the store."""
     (tmp_path / "mnt").mkdir()
-    result = subprocess.run([HELPER, tmp_path / "store", tmp_path / "mnt", "-f", "-o", "rw"],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [HELPER, tmp_path / "store", tmp_path / "mnt", "-f", "-o", "rw"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "store").exists()

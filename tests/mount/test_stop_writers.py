@@ -63,8 +63,7 @@ def test_stop_timeout_discards_and_logs_the_upload(local_mount: MountDaemon) -> 
             file.close()
     log = local_mount.log_file.read_text()
     assert "files still being written to /incoming after 1 s: stopping anyway" in log
-    assert ("incoming/slow: discarded at shutdown while being written (4096 bytes, not stored"
-            in log)
+    assert "incoming/slow: discarded at shutdown while being written (4096 bytes, not stored" in log
 
 
 def test_a_second_signal_stops_at_once(local_mount: MountDaemon) -> None:

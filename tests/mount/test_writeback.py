@@ -40,7 +40,6 @@ from mount.storeapi import get_blob, put_blobs
 MIB = 1 << 20
 
 
-
 def committed_sha(path: Path) -> str:
     return os.getxattr(path, "user.axonfs.sha256").decode()
 
@@ -57,7 +56,7 @@ def test_reverse_order_writes_commit_every_byte(mounted: MountDaemon) -> None:
     try:
         offsets = list(range(0, len(data), MIB))
         for offset in reversed(offsets):  # last MiB first
-            os.pwrite(fd, data[offset:offset + MIB], offset)
+            os.pwrite(fd, data[offset : offset + MIB], offset)
     finally:
         os.close(fd)
     assert committed_sha(path) == sha_hex(data)
@@ -73,8 +72,8 @@ def test_scattered_unaligned_rewrites_commit_the_final_bytes(mounted: MountDaemo
         os.write(fd, data)
         for _ in range(300):  # rewrite random unaligned ranges, some twice
             offset = rng.randrange(len(data))
-            piece = os.urandom(rng.randrange(1, 20000))[:len(data) - offset]
-            data[offset:offset + len(piece)] = piece
+            piece = os.urandom(rng.randrange(1, 20000))[: len(data) - offset]
+            data[offset : offset + len(piece)] = piece
             os.pwrite(fd, piece, offset)
         assert os.pread(fd, len(data) + 10, 0) == data  # read back before close
     finally:
@@ -102,7 +101,7 @@ def test_shared_mmap_writes_commit_every_byte(mounted: MountDaemon) -> None:
         os.ftruncate(fd, len(data))
         with mmap.mmap(fd, len(data), mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as m:
             for offset in reversed(range(0, len(data), 64 << 10)):
-                m[offset:offset + (64 << 10)] = data[offset:offset + (64 << 10)]
+                m[offset : offset + (64 << 10)] = data[offset : offset + (64 << 10)]
     finally:
         os.close(fd)
     assert committed_sha(path) == sha_hex(data)
@@ -129,7 +128,7 @@ async def test_incoming_write_out_of_order_large_pieces(tmp_path: Path) -> None:
         incoming = Incoming(axon)
         handle = incoming.create(3, "f", 0o644, 0, 0, os.getpid())
         for i in order:
-            await incoming.write(handle, i * piece, data[i * piece:(i + 1) * piece])
+            await incoming.write(handle, i * piece, data[i * piece : (i + 1) * piece])
         await incoming.write(handle, 10, data[10:20])  # rewrite inside the hashed prefix
         await incoming.flush(handle)
         assert handle.node.committed and handle.node.sha256 == hashlib.sha256(data).digest()
@@ -144,7 +143,7 @@ async def test_incoming_sequential_large_pieces_keep_the_running_hash(tmp_path: 
         incoming = Incoming(axon)
         handle = incoming.create(3, "f", 0o644, 0, 0, os.getpid())
         for offset in range(0, len(data), piece):
-            await incoming.write(handle, offset, data[offset:offset + piece])
+            await incoming.write(handle, offset, data[offset : offset + piece])
         spool, lane = handle.node.spool, handle.node.hashing
         assert spool is not None and lane is not None and lane.spool is spool
         await lane.wait()  # large pieces are hashed behind the writes, in order
@@ -155,7 +154,8 @@ async def test_incoming_sequential_large_pieces_keep_the_running_hash(tmp_path: 
 
 
 async def test_hashing_behind_holds_back_the_writer_and_stops_on_cancel(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(axonfs.hashbehind, "HASH_BEHIND_MAX", 3 * MIB)
     async with Axon.open(tmp_path / "store") as axon:
         spool = axon.store.new_spool()
@@ -171,13 +171,13 @@ async def test_hashing_behind_holds_back_the_writer_and_stops_on_cancel(
         monkeypatch.setattr(spool, "hash_bytes", slow_hash)
         data = os.urandom(20 * MIB)
         for offset in range(0, len(data), MIB):
-            spool.write_bytes(data[offset:offset + MIB], offset)
-            await lane.add(data[offset:offset + MIB], offset)
+            spool.write_bytes(data[offset : offset + MIB], offset)
+            await lane.add(data[offset : offset + MIB], offset)
         await lane.wait()
         assert lane.idle and spool.fully_hashed and spool.digest() == hashlib.sha256(data).digest()
         assert max(seen) <= 4 * MIB  # the limit, plus the piece that crossed it
         for offset in range(0, 10 * MIB, MIB):
-            await lane.add(data[offset:offset + MIB], offset)
+            await lane.add(data[offset : offset + MIB], offset)
         lane.cancel()
         with trio.fail_after(5):
             await lane.wait()  # only the piece in the worker's hands is finished
@@ -185,7 +185,8 @@ async def test_hashing_behind_holds_back_the_writer_and_stops_on_cancel(
 
 
 async def test_a_failed_hash_behind_falls_back_to_a_rehash(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = os.urandom(6 * MIB)
     async with Axon.open(tmp_path / "store") as axon:
         incoming = Incoming(axon)
@@ -199,7 +200,7 @@ async def test_a_failed_hash_behind_falls_back_to_a_rehash(
 
         monkeypatch.setattr(spool, "hash_bytes", broken)
         for offset in range(MIB, len(data), MIB):
-            await incoming.write(handle, offset, data[offset:offset + MIB])
+            await incoming.write(handle, offset, data[offset : offset + MIB])
         with trio.fail_after(10):
             await incoming.flush(handle)  # logs the failure, then re-reads the spool
         assert handle.node.sha256 == hashlib.sha256(data).digest()
@@ -225,15 +226,24 @@ def big_blob(make_mount: MakeMount) -> BigBlob:
 def test_mapped_reads_across_windows_are_byte_exact(big_blob: BigBlob) -> None:
     mounted, data, path = big_blob
     rng = random.Random(7)
-    offsets = [0, MAP_WINDOW - 1, MAP_WINDOW - 4096, MAP_WINDOW, 2 * MAP_WINDOW - 100,
-               len(data) - 1, len(data) - 5000, len(data), len(data) + 10]
+    offsets = [
+        0,
+        MAP_WINDOW - 1,
+        MAP_WINDOW - 4096,
+        MAP_WINDOW,
+        2 * MAP_WINDOW - 100,
+        len(data) - 1,
+        len(data) - 5000,
+        len(data),
+        len(data) + 10,
+    ]
     offsets += [rng.randrange(len(data)) for _ in range(50)]
     fd = os.open(path, os.O_RDONLY)
     try:
         for offset in offsets:
             size = rng.choice([1, 4096, 100_000, MIB, 3 * MIB])
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # force requests to the daemon
-            assert os.pread(fd, size, offset) == data[offset:offset + size], offset
+            assert os.pread(fd, size, offset) == data[offset : offset + size], offset
     finally:
         os.close(fd)
     assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
@@ -273,8 +283,12 @@ def test_empty_blob_reads_empty(make_mount: MakeMount) -> None:
 def test_other_xattr_namespaces_are_unsupported(big_blob: BigBlob) -> None:
     mounted, _, path = big_blob
     for target in (path, mounted.mnt, mounted.path("incoming")):
-        for name in ("security.selinux", "security.capability", "system.posix_acl_access",
-                     "trusted.x"):
+        for name in (
+            "security.selinux",
+            "security.capability",
+            "system.posix_acl_access",
+            "trusted.x",
+        ):
             with pytest.raises(OSError) as info:
                 os.getxattr(target, name, follow_symlinks=False)
             assert info.value.errno == errno.EOPNOTSUPP, (target, name)
@@ -286,7 +300,12 @@ def test_other_xattr_namespaces_are_unsupported(big_blob: BigBlob) -> None:
 
 def test_ls_l_shows_no_acl_or_context_marks(big_blob: BigBlob) -> None:
     mounted, data, path = big_blob
-    out = subprocess.run(["ls", "-l", str(mounted.path("by-sha256"))], capture_output=True,
-                         text=True, check=True, env={**os.environ, "LC_ALL": "C"}).stdout
+    out = subprocess.run(
+        ["ls", "-l", str(mounted.path("by-sha256"))],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "LC_ALL": "C"},
+    ).stdout
     line = next(line for line in out.splitlines() if path.name in line)
     assert line.startswith("-r--r--r-- ") and f" {len(data)} " in line

@@ -31,8 +31,9 @@ START_TIMEOUT = 20.0
 needs_fuse = pytest.mark.skipif(not fuse_available(), reason="needs /dev/fuse")
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = START_TIMEOUT,
-             what: str = "condition") -> None:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = START_TIMEOUT, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -44,8 +45,9 @@ def wait_for(predicate: Callable[[], object], timeout: float = START_TIMEOUT,
 class StartServe(Protocol):
     """``start_serve(*options, store=None, env=None)``: the ``start_serve`` fixture."""
 
-    def __call__(self, *options: str | Path, store: Path | None = None,
-                 env: dict[str, str] | None = None) -> ServeDaemon: ...
+    def __call__(
+        self, *options: str | Path, store: Path | None = None, env: dict[str, str] | None = None
+    ) -> ServeDaemon: ...
 
 
 @pytest.fixture
@@ -53,8 +55,9 @@ def start_serve(tmp_path: Path) -> Iterator[StartServe]:
     """Factory of ``axonfs serve --foreground`` daemons; every one is stopped at the end."""
     started: list[ServeDaemon] = []
 
-    def start(*options: str | Path, store: Path | None = None,
-              env: dict[str, str] | None = None) -> ServeDaemon:
+    def start(
+        *options: str | Path, store: Path | None = None, env: dict[str, str] | None = None
+    ) -> ServeDaemon:
         store = store or tmp_path / f"store{len(started)}"
         log = tmp_path / f"serve{len(started)}.log"
         served = ServeDaemon.start(store, *options, log=log, env=env)
@@ -98,8 +101,18 @@ def metrics_port(log: str) -> int:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without anything that points axonfs at another daemon or systemd."""
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("AXONFS_SOCKET", "AXONFS_STORE", "AXONFS_CACHE_DIR", "NOTIFY_SOCKET",
-                          "JOURNAL_STREAM", "INVOCATION_ID")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        not in (
+            "AXONFS_SOCKET",
+            "AXONFS_STORE",
+            "AXONFS_CACHE_DIR",
+            "NOTIFY_SOCKET",
+            "JOURNAL_STREAM",
+            "INVOCATION_ID",
+        )
+    }
     env.update(extra)
     return env

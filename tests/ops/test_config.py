@@ -26,7 +26,9 @@ def effective(*args: str | Path) -> dict[str, object]:
 
 
 def test_file_overrides_defaults_and_command_line_overrides_file(tmp_path: Path) -> None:
-    config = write(tmp_path / "a.toml", """
+    config = write(
+        tmp_path / "a.toml",
+        """
 store = "st"                    # relative to the file's directory
 mountpoint = "/srv/samples"
 max-bytes = 1000
@@ -37,7 +39,8 @@ allow-delete = true
 allow-other = true
 log-level = "warning"
 metrics-listen = "127.0.0.1:9567"
-""")
+""",
+    )
     settings = effective("mount", "--config", config)
     assert settings["store"] == str(tmp_path / "st")
     assert settings["mountpoint"] == "/srv/samples"
@@ -49,9 +52,19 @@ metrics-listen = "127.0.0.1:9567"
     assert "ctl-group" not in settings  # unset: printed as a comment
     assert settings["s3-prefix"] == ""  # the option's default
 
-    settings = effective("--log-level", "debug", "mount", "--config", config,
-                         "--max-bytes", "5", "--no-allow-other", "--store", tmp_path / "other",
-                         tmp_path / "mnt")
+    settings = effective(
+        "--log-level",
+        "debug",
+        "mount",
+        "--config",
+        config,
+        "--max-bytes",
+        "5",
+        "--no-allow-other",
+        "--store",
+        tmp_path / "other",
+        tmp_path / "mnt",
+    )
     assert settings["max-bytes"] == 5
     assert settings["max-count"] == 10  # not on the command line: the file's
     assert settings["allow-other"] is False
@@ -79,8 +92,9 @@ def test_print_config_shows_the_defaults_in_force(tmp_path: Path) -> None:
 
 
 def test_one_file_serves_mount_and_serve(tmp_path: Path) -> None:
-    config = write(tmp_path / "a.toml", 'mountpoint = "/srv/x"\nallow-other = true\n'
-                                        'max-count = 3\n')
+    config = write(
+        tmp_path / "a.toml", 'mountpoint = "/srv/x"\nallow-other = true\nmax-count = 3\n'
+    )
     settings = effective("serve", "--config", config)
     assert settings["max-count"] == 3
     assert "mountpoint" not in settings and "allow-other" not in settings
@@ -92,20 +106,23 @@ def test_flag_negations(tmp_path: Path) -> None:
     assert effective("mount", "--config", config, "--readahead")["no-readahead"] is False
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("max_bytes = 3\n", "unknown key 'max_bytes' (did you mean 'max-bytes'?)"),
-    ("bogus = 1\n", "unknown key 'bogus'; valid keys: "),
-    ("foreground = true\n", "unknown key 'foreground' (a command-line-only option)"),
-    ("[s3]\nbucket = 'b'\n", "unknown key 's3' (a table"),
-    ("max-bytes = 'lots'\n", "key 'max-bytes': not a byte count: 'lots'"),
-    ("max-count = true\n", "key 'max-count': expected an integer, not true"),
-    ("allow-other = 1\n", "key 'allow-other': expected true or false"),
-    ("log-level = 'loud'\n", "key 'log-level': 'loud' is not one of"),
-    ("cache-size = 'lots'\n", "key 'cache-size': not a byte count"),
-    ("incoming-retention = 'long'\n", "key 'incoming-retention': expected a number"),
-    ("store = ['a', 'b']\n", "key 'store': expected one value, not a list"),
-    ("store = \n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_bytes = 3\n", "unknown key 'max_bytes' (did you mean 'max-bytes'?)"),
+        ("bogus = 1\n", "unknown key 'bogus'; valid keys: "),
+        ("foreground = true\n", "unknown key 'foreground' (a command-line-only option)"),
+        ("[s3]\nbucket = 'b'\n", "unknown key 's3' (a table"),
+        ("max-bytes = 'lots'\n", "key 'max-bytes': not a byte count: 'lots'"),
+        ("max-count = true\n", "key 'max-count': expected an integer, not true"),
+        ("allow-other = 1\n", "key 'allow-other': expected true or false"),
+        ("log-level = 'loud'\n", "key 'log-level': 'loud' is not one of"),
+        ("cache-size = 'lots'\n", "key 'cache-size': not a byte count"),
+        ("incoming-retention = 'long'\n", "key 'incoming-retention': expected a number"),
+        ("store = ['a', 'b']\n", "key 'store': expected one value, not a list"),
+        ("store = \n", "not valid TOML"),
+    ],
+)
 def test_bad_files_are_refused_with_the_key(tmp_path: Path, text: str, message: str) -> None:
     config = write(tmp_path / "bad.toml", text)
     result = run_axonfs("mount", "--config", config, tmp_path, env=clean_env())
@@ -128,8 +145,9 @@ def test_bad_values_found_at_start_exit_2(tmp_path: Path) -> None:
     config = write(tmp_path / "a.toml", f'store = "{tmp_path / "st"}"\ns3-region = "x"\n')
     result = run_axonfs("serve", "--foreground", "--config", config, env=clean_env())
     assert result.returncode == 2 and "S3 options need --s3-bucket" in result.stderr
-    config = write(tmp_path / "b.toml", f'store = "{tmp_path / "st"}"\n'
-                                        'metrics-listen = "0.0.0.0:9567"\n')
+    config = write(
+        tmp_path / "b.toml", f'store = "{tmp_path / "st"}"\nmetrics-listen = "0.0.0.0:9567"\n'
+    )
     result = run_axonfs("serve", "--foreground", "--config", config, env=clean_env())
     assert result.returncode == 2 and "not a loopback address" in result.stderr
 
@@ -154,12 +172,13 @@ def test_the_example_config_is_valid() -> None:
 
 
 def test_fsck_takes_the_store_from_a_daemon_config(tmp_path: Path) -> None:
-    config = write(tmp_path / "a.toml", 'store = "st"\nmountpoint = "/srv/x"\n'
-                                        'allow-other = true\n')
+    config = write(tmp_path / "a.toml", 'store = "st"\nmountpoint = "/srv/x"\nallow-other = true\n')
     missing = run_axonfs("fsck", "--config", config, env=clean_env())
     assert missing.returncode == 3 and f"no store at {tmp_path / 'st'}" in missing.stderr
     Store(tmp_path / "st").close()
     result = run_axonfs("fsck", "--config", config, env=clean_env())
     assert result.returncode == 0, result.stderr
-    assert run_axonfs("fsck", "--config", config, "--repair", "--quick",
-                      env=clean_env()).returncode == 0
+    assert (
+        run_axonfs("fsck", "--config", config, "--repair", "--quick", env=clean_env()).returncode
+        == 0
+    )

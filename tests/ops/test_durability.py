@@ -52,8 +52,7 @@ def test_ctl_sync_makes_the_commits_durable(start_serve: StartServe, tmp_path: P
     assert again.returncode == 0 and json.loads(again.stdout) == 0
 
 
-def test_without_an_interval_every_call_is_durable(start_serve: StartServe,
-                                                  tmp_path: Path) -> None:
+def test_without_an_interval_every_call_is_durable(start_serve: StartServe, tmp_path: Path) -> None:
     daemon = start_serve()
     put(daemon, b"small", tmp_path)
     assert durability(daemon) == {"sync_interval_ms": 0, "not_durable": 0, "syncs": 0}

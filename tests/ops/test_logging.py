@@ -30,8 +30,9 @@ def test_journal_format_has_priorities_and_no_timestamps() -> None:
     assert formatter.format(record(logging.ERROR, "a\nb")) == "<3>axonfs.x: a\n<3>b"
 
 
-def test_journal_detection_compares_the_stream(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_journal_detection_compares_the_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with open(tmp_path / "stream", "w") as stream:
         status = os.fstat(stream.fileno())
         monkeypatch.setenv("JOURNAL_STREAM", f"{status.st_dev}:{status.st_ino}")
@@ -57,8 +58,11 @@ async def test_ctl_log_level_changes_the_daemon_level(start_serve: StartServe) -
     changed = served.ctl("log-level", "debug")
     assert changed.returncode == 0 and "(root) debug" in changed.stdout
     assert served.ctl("has", missing).returncode == 1
-    wait_for(lambda: any("axonfs.ctlserver: request" in line for line in debug_lines()),
-             timeout=5, what="debug lines")
+    wait_for(
+        lambda: any("axonfs.ctlserver: request" in line for line in debug_lines()),
+        timeout=5,
+        what="debug lines",
+    )
 
     # One logger back to info: its debug lines stop, the others' stay.
     quiet = served.ctl("--json", "log-level", "info", "--logger", "axonfs.ctlserver")

@@ -15,8 +15,13 @@ from axonfs.cli import build_parser
 
 
 def generate(module: str, *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
-                          text=True, check=True, timeout=60).stdout
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
 
 
 def commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
@@ -35,8 +40,9 @@ def test_every_command_and_option_is_on_the_page(tmp_path: Path) -> None:
     parser = build_parser()
     for command in commands(parser):
         assert f"axonfs {command}".replace("-", "\\-") in page, command
-    mount = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-                 ).choices["mount"]
+    mount = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
+        "mount"
+    ]
     entries = " ".join(re.findall(r"\.TP\n\\fB(.*?)\\fR", page)).replace("\\-", "-")
     named = set(re.findall(r"--?[\w-]+", entries))
     for action in mount._actions:
@@ -47,9 +53,13 @@ def test_every_command_and_option_is_on_the_page(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("man") is None, reason="man is not installed")
 def test_man_renders_the_page_without_warnings(tmp_path: Path) -> None:
     (tmp_path / "axonfs.1").write_text(generate("axonfs.manpage"))
-    result = subprocess.run(["man", "--warnings", "-l", str(tmp_path / "axonfs.1")],
-                            capture_output=True, text=True, timeout=60,
-                            env={"MANWIDTH": "80", "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        ["man", "--warnings", "-l", str(tmp_path / "axonfs.1")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"MANWIDTH": "80", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0
     assert result.stderr == ""
     assert "mount.fuse.axonfs" in result.stdout
@@ -58,11 +68,21 @@ def test_man_renders_the_page_without_warnings(tmp_path: Path) -> None:
 def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
     script = tmp_path / "axonfs.bash"
     script.write_text(generate("axonfs.completion", "bash"))
-    result = subprocess.run(["bash", "-c", f""". {script}
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f""". {script}
 COMP_WORDS=(axonfs ctl hash); COMP_CWORD=2; _shtab_axonfs axonfs hash ctl; echo "${{COMPREPLY[*]}}"
 COMP_WORDS=(axonfs mount --read); COMP_CWORD=2; _shtab_axonfs axonfs --read mount
 echo "${{COMPREPLY[*]}}"
-"""], capture_output=True, text=True, timeout=60, check=True)
+""",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert result.stdout.splitlines() == ["hashes hashset", "--read-only"]
 
 
@@ -76,6 +96,10 @@ def test_zsh_completion(tmp_path: Path) -> None:
 
 
 def test_an_unknown_shell_is_a_usage_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "axonfs.completion", "fish"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "axonfs.completion", "fish"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "usage:" in result.stderr

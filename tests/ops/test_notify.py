@@ -27,8 +27,9 @@ from .conftest import clean_env
 READY_TIMEOUT = 30.0
 
 
-def receive_until(sock: socket.socket, wanted: str, process: subprocess.Popen[bytes],
-                  timeout: float) -> list[str]:
+def receive_until(
+    sock: socket.socket, wanted: str, process: subprocess.Popen[bytes], timeout: float
+) -> list[str]:
     """Datagrams received until one contains *wanted* (raises on timeout or exit)."""
     got: list[str] = []
     deadline = time.monotonic() + timeout
@@ -52,8 +53,7 @@ def test_type_notify_lifecycle(tmp_path: Path, command: str) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     config = tmp_path / "instance.toml"
-    config.write_text(f'store = "{tmp_path / "store"}"\nmountpoint = "{mnt}"\n'
-                      'log-level = "info"\n')
+    config.write_text(f'store = "{tmp_path / "store"}"\nmountpoint = "{mnt}"\nlog-level = "info"\n')
     control = tmp_path / "store" / "run" / "ctl.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
@@ -62,20 +62,24 @@ def test_type_notify_lifecycle(tmp_path: Path, command: str) -> None:
     try:
         with open(journal, "wb") as stderr:
             status = os.fstat(stderr.fileno())
-            env = clean_env(NOTIFY_SOCKET=str(tmp_path / "notify"),
-                            JOURNAL_STREAM=f"{status.st_dev}:{status.st_ino}",
-                            INVOCATION_ID="0" * 32)
+            env = clean_env(
+                NOTIFY_SOCKET=str(tmp_path / "notify"),
+                JOURNAL_STREAM=f"{status.st_dev}:{status.st_ino}",
+                INVOCATION_ID="0" * 32,
+            )
             process = subprocess.Popen(
-                [sys.executable, "-m", "axonfs", command, "--foreground", "--config",
-                 str(config)], stderr=stderr, stdout=subprocess.DEVNULL,
-                stdin=subprocess.DEVNULL, env=env)
+                [sys.executable, "-m", "axonfs", command, "--foreground", "--config", str(config)],
+                stderr=stderr,
+                stdout=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
         receive_until(notify, "READY=1", process, READY_TIMEOUT)
         # READY means usable: the socket answers and (for mount) the tree is there.
         assert socket_answers(control)
         if command == "mount":
             assert is_mounted(mnt)
-            assert sorted(os.listdir(mnt)) == ["by-sha256", "history", "history.log",
-                                               "incoming"]
+            assert sorted(os.listdir(mnt)) == ["by-sha256", "history", "history.log", "incoming"]
         process.send_signal(signal.SIGTERM)
         receive_until(notify, "STOPPING=1", process, READY_TIMEOUT)
         assert process.wait(30) == 0

@@ -99,8 +99,10 @@ def test_stats_follow_real_activity(make_mount: MakeOpsMount, tmp_path: Path) ->
     assert scraped['axonfs_fuse_request_duration_seconds_count{op="read"}'] >= 1
     assert scraped['axonfs_fuse_request_misses_total{op="lookup"}'] >= 2
     assert scraped['axonfs_fuse_request_errors_total{op="lookup"}'] == 0
-    assert scraped['axonfs_fuse_request_duration_seconds_bucket{op="read",le="+Inf"}'] \
+    assert (
+        scraped['axonfs_fuse_request_duration_seconds_bucket{op="read",le="+Inf"}']
         == scraped['axonfs_fuse_request_duration_seconds_count{op="read"}']
+    )
     assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 404
     assert httpx.post(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 405
     mounted.umount()
@@ -116,10 +118,13 @@ def test_serve_stats_without_a_mount(start_serve: StartServe) -> None:
 
 
 def test_s3_counters_and_the_cache_dir_from_a_config_file(
-        start_serve: StartServe, moto_server: str, tmp_path: Path) -> None:
+    start_serve: StartServe, moto_server: str, tmp_path: Path
+) -> None:
     config = tmp_path / "s3.toml"
-    config.write_text(f's3-bucket = "{new_bucket_name()}"\ns3-endpoint = "{moto_server}"\n'
-                      f'cache-dir = "cache"\ncache-size = "64M"\n')
+    config.write_text(
+        f's3-bucket = "{new_bucket_name()}"\ns3-endpoint = "{moto_server}"\n'
+        f'cache-dir = "cache"\ncache-size = "64M"\n'
+    )
     served = start_serve("--config", config, env=clean_env())
     blob = tmp_path / "blob"
     blob.write_bytes(os.urandom(100_000))
@@ -177,14 +182,27 @@ def test_p99_may_be_above_or_below_the_mean() -> None:
     one_slow.record(1_000_000_000)
     snapshot = one_slow.as_dict()
     assert snapshot["p99_ns"] == 1024 < snapshot["mean_ns"]  # correct: the tail is one request
-    text = format_text({"version": "t", "pid": 1, "uptime_s": 1.0,
-                        "store": {"path": "/s", "blobs": 0, "bytes": 0},
-                        "commits": {"batches": 0, "ops": 0}, "dedup_hits": 0,
-                        "spool": {"files": 0, "bytes": 0}, "journal": {"blobs": 0},
-                        "backend": {"name": "local"},
-                        "fuse": {"bytes_read": 0, "bytes_written": 0, "open_files": 0,
-                                 "open_dirs": 0, "failsafe": False,
-                                 "ops": {"read": snapshot}}})
+    text = format_text(
+        {
+            "version": "t",
+            "pid": 1,
+            "uptime_s": 1.0,
+            "store": {"path": "/s", "blobs": 0, "bytes": 0},
+            "commits": {"batches": 0, "ops": 0},
+            "dedup_hits": 0,
+            "spool": {"files": 0, "bytes": 0},
+            "journal": {"blobs": 0},
+            "backend": {"name": "local"},
+            "fuse": {
+                "bytes_read": 0,
+                "bytes_written": 0,
+                "open_files": 0,
+                "open_dirs": 0,
+                "failsafe": False,
+                "ops": {"read": snapshot},
+            },
+        }
+    )
     assert "a mean above the p99: fewer than 1% of those requests took most" in text
 
 
@@ -218,18 +236,50 @@ def test_latency_buckets_and_p99() -> None:
     assert op.count == 100 and op.max_ns == 5_000_000
     assert op.quantile_ns(0.99) == 1024  # the 99th of 100 is still fast
     assert op.quantile_ns(1.0) == 5_000_000  # capped at the max
-    text = prometheus_text({
-        "version": "t", "uptime_s": 1.5, "started_at": 0, "dedup_hits": 0,
-        "store": {"blobs": 0, "bytes": 0}, "commits": {"batches": 0, "ops": 0},
-        "spool": {"files": 0, "bytes": 0}, "journal": {"blobs": 7},
-        "control": {"connections": 2, "requests": 1, "refused": 0, "protocol_errors": 0,
-                    "items_sent": 5, "stream_bytes": 4096},
-        "backend": {"name": "s3", "requests": {"GetObject": 3}, "retries": 1, "failures": 2,
-                    "bytes_sent": 0, "bytes_received": 9,
-                    "cache": {"hits": 4, "misses": 5, "evictions": 0, "blocks": 1,
-                              "bytes": 10, "capacity": 20}},
-        "fuse": {"bytes_read": 0, "bytes_written": 0, "open_files": 0, "open_dirs": 0,
-                 "failsafe": False, "ops": {"read": op.as_dict()}}})
+    text = prometheus_text(
+        {
+            "version": "t",
+            "uptime_s": 1.5,
+            "started_at": 0,
+            "dedup_hits": 0,
+            "store": {"blobs": 0, "bytes": 0},
+            "commits": {"batches": 0, "ops": 0},
+            "spool": {"files": 0, "bytes": 0},
+            "journal": {"blobs": 7},
+            "control": {
+                "connections": 2,
+                "requests": 1,
+                "refused": 0,
+                "protocol_errors": 0,
+                "items_sent": 5,
+                "stream_bytes": 4096,
+            },
+            "backend": {
+                "name": "s3",
+                "requests": {"GetObject": 3},
+                "retries": 1,
+                "failures": 2,
+                "bytes_sent": 0,
+                "bytes_received": 9,
+                "cache": {
+                    "hits": 4,
+                    "misses": 5,
+                    "evictions": 0,
+                    "blocks": 1,
+                    "bytes": 10,
+                    "capacity": 20,
+                },
+            },
+            "fuse": {
+                "bytes_read": 0,
+                "bytes_written": 0,
+                "open_files": 0,
+                "open_dirs": 0,
+                "failsafe": False,
+                "ops": {"read": op.as_dict()},
+            },
+        }
+    )
     scraped = samples(text)
     assert scraped['axonfs_backend_requests_total{operation="GetObject"}'] == 3
     assert scraped["axonfs_backend_failures_total"] == 2
@@ -243,7 +293,8 @@ def test_latency_buckets_and_p99() -> None:
 
 
 async def test_journal_counts_small_blobs_whose_files_are_pending(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(axon_module, "SPILL_IDLE", 3600)  # no background spill meanwhile
     async with Axon.open(tmp_path / "store") as axon:
         await axon.puts([b"small", b"blobs"])

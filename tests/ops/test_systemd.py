@@ -16,16 +16,36 @@ USER_UNIT = ROOT / "systemd" / "user" / "axonfs.service"
 AXONFS = Path(sys.executable).with_name("axonfs")
 
 MOUNT_NAMESPACE_DIRECTIVES = (
-    "PrivateTmp", "ProtectSystem", "ProtectHome", "PrivateMounts", "ProtectKernelTunables",
-    "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups", "ProtectProc",
-    "ProcSubset", "ProtectHostname", "ReadOnlyPaths", "ReadWritePaths", "InaccessiblePaths",
-    "ExecPaths", "NoExecPaths", "BindPaths", "BindReadOnlyPaths", "TemporaryFileSystem",
-    "RootDirectory", "RootImage", "DynamicUser", "MountAPIVFS", "PrivateUsers",
+    "PrivateTmp",
+    "ProtectSystem",
+    "ProtectHome",
+    "PrivateMounts",
+    "ProtectKernelTunables",
+    "ProtectKernelModules",
+    "ProtectKernelLogs",
+    "ProtectControlGroups",
+    "ProtectProc",
+    "ProcSubset",
+    "ProtectHostname",
+    "ReadOnlyPaths",
+    "ReadWritePaths",
+    "InaccessiblePaths",
+    "ExecPaths",
+    "NoExecPaths",
+    "BindPaths",
+    "BindReadOnlyPaths",
+    "TemporaryFileSystem",
+    "RootDirectory",
+    "RootImage",
+    "DynamicUser",
+    "MountAPIVFS",
+    "PrivateUsers",
 )
 """Directives that give a service its own mount namespace: the mount would be invisible."""
 
-needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                   reason="systemd-analyze is not installed")
+needs_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
 
 
 def directives(unit: Path) -> list[tuple[str, str]]:
@@ -47,8 +67,9 @@ def installed_copy(unit: Path, directory: Path, exec_path: str) -> Path:
 
 
 def verify(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True,
-                          timeout=60, env=env, check=False)
+    return subprocess.run(
+        ["systemd-analyze", *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
 
 
 @needs_analyze

@@ -33,8 +33,9 @@ Figures = dict[str, dict[str, Any]]
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if not (fuse_available() and os.geteuid() == 0):
-        skip_tests_under(items, "reliability",
-                         "the reliability suite needs /dev/fuse and root (tmpfs)")
+        skip_tests_under(
+            items, "reliability", "the reliability suite needs /dev/fuse and root (tmpfs)"
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,8 +72,13 @@ def _timed(figures: Figures) -> Iterator[None]:
 class MakeDaemon(Protocol):
     """``daemons(store=None, mnt=None, options=(), name="d")``: the ``daemons`` fixture."""
 
-    def __call__(self, store: Path | None = None, mnt: Path | None = None,
-                 options: tuple[str, ...] = (), name: str = "d") -> MountDaemon: ...
+    def __call__(
+        self,
+        store: Path | None = None,
+        mnt: Path | None = None,
+        options: tuple[str, ...] = (),
+        name: str = "d",
+    ) -> MountDaemon: ...
 
 
 @pytest.fixture
@@ -81,10 +87,19 @@ def daemons(tmp_path: Path) -> Iterator[MakeDaemon]:
     to ``NAME.log`` outside the store (the store may sit on a full disk)."""
     with mount_daemons() as made:
 
-        def make(store: Path | None = None, mnt: Path | None = None,
-                 options: tuple[str, ...] = (), name: str = "d") -> MountDaemon:
-            return made.add(MountDaemon(store or tmp_path / f"{name}-store",
-                                        mnt or tmp_path / f"{name}-mnt",
-                                        tmp_path / f"{name}.log", options))
+        def make(
+            store: Path | None = None,
+            mnt: Path | None = None,
+            options: tuple[str, ...] = (),
+            name: str = "d",
+        ) -> MountDaemon:
+            return made.add(
+                MountDaemon(
+                    store or tmp_path / f"{name}-store",
+                    mnt or tmp_path / f"{name}-mnt",
+                    tmp_path / f"{name}.log",
+                    options,
+                )
+            )
 
         yield make

@@ -139,5 +139,10 @@ async def main(store: Path, mode: str, seed: int, sync_interval_ms: int) -> None
 
 
 if __name__ == "__main__":
-    trio.run(main, Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]),
-             int(sys.argv[4]) if len(sys.argv) > 4 else 0)
+    trio.run(
+        main,
+        Path(sys.argv[1]),
+        sys.argv[2],
+        int(sys.argv[3]),
+        int(sys.argv[4]) if len(sys.argv) > 4 else 0,
+    )

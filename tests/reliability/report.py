@@ -209,16 +209,20 @@ def _rows(figures: dict[str, Any]) -> list[str]:
 
 def render(figures: dict[str, dict[str, Any]], seconds: float) -> str:
     parts = [INTRO, NOTES, POWER_CUT, "## Figures from the last run", ""]
-    titles = {"crash": "Crash (SIGKILL during ingest)", "full_disk": "Full disk",
-              "bad_input": "Bad input", "load": "Load", "s3_faults": "S3 faults",
-              "exhaustion": "Exhaustion",
-              "power_cut_sequence": "Power cuts: sweep over a sequence's syncs",
-              "power_cut_sequence_half_kept":
-                  "Power cuts: the same sweep, half of the unsynced pieces kept",
-              "power_cut_recovery": "Power cuts: during recovery",
-              "power_cut_concurrent": "Power cuts: concurrent writers",
-              "power_cut_incoming": "Power cuts: /incoming",
-              "power_cut_index_recover": "Power cuts: recover rebuilding a lost index"}
+    titles = {
+        "crash": "Crash (SIGKILL during ingest)",
+        "full_disk": "Full disk",
+        "bad_input": "Bad input",
+        "load": "Load",
+        "s3_faults": "S3 faults",
+        "exhaustion": "Exhaustion",
+        "power_cut_sequence": "Power cuts: sweep over a sequence's syncs",
+        "power_cut_sequence_half_kept": "Power cuts: the same sweep, half of the unsynced pieces kept",
+        "power_cut_recovery": "Power cuts: during recovery",
+        "power_cut_concurrent": "Power cuts: concurrent writers",
+        "power_cut_incoming": "Power cuts: /incoming",
+        "power_cut_index_recover": "Power cuts: recover rebuilding a lost index",
+    }
     losses = sum(int(entry.get("lost", 0)) for entry in figures.values())
     for key in titles:
         if key in figures:

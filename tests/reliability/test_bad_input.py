@@ -41,24 +41,52 @@ REPLY_TIMEOUT = 10.0
 KNOWN_CODES = set(_all_classes()) | {"ProtocolError", "AccessDenied"}
 TERMINAL = {"ok", "err", "end", "cancelled"}
 NETWORK_CALLS = {"wget", "wput", "postfiles"}  # fuzzed only with loopback URLs, below
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                         suppress_health_check=list(HealthCheck))
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 # -- strategies ---------------------------------------------------------------------------
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(1 << 63), (1 << 64) - 1),
-    st.floats(allow_nan=True), st.text(max_size=40), st.binary(max_size=64),
-    st.binary(min_size=32, max_size=32))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
-    max_leaves=12)
-call_names = st.one_of(st.sampled_from(sorted(set(CALLS) - NETWORK_CALLS - {"upload"})),
-                       st.text(max_size=20))
-kwarg_names = st.one_of(st.sampled_from(["offs", "size", "wait", "timeout", "tick", "tock",
-                                          "errors", "dialect", "verify", "sha256", "byts",
-                                          "delimiter", "files", "sha256s"]),
-                        st.text(max_size=12))
+    st.none(),
+    st.booleans(),
+    st.integers(-(1 << 63), (1 << 64) - 1),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.binary(max_size=64),
+    st.binary(min_size=32, max_size=32),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)
+    ),
+    max_leaves=12,
+)
+call_names = st.one_of(
+    st.sampled_from(sorted(set(CALLS) - NETWORK_CALLS - {"upload"})), st.text(max_size=20)
+)
+kwarg_names = st.one_of(
+    st.sampled_from(
+        [
+            "offs",
+            "size",
+            "wait",
+            "timeout",
+            "tick",
+            "tock",
+            "errors",
+            "dialect",
+            "verify",
+            "sha256",
+            "byts",
+            "delimiter",
+            "files",
+            "sha256s",
+        ]
+    ),
+    st.text(max_size=12),
+)
 
 
 def frame(body: bytes, size: int | None = None) -> bytes:
@@ -88,8 +116,9 @@ class Session:
         if message["t"] == "err":
             code = message["error"]["code"]
             assert code in KNOWN_CODES, message
-            assert isinstance(message["error"].get("message"), str) and message["error"][
-                "message"], message
+            assert (
+                isinstance(message["error"].get("message"), str) and message["error"]["message"]
+            ), message
             self.codes[code] = self.codes.get(code, 0) + 1
         elif message["t"] == "ok":
             self.oks += 1
@@ -159,8 +188,11 @@ def served(tmp_path: Path) -> Iterator[Session]:
         assert daemon.stop() == 0, "the daemon did not stop cleanly"
     # Bad arguments may be logged with their traceback (an unexpected exception inside a
     # call); nothing else may be: no connection or daemon failure.
-    worse = [line for line in daemon.problems() if " ERROR " in line
-             and "axonfs.ctlserver: request " not in line]
+    worse = [
+        line
+        for line in daemon.problems()
+        if " ERROR " in line and "axonfs.ctlserver: request " not in line
+    ]
     assert not worse, "\n".join(worse[:20])
     assert_fsck_clean(store)
 
@@ -186,27 +218,45 @@ def test_generated_control_frames(served: Session, figures: Figures) -> None:
         served.send_garbage(frame(body)[:cut] if cut < len(body) + 4 else frame(body))
 
     @FUZZ_SETTINGS
-    @given(st.dictionaries(st.sampled_from(["v", "id", "call", "args", "kwargs", "t", "data"]),
-                           values, max_size=6), st.booleans())
+    @given(
+        st.dictionaries(
+            st.sampled_from(["v", "id", "call", "args", "kwargs", "t", "data"]), values, max_size=6
+        ),
+        st.booleans(),
+    )
     def near_miss(message: dict[str, Any], versioned: bool) -> None:
         if versioned:
             message["v"] = 1
         # Not a call and not a control frame of a known kind: a protocol error, said so.
         invalid = "call" not in message and message.get("t") not in (
-            "cancel", "write", "save", "close")
+            "cancel",
+            "write",
+            "save",
+            "close",
+        )
         served.send_garbage(frame(pack(message)), expect="ProtocolError" if invalid else None)
 
     @FUZZ_SETTINGS
-    @given(call_names, st.lists(values, max_size=4),
-           st.dictionaries(kwarg_names, values, max_size=3), st.integers(0, 1 << 62))
+    @given(
+        call_names,
+        st.lists(values, max_size=4),
+        st.dictionaries(kwarg_names, values, max_size=3),
+        st.integers(0, 1 << 62),
+    )
     def calls(call: str, args: list[Any], kwargs: dict[str, Any], rid: int) -> None:
         message = {"v": 1, "id": rid, "call": call, "args": args, "kwargs": kwargs}
-        served.call(frame(pack(message)), rid, patience=0.5 if call == "hashes" else
-                    REPLY_TIMEOUT)
+        served.call(frame(pack(message)), rid, patience=0.5 if call == "hashes" else REPLY_TIMEOUT)
 
     @FUZZ_SETTINGS
-    @given(st.lists(st.tuples(st.sampled_from(["write", "save", "close", "cancel", "bogus"]),
-                              st.one_of(st.binary(max_size=2048), values)), max_size=6))
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["write", "save", "close", "cancel", "bogus"]),
+                st.one_of(st.binary(max_size=2048), values),
+            ),
+            max_size=6,
+        )
+    )
     def uploads(steps: list[tuple[str, Any]]) -> None:
         parts = [frame(pack({"v": 1, "id": 7, "call": "upload", "args": []}))]
         parts += [frame(pack({"v": 1, "id": 7, "t": kind, "data": data})) for kind, data in steps]
@@ -226,35 +276,50 @@ def test_generated_control_frames(served: Session, figures: Figures) -> None:
 
     metrics = trio.run(afterwards)
     assert metrics["file:count"] >= 1
-    figures.setdefault("bad_input", {}).update({
-        "control_frames_and_calls_tried": served.inputs,
-        "strategies": "garbage bytes, oversized headers, truncated/malformed msgpack, "
-                      "near-miss messages, calls with random argument types, upload sessions",
-        "error_replies_by_code": ", ".join(f"{code} {count}" for code, count
-                                           in sorted(served.codes.items())),
-        "ok_replies": served.oks, "daemon_deaths": 0, "frames_seconds": round(elapsed, 1),
-    })
+    figures.setdefault("bad_input", {}).update(
+        {
+            "control_frames_and_calls_tried": served.inputs,
+            "strategies": "garbage bytes, oversized headers, truncated/malformed msgpack, "
+            "near-miss messages, calls with random argument types, upload sessions",
+            "error_replies_by_code": ", ".join(
+                f"{code} {count}" for code, count in sorted(served.codes.items())
+            ),
+            "ok_replies": served.oks,
+            "daemon_deaths": 0,
+            "frames_seconds": round(elapsed, 1),
+        }
+    )
 
 
 # -- invalid names on the mount --------------------------------------------------------------
 
 BAD_NAMES: list[bytes] = [
-    b"x" * 256,                     # longer than NAME_MAX: the kernel refuses
-    b"x" * 255,                     # the longest legal name
-    b"\xff\xfe\xfd",                # not UTF-8
-    b"a\nb", b"tab\there", b" ", b"-", b"...", b"\x01\x7f",
-    b"A" * 64,                      # upper-case "hex"
-    b"0" * 63, b"0" * 65, b"g" * 64,  # wrong length / not hex
-    b"2024-13-45", b"1969-12-31", b"9999-12-31",  # not days / days without rows
-    b"000000.000-" + b"0" * 64,     # a link name of no blob
+    b"x" * 256,  # longer than NAME_MAX: the kernel refuses
+    b"x" * 255,  # the longest legal name
+    b"\xff\xfe\xfd",  # not UTF-8
+    b"a\nb",
+    b"tab\there",
+    b" ",
+    b"-",
+    b"...",
+    b"\x01\x7f",
+    b"A" * 64,  # upper-case "hex"
+    b"0" * 63,
+    b"0" * 65,
+    b"g" * 64,  # wrong length / not hex
+    b"2024-13-45",
+    b"1969-12-31",
+    b"9999-12-31",  # not days / days without rows
+    b"000000.000-" + b"0" * 64,  # a link name of no blob
     b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",  # sha of b""
 ]
 NEVER = {errno.EIO}
 """An errno no name may ever get: EIO means a handler failed unexpectedly."""
 
 
-def _attempts(directory: Path, name: bytes, scratch: Path) -> Iterator[tuple[str, Callable[[],
-                                                                                       Any]]]:
+def _attempts(
+    directory: Path, name: bytes, scratch: Path
+) -> Iterator[tuple[str, Callable[[], Any]]]:
     path = os.path.join(os.fsencode(directory), name)
     yield "lookup", lambda: os.lstat(path)
     yield "open", lambda: os.close(os.open(path, os.O_RDONLY))
@@ -268,8 +333,7 @@ def _attempts(directory: Path, name: bytes, scratch: Path) -> Iterator[tuple[str
     yield "getxattr", lambda: os.getxattr(os.fsencode(directory), b"user.axonfs." + name[:200])
 
 
-def test_invalid_names_under_every_directory(daemons: MakeDaemon,
-                                             figures: Figures) -> None:
+def test_invalid_names_under_every_directory(daemons: MakeDaemon, figures: Figures) -> None:
     daemon = daemons(name="names")
     daemon.start()
     assert daemon.mnt is not None
@@ -277,8 +341,14 @@ def test_invalid_names_under_every_directory(daemons: MakeDaemon,
     write_file(mnt / "incoming" / "seed", b"seed")
     (mnt / "incoming" / "sub").mkdir()
     day = os.listdir(mnt / "history")[0]
-    directories = [mnt, mnt / "by-sha256", mnt / "history", mnt / "history" / day,
-                   mnt / "incoming", mnt / "incoming" / "sub"]
+    directories = [
+        mnt,
+        mnt / "by-sha256",
+        mnt / "history",
+        mnt / "history" / day,
+        mnt / "incoming",
+        mnt / "incoming" / "sub",
+    ]
     tried = succeeded = 0
     errnos: dict[str, int] = {}
     for directory in directories:
@@ -293,14 +363,18 @@ def test_invalid_names_under_every_directory(daemons: MakeDaemon,
                     attempt()
                 except OSError as exc:
                     assert exc.errno is not None and exc.errno not in NEVER, (
-                        directory, name, label, exc)
-                    errnos[errno.errorcode[exc.errno]] = errnos.get(
-                        errno.errorcode[exc.errno], 0) + 1
+                        directory,
+                        name,
+                        label,
+                        exc,
+                    )
+                    errnos[errno.errorcode[exc.errno]] = (
+                        errnos.get(errno.errorcode[exc.errno], 0) + 1
+                    )
                     continue
                 succeeded += 1
                 # Only /incoming may gain entries, and only names the kernel lets through.
-                assert writable or label in ("lookup", "open", "getxattr"), (
-                    directory, name, label)
+                assert writable or label in ("lookup", "open", "getxattr"), (directory, name, label)
                 assert len(name) <= 255 or label.endswith("xattr"), (directory, label)
             if writable:
                 for entry in os.listdir(os.fsencode(directory)):
@@ -314,11 +388,14 @@ def test_invalid_names_under_every_directory(daemons: MakeDaemon,
     assert sorted(os.listdir(mnt)) == ["by-sha256", "history", "history.log", "incoming"]
     daemon.stop()
     assert_fsck_clean(daemon.store)
-    figures.setdefault("bad_input", {}).update({
-        "name_operations_tried": tried, "name_operations_allowed_in_incoming": succeeded,
-        "name_errors_by_errno": ", ".join(f"{k} {v}" for k, v in sorted(errnos.items())),
-        "EIO_answers": 0,
-    })
+    figures.setdefault("bad_input", {}).update(
+        {
+            "name_operations_tried": tried,
+            "name_operations_allowed_in_incoming": succeeded,
+            "name_errors_by_errno": ", ".join(f"{k} {v}" for k, v in sorted(errnos.items())),
+            "EIO_answers": 0,
+        }
+    )
 
 
 # -- hostile wget targets ---------------------------------------------------------------------
@@ -414,10 +491,14 @@ def test_hostile_wget_targets(served: Session, figures: Figures) -> None:
     finally:
         server.shutdown()
         server.server_close()
-    assert not any(name.startswith("spool-") for name in os.listdir(
-        served.socket_path.parent.parent / "tmp"))
-    figures.setdefault("bad_input", {}).update({
-        "hostile_wget_targets": "; ".join(f"{path} → {outcome}"
-                                          for path, outcome in outcomes.items()),
-        "wget_body_cap_in_test": "4 MiB (--wget-max-bytes; default 4 GiB)",
-    })
+    assert not any(
+        name.startswith("spool-") for name in os.listdir(served.socket_path.parent.parent / "tmp")
+    )
+    figures.setdefault("bad_input", {}).update(
+        {
+            "hostile_wget_targets": "; ".join(
+                f"{path} → {outcome}" for path, outcome in outcomes.items()
+            ),
+            "wget_body_cap_in_test": "4 MiB (--wget-max-bytes; default 4 GiB)",
+        }
+    )

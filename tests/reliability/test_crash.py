@@ -61,8 +61,9 @@ class Round:
         if exc.errno in DEAD_MOUNT_ERRNOS and self.dead.is_set():
             return
         with self.lock:
-            self.errors.append(f"round {self.number} {who}: {exc!r} "
-                               f"(daemon killed: {self.dead.is_set()})")
+            self.errors.append(
+                f"round {self.number} {who}: {exc!r} (daemon killed: {self.dead.is_set()})"
+            )
 
     def writer(self, index: int) -> None:
         rng = random.Random(self.seed * 1000 + index)
@@ -90,32 +91,32 @@ class Round:
                 return
             if got != name:
                 with self.lock:
-                    self.errors.append(f"round {self.number} reader {index}: {name} read "
-                                       f"as {got}")
+                    self.errors.append(f"round {self.number} reader {index}: {name} read as {got}")
                 return
             with self.lock:
                 self.reads += 1
 
 
-def test_sigkill_during_ingest_loses_nothing(daemons: MakeDaemon,
-                                             figures: Figures) -> None:
+def test_sigkill_during_ingest_loses_nothing(daemons: MakeDaemon, figures: Figures) -> None:
     seed = int(os.environ.get("AXONFS_CRASH_SEED", str(random.randrange(1 << 30))))
     print(f"AXONFS_CRASH_SEED={seed}")
     rng = random.Random(seed)
     daemon = daemons(name="crash")
     assert daemon.mnt is not None
     daemon.start()
-    acked: dict[str, int] = {}       # every blob whose close() returned
-    attempted: set[str] = set()       # every complete content any writer tried
-    verified: set[str] = set()        # visible blobs already read back and hashed
+    acked: dict[str, int] = {}  # every blob whose close() returned
+    attempted: set[str] = set()  # every complete content any writer tried
+    verified: set[str] = set()  # visible blobs already read back and hashed
     files_acked = reads = 0
     started = time.monotonic()
     for number in range(ROUNDS):
         this = Round(number, daemon.mnt, rng.randrange(1 << 30), sorted(verified))
-        threads = [threading.Thread(target=this.writer, args=(i,), daemon=True)
-                   for i in range(WRITERS)]
-        threads += [threading.Thread(target=this.reader, args=(i,), daemon=True)
-                    for i in range(READERS)]
+        threads = [
+            threading.Thread(target=this.writer, args=(i,), daemon=True) for i in range(WRITERS)
+        ]
+        threads += [
+            threading.Thread(target=this.reader, args=(i,), daemon=True) for i in range(READERS)
+        ]
         for thread in threads:
             thread.start()
         time.sleep(rng.uniform(*KILL_AFTER))
@@ -154,11 +155,17 @@ def test_sigkill_during_ingest_loses_nothing(daemons: MakeDaemon,
     assert_fsck_clean(daemon.store)
     elapsed = time.monotonic() - started
     figures["crash"] = {
-        "rounds": ROUNDS, "writers": WRITERS, "readers": READERS,
-        "files_acknowledged": files_acked, "distinct_blobs_acknowledged": len(acked),
+        "rounds": ROUNDS,
+        "writers": WRITERS,
+        "readers": READERS,
+        "files_acknowledged": files_acked,
+        "distinct_blobs_acknowledged": len(acked),
         "blobs_visible": len(verified),
         "visible_but_close_never_returned": len(verified) - len(acked),
         "verified_reads_during_rounds": reads,
-        "acknowledged_bytes": sum(acked.values()), "lost": 0, "partial_visible": 0,
-        "seconds": round(elapsed, 1), "seed": seed,
+        "acknowledged_bytes": sum(acked.values()),
+        "lost": 0,
+        "partial_visible": 0,
+        "seconds": round(elapsed, 1),
+        "seed": seed,
     }

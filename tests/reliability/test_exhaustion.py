@@ -91,7 +91,7 @@ def served(tmp_path: Path) -> Iterator[ServeDaemon]:
 async def put_blob_async(served: ServeDaemon, data: bytes) -> bytes:
     async with client.connect(served.socket) as axon, await axon.upload() as upload:
         for start in range(0, len(data), 4 * MiB):
-            await upload.write(data[start:start + 4 * MiB])
+            await upload.write(data[start : start + 4 * MiB])
         _, sha256 = await upload.save()
     return sha256
 
@@ -139,18 +139,22 @@ def test_unfinished_frames_share_one_budget(served: ServeDaemon, figures: Figure
     finally:
         for sock in held:
             sock.close()
-    assert all(reply is not None and reply["error"]["code"] == "HitLimit"
-               for reply in refusals), refusals[:3]
+    assert all(reply is not None and reply["error"]["code"] == "HitLimit" for reply in refusals), (
+        refusals[:3]
+    )
     assert len(accepted) == REQUEST_BUDGET // MAX_REQUEST_FRAME, len(accepted)
     assert control["request_bytes"] == len(accepted) * MAX_REQUEST_FRAME
     assert peak < REQUEST_BUDGET + 96 * MiB, f"daemon grew by {peak >> 20} MiB"
     assert wait_until(lambda: call(served, "stats")["result"]["control"]["request_bytes"] == 0)
-    figures.setdefault("exhaustion", {}).update({
-        "request budget": f"{REQUEST_BUDGET >> 20} MiB, {BUDGET_WAIT:g} s wait for room",
-        "40 unfinished 32 MiB frames: RSS growth": (
-            f"{peak >> 20} MiB ({len(accepted)} held, {len(refusals)} refused "
-            f"after {waited:.1f} s)"),
-    })
+    figures.setdefault("exhaustion", {}).update(
+        {
+            "request budget": f"{REQUEST_BUDGET >> 20} MiB, {BUDGET_WAIT:g} s wait for room",
+            "40 unfinished 32 MiB frames: RSS growth": (
+                f"{peak >> 20} MiB ({len(accepted)} held, {len(refusals)} refused "
+                f"after {waited:.1f} s)"
+            ),
+        }
+    )
 
 
 def test_busy_uploads_wait_for_the_budget_not_refused(served: ServeDaemon) -> None:
@@ -187,9 +191,19 @@ def test_a_frame_that_decodes_huge_is_refused(served: ServeDaemon, figures: Figu
     nils = b"\xdd" + struct.pack(">I", 1 << 20) + b"\xc0" * (1 << 20)
     arrays = (MAX_REQUEST_FRAME - 64) // len(nils)
     # {"v":1,"id":1,"call":"hashset","args":[array x N]} built by hand: a fixmap of 4
-    body = (b"\x84" + msgpack.packb("v") + b"\x01" + msgpack.packb("id") + b"\x01"
-            + msgpack.packb("call") + msgpack.packb("hashset") + msgpack.packb("args")
-            + b"\xdc" + struct.pack(">H", arrays) + nils * arrays)
+    body = (
+        b"\x84"
+        + msgpack.packb("v")
+        + b"\x01"
+        + msgpack.packb("id")
+        + b"\x01"
+        + msgpack.packb("call")
+        + msgpack.packb("hashset")
+        + msgpack.packb("args")
+        + b"\xdc"
+        + struct.pack(">H", arrays)
+        + nils * arrays
+    )
     base = reset_peak(served.pid)
     with raw_connect(served.socket, REPLY_TIMEOUT) as sock:
         sock.sendall(struct.pack(">I", len(body)) + body)
@@ -200,13 +214,15 @@ def test_a_frame_that_decodes_huge_is_refused(served: ServeDaemon, figures: Figu
     assert peak < 160 * MiB, f"daemon grew by {peak >> 20} MiB"
     assert call(served, "ping")["t"] == "ok"
     figures.setdefault("exhaustion", {})[
-        f"{len(body) >> 20} MiB frame of {arrays} x 1M nils: RSS growth"] = f"{peak >> 20} MiB"
+        f"{len(body) >> 20} MiB frame of {arrays} x 1M nils: RSS growth"
+    ] = f"{peak >> 20} MiB"
 
 
 def test_a_pipelined_burst_gets_the_allowed_requests_answered(served: ServeDaemon) -> None:
     sha256 = put_blob(served, b"burst")
-    burst = b"".join(frame({"id": rid, "call": "hashset", "args": [sha256]})
-                     for rid in range(1, 101))
+    burst = b"".join(
+        frame({"id": rid, "call": "hashset", "args": [sha256]}) for rid in range(1, 101)
+    )
     codes: dict[int, str] = {}
     with raw_connect(served.socket, REPLY_TIMEOUT) as sock:
         sock.sendall(burst)
@@ -231,7 +247,8 @@ def test_csvrows_memory_is_bounded_by_the_line_cap(served: ServeDaemon, figures:
     # Before the cap, the whole line was read first: twice its size and more.
     assert peak < 300 * MiB, f"daemon grew by {peak >> 20} MiB"
     figures.setdefault("exhaustion", {})[
-        "csvrows of a 384 MiB field without newline: RSS growth"] = f"{peak >> 20} MiB"
+        "csvrows of a 384 MiB field without newline: RSS growth"
+    ] = f"{peak >> 20} MiB"
 
 
 def test_deeply_nested_json_is_bad_json(served: ServeDaemon) -> None:
@@ -240,8 +257,9 @@ def test_deeply_nested_json_is_bad_json(served: ServeDaemon) -> None:
     assert reply["t"] == "err" and reply["error"]["code"] == "BadJsonText", reply
     text = served.log.read_text()
     assert "RecursionError" not in text.replace("bad json line", "")
-    assert not [line for line in text.splitlines()
-                if " WARNING " in line and "json" in line.lower()]
+    assert not [
+        line for line in text.splitlines() if " WARNING " in line and "json" in line.lower()
+    ]
 
 
 # -- a full disk -----------------------------------------------------------------------
@@ -286,9 +304,12 @@ def test_deletes_work_on_a_full_disk(tmp_path: Path, figures: Figures) -> None:
         (disk / "ballast").unlink()
         assert_fsck_clean(store)
     assert not served.problems(), served.problems()
-    figures.setdefault("exhaustion", {}).update({
-        "deletes on a full 32 MiB tmpfs": f"{deleted} of {deleted} committed",
-        "free after deletes": f"{free >> 10} KiB"})
+    figures.setdefault("exhaustion", {}).update(
+        {
+            "deletes on a full 32 MiB tmpfs": f"{deleted} of {deleted} committed",
+            "free after deletes": f"{free >> 10} KiB",
+        }
+    )
 
 
 # -- descriptors and backend errnos on the mount ------------------------------------------
@@ -300,7 +321,8 @@ def lowest_free_fd(pid: int) -> int:
 
 
 def test_out_of_descriptors_is_emfile_not_a_broken_blob(
-        daemons: MakeDaemon, figures: Figures) -> None:
+    daemons: MakeDaemon, figures: Figures
+) -> None:
     daemon = daemons()
     ours = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, ours[1]), ours[1]))
@@ -324,16 +346,17 @@ def test_out_of_descriptors_is_emfile_not_a_broken_blob(
     assert caught.value.errno in (errno.EMFILE, errno.ENFILE), caught.value
     with open(path, "rb") as file:
         assert file.read() == data
-    stats = json.loads(run_axonfs("ctl", "--socket", daemon.socket, "stats", "--json",
-                                  check=True).stdout)
+    stats = json.loads(
+        run_axonfs("ctl", "--socket", daemon.socket, "stats", "--json", check=True).stdout
+    )
     assert stats["fuse"]["broken"] == [], stats["fuse"]
     assert "Too many open files" in daemon.log_file.read_text()
     figures.setdefault("exhaustion", {})["read at the descriptor limit"] = (
-        f"{errno.errorcode[caught.value.errno]}, blob not marked broken; soft limit {soft}")
+        f"{errno.errorcode[caught.value.errno]}, blob not marked broken; soft limit {soft}"
+    )
 
 
-def test_a_backend_enospc_reaches_the_writer_as_enospc(
-        tmp_path: Path, daemons: MakeDaemon) -> None:
+def test_a_backend_enospc_reaches_the_writer_as_enospc(tmp_path: Path, daemons: MakeDaemon) -> None:
     """Inodes run out between the spool file and the blob's directory: the
     backend's ENOSPC (a BackendError) must reach close() as ENOSPC, not EIO."""
     with tmpfs(tmp_path / "disk", "64m,nr_inodes=400") as disk:
@@ -369,9 +392,11 @@ def _bomb() -> bytes:
 
 
 _RAW_DEFLATE = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-_FINE = {"/fine": ("gzip", gzip.compress(b"fine\n" * 1000)),
-         "/fine-zlib": ("deflate", zlib.compress(b"fine\n" * 1000)),
-         "/fine-raw": ("deflate", _RAW_DEFLATE.compress(b"fine\n" * 1000) + _RAW_DEFLATE.flush())}
+_FINE = {
+    "/fine": ("gzip", gzip.compress(b"fine\n" * 1000)),
+    "/fine-zlib": ("deflate", zlib.compress(b"fine\n" * 1000)),
+    "/fine-raw": ("deflate", _RAW_DEFLATE.compress(b"fine\n" * 1000) + _RAW_DEFLATE.flush()),
+}
 
 
 class Targets(BaseHTTPRequestHandler):
@@ -421,8 +446,10 @@ def test_a_gzip_bomb_stops_early(served: ServeDaemon, http_base: str, figures: F
             for path in ("/fine-zlib", "/fine-raw"):
                 result = await axon.wget(http_base + path, timeout=60)
                 assert result["ok"] and result["size"] == 5000, result
-            return (await axon.wget(http_base + "/bomb", timeout=60),
-                    await axon.wget(http_base + "/fine", timeout=60))
+            return (
+                await axon.wget(http_base + "/bomb", timeout=60),
+                await axon.wget(http_base + "/fine", timeout=60),
+            )
 
     base = reset_peak(served.pid)
     started = time.monotonic()
@@ -436,7 +463,8 @@ def test_a_gzip_bomb_stops_early(served: ServeDaemon, http_base: str, figures: F
     assert growth < 64 * MiB, f"daemon grew by {growth >> 20} MiB"
     figures.setdefault("exhaustion", {})[f"gzip bomb ({len(Targets.bomb) >> 10} KiB → 128 MiB)"] = (
         f"HitLimit after {decoded >> 20} MiB decoded, {seconds:.1f} s, "
-        f"RSS growth {growth >> 20} MiB")
+        f"RSS growth {growth >> 20} MiB"
+    )
 
 
 def test_wget_urls_are_redacted_in_logs(served: ServeDaemon, http_base: str) -> None:
@@ -462,13 +490,28 @@ def test_ctl_wget_has_a_default_timeout(served: ServeDaemon) -> None:
     port = listener.getsockname()[1]
     accepted: list[socket.socket] = []
     threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
-    script = ("import sys, axonfs.ctl as ctl, axonfs.cli as cli; ctl.HTTP_TIMEOUT = 2.0; "
-              "sys.exit(cli.main(sys.argv[1:]))")
+    script = (
+        "import sys, axonfs.ctl as ctl, axonfs.cli as cli; ctl.HTTP_TIMEOUT = 2.0; "
+        "sys.exit(cli.main(sys.argv[1:]))"
+    )
     started = time.monotonic()
     try:
-        result = subprocess.run([sys.executable, "-c", script, "ctl", "--socket",
-                                 str(served.socket), "wget", f"http://127.0.0.1:{port}/hang"],
-                                capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                script,
+                "ctl",
+                "--socket",
+                str(served.socket),
+                "wget",
+                f"http://127.0.0.1:{port}/hang",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     finally:
         listener.close()
         for sock in accepted:
@@ -502,8 +545,7 @@ def test_inline_and_task_calls_share_one_error_policy(tmp_path: Path) -> None:
 
     inline, task, ping = trio.run(run)
     assert inline["t"] == task["t"] == "err", (inline, task)
-    assert {k: v for k, v in inline["error"].items()} == {
-        k: v for k, v in task["error"].items()}
+    assert {k: v for k, v in inline["error"].items()} == {k: v for k, v in task["error"].items()}
     assert inline["error"]["errno"] == errno.EIO
     assert ping["t"] == "ok"  # the connection survived both
 
@@ -511,8 +553,7 @@ def test_inline_and_task_calls_share_one_error_policy(tmp_path: Path) -> None:
 def _ask(path: Path) -> list[dict[str, Any]]:
     with raw_connect(path, REPLY_TIMEOUT) as sock:
         replies = []
-        for rid, call, args in ((1, "metrics", []), (2, "hashset", [bytes(32)]),
-                                (3, "ping", [])):
+        for rid, call, args in ((1, "metrics", []), (2, "hashset", [bytes(32)]), (3, "ping", [])):
             sock.sendall(frame({"id": rid, "call": call, "args": args}))
             reply = read_frame(sock)
             assert reply is not None

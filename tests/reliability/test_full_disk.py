@@ -64,12 +64,15 @@ class Filler:
             sha = hashlib.sha256(data).hexdigest()
             with self.lock:
                 self.attempted.add(sha)
-            fd = os.open(self.mnt / "incoming" / f"{'big' if big else 'small'}{index}-{n}",
-                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(
+                self.mnt / "incoming" / f"{'big' if big else 'small'}{index}-{n}",
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                0o644,
+            )
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view[:128 << 10]):]
+                    view = view[os.write(fd, view[: 128 << 10]) :]
             except OSError as exc:
                 self._failed("write", exc)
                 with self.lock:
@@ -141,8 +144,9 @@ def _run(daemon: MountDaemon, disk: Path, seed: int, figures: Figures) -> None:
         ballast.write(bytes(BALLAST))
 
     filler = Filler(mnt, seed)
-    threads = [threading.Thread(target=filler.writer, args=(i, i < 3), daemon=True)
-               for i in range(8)]
+    threads = [
+        threading.Thread(target=filler.writer, args=(i, i < 3), daemon=True) for i in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -190,8 +194,10 @@ def _run(daemon: MountDaemon, disk: Path, seed: int, figures: Figures) -> None:
     (disk / "ballast").unlink()  # space comes back: writes work again
     again = random.Random(seed - 1).randbytes(BIG)
     write_file(mnt / "incoming" / "after", again)
-    assert file_sha(mnt / "by-sha256" / hashlib.sha256(again).hexdigest()) == \
-        hashlib.sha256(again).hexdigest()
+    assert (
+        file_sha(mnt / "by-sha256" / hashlib.sha256(again).hexdigest())
+        == hashlib.sha256(again).hexdigest()
+    )
     put_data = os.urandom(2 << 20)
     assert trio.run(_socket_put, daemon.socket, put_data) == hashlib.sha256(put_data).digest()
     assert not spools(daemon.store)
@@ -199,10 +205,14 @@ def _run(daemon: MountDaemon, disk: Path, seed: int, figures: Figures) -> None:
     daemon.stop()
     assert_fsck_clean(daemon.store)
     figures["full_disk"] = {
-        "disk": "64 MiB tmpfs", "writers": len(threads),
+        "disk": "64 MiB tmpfs",
+        "writers": len(threads),
         "files_committed_before_full": len(filler.acked),
-        "ENOSPC_from_write": filler.enospc["write"], "ENOSPC_from_close": filler.enospc["close"],
+        "ENOSPC_from_write": filler.enospc["write"],
+        "ENOSPC_from_close": filler.enospc["close"],
         "socket_put_while_full": refused[:120].replace("|", "/"),
         "free_bytes_after_failed_handles_closed": free_after_close,
-        "partial_blobs_committed": 0, "spool_files_left": 0, "lost": 0,
+        "partial_blobs_committed": 0,
+        "spool_files_left": 0,
+        "lost": 0,
     }

@@ -41,8 +41,12 @@ class Load:
         self.deadline = time.monotonic() + SECONDS
         self.lock = threading.Lock()
         self.errors: list[str] = []
-        self.counts = {"mount_reads": 0, "mount_ranged_reads": 0, "mount_writes": 0,
-                       "socket_ops": 0}
+        self.counts = {
+            "mount_reads": 0,
+            "mount_ranged_reads": 0,
+            "mount_writes": 0,
+            "socket_ops": 0,
+        }
         self.written: set[str] = set()
         self.read_bytes = 0
 
@@ -70,7 +74,7 @@ class Load:
                         offset = rng.randrange(max(1, len(data)))
                         size = rng.randrange(1, 256 << 10)
                         got = os.pread(file.fileno(), size, offset)
-                        assert got == data[offset:offset + size], f"{name}@{offset} read wrong"
+                        assert got == data[offset : offset + size], f"{name}@{offset} read wrong"
                 self._count("mount_ranged_reads")
         except BaseException as exc:
             self._fail(f"reader {index}", exc)
@@ -81,8 +85,9 @@ class Load:
             for n in range(1_000_000):
                 if time.monotonic() >= self.deadline:
                     return
-                data = rng.randbytes(rng.choice([rng.randrange(0, 64 << 10),
-                                                 rng.randrange(256 << 10, 2 << 20)]))
+                data = rng.randbytes(
+                    rng.choice([rng.randrange(0, 64 << 10), rng.randrange(256 << 10, 2 << 20)])
+                )
                 write_file(self.mnt / "incoming" / f"w{index}-{n}", data)
                 sha = hashlib.sha256(data).hexdigest()
                 assert file_sha(self.mnt / "by-sha256" / sha) == sha
@@ -165,8 +170,8 @@ def test_load(daemons: MakeDaemon, figures: Figures) -> None:
 
     assert wait_until(lambda: fd_count(pid) <= fds_before, timeout=15), (
         f"descriptors: {fds_before} before, {fd_count(pid)} after",
-        sorted(os.readlink(f"/proc/{pid}/fd/{fd}")
-               for fd in os.listdir(f"/proc/{pid}/fd")))
+        sorted(os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")),
+    )
     fds_after = fd_count(pid)
     assert wait_until(lambda: not spools(daemon.store), timeout=10), spools(daemon.store)
     visible = set(os.listdir(daemon.mnt / "by-sha256"))
@@ -175,9 +180,15 @@ def test_load(daemons: MakeDaemon, figures: Figures) -> None:
     assert_fsck_clean(daemon.store)
     operations = sum(load.counts.values())
     figures["load"] = {
-        "seconds": round(elapsed, 1), "mount_readers": READERS, "mount_writers": WRITERS,
-        "socket_clients": CLIENTS, **load.counts, "operations_total": operations,
+        "seconds": round(elapsed, 1),
+        "mount_readers": READERS,
+        "mount_writers": WRITERS,
+        "socket_clients": CLIENTS,
+        **load.counts,
+        "operations_total": operations,
         "operations_per_second": round(operations / elapsed),
-        "errors": 0, "daemon_fds_before_after": f"{fds_before} / {fds_after}",
-        "spool_files_left": 0, "lost": 0,
+        "errors": 0,
+        "daemon_fds_before_after": f"{fds_before} / {fds_after}",
+        "spool_files_left": 0,
+        "lost": 0,
     }

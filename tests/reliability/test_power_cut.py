@@ -115,13 +115,17 @@ def disk(tmp_path: Path) -> Iterator[PowerCutDisk]:
         yield harness
 
 
-def start_writer(store: Path, mode: str, seed: int = 1,
-                 sync_interval_ms: int = 0) -> subprocess.Popen[str]:
+def start_writer(
+    store: Path, mode: str, seed: int = 1, sync_interval_ms: int = 0
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*AXONFS[:1], str(WRITER), str(store), mode, str(seed), str(sync_interval_ms)],
-        cwd=REPO, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"},
+    )
 
 
 def finish_writer(writer: subprocess.Popen[str], acks: Acks) -> str:
@@ -157,10 +161,14 @@ def check_store(store: Path, acks: Acks, cli: bool = True, ordered: bool = True)
                 assert sha_hex(reader.read(0, row.size + 1)) == hexd, f"{hexd} is damaged"
         for hexd in acks.absent:
             assert not opened.index.has(Sha256(bytes.fromhex(hexd))), f"{hexd} came back"
-        survived = [opened.index.has(Sha256(bytes.fromhex(hexd)))
-                    for hexd, _ in acks.tentative if hexd not in acks.present]
-        assert not ordered or survived == sorted(survived, reverse=True), \
+        survived = [
+            opened.index.has(Sha256(bytes.fromhex(hexd)))
+            for hexd, _ in acks.tentative
+            if hexd not in acks.present
+        ]
+        assert not ordered or survived == sorted(survived, reverse=True), (
             f"not a prefix of the acknowledged puts survived: {survived}"
+        )
     return len(acks.present)
 
 
@@ -186,8 +194,9 @@ def finish_writer_when_done(writer: subprocess.Popen[str], acks: Acks) -> str:
     return err + out
 
 
-def cut_at_sync(disk: PowerCutDisk, sync: int, mode: str = "sequence",
-                sync_interval_ms: int = 0) -> Acks:
+def cut_at_sync(
+    disk: PowerCutDisk, sync: int, mode: str = "sequence", sync_interval_ms: int = 0
+) -> Acks:
     """Run the writer on a fresh store until the harness cuts the power as its
     *sync*-th sync starts; return the acks the writer had got."""
     mnt = disk.start(crash_after_syncs=sync)
@@ -205,10 +214,12 @@ def fresh(disk: PowerCutDisk) -> None:
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-lost", "unsynced-half-kept"])
-@pytest.mark.parametrize("interval_ms", [0, SWEEP_INTERVAL_MS],
-                         ids=["durable-calls", "sync-interval"])
-def test_power_cut_at_every_sync_of_a_sequence(disk: PowerCutDisk, keep: float,
-                                               interval_ms: int, figures: Figures) -> None:
+@pytest.mark.parametrize(
+    "interval_ms", [0, SWEEP_INTERVAL_MS], ids=["durable-calls", "sync-interval"]
+)
+def test_power_cut_at_every_sync_of_a_sequence(
+    disk: PowerCutDisk, keep: float, interval_ms: int, figures: Figures
+) -> None:
     """*keep*: the chance that each unsynced 4 KiB piece of a file reached the
     disk anyway (the kernel's writeback part way through at the cut).
 
@@ -217,8 +228,10 @@ def test_power_cut_at_every_sync_of_a_sequence(disk: PowerCutDisk, keep: float,
     blobs may be lost, as a prefix; nothing else may.
     """
     total = sequence_syncs(disk, interval_ms)
-    points = spread(total, None if FULL_SWEEP
-                    else SWEEP_POINTS if not keep and not interval_ms else SWEEP_POINTS // 2)
+    points = spread(
+        total,
+        None if FULL_SWEEP else SWEEP_POINTS if not keep and not interval_ms else SWEEP_POINTS // 2,
+    )
     checked = 0
     for sync in points:
         fresh(disk)
@@ -226,15 +239,20 @@ def test_power_cut_at_every_sync_of_a_sequence(disk: PowerCutDisk, keep: float,
         mnt = disk.start(keep_unsynced=keep, seed=sync)
         checked += check_store(mnt / "store", acks, cli=False)
         disk.stop()
-    key = ("power_cut_sequence" + ("_interval" if interval_ms else "")
-           + ("_half_kept" if keep else ""))
-    figures[key] = {"syncs in the sequence": total, "crash points": len(points),
-                    "acknowledged blobs checked": checked}
+    key = (
+        "power_cut_sequence" + ("_interval" if interval_ms else "") + ("_half_kept" if keep else "")
+    )
+    figures[key] = {
+        "syncs in the sequence": total,
+        "crash points": len(points),
+        "acknowledged blobs checked": checked,
+    }
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.5], ids=["unsynced-lost", "unsynced-half-kept"])
 def test_power_cut_with_a_sync_interval_loses_at_most_the_interval(
-        disk: PowerCutDisk, keep: float, figures: Figures) -> None:
+    disk: PowerCutDisk, keep: float, figures: Figures
+) -> None:
     """Small puts one after the other with a short sync interval; the power
     goes after a few seconds of them. Every put acknowledged more than the
     interval (plus :data:`SYNC_SLACK` for a late sync on a loaded machine)
@@ -259,18 +277,23 @@ def test_power_cut_with_a_sync_interval_loses_at_most_the_interval(
     mnt = disk.start(keep_unsynced=keep, seed=len(acks.tentative))
     check_store(mnt / "store", acks)
     with Store(mnt / "store", readonly=True) as opened:
-        survived = [hexd for hexd, _ in acks.tentative
-                    if opened.index.has(Sha256(bytes.fromhex(hexd)))]
+        survived = [
+            hexd for hexd, _ in acks.tentative if opened.index.has(Sha256(bytes.fromhex(hexd)))
+        ]
     disk.stop()
     bound_ns = cut_ns - (BOUND_INTERVAL_MS * 1_000_000 + SYNC_SLACK_NS)
     promised = [hexd for hexd, acked_ns in acks.tentative if acked_ns <= bound_ns]
     assert promised, "the writer ran too short for the bound to promise anything"
-    assert set(promised) <= set(survived), \
+    assert set(promised) <= set(survived), (
         f"{len(set(promised) - set(survived))} puts older than the interval were lost"
-    figures.setdefault("power_cut_interval_bound", {})["unsynced-half-kept" if keep
-                                                       else "unsynced-lost"] = {
-        "sync interval ms": BOUND_INTERVAL_MS, "puts acknowledged": len(acks.tentative),
-        "puts lost": len(acks.tentative) - len(survived)}
+    )
+    figures.setdefault("power_cut_interval_bound", {})[
+        "unsynced-half-kept" if keep else "unsynced-lost"
+    ] = {
+        "sync interval ms": BOUND_INTERVAL_MS,
+        "puts acknowledged": len(acks.tentative),
+        "puts lost": len(acks.tentative) - len(survived),
+    }
 
 
 def spread(total: int, count: int | None) -> list[int]:
@@ -280,8 +303,9 @@ def spread(total: int, count: int | None) -> list[int]:
     return sorted({1 + round(i * (total - 1) / (count - 1)) for i in range(count)})
 
 
-def run_from_image(disk: PowerCutDisk, saved: Path, command: str,
-                   crash_after_syncs: int | None) -> bool:
+def run_from_image(
+    disk: PowerCutDisk, saved: Path, command: str, crash_after_syncs: int | None
+) -> bool:
     """Restore the disk from *saved*, run ``axonfs COMMAND`` on its store (the power
     going at that sync, if given); True if the power went."""
     shutil.rmtree(disk.backing)
@@ -295,8 +319,9 @@ def run_from_image(disk: PowerCutDisk, saved: Path, command: str,
 
 
 @pytest.mark.parametrize("first", [22, 50], ids=lambda n: f"cut-at-sync-{n}")
-def test_power_cut_during_recovery(disk: PowerCutDisk, first: int, tmp_path: Path,
-                                   figures: Figures) -> None:
+def test_power_cut_during_recovery(
+    disk: PowerCutDisk, first: int, tmp_path: Path, figures: Figures
+) -> None:
     """Cut once in the sequence, then again during the open that recovers from
     it (run by ``axonfs fsck``: it settles the interrupted commit and rewrites
     the journal's files); the store must recover from both."""
@@ -319,18 +344,20 @@ def test_power_cut_during_recovery(disk: PowerCutDisk, first: int, tmp_path: Pat
     record["crash points"] += len(points)
 
 
-@pytest.mark.parametrize(("cut_after", "interval_ms"), [(2, 0), (25, 0), (150, 0), (150, 100)],
-                         ids=["after-2-acks", "after-25-acks", "after-150-acks",
-                              "after-150-acks-sync-interval"])
-def test_power_cut_while_writers_put_and_delete(disk: PowerCutDisk, cut_after: int,
-                                                interval_ms: int, figures: Figures) -> None:
+@pytest.mark.parametrize(
+    ("cut_after", "interval_ms"),
+    [(2, 0), (25, 0), (150, 0), (150, 100)],
+    ids=["after-2-acks", "after-25-acks", "after-150-acks", "after-150-acks-sync-interval"],
+)
+def test_power_cut_while_writers_put_and_delete(
+    disk: PowerCutDisk, cut_after: int, interval_ms: int, figures: Figures
+) -> None:
     """Eight writers put (small and large blobs) and delete concurrently, so
     commits group several callers; the power goes after *cut_after* acks.
     With a sync interval, small blobs acknowledged since the last sync may be
     lost; nothing else."""
     mnt = disk.start()
-    writer = start_writer(mnt / "store", "concurrent", seed=cut_after,
-                          sync_interval_ms=interval_ms)
+    writer = start_writer(mnt / "store", "concurrent", seed=cut_after, sync_interval_ms=interval_ms)
     acks = Acks()
     assert writer.stdout is not None
     watchdog = threading.Timer(TIMEOUT, disk.power_cut)  # a stuck writer ends the loop
@@ -348,24 +375,28 @@ def test_power_cut_while_writers_put_and_delete(disk: PowerCutDisk, cut_after: i
     mnt = disk.start()
     checked = check_store(mnt / "store", acks, ordered=False)
     disk.stop()
-    record = figures.setdefault("power_cut_concurrent",
-                                {"crash points": 0, "acknowledged blobs checked": 0})
+    record = figures.setdefault(
+        "power_cut_concurrent", {"crash points": 0, "acknowledged blobs checked": 0}
+    )
     record["crash points"] += 1
     record["acknowledged blobs checked"] += checked
 
 
-@pytest.mark.parametrize(("cut_after", "interval_ms"), [(1, 0), (40, 0), (40, 100)],
-                         ids=["after-1-closes", "after-40-closes",
-                              "after-40-closes-sync-interval"])
-def test_power_cut_while_copying_into_incoming(disk: PowerCutDisk, cut_after: int,
-                                               interval_ms: int, daemons: MakeDaemon,
-                                               figures: Figures) -> None:
+@pytest.mark.parametrize(
+    ("cut_after", "interval_ms"),
+    [(1, 0), (40, 0), (40, 100)],
+    ids=["after-1-closes", "after-40-closes", "after-40-closes-sync-interval"],
+)
+def test_power_cut_while_copying_into_incoming(
+    disk: PowerCutDisk, cut_after: int, interval_ms: int, daemons: MakeDaemon, figures: Figures
+) -> None:
     """Four writers copy files into /incoming of a mount whose store is on the
     harness; every close() that returned 0 must survive the cut (with a sync
     interval: every close of a file over 128 KiB; a small file's may be lost)."""
     mnt = disk.start()
-    daemon = daemons(store=mnt / "store",
-                     options=("--sync-interval", str(interval_ms)) if interval_ms else ())
+    daemon = daemons(
+        store=mnt / "store", options=("--sync-interval", str(interval_ms)) if interval_ms else ()
+    )
     daemon.start()
     acks = Acks()
     enough = threading.Event()
@@ -377,8 +408,9 @@ def test_power_cut_while_copying_into_incoming(disk: PowerCutDisk, cut_after: in
         for n in range(100_000):
             if stop.is_set():
                 return
-            data = rng.randbytes(rng.randrange(1, 20_000) if rng.random() < 0.7
-                                 else rng.randrange(200_000, 600_000))
+            data = rng.randbytes(
+                rng.randrange(1, 20_000) if rng.random() < 0.7 else rng.randrange(200_000, 600_000)
+            )
             try:
                 write_file(daemon.mnt / "incoming" / f"w{number}-{n}", data)
             except OSError:
@@ -407,14 +439,16 @@ def test_power_cut_while_copying_into_incoming(disk: PowerCutDisk, cut_after: in
     mnt = disk.start()
     checked = check_store(mnt / "store", acks, ordered=False)
     disk.stop()
-    record = figures.setdefault("power_cut_incoming",
-                                {"crash points": 0, "acknowledged files checked": 0})
+    record = figures.setdefault(
+        "power_cut_incoming", {"crash points": 0, "acknowledged files checked": 0}
+    )
     record["crash points"] += 1
     record["acknowledged files checked"] += checked
 
 
-def test_power_cut_while_recover_rebuilds_a_lost_index(disk: PowerCutDisk, tmp_path: Path,
-                                                       figures: Figures) -> None:
+def test_power_cut_while_recover_rebuilds_a_lost_index(
+    disk: PowerCutDisk, tmp_path: Path, figures: Figures
+) -> None:
     """The index is lost; ``axonfs recover`` indexes the blob files again and is
     cut at its syncs; run again after the cut, it must finish the job."""
     mnt = disk.start()
@@ -443,5 +477,7 @@ def test_power_cut_while_recover_rebuilds_a_lost_index(disk: PowerCutDisk, tmp_p
         run_axonfs("recover", "--store", mnt / "store", timeout=TIMEOUT)
         check_store(mnt / "store", acks)
         disk.stop()
-    figures["power_cut_index_recover"] = {"syncs of the recover": recover_syncs,
-                                          "crash points": len(points)}
+    figures["power_cut_index_recover"] = {
+        "syncs of the recover": recover_syncs,
+        "crash points": len(points),
+    }

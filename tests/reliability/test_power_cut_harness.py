@@ -50,8 +50,9 @@ def restart(disk: PowerCutDisk) -> Path:
 
 
 @pytest.mark.parametrize("synced", [True, False], ids=["synced", "sync-skipped"])
-def test_new_file_survives_only_if_file_and_directory_were_synced(disk: PowerCutDisk,
-                                                                   synced: bool) -> None:
+def test_new_file_survives_only_if_file_and_directory_were_synced(
+    disk: PowerCutDisk, synced: bool
+) -> None:
     mnt = disk.mountpoint
     write(mnt / "f", b"payload", sync=synced)
     if synced:
@@ -184,10 +185,14 @@ def test_crash_at_a_sync_point_stops_before_that_sync(tmp_path: Path) -> None:
         assert disk.stop() == 0
 
 
-@pytest.mark.parametrize(("sync", "writemap"), [(True, False), (True, True), (False, False)],
-                         ids=["sync", "sync-writemap", "nosync"])
-def test_lmdb_commit_is_durable_only_when_synced(disk: PowerCutDisk, sync: bool,
-                                                 writemap: bool) -> None:
+@pytest.mark.parametrize(
+    ("sync", "writemap"),
+    [(True, False), (True, True), (False, False)],
+    ids=["sync", "sync-writemap", "nosync"],
+)
+def test_lmdb_commit_is_durable_only_when_synced(
+    disk: PowerCutDisk, sync: bool, writemap: bool
+) -> None:
     """LMDB as axonfs opens it (``sync``, ``metasync``, no ``writemap``): a
     commit survives; the same commit without its syncs is lost, and the
     environment still opens (LMDB keeps its previous meta page)."""

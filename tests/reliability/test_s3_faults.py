@@ -124,16 +124,28 @@ async def _socket_still_answers(socket: Any, sha_hex: str) -> None:
 # The heaviest S3 test: on moto and on RGW over HTTPS, whose cut connections are
 # TLS sessions torn mid-record (plain HTTP on RGW adds nothing the other two miss).
 @pytest.mark.s3_servers("moto", "rgw-tls")
-def test_s3_outage_during_ingest_and_reads(daemons: MakeDaemon, proxy: TcpProxy,
-                                           s3_server: S3Server,  # noqa: F811
-                                           figures: Figures) -> None:
+def test_s3_outage_during_ingest_and_reads(
+    daemons: MakeDaemon,
+    proxy: TcpProxy,
+    s3_server: S3Server,  # noqa: F811
+    figures: Figures,
+) -> None:
     bucket = new_bucket_name()
     s3_server.client().create_bucket(Bucket=bucket)
-    daemon = daemons(name="s3", options=("--s3-bucket", bucket, "--s3-endpoint",
-                                         proxy.endpoint, "--cache-size", "0"))
+    daemon = daemons(
+        name="s3",
+        options=("--s3-bucket", bucket, "--s3-endpoint", proxy.endpoint, "--cache-size", "0"),
+    )
     # The outage is logged as errors on purpose (failed commits and reads).
-    daemon.tolerated = ("BackendError", "S3", "s3", "bucket", "Traceback", "axonfs.ops",
-                        "commit at release failed")
+    daemon.tolerated = (
+        "BackendError",
+        "S3",
+        "s3",
+        "bucket",
+        "Traceback",
+        "axonfs.ops",
+        "commit at release failed",
+    )
     daemon.start()
     assert daemon.mnt is not None
     seed = random.randrange(1 << 30)
@@ -146,8 +158,7 @@ def test_s3_outage_during_ingest_and_reads(daemons: MakeDaemon, proxy: TcpProxy,
         seeds.append(hashlib.sha256(data).hexdigest())
 
     threads = [threading.Thread(target=traffic.writer, args=(i,)) for i in range(WRITERS)]
-    threads += [threading.Thread(target=traffic.reader, args=(i, seeds))
-                for i in range(READERS)]
+    threads += [threading.Thread(target=traffic.reader, args=(i, seeds)) for i in range(READERS)]
     for thread in threads:
         thread.start()
     try:
@@ -160,7 +171,8 @@ def test_s3_outage_during_ingest_and_reads(daemons: MakeDaemon, proxy: TcpProxy,
         proxy.start()  # ...and comes back
         traffic.outage_over.set()
         assert wait_until(lambda: traffic.acked_after_outage >= WRITERS, timeout=60), (
-            "writes did not resume after the outage")
+            "writes did not resume after the outage"
+        )
         time.sleep(1.0)
     finally:
         traffic.stop.set()
@@ -183,11 +195,15 @@ def test_s3_outage_during_ingest_and_reads(daemons: MakeDaemon, proxy: TcpProxy,
         report = fsck(store)
     assert not report.problems, report.summary()
     measured = {
-        "outage_seconds": OUTAGE, "writers": WRITERS, "readers": READERS,
-        "blobs_acknowledged": len(traffic.acked), "writes_refused_during_outage":
-            traffic.refused, "writes_acknowledged_after_restart": traffic.acked_after_outage,
-        "verified_reads": traffic.reads, "reads_failed_with_EIO_during_outage":
-            traffic.read_failures, "blobs_checked_by_fsck": report.checked,
+        "outage_seconds": OUTAGE,
+        "writers": WRITERS,
+        "readers": READERS,
+        "blobs_acknowledged": len(traffic.acked),
+        "writes_refused_during_outage": traffic.refused,
+        "writes_acknowledged_after_restart": traffic.acked_after_outage,
+        "verified_reads": traffic.reads,
+        "reads_failed_with_EIO_during_outage": traffic.read_failures,
+        "blobs_checked_by_fsck": report.checked,
     }
     entry = figures.setdefault("s3_faults", {"lost": 0})
     entry.update({f"{s3_server.name}: {key}": value for key, value in measured.items()})
@@ -201,8 +217,11 @@ async def _wanted_by(socket: Any, names: list[str]) -> list[str]:
 
 @pytest.mark.s3_servers("moto", "rgw")
 def test_sigkill_mid_commit_leaves_no_record_naming_missing_bytes(
-        daemons: MakeDaemon, s3_server: S3Server,  # noqa: F811
-        figures: Figures, tmp_path: Path) -> None:
+    daemons: MakeDaemon,
+    s3_server: S3Server,  # noqa: F811
+    figures: Figures,
+    tmp_path: Path,
+) -> None:
     """Host A is killed during ingest: every add its records name is in the
     bucket; restarted, it publishes what it had committed but not yet
     published, and host B (pulling every 0.2 s) ends up with every blob A has."""
@@ -212,8 +231,9 @@ def test_sigkill_mid_commit_leaves_no_record_naming_missing_bytes(
     options = ("--s3-bucket", bucket, "--s3-endpoint", s3_server.endpoint)
     host_a = daemons(name="a", options=options)
     host_a.start()
-    host_b = ServeDaemon.start(tmp_path / "b-store", *options, "--s3-sync-interval", "0.2",
-                               log=tmp_path / "b.log")
+    host_b = ServeDaemon.start(
+        tmp_path / "b-store", *options, "--s3-sync-interval", "0.2", log=tmp_path / "b.log"
+    )
     try:
         _sigkill_mid_commit(host_a, host_b, raw, bucket, s3_server, figures)
     finally:
@@ -221,8 +241,14 @@ def test_sigkill_mid_commit_leaves_no_record_naming_missing_bytes(
     assert not host_b.problems(), "\n".join(host_b.problems()[:40])
 
 
-def _sigkill_mid_commit(host_a: MountDaemon, host_b: ServeDaemon, raw: Any, bucket: str,
-                        s3_server: S3Server, figures: Figures) -> None:  # noqa: F811
+def _sigkill_mid_commit(
+    host_a: MountDaemon,
+    host_b: ServeDaemon,
+    raw: Any,
+    bucket: str,
+    s3_server: S3Server,  # noqa: F811 - the imported fixture
+    figures: Figures,
+) -> None:
     seed = random.randrange(1 << 30)
     print(f"seed={seed}")
     acked: dict[str, int] = {}
@@ -250,9 +276,13 @@ def _sigkill_mid_commit(host_a: MountDaemon, host_b: ServeDaemon, raw: Any, buck
 
     pages = raw.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     keys = {item["Key"] for page in pages for item in page.get("Contents", [])}
-    named = {change[2] for key in keys if key.startswith("changes/h/")
-             for change in json.loads(raw.get_object(Bucket=bucket, Key=key)["Body"].read())
-             ["changes"] if change[1] == "a"}
+    named = {
+        change[2]
+        for key in keys
+        if key.startswith("changes/h/")
+        for change in json.loads(raw.get_object(Bucket=bucket, Key=key)["Body"].read())["changes"]
+        if change[1] == "a"
+    }
     assert named <= keys, f"records name missing bytes: {sorted(named - keys)[:5]}"
 
     print(f"at the kill: {len(acked)} acknowledged, {len(named)} named by records")
@@ -261,7 +291,10 @@ def _sigkill_mid_commit(host_a: MountDaemon, host_b: ServeDaemon, raw: Any, buck
     visible = sorted(os.listdir(host_a.mnt / "by-sha256"))
     assert set(acked) <= set(visible), "an acknowledged blob was lost"
     assert wait_until(lambda: not trio.run(_wanted_by, host_b.socket, visible), timeout=60), (
-        "host B did not get every blob host A has")
+        "host B did not get every blob host A has"
+    )
     figures.setdefault("s3_faults", {"lost": 0})[f"{s3_server.name}: sigkill"] = {
-        "blobs_acknowledged": len(acked), "blobs_visible_after_restart": len(visible),
-        "adds_named_by_records_at_the_kill": len(named)}
+        "blobs_acknowledged": len(acked),
+        "blobs_visible_after_restart": len(visible),
+        "adds_named_by_records_at_the_kill": len(named),
+    }

@@ -31,7 +31,7 @@ def write_file(path: Path | str, data: bytes, piece: int = 128 << 10) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view[:piece]):]
+            view = view[os.write(fd, view[:piece]) :]
     except BaseException:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -63,8 +63,11 @@ def assert_fsck_clean(store: Path) -> str:
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     """A tmpfs of *size* on *path*, unmounted (lazily if busy) on the way out."""
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
-                    str(path)], check=True, capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield path
     finally:

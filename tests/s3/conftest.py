@@ -42,8 +42,11 @@ def raw_s3(s3_server: S3Server) -> Any:  # noqa: F811 - the imported fixture
 
 
 @pytest.fixture
-def make_s3(s3_server: S3Server, bucket: str,  # noqa: F811 - the imported fixture
-            tmp_path: Path) -> Iterator[MakeS3]:
+def make_s3(
+    s3_server: S3Server,  # noqa: F811 - the imported fixture
+    bucket: str,
+    tmp_path: Path,
+) -> Iterator[MakeS3]:
     """``make_s3(**config overrides)`` builds a backend on this test's bucket.
 
     Keyword ``endpoint`` redirects it (e.g. through a proxy) and ``cache_dir``
@@ -51,8 +54,9 @@ def make_s3(s3_server: S3Server, bucket: str,  # noqa: F811 - the imported fixtu
     """
     built: list[S3Backend] = []
 
-    def make(endpoint: str | None = None, cache_dir: Path | None = None,
-             **overrides: Any) -> S3Backend:
+    def make(
+        endpoint: str | None = None, cache_dir: Path | None = None, **overrides: Any
+    ) -> S3Backend:
         settings: dict[str, Any] = {"bucket": bucket}
         settings.update(overrides)
         config = test_config(endpoint or s3_server.endpoint, settings.pop("bucket"), **settings)

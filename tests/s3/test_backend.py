@@ -51,7 +51,8 @@ def read_all(backend: S3Backend, sha: Sha256, chunk: int = 128 << 10) -> bytes:
 
 
 def test_bucket_created_and_keys_named_by_prefix_and_hex(
-        make_s3: MakeS3, raw_s3: Any, bucket: str, tmp_path: Path) -> None:
+    make_s3: MakeS3, raw_s3: Any, bucket: str, tmp_path: Path
+) -> None:
     backend = make_s3(prefix="blobs/")
     sha = put(backend, tmp_path, b"hello")
     keys = [item["Key"] for item in raw_s3.list_objects_v2(Bucket=bucket)["Contents"]]
@@ -67,9 +68,17 @@ def test_put_read_ranges(make_s3: MakeS3, tmp_path: Path) -> None:
     assert backend.exists(sha)
     with backend.open(sha) as reader:
         assert reader.size == len(data)
-        for offset, size in [(0, 10), (65_530, 20), (1, 299_999), (299_990, 100),
-                             (300_000, 10), (400_000, 1), (0, 1 << 30), (131_072, 65_536)]:
-            assert reader.read(offset, size) == data[offset:offset + size], (offset, size)
+        for offset, size in [
+            (0, 10),
+            (65_530, 20),
+            (1, 299_999),
+            (299_990, 100),
+            (300_000, 10),
+            (400_000, 1),
+            (0, 1 << 30),
+            (131_072, 65_536),
+        ]:
+            assert reader.read(offset, size) == data[offset : offset + size], (offset, size)
     assert read_all(backend, sha) == data
 
 
@@ -112,11 +121,22 @@ def test_put_twice_is_harmless(make_s3: MakeS3, tmp_path: Path) -> None:
 
 
 def test_list_counts_ignored_keys_and_respects_the_prefix(
-        make_s3: MakeS3, raw_s3: Any, bucket: str, tmp_path: Path) -> None:
+    make_s3: MakeS3, raw_s3: Any, bucket: str, tmp_path: Path
+) -> None:
     backend = make_s3(prefix="p/")
     blobs = {put(backend, tmp_path, os.urandom(100 + i)): 100 + i for i in range(40)}
-    strangers = ["p/README", "p/:colon", "p/0abc", "p/" + "A" * 64, "p/zzz", "p/-dash",
-                 "p/" + "f" * 63, "p/" + "0" * 64 + ".tmp", "p/`", "p/9~"]
+    strangers = [
+        "p/README",
+        "p/:colon",
+        "p/0abc",
+        "p/" + "A" * 64,
+        "p/zzz",
+        "p/-dash",
+        "p/" + "f" * 63,
+        "p/" + "0" * 64 + ".tmp",
+        "p/`",
+        "p/9~",
+    ]
     outside = ["q/" + "0" * 64, "other", "p"]
     for key in strangers + outside:
         raw_s3.put_object(Bucket=bucket, Key=key, Body=b"junk")
@@ -132,8 +152,7 @@ def test_list_paginates_every_range(make_s3: MakeS3, raw_s3: Any, bucket: str) -
     names = {"0" + hashlib.sha256(str(i).encode()).hexdigest()[1:] for i in range(50)}
     names |= {hashlib.sha256(str(i).encode()).hexdigest() for i in range(150)}
     with ThreadPoolExecutor(8) as pool:  # a real server takes ~40 ms a PUT
-        list(pool.map(lambda name: raw_s3.put_object(Bucket=bucket, Key=name, Body=b""),
-                      names))
+        list(pool.map(lambda name: raw_s3.put_object(Bucket=bucket, Key=name, Body=b""), names))
     assert {item.sha256.hex() for item in backend.list()} == names
     requests = backend.stats().requests
     assert requests["list_objects_v2"] >= 16 + 50 // 7
@@ -161,7 +180,7 @@ def test_small_random_read_fetches_one_block(make_s3: MakeS3, tmp_path: Path) ->
     with fresh.open(sha) as reader:
         before = fresh.stats()
         offset = 5 * MiB + 1000
-        assert reader.read(offset, 4096) == data[offset:offset + 4096]
+        assert reader.read(offset, 4096) == data[offset : offset + 4096]
         after = fresh.stats()
     assert after.requests.get("get_object", 0) - before.requests.get("get_object", 0) == 1
     assert after.bytes_received - before.bytes_received == 256 << 10
@@ -222,7 +241,8 @@ def test_sequential_reads_read_ahead(make_s3: MakeS3, tmp_path: Path) -> None:
 
 
 def test_readahead_uses_few_requests_for_a_long_sequential_read(
-        make_s3: MakeS3, tmp_path: Path) -> None:
+    make_s3: MakeS3, tmp_path: Path
+) -> None:
     backend = make_s3(block_size=64 << 10, readahead_blocks=16)
     data = os.urandom(16 * MiB)  # 256 blocks
     sha = put(backend, tmp_path, data)

@@ -43,7 +43,8 @@ async def read_blob(axon: Axon, sha: bytes) -> bytes:
 
 
 async def test_server_lost_mid_multipart_upload(
-        make_s3: MakeS3, proxy: TcpProxy, raw_s3: Any, bucket: str, tmp_path: Path) -> None:
+    make_s3: MakeS3, proxy: TcpProxy, raw_s3: Any, bucket: str, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     backend = make_s3(endpoint=proxy.endpoint, part_size=5 * MiB, upload_parallelism=2)
     big = os.urandom(40 * MiB)
@@ -63,8 +64,9 @@ async def test_server_lost_mid_multipart_upload(
         # The upload could not be aborted while the server was away ...
         uploads = raw_s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         assert len(uploads) == 1
-        assert raw_s3.list_parts(Bucket=bucket, Key=uploads[0]["Key"],
-                                 UploadId=uploads[0]["UploadId"]).get("Parts")
+        assert raw_s3.list_parts(
+            Bucket=bucket, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"]
+        ).get("Parts")
         # ... and while it is still away, commits keep failing cleanly.
         with pytest.raises(BackendError):
             await axon.put(b"during the outage")
@@ -82,21 +84,25 @@ async def test_server_lost_mid_multipart_upload(
 
 
 async def test_reads_fail_with_eio_while_away_and_cached_blobs_still_read(
-        make_s3: MakeS3, proxy: TcpProxy, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    make_s3: MakeS3, proxy: TcpProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = tmp_path / "store"
-    async with Axon.open(store, backend=make_s3(endpoint=proxy.endpoint,
-                                                cache_dir=store / "cache")) as axon:
+    async with Axon.open(
+        store, backend=make_s3(endpoint=proxy.endpoint, cache_dir=store / "cache")
+    ) as axon:
         _, cached = await axon.put(b"read once, so cached" * 1000)
         _, uncached = await axon.put(b"never read" * 1000)
         assert await read_blob(axon, cached) == b"read once, so cached" * 1000
     # A restarted daemon: nothing memoized, only the cache on disk.
-    async with Axon.open(store, backend=make_s3(endpoint=proxy.endpoint,
-                                                cache_dir=store / "cache")) as axon:
+    async with Axon.open(
+        store, backend=make_s3(endpoint=proxy.endpoint, cache_dir=store / "cache")
+    ) as axon:
         proxy.stop()
         assert await read_blob(axon, cached) == b"read once, so cached" * 1000
-        with caplog.at_level(logging.ERROR, logger="axonfs.backends.s3"), \
-                pytest.raises(BackendError) as failure:
+        with (
+            caplog.at_level(logging.ERROR, logger="axonfs.backends.s3"),
+            pytest.raises(BackendError) as failure,
+        ):
             await read_blob(axon, uncached)
         assert failure.value.errno == errno.EIO
         assert uncached.hex() in caplog.text
@@ -105,8 +111,9 @@ async def test_reads_fail_with_eio_while_away_and_cached_blobs_still_read(
         assert await read_blob(axon, uncached) == b"never read" * 1000
 
 
-def test_outage_at_start_up_is_retried_later(make_s3: MakeS3, proxy: TcpProxy,
-                                             tmp_path: Path) -> None:
+def test_outage_at_start_up_is_retried_later(
+    make_s3: MakeS3, proxy: TcpProxy, tmp_path: Path
+) -> None:
     proxy.stop()
     backend = make_s3(endpoint=proxy.endpoint)
     spool = tmp_path / "spool"
@@ -132,10 +139,13 @@ def test_retry_policy() -> None:
 
     assert call_with_retry(flaky, policy=policy, what="test", on_retry=seen.append) == "ok"
     assert len(seen) == 2
-    denied = ClientError({"Error": {"Code": "AccessDenied"},
-                          "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject")
-    slow = ClientError({"Error": {"Code": "SlowDown"},
-                        "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
+    denied = ClientError(
+        {"Error": {"Code": "AccessDenied"}, "ResponseMetadata": {"HTTPStatusCode": 403}},
+        "GetObject",
+    )
+    slow = ClientError(
+        {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject"
+    )
     assert not is_transient(denied) and is_transient(slow)
     calls = 0
 

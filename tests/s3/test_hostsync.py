@@ -76,8 +76,7 @@ def host(make_s3: MakeS3, tmp_path: Path) -> Callable[..., Any]:
     on the test's bucket, with its own store and read cache."""
 
     @asynccontextmanager
-    async def one(name: str, endpoint: str | None = None, **settings: Any
-                  ) -> AsyncIterator[Host]:
+    async def one(name: str, endpoint: str | None = None, **settings: Any) -> AsyncIterator[Host]:
         backend = make_s3(endpoint=endpoint, cache_dir=tmp_path / name / "cache")
         async with Axon.open(tmp_path / name, backend=backend) as axon:
             opened = Host(axon, HostSync(axon, backend, SyncConfig(**settings)), backend)
@@ -87,8 +86,9 @@ def host(make_s3: MakeS3, tmp_path: Path) -> Callable[..., Any]:
     return one
 
 
-async def opened(stack: AsyncExitStack, host: Callable[..., Any], name: str,
-                 **settings: Any) -> Host:
+async def opened(
+    stack: AsyncExitStack, host: Callable[..., Any], name: str, **settings: Any
+) -> Host:
     """Open a host that *stack* closes."""
     opened_host: Host = await stack.enter_async_context(host(name, **settings))
     return opened_host
@@ -101,8 +101,11 @@ def keys_under(raw_s3: Any, bucket: str, prefix: str) -> list[str]:
 
 async def assert_index_within_bucket(hosts: Sequence[Host], raw_s3: Any, bucket: str) -> None:
     """No host names a blob the bucket lacks, and every host names the same ones."""
-    stored = {bytes.fromhex(key) for key in keys_under(raw_s3, bucket, "")
-              if not key.startswith("changes/")}
+    stored = {
+        bytes.fromhex(key)
+        for key in keys_under(raw_s3, bucket, "")
+        if not key.startswith("changes/")
+    }
     seen = [await host.shas() for host in hosts]
     for shas in seen:
         assert shas <= stored, "an index names bytes that are not in the bucket"
@@ -136,7 +139,8 @@ async def test_adds_and_deletes_reach_every_host(host: Any, raw_s3: Any, bucket:
 
 
 async def test_an_idle_sync_costs_the_same_whatever_the_bucket_holds(
-        host: Any, raw_s3: Any, bucket: str) -> None:
+    host: Any, raw_s3: Any, bucket: str
+) -> None:
     async with AsyncExitStack() as stack:
         a, b = await opened(stack, host, "a"), await opened(stack, host, "b")
 
@@ -157,7 +161,8 @@ async def test_an_idle_sync_costs_the_same_whatever_the_bucket_holds(
 
 
 async def test_a_host_offline_during_many_commits_catches_up(
-        host: Any, s3_server: S3Server, raw_s3: Any, bucket: str) -> None:
+    host: Any, s3_server: S3Server, raw_s3: Any, bucket: str
+) -> None:
     commits = int(os.environ.get("AXONFS_SYNC_COMMITS", COMMITS[s3_server.name]))
     async with AsyncExitStack() as stack:
         a, b = await opened(stack, host, "a"), await opened(stack, host, "b")
@@ -179,7 +184,8 @@ async def test_a_host_offline_during_many_commits_catches_up(
 
 
 async def test_a_new_host_joins_from_a_checkpoint_after_records_are_collected(
-        host: Any, raw_s3: Any, bucket: str) -> None:
+    host: Any, raw_s3: Any, bucket: str
+) -> None:
     async with AsyncExitStack() as stack:
         a = await opened(stack, host, "a", checkpoint_every=20, retention=0)
         first = [sha for _, sha in await a.axon.puts([b"early %d" % i for i in range(30)])]
@@ -198,7 +204,8 @@ async def test_a_new_host_joins_from_a_checkpoint_after_records_are_collected(
 
 
 async def test_a_host_back_after_its_records_were_collected_uses_the_checkpoint(
-        host: Any, raw_s3: Any, bucket: str) -> None:
+    host: Any, raw_s3: Any, bucket: str
+) -> None:
     async with AsyncExitStack() as stack:
         a = await opened(stack, host, "a", checkpoint_every=10, retention=0)
         b = await opened(stack, host, "b")
@@ -219,7 +226,8 @@ async def test_a_host_back_after_its_records_were_collected_uses_the_checkpoint(
 
 
 async def test_the_same_blob_added_on_two_hosts_at_once(
-        host: Any, raw_s3: Any, bucket: str) -> None:
+    host: Any, raw_s3: Any, bucket: str
+) -> None:
     async with AsyncExitStack() as stack:
         a, b, c = [await opened(stack, host, name) for name in "abc"]
         data = os.urandom(300_000)
@@ -236,7 +244,8 @@ async def test_the_same_blob_added_on_two_hosts_at_once(
 
 
 async def test_a_delete_racing_an_add_of_the_same_bytes(
-        host: Any, raw_s3: Any, bucket: str) -> None:
+    host: Any, raw_s3: Any, bucket: str
+) -> None:
     async with AsyncExitStack() as stack:
         a, b, c = [await opened(stack, host, name) for name in "abc"]
         data = b"contested" * 1000
@@ -276,7 +285,8 @@ async def test_a_delete_racing_an_add_of_the_same_bytes(
 
 
 async def test_changes_committed_but_not_published_survive_a_crash(
-        host: Any, make_s3: MakeS3, raw_s3: Any, bucket: str, tmp_path: Path) -> None:
+    host: Any, make_s3: MakeS3, raw_s3: Any, bucket: str, tmp_path: Path
+) -> None:
     async with AsyncExitStack() as stack:
         b = await opened(stack, host, "b")
         # "a" commits and stops before publishing (a kill -9 after the commit):
@@ -293,7 +303,8 @@ async def test_changes_committed_but_not_published_survive_a_crash(
 
 
 async def test_a_commit_a_crash_interrupted_is_published_once_settled(
-        host: Any, make_s3: MakeS3, tmp_path: Path) -> None:
+    host: Any, make_s3: MakeS3, tmp_path: Path
+) -> None:
     """A kill between the upload and the index commit leaves the blob and the
     commit's intent; the next open indexes the blob and queues it like any add."""
     async with AsyncExitStack() as stack:
@@ -314,7 +325,8 @@ async def test_a_commit_a_crash_interrupted_is_published_once_settled(
 
 
 async def test_an_upload_that_fails_queues_nothing(
-        host: Any, s3_server: S3Server, raw_s3: Any, bucket: str) -> None:
+    host: Any, s3_server: S3Server, raw_s3: Any, bucket: str
+) -> None:
     async with AsyncExitStack() as stack:
         proxy = TcpProxy(s3_server.port, s3_server.scheme)
         proxy.start()
@@ -331,8 +343,8 @@ async def test_an_upload_that_fails_queues_nothing(
 
 
 async def test_an_s3_outage_during_record_writes(
-        host: Any, s3_server: S3Server, raw_s3: Any, bucket: str,
-        caplog: pytest.LogCaptureFixture) -> None:
+    host: Any, s3_server: S3Server, raw_s3: Any, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async with AsyncExitStack() as stack:
         proxy = TcpProxy(s3_server.port, s3_server.scheme)
         proxy.start()
@@ -356,14 +368,16 @@ async def test_an_s3_outage_during_record_writes(
 
 
 async def test_a_malformed_record_stops_that_host_and_nothing_else(
-        host: Any, raw_s3: Any, bucket: str, caplog: pytest.LogCaptureFixture) -> None:
+    host: Any, raw_s3: Any, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async with AsyncExitStack() as stack:
         a, b, c = [await opened(stack, host, name) for name in "abc"]
         await b.sync.pull()
         _, sha = await a.axon.put(b"fine")
         await a.sync.publish()
-        raw_s3.put_object(Bucket=bucket, Key=f"{RECORDS_DIR}{c.sync.host}/{1:016x}",
-                          Body=b"{not json")
+        raw_s3.put_object(
+            Bucket=bucket, Key=f"{RECORDS_DIR}{c.sync.host}/{1:016x}", Body=b"{not json"
+        )
         with caplog.at_level(logging.ERROR, logger="axonfs.hostsync"):
             report = await b.sync.pull()
         assert report.skipped_hosts == [c.sync.host] and "not valid" in caplog.text

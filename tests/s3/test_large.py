@@ -59,8 +59,12 @@ def peak_rss_growth() -> Iterator[list[int]]:
 async def test_large_blob_with_flat_memory(make_s3: MakeS3, tmp_path: Path) -> None:
     store = tmp_path / "store"
     part_size, parallelism = 8 * MiB, 4
-    backend = make_s3(part_size=part_size, upload_parallelism=parallelism,
-                      cache_dir=store / "cache", cache_size=64 * MiB)
+    backend = make_s3(
+        part_size=part_size,
+        upload_parallelism=parallelism,
+        cache_dir=store / "cache",
+        cache_size=64 * MiB,
+    )
     chunk = os.urandom(MiB)
     expected = hashlib.sha256()
     async with Axon.open(store, backend=backend) as axon:
@@ -79,8 +83,10 @@ async def test_large_blob_with_flat_memory(make_s3: MakeS3, tmp_path: Path) -> N
                 hasher.update(piece)
         assert hasher.digest() == sha
     requests = backend.stats().requests
-    print(f"RSS growth: upload {upload_growth[0] / MiB:.1f} MiB, read {read_growth[0] / MiB:.1f} "
-          f"MiB; GETs {requests['get_object']}")
+    print(
+        f"RSS growth: upload {upload_growth[0] / MiB:.1f} MiB, read {read_growth[0] / MiB:.1f} "
+        f"MiB; GETs {requests['get_object']}"
+    )
     assert requests["upload_part"] == SIZE_MIB * MiB // part_size
     bound = parallelism * part_size + 48 * MiB  # parts in flight + interpreter slack
     assert upload_growth[0] < bound, f"upload grew RSS by {upload_growth[0] / MiB:.0f} MiB"

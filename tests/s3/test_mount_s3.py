@@ -24,8 +24,7 @@ from helpers.daemon import MountDaemon, mount_daemons
 from helpers.fuse import axonfs_mounts, fuse_available, wait_until
 from helpers.s3server import S3Server, new_bucket_name
 
-pytestmark = [pytest.mark.fuse,
-              pytest.mark.skipif(not fuse_available(), reason="needs /dev/fuse")]
+pytestmark = [pytest.mark.fuse, pytest.mark.skipif(not fuse_available(), reason="needs /dev/fuse")]
 
 
 @pytest.fixture
@@ -65,7 +64,8 @@ def test_two_hosts_share_one_bucket(hosts: list[MountDaemon], tmp_path: Path) ->
 
 
 def test_periodic_sync_applies_other_hosts_adds_and_deletes(
-        hosts: list[MountDaemon], tmp_path: Path) -> None:
+    hosts: list[MountDaemon], tmp_path: Path
+) -> None:
     """A's adds appear in B's mount and A's deletes leave it, through the change
     records; a reader on B that holds the blob open when it goes gets all of
     its bytes or EIO, never wrong bytes."""
@@ -101,10 +101,10 @@ def test_periodic_sync_applies_other_hosts_adds_and_deletes(
     a_stats = json.loads(ctl(host_a, "--json", "stats").stdout)["hosts"]
     assert (a_stats["published"], a_stats["queued"]) == (4, 0)  # two adds, two deletes
     b_stats = json.loads(ctl(host_b, "--json", "stats").stdout)["hosts"]
-    assert b_stats["peers"] == [{"host": a_stats["this"], "applied": 4, "latest": 4,
-                                 "behind": 0}]
-    assert f"{a_stats['this']}: applied up to change 4 of 4 (0 behind)" in ctl(
-        host_b, "stats").stdout
+    assert b_stats["peers"] == [{"host": a_stats["this"], "applied": 4, "latest": 4, "behind": 0}]
+    assert (
+        f"{a_stats['this']}: applied up to change 4 of 4 (0 behind)" in ctl(host_b, "stats").stdout
+    )
 
 
 def test_offline_recover_rebuilds_a_lost_index(hosts: list[MountDaemon], tmp_path: Path) -> None:
@@ -117,8 +117,16 @@ def test_offline_recover_rebuilds_a_lost_index(hosts: list[MountDaemon], tmp_pat
     host.umount()
     shutil.rmtree(host.store / "index.lmdb")
     bucket, endpoint = host.options[1], host.options[3]
-    done = run_axonfs("recover", "--store", host.store, "--s3-bucket", bucket,
-                  "--s3-endpoint", endpoint, check=True)
+    done = run_axonfs(
+        "recover",
+        "--store",
+        host.store,
+        "--s3-bucket",
+        bucket,
+        "--s3-endpoint",
+        endpoint,
+        check=True,
+    )
     assert "added 3" in done.stdout, done.stdout
     host.start()
     for data in blobs:

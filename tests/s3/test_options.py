@@ -27,17 +27,37 @@ def test_no_bucket_means_the_local_backend(tmp_path: Path) -> None:
 
 
 def test_s3_options_build_an_s3_backend(tmp_path: Path, moto_server: str) -> None:
-    args = parse("--s3-bucket", "my-bucket", "--s3-endpoint", moto_server, "--s3-prefix",
-                 "axon/", "--s3-region", "eu-west-1", "--cache-size", "2G",
-                 "--s3-part-size", "32M", "--s3-connections", "8")
+    args = parse(
+        "--s3-bucket",
+        "my-bucket",
+        "--s3-endpoint",
+        moto_server,
+        "--s3-prefix",
+        "axon/",
+        "--s3-region",
+        "eu-west-1",
+        "--cache-size",
+        "2G",
+        "--s3-part-size",
+        "32M",
+        "--s3-connections",
+        "8",
+    )
     backend = backend_from_settings(args, tmp_path)
     assert isinstance(backend, S3Backend)
     try:
         config = backend.config
         assert (config.bucket, config.endpoint_url, config.prefix, config.region) == (
-            "my-bucket", moto_server, "axon/", "eu-west-1")
+            "my-bucket",
+            moto_server,
+            "axon/",
+            "eu-west-1",
+        )
         assert (config.cache_size, config.part_size, config.max_connections) == (
-            2 << 30, 32 << 20, 8)
+            2 << 30,
+            32 << 20,
+            8,
+        )
         assert backend.cache.root.parent == tmp_path / "cache"
         assert backend.client.meta.config.max_pool_connections == 8
         assert backend.stats().total_requests == 0  # nothing sent until first use
@@ -45,14 +65,16 @@ def test_s3_options_build_an_s3_backend(tmp_path: Path, moto_server: str) -> Non
         backend.close()
 
 
-def test_bucket_in_another_region_is_created(tmp_path: Path, s3_server: S3Server,
-                                             raw_s3: Any) -> None:
+def test_bucket_in_another_region_is_created(
+    tmp_path: Path, s3_server: S3Server, raw_s3: Any
+) -> None:
     """AWS and moto create the bucket in the region asked for. RGW knows only its
     zonegroup (``default`` here): the creation is refused by a one-line error
     naming S3's code, and a bucket made beforehand works with any region."""
     bucket = new_bucket_name()
-    args = parse("--s3-bucket", bucket, "--s3-endpoint", s3_server.endpoint,
-                 "--s3-region", "eu-west-1")
+    args = parse(
+        "--s3-bucket", bucket, "--s3-endpoint", s3_server.endpoint, "--s3-region", "eu-west-1"
+    )
     backend = backend_from_settings(args, tmp_path)
     assert isinstance(backend, S3Backend)
     try:

@@ -32,40 +32,44 @@ def blobs(count: int, seed: str) -> list[bytes]:
 
 
 async def test_second_store_sees_first_stores_blobs_after_recover(
-        make_s3: MakeS3, tmp_path: Path) -> None:
+    make_s3: MakeS3, tmp_path: Path
+) -> None:
     data = blobs(20, "a")
-    async with Axon.open(tmp_path / "a", backend=make_s3(cache_dir=tmp_path / "a/cache",
-                                                          part_size=5 << 20)) as host_a:
+    async with Axon.open(
+        tmp_path / "a", backend=make_s3(cache_dir=tmp_path / "a/cache", part_size=5 << 20)
+    ) as host_a:
         stored = [sha for _, sha in await host_a.puts(data)]
     backend_b = make_s3(cache_dir=tmp_path / "b/cache")
     async with Axon.open(tmp_path / "b", backend=backend_b) as host_b:
         assert await host_b.wants(stored) == stored
         progress: list[tuple[int, int]] = []
-        report = await host_b.recover(verify=False,
-                                      progress=lambda *done: progress.append(done))
+        report = await host_b.recover(verify=False, progress=lambda *done: progress.append(done))
         assert (report.listed, report.added, report.skipped) == (len(data), len(data), 0)
         assert progress and progress[-1] == (len(data), len(data))
         assert backend_b.stats().requests.get("get_object", 0) == 0  # nothing downloaded
         assert await host_b.wants(stored) == []
         for sha, expected in zip(stored, data, strict=True):
             assert await read_blob(host_b, sha) == expected
-        assert await host_b.metrics() == {"size:bytes": sum(map(len, data)),
-                                          "file:count": len(data)}
+        assert await host_b.metrics() == {
+            "size:bytes": sum(map(len, data)),
+            "file:count": len(data),
+        }
         # Host B adds a blob; host A sees it after its own recover.
         _, sha_b = await host_b.put(b"from host b")
-    async with Axon.open(tmp_path / "a", backend=make_s3(cache_dir=tmp_path / "a/cache")
-                         ) as host_a:
+    async with Axon.open(tmp_path / "a", backend=make_s3(cache_dir=tmp_path / "a/cache")) as host_a:
         report = await host_a.recover(verify=False)
         assert (report.added, report.skipped) == (1, len(data))
         assert await read_blob(host_a, sha_b) == b"from host b"
 
 
 async def test_lost_index_is_rebuilt_and_every_blob_reads_back(
-        make_s3: MakeS3, tmp_path: Path) -> None:
+    make_s3: MakeS3, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     data = blobs(30, "lost")
-    async with Axon.open(store, backend=make_s3(part_size=5 << 20,
-                                                cache_dir=store / "cache")) as axon:
+    async with Axon.open(
+        store, backend=make_s3(part_size=5 << 20, cache_dir=store / "cache")
+    ) as axon:
         stored = [sha for _, sha in await axon.puts(data)]
         metrics = await axon.metrics()
         assert await read_blob(axon, stored[-1]) == data[-1]  # fills the read cache
@@ -83,7 +87,8 @@ async def test_lost_index_is_rebuilt_and_every_blob_reads_back(
 
 
 async def test_recover_on_a_partial_index_adds_only_what_is_missing(
-        make_s3: MakeS3, raw_s3: object, bucket: str, tmp_path: Path) -> None:
+    make_s3: MakeS3, raw_s3: object, bucket: str, tmp_path: Path
+) -> None:
     store = tmp_path / "store"
     older, newer = blobs(10, "old"), [b"new blob %d" % i for i in range(7)]
     async with Axon.open(store, backend=make_s3()) as axon:
@@ -100,8 +105,8 @@ async def test_recover_on_a_partial_index_adds_only_what_is_missing(
         report = await axon.recover(verify=False)
         assert (report.added, report.skipped, report.ignored) == (len(newer), len(older), 1)
         after = [row async for row in axon.hashes(0)]
-        assert after[:len(before)] == before  # old rows untouched, new ones appended
-        assert sorted(sha for _, (sha, _) in after[len(before):]) == sorted(new_shas)
+        assert after[: len(before)] == before  # old rows untouched, new ones appended
+        assert sorted(sha for _, (sha, _) in after[len(before) :]) == sorted(new_shas)
         # Running it again (after an interruption, say) changes nothing.
         again = await axon.recover(verify=False)
         assert (again.added, again.skipped) == (0, len(older) + len(newer))
@@ -110,13 +115,15 @@ async def test_recover_on_a_partial_index_adds_only_what_is_missing(
 
 
 async def test_recover_with_verify_rejects_a_corrupt_object(
-        make_s3: MakeS3, raw_s3: object, bucket: str, tmp_path: Path) -> None:
+    make_s3: MakeS3, raw_s3: object, bucket: str, tmp_path: Path
+) -> None:
     async with Axon.open(tmp_path / "store", backend=make_s3()) as axon:
         assert (await axon.recover(verify=True)).listed == 0  # creates the bucket
         good = b"good bytes"
         fake = hashlib.sha256(b"what the name promises").hexdigest()
-        raw_s3.put_object(Bucket=bucket, Key=hashlib.sha256(good).hexdigest(),  # type: ignore[attr-defined]
-                          Body=good)
+        raw_s3.put_object(  # type: ignore[attr-defined]
+            Bucket=bucket, Key=hashlib.sha256(good).hexdigest(), Body=good
+        )
         raw_s3.put_object(Bucket=bucket, Key=fake, Body=b"other bytes")  # type: ignore[attr-defined]
         report = await axon.recover(verify=True)
         assert (report.added, report.corrupt) == (1, [fake])

@@ -68,8 +68,7 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_backend(request: pytest.FixtureRequest, backend_name: str,
-                 store_dir: Path) -> MakeBackend:
+def make_backend(request: pytest.FixtureRequest, backend_name: str, store_dir: Path) -> MakeBackend:
     """A callable giving fresh instances of this test's backend, on one storage."""
     store_dir.mkdir(parents=True, exist_ok=True)
     return BACKENDS[backend_name](request, store_dir)
@@ -92,6 +91,7 @@ def open_axon(store_dir: Path, make_backend: MakeBackend) -> OpenAxon:
     Each call builds a new backend instance, so a test can close the store and
     open it again (as a restarted daemon would).
     """
+
     def opener(limits: Limits | None = None) -> AbstractAsyncContextManager[Axon]:
         return Axon.open(store_dir, backend=make_backend(), limits=limits or Limits())
 

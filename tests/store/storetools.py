@@ -29,7 +29,7 @@ EMPTY_HASHSET = {
     "sha1": "da39a3ee5e6b4b0d3255bfef95601890afd80709",
     "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     "sha512": "cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce"
-              "47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e",
+    "47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e",
 }
 MiB = 1 << 20
 
@@ -42,8 +42,9 @@ async def collect(iterator: AsyncIterator[T]) -> list[T]:
         return [row async for row in rows]
 
 
-async def pieces(axon: Axon, sha: bytes, offs: int | None = None,
-                 size: int | None = None) -> list[bytes]:
+async def pieces(
+    axon: Axon, sha: bytes, offs: int | None = None, size: int | None = None
+) -> list[bytes]:
     return await collect(axon.get(sha, offs, size))
 
 

@@ -48,8 +48,9 @@ async def test_a_save_that_would_cross_max_bytes_is_refused(open_axon: OpenAxon)
         await axon.put(b"8 bytes!")
         with pytest.raises(HitLimit) as caught:
             await axon.put(b"8 more!!")
-        assert caught.value.message == ("a blob of 8 bytes would pass the size:bytes limit: "
-                                        "10 (2 bytes left)")
+        assert caught.value.message == (
+            "a blob of 8 bytes would pass the size:bytes limit: 10 (2 bytes left)"
+        )
         with pytest.raises(HitLimit):
             async with await axon.upload() as upload:
                 await upload.write(b"third, streamed")
@@ -62,7 +63,8 @@ async def test_a_save_that_would_cross_max_bytes_is_refused(open_axon: OpenAxon)
         await axon.spill_journal()  # small blobs' files are written in batches
         listing = list(axon.backend.list())
         assert sorted(item.sha256 for item in listing) == sorted(
-            [sha_digest(b"8 bytes!"), sha_digest(b"2!")])
+            [sha_digest(b"8 bytes!"), sha_digest(b"2!")]
+        )
 
 
 async def test_dedup_succeeds_at_the_limit(open_axon: OpenAxon) -> None:

@@ -17,11 +17,23 @@ ASDF = b"asdfqwerzxcv"  # the reference's [asdf|qwer|zxcv] blob
 MISSING = sha_digest(b"never stored")
 
 
-@pytest.mark.parametrize(("offs", "size", "expected"), [
-    (0, 2, b"as"), (0, 12, ASDF), (0, 13, ASDF), (0, 4, b"asdf"), (2, 4, b"dfqw"),
-    (2, 6, b"dfqwer"), (4, 4, b"qwer"), (8, 4, b"zxcv"), (3, 6, b"fqwerz"),
-    (4, 8, b"qwerzxcv"), (11, 6, b"v"), (0, 1_000_000, ASDF),
-])
+@pytest.mark.parametrize(
+    ("offs", "size", "expected"),
+    [
+        (0, 2, b"as"),
+        (0, 12, ASDF),
+        (0, 13, ASDF),
+        (0, 4, b"asdf"),
+        (2, 4, b"dfqw"),
+        (2, 6, b"dfqwer"),
+        (4, 4, b"qwer"),
+        (8, 4, b"zxcv"),
+        (3, 6, b"fqwerz"),
+        (4, 8, b"qwerzxcv"),
+        (11, 6, b"v"),
+        (0, 1_000_000, ASDF),
+    ],
+)
 async def test_get_range_vectors(axon: Axon, offs: int, size: int, expected: bytes) -> None:
     _, sha = await axon.put(ASDF)
     got = await pieces(axon, sha, offs, size)
@@ -31,17 +43,22 @@ async def test_get_range_vectors(axon: Axon, offs: int, size: int, expected: byt
 
 @pytest.mark.parametrize(("offs", "size"), [(12, 6), (13, 6), (12, 1), (10**12, 1)])
 async def test_get_at_or_past_the_end_yields_exactly_one_empty_piece(
-        axon: Axon, offs: int, size: int) -> None:
+    axon: Axon, offs: int, size: int
+) -> None:
     _, sha = await axon.put(ASDF)
     assert await pieces(axon, sha, offs, size) == [b""]
 
 
-@pytest.mark.parametrize(("offs", "size", "message"), [
-    (1, -1, "Size must be >= 1"), (0, 0, "Size must be >= 1"),
-    (-1, 1, "Offs must be >= 0"),
-    (-1, 0, "Offs must be >= 0"),  # offs is checked before size
-    (-5, -5, "Offs must be >= 0"),
-])
+@pytest.mark.parametrize(
+    ("offs", "size", "message"),
+    [
+        (1, -1, "Size must be >= 1"),
+        (0, 0, "Size must be >= 1"),
+        (-1, 1, "Offs must be >= 0"),
+        (-1, 0, "Offs must be >= 0"),  # offs is checked before size
+        (-5, -5, "Offs must be >= 0"),
+    ],
+)
 async def test_get_bad_range_is_badarg(axon: Axon, offs: int, size: int, message: str) -> None:
     _, sha = await axon.put(ASDF)
     with pytest.raises(BadArg) as caught:
@@ -51,7 +68,8 @@ async def test_get_bad_range_is_badarg(axon: Axon, offs: int, size: int, message
 
 @pytest.mark.parametrize(("offs", "size"), [(None, None), (0, 1), (-1, 0), (5, -1)])
 async def test_get_missing_is_nosuchfile_before_any_range_check(
-        axon: Axon, offs: int | None, size: int | None) -> None:
+    axon: Axon, offs: int | None, size: int | None
+) -> None:
     with pytest.raises(NoSuchFile) as caught:
         await pieces(axon, MISSING, offs, size)
     assert caught.value.message == "Axon does not contain the requested file."
@@ -60,7 +78,8 @@ async def test_get_missing_is_nosuchfile_before_any_range_check(
 
 @pytest.mark.parametrize(("offs", "size"), [(0, None), (None, 4)])
 async def test_get_with_only_offs_or_only_size_is_badarg(
-        axon: Axon, offs: int | None, size: int | None) -> None:
+    axon: Axon, offs: int | None, size: int | None
+) -> None:
     """Documented difference: the reference fails with a TypeError here."""
     _, sha = await axon.put(ASDF)
     with pytest.raises(BadArg):
@@ -86,9 +105,19 @@ async def test_get_whole_blob_has_no_empty_pieces(axon: Axon) -> None:
 
 BIG = 33 * MiB
 BOUNDARY_RANGES = [
-    (0, BIG), (0, 1), (MiB - 1, 2), (MiB, MiB), (MiB - 3, MiB + 6),
-    (16 * MiB - 3, 6), (16 * MiB, 1), (16 * MiB - 1, 16 * MiB + 2), (10, 20 * MiB),
-    (32 * MiB - 5, 2 * MiB), (BIG - 1, 10), (BIG - MiB, MiB), (17, BIG),
+    (0, BIG),
+    (0, 1),
+    (MiB - 1, 2),
+    (MiB, MiB),
+    (MiB - 3, MiB + 6),
+    (16 * MiB - 3, 6),
+    (16 * MiB, 1),
+    (16 * MiB - 1, 16 * MiB + 2),
+    (10, 20 * MiB),
+    (32 * MiB - 5, 2 * MiB),
+    (BIG - 1, 10),
+    (BIG - MiB, MiB),
+    (17, BIG),
 ]
 
 
@@ -96,13 +125,13 @@ async def test_33_mib_blob_ranges_across_block_boundaries(axon: Axon) -> None:
     data = random.Random(33).randbytes(BIG)
     async with await axon.upload() as upload:
         for offset in range(0, BIG, 3 * MiB + 1):  # writes that straddle every boundary
-            await upload.write(data[offset:offset + 3 * MiB + 1])
+            await upload.write(data[offset : offset + 3 * MiB + 1])
         assert await upload.save() == (BIG, sha_digest(data))
     assert await axon.size(sha_digest(data)) == BIG
     assert hashlib.sha256(await read_all(axon, sha_digest(data))).digest() == sha_digest(data)
     for offs, size in BOUNDARY_RANGES:
         got = await pieces(axon, sha_digest(data), offs, size)
-        assert b"".join(got) == data[offs:offs + size], (offs, size)
+        assert b"".join(got) == data[offs : offs + size], (offs, size)
         assert b"" not in got, (offs, size)
     assert await pieces(axon, sha_digest(data), BIG, 1) == [b""]
 
@@ -113,7 +142,7 @@ async def test_ranged_get_reads_what_it_returns(axon: Axon) -> None:
     _, sha = await axon.put(data)
     before = _bytes_read()
     for offs in range(MiB - 2048, 20 * MiB, 2 * MiB + 4096):
-        assert b"".join(await pieces(axon, sha, offs, 4096)) == data[offs:offs + 4096]
+        assert b"".join(await pieces(axon, sha, offs, 4096)) == data[offs : offs + 4096]
     reads = 10
     assert _bytes_read() - before < reads * 64 * 1024
 
@@ -161,8 +190,9 @@ async def test_hashset_has_exactly_the_four_digests(axon: Axon) -> None:
     _, sha = await axon.put(data)
     hashset = await axon.hashset(sha)
     assert list(hashset) == ["md5", "sha1", "sha256", "sha512"]
-    assert hashset == {name: hashlib.new(name, data).hexdigest()
-                       for name in ("md5", "sha1", "sha256", "sha512")}
+    assert hashset == {
+        name: hashlib.new(name, data).hexdigest() for name in ("md5", "sha1", "sha256", "sha512")
+    }
 
 
 async def test_hashset_of_the_empty_blob(axon: Axon) -> None:
@@ -187,8 +217,7 @@ async def test_hashset_is_computed_once_and_cached(axon: Axon) -> None:
     sentinel = {"md5": b"\x01" * 16, "sha1": b"\x02" * 20, "sha512": b"\x03" * 64}
     axon.index.put_hashset(Sha256(sha), sentinel)
     again = await axon.hashset(sha)
-    assert again == {"md5": "01" * 16, "sha1": "02" * 20, "sha256": sha.hex(),
-                     "sha512": "03" * 64}
+    assert again == {"md5": "01" * 16, "sha1": "02" * 20, "sha256": sha.hex(), "sha512": "03" * 64}
     # Deleting drops the cache; a re-added blob is hashed afresh.
     await axon.del_(sha)
     assert axon.index.get_hashset(Sha256(sha)) is None
@@ -224,5 +253,7 @@ async def test_metrics_survive_reopen(open_axon: OpenAxon) -> None:
         await axon.del_(sha_digest(b"one"))
     async with open_axon() as axon:
         assert await axon.metrics() == {"size:bytes": 5, "file:count": 2}
-        assert await collect(axon.hashes(0)) == [(1, (sha_digest(b"three"), 5)),
-                                                 (2, (EMPTY_SHA256, 0))]
+        assert await collect(axon.hashes(0)) == [
+            (1, (sha_digest(b"three"), 5)),
+            (2, (EMPTY_SHA256, 0)),
+        ]

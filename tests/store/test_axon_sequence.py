@@ -54,8 +54,9 @@ async def test_hashes_after_delete_and_readd_shows_old_and_new_rows(axon: Axon) 
     assert await collect(axon.hashes(3)) == []
 
 
-async def test_hashes_skips_long_runs_of_deleted_rows(axon: Axon,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_hashes_skips_long_runs_of_deleted_rows(
+    axon: Axon, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(axonfs.axon, "HASHES_BATCH", BATCH)  # scan in small batches
     blobs = [b"blob %d" % i for i in range(5 * BATCH + 3)]
     await axon.puts(blobs)
@@ -63,7 +64,7 @@ async def test_hashes_skips_long_runs_of_deleted_rows(axon: Axon,
     assert await axon.dels([sha_digest(b) for b in gone]) == [True] * len(gone)
     rows = await collect(axon.hashes(0))
     assert [indx for indx, _ in rows] == list(range(len(gone), len(blobs)))
-    assert [sha for _, (sha, _) in rows] == [sha_digest(b) for b in blobs[len(gone):]]
+    assert [sha for _, (sha, _) in rows] == [sha_digest(b) for b in blobs[len(gone) :]]
     assert await collect(axon.hashes(len(blobs) - 1)) == rows[-1:]
 
 
@@ -161,14 +162,20 @@ async def test_history_keeps_deleted_rows_and_adds_readded_ones(axon: Axon) -> N
     await axon.put(E)
     await axon.del_(sha_digest(A))
     assert [row for _, row in await collect(axon.history(0))] == [
-        (sha_digest(A), 8), (sha_digest(E), 8)]
+        (sha_digest(A), 8),
+        (sha_digest(E), 8),
+    ]
     await axon.put(A)
     assert [row for _, row in await collect(axon.history(0))] == [
-        (sha_digest(A), 8), (sha_digest(E), 8), (sha_digest(A), 8)]
+        (sha_digest(A), 8),
+        (sha_digest(E), 8),
+        (sha_digest(A), 8),
+    ]
 
 
 async def test_history_of_many_rows_in_one_millisecond_keeps_added_order(
-        axon: Axon, monkeypatch: pytest.MonkeyPatch) -> None:
+    axon: Axon, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(axonfs.axon, "HASHES_BATCH", BATCH)
     blobs = [b"row %d" % i for i in range(5 * BATCH + 3)]
     await axon.puts(blobs)
@@ -178,8 +185,7 @@ async def test_history_of_many_rows_in_one_millisecond_keeps_added_order(
 
 
 @pytest.mark.parametrize(("tick", "tock"), [(-1, None), (0, -1)])
-async def test_history_negative_bounds_are_badarg(axon: Axon, tick: int,
-                                                  tock: int | None) -> None:
+async def test_history_negative_bounds_are_badarg(axon: Axon, tick: int, tock: int | None) -> None:
     """Documented difference: the reference leaks an OverflowError."""
     with pytest.raises(BadArg):
         await collect(axon.history(tick, tock))

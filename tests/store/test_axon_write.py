@@ -50,14 +50,16 @@ async def test_upload_is_reusable_for_several_files(axon: Axon) -> None:
             offset = 0
             while offset < len(data):
                 step = rng.choice([0, 1, 7, 4096, 100_000, MiB])
-                await upload.write(data[offset:offset + step])
+                await upload.write(data[offset : offset + step])
                 offset += step
             assert await upload.save() == (len(data), sha_digest(data))
     for data in files:
         assert await read_all(axon, sha_digest(data)) == data
     distinct = set(files)
-    assert await axon.metrics() == {"size:bytes": sum(map(len, distinct)),
-                                    "file:count": len(distinct)}
+    assert await axon.metrics() == {
+        "size:bytes": sum(map(len, distinct)),
+        "file:count": len(distinct),
+    }
     assert spool_files(axon.store.root) == []
 
 

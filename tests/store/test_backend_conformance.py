@@ -53,9 +53,15 @@ def test_read_ranges(backend: BlobBackend, tmp_path: Path) -> None:
     sha = put(backend, tmp_path, data)
     with backend.open(sha) as reader:
         assert reader.size == len(data)
-        for offset, size in [(0, 1), (0, len(data)), (MiB - 1, 2), (2 * MiB, MiB + 11),
-                             (len(data) - 1, 1), (12345, 4096)]:
-            assert reader.read(offset, size) == data[offset:offset + size]
+        for offset, size in [
+            (0, 1),
+            (0, len(data)),
+            (MiB - 1, 2),
+            (2 * MiB, MiB + 11),
+            (len(data) - 1, 1),
+            (12345, 4096),
+        ]:
+            assert reader.read(offset, size) == data[offset : offset + size]
         assert reader.read(len(data) - 5, 100) == data[-5:]  # short only at the end
         assert reader.read(len(data), 10) == b""
         assert reader.read(len(data) + 100, 10) == b""
@@ -104,8 +110,9 @@ def test_list_names_and_sizes(backend: BlobBackend, tmp_path: Path) -> None:
     for data in blobs:
         put(backend, tmp_path, data)
     listed = sorted(backend.list(), key=lambda item: item.sha256)
-    expected = sorted((Listing(Sha256(sha_digest(b)), len(b)) for b in set(blobs)),
-                      key=lambda item: item.sha256)
+    expected = sorted(
+        (Listing(Sha256(sha_digest(b)), len(b)) for b in set(blobs)), key=lambda item: item.sha256
+    )
     assert listed == expected
     assert backend.ignored == 0
 

@@ -55,10 +55,14 @@ async def test_evicted_blob_is_not_read_inline(store_dir: Path) -> None:
             # machine an eviction is now and then undone before the probe (about
             # one run in thirty), so each probe gets a few evictions.
             assert isinstance(reader, LocalReader)
-            assert any(probe_after_evicting(path, lambda: reader.read_cached(4096, 4096) is None)
-                       for _ in range(EVICTIONS))
-            assert any(probe_after_evicting(path, lambda: not reader.is_cached(4096, 4096))
-                       for _ in range(EVICTIONS))
+            assert any(
+                probe_after_evicting(path, lambda: reader.read_cached(4096, 4096) is None)
+                for _ in range(EVICTIONS)
+            )
+            assert any(
+                probe_after_evicting(path, lambda: not reader.is_cached(4096, 4096))
+                for _ in range(EVICTIONS)
+            )
             assert reader.read(0, len(data)) == data  # brings it into the page cache
             assert reader.read_cached(4096, 4096) == data[4096:8192]
             assert reader.is_cached(0, len(data))
@@ -84,8 +88,12 @@ async def test_axon_read_falls_back_to_a_thread_when_cold(store_dir: Path) -> No
 def resident_bytes(path: Path) -> int:
     """Bytes of *path* in the page cache, by util-linux's fincore (mincore(2)):
     unlike a probing read, asking does not bring anything in."""
-    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(out.stdout.strip())
 
 

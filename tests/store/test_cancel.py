@@ -38,7 +38,7 @@ async def test_writes_cancelled_at_random_moments(axon: Axon, store_dir: Path) -
     async def upload(data: bytes) -> None:
         async with await axon.upload() as up:
             for offset in range(0, len(data), 700_000):
-                await up.write(data[offset:offset + 700_000])
+                await up.write(data[offset : offset + 700_000])
             await up.save()
 
     for _ in range(40):
@@ -60,8 +60,10 @@ async def test_writes_cancelled_at_random_moments(axon: Axon, store_dir: Path) -
     for _, (sha, size) in rows:
         data = await read_all(axon, sha)
         assert len(data) == size and hashlib.sha256(data).digest() == sha
-    assert await axon.metrics() == {"size:bytes": sum(size for _, (_, size) in rows),
-                                    "file:count": len(rows)}
+    assert await axon.metrics() == {
+        "size:bytes": sum(size for _, (_, size) in rows),
+        "file:count": len(rows),
+    }
     await axon.spill_journal()  # small blobs' files are written in batches
     listing = await trio.to_thread.run_sync(lambda: list(axon.backend.list()))
     assert sorted(item.sha256 for item in listing) == sorted(sha for _, (sha, _) in rows)

@@ -40,9 +40,13 @@ def run_and_kill(store_dir: Path, rng: random.Random, early: bool) -> int:
     """
     seed = str(rng.randrange(1 << 30))
     committed = 0
-    with subprocess.Popen([PYTHON, str(WRITER), str(store_dir), seed], cwd=REPO,
-                          stdout=subprocess.PIPE, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}) as proc:
+    with subprocess.Popen(
+        [PYTHON, str(WRITER), str(store_dir), seed],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    ) as proc:
         assert proc.stdout is not None
         if early:  # while it starts, sweeps and settles, opens the store
             time.sleep(rng.uniform(0.0, 0.4))
@@ -71,8 +75,10 @@ def check_blobs(store_dir: Path) -> int:
                 data = reader.read(0, row.size + 1)
             assert len(data) == row.size
             assert hashlib.sha256(data).digest() == row.sha256
-        assert store.index.metrics() == {"size:bytes": sum(r.size for r in rows),
-                                         "file:count": len(rows)}
+        assert store.index.metrics() == {
+            "size:bytes": sum(r.size for r in rows),
+            "file:count": len(rows),
+        }
         assert len(list(store.backend.list())) == len(rows)
     return len(rows)
 
@@ -110,8 +116,9 @@ def stage_bytes(store: Store, data: bytes, name: bytes | None = None) -> Sha256:
     return sha
 
 
-def test_open_indexes_the_blobs_of_an_interrupted_add(store_dir: Path,
-                                                      make_backend: MakeBackend) -> None:
+def test_open_indexes_the_blobs_of_an_interrupted_add(
+    store_dir: Path, make_backend: MakeBackend
+) -> None:
     with Store(store_dir, make_backend()) as store:
         kept = stage_bytes(store, b"renamed in, never indexed")
         never = Sha256(sha_digest(b"never reached the backend"))
@@ -124,8 +131,7 @@ def test_open_indexes_the_blobs_of_an_interrupted_add(store_dir: Path,
         assert intent.read(store.intent_path) is None
 
 
-def test_open_finishes_an_interrupted_delete(store_dir: Path,
-                                             make_backend: MakeBackend) -> None:
+def test_open_finishes_an_interrupted_delete(store_dir: Path, make_backend: MakeBackend) -> None:
     with Store(store_dir, make_backend()) as store:
         doomed = stage_bytes(store, b"index row gone, bytes not yet")
         kept = stage_bytes(store, b"delete never reached the index")
@@ -136,21 +142,28 @@ def test_open_finishes_an_interrupted_delete(store_dir: Path,
         assert store.backend.exists(kept) and store.index.has(kept)
 
 
-def test_open_follows_the_last_op_on_each_blob(store_dir: Path,
-                                               make_backend: MakeBackend) -> None:
+def test_open_follows_the_last_op_on_each_blob(store_dir: Path, make_backend: MakeBackend) -> None:
     with Store(store_dir, make_backend()) as store:
         added_then_deleted = stage_bytes(store, b"added then deleted in one batch")
         deleted_then_added = stage_bytes(store, b"deleted then re-added")
-        intent.write(store.intent_path, [(added_then_deleted, True), (deleted_then_added, False),
-                                         (added_then_deleted, False), (deleted_then_added, True)])
+        intent.write(
+            store.intent_path,
+            [
+                (added_then_deleted, True),
+                (deleted_then_added, False),
+                (added_then_deleted, False),
+                (deleted_then_added, True),
+            ],
+        )
     with Store(store_dir, make_backend()) as store:
         assert not store.backend.exists(added_then_deleted)
         assert not store.index.has(added_then_deleted)
         assert store.index.has(deleted_then_added)
 
 
-def test_open_removes_a_copy_that_does_not_match_its_name(store_dir: Path,
-                                                          make_backend: MakeBackend) -> None:
+def test_open_removes_a_copy_that_does_not_match_its_name(
+    store_dir: Path, make_backend: MakeBackend
+) -> None:
     with Store(store_dir, make_backend()) as store:
         torn = stage_bytes(store, b"torn", name=sha_digest(b"the real, longer content"))
         intent.write(store.intent_path, [(torn, True)])

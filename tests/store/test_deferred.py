@@ -24,9 +24,14 @@ from axonfs.store.store import JOURNAL_MAX
 SHAS = [Sha256(hashlib.sha256(bytes([i])).digest()) for i in range(12)]
 
 op_strategy = st.one_of(
-    st.builds(lambda i, size, journal: IndexOp(SHAS[i], size,
-                                                journal=os.urandom(size) if journal else None),
-              st.integers(0, len(SHAS) - 1), st.integers(0, 64), st.booleans()),
+    st.builds(
+        lambda i, size, journal: IndexOp(
+            SHAS[i], size, journal=os.urandom(size) if journal else None
+        ),
+        st.integers(0, len(SHAS) - 1),
+        st.integers(0, 64),
+        st.booleans(),
+    ),
     st.builds(lambda i: IndexOp(SHAS[i], delete=True), st.integers(0, len(SHAS) - 1)),
 )
 step_strategy = st.one_of(
@@ -62,11 +67,13 @@ def hashset(sha: Sha256) -> dict[str, bytes]:
     return {"md5": bytes(16), "sha1": bytes(20), "sha512": bytes(sha) * 2}
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(steps=st.lists(step_strategy, min_size=1, max_size=25))
-def test_a_deferred_index_reads_as_a_durable_one(tmp_path_factory: pytest.TempPathFactory,
-                                                   steps: list[tuple[str, object]]) -> None:
+def test_a_deferred_index_reads_as_a_durable_one(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, object]]
+) -> None:
     root = tmp_path_factory.mktemp("deferred")
     durable = Index(root / "durable.lmdb")
     deferred = Index(root / "deferred.lmdb", log_path=root / LOG_NAME, deferred=True)
@@ -76,8 +83,7 @@ def test_a_deferred_index_reads_as_a_durable_one(tmp_path_factory: pytest.TempPa
             now += 1_000_000
             if kind == "apply":
                 assert isinstance(arg, list)
-                assert (deferred.apply(arg, now, durable=False)
-                        == durable.apply(arg, now))
+                assert deferred.apply(arg, now, durable=False) == durable.apply(arg, now)
             elif kind == "sync":
                 deferred.sync_deferred()
                 assert deferred.deferred() == 0
@@ -158,8 +164,9 @@ def test_a_killed_process_loses_no_deferred_commit(deferred: Index, tmp_path: Pa
     again.close()
 
 
-def test_a_torn_record_ends_the_replay_at_the_last_whole_one(deferred: Index,
-                                                            tmp_path: Path) -> None:
+def test_a_torn_record_ends_the_replay_at_the_last_whole_one(
+    deferred: Index, tmp_path: Path
+) -> None:
     for i in range(3):
         deferred.apply([small_add(i)], (i + 1) * 1_000_000, durable=False)
     kill(deferred, tmp_path)
@@ -180,7 +187,7 @@ def test_a_record_lost_in_the_middle_drops_the_rest(deferred: Index, tmp_path: P
     data = bytearray((tmp_path / LOG_NAME).read_bytes())
     header, record = 12, 4 + 16
     second = header + record + struct.unpack_from(">I", data, header)[0]
-    data[second + record:second + record + 8] = bytes(8)  # the second record's payload
+    data[second + record : second + record + 8] = bytes(8)  # the second record's payload
     (tmp_path / LOG_NAME).write_bytes(bytes(data))
     reopened = Index(tmp_path / "index.lmdb", log_path=tmp_path / LOG_NAME)
     assert [reopened.has(sha) for sha in SHAS[:3]] == [True, False, False]
@@ -201,8 +208,7 @@ def test_a_log_already_synced_is_not_replayed(deferred: Index, tmp_path: Path) -
     reopened.close()
 
 
-def test_a_read_only_open_shows_the_log_and_writes_nothing(deferred: Index,
-                                                           tmp_path: Path) -> None:
+def test_a_read_only_open_shows_the_log_and_writes_nothing(deferred: Index, tmp_path: Path) -> None:
     deferred.apply([small_add(0)], 1_000_000, durable=False)
     kill(deferred, tmp_path)
     before = (tmp_path / LOG_NAME).read_bytes()
@@ -222,8 +228,7 @@ def test_commit_log_records_round_trip(tmp_path: Path) -> None:
     log.append(changes)
     log.append([(1, b"x", b"y" * 70_000)])
     log.close()
-    assert list(CommitLog(tmp_path / LOG_NAME).records(7)) == [changes,
-                                                                [(1, b"x", b"y" * 70_000)]]
+    assert list(CommitLog(tmp_path / LOG_NAME).records(7)) == [changes, [(1, b"x", b"y" * 70_000)]]
     assert list(CommitLog(tmp_path / LOG_NAME).records(8)) == []
 
 

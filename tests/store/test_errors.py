@@ -9,17 +9,29 @@ import pytest
 from axonfs import errors
 from axonfs.errors import AxonError, from_wire, to_wire
 
-CLASSES = [errors.NoSuchFile, errors.BadArg, errors.BadDataValu, errors.BadJsonText,
-           errors.HitLimit, errors.StoreLocked, errors.StoreCorrupt, errors.BackendError,
-           errors.BlobMissing]
+CLASSES = [
+    errors.NoSuchFile,
+    errors.BadArg,
+    errors.BadDataValu,
+    errors.BadJsonText,
+    errors.HitLimit,
+    errors.StoreLocked,
+    errors.StoreCorrupt,
+    errors.BackendError,
+    errors.BlobMissing,
+]
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
 def test_wire_round_trip(cls: type[AxonError]) -> None:
     exc = cls("something happened", sha256="ab" * 32, size=3)
     wire = to_wire(exc)
-    assert wire == {"code": cls.__name__, "message": "something happened",
-                    "sha256": "ab" * 32, "size": 3}
+    assert wire == {
+        "code": cls.__name__,
+        "message": "something happened",
+        "sha256": "ab" * 32,
+        "size": 3,
+    }
     back = from_wire(wire)
     assert type(back) is cls
     assert (back.message, back.fields, str(back)) == (exc.message, exc.fields, str(exc))

@@ -32,6 +32,7 @@ GOOD = [b"first blob", b"second blob" * 1000, b"", b"third"]
 @pytest.fixture
 def store(store_dir: Path) -> Path:
     """A closed store holding GOOD (sync, so that sync tests can use it too)."""
+
     async def populate() -> None:
         async with Axon.open(store_dir) as axon:
             await axon.puts(GOOD)
@@ -76,8 +77,11 @@ def test_corrupt_blob(store: Path) -> None:
     assert repaired.returncode == 1
     assert repaired.stderr == ""  # the report alone, on stdout
     assert repaired.stdout.splitlines()[-4:] == [
-        "repaired:", f"  1 bad blob file moved to quarantine/ {store / 'quarantine'}",
-        "  1 index row of missing or bad blobs dropped", "  the counters recomputed"]
+        "repaired:",
+        f"  1 bad blob file moved to quarantine/ {store / 'quarantine'}",
+        "  1 index row of missing or bad blobs dropped",
+        "  the counters recomputed",
+    ]
     assert (store / "quarantine" / victim.hex()).read_bytes() == data
     assert not blob_file(store, victim).exists()
     assert_clean(store)
@@ -153,8 +157,10 @@ async def test_broken_counter(store: Path, counter: bytes) -> None:
     assert fsck(store, "--repair").returncode == 1
     assert_clean(store)
     async with Axon.open(store) as axon:
-        assert await axon.metrics() == {"size:bytes": sum(len(b) for b in set(GOOD)),
-                                        "file:count": len(GOOD)}
+        assert await axon.metrics() == {
+            "size:bytes": sum(len(b) for b in set(GOOD)),
+            "file:count": len(GOOD),
+        }
 
 
 async def test_everything_at_once(store: Path) -> None:
@@ -166,16 +172,24 @@ async def test_everything_at_once(store: Path) -> None:
     break_counter(store, b"file:count")
     result = fsck(store)
     assert result.returncode == 1
-    for phrase in ("not matching their hash", "missing from the backend",
-                   "in the backend but not the index", "counters were wrong"):
+    for phrase in (
+        "not matching their hash",
+        "missing from the backend",
+        "in the backend but not the index",
+        "counters were wrong",
+    ):
         assert phrase in result.stdout
     assert fsck(store, "--repair").returncode == 1
     assert_clean(store)
     async with Axon.open(store) as axon:
         assert await axon.wants([sha_digest(b) for b in (*GOOD, orphan)]) == [
-            sha_digest(GOOD[0]), sha_digest(GOOD[1])]
-        assert await axon.metrics() == {"size:bytes": len(GOOD[2] + GOOD[3] + orphan),
-                                        "file:count": 3}
+            sha_digest(GOOD[0]),
+            sha_digest(GOOD[1]),
+        ]
+        assert await axon.metrics() == {
+            "size:bytes": len(GOOD[2] + GOOD[3] + orphan),
+            "file:count": 3,
+        }
 
 
 def test_progress_bar_only_on_a_terminal(store: Path) -> None:
@@ -185,9 +199,13 @@ def test_progress_bar_only_on_a_terminal(store: Path) -> None:
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     try:
-        proc = subprocess.Popen([PYTHON, "-m", "axonfs", "fsck", "--store", str(store)],
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=terminal,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "axonfs", "fsck", "--store", str(store)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         os.close(terminal)
         drawn = b""
         deadline = time.monotonic() + 30

@@ -51,8 +51,9 @@ async def wait_for_empty_journal(axon: Axon, seconds: float) -> None:
             await trio.sleep(0.01)
 
 
-async def test_background_spill_after_a_batch(store_dir: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_background_spill_after_a_batch(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store_module, "JOURNAL_SPILL_START", 8)
     monkeypatch.setattr(axon_module, "SPILL_IDLE", 3600)  # only the batch can trigger it
     blobs = [os.urandom(100) for _ in range(8)]
@@ -66,8 +67,7 @@ async def test_background_spill_after_a_batch(store_dir: Path,
             assert blob_file(store_dir, sha_digest(blob)).read_bytes() == blob
 
 
-async def test_background_spill_when_idle(store_dir: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_background_spill_when_idle(store_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(axon_module, "SPILL_IDLE", 0.1)
     async with Axon.open(store_dir) as axon:
         _, sha = await axon.put(b"a lone small blob")
@@ -75,8 +75,9 @@ async def test_background_spill_when_idle(store_dir: Path,
         assert blob_file(store_dir, sha).read_bytes() == b"a lone small blob"
 
 
-async def test_spills_puts_deletes_and_reads_at_once(store_dir: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_spills_puts_deletes_and_reads_at_once(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Deletes and re-adds racing the spiller: no blob lost, none resurrected."""
     monkeypatch.setattr(store_module, "JOURNAL_SPILL_START", 4)
     monkeypatch.setattr(store_module, "JOURNAL_BATCH", 8)
@@ -126,8 +127,9 @@ async def test_delete_drops_the_journal_row(store_dir: Path) -> None:
         assert not blob_file(store_dir, sha).exists()
 
 
-async def test_spill_when_the_journal_is_full(store_dir: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_spill_when_the_journal_is_full(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store_module, "JOURNAL_SPILL_COUNT", 8)
     async with Axon.open(store_dir) as axon:
         await axon.puts([os.urandom(100) for _ in range(7)])
@@ -136,8 +138,9 @@ async def test_spill_when_the_journal_is_full(store_dir: Path,
         assert axon.index.journal_entries() == 0
 
 
-async def test_spill_when_the_journal_is_big(store_dir: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_spill_when_the_journal_is_big(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store_module, "JOURNAL_SPILL_BYTES", 1 << 20)
     async with Axon.open(store_dir) as axon:
         await axon.puts([os.urandom(100_000) for _ in range(5)])  # ~0.5 MiB
@@ -160,8 +163,13 @@ def test_lost_file_is_restored_from_the_journal(store_dir: Path) -> None:
                 os.kill(os.getpid(), 9)   # no close: the journal stays
         trio.run(main)
     """)
-    done = subprocess.run([PYTHON, "-c", script], cwd=REPO, capture_output=True, timeout=60,
-                          input=" ".join("x" + b.hex() for b in blobs).encode())
+    done = subprocess.run(
+        [PYTHON, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        timeout=60,
+        input=" ".join("x" + b.hex() for b in blobs).encode(),
+    )
     assert done.returncode == -9, done.stderr.decode()
     # What a power cut during a spill can leave: renamed files whose data never
     # reached the disk (the spill had not synced them, so it kept their rows).

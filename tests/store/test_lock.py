@@ -36,8 +36,13 @@ trio.run(main)
 @contextmanager
 def holder(store_dir: Path) -> Iterator[subprocess.Popen[str]]:
     """A separate process with the store open, until the block ends."""
-    with subprocess.Popen([PYTHON, "-c", HOLDER, str(store_dir)], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, text=True, cwd=REPO) as proc:
+    with subprocess.Popen(
+        [PYTHON, "-c", HOLDER, str(store_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    ) as proc:
         try:
             assert proc.stdout is not None
             assert proc.stdout.readline() == "open\n"
@@ -65,7 +70,8 @@ async def test_second_process_is_refused(store_dir: Path) -> None:
         recover = run_axonfs("recover", "--store", store_dir)
         assert recover.returncode == 3
         assert recover.stderr.strip().endswith(
-            f"recover through it with 'axonfs ctl --store {store_dir} recover'")
+            f"recover through it with 'axonfs ctl --store {store_dir} recover'"
+        )
         assert proc.stdin is not None
         proc.stdin.close()
         assert proc.wait(timeout=10) == 0
@@ -84,8 +90,13 @@ async def test_a_killed_holder_leaves_no_stale_lock(store_dir: Path) -> None:
 async def test_another_process_is_refused_while_we_hold_it(store_dir: Path) -> None:
     async with Axon.open(store_dir):
         with trio.fail_after(30):
-            result = await trio.run_process([PYTHON, "-c", HOLDER, str(store_dir)], cwd=REPO,
-                                            stdin=b"", capture_stderr=True, check=False)
+            result = await trio.run_process(
+                [PYTHON, "-c", HOLDER, str(store_dir)],
+                cwd=REPO,
+                stdin=b"",
+                capture_stderr=True,
+                check=False,
+            )
         assert result.returncode != 0
         assert b"StoreLocked" in result.stderr
         assert f"pid {os.getpid()}".encode() in result.stderr

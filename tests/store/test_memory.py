@@ -59,7 +59,8 @@ async def test_one_gib_upload_keeps_rss_flat(store_dir: Path) -> None:
         peak = max(sampled, status_kib("VmHWM") * 1024 if peak_resettable else 0)
         assert size == UPLOAD
         assert peak - baseline <= ALLOWED_GROWTH, (
-            f"RSS grew by {(peak - baseline) / MiB:.1f} MiB during a 1 GiB upload")
+            f"RSS grew by {(peak - baseline) / MiB:.1f} MiB during a 1 GiB upload"
+        )
         piece[:8] = (5).to_bytes(8, "big")
         assert b"".join(await pieces(axon, sha, 5 * PIECE, PIECE)) == piece
         await axon.del_(sha)

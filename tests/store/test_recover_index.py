@@ -36,8 +36,7 @@ async def stage_corrupt(axon: Axon, name: bytes, content: bytes) -> None:
     await trio.to_thread.run_sync(put)
 
 
-async def test_recover_readds_every_blob_dated_now(open_axon: OpenAxon,
-                                                   store_dir: Path) -> None:
+async def test_recover_readds_every_blob_dated_now(open_axon: OpenAxon, store_dir: Path) -> None:
     async with open_axon() as axon:
         await axon.puts(BLOBS)
         await axon.put(b"deleted before the loss")
@@ -66,8 +65,9 @@ async def test_recover_readds_every_blob_dated_now(open_axon: OpenAxon,
         assert len(await collect(axon.hashes(0))) == 4
 
 
-async def test_recover_skips_blobs_a_partial_index_has(open_axon: OpenAxon,
-                                                       store_dir: Path) -> None:
+async def test_recover_skips_blobs_a_partial_index_has(
+    open_axon: OpenAxon, store_dir: Path
+) -> None:
     async with open_axon() as axon:
         await axon.put(b"old")
     shutil.copytree(store_dir / "index.lmdb", store_dir / "backup.lmdb")
@@ -82,13 +82,15 @@ async def test_recover_skips_blobs_a_partial_index_has(open_axon: OpenAxon,
         rows = await collect(axon.hashes(0))
         assert rows[0] == (0, (sha_digest(b"old"), 3))  # kept its row and its date
         assert sorted(row for _, row in rows[1:]) == sorted(
-            [(sha_digest(b"newer"), 5), (sha_digest(b"newest"), 6)])
+            [(sha_digest(b"newer"), 5), (sha_digest(b"newest"), 6)]
+        )
         assert (await collect(axon.history(0)))[0] == old_history[0]
         assert await axon.metrics() == {"size:bytes": 14, "file:count": 3}
 
 
 async def test_recover_reports_corrupt_blobs_without_adopting_them(
-        open_axon: OpenAxon, store_dir: Path) -> None:
+    open_axon: OpenAxon, store_dir: Path
+) -> None:
     liar = sha_digest(b"what the name promises")
     async with open_axon() as axon:
         await axon.puts(BLOBS[:2])
@@ -107,7 +109,8 @@ async def test_recover_reports_corrupt_blobs_without_adopting_them(
 
 
 async def test_recover_verifies_by_default_only_where_reads_are_local(
-        open_axon: OpenAxon, store_dir: Path) -> None:
+    open_axon: OpenAxon, store_dir: Path
+) -> None:
     liar = sha_digest(b"the name")
     async with open_axon() as axon:
         await stage_corrupt(axon, liar, b"other bytes")

@@ -33,7 +33,7 @@ def odd_pieces(data: bytes, seed: int) -> Iterator[bytes]:
     offset = 0
     while offset < len(data):
         step = rng.choice(PIECE_SIZES)
-        yield data[offset:offset + step]
+        yield data[offset : offset + step]
         offset += step
 
 
@@ -72,7 +72,8 @@ def spool_dir(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("kind", [bytes, memoryview])  # copied without / with the GIL
 def test_direct_spool_holds_exactly_what_was_appended(
-        spool_dir: Path, size: int, kind: type[bytes] | type[memoryview]) -> None:
+    spool_dir: Path, size: int, kind: type[bytes] | type[memoryview]
+) -> None:
     data = random.Random(size).randbytes(size)
     spool = Spool(spool_dir, direct=True)
     for piece in odd_pieces(data, size):
@@ -113,15 +114,15 @@ def test_appends_then_random_writes_and_truncates(spool_dir: Path) -> None:
     for offset, length in [(100, 5000), (2 * STAGE + 10, 300), (STAGE - 3, 9)]:
         patch = rng.randbytes(length)
         spool.pwrite(patch, offset)
-        model[offset:offset + length] = patch
+        model[offset : offset + length] = patch
         assert not spool.direct
     spool.truncate(STAGE + 12)
-    del model[STAGE + 12:]
+    del model[STAGE + 12 :]
     for piece in odd_pieces(rng.randbytes(STAGE + 3), 2):
         spool.append(piece)
         model += piece
     assert spool.size == len(model) and not spool.fully_hashed
-    assert spool.read(STAGE - 10, 40) == bytes(model[STAGE - 10:STAGE + 30])
+    assert spool.read(STAGE - 10, 40) == bytes(model[STAGE - 10 : STAGE + 30])
     assert spool.digest() == sha_digest(bytes(model))
     assert spool.detach().read_bytes() == model
 
@@ -143,9 +144,9 @@ def test_leaving_direct_mode_keeps_the_staged_bytes(spool_dir: Path, leave: str)
     model = bytearray(head)
     if leave == "truncate":
         spool.truncate(STAGE + 4000)  # inside the staged part
-        del model[STAGE + 4000:]
+        del model[STAGE + 4000 :]
     elif leave == "read":
-        assert spool.read(STAGE - 1, 10) == head[STAGE - 1:STAGE + 9]
+        assert spool.read(STAGE - 1, 10) == head[STAGE - 1 : STAGE + 9]
     else:
         spool.pwrite(b"after a hole", len(head) + 100)
         model += bytes(100) + b"after a hole"
@@ -175,12 +176,13 @@ class ShortWrite(Spool):
 
     def _pwrite_direct(self, stage: mmap.mmap, offset: int) -> int:
         with memoryview(stage) as view:
-            return os.pwrite(self._direct_fd, view[:STAGE // 2], offset)
+            return os.pwrite(self._direct_fd, view[: STAGE // 2], offset)
 
 
 @pytest.mark.parametrize("kind", [RefusedOpen, RefusedWrite, ShortWrite])
 def test_refused_or_short_direct_writes_fall_back_to_buffered(
-        spool_dir: Path, kind: type[Spool]) -> None:
+    spool_dir: Path, kind: type[Spool]
+) -> None:
     data = random.Random(3).randbytes(3 * STAGE + 12345)
     spool = kind(spool_dir, direct=True)
     for piece in odd_pieces(data, 4):
@@ -270,8 +272,10 @@ async def test_a_small_incoming_style_spool_commits_from_memory(axon: Axon) -> N
     row = await axon.save_spool(spool)
     assert row.sha256 == sha_digest(b"committed without a spool file")
     assert spool.path is None and list(axon.store.tmp.iterdir()) == []  # no file, ever
-    assert b"".join([piece async for piece in axon.get(row.sha256)]) == \
-        b"committed without a spool file"
+    assert (
+        b"".join([piece async for piece in axon.get(row.sha256)])
+        == b"committed without a spool file"
+    )
 
 
 # -- on a real tmpfs (root only) -------------------------------------------------------
@@ -283,8 +287,11 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("mounting a tmpfs needs root")
     path = tmp_path / "tmpfs"
     path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={3 * STAGE // 2}", "tmpfs", str(path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={3 * STAGE // 2}", "tmpfs", str(path)],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield path
     finally:
@@ -336,6 +343,6 @@ async def test_upload_of_small_writes_across_stages(axon: Axon) -> None:
     data = random.Random(8).randbytes(2 * STAGE + 3)
     async with await axon.upload() as upload:
         for offset in range(0, len(data), 64 << 10):  # inline writes, some fill a stage
-            await upload.write(data[offset:offset + (64 << 10)])
+            await upload.write(data[offset : offset + (64 << 10)])
         assert await upload.save() == (len(data), sha_digest(data))
     assert await read_all(axon, sha_digest(data)) == data

@@ -41,8 +41,10 @@ def find_synapse_python() -> Path | None:
 def synapse_python() -> Path:
     found = find_synapse_python()
     if found is None:
-        pytest.skip("Synapse 2.256.0 is not installed: run 'make venv-synapse' (or set "
-                    "AXONFS_SYNAPSE_PYTHON to a python with synapse)")
+        pytest.skip(
+            "Synapse 2.256.0 is not installed: run 'make venv-synapse' (or set "
+            "AXONFS_SYNAPSE_PYTHON to a python with synapse)"
+        )
     return found
 
 
@@ -69,10 +71,12 @@ def ping(store: Path) -> dict[str, Any]:
 
 def start_tele(store: Path, *extra: str) -> Tele:
     store.mkdir(parents=True)
-    run_axonfs_bytes("passwd", "--store", str(store), "alice", stdin=f"{PASSWORD}\n".encode(),
-                     check=True)
-    daemon = ServeDaemon.start(store, "--telepath-listen", "tcp://127.0.0.1:0", *extra,
-                               wait_telepath=True)
+    run_axonfs_bytes(
+        "passwd", "--store", str(store), "alice", stdin=f"{PASSWORD}\n".encode(), check=True
+    )
+    daemon = ServeDaemon.start(
+        store, "--telepath-listen", "tcp://127.0.0.1:0", *extra, wait_telepath=True
+    )
     try:
         urls = ping(store)["telepath"]
         unix = next(url for url in urls if url.startswith("unix://"))
@@ -92,19 +96,24 @@ def tele(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tele]:
     assert "Traceback" not in log and " ERROR " not in log, log[-4000:]
 
 
-def run_client(python: Path, script: str, *args: str, timeout: float = SYNAPSE_TIMEOUT,
-               cwd: Path | None = None) -> Any:
+def run_client(
+    python: Path, script: str, *args: str, timeout: float = SYNAPSE_TIMEOUT, cwd: Path | None = None
+) -> Any:
     """Run ``clients/<script>`` with Synapse's python; return the JSON it prints."""
-    done = subprocess.run([str(python), str(CLIENTS / script), *args], capture_output=True,
-                          timeout=timeout, cwd=cwd)
+    done = subprocess.run(
+        [str(python), str(CLIENTS / script), *args], capture_output=True, timeout=timeout, cwd=cwd
+    )
     if done.returncode != 0:
-        raise AssertionError(f"{script} failed ({done.returncode}):\n"
-                             f"{done.stderr.decode(errors='replace')[-4000:]}")
+        raise AssertionError(
+            f"{script} failed ({done.returncode}):\n{done.stderr.decode(errors='replace')[-4000:]}"
+        )
     return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
-def run_module(python: Path, module: str, *args: str, cwd: Path | None = None,
-               timeout: float = SYNAPSE_TIMEOUT) -> subprocess.CompletedProcess[str]:
+def run_module(
+    python: Path, module: str, *args: str, cwd: Path | None = None, timeout: float = SYNAPSE_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m MODULE ARGS`` with Synapse's python (its tools)."""
-    return subprocess.run([str(python), "-m", module, *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [str(python), "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )

@@ -73,8 +73,15 @@ def test_handshake_describes_the_axon(tele: Tele) -> None:
     assert name == "tele:syn" and len(str(info["sess"])) == 32
     meths = info["sharinfo"]["meths"]  # type: ignore[index]
     generators = {name for name, meth in meths.items() if meth.get("genr")}
-    assert generators == {"get", "hashes", "history", "readlines", "csvrows", "jsonlines",
-                          "iterMpkFile"}
+    assert generators == {
+        "get",
+        "hashes",
+        "history",
+        "readlines",
+        "csvrows",
+        "jsonlines",
+        "iterMpkFile",
+    }
     assert {"put", "upload", "unpack", "wget", "getCellInfo"} <= set(meths)
     assert info["features"] == {"byterange": 1, "unpack": 1}
 
@@ -157,21 +164,25 @@ def test_ping_lists_the_telepath_urls(tele: Tele) -> None:
     urls = ping(tele.daemon.store)["telepath"]
     assert urls == [tele.unix, tele.tcp]
     assert tele.unix == f"unix://{tele.daemon.store}/run/telepath.sock"
-    text = run_axonfs_bytes("ctl", "--store", str(tele.daemon.store), "ping",
-                            check=True).stdout.decode()
+    text = run_axonfs_bytes(
+        "ctl", "--store", str(tele.daemon.store), "ping", check=True
+    ).stdout.decode()
     assert f"telepath {tele.unix}" in text
 
 
 def test_ctl_unpack(tele: Tele, tmp_path: Path) -> None:
     store = str(tele.daemon.store)
     (tmp_path / "blob").write_bytes(b"\x00\x01\x02\x03rest")
-    sha = run_axonfs_bytes("ctl", "--store", store, "put", str(tmp_path / "blob"),
-                           check=True).stdout.split()[1]
-    done = run_axonfs_bytes("ctl", "--store", store, "unpack", "--json", sha.decode(), ">HH",
-                            check=True)
+    sha = run_axonfs_bytes(
+        "ctl", "--store", store, "put", str(tmp_path / "blob"), check=True
+    ).stdout.split()[1]
+    done = run_axonfs_bytes(
+        "ctl", "--store", store, "unpack", "--json", sha.decode(), ">HH", check=True
+    )
     assert json.loads(done.stdout) == [1, 0x0203]
-    done = run_axonfs_bytes("ctl", "--store", store, "unpack", sha.decode(), "4s", "--offs", "4",
-                            check=True)
+    done = run_axonfs_bytes(
+        "ctl", "--store", store, "unpack", sha.decode(), "4s", "--offs", "4", check=True
+    )
     assert done.stdout.decode().strip() == b"rest".hex()
     done = run_axonfs_bytes("ctl", "--store", store, "unpack", "00" * 32, ">H", check=False)
     assert done.returncode == 1
@@ -182,14 +193,18 @@ def test_a_store_path_synapse_cannot_reach_is_skipped(tmp_path: Path) -> None:
     deep.parent.mkdir(parents=True)
     log_path = deep.parent / "store.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "axonfs", "serve", "--store",
-                                    str(deep), "--foreground"], stdout=log, stderr=log,
-                                   stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "axonfs", "serve", "--store", str(deep), "--foreground"],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         # ctl.sock's path is too long for connect() too; axonfs ctl gets there anyway.
         deadline = time.monotonic() + 20
-        while (done := run_axonfs_bytes("ctl", "--store", str(deep), "ping", "--json",
-                                        check=False)).returncode != 0:
+        while (
+            done := run_axonfs_bytes("ctl", "--store", str(deep), "ping", "--json", check=False)
+        ).returncode != 0:
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.1)
         urls = json.loads(done.stdout)["telepath"]

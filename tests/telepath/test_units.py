@@ -63,14 +63,22 @@ def test_passwd_command_strips_the_newline_echo_adds(tmp_path: Path) -> None:
     store = str(tmp_path)
     run_axonfs_bytes("passwd", "--store", store, "carol", stdin=b"p w\n", check=True)
     assert users.verify(tmp_path, "carol", "p w")
-    assert run_axonfs_bytes("passwd", "--store", store, "x:y", stdin=b"a\n",
-                            check=False).returncode == 2
-    assert run_axonfs_bytes("passwd", "--store", store, "dan", stdin=b"\n",
-                            check=False).returncode == 2
-    assert run_axonfs_bytes("passwd", "--store", store, "--delete", "carol",
-                            check=True).returncode == 0
-    assert run_axonfs_bytes("passwd", "--store", store, "--delete", "carol",
-                            check=False).returncode == 1
+    assert (
+        run_axonfs_bytes("passwd", "--store", store, "x:y", stdin=b"a\n", check=False).returncode
+        == 2
+    )
+    assert (
+        run_axonfs_bytes("passwd", "--store", store, "dan", stdin=b"\n", check=False).returncode
+        == 2
+    )
+    assert (
+        run_axonfs_bytes("passwd", "--store", store, "--delete", "carol", check=True).returncode
+        == 0
+    )
+    assert (
+        run_axonfs_bytes("passwd", "--store", store, "--delete", "carol", check=False).returncode
+        == 1
+    )
 
 
 def test_listen_addresses() -> None:
@@ -100,14 +108,17 @@ def test_decoder_bounds_what_it_buffers() -> None:
         MessageDecoder().feed(b"\x93\x01\x02\x03")  # an array, not (name, map)
     big = 1 << 70
     assert MessageDecoder().feed(encode("n", {"v": big, "w": -big})) == [
-        ("n", {"v": big, "w": -big})]
+        ("n", {"v": big, "w": -big})
+    ]
 
 
 def test_listeners_in_the_config_file(tmp_path: Path) -> None:
     config = tmp_path / "axonfs.toml"
-    config.write_text(f'store = "{tmp_path / "store"}"\n'
-                      'telepath-listen = ["tcp://127.0.0.1:0", "ssl://127.0.0.1:0"]\n'
-                      'tls-cert = "cert.pem"\n')
+    config.write_text(
+        f'store = "{tmp_path / "store"}"\n'
+        'telepath-listen = ["tcp://127.0.0.1:0", "ssl://127.0.0.1:0"]\n'
+        'tls-cert = "cert.pem"\n'
+    )
     done = run_axonfs_bytes("serve", "--config", str(config), "--print-config", check=True)
     assert 'telepath-listen = ["tcp://127.0.0.1:0", "ssl://127.0.0.1:0"]' in done.stdout.decode()
 

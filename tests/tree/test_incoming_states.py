@@ -74,8 +74,13 @@ class Tree:
         return self.ops.vfs.incoming
 
     async def create(self, name: str, pid: int = OPENER) -> FileHandleT:
-        info, _ = await self.ops.create(InodeT(INCOMING_INODE), os.fsencode(name), 0o644,
-                                        os.O_WRONLY | os.O_CREAT, FakeContext(pid))
+        info, _ = await self.ops.create(
+            InodeT(INCOMING_INODE),
+            os.fsencode(name),
+            0o644,
+            os.O_WRONLY | os.O_CREAT,
+            FakeContext(pid),
+        )
         return info.fh
 
     async def open(self, name: str, flags: int, pid: int = OPENER) -> FileHandleT:
@@ -107,7 +112,6 @@ class Tree:
         return b"".join([piece async for piece in self.axon.get(sha256)])
 
 
-
 @pytest.fixture
 async def tree(tmp_path: Path) -> AsyncIterator[Tree]:
     async with Axon.open(tmp_path / "store") as axon:
@@ -130,7 +134,8 @@ async def test_a_plain_copy_commits_once_at_close(tree: Tree) -> None:
 
 
 async def test_redirection_closes_a_duplicate_first_and_commits_only_the_content(
-        tree: Tree) -> None:
+    tree: Tree,
+) -> None:
     # sh: open(f) as fd 3, dup2(3, 1), close(3) -> FLUSH while fd 1 holds it.
     fh = await tree.create("f")
     tree.writers.held.add((OPENER, "incoming/f"))
@@ -198,7 +203,8 @@ async def test_o_trunc_on_a_second_open_truncates(tree: Tree) -> None:
 
 
 async def test_a_close_that_returned_keeps_its_content_when_the_other_writer_is_killed(
-        tree: Tree) -> None:
+    tree: Tree,
+) -> None:
     first = await tree.create("f")
     second = await tree.open("f", os.O_WRONLY, pid=CHILD)
     await tree.write(first, b"kept")
@@ -236,8 +242,9 @@ async def test_a_re_copy_stores_the_new_content_and_the_entry_shows_it(tree: Tre
     assert tree.history() == [sha_digest(b"old"), sha_digest(b"new content")]
     assert tree.file("x").sha256 == sha_digest(b"new content")
     assert await tree.axon.has(sha_digest(b"old"))  # the earlier blob stays stored
-    value = await tree.ops.getxattr(tree.file("x").inode, b"user.axonfs.sha256",
-                                    FakeContext(OPENER))
+    value = await tree.ops.getxattr(
+        tree.file("x").inode, b"user.axonfs.sha256", FakeContext(OPENER)
+    )
     assert value == sha_digest(b"new content").hex().encode()
 
 
@@ -253,7 +260,8 @@ async def test_an_append_stores_old_plus_new(tree: Tree) -> None:
 
 
 async def test_opening_a_committed_name_for_writing_without_writing_changes_nothing(
-        tree: Tree) -> None:
+    tree: Tree,
+) -> None:
     fh = await tree.create("x")
     await tree.write(fh, b"same")
     await tree.close(fh)
@@ -332,8 +340,10 @@ async def test_a_delete_from_any_front_end_drops_the_kernels_names(tree: Tree) -
     await tree.close(fh)
     await tree.axon.del_(digest)  # as `axonfs ctl del` does
     assert (BY_SHA256_INODE, digest.hex()) in tree.kernel.entries
-    assert any(name.endswith(digest.hex()) and parent != BY_SHA256_INODE
-               for parent, name in tree.kernel.entries)  # its /history link too
+    assert any(
+        name.endswith(digest.hex()) and parent != BY_SHA256_INODE
+        for parent, name in tree.kernel.entries
+    )  # its /history link too
     assert (INCOMING_INODE, "f") in tree.kernel.entries  # the entry showing it went
     with pytest.raises(pyfuse3.FUSEError):
         await tree.lookup("f")

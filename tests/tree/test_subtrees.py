@@ -48,8 +48,9 @@ from axonfs.vfs import Vfs
 async def ops(tmp_path: Path) -> AsyncIterator[Operations]:
     async with Axon.open(tmp_path / "store") as axon:
         incoming = Incoming(axon)
-        yield Operations(Vfs(axon, incoming, TreeOptions(socket_path=tmp_path / "ctl.sock",
-                                                         daemon_pid=4242)))
+        yield Operations(
+            Vfs(axon, incoming, TreeOptions(socket_path=tmp_path / "ctl.sock", daemon_pid=4242))
+        )
         incoming.close()
 
 
@@ -68,10 +69,13 @@ def names(listing: Listing) -> list[str]:
 
 
 async def test_the_root_lists_every_subtree_in_order(ops: Operations) -> None:
-    assert names(ops.vfs.opendir(ROOT_INODE)) == ["by-sha256", "history", "history.log",
-                                                   "incoming"]
-    for name, inode in (("by-sha256", BY_SHA256_INODE), ("history", HISTORY_INODE),
-                        ("history.log", HISTORY_LOG_INODE), ("incoming", INCOMING_INODE)):
+    assert names(ops.vfs.opendir(ROOT_INODE)) == ["by-sha256", "history", "history.log", "incoming"]
+    for name, inode in (
+        ("by-sha256", BY_SHA256_INODE),
+        ("history", HISTORY_INODE),
+        ("history.log", HISTORY_LOG_INODE),
+        ("incoming", INCOMING_INODE),
+    ):
         assert (await lookup(ops, ROOT_INODE, name)).st_ino == inode
     assert await errno_of(lookup(ops, ROOT_INODE, "nothing")) == errno.ENOENT
     socket = await ops.getxattr(InodeT(ROOT_INODE), b"user.axonfs.socket", FakeContext())
@@ -105,14 +109,19 @@ async def test_refusals_keep_their_errnos(ops: Operations) -> None:
     assert await errno_of(lookup(ops, blob, "x")) == errno.ENOTDIR
     assert await errno_of(ops.open(blob, os.O_WRONLY, ctx)) == errno.EROFS
     assert await errno_of(ops.open(InodeT(BY_SHA256_INODE), os.O_RDONLY, ctx)) == errno.EISDIR
-    assert await errno_of(ops.unlink(InodeT(BY_SHA256_INODE), digest.hex().encode(), ctx)) \
+    assert (
+        await errno_of(ops.unlink(InodeT(BY_SHA256_INODE), digest.hex().encode(), ctx))
         == errno.EPERM
+    )
     assert await errno_of(ops.mkdir(InodeT(HISTORY_INODE), b"d", 0o755, ctx)) == errno.EROFS
     assert await errno_of(ops.symlink(InodeT(ROOT_INODE), b"l", b"t", ctx)) == errno.EROFS
-    assert await errno_of(ops.symlink(InodeT(INCOMING_INODE), b"l", b"t", ctx)) \
+    assert await errno_of(ops.symlink(InodeT(INCOMING_INODE), b"l", b"t", ctx)) == errno.EPERM
+    assert (
+        await errno_of(
+            ops.rename(InodeT(INCOMING_INODE), b"a", InodeT(BY_SHA256_INODE), b"b", 0, ctx)
+        )
         == errno.EPERM
-    assert await errno_of(ops.rename(InodeT(INCOMING_INODE), b"a", InodeT(BY_SHA256_INODE),
-                                     b"b", 0, ctx)) == errno.EPERM
+    )
     assert await errno_of(ops.setxattr(blob, b"user.x", b"1", ctx)) == errno.EPERM
     assert await errno_of(ops.getxattr(blob, b"security.selinux", ctx)) == errno.ENOTSUP
     assert await errno_of(ops.getattr(InodeT(7), ctx)) == errno.ENOENT
@@ -169,8 +178,9 @@ class Greeting(ReadOnlySubtree):
 
 
 class Empty(Listing):
-    def entries(self, start: int, make: MakeAttributes[AttrsT]
-                ) -> Iterator[tuple[str, AttrsT, int]]:
+    def entries(
+        self, start: int, make: MakeAttributes[AttrsT]
+    ) -> Iterator[tuple[str, AttrsT, int]]:
         return iter(())
 
 

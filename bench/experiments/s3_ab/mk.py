@@ -2,6 +2,7 @@
 
 Usage: python mk.py START COUNT BUCKET
 """
+
 import hashlib
 import json
 import os
@@ -9,8 +10,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-os.environ.update(json.loads(
-    (Path(os.environ.get("AB_DIR", "/tmp/s3ab")) / "env.json").read_text()))
+os.environ.update(
+    json.loads((Path(os.environ.get("AB_DIR", "/tmp/s3ab")) / "env.json").read_text())
+)
 from bench_s3 import create_s3_objects  # noqa: E402
 
 start, count, bucket = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

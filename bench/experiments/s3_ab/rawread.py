@@ -2,6 +2,7 @@
 
 Usage: python rawread.py MIB RUNS (writes MIB MiB as the object `big` of bucket `rawread`)
 """
+
 import io
 import json
 import os
@@ -13,18 +14,24 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-os.environ.update(json.loads(
-    (Path(os.environ.get("AB_DIR", "/tmp/s3ab")) / "env.json").read_text()))
+os.environ.update(
+    json.loads((Path(os.environ.get("AB_DIR", "/tmp/s3ab")) / "env.json").read_text())
+)
 import boto3  # noqa: E402
 import botocore.config  # noqa: E402
 
 MiB = 1 << 20
 c = boto3.session.Session(region_name="us-east-1").client(
-    "s3", endpoint_url=os.environ["S3_ENDPOINT"],
+    "s3",
+    endpoint_url=os.environ["S3_ENDPOINT"],
     config=botocore.config.Config(
-        max_pool_connections=16, request_checksum_calculation="when_required",
-        response_checksum_validation="when_required", tcp_keepalive=True,
-        s3={"addressing_style": "path"}))
+        max_pool_connections=16,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        tcp_keepalive=True,
+        s3={"addressing_style": "path"},
+    ),
+)
 B = "rawread"
 K = "big"
 N = int(sys.argv[1]) * MiB
@@ -34,6 +41,7 @@ except Exception as e:
     print(e)
 c.upload_fileobj(io.BytesIO(os.urandom(N)), B, K)
 
+
 def whole() -> float:
     t0 = time.perf_counter()
     body = c.get_object(Bucket=B, Key=K)["Body"]
@@ -42,12 +50,14 @@ def whole() -> float:
         got += len(p)
     return N / MiB / (time.perf_counter() - t0)
 
+
 def get(start: int, size: int, piece: int = MiB) -> int:
-    body = c.get_object(Bucket=B, Key=K, Range=f"bytes={start}-{start+size-1}")["Body"]
+    body = c.get_object(Bucket=B, Key=K, Range=f"bytes={start}-{start + size - 1}")["Body"]
     got = 0
     while p := body.read(piece):
         got += len(p)
     return got
+
 
 def ranged(span: int, par: int) -> float:
     t0 = time.perf_counter()
@@ -55,6 +65,7 @@ def ranged(span: int, par: int) -> float:
         got = sum(pool.map(lambda s: get(s, span), range(0, N, span)))
     assert got == N
     return N / MiB / (time.perf_counter() - t0)
+
 
 cases: dict[str, Callable[[], float]] = {"whole": whole}
 for span in (4, 8, 16):

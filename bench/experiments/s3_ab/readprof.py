@@ -2,6 +2,7 @@
 
 Environment: AB_DIR, RUNS (3), CACHE (cache bytes), RA (readahead blocks).
 """
+
 import json
 import os
 import shutil
@@ -14,8 +15,9 @@ from unittest import mock
 import trio
 
 sys.path.insert(0, os.getcwd())
-os.environ.update(json.loads(
-    (Path(os.environ.get("AB_DIR", "/tmp/s3ab")) / "env.json").read_text()))
+os.environ.update(
+    json.loads((Path(os.environ.get("AB_DIR", "/tmp/s3ab")) / "env.json").read_text())
+)
 from axonfs.backends import cache as cachemod  # noqa: E402
 from axonfs.backends.readahead import BlockReader  # noqa: E402
 from axonfs.backends.s3 import S3Backend, S3Config  # noqa: E402
@@ -23,17 +25,25 @@ from axonfs.backends.s3 import S3Backend, S3Config  # noqa: E402
 MiB = 1 << 20
 T = {"put": 0.0, "readcall": 0.0}
 orig_put = cachemod.BlockCache.put
-def put(self: cachemod.BlockCache, sha_hex: str, index: int, blob_size: int,
-        data: bytes) -> None:
+
+
+def put(self: cachemod.BlockCache, sha_hex: str, index: int, blob_size: int, data: bytes) -> None:
     t = time.perf_counter()
     orig_put(self, sha_hex, index, blob_size, data)
     T["put"] += time.perf_counter() - t
+
+
 async def main() -> None:
     work = Path(tempfile.mkdtemp(dir=os.environ.get("AB_DIR", "/tmp/s3ab")))
-    be = S3Backend(S3Config(bucket="rawread", endpoint_url=os.environ["S3_ENDPOINT"],
-                            cache_size=int(os.environ.get("CACHE", 2 << 30)),
-                            readahead_blocks=int(os.environ.get("RA", 16))),
-                   cache_dir=work / "c")
+    be = S3Backend(
+        S3Config(
+            bucket="rawread",
+            endpoint_url=os.environ["S3_ENDPOINT"],
+            cache_size=int(os.environ.get("CACHE", 2 << 30)),
+            readahead_blocks=int(os.environ.get("RA", 16)),
+        ),
+        cache_dir=work / "c",
+    )
     # read the 'big' object of rawread via the backend directly, as Axon.get does
     # (4 MiB pieces, thread per piece)
     size = be.client.head_object(Bucket="rawread", Key="big")["ContentLength"]
@@ -56,10 +66,15 @@ async def main() -> None:
         while body.read(MiB):
             pass
         raw = time.perf_counter() - t1
-        print(f"axon {size/MiB/tot:.0f} MiB/s  raw {size/MiB/raw:.0f} MiB/s ratio {raw/tot:.2f}  "
-              f"cache.put total {T['put']:.3f}s of {tot:.3f}s  reader wait {wait:.3f}  "
-              f"gets {be.stats().requests}")
+        print(
+            f"axon {size / MiB / tot:.0f} MiB/s  raw {size / MiB / raw:.0f} MiB/s "
+            f"ratio {raw / tot:.2f}  "
+            f"cache.put total {T['put']:.3f}s of {tot:.3f}s  reader wait {wait:.3f}  "
+            f"gets {be.stats().requests}"
+        )
     be.close()
     shutil.rmtree(work)
+
+
 with mock.patch.object(cachemod.BlockCache, "put", put):
     trio.run(main)

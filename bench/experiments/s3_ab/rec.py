@@ -1,4 +1,5 @@
 """recover of a bucket against plain parallel listings: python rec.py BUCKET RUNS COUNT."""
+
 import json
 import os
 import shutil
@@ -13,8 +14,9 @@ from typing import Any
 import trio
 
 sys.path.insert(0, os.getcwd())
-os.environ.update(json.loads(
-    (Path(os.environ.get("AB_DIR", "/tmp/s3ab")) / "env.json").read_text()))
+os.environ.update(
+    json.loads((Path(os.environ.get("AB_DIR", "/tmp/s3ab")) / "env.json").read_text())
+)
 from axonfs.axon import Axon  # noqa: E402
 from axonfs.backends.s3 import KeyRange, S3Backend, S3Config  # noqa: E402
 
@@ -22,10 +24,14 @@ BUCKET = sys.argv[1]
 RUNS = int(sys.argv[2])
 COUNT = int(sys.argv[3])
 
+
 def stock_client(be: S3Backend) -> Any:
     import boto3
+
     return boto3.session.Session(region_name="us-east-1").client(
-        "s3", endpoint_url=os.environ["S3_ENDPOINT"], config=be.client.meta.config)
+        "s3", endpoint_url=os.environ["S3_ENDPOINT"], config=be.client.meta.config
+    )
+
 
 def plain_parallel(be: S3Backend, c: Any) -> tuple[float, int]:
     def one(rng: KeyRange) -> int:
@@ -43,17 +49,20 @@ def plain_parallel(be: S3Backend, c: Any) -> tuple[float, int]:
             if not r.get("IsTruncated"):
                 return n
             args["ContinuationToken"] = r["NextContinuationToken"]
+
     t0 = time.perf_counter()
     with ThreadPoolExecutor(be.config.max_connections) as pool:
         n = sum(pool.map(one, be._ranges()))
     return n / (time.perf_counter() - t0), n
 
+
 async def main() -> None:
     res: dict[str, list[float]] = {"recover": [], "plain_par": [], "plain_stock": []}
     for r in range(RUNS):
         work = Path(tempfile.mkdtemp(dir=os.environ.get("AB_DIR", "/tmp/s3ab")))
-        be = S3Backend(S3Config(bucket=BUCKET, endpoint_url=os.environ["S3_ENDPOINT"]),
-                       cache_dir=work / "c")
+        be = S3Backend(
+            S3Config(bucket=BUCKET, endpoint_url=os.environ["S3_ENDPOINT"]), cache_dir=work / "c"
+        )
         async with Axon.open(work / "store", backend=be) as axon:
             t0 = time.perf_counter()
             rep = await axon.recover(verify=False)
@@ -69,9 +78,19 @@ async def main() -> None:
     rs = [a / b for a, b in zip(res["recover"], res["plain_par"], strict=True)]
     for k, v in res.items():
         print(f"{k:10s} {statistics.median(v):7.0f}  {' '.join(f'{x:.0f}' for x in v)}")
-    print("ratios vs same client", " ".join(f"{x:.2f}" for x in rs),
-          "med", f"{statistics.median(rs):.2f}")
+    print(
+        "ratios vs same client",
+        " ".join(f"{x:.2f}" for x in rs),
+        "med",
+        f"{statistics.median(rs):.2f}",
+    )
     rs = [a / b for a, b in zip(res["recover"], res["plain_stock"], strict=True)]
-    print("ratios vs stock client", " ".join(f"{x:.2f}" for x in rs),
-          "med", f"{statistics.median(rs):.2f}")
+    print(
+        "ratios vs stock client",
+        " ".join(f"{x:.2f}" for x in rs),
+        "med",
+        f"{statistics.median(rs):.2f}",
+    )
+
+
 trio.run(main)

@@ -49,12 +49,16 @@ async def main(axonfs_url: str, workdir: str, count: int) -> None:
         in_axonfs = await contents(axonfs_url)
         await copy(axonfs_url, dst_url)
         in_dst = await contents(dst_url)
-    print(json.dumps({
-        "expected": len(expected),
-        "axonfs_has_all": all(in_axonfs.get(sha) for sha in expected),
-        "dst_has_all": all(in_dst.get(sha) for sha in expected),
-        "dst_count": len(in_dst),
-    }))
+    print(
+        json.dumps(
+            {
+                "expected": len(expected),
+                "axonfs_has_all": all(in_axonfs.get(sha) for sha in expected),
+                "dst_has_all": all(in_dst.get(sha) for sha in expected),
+                "dst_count": len(in_dst),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

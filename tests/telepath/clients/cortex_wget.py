@@ -22,16 +22,27 @@ async def main(axon_url: str, workdir: str, http_url: str) -> None:
         opts = {"vars": {"sha256": sha256}}
         lines = await core.callStorm(
             "$lines = () for $line in $lib.axon.readlines($sha256) { $lines.append($line) } "
-            "return($lines)", opts=opts)
+            "return($lines)",
+            opts=opts,
+        )
         unpacked = await core.callStorm("return($lib.axon.unpack($sha256, '>5s'))", opts=opts)
         size = await core.callStorm("return($lib.axon.size($sha256))", opts=opts)
         put = await core.callStorm("return($lib.bytes.put($lib.hex.decode(01020304)))")
-        node = await core.callStorm(
-            "[ file:bytes=$sha256 ] return($node.repr())", opts=opts)
-    print(json.dumps({"ok": wget["ok"], "code": wget["code"], "sha256": sha256,
-                      "lines": lines, "unpack": [v.hex() for v in unpacked], "size": size,
-                      "put": [put[0], put[1].hex() if isinstance(put[1], bytes) else put[1]],
-                      "node": node}))
+        node = await core.callStorm("[ file:bytes=$sha256 ] return($node.repr())", opts=opts)
+    print(
+        json.dumps(
+            {
+                "ok": wget["ok"],
+                "code": wget["code"],
+                "sha256": sha256,
+                "lines": lines,
+                "unpack": [v.hex() for v in unpacked],
+                "size": size,
+                "put": [put[0], put[1].hex() if isinstance(put[1], bytes) else put[1]],
+                "node": node,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,12 @@ async def main(url: str, http_base: str) -> None:
     out: dict[str, Any] = {}
     async with await s_telepath.openurl(url) as axon:
         info = await axon.getCellInfo()
-        out["cellinfo"] = {"type": info["cell"]["type"], "iden": info["cell"]["iden"],
-                           "version": info["synapse"]["version"],
-                           "features": info["features"]}
+        out["cellinfo"] = {
+            "type": info["cell"]["type"],
+            "iden": info["cell"]["iden"],
+            "version": info["synapse"]["version"],
+            "features": info["features"],
+        }
         out["iden"] = await axon.getCellIden()
         out["celltype"] = await axon.getCellType()
         out["features"] = proxy_features = dict(axon._features)
@@ -86,12 +89,18 @@ async def main(url: str, http_base: str) -> None:
         out["upload"] = [first, second]
         out["upload_get"] = b"".join([p async for p in axon.get(sha(b"upload"))])
         wget = await axon.wget(f"{http_base}/file")
-        out["wget"] = {"ok": wget["ok"], "code": wget["code"], "size": wget["size"],
-                       "sha256": wget["hashes"]["sha256"]}
+        out["wget"] = {
+            "ok": wget["ok"],
+            "code": wget["code"],
+            "size": wget["size"],
+            "sha256": wget["hashes"]["sha256"],
+        }
         wput = await axon.wput(sha(text), f"{http_base}/upload")
         out["wput"] = {"ok": wput["ok"], "code": wput["code"]}
-        fields = [{"name": "file", "sha256": sha(text).hex(), "filename": "a.txt"},
-                  {"name": "note", "value": "hi"}]
+        fields = [
+            {"name": "file", "sha256": sha(text).hex(), "filename": "a.txt"},
+            {"name": "note", "value": "hi"},
+        ]
         post = await axon.postfiles(fields, f"{http_base}/upload", method="PUT")
         out["postfiles"] = {"ok": post["ok"], "code": post["code"]}
         out["del_"] = [await axon.del_(sha(b"two")), await axon.del_(sha(b"two"))]

@@ -20,8 +20,10 @@ async def main(url: str) -> None:
     async with await s_telepath.openurl(url) as axon:
         blobs = [os.urandom(1000 + i) for i in range(20)]
         results = await asyncio.gather(*(axon.put(blob) for blob in blobs))
-        out["puts_ok"] = all(sha == hashlib.sha256(blob).digest() and size == len(blob)
-                             for blob, (size, sha) in zip(blobs, results, strict=True))
+        out["puts_ok"] = all(
+            sha == hashlib.sha256(blob).digest() and size == len(blob)
+            for blob, (size, sha) in zip(blobs, results, strict=True)
+        )
         gets = await asyncio.gather(*(collect(axon, hashlib.sha256(b).digest()) for b in blobs))
         out["gets_ok"] = gets == blobs
         out["links"] = len(axon.alllinks)
@@ -32,7 +34,7 @@ async def main(url: str) -> None:
         big = os.urandom(BIG)
         async with await axon.upload() as upfd:
             for start in range(0, BIG, 8 << 20):
-                await upfd.write(big[start:start + (8 << 20)])
+                await upfd.write(big[start : start + (8 << 20)])
             size, sha = await upfd.save()
         genr = axon.get(sha)
         async for piece in genr:
@@ -45,8 +47,9 @@ async def main(url: str) -> None:
         await follow.aclose()
         # The proxy goes on working after both.
         out["after"] = [await axon.has(sha), (await axon.put(b"after"))[0]]
-        out["big_ok"] = hashlib.sha256(b"".join(
-            [piece async for piece in axon.get(sha)])).digest() == sha
+        out["big_ok"] = (
+            hashlib.sha256(b"".join([piece async for piece in axon.get(sha)])).digest() == sha
+        )
     print(json.dumps(out))
 
 

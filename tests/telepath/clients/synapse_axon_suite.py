@@ -45,8 +45,13 @@ def remote_test_base() -> tuple[Callable[..., Awaitable[None]], list[str]]:
     # Compiled as a method of a class, as written: its csv literals start at column 0,
     # so the source cannot be dedented.
     # Blank lines keep a failure's line numbers those of Synapse's file.
-    body = ("\n" * (lineno - 2) + "class Remote:\n" + source[:start]
-            + "\n" * removed.count("\n") + source[end:])
+    body = (
+        "\n" * (lineno - 2)
+        + "class Remote:\n"
+        + source[:start]
+        + "\n" * removed.count("\n")
+        + source[end:]
+    )
     filename = inspect.getsourcefile(t_axon)
     assert filename is not None
     exec(compile(body, filename, "exec"), namespace)  # noqa: S102
@@ -82,8 +87,15 @@ def main(url: str, which: str) -> None:
     test.run(result)
     problems = result.errors + result.failures
     error = None if not problems else "".join(text for _, text in problems)[-6000:]
-    print(json.dumps({"ok": result.wasSuccessful() and result.testsRun == 1,
-                      "removed": removed, "error": error}))
+    print(
+        json.dumps(
+            {
+                "ok": result.wasSuccessful() and result.testsRun == 1,
+                "removed": removed,
+                "error": error,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
