@@ -85,17 +85,19 @@ from helpers.rgw import RgwCluster  # noqa: E402
 from helpers.s3server import TEST_ENV, MotoServer, RgwServer  # noqa: E402
 
 from axonfs.axon import Axon  # noqa: E402
+from axonfs.backends.base import BlobBackend  # noqa: E402
 from axonfs.backends.local import LocalBackend  # noqa: E402
-from axonfs.backends.s3 import S3Backend, S3Config  # noqa: E402
+from axonfs.backends.s3 import S3Backend, S3Config, S3Stats  # noqa: E402
 from axonfs.hashing import Sha256  # noqa: E402
 
 MiB = 1 << 20
 BACKENDS = ("local", "s3")
 
 
-def requests_of(backend: Any) -> dict[str, int]:
-    stats = getattr(backend, "stats", None)
-    return dict(stats().requests) if stats else {}
+def requests_of(backend: BlobBackend) -> dict[str, int]:
+    """The backend's requests so far by operation ({} for one without counters)."""
+    counters = backend.stats()
+    return dict(counters.requests) if isinstance(counters, S3Stats) else {}
 
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
