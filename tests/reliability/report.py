@@ -160,6 +160,18 @@ byte-exact, every acknowledged delete still done; a delete in flight may go eith
 * cuts at 4 of the syncs of `axonfs recover` indexing the blob files of a store whose index
   was lost (after the sequence), then recover run again to the end.
 
+**With a sync interval** (`--sync-interval`), a put of a small blob is acknowledged before it
+is durable, so the checks change for those puts only: the ones that survive a cut must be
+whole and, where the calls were made one at a time, a prefix of the acknowledged order;
+everything else (larger blobs, deletes, whatever a sync or a durable call covered) must
+survive as without the interval. Run in that mode: the sequence sweep (with an interval no
+sweep outlives, so only the calls sync: the same syncs every run) with and without half of
+the unsynced pieces kept, eight concurrent writers cut after 150 acknowledged calls, `/incoming`
+copies cut after 40 closes, and the bound: small puts one after the other with a 100 ms
+interval, cut after 3 s; every put acknowledged more than the interval plus 1.5 s (a sync late
+on a loaded machine) before the cut must survive. With the interval's timer disabled, that
+test lost every promised put.
+
 **What it found** (each fixed in its own commit; with any one of the first three fixes
 reverted, the sequence test fails with the message quoted):
 
@@ -222,6 +234,13 @@ def render(figures: dict[str, dict[str, Any]], seconds: float) -> str:
         "power_cut_concurrent": "Power cuts: concurrent writers",
         "power_cut_incoming": "Power cuts: /incoming",
         "power_cut_index_recover": "Power cuts: recover rebuilding a lost index",
+        "power_cut_sequence_interval": "Power cuts with a sync interval: the sequence sweep",
+        "power_cut_sequence_interval_half_kept": (
+            "Power cuts with a sync interval: the same sweep, half of the unsynced pieces kept"
+        ),
+        "power_cut_interval_bound": (
+            "Power cuts with a 100 ms sync interval: what a cut after 3 s of small puts lost"
+        ),
     }
     losses = sum(int(entry.get("lost", 0)) for entry in figures.values())
     for key in titles:
