@@ -292,7 +292,9 @@ def test_power_cut_with_a_sync_interval_loses_at_most_the_interval(
     ] = {
         "sync interval ms": BOUND_INTERVAL_MS,
         "puts acknowledged": len(acks.tentative),
-        "lost (none acknowledged longer than the interval plus 1.5 s before the cut)": len(acks.tentative)
+        "lost (none acknowledged longer than the interval plus 1.5 s before the cut)": len(
+            acks.tentative
+        )
         - len(survived),
     }
 
