@@ -263,11 +263,7 @@ class Index:
 
             def replay(txn: lmdb.Transaction[bytes]) -> None:
                 for record in records:
-                    for db, key, value in record:
-                        if value is None:
-                            txn.delete(key, db=self._logged_dbs[db])
-                        else:
-                            txn.put(key, value, db=self._logged_dbs[db])
+                    self._apply_record(txn, record)
                 txn.put(_META_LOG_GENERATION, _U64.pack(generation + 1), db=self.meta)
 
             self._write(replay)
@@ -286,14 +282,18 @@ class Index:
         with self.env.begin() as base:
             for record in records:
                 staged = StagingTxn(base, self._pending, None)
-                for db, key, value in record:
-                    if value is None:
-                        staged.delete(key, db=self._logged_dbs[db])
-                    else:
-                        staged.put(key, value, db=self._logged_dbs[db])
+                self._apply_record(staged, record)
                 self._pending.merge(
                     staged, sum(len(key) + len(value or b"") for _, key, value in record)
                 )
+
+    def _apply_record(self, txn: WriteTxn, record: list[Change]) -> None:
+        """Apply one commit log record's changes to *txn*."""
+        for db, key, value in record:
+            if value is None:
+                txn.delete(key, db=self._logged_dbs[db])
+            else:
+                txn.put(key, value, db=self._logged_dbs[db])
 
     def _log_generation(self) -> int:
         with self.env.begin(db=self.meta) as txn:
