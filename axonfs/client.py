@@ -287,6 +287,20 @@ class AxonClient:
         finally:
             await self._release(connection, reusable)
 
+    async def _call_dict(self, call: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """:meth:`_call` for a call whose result is a map; anything else is a protocol error."""
+        result = await self._call(call, *args, **kwargs)
+        if not isinstance(result, dict):
+            raise ProtocolError(f"{call} returned {type(result).__name__}, not a map")
+        return result
+
+    async def _call_int(self, call: str, *args: Any, **kwargs: Any) -> int | None:
+        """:meth:`_call` for a call whose result is an integer or None."""
+        result = await self._call(call, *args, **kwargs)
+        if result is not None and (not isinstance(result, int) or isinstance(result, bool)):
+            raise ProtocolError(f"{call} returned {type(result).__name__}, not an integer")
+        return result
+
     async def _stream(self, call: str, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         connection = await self._acquire()
         reusable = False
@@ -325,7 +339,7 @@ class AxonClient:
 
     async def ping(self) -> dict[str, Any]:
         """The daemon's version and pid (an axonfs extension)."""
-        return await self._call("ping")  # type: ignore[no-any-return]
+        return await self._call_dict("ping")
 
     async def unpack(self, sha256: bytes, fmt: str, offs: int = 0) -> tuple[Any, ...]:
         """``struct.unpack(fmt, ...)`` of the blob's bytes at *offs*."""
@@ -333,11 +347,11 @@ class AxonClient:
 
     async def stats(self) -> dict[str, Any]:
         """The daemon's operational counters (an axonfs extension; see axonfs.stats)."""
-        return await self._call("stats")  # type: ignore[no-any-return]
+        return await self._call_dict("stats")
 
     async def log_level(self, level: str | None = None, logger: str = "") -> dict[str, Any]:
         """Set the daemon's log level (of *logger*, default the root); report the levels."""
-        return await self._call("log_level", level, logger)  # type: ignore[no-any-return]
+        return await self._call_dict("log_level", level, logger)
 
     # -- the AxonApi ------------------------------------------------------------------
 
@@ -389,21 +403,21 @@ class AxonClient:
         return bool(await self._call("has", sha256))
 
     async def size(self, sha256: bytes) -> int | None:
-        return await self._call("size", sha256)  # type: ignore[no-any-return]
+        return await self._call_int("size", sha256)
 
     async def wants(self, sha256s: Iterable[bytes]) -> tuple[bytes, ...]:
         return tuple(await self._call("wants", list(sha256s)))
 
     async def hashset(self, sha256: bytes) -> dict[str, str]:
-        return await self._call("hashset", sha256)  # type: ignore[no-any-return]
+        return await self._call_dict("hashset", sha256)
 
     async def metrics(self) -> dict[str, int]:
-        return await self._call("metrics")  # type: ignore[no-any-return]
+        return await self._call_dict("metrics")
 
     async def sync(self) -> int:
         """Make every commit durable now (see ``--sync-interval``); return how
         many were not durable yet."""
-        return await self._call("sync")  # type: ignore[no-any-return]
+        return await self._call_int("sync") or 0
 
     def hashes(
         self, offs: int, wait: bool = False, timeout: float | None = None
@@ -435,7 +449,7 @@ class AxonClient:
         ssl_opts: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Download *url* into the store; the reference's result dictionary."""
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call_dict(
             "wget",
             url,
             params=params,
@@ -462,7 +476,7 @@ class AxonClient:
         ssl_opts: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Send a blob as the body of a request to *url*."""
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call_dict(
             "wput",
             sha256,
             url,
@@ -488,7 +502,7 @@ class AxonClient:
         ssl_opts: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Send a multipart form whose fields may be blobs (``sha256`` as hex)."""
-        return await self._call(  # type: ignore[no-any-return]
+        return await self._call_dict(
             "postfiles",
             list(fields),
             url,
@@ -525,7 +539,7 @@ class AxonClient:
         *verify* (re-hash before adopting) defaults to the daemon backend's
         choice: on for local files, off for S3 (it would download everything).
         """
-        return await self._call("recoverIndices", verify=verify)  # type: ignore[no-any-return]
+        return await self._call_dict("recoverIndices", verify=verify)
 
     def wget_progress(
         self,
