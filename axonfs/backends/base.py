@@ -14,7 +14,7 @@ Callers commit the index row only after ``flush()``.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +76,19 @@ class BytesReader(BlobReader):
         pass
 
 
+class StagedBlobs(abc.ABC):
+    """Files a backend wrote for blobs, not yet in place nor durable
+    (:meth:`BlobBackend.stage`)."""
+
+    shas: list[Sha256]
+    """The blobs that got a file (those the backend held already did not)."""
+
+    @abc.abstractmethod
+    def place(self, keep: Collection[Sha256]) -> None:
+        """Put the files of *keep* (some of :attr:`shas`) in place, unsynced, as
+        ``put_file(sync=False)`` would, and remove the others."""
+
+
 class BlobBackend(abc.ABC):
     """Stores blobs by sha256. Methods may block; call them from threads."""
 
@@ -119,9 +132,19 @@ class BlobBackend(abc.ABC):
                 errors.append(None)
         return errors
 
-    def sync_blobs(self, sha256s: list[Sha256]) -> list[Sha256]:
-        """Make blobs put with ``sync=False`` durable; return those not found."""
-        return []
+    def stage(self, blobs: Sequence[tuple[Sha256, bytes]], tmp_prefix: str) -> StagedBlobs:
+        """Write files for blobs the store holds in memory (only if
+        :attr:`deferred_sync`), at names starting with *tmp_prefix*; the
+        store then places them (:meth:`StagedBlobs.place`) and syncs them
+        (:meth:`sync_blobs`)."""
+        raise NotImplementedError(f"the {self.name} backend does not write blobs in batches")
+
+    def sync_blobs(self, sha256s: list[Sha256]) -> None:  # noqa: B027 - optional hook
+        """Make blobs put with ``sync=False`` durable."""
+
+    def stored(self, sha256s: Sequence[Sha256]) -> set[Sha256]:
+        """Which of these blobs the backend holds."""
+        return {sha for sha in sha256s if self.exists(sha)}
 
     def prepare(self, paths: list[Path]) -> None:  # noqa: B027 - optional hook
         """Get ready to take these spool files (a hint; the local backend

@@ -672,29 +672,19 @@ class Store:
             rows = self.index.journal_batch(limit, max_bytes=JOURNAL_BATCH_BYTES, durable=True)
             if not rows:
                 return 0
-            fresh = [
-                (sha, spool.write_file(self.tmp, data))
-                for sha, data in rows
-                if not self.backend.exists(sha)
-            ]
+            staged = self.backend.stage(rows, f"{self.tmp}/{spool.SPOOL_PREFIX}spill-")
             with self._commit_lock:
-                self._place(fresh)
+                # A blob deleted since the batch was read gets no file.
+                staged.place([sha for sha in staged.shas if self.index.has(sha)])
             shas = [sha for sha, _ in rows]
             self.backend.sync_blobs(shas)
             with self._commit_lock:
-                # A blob deleted since the batch was read has no file (and
-                # no journal row) now; one deleted and re-added has a journal
-                # row but no file yet: keep its row for the next step.
-                self.index.drop_journal([sha for sha in shas if self.backend.exists(sha)])
+                # A blob deleted since has no file (and no journal row) now;
+                # one deleted and added again has a journal row but no file
+                # yet: its row stays for the next step.
+                stored = self.backend.stored(shas)
+                self.index.drop_journal([sha for sha in shas if sha in stored])
             return len(rows)
-
-    def _place(self, written: list[tuple[Sha256, Path]]) -> None:
-        """Rename spilled files into place, unless their blob was deleted meanwhile."""
-        for sha, path in written:
-            if self.index.has(sha):
-                self.backend.put_file(sha, path, sync=False)
-            else:
-                path.unlink(missing_ok=True)
 
     def _settle_journal(self) -> None:
         """After a crash, make every journaled blob's file match its bytes.
