@@ -89,9 +89,9 @@ class FileWorker:
 
     def _call(self, op: str, args: list[Any]) -> Any:
         with self._lock:
-            process = self._process or self._start()
-            assert process.stdin is not None and process.stdout is not None
             try:
+                process = self._process or self._start()
+                assert process.stdin is not None and process.stdout is not None
                 _send(process.stdin.fileno(), (op, args))
                 return _receive(process.stdout.fileno())
             except EOFError:
@@ -99,7 +99,8 @@ class FileWorker:
                 raise FileWorkerError(errno.EPIPE, "the file worker exited") from None
             except OSError as exc:
                 self._stop()
-                raise FileWorkerError(exc.errno or errno.EPIPE, "the file worker failed") from exc
+                number, reason = exc.errno or errno.EPIPE, exc.strerror or "its pipe failed"
+                raise FileWorkerError(number, f"the file worker: {reason}") from exc
 
     def _start(self) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(

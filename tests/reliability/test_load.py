@@ -143,13 +143,20 @@ def test_load(daemons: MakeDaemon, figures: Figures) -> None:
     assert pid is not None
     blobs = {}
     for i in range(32):
-        data = rng.randbytes(rng.choice([4096, 100_000, 1 << 20, 4 << 20]) + i)
+        size = rng.choice([4096, 100_000, 1 << 20, 4 << 20]) if i else 4096  # one small at least
+        data = rng.randbytes(size + i)
         blobs[hashlib.sha256(data).hexdigest()] = data
         write_file(daemon.mnt / "incoming" / f"seed{i}", data)
 
-    async def warm_up() -> None:  # the daemon's lazily opened descriptors, before counting
+    async def warm_up() -> None:
+        """Let the daemon open what it opens lazily, before counting: the
+        client's connection, and the pipes of the process that writes small
+        blobs' files (started by the first spill, a second after the seeds)."""
         async with client.connect(daemon.socket) as axon:
             await axon.metrics()
+            with trio.fail_after(30):
+                while (await axon.stats())["journal"]["blobs"]:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
 
     trio.run(warm_up)
     file_sha(daemon.mnt / "by-sha256" / next(iter(blobs)))

@@ -39,7 +39,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,6 +194,25 @@ def finish_writer_when_done(writer: subprocess.Popen[str], acks: Acks) -> str:
     return err + out
 
 
+def read_acks_until(
+    disk: PowerCutDisk, writer: subprocess.Popen[str], enough: Callable[[Acks], bool]
+) -> Acks:
+    """Read the writer's acks as they come until *enough* of them; a writer
+    that gets stuck meets the watchdog, which cuts the power and so ends the read."""
+    acks = Acks()
+    assert writer.stdout is not None
+    watchdog = threading.Timer(TIMEOUT, disk.power_cut)
+    watchdog.start()
+    try:
+        for line in writer.stdout:
+            acks.feed(line)
+            if enough(acks):
+                break
+    finally:
+        watchdog.cancel()
+    return acks
+
+
 def cut_at_sync(
     disk: PowerCutDisk, sync: int, mode: str = "sequence", sync_interval_ms: int = 0
 ) -> Acks:
@@ -259,17 +278,13 @@ def test_power_cut_with_a_sync_interval_loses_at_most_the_interval(
     before the cut survives, and those that survived are a prefix."""
     mnt = disk.start()
     writer = start_writer(mnt / "store", "small", sync_interval_ms=BOUND_INTERVAL_MS)
-    acks = Acks()
-    assert writer.stdout is not None
-    watchdog = threading.Timer(TIMEOUT, disk.power_cut)  # a stuck writer ends the loop
-    watchdog.start()
-    try:
-        for line in writer.stdout:
-            acks.feed(line)
-            if acks.tentative and acks.tentative[-1][1] - acks.tentative[0][1] > BOUND_RUN_NS:
-                break
-    finally:
-        watchdog.cancel()
+    acks = read_acks_until(
+        disk,
+        writer,
+        lambda acks: (
+            bool(acks.tentative) and acks.tentative[-1][1] - acks.tentative[0][1] > BOUND_RUN_NS
+        ),
+    )
     cut_ns = time.monotonic_ns()
     disk.power_cut()
     err = finish_writer(writer, acks)
@@ -359,17 +374,7 @@ def test_power_cut_while_writers_put_and_delete(
     lost; nothing else."""
     mnt = disk.start()
     writer = start_writer(mnt / "store", "concurrent", seed=cut_after, sync_interval_ms=interval_ms)
-    acks = Acks()
-    assert writer.stdout is not None
-    watchdog = threading.Timer(TIMEOUT, disk.power_cut)  # a stuck writer ends the loop
-    watchdog.start()
-    try:
-        for line in writer.stdout:
-            acks.feed(line)
-            if acks.lines >= cut_after:
-                break
-    finally:
-        watchdog.cancel()
+    acks = read_acks_until(disk, writer, lambda acks: acks.lines >= cut_after)
     disk.power_cut()
     err = finish_writer(writer, acks)
     assert acks.lines >= cut_after, err
