@@ -52,8 +52,12 @@ class ListedNames(BlobBackend):
         self.count = count
 
     def list(self) -> Iterator[Listing]:
-        for number in range(self.count):
-            yield Listing(Sha256(hashlib.sha256(number.to_bytes(8, "big")).digest()), 4096)
+        # In key order, as an S3 listing (of one of the backend's key ranges) comes.
+        names = sorted(
+            hashlib.sha256(number.to_bytes(8, "big")).digest() for number in range(self.count)
+        )
+        for name in names:
+            yield Listing(Sha256(name), 4096)
 
     def exists(self, sha256: Sha256) -> bool:
         return True
