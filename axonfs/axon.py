@@ -433,7 +433,11 @@ class Axon:
             try:
                 while self._spill_due():
                     spilled = await trio.to_thread.run_sync(
-                        self.store.spill_step, limiter=self.limiters.disk_io
+                        # While puts stream in, no index sync of its own (it
+                        # would hold commits for its flush): the interval's
+                        # timer makes rows durable, the spill follows.
+                        partial(self.store.spill_step, sync_first=self._ingest_quiet()),
+                        limiter=self.limiters.disk_io,
                     )
                     if not spilled:  # what is left is not durable yet: the next sync
                         break
@@ -444,8 +448,11 @@ class Axon:
                 )
 
     def _spill_due(self) -> bool:
-        quiet = trio.current_time() - self._last_commit >= SPILL_IDLE
-        return self.store.spill_wanted() or (quiet and self.store.journaled() > 0)
+        return self.store.spill_wanted() or (self._ingest_quiet() and self.store.journaled() > 0)
+
+    def _ingest_quiet(self) -> bool:
+        """True if no commit came for :data:`SPILL_IDLE` seconds."""
+        return trio.current_time() - self._last_commit >= SPILL_IDLE
 
     def _announce(self) -> None:
         """Wake hashes(wait=True) followers: new rows may have been committed."""

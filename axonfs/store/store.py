@@ -656,15 +656,19 @@ class Store:
             spilled += count
         return spilled
 
-    def spill_step(self, limit: int = JOURNAL_BATCH) -> int:
+    def spill_step(self, limit: int = JOURNAL_BATCH, sync_first: bool = True) -> int:
         """Write and sync the files of up to *limit* journaled blobs, then drop
-        their journal rows; return how many were spilled (0: journal empty).
+        their journal rows; return how many were spilled (0: none durable).
 
         Runs beside commits: only the renames into place and the journal drop
         hold the commit lock, so a commit never waits for file writes or syncs.
+        With *sync_first* it first makes deferred commits durable, so that
+        their blobs can be spilled too; without, it spills what the sync
+        interval's timer has made durable, and never holds the commit lock
+        for an index sync (the background spill, while puts stream in).
         """
         with self._spill_lock:
-            if self.index.deferred():
+            if sync_first and self.index.deferred():
                 with self._commit_lock:  # make them durable: their files may be written then
                     self.index.sync_deferred()
             # Durable rows only: a file written for a deferred commit's blob
