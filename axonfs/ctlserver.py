@@ -62,7 +62,7 @@ from axonfs.protocol import (
     error_message,
 )
 from axonfs.sockio import SocketWire
-from axonfs.stats import Stats
+from axonfs.stats import ServerStatistics, Stats
 
 log = logging.getLogger(__name__)
 
@@ -98,24 +98,6 @@ PROGRESS_EVERY = 0.1
 """Seconds between the progress items of a streamed wget."""
 CLOSE_GRACE = 1.0
 """Seconds to try delivering a final error before closing a connection."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServerStatistics:
-    connections: int
-    requests: int
-    refused: int
-    protocol_errors: int
-    items_sent: int
-    stream_bytes: int
-    """Bytes produced for streams and not yet sent (held in memory)."""
-    request_bytes: int
-    """Request-budget bytes held now (large frames, buffered or decoded)."""
-    request_bytes_peak: int
-    over_budget: int
-    """Frames refused because the request budget could not hold them."""
-    over_in_flight: int
-    """Calls refused because their connection had MAX_REQUESTS in flight."""
 
 
 @dataclass(frozen=True, slots=True)

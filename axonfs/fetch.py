@@ -36,17 +36,52 @@ import urllib.parse
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import httpx
 import trio
 
+from axonfs.config import FetchOptions
 from axonfs.errors import AxonError, BadArg, HitLimit
 from axonfs.hashing import HashSet
+from axonfs.store.index import BlobRow
 
-if TYPE_CHECKING:
-    from axonfs.axon import Axon
+
+class BlobWriter(Protocol):
+    """An upload: bytes written, then saved as one blob."""
+
+    async def __aenter__(self) -> BlobWriter: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def write(self, byts: bytes) -> None: ...
+
+    async def save(self) -> tuple[int, bytes]: ...
+
+
+class HashLimiters(Protocol):
+    @property
+    def hash_cpu(self) -> trio.CapacityLimiter: ...
+
+
+class FetchStore(Protocol):
+    """What wget, wput and postfiles need of the Axon."""
+
+    @property
+    def fetch_options(self) -> FetchOptions: ...
+
+    @property
+    def limiters(self) -> HashLimiters: ...
+
+    async def upload(self) -> BlobWriter: ...
+
+    def require(self, sha256: bytes) -> BlobRow: ...
+
+    def get(
+        self, sha256: bytes, offs: int | None = None, size: int | None = None
+    ) -> AsyncGenerator[bytes, None]: ...
+
 
 Progress = Callable[[int, int | None], Awaitable[None]]
 """Told ``(bytes received, bytes announced or None)`` as a download arrives."""
@@ -75,7 +110,7 @@ def http_reason(code: int) -> str:
         return f"Unknown HTTP status code {code}"
 
 
-def proxy_for(axon: Axon, proxy: Any) -> str | None:
+def proxy_for(axon: FetchStore, proxy: Any) -> str | None:
     """The proxy URL to use: True/None → the daemon's ``--http-proxy``, False → none,
     a string → itself; anything else raises BadArg (not returned as a result)."""
     if proxy is None or proxy is True:
@@ -213,7 +248,7 @@ def _flatten(response: httpx.Response) -> dict[str, Any]:
 # -- TLS -------------------------------------------------------------------------
 
 
-async def ssl_verify(axon: Axon, ssl_opts: Any, verify: Any) -> sslib.SSLContext | bool:
+async def ssl_verify(axon: FetchStore, ssl_opts: Any, verify: Any) -> sslib.SSLContext | bool:
     """httpx's ``verify`` for the reference's ``ssl`` and ``ssl_opts`` arguments.
 
     ``ssl`` overrides ``ssl_opts['verify']``; without verification the client
@@ -263,7 +298,7 @@ def _pem_file(pem: str | None) -> Iterator[str | None]:
 
 @contextlib.asynccontextmanager
 async def _client(
-    axon: Axon,
+    axon: FetchStore,
     proxy: str | None,
     ssl: Any,
     ssl_opts: Any,
@@ -287,7 +322,7 @@ async def _client(
 
 
 async def wget(
-    axon: Axon,
+    axon: FetchStore,
     url: str,
     params: Any = None,
     headers: Any = None,
@@ -343,7 +378,7 @@ def _body(body: Any) -> dict[str, Any]:
 
 
 async def _store_body(
-    axon: Axon, response: httpx.Response, progress: Progress | None = None
+    axon: FetchStore, response: httpx.Response, progress: Progress | None = None
 ) -> tuple[int, dict[str, str]]:
     """Stream the body into an upload while hashing it; ``(size, hexdigests)``.
 
@@ -454,7 +489,7 @@ async def _coalesce(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]
 
 
 async def wput(
-    axon: Axon,
+    axon: FetchStore,
     sha256: bytes,
     url: str,
     params: Any = None,
@@ -495,7 +530,7 @@ async def wput(
 
 
 async def postfiles(
-    axon: Axon,
+    axon: FetchStore,
     fields: Any,
     url: str,
     params: Any = None,
@@ -559,7 +594,7 @@ class _Part:
     sha256: bytes | None = None
 
 
-def _part(axon: Axon, field: Any) -> _Part:
+def _part(axon: FetchStore, field: Any) -> _Part:
     """Check one reference field dictionary and describe its part (BadArg, NoSuchFile)."""
     if not isinstance(field, dict):
         raise BadArg("Each field must be a dictionary", field=repr(field))
@@ -607,7 +642,9 @@ def _unhex(value: Any) -> bytes:
         raise BadArg(f"sha256 is not hex: {value!r}", value=repr(value)) from None
 
 
-async def _form_body(axon: Axon, boundary: str, parts: list[_Part]) -> AsyncGenerator[bytes, None]:
+async def _form_body(
+    axon: FetchStore, boundary: str, parts: list[_Part]
+) -> AsyncGenerator[bytes, None]:
     delimiter = f"--{boundary}\r\n".encode()
     for part in parts:
         yield delimiter + part.head

@@ -36,8 +36,9 @@ import math
 import os
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import trio
 
@@ -45,9 +46,33 @@ from axonfs import __version__
 
 if TYPE_CHECKING:
     from axonfs.axon import Axon
-    from axonfs.ctlserver import ControlServer
     from axonfs.hostsync import HostSync
     from axonfs.ops import Operations
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStatistics:
+    connections: int
+    requests: int
+    refused: int
+    protocol_errors: int
+    items_sent: int
+    stream_bytes: int
+    """Bytes produced for streams and not yet sent (held in memory)."""
+    request_bytes: int
+    """Request-budget bytes held now (large frames, buffered or decoded)."""
+    request_bytes_peak: int
+    over_budget: int
+    """Frames refused because the request budget could not hold them."""
+    over_in_flight: int
+    """Calls refused because their connection had MAX_REQUESTS in flight."""
+
+
+class ControlServerView(Protocol):
+    """What the stats read of the control server."""
+
+    def statistics(self) -> ServerStatistics: ...
+
 
 BUCKETS = 48
 """Latency buckets: up to 2**47 ns (39 hours); longer requests land in the last."""
@@ -290,7 +315,7 @@ class Stats:
         self.store = store
         self.fuse: FuseStats | None = None
         self.operations: Operations | None = None
-        self.control: ControlServer | None = None
+        self.control: ControlServerView | None = None
         """The :class:`~axonfs.ctlserver.ControlServer`, once listening."""
         self.hosts: HostSync | None = None
         """The :class:`~axonfs.hostsync.HostSync` of a daemon on a shared bucket."""

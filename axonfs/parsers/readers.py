@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -28,8 +28,16 @@ from axonfs.errors import BadArg, BadDataValu, BadJsonText
 from axonfs.hashing import Sha256
 from axonfs.parsers.runner import BlobRaw, open_text, parse_limiter, stream_rows
 
-if TYPE_CHECKING:
-    from axonfs.axon import Axon
+
+class BlobSource(Protocol):
+    """What the readers need of the Axon: a row's check and its bytes."""
+
+    def require(self, sha256: bytes) -> object:
+        """Raise NoSuchFile unless the blob is stored."""
+
+    def open_blob(self, sha256: Sha256) -> BlobReader:
+        """Open a stored blob's bytes for reading."""
+
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +50,7 @@ MAX_LINE = 64 << 20
 MSGPACK_MAX_BUFFER = 100 << 20
 
 
-async def _stream(axon: Axon, factory: Callable[[], Rows]) -> AsyncGenerator[Any, None]:
+async def _stream(axon: BlobSource, factory: Callable[[], Rows]) -> AsyncGenerator[Any, None]:
     """Rows of *factory* from worker threads; closes the stream however it ends."""
     async with aclosing(stream_rows(parse_limiter(axon), factory)) as rows:
         async for row in rows:
@@ -69,7 +77,7 @@ def _check_errors(errors: Any) -> None:
         raise BadArg(f"Unknown encoding error handler: {errors!r}", errors=repr(errors)) from None
 
 
-def _open(axon: Axon, sha256: bytes) -> BlobReader:
+def _open(axon: BlobSource, sha256: bytes) -> BlobReader:
     """Open the blob (in the worker thread; the caller checked it exists)."""
     return axon.open_blob(Sha256(sha256))
 
@@ -89,7 +97,7 @@ def _bounded_lines(text: io.TextIOWrapper) -> Iterator[str]:
         yield line
 
 
-def _lines(axon: Axon, sha256: bytes, errors: str | None) -> Rows:
+def _lines(axon: BlobSource, sha256: bytes, errors: str | None) -> Rows:
     with open_text(_open(axon, sha256), errors) as text:
         for line in _bounded_lines(text):
             line = line.rstrip("\n")
@@ -97,7 +105,7 @@ def _lines(axon: Axon, sha256: bytes, errors: str | None) -> Rows:
 
 
 async def readlines(
-    axon: Axon, sha256: str, errors: str | None = "ignore"
+    axon: BlobSource, sha256: str, errors: str | None = "ignore"
 ) -> AsyncGenerator[str, None]:
     """Yield the lines of a text blob without their newline (``\\r\\n`` counts as one)."""
     sha = _sha_from_hex(sha256)
@@ -108,7 +116,7 @@ async def readlines(
             yield line
 
 
-def _json_objects(axon: Axon, sha256: bytes, hexsha: str, errors: str | None) -> Rows:
+def _json_objects(axon: BlobSource, sha256: bytes, hexsha: str, errors: str | None) -> Rows:
     for line, cost in _lines(axon, sha256, errors):
         line = line.strip()
         if not line:
@@ -126,7 +134,7 @@ def _json_objects(axon: Axon, sha256: bytes, hexsha: str, errors: str | None) ->
 
 
 async def jsonlines(
-    axon: Axon, sha256: str, errors: str | None = "ignore"
+    axon: BlobSource, sha256: str, errors: str | None = "ignore"
 ) -> AsyncGenerator[Any, None]:
     """Yield the JSON value of each non-blank line; a bad line is BadJsonText."""
     sha = _sha_from_hex(sha256)
@@ -138,7 +146,7 @@ async def jsonlines(
 
 
 def _csv_rows(
-    axon: Axon, sha256: bytes, dialect: str, errors: str | None, fmtparams: dict[str, Any]
+    axon: BlobSource, sha256: bytes, dialect: str, errors: str | None, fmtparams: dict[str, Any]
 ) -> Rows:
     with open_text(_open(axon, sha256), errors) as text:
         try:
@@ -158,7 +166,7 @@ def _csv_rows(
 
 
 async def csvrows(
-    axon: Axon,
+    axon: BlobSource,
     sha256: bytes,
     dialect: str = "excel",
     errors: str | None = "ignore",
@@ -178,7 +186,7 @@ async def csvrows(
             yield row
 
 
-def _msgpack_items(axon: Axon, sha256: bytes) -> Rows:
+def _msgpack_items(axon: BlobSource, sha256: bytes) -> Rows:
     with BlobRaw(_open(axon, sha256)) as raw:
         unpacker = msgpack.Unpacker(
             raw,
@@ -195,7 +203,7 @@ def _msgpack_items(axon: Axon, sha256: bytes) -> Rows:
             raise BadDataValu(f"msgpack error: {type(exc).__name__}: {exc}") from None
 
 
-async def iter_msgpack(axon: Axon, sha256: str) -> AsyncGenerator[Any, None]:
+async def iter_msgpack(axon: BlobSource, sha256: str) -> AsyncGenerator[Any, None]:
     """Yield the items of a msgpack blob (arrays as tuples; a trailing partial item is
     ignored, as the reference does)."""
     sha = _sha_from_hex(sha256)
