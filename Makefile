@@ -157,8 +157,8 @@ bench-store: venv
 bench-mount: venv
 	$(BIN)/python bench/bench_mount.py
 
-# The control socket against Synapse over Telepath: needs /tmp/synapse-venv
-# (see ../shared/bench/README.md) for --run-reference.
+# The control socket against Synapse over Telepath (the reference runs from the
+# Synapse venv that `make venv` builds).
 bench-socket: venv
 	$(BIN)/python bench/bench_socket.py --runs 2 --run-reference
 

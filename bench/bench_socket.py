@@ -79,7 +79,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_REF_SCRIPT = REPO.parent / "shared" / "bench" / "synapse_axon_bench.py"
-DEFAULT_REF_PYTHON = Path("/tmp/synapse-venv/bin/python")
+DEFAULT_REF_PYTHON = REPO / ".venv-synapse" / "bin" / "python"  # built by `make venv`
 
 
 def gen_chunks(total: int, chunk: int, seed: int = 0) -> Iterator[bytes]:

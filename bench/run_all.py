@@ -34,7 +34,8 @@ RESULTS = HERE / "results"
 DOC = REPO / "docs" / "PERFORMANCE.md"
 BEGIN, END = "<!-- run_all:begin -->", "<!-- run_all:end -->"
 REFERENCE_BENCH = REPO.parent / "shared" / "bench" / "synapse_axon_bench.py"
-SYNAPSE_VENV = Path(os.environ.get("AXONFS_SYNAPSE_VENV", "/tmp/synapse-venv"))
+# The venv `make venv` builds for the Telepath tests (synapse pinned there too).
+SYNAPSE_VENV = Path(os.environ.get("AXONFS_SYNAPSE_VENV", REPO / ".venv-synapse"))
 SYNAPSE_VERSION = "2.256.0"
 
 SIZES = {
