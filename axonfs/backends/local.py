@@ -173,20 +173,15 @@ class LocalBackend(BlobBackend):
             raise BackendError(f"cannot sync {directory}: {exc.strerror}", errno=exc.errno) from exc
 
     def stage(self, blobs: Sequence[tuple[Sha256, bytes]], tmp_prefix: str) -> _StagedFiles:
-        names = {sha: self._name_of(sha) for sha, _ in blobs}
-        items = [(f"{tmp_prefix}{sha.hex()}", names[sha], data) for sha, data in blobs]
+        items = [(f"{tmp_prefix}{sha.hex()}", self._name_of(sha), data) for sha, data in blobs]
         results = _ask(self._worker.write, items)
-        staged = _StagedFiles(self._worker, [], [])
-        failed: tuple[Sha256, int] | None = None
-        for (sha, _), (temporary, _, _), result in zip(blobs, items, results, strict=True):
-            if result == 0:
-                staged.shas.append(sha)
-                staged.moves.append((temporary, names[sha]))
-            elif result != STORED and failed is None:
-                failed = (sha, result)
-        if failed is not None:
+        outcomes = list(zip((sha for sha, _ in blobs), items, results, strict=True))
+        written = {sha: (temp, final) for sha, (temp, final, _), result in outcomes if not result}
+        staged = _StagedFiles(self._worker, written)
+        failed = [(sha, result) for sha, _, result in outcomes if result not in (0, STORED)]
+        if failed:
             staged.place(())
-            sha, number = failed
+            sha, number = failed[0]
             raise BackendError(
                 f"cannot write blob {sha.hex()}: {os.strerror(number)}",
                 sha256=sha.hex(),
@@ -280,20 +275,16 @@ class LocalBackend(BlobBackend):
 class _StagedFiles(StagedBlobs):
     """Files the worker wrote under temporary names, and where they go."""
 
-    def __init__(self, worker: FileWorker, shas: list[Sha256], moves: list[tuple[str, str]]):
+    def __init__(self, worker: FileWorker, moves: dict[Sha256, tuple[str, str]]) -> None:
         self._worker = worker
-        self.shas = shas
-        self.moves = moves
+        self._moves = moves
+        self.shas = list(moves)
 
     def place(self, keep: Collection[Sha256]) -> None:
         kept = set(keep)
-        chosen = [move for sha, move in zip(self.shas, self.moves, strict=True) if sha in kept]
-        dropped = [
-            temporary
-            for sha, (temporary, _) in zip(self.shas, self.moves, strict=True)
-            if sha not in kept
-        ]
-        self.shas, self.moves = [], []
+        chosen = [move for sha, move in self._moves.items() if sha in kept]
+        dropped = [temporary for sha, (temporary, _) in self._moves.items() if sha not in kept]
+        self._moves, self.shas = {}, []
         _ask(self._worker.unlink, dropped)
         results = _ask(self._worker.rename, chosen)
         failed = [(move, number) for move, number in zip(chosen, results, strict=True) if number]
