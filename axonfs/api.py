@@ -46,8 +46,11 @@ class Call:
     shape: Shape
     owner: Owner = Owner.AXON
     inline: bool = False
-    """``ctl.sock`` answers it in the connection's reading task: index lookups
-    of microseconds, for which a task and a cancel scope cost more than the work."""
+    """Answered in the connection's reading task while nothing else of that
+    connection is in progress: index lookups of microseconds and a ``put``
+    (one commit), for which a task, a cancel scope and a signature check cost
+    as much as the work. A client waits for such a reply anyway; one that
+    pipelines others behind it gets them answered in tasks."""
     batched: str | None = None
     """The Axon's list-at-a-time twin of a stream, sent a list per frame."""
     telepath: bool = True
@@ -67,7 +70,7 @@ CALLS: dict[str, Call] = {
     call.name: call
     for call in (
         # The reference Axon's API.
-        Call("put", VALUE, cli="put"),
+        Call("put", VALUE, inline=True, cli="put"),
         Call("puts", VALUE, cli="put"),
         Call("upload", UPLOAD, cli="put"),
         Call("has", VALUE, inline=True, cli="has"),

@@ -325,7 +325,7 @@ class _Connection:
         if "call" in message:
             call = message.get("call")
             declared = CALLS.get(call) if isinstance(call, str) else None  # a map is unhashable
-            if declared is not None and declared.inline:
+            if declared is not None and declared.inline and not self.requests:
                 await self._answer_inline(rid, message)
                 return False
             return await self._start(rid, message, charge)
@@ -347,10 +347,10 @@ class _Connection:
         return True
 
     async def _answer_inline(self, rid: int, message: dict[str, Any]) -> None:
-        """Answer a point lookup in the reading task, without a task of its own.
+        """Answer a point call in the reading task, without a task of its own.
 
-        These calls only read the index (microseconds); a task, a cancel
-        scope and a signature check per request cost more than the lookup.
+        These calls are short (an index lookup, one commit); a task, a cancel
+        scope and a signature check per request cost as much as the work.
         """
         call, args, kwargs = message["call"], message.get("args", ()), message.get("kwargs")
         if not isinstance(args, (list, tuple)) or not isinstance(kwargs or {}, dict):

@@ -11,6 +11,12 @@ time, ``has`` and ``size`` (half present), ``upload`` of ``--big-mib`` MiB in
 ``history(0)``. Runs alternate between the two
 servers; figures are medians, ratios axonfs / reference.
 
+With ``--sync-interval MS`` axonfs serves with that durability setting, and the
+benchmark also times sequential ``put`` of 4 KiB through axonfs's own socket
+and client (``axonfs.client`` over ``ctl.sock``, from this process), against
+the same Telepath figure of the reference: both from a process other than the
+server's.
+
 Usage::
 
     python bench/bench_telepath.py --runs 2 --big-mib 256 --json telepath.json
@@ -19,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -31,6 +38,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import axonfs.client
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = ROOT / "bench" / "telepath_client.py"
@@ -59,13 +68,17 @@ def wait_for_unix(path: Path, process: subprocess.Popen[bytes]) -> None:
     raise TimeoutError(f"nothing listens on {path}")
 
 
+CTL_PUT = "put 4 KiB seq, axonfs.client over ctl.sock, files/s"
+
+
 @contextmanager
-def server(kind: str, workdir: Path) -> Iterator[str]:
+def server(kind: str, workdir: Path, sync_interval: int = 0) -> Iterator[str]:
     """Start one server; yield its Telepath URL; stop it."""
     log = (workdir / f"{kind}.log").open("wb")
     if kind == "axonfs":
         store = workdir / "store"
         command = [sys.executable, "-m", "axonfs", "serve", "--store", str(store), "--foreground"]
+        command += ["--sync-interval", str(sync_interval)]
         path, url = store / "run" / "telepath.sock", f"unix://{store}/run/telepath.sock"
     else:
         dirn = workdir / "axon"
@@ -120,6 +133,17 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+async def ctl_puts(socket_path: Path, count: int) -> float:
+    """Sequential 4 KiB puts through axonfs's own client, in files/s."""
+    blobs = [os.urandom(4096) for _ in range(count)]
+    async with axonfs.client.connect(socket_path) as axon:
+        await axon.has(b"\0" * 32)  # the pool's first connection
+        start = time.perf_counter()
+        for blob in blobs:
+            await axon.put(blob)
+        return count / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -129,6 +153,13 @@ def main() -> None:
     parser.add_argument("--big-mib", type=int, default=256)
     parser.add_argument("--chunk-mib", type=int, default=8)
     parser.add_argument("--has-ops", type=int, default=5000)
+    parser.add_argument(
+        "--sync-interval",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="axonfs serve's --sync-interval; above 0 also times puts over ctl.sock",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     figures: dict[str, list[dict[str, float]]] = {"axonfs": [], "reference": []}
@@ -137,8 +168,11 @@ def main() -> None:
         for kind in order:
             workdir = Path(tempfile.mkdtemp(prefix=f"bench-telepath-{kind}-", dir="/var/tmp"))
             try:
-                with server(kind, workdir) as url:
+                with server(kind, workdir, args.sync_interval) as url:
                     figures[kind].append(measure(url, args))
+                    if kind == "axonfs" and args.sync_interval:
+                        ctl = workdir / "store" / "run" / "ctl.sock"
+                        figures[kind][-1][CTL_PUT] = asyncio.run(ctl_puts(ctl, args.small_count))
                     print(f"run {run + 1} {kind}: {figures[kind][-1]}", file=sys.stderr)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -149,7 +183,8 @@ def main() -> None:
     print("| figure | axonfs | Synapse Axon | ratio |")
     print("|---|---|---|---|")
     for name, value in medians["axonfs"].items():
-        reference = medians["reference"][name]
+        # The reference has no ctl.sock: its own socket's figure is Telepath's.
+        reference = medians["reference"][name if name != CTL_PUT else "put 4 KiB seq, files/s"]
         print(f"| {name} | {value:,.0f} | {reference:,.0f} | {value / reference:.2f}x |")
     if args.json:
         args.json.write_text(

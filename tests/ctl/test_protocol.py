@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 from typing import Any
@@ -179,6 +180,33 @@ async def test_requests_are_multiplexed_and_cancellable(in_process: InProcessDae
     with trio.fail_after(5):
         while in_process.server.statistics().requests:
             await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    await stream.aclose()
+
+
+async def test_a_put_is_answered_alone_and_behind_a_waiting_request(
+    in_process: InProcessDaemon,
+) -> None:
+    """A put on an idle connection is answered by its reading task; one pipelined
+    behind a request in progress gets a task, and neither waits for the other."""
+    stream = await _raw(in_process)
+    sha = hashlib.sha256(b"alone").digest()
+    await stream.send_all(encode({"id": 1, "call": "put", "args": [b"alone"], "kwargs": {}}))
+    assert await _read_frame(stream) == {"v": VERSION, "id": 1, "t": "ok", "result": (5, sha)}
+    # A follow from far ahead of the log waits forever and yields nothing.
+    await stream.send_all(
+        encode({"id": 2, "call": "hashes", "args": [1 << 40, True, None], "kwargs": {}})
+    )
+    await stream.send_all(encode({"id": 3, "call": "put", "args": [b"behind"], "kwargs": {}}))
+    reply = await _read_frame(stream)
+    assert reply["id"] == 3 and reply["t"] == "ok", reply
+    assert await in_process.axon.has(hashlib.sha256(b"behind").digest())
+    await stream.send_all(encode({"id": 2, "t": "cancel"}))
+    assert await _read_frame(stream) == {"v": VERSION, "id": 2, "t": "cancelled"}
+    # A put with arguments it does not take is the caller's mistake, either way.
+    await stream.send_all(encode({"id": 4, "call": "put", "args": [], "kwargs": {"x": 1}}))
+    assert (await _read_frame(stream))["error"]["code"] == "BadArg"
+    await stream.send_all(encode({"id": 5, "call": "has", "args": [sha], "kwargs": {}}))
+    assert (await _read_frame(stream))["result"] is True
     await stream.aclose()
 
 
