@@ -752,9 +752,10 @@ class _Plan:
     def __init__(self, index: Index, limits: Limits) -> None:
         self.index = index
         self.limits = limits
-        metrics = index.metrics()
-        self.size_bytes = metrics["size:bytes"]
-        self.file_count = metrics["file:count"]
+        # What the batch adds to the store's counters; the counters themselves
+        # are read only when a limit asks (a read per commit otherwise).
+        self.bytes_added = 0
+        self.files_added = 0
         self.changed: dict[Sha256, int | None] = {}  # sha -> size if present, None if gone
         self.deleted: set[Sha256] = set()
 
@@ -771,21 +772,26 @@ class _Plan:
         limit as the mount's size).
         """
         max_bytes, max_count = self.limits.max_bytes, self.limits.max_count
-        if max_bytes is not None and self.size_bytes >= max_bytes:
+        if max_bytes is None and max_count is None:
+            return
+        metrics = self.index.metrics()
+        size_bytes = metrics["size:bytes"] + self.bytes_added
+        file_count = metrics["file:count"] + self.files_added
+        if max_bytes is not None and size_bytes >= max_bytes:
             raise HitLimit(f"Axon is at size:bytes limit: {max_bytes}", limit=max_bytes)
-        if max_bytes is not None and self.size_bytes + size > max_bytes:
+        if max_bytes is not None and size_bytes + size > max_bytes:
             raise HitLimit(
                 f"a blob of {size} bytes would pass the size:bytes limit: "
-                f"{max_bytes} ({max_bytes - self.size_bytes} bytes left)",
+                f"{max_bytes} ({max_bytes - size_bytes} bytes left)",
                 limit=max_bytes,
             )
-        if max_count is not None and self.file_count >= max_count:
+        if max_count is not None and file_count >= max_count:
             raise HitLimit(f"Axon is at file:count limit: {max_count}", limit=max_count)
 
     def add(self, sha: Sha256, size: int) -> None:
         self.changed[sha] = size
-        self.size_bytes += size
-        self.file_count += 1
+        self.bytes_added += size
+        self.files_added += 1
 
     def forget(self, sha: Sha256, size: int) -> None:
         """Undo :meth:`add` for a blob whose upload failed."""
@@ -793,8 +799,8 @@ class _Plan:
             self.changed[sha] = None  # deleted earlier in the batch: still gone
         else:
             del self.changed[sha]
-        self.size_bytes -= size
-        self.file_count -= 1
+        self.bytes_added -= size
+        self.files_added -= 1
 
     def delete(self, sha: Sha256, keep_bytes: bool = False) -> None:
         """Plan a row's removal, and its bytes' too unless *keep_bytes*."""
@@ -806,8 +812,8 @@ class _Plan:
             row = self.index.get(sha)
             size = row.size if row is not None else 0
         self.changed[sha] = None
-        self.size_bytes -= size or 0
-        self.file_count -= 1
+        self.bytes_added -= size or 0
+        self.files_added -= 1
         if not keep_bytes:
             self.deleted.add(sha)
 
