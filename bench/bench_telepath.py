@@ -7,8 +7,8 @@ serve`` (its ``telepath.sock``) and ``python -m synapse.servers.axon`` (its
 (``bench/telepath_client.py``, Synapse's own client) measures each in turn:
 sequential and concurrent ``put`` of 4 KiB blobs, ``puts`` of 100 of them at a
 time, ``has`` and ``size`` (half present), ``upload`` of ``--big-mib`` MiB in
-``--chunk-mib`` MiB writes, the whole ``get`` of that blob, ``hashes(0)`` and
-``history(0)``. Runs alternate between the two
+``--chunk-mib`` MiB writes, the whole ``get`` of that blob (twice: right after the
+upload, then again from memory), ``hashes(0)`` and ``history(0)``. Runs alternate between the two
 servers; figures are medians, ratios axonfs / reference.
 
 With ``--sync-interval MS`` axonfs serves with that durability setting, and the

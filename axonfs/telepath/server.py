@@ -74,6 +74,7 @@ from axonfs.telepath.wire import (
     encode,
     error_retn,
     yielded_bytes,
+    yielded_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -649,9 +650,7 @@ class _Link:
             async with aclosing(function(*args, **kwargs)) as items:
                 if batched:
                     async for batch in items:
-                        await self.wire.send_all(
-                            b"".join(_encoded("t2:yield", {"retn": (True, each)}) for each in batch)
-                        )
+                        await self.wire.send_all(yielded_rows(batch, _yielded_item))
                 else:
                     async with self._read_ahead(items) as ahead:
                         async for item in ahead:
@@ -706,7 +705,11 @@ class _Link:
 def _yielded(item: Any) -> tuple[bytes, ...]:
     if isinstance(item, bytes) and len(item) >= WRITEV_MIN:
         return yielded_bytes(item)
-    return (_encoded("t2:yield", {"retn": (True, item)}),)
+    return (_yielded_item(item),)
+
+
+def _yielded_item(item: Any) -> bytes:
+    return _encoded("t2:yield", {"retn": (True, item)})
 
 
 def _encoded(name: str, info: dict[str, Any]) -> bytes:

@@ -19,6 +19,8 @@ class names of ``synapse.exc``, so Synapse's client raises, say,
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -83,6 +85,33 @@ def yielded_bytes(data: bytes) -> tuple[bytes, bytes]:
     else:
         header = b"\xc6" + size.to_bytes(4, "big")
     return _YIELD_PREFIX + header, data
+
+
+_ROW_PREFIX = encode("t2:yield", {"retn": (True, None)})[:-1]
+"""``t2:yield {retn: (True, <value>)}`` up to the value (``None`` is the last byte)."""
+_ROW = struct.Struct(f">{len(_ROW_PREFIX)}s2sQ3s32sBQ")
+"""A row ``(n, (sha256, size))`` after the prefix: a 2-array holding a uint64 and a
+2-array of a 32-byte bin and a uint64 (wider than msgpack's shortest form, which
+every decoder reads the same)."""
+
+
+def yielded_rows(rows: Sequence[Any], other: Callable[[Any], bytes]) -> bytes:
+    """``encode("t2:yield", {"retn": (True, row)})`` of each row, joined.
+
+    ``hashes`` and ``history`` rows, ``(n, (sha256, size))``, are packed by one
+    precompiled struct (about a fifth of msgpack's time, which was most of the
+    server's work per row); *other* encodes a row of any other shape.
+    """
+    pack, out = _ROW.pack, []
+    for row in rows:
+        try:
+            first, (sha256, size) = row
+            if type(first) is not int or type(sha256) is not bytes or len(sha256) != 32:
+                raise TypeError("not a row")
+            out.append(pack(_ROW_PREFIX, b"\x92\xcf", first, b"\x92\xc4\x20", sha256, 0xCF, size))
+        except (TypeError, ValueError, struct.error):
+            out.append(other(row))
+    return b"".join(out)
 
 
 class MessageDecoder:

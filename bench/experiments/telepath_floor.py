@@ -10,7 +10,10 @@ client's rate against it is the most any Telepath server can reach with that
 client; dividing it by the reference Axon's rate gives the highest ratio any
 server could show. The same for a whole ``get()``: the server sends ready-made
 ``t2:yield`` messages of 16 MiB (the piece size of both axonfs and the
-reference) and the client only counts the bytes.
+reference) and the client only counts the bytes. And for ``hashes(0)``: the
+do-nothing server sends ``--rows`` ready-made rows, one ``t2:yield`` each, as
+one write; a real server streams the rows its store has (measure those with
+``bench_telepath.py``, which fills the stores alike).
 
 Usage (from the repository, with ``.venv-synapse`` built)::
 
@@ -59,7 +62,11 @@ async def main(url, calls, mib):
         start, size = time.perf_counter(), 0
         async for piece in axon.get(blob):
             size += len(piece)
-        print(json.dumps([has, size / (time.perf_counter() - start) / 1e6]))
+        get = size / (time.perf_counter() - start) / 1e6
+        start, rows = time.perf_counter(), 0
+        async for _row in axon.hashes(0):
+            rows += 1
+        print(json.dumps([has, get, rows / (time.perf_counter() - start)]))
 PIECE = bytes(range(256)) * (1 << 16)
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
@@ -71,11 +78,11 @@ def share_info() -> dict[str, object]:
     api = AxonApi.__new__(AxonApi)
     api._methods = {}
     info = api.share_info()
-    info["meths"] = {"has": {}, "get": {"genr": True}}
+    info["meths"] = {"has": {}, "get": {"genr": True}, "hashes": {"genr": True}}
     return info
 
 
-def serve_connection(conn: socket.socket, get_mib: int) -> None:
+def serve_connection(conn: socket.socket, get_mib: int, rows: bytes) -> None:
     unpacker = msgpack.Unpacker(
         raw=False, use_list=False, strict_map_key=False, max_buffer_size=64 << 20
     )
@@ -103,21 +110,33 @@ def serve_connection(conn: socket.socket, get_mib: int) -> None:
                     for _ in range(get_mib // 16):
                         conn.sendall(piece)
                     conn.sendall(encode("t2:yield", {"retn": None}))
+                elif info["todo"][0] == "hashes":
+                    conn.sendall(encode("t2:genr", {}) + rows + encode("t2:yield", {"retn": None}))
                 else:
                     conn.sendall(answer)
 
 
-def serve(path: Path, get_mib: int) -> None:
+def ready_rows(count: int) -> bytes:
+    """*count* ``hashes`` rows as the server sends them: ``(indx, (sha256, size))``."""
+    return b"".join(
+        encode("t2:yield", {"retn": (True, (indx, (indx.to_bytes(32, "big"), 4096)))})
+        for indx in range(count)
+    )
+
+
+def serve(path: Path, get_mib: int, rows: int) -> None:
+    ready = ready_rows(rows)
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(path))
     listener.listen(64)
     while True:
         conn, _ = listener.accept()
-        threading.Thread(target=serve_connection, args=(conn, get_mib), daemon=True).start()
+        threading.Thread(target=serve_connection, args=(conn, get_mib, ready), daemon=True).start()
 
 
-def client_rates(url: str, calls: int, get_mib: int) -> tuple[float, float]:
-    """has() calls per second and get() MB/s, as Synapse's client sees them."""
+def client_rates(url: str, calls: int, get_mib: int) -> tuple[float, float, float]:
+    """has() calls per second, get() MB/s and hashes(0) rows per second, as
+    Synapse's client sees them."""
     kind = "floor" if "floor.sock" in url else "store"
     done = subprocess.run(
         [str(SYNAPSE_PYTHON), "-c", CLIENT, url, str(calls), str(get_mib), kind],
@@ -126,8 +145,8 @@ def client_rates(url: str, calls: int, get_mib: int) -> tuple[float, float]:
         check=True,
         timeout=600,
     )
-    has, get = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(has), float(get)
+    has, get, rows = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(has), float(get), float(rows)
 
 
 def main() -> None:
@@ -135,6 +154,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--get-mib", type=int, default=256, help="a multiple of 16")
+    parser.add_argument("--rows", type=int, default=30_000, help="hashes rows of the floor")
     parser.add_argument(
         "--url",
         action="append",
@@ -144,18 +164,22 @@ def main() -> None:
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "floor.sock"
-        threading.Thread(target=serve, args=(path, opts.get_mib), daemon=True).start()
+        threading.Thread(target=serve, args=(path, opts.get_mib, opts.rows), daemon=True).start()
         while not path.exists():
             threading.Event().wait(0.01)
         urls = {"do-nothing server": f"unix://{path}", **{url: url for url in opts.url}}
-        rates: dict[str, list[tuple[float, float]]] = {name: [] for name in urls}
+        rates: dict[str, list[tuple[float, float, float]]] = {name: [] for name in urls}
         for _ in range(opts.runs):
             for name, url in urls.items():
                 rates[name].append(client_rates(url, opts.calls, opts.get_mib))
     for name, values in rates.items():
         has = sorted(value[0] for value in values)[len(values) // 2]
         get = sorted(value[1] for value in values)[len(values) // 2]
-        print(f"{name}: has {has:,.0f}/s, get {get:,.0f} MB/s (medians of {len(values)})")
+        rows = sorted(value[2] for value in values)[len(values) // 2]
+        print(
+            f"{name}: has {has:,.0f}/s, get {get:,.0f} MB/s, hashes {rows:,.0f} rows/s "
+            f"(medians of {len(values)})"
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,14 @@ from axonfs.axon import Axon
 from axonfs.errors import BadArg, BadDataValu, NoSuchFile, from_wire
 from axonfs.telepath import users
 from axonfs.telepath.config import parse_listen, unix_url_problem
-from axonfs.telepath.wire import BadMessage, MessageDecoder, encode, error_retn, yielded_bytes
+from axonfs.telepath.wire import (
+    BadMessage,
+    MessageDecoder,
+    encode,
+    error_retn,
+    yielded_bytes,
+    yielded_rows,
+)
 
 
 async def test_unpack_reads_what_the_format_needs(axon: Axon) -> None:
@@ -127,3 +134,29 @@ def test_listeners_in_the_config_file(tmp_path: Path) -> None:
 def test_a_yielded_piece_in_two_parts_is_the_packed_message(size: int) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     assert b"".join(yielded_bytes(data)) == encode("t2:yield", {"retn": (True, data)})
+
+
+def test_yielded_rows_decode_as_the_rows() -> None:
+    """Rows packed by the struct read back exactly as msgpack's own packing does;
+    anything else goes to the fallback encoder."""
+    sha = hashlib.sha256(b"row").digest()
+    rows = [
+        (0, (sha, 0)),
+        (1, (sha, 4096)),
+        ((1 << 64) - 1, (sha, (1 << 64) - 1)),
+        (-1, (sha, 1)),  # a negative number: not a uint64
+        (True, (sha, 1)),  # a bool is not a row's number
+        (2, (b"short", 1)),  # not a digest
+        (3, (sha, 1, 2)),  # another shape
+        "not a row",
+    ]
+    fell_back: list[object] = []
+
+    def other(row: object) -> bytes:
+        fell_back.append(row)
+        return encode("t2:yield", {"retn": (True, row)})
+
+    packed = yielded_rows(rows, other)
+    decoder = MessageDecoder()
+    assert decoder.feed(packed) == [("t2:yield", {"retn": (True, row)}) for row in rows]
+    assert fell_back == rows[3:]
