@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +125,30 @@ def signature(function: Callable[..., Any]) -> inspect.Signature:
     if unbound is None:
         return _signature(function, drop_self=False)
     return _signature(unbound, drop_self=True)
+
+
+def positional_range(function: Callable[..., Any]) -> tuple[int, int] | None:
+    """How many positional arguments alone *function* takes, as (fewest, most), or
+    None if it needs a keyword. A call inside the range, without keywords, binds:
+    checking that is a comparison, where ``Signature.bind`` costs microseconds."""
+    unbound = getattr(function, "__func__", None)
+    if unbound is None:
+        return _positional_range(function, drop_self=False)
+    return _positional_range(unbound, drop_self=True)
+
+
+@functools.cache
+def _positional_range(function: Callable[..., Any], *, drop_self: bool) -> tuple[int, int] | None:
+    fewest = most = 0
+    for parameter in _signature(function, drop_self=drop_self).parameters.values():
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            most += 1
+            fewest += parameter.default is parameter.empty
+        elif parameter.kind is parameter.VAR_POSITIONAL:
+            most = sys.maxsize
+        elif parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty:
+            return None
+    return fewest, most
 
 
 @functools.cache

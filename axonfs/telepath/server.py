@@ -585,7 +585,7 @@ class _Link:
                     "NoSuchMeth", f"{type(item).__name__} has no method: {methname}.", name=methname
                 )
             try:
-                method.signature.bind(*args, **kwargs)
+                method.binds(args, kwargs)
             except TypeError as exc:
                 raise BadArg(f"{methname}: {exc}", name=methname) from None
         except AxonError as exc:

@@ -70,6 +70,15 @@ class Method:
     call: api.Call | None = None
     """The declaration, for the Axon's own calls."""
 
+    def binds(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Check a call's arguments against :attr:`signature` (a TypeError if they
+        do not bind); positional arguments in range pass without building a binding."""
+        if not kwargs and (self.call is None or not (self.call.request_id or self.call.local)):
+            accepted = api.positional_range(self.function)
+            if accepted is not None and accepted[0] <= len(args) <= accepted[1]:
+                return
+        self.signature.bind(*args, **kwargs)
+
     @property
     def signature(self) -> inspect.Signature:
         """What the server checks a call's arguments against before running it."""

@@ -10,7 +10,9 @@ client's rate against it is the most any Telepath server can reach with that
 client; dividing it by the reference Axon's rate gives the highest ratio any
 server could show. The same for a whole ``get()``: the server sends ready-made
 ``t2:yield`` messages of 16 MiB (the piece size of both axonfs and the
-reference) and the client only counts the bytes. And for ``hashes(0)``: the
+reference) and the client only counts the bytes. For ``upload()``: the server
+hands out a share and acknowledges each ``write`` without looking at its bytes
+(``save`` answers a made-up size and digest). And for ``hashes(0)``: the
 do-nothing server sends ``--rows`` ready-made rows, one ``t2:yield`` each, as
 one write; a real server streams the rows its store has (measure those with
 ``bench_telepath.py``, which fills the stores alike).
@@ -63,10 +65,16 @@ async def main(url, calls, mib):
         async for piece in axon.get(blob):
             size += len(piece)
         get = size / (time.perf_counter() - start) / 1e6
+        start = time.perf_counter()
+        async with await axon.upload() as fd:
+            for index in range(mib // 8):
+                await fd.write(index.to_bytes(8, "big") + PIECE[8 : 8 << 20])
+            await fd.save()
+        upload = (mib << 20) / (time.perf_counter() - start) / 1e6
         start, rows = time.perf_counter(), 0
         async for _row in axon.hashes(0):
             rows += 1
-        print(json.dumps([has, get, rows / (time.perf_counter() - start)]))
+        print(json.dumps([has, get, rows / (time.perf_counter() - start), upload]))
 PIECE = bytes(range(256)) * (1 << 16)
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
@@ -78,7 +86,7 @@ def share_info() -> dict[str, object]:
     api = AxonApi.__new__(AxonApi)
     api._methods = {}
     info = api.share_info()
-    info["meths"] = {"has": {}, "get": {"genr": True}, "hashes": {"genr": True}}
+    info["meths"] = {"has": {}, "get": {"genr": True}, "hashes": {"genr": True}, "upload": {}}
     return info
 
 
@@ -88,10 +96,18 @@ def serve_connection(conn: socket.socket, get_mib: int, rows: bytes) -> None:
     )
     answer = encode("t2:fini", {"retn": (True, False)})
     piece = encode("t2:yield", {"retn": (True, PIECE)})
+    done = encode("t2:fini", {"retn": (True, None)})
+    saved = encode("t2:fini", {"retn": (True, (1, b"\0" * 32))})
+    share = encode(
+        "t2:share",
+        {"iden": "upload", "sharinfo": {"meths": {"write": {}, "save": {}}, "classes": ()}},
+    )
     with conn:
         while data := conn.recv(65536):
             unpacker.feed(data)
             for name, info in unpacker:
+                if name == "share:fini":
+                    continue
                 if name == "tele:syn":
                     conn.sendall(
                         encode(
@@ -110,6 +126,11 @@ def serve_connection(conn: socket.socket, get_mib: int, rows: bytes) -> None:
                     for _ in range(get_mib // 16):
                         conn.sendall(piece)
                     conn.sendall(encode("t2:yield", {"retn": None}))
+                elif info.get("name") == "upload":  # the share: write or save
+                    method = info["todo"][0]
+                    conn.sendall(done if method == "write" else saved)
+                elif info["todo"][0] == "upload":
+                    conn.sendall(share)
                 elif info["todo"][0] == "hashes":
                     conn.sendall(encode("t2:genr", {}) + rows + encode("t2:yield", {"retn": None}))
                 else:
@@ -134,9 +155,9 @@ def serve(path: Path, get_mib: int, rows: int) -> None:
         threading.Thread(target=serve_connection, args=(conn, get_mib, ready), daemon=True).start()
 
 
-def client_rates(url: str, calls: int, get_mib: int) -> tuple[float, float, float]:
-    """has() calls per second, get() MB/s and hashes(0) rows per second, as
-    Synapse's client sees them."""
+def client_rates(url: str, calls: int, get_mib: int) -> tuple[float, float, float, float]:
+    """has() calls per second, get() MB/s, hashes(0) rows per second and
+    upload() MB/s, as Synapse's client sees them."""
     kind = "floor" if "floor.sock" in url else "store"
     done = subprocess.run(
         [str(SYNAPSE_PYTHON), "-c", CLIENT, url, str(calls), str(get_mib), kind],
@@ -145,8 +166,8 @@ def client_rates(url: str, calls: int, get_mib: int) -> tuple[float, float, floa
         check=True,
         timeout=600,
     )
-    has, get, rows = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(has), float(get), float(rows)
+    has, get, rows, upload = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(has), float(get), float(rows), float(upload)
 
 
 def main() -> None:
@@ -168,7 +189,7 @@ def main() -> None:
         while not path.exists():
             threading.Event().wait(0.01)
         urls = {"do-nothing server": f"unix://{path}", **{url: url for url in opts.url}}
-        rates: dict[str, list[tuple[float, float, float]]] = {name: [] for name in urls}
+        rates: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in urls}
         for _ in range(opts.runs):
             for name, url in urls.items():
                 rates[name].append(client_rates(url, opts.calls, opts.get_mib))
@@ -176,9 +197,10 @@ def main() -> None:
         has = sorted(value[0] for value in values)[len(values) // 2]
         get = sorted(value[1] for value in values)[len(values) // 2]
         rows = sorted(value[2] for value in values)[len(values) // 2]
+        upload = sorted(value[3] for value in values)[len(values) // 2]
         print(
-            f"{name}: has {has:,.0f}/s, get {get:,.0f} MB/s, hashes {rows:,.0f} rows/s "
-            f"(medians of {len(values)})"
+            f"{name}: has {has:,.0f}/s, get {get:,.0f} MB/s, hashes {rows:,.0f} rows/s, "
+            f"upload {upload:,.0f} MB/s (medians of {len(values)})"
         )
 
 

@@ -113,3 +113,25 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 def test_in_process_parameters_are_keyword_only(call: api.Call) -> None:
     parameters = inspect.signature(answering(call)).parameters
     assert all(parameters[name].kind is inspect.Parameter.KEYWORD_ONLY for name in call.local)
+
+
+def test_the_quick_argument_check_agrees_with_signature_bind(tmp_path: Path) -> None:
+    """Every Telepath method, every count of positional arguments from none to
+    twelve, with and without a keyword: ``Method.binds`` refuses exactly what
+    ``Signature.bind`` refuses."""
+    table = AxonApi(Axon.__new__(Axon), CellIdentity.load(tmp_path)).methods()
+    for name, method in table.items():
+        for count in range(13):
+            for kwargs in ({}, {"offs": 0}, {"nonesuch": 1}):
+                args = (None,) * count
+                try:
+                    method.signature.bind(*args, **kwargs)
+                    expected = None
+                except TypeError:
+                    expected = TypeError
+                try:
+                    method.binds(args, kwargs)
+                    got = None
+                except TypeError:
+                    got = TypeError
+                assert got is expected, (name, count, kwargs)
