@@ -11,6 +11,12 @@ time, ``has`` and ``size`` (half present), ``upload`` of ``--big-mib`` MiB in
 upload, then again from memory), ``hashes(0)`` and ``history(0)``. Runs alternate between the two
 servers; figures are medians, ratios axonfs / reference.
 
+A third server that does nothing (``bench/telepath_nothing.py``: every answer
+made in advance, no event loop) runs the same client in every run: its figures
+are the most Synapse's client reaches on this machine, and divided by the
+reference's they are the highest ratio any server could show (the "ceiling"
+column).
+
 With ``--sync-interval MS`` axonfs serves with that durability setting, and the
 benchmark also times sequential ``put`` of 4 KiB through axonfs's own socket
 and client (``axonfs.client`` over ``ctl.sock``, from this process), against
@@ -38,6 +44,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from telepath_nothing import NothingServer
 
 import axonfs.client
 
@@ -74,6 +82,13 @@ CTL_PUT = "put 4 KiB seq, axonfs.client over ctl.sock, files/s"
 @contextmanager
 def server(kind: str, workdir: Path, sync_interval: int = 0) -> Iterator[str]:
     """Start one server; yield its Telepath URL; stop it."""
+    if kind == "nothing":
+        nothing = NothingServer(workdir / "nothing.sock")
+        try:
+            yield nothing.url
+        finally:
+            nothing.close()
+        return
     log = (workdir / f"{kind}.log").open("wb")
     if kind == "axonfs":
         store = workdir / "store"
@@ -162,10 +177,10 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    figures: dict[str, list[dict[str, float]]] = {"axonfs": [], "reference": []}
+    figures: dict[str, list[dict[str, float]]] = {"axonfs": [], "reference": [], "nothing": []}
     for run in range(args.runs):
         order = ["axonfs", "reference"] if run % 2 == 0 else ["reference", "axonfs"]
-        for kind in order:
+        for kind in [*order, "nothing"]:
             workdir = Path(tempfile.mkdtemp(prefix=f"bench-telepath-{kind}-", dir="/var/tmp"))
             try:
                 with server(kind, workdir, args.sync_interval) as url:
@@ -180,12 +195,16 @@ def main() -> None:
         kind: {name: statistics.median(run[name] for run in runs) for name in runs[0]}
         for kind, runs in figures.items()
     }
-    print("| figure | axonfs | Synapse Axon | ratio |")
-    print("|---|---|---|---|")
+    print("| figure | axonfs | Synapse Axon | ratio | do-nothing server | ceiling |")
+    print("|---|---|---|---|---|---|")
     for name, value in medians["axonfs"].items():
         # The reference has no ctl.sock: its own socket's figure is Telepath's.
         reference = medians["reference"][name if name != CTL_PUT else "put 4 KiB seq, files/s"]
-        print(f"| {name} | {value:,.0f} | {reference:,.0f} | {value / reference:.2f}x |")
+        nothing = medians["nothing"].get(name)
+        ceiling = (
+            f"| {nothing:,.0f} | {nothing / reference:.2f}x |" if nothing is not None else "| | |"
+        )
+        print(f"| {name} | {value:,.0f} | {reference:,.0f} | {value / reference:.2f}x {ceiling}")
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -27,21 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
-import msgpack
-
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from axonfs.telepath.server import TELEVERS  # noqa: E402
-from axonfs.telepath.service import AxonApi  # noqa: E402
-from axonfs.telepath.wire import encode  # noqa: E402
+from telepath_nothing import NothingServer  # noqa: E402
 
 SYNAPSE_PYTHON = ROOT / ".venv-synapse" / "bin" / "python"
 CLIENT = """
@@ -56,7 +50,7 @@ async def main(url, calls, mib):
             await axon.has(sha)
         has = calls / (time.perf_counter() - start)
         blob = hashlib.sha256(PIECE * (mib // 16)).digest()
-        if sys.argv[4] == "store" and not await axon.has(blob):  # a real Axon: store it
+        if not await axon.has(blob):  # the do-nothing server sends what was saved
             async with await axon.upload() as fd:
                 for _ in range(mib // 16):
                     await fd.write(PIECE)
@@ -78,89 +72,13 @@ async def main(url, calls, mib):
 PIECE = bytes(range(256)) * (1 << 16)
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
 """
-PIECE = bytes(range(256)) * (1 << 16)
-"""16 MiB: the piece size of a get, on axonfs and the reference alike."""
-
-
-def share_info() -> dict[str, object]:
-    api = AxonApi.__new__(AxonApi)
-    api._methods = {}
-    info = api.share_info()
-    info["meths"] = {"has": {}, "get": {"genr": True}, "hashes": {"genr": True}, "upload": {}}
-    return info
-
-
-def serve_connection(conn: socket.socket, get_mib: int, rows: bytes) -> None:
-    unpacker = msgpack.Unpacker(
-        raw=False, use_list=False, strict_map_key=False, max_buffer_size=64 << 20
-    )
-    answer = encode("t2:fini", {"retn": (True, False)})
-    piece = encode("t2:yield", {"retn": (True, PIECE)})
-    done = encode("t2:fini", {"retn": (True, None)})
-    saved = encode("t2:fini", {"retn": (True, (1, b"\0" * 32))})
-    share = encode(
-        "t2:share",
-        {"iden": "upload", "sharinfo": {"meths": {"write": {}, "save": {}}, "classes": ()}},
-    )
-    with conn:
-        while data := conn.recv(65536):
-            unpacker.feed(data)
-            for name, info in unpacker:
-                if name == "share:fini":
-                    continue
-                if name == "tele:syn":
-                    conn.sendall(
-                        encode(
-                            "tele:syn",
-                            {
-                                "vers": TELEVERS,
-                                "retn": (True, None),
-                                "sess": "f" * 32,
-                                "features": {},
-                                "sharinfo": share_info(),
-                            },
-                        )
-                    )
-                elif info["todo"][0] == "get":
-                    conn.sendall(encode("t2:genr", {}))
-                    for _ in range(get_mib // 16):
-                        conn.sendall(piece)
-                    conn.sendall(encode("t2:yield", {"retn": None}))
-                elif info.get("name") == "upload":  # the share: write or save
-                    method = info["todo"][0]
-                    conn.sendall(done if method == "write" else saved)
-                elif info["todo"][0] == "upload":
-                    conn.sendall(share)
-                elif info["todo"][0] == "hashes":
-                    conn.sendall(encode("t2:genr", {}) + rows + encode("t2:yield", {"retn": None}))
-                else:
-                    conn.sendall(answer)
-
-
-def ready_rows(count: int) -> bytes:
-    """*count* ``hashes`` rows as the server sends them: ``(indx, (sha256, size))``."""
-    return b"".join(
-        encode("t2:yield", {"retn": (True, (indx, (indx.to_bytes(32, "big"), 4096)))})
-        for indx in range(count)
-    )
-
-
-def serve(path: Path, get_mib: int, rows: int) -> None:
-    ready = ready_rows(rows)
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(path))
-    listener.listen(64)
-    while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=serve_connection, args=(conn, get_mib, ready), daemon=True).start()
 
 
 def client_rates(url: str, calls: int, get_mib: int) -> tuple[float, float, float, float]:
     """has() calls per second, get() MB/s, hashes(0) rows per second and
     upload() MB/s, as Synapse's client sees them."""
-    kind = "floor" if "floor.sock" in url else "store"
     done = subprocess.run(
-        [str(SYNAPSE_PYTHON), "-c", CLIENT, url, str(calls), str(get_mib), kind],
+        [str(SYNAPSE_PYTHON), "-c", CLIENT, url, str(calls), str(get_mib)],
         capture_output=True,
         text=True,
         check=True,
@@ -184,15 +102,13 @@ def main() -> None:
     )
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "floor.sock"
-        threading.Thread(target=serve, args=(path, opts.get_mib, opts.rows), daemon=True).start()
-        while not path.exists():
-            threading.Event().wait(0.01)
-        urls = {"do-nothing server": f"unix://{path}", **{url: url for url in opts.url}}
+        nothing = NothingServer(Path(tmp) / "nothing.sock", opts.rows)
+        urls = {"do-nothing server": nothing.url, **{url: url for url in opts.url}}
         rates: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in urls}
         for _ in range(opts.runs):
             for name, url in urls.items():
                 rates[name].append(client_rates(url, opts.calls, opts.get_mib))
+        nothing.close()
     for name, values in rates.items():
         has = sorted(value[0] for value in values)[len(values) // 2]
         get = sorted(value[1] for value in values)[len(values) // 2]
