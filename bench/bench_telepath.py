@@ -178,19 +178,25 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     figures: dict[str, list[dict[str, float]]] = {"axonfs": [], "reference": [], "nothing": []}
-    for run in range(args.runs):
-        order = ["axonfs", "reference"] if run % 2 == 0 else ["reference", "axonfs"]
-        for kind in [*order, "nothing"]:
-            workdir = Path(tempfile.mkdtemp(prefix=f"bench-telepath-{kind}-", dir="/var/tmp"))
-            try:
+    # Every store is removed at the end, not after its run: on ext4 without a
+    # journal, creating files runs ~10x slower for minutes after tens of
+    # thousands were deleted, which would slow the next run's small puts.
+    workdirs: list[Path] = []
+    try:
+        for run in range(args.runs):
+            order = ["axonfs", "reference"] if run % 2 == 0 else ["reference", "axonfs"]
+            for kind in [*order, "nothing"]:
+                workdir = Path(tempfile.mkdtemp(prefix=f"bench-telepath-{kind}-", dir="/var/tmp"))
+                workdirs.append(workdir)
                 with server(kind, workdir, args.sync_interval) as url:
                     figures[kind].append(measure(url, args))
                     if kind == "axonfs" and args.sync_interval:
                         ctl = workdir / "store" / "run" / "ctl.sock"
                         figures[kind][-1][CTL_PUT] = asyncio.run(ctl_puts(ctl, args.small_count))
                     print(f"run {run + 1} {kind}: {figures[kind][-1]}", file=sys.stderr)
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
+    finally:
+        for workdir in workdirs:
+            shutil.rmtree(workdir, ignore_errors=True)
     medians = {
         kind: {name: statistics.median(run[name] for run in runs) for name in runs[0]}
         for kind, runs in figures.items()
