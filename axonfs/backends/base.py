@@ -59,6 +59,20 @@ class BlobReader(abc.ABC):
         self.close()
 
 
+class BlobStream(abc.ABC):
+    """One sequential read of a range of a remote blob (see :meth:`BlobBackend.stream`)."""
+
+    @abc.abstractmethod
+    def next_pieces(self) -> list[bytes]:
+        """The next pieces, in order: those that arrived, waiting for one if none
+        has; an empty list at the end. Blocks: call it from a worker thread."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop reading (the rest of the range may still be in flight, then
+        dropped); may block briefly (call it from a worker thread)."""
+
+
 class BytesReader(BlobReader):
     """A blob held in memory (a small blob read from the index journal)."""
 
@@ -157,6 +171,12 @@ class BlobBackend(abc.ABC):
     @abc.abstractmethod
     def open(self, sha256: Sha256) -> BlobReader:
         """Open a blob for reading; raise BlobMissing if it is absent."""
+
+    def stream(self, sha256: Sha256, size: int, start: int, end: int) -> BlobStream | None:
+        """Read ``[start, end)`` of a blob of *size* bytes as one sequential
+        stream, or None if :meth:`open` serves a whole read as well (local
+        files, a range whose start is cached)."""
+        return None
 
     @abc.abstractmethod
     def delete(self, sha256: Sha256) -> bool:

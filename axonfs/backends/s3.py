@@ -72,10 +72,11 @@ import botocore.session
 from botocore.exceptions import ClientError
 from botocore.utils import parse_timestamp
 
-from axonfs.backends.base import BlobBackend, Listing
+from axonfs.backends.base import BlobBackend, BlobStream, Listing
 from axonfs.backends.cache import BlockCache, CacheStats
 from axonfs.backends.readahead import BlockFetcher, BlockReader, Deliver
 from axonfs.backends.retry import RetryPolicy, TransientError, call_with_retry
+from axonfs.backends.stream import RangeStream
 from axonfs.errors import AxonError, BackendError, BlobMissing
 from axonfs.hashing import Sha256, is_sha256_hex
 from axonfs.units import parse_size
@@ -546,6 +547,17 @@ class S3Backend(BlobBackend):
                 )
             self._remember_size(sha_hex, size)
         return BlockReader(self.fetcher, sha_hex, size)
+
+    def stream(self, sha256: Sha256, size: int, start: int, end: int) -> BlobStream | None:
+        """One GET for the range, the read cache filled behind the reader; None
+        if the range's first block is cached (the block reader then serves it
+        from the cache, fetching only what is missing)."""
+        sha_hex = sha256.hex()
+        if self.cache.contains(sha_hex, start // self.config.block_size):
+            return None
+        return RangeStream(
+            self._get_blocks, self.cache, sha_hex, size, start, end, self.config.block_size
+        )
 
     def _object_size(self, key: str, what: str) -> int | None:
         """HEAD *key*: its size, or None if absent."""

@@ -50,7 +50,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from axonfs.backends.base import BlobBackend, BlobReader, BytesReader
+from axonfs.backends.base import BlobBackend, BlobReader, BlobStream, BytesReader
 from axonfs.backends.local import LocalBackend
 from axonfs.errors import (
     AxonError,
@@ -624,6 +624,14 @@ class Store:
         if self.backend.deferred_sync and (journaled := self.index.journal_get(sha256)) is not None:
             return BytesReader(journaled)
         return self.backend.open(sha256)
+
+    def stream_blob(self, sha256: Sha256, size: int, start: int, end: int) -> BlobStream | None:
+        """``[start, end)`` of a stored blob as one sequential stream from the
+        backend, or None where :meth:`open_blob` serves as well (a journaled
+        blob, local files, a cached start)."""
+        if self.backend.deferred_sync and self.index.journal_get(sha256) is not None:
+            return None
+        return self.backend.stream(sha256, size, start, end)
 
     def spill_wanted(self) -> bool:
         """True if enough small blobs are journaled for a spill to be worth it,

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from axonfs.axon import Axon
+from axonfs.backends.base import BlobStream
 from axonfs.backends.s3 import S3Backend, S3Config, parse_size
 from axonfs.errors import BlobMissing
 from axonfs.hashing import Sha256
@@ -283,3 +285,84 @@ def test_config_validation() -> None:
     assert parse_size("512") == 512
     with pytest.raises(ValueError):
         parse_size("lots")
+
+
+def read_stream(stream: BlobStream) -> bytes:
+    pieces = []
+    try:
+        while batch := stream.next_pieces():
+            pieces.extend(batch)
+    finally:
+        stream.close()
+    return b"".join(pieces)
+
+
+def test_a_streamed_range_is_one_request_and_fills_the_cache(
+    make_s3: MakeS3, tmp_path: Path
+) -> None:
+    block = 256 << 10
+    backend = make_s3(block_size=block)
+    data = os.urandom(4 * MiB + 1234)
+    sha = put(backend, tmp_path, data)
+    fresh = make_s3(block_size=block, cache_dir=tmp_path / "other-cache")
+    start, end = 100_000, len(data) - 100  # neither on a block boundary
+    stream = fresh.stream(sha, len(data), start, end)
+    assert stream is not None
+    assert read_stream(stream) == data[start:end]
+    assert fresh.stats().requests.get("get_object") == 1
+    # Closed after its end, the stream has cached every block it fetched: the
+    # whole blob (the range rounded out to blocks) reads back with no request.
+    gets = fresh.stats().requests["get_object"]
+    assert read_all(fresh, sha) == data
+    assert fresh.stats().requests["get_object"] == gets
+    # A range whose first block is cached is the block reader's again.
+    assert fresh.stream(sha, len(data), 0, len(data)) is None
+
+
+def test_a_stream_given_up_midway_stops_and_leaves_whole_blocks(
+    make_s3: MakeS3, tmp_path: Path
+) -> None:
+    block = 64 << 10
+    backend = make_s3(block_size=block)
+    data = os.urandom(8 * MiB)  # 128 blocks: far more than the stream runs ahead
+    sha = put(backend, tmp_path, data)
+    fresh = make_s3(block_size=block, cache_dir=tmp_path / "other-cache")
+    stream = fresh.stream(sha, len(data), 0, len(data))
+    assert stream is not None
+    first = stream.next_pieces()
+    assert first and data.startswith(b"".join(first))
+    stream.close()
+    assert stream.next_pieces() == []
+    # Whatever it cached is whole: every read gives the blob's own bytes.
+    assert read_all(fresh, sha, block) == data
+    assert fresh.stats().bytes_received < 2 * len(data)
+
+
+def test_a_stream_of_a_missing_blob_fails_where_it_is_read(make_s3: MakeS3, tmp_path: Path) -> None:
+    backend = make_s3()
+    put(backend, tmp_path, b"another blob")  # the bucket exists
+    sha = Sha256(hashlib.sha256(b"never stored").digest())
+    stream = backend.stream(sha, 20 * MiB, 0, 20 * MiB)
+    assert stream is not None
+    with pytest.raises(BlobMissing):
+        read_stream(stream)
+
+
+async def test_a_whole_get_streams_one_request_then_reads_the_cache(
+    make_s3: MakeS3, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    backend = make_s3(cache_dir=store / "cache")
+    data = os.urandom(12 * MiB + 7)
+    async with Axon.open(store, backend=backend) as axon:
+        size, sha = await axon.put(data)
+        assert size == len(data)
+        backend.cache.discard(sha.hex())  # as if read first on another host
+        gets = backend.stats().requests.get("get_object", 0)
+        assert b"".join([piece async for piece in axon.get(sha)]) == data
+        assert backend.stats().requests["get_object"] == gets + 1
+        assert b"".join([piece async for piece in axon.get(sha)]) == data  # from the cache
+        offs = 3 * MiB + 11
+        ranged = b"".join([piece async for piece in axon.get(sha, offs, 9 * MiB)])
+        assert ranged == data[offs : offs + 9 * MiB]
+        assert backend.stats().requests["get_object"] == gets + 1
