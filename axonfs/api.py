@@ -121,26 +121,27 @@ def signature(function: Callable[..., Any]) -> inspect.Signature:
     round trip: each is built once per underlying function (a bound method's
     object may live only as long as a connection).
     """
-    unbound = getattr(function, "__func__", None)
-    if unbound is None:
-        return _signature(function, drop_self=False)
-    return _signature(unbound, drop_self=True)
+    return _signature(*_underlying(function))
 
 
 def positional_range(function: Callable[..., Any]) -> tuple[int, int] | None:
     """How many positional arguments alone *function* takes, as (fewest, most), or
     None if it needs a keyword. A call inside the range, without keywords, binds:
     checking that is a comparison, where ``Signature.bind`` costs microseconds."""
+    return _positional_range(*_underlying(function))
+
+
+def _underlying(function: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
+    """The function behind a bound method (whose ``self`` is then dropped), so the
+    caches below hold one entry per function, not per bound object."""
     unbound = getattr(function, "__func__", None)
-    if unbound is None:
-        return _positional_range(function, drop_self=False)
-    return _positional_range(unbound, drop_self=True)
+    return (function, False) if unbound is None else (unbound, True)
 
 
 @functools.cache
-def _positional_range(function: Callable[..., Any], *, drop_self: bool) -> tuple[int, int] | None:
+def _positional_range(function: Callable[..., Any], drop_self: bool) -> tuple[int, int] | None:
     fewest = most = 0
-    for parameter in _signature(function, drop_self=drop_self).parameters.values():
+    for parameter in _signature(function, drop_self).parameters.values():
         if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
             most += 1
             fewest += parameter.default is parameter.empty
@@ -152,7 +153,7 @@ def _positional_range(function: Callable[..., Any], *, drop_self: bool) -> tuple
 
 
 @functools.cache
-def _signature(function: Callable[..., Any], *, drop_self: bool) -> inspect.Signature:
+def _signature(function: Callable[..., Any], drop_self: bool) -> inspect.Signature:
     found = inspect.signature(function)
     if not drop_self:
         return found

@@ -133,7 +133,7 @@ class RangeStream(BlobStream):
 
     def _deliver(self, offset: int, data: bytes) -> None:
         """One whole block of the request: its part of the range to the reader,
-        the block itself to the cache writer if it has room."""
+        the block itself to the cache writer (waiting while it is full)."""
         begin, stop = max(offset, self._start), min(offset + len(data), self._end)
         if begin < stop:
             whole = begin == offset and stop == offset + len(data)
