@@ -98,9 +98,10 @@ class StagedBlobs(abc.ABC):
     """The blobs that got a file (those the backend held already did not)."""
 
     @abc.abstractmethod
-    def place(self, keep: Collection[Sha256]) -> None:
-        """Put the files of *keep* (some of :attr:`shas`) in place, unsynced, as
-        ``put_file(sync=False)`` would, and remove the others."""
+    def place(self, keep: Collection[Sha256], among: Collection[Sha256] | None = None) -> None:
+        """Settle the files of *among* (default: all not settled yet): put
+        those of *keep* in place, unsynced, as ``put_file(sync=False)``
+        would, and remove the others."""
 
 
 class BlobBackend(abc.ABC):

@@ -280,12 +280,19 @@ class _StagedFiles(StagedBlobs):
         self._moves = moves
         self.shas = list(moves)
 
-    def place(self, keep: Collection[Sha256]) -> None:
+    def place(self, keep: Collection[Sha256], among: Collection[Sha256] | None = None) -> None:
         kept = set(keep)
-        chosen = [move for sha, move in self._moves.items() if sha in kept]
-        dropped = [temporary for sha, (temporary, _) in self._moves.items() if sha not in kept]
-        self._moves, self.shas = {}, []
-        _ask(self._worker.unlink, dropped)
+        moves = {
+            sha: self._moves.pop(sha)
+            for sha in (list(self._moves) if among is None else among)
+            if sha in self._moves
+        }
+        chosen = [move for sha, move in moves.items() if sha in kept]
+        dropped = [temporary for sha, (temporary, _) in moves.items() if sha not in kept]
+        if dropped:
+            _ask(self._worker.unlink, dropped)
+        if not chosen:
+            return
         results = _ask(self._worker.rename, chosen)
         failed = [(move, number) for move, number in zip(chosen, results, strict=True) if number]
         if failed:

@@ -9,16 +9,18 @@ an in-memory layer over LMDB, and in the commit log
 read of the index goes through a :class:`ReadView` that shows LMDB with the
 layer on top, so a deferred commit is visible the moment it returns. The next
 durable write (the interval's sync, or any commit that must be durable)
-writes the whole layer into its transaction and empties it.
+freezes the layer, writes what it froze into its transaction, and once that
+is durable takes it out of the layer: commits made meanwhile stay.
 
 The layer works on LMDB's own terms (named database, key, value or deleted)
 rather than on blobs, so the index's transaction bodies run unchanged against
 it and nothing here knows the schema.
 
-Concurrency: one writer (the store's commit thread) stages and merges; any
-thread reads. A reader holds :attr:`Pending.lock` for the life of its view,
-so the layer cannot be emptied between its LMDB snapshot and its reads of the
-layer (which would hide the rows that moved into LMDB after the snapshot).
+Concurrency: a commit stages and merges, a sync freezes and thaws, any
+thread reads, each holding :attr:`Pending.lock` throughout. A reader holds it
+for the life of its view, so the layer cannot be thawed between its LMDB
+snapshot and its reads of the layer (which would hide the rows that moved
+into LMDB after the snapshot).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ Database = lmdb._Database | None
 """A named DB of the environment (None: the main DB)."""
 Changes = dict[Database, dict[bytes, bytes | None]]
 """Per named DB: key -> new value, or None for a deleted key."""
+Counts = dict[Database, tuple[int, int]]
+"""Per counted DB: how many more entries, and bytes of values, it has with
+the changes than without them."""
 _ABSENT = b"\0absent"
 """Compared by identity (``is``): no stored value is this very object."""
 
@@ -72,8 +77,9 @@ class WriteTxn(ReadTxn, Protocol):
 class Pending:
     """The layer of deferred changes over the LMDB environment.
 
-    Entry counts (``stat(db)["entries"]``) are kept only for the named DBs
-    in *counted*: knowing whether a put adds an entry costs a read per put.
+    Entry counts (``stat(db)["entries"]``) and the bytes of values are kept
+    only for the named DBs in *counted*: knowing whether a put adds an entry
+    costs a read per put.
     """
 
     def __init__(self, counted: tuple[Database, ...] = ()) -> None:
@@ -81,7 +87,7 @@ class Pending:
         self.lock = threading.RLock()
         self.changes: Changes = {}
         self._sorted: dict[Database, list[bytes]] = {}
-        self._entries: dict[Database, int] = {}
+        self._counts: Counts = {}
         self.commits = 0
         """Deferred commits merged since the layer was last emptied."""
         self.bytes = 0
@@ -92,7 +98,16 @@ class Pending:
 
     def entries_delta(self, db: Database) -> int:
         """How many more entries *db* has with the layer than without it."""
-        return self._entries.get(db, 0)
+        return self._counts.get(db, (0, 0))[0]
+
+    def bytes_delta(self, db: Database) -> int:
+        """How many more bytes of values *db* holds with the layer than without it."""
+        return self._counts.get(db, (0, 0))[1]
+
+    def deleted(self, db: Database) -> set[bytes]:
+        """The keys of *db* the layer deletes."""
+        with self.lock:
+            return {key for key, value in self.changes.get(db, {}).items() if value is None}
 
     def sorted_keys(self, db: Database) -> list[bytes]:
         """The layer's keys of *db* in LMDB order (cached until the next merge)."""
@@ -109,21 +124,54 @@ class Pending:
                 self.changes.setdefault(db, {}).update(changes)
                 self._sorted.pop(db, None)
             self.bytes += size
-            for db, delta in staged.entries.items():
-                self._entries[db] = self._entries.get(db, 0) + delta
+            _count(self._counts, staged.counts)
             self.commits += 1
 
-    def clear(self) -> None:
-        """Forget the layer: its changes are durable in LMDB now."""
+    def freeze(self) -> Frozen:
+        """What the layer holds now, for a sync to write into LMDB while
+        commits go on merging into the layer."""
         with self.lock:
-            self.changes = {}
-            self._sorted = {}
-            self._entries = {}
-            self.commits = 0
-            self.bytes = 0
+            return Frozen(
+                {db: dict(changes) for db, changes in self.changes.items()},
+                dict(self._counts),
+                self.commits,
+                self.bytes,
+            )
+
+    def thaw(self, frozen: Frozen) -> None:
+        """Forget what *frozen* holds: it is durable in LMDB now.
+
+        A key changed again since the freeze stays, with its newer value.
+        Until this returns readers may see a row both in LMDB and here, with
+        the same value: harmless. Only the other order would hide rows.
+        """
+        with self.lock:
+            for db, changes in frozen.changes.items():
+                mine = self.changes.get(db, {})
+                for key, value in changes.items():
+                    if mine.get(key, _ABSENT) is value:
+                        del mine[key]
+                if not mine:
+                    self.changes.pop(db, None)
+                self._sorted.pop(db, None)
+            _count(self._counts, frozen.counts, -1)
+            self.commits -= frozen.commits
+            self.bytes -= frozen.bytes
+
+
+class Frozen:
+    """The layer as a sync found it (see :meth:`Pending.freeze`)."""
+
+    __slots__ = ("changes", "counts", "commits", "bytes")
+
+    def __init__(self, changes: Changes, counts: Counts, commits: int, size: int) -> None:
+        self.changes = changes
+        self.counts = counts
+        self.commits = commits
+        self.bytes = size
 
     def write_to(self, txn: lmdb.Transaction[bytes]) -> None:
-        """Apply the layer to a write transaction."""
+        """Apply the frozen changes to a write transaction."""
         for db, changes in self.changes.items():
             for key, value in changes.items():
                 if value is None:
@@ -174,7 +222,7 @@ class StagingTxn(ReadView):
     def __init__(self, base: lmdb.Transaction[bytes], pending: Pending, db: Database) -> None:
         super().__init__(base, pending, db)
         self.changes: Changes = {}
-        self.entries: dict[Database, int] = {}
+        self.counts: Counts = {}
 
     def get(self, key: bytes, default: None = None, db: Database = None) -> bytes | None:
         db = self.db if db is None else db
@@ -187,8 +235,9 @@ class StagingTxn(ReadView):
 
     def put(self, key: bytes, value: bytes, *, db: Database = None) -> bool:
         db = self.db if db is None else db
-        if db in self.pending.counted and self.get(key, db=db) is None:
-            self.entries[db] = self.entries.get(db, 0) + 1
+        if db in self.pending.counted:
+            old = self.get(key, db=db)
+            _count(self.counts, {db: (int(old is None), len(value) - len(old or b""))})
         self.changes.setdefault(db, {})[key] = value
         return True
 
@@ -197,9 +246,10 @@ class StagingTxn(ReadView):
         commit does not ask, except in a counted DB)."""
         db = self.db if db is None else db
         if db in self.pending.counted:
-            if self.get(key, db=db) is None:
+            old = self.get(key, db=db)
+            if old is None:
                 return False
-            self.entries[db] = self.entries.get(db, 0) - 1
+            _count(self.counts, {db: (-1, -len(old))})
         self.changes.setdefault(db, {})[key] = None
         return True
 
@@ -253,3 +303,10 @@ class MergedCursor:
                 assert base_key is not None
                 yield base_key, bytes(base.value())
                 base_key = bytes(base.key()) if base.next() else None
+
+
+def _count(counts: Counts, more: Counts, sign: int = 1) -> None:
+    """Add *more* (times *sign*) to *counts*."""
+    for db, (entries, size) in more.items():
+        had_entries, had_size = counts.get(db, (0, 0))
+        counts[db] = (had_entries + sign * entries, had_size + sign * size)

@@ -8,6 +8,8 @@ Layout of a store directory::
       blobs/ab/<hex>     the local backend's blob files (when it is the backend)
       tmp/               spool files; swept when the store opens
       commit.intent      not empty only while a commit moves bytes (axonfs.store.intent)
+      commit.log         with a sync interval, commits not yet durable in the index,
+      commit.1.log         for a killed daemon's restart (axonfs.store.commitlog)
       reserve            space held back so that deletes work on a full disk
 
 :meth:`Store.commit` is the one place blobs become visible. It runs a batch of
@@ -102,6 +104,9 @@ grows by a few pages per commit (copy-on-write of the B-tree paths it touches,
 a handful of 4 KiB pages per named DB). 4 MiB covers hundreds of those."""
 RESERVE_MIN = 64 << 10
 """The smallest reserve worth keeping when the disk cannot give the whole one."""
+PLACE_BATCH = 64
+"""Spilled files renamed into place per hold of the commit lock: a commit
+waits for at most this many renames (~1 ms) of a spill step's."""
 JOURNAL_BATCH = 1024
 JOURNAL_BATCH_BYTES = 8 << 20
 """Journaled blobs (and bytes of them) read, written and synced per spill step:
@@ -217,8 +222,9 @@ class Store:
             self.lock = StoreLock(root, readonly=readonly)
         except OSError as exc:
             raise store_unavailable(root, exc, "open" if readonly else "create") from None
-        # _commit_lock orders commits against the spiller's renames and journal
-        # drops; _spill_lock keeps spill steps one at a time.
+        # _commit_lock orders commits against each other and against the
+        # spiller's renames and journal drops (commit_in_memory says when an
+        # add may do without it); _spill_lock keeps spill steps one at a time.
         self._commit_lock = threading.Lock()
         self._spill_lock = threading.Lock()
         self.limits = limits if limits is not None else Limits()
@@ -317,8 +323,8 @@ class Store:
             finally:
                 if released:
                     self._reserve()
-            if self._deferred_full():
-                self.index.sync_deferred()
+        if self._deferred_full():
+            self.index.sync_deferred()
         try:
             self._spill_if_due()
         except (AxonError, OSError) as exc:  # the batch is committed (journaled): say so
@@ -431,12 +437,13 @@ class Store:
         one that must not block (the Axon calls this on the trio thread).
 
         That is: small blobs' adds from memory, on a store opened
-        *deferred*, with no sync or spill due and the commit lock free (a
-        sync or a spill may hold it across an fsync). The commit then costs
-        a few index reads in memory and one buffered append to the commit
-        log: the write of a few KiB to the page cache.
+        *deferred*, with no sync or spill due and no sync writing the index
+        (and, if the store has limits, the commit lock free: a durable commit
+        or a spill step may hold it across an fsync). The commit then costs a
+        few index reads in memory and one buffered append to the commit log:
+        the write of a few KiB to the page cache.
         """
-        if not self.index.defers or self._deferred_full() or self._spill_due():
+        if not self.index.defers or self.index.busy() or self._deferred_full() or self._spill_due():
             return None
         size = 0
         for op in ops:
@@ -445,8 +452,13 @@ class Store:
             size += op.size
         if size > JOURNAL_MAX or not self.backend.deferred_sync:
             return None
+        if self.limits == Limits():
+            # Without the commit lock: adds of bytes at hand, each decided by
+            # the index itself (see _stage), neither race the spill (it guards
+            # against deletes) nor need the lock's order with other commits.
+            return self._commit(ops)
         if not self._commit_lock.acquire(blocking=False):
-            return None
+            return None  # limits are checked against the counters one commit at a time
         try:
             return self._commit(ops)
         finally:
@@ -459,10 +471,13 @@ class Store:
         )
 
     def sync(self) -> int:
-        """Make every deferred commit durable now; return how many there were."""
-        with self._commit_lock:
-            count = self.index.deferred()
-            self.index.sync_deferred()
+        """Make every deferred commit durable now; return how many there were.
+
+        Commits go on meanwhile (the index freezes what it syncs): those made
+        after this began are durable at the next sync.
+        """
+        count = self.index.deferred()
+        self.index.sync_deferred()
         return count
 
     def _deferrable(self, ops: Sequence[CommitOp]) -> bool:
@@ -572,7 +587,15 @@ class Store:
             return IndexOp(op.sha256, op.size)
         if plan.is_present(op.sha256):
             op.discard()  # dedup: the bytes are already stored
-            return IndexOp(op.sha256, op.size)
+            # Bytes at hand go along all the same: a commit in memory does not
+            # hold the commit lock, so a delete may come between this look
+            # and the index's (which makes the add a no-op if it is present).
+            return IndexOp(
+                op.sha256,
+                op.size,
+                journal=op.data if self._journals(op) else None,
+                publish=self.publish_changes,
+            )
         try:
             plan.check_limits(op.size)
             if self._journals(op):
@@ -668,34 +691,42 @@ class Store:
         """Write and sync the files of up to *limit* journaled blobs, then drop
         their journal rows; return how many were spilled (0: none durable).
 
-        Runs beside commits: only the renames into place and the journal drop
-        hold the commit lock, so a commit never waits for file writes or syncs.
-        With *sync_first* it first makes deferred commits durable, so that
-        their blobs can be spilled too; without, it spills what the sync
-        interval's timer has made durable, and never holds the commit lock
-        for an index sync (the background spill, while puts stream in).
+        Runs beside commits: only the renames into place (a few at a time)
+        and the journal drop hold the commit lock, so a commit never waits
+        for file writes or syncs. With *sync_first* it first makes deferred
+        commits durable, so that their blobs can be spilled too; without, it
+        spills what the sync interval's timer has made durable (the
+        background spill, while puts stream in).
         """
         with self._spill_lock:
             if sync_first and self.index.deferred():
-                with self._commit_lock:  # make them durable: their files may be written then
-                    self.index.sync_deferred()
+                self.index.sync_deferred()  # durable, their files may be written
             # Durable rows only: a file written for a deferred commit's blob
             # would be an orphan if a power cut undid the commit.
             rows = self.index.journal_batch(limit, max_bytes=JOURNAL_BATCH_BYTES, durable=True)
             if not rows:
                 return 0
             staged = self.backend.stage(rows, f"{self.tmp}/{spool.SPOOL_PREFIX}spill-")
-            with self._commit_lock:
-                # A blob deleted since the batch was read gets no file.
-                staged.place([sha for sha in staged.shas if self.index.has(sha)])
+            try:
+                for start in range(0, len(staged.shas), PLACE_BATCH):
+                    among = staged.shas[start : start + PLACE_BATCH]
+                    with self._commit_lock:
+                        # A blob deleted since the batch was read gets no file.
+                        staged.place([sha for sha in among if self.index.has(sha)], among)
+            finally:
+                staged.place(())  # what an error left unplaced
             shas = [sha for sha, _ in rows]
             self.backend.sync_blobs(shas)
             with self._commit_lock:
                 # A blob deleted since has no file (and no journal row) now;
                 # one deleted and added again has a journal row but no file
-                # yet: its row stays for the next step.
+                # yet: its row stays for the next step. With a sync interval
+                # the drop is a deferred commit too: a power cut that undoes
+                # it leaves rows whose files are whole, which opening checks.
                 stored = self.backend.stored(shas)
-                self.index.drop_journal([sha for sha in shas if sha in stored])
+                self.index.drop_journal(
+                    [sha for sha in shas if sha in stored], durable=not self.index.defers
+                )
             return len(rows)
 
     def _settle_journal(self) -> None:

@@ -5,11 +5,16 @@ a stopped process had not synced.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import lmdb
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +22,7 @@ from hypothesis import strategies as st
 
 from axonfs.axon import Axon
 from axonfs.hashing import Sha256
-from axonfs.store.commitlog import LOG_NAME, CommitLog
+from axonfs.store.commitlog import LOG_NAME, ODD_LOG_NAME, CommitLog
 from axonfs.store.index import Index, IndexOp
 from axonfs.store.store import JOURNAL_MAX
 
@@ -117,9 +122,21 @@ def kill(index: Index, root: Path) -> None:
     """Leave *root* as a killed process would: the index file as LMDB last
     committed it and the commit log as written, without the sync that
     closing the index does."""
-    index_dir = Path(index.path)
-    kept = {path: path.read_bytes() for path in (*index_dir.iterdir(), root / LOG_NAME)}
+    kept = snapshot(index, root)
     index.close()
+    restore(kept, root)
+
+
+def snapshot(index: Index, root: Path) -> dict[Path, bytes]:
+    """The files a killed process would leave: the index as LMDB last
+    committed it, and the commit logs as written."""
+    logs = [root / LOG_NAME, root / ODD_LOG_NAME]
+    return {path: path.read_bytes() for path in (*index.path.iterdir(), *logs) if path.exists()}
+
+
+def restore(kept: dict[Path, bytes], root: Path) -> None:
+    for path in (root / LOG_NAME, root / ODD_LOG_NAME):
+        path.unlink(missing_ok=True)
     for path, data in kept.items():
         path.write_bytes(data)
 
@@ -185,7 +202,7 @@ def test_a_record_lost_in_the_middle_drops_the_rest(deferred: Index, tmp_path: P
         deferred.apply([small_add(i)], (i + 1) * 1_000_000, durable=False)
     kill(deferred, tmp_path)
     data = bytearray((tmp_path / LOG_NAME).read_bytes())
-    header, record = 12, 4 + 16
+    header, record = 20, 4 + 16
     second = header + record + struct.unpack_from(">I", data, header)[0]
     data[second + record : second + record + 8] = bytes(8)  # the second record's payload
     (tmp_path / LOG_NAME).write_bytes(bytes(data))
@@ -228,8 +245,150 @@ def test_commit_log_records_round_trip(tmp_path: Path) -> None:
     log.append(changes)
     log.append([(1, b"x", b"y" * 70_000)])
     log.close()
-    assert list(CommitLog(tmp_path / LOG_NAME).records(7)) == [changes, [(1, b"x", b"y" * 70_000)]]
-    assert list(CommitLog(tmp_path / LOG_NAME).records(8)) == []
+    assert (tmp_path / ODD_LOG_NAME).exists() and not (tmp_path / LOG_NAME).exists()
+    assert CommitLog(tmp_path / LOG_NAME).replay(7) == ([changes, [(1, b"x", b"y" * 70_000)]], 7)
+    assert CommitLog(tmp_path / LOG_NAME).replay(8) == ([], 8)
+
+
+def test_a_log_follows_on_only_from_the_whole_previous_one(tmp_path: Path) -> None:
+    log = CommitLog(tmp_path / LOG_NAME)
+    log.start(4)
+    log.append([(0, b"a", b"1")])
+    log.start(5, follows=True)
+    log.append([(0, b"b", b"2")])
+    log.close()
+    both = [[(0, b"a", b"1")], [(0, b"b", b"2")]]
+    assert CommitLog(tmp_path / LOG_NAME).replay(4) == (both, 5)
+    assert CommitLog(tmp_path / LOG_NAME).replay(5) == ([[(0, b"b", b"2")]], 5)
+    # The first log lost its last bytes (a power cut): the second does not follow on.
+    data = (tmp_path / LOG_NAME).read_bytes()
+    (tmp_path / LOG_NAME).write_bytes(data[:-1])
+    assert CommitLog(tmp_path / LOG_NAME).replay(4) == ([], 4)
+
+
+def test_a_log_of_the_one_file_layout_is_replayed(deferred: Index, tmp_path: Path) -> None:
+    """A store written before the log had two files, killed with deferred commits."""
+    deferred.apply([small_add(0)], 1_000_000, durable=False)
+    kill(deferred, tmp_path)
+    path = tmp_path / LOG_NAME
+    data = path.read_bytes()
+    magic, generation, _ = struct.unpack_from(">4sQQ", data)
+    assert magic == b"AXC2"
+    path.write_bytes(struct.pack(">4sQ", b"AXCL", generation) + data[20:])
+    reopened = Index(tmp_path / "index.lmdb", log_path=path)
+    assert reopened.get(SHAS[0]) is not None
+    reopened.close()
+
+
+class _HeldEnv:
+    """An index's LMDB environment whose next write transaction, once
+    written, waits for *go* before it commits (and sets *held* then)."""
+
+    def __init__(self, env: lmdb.Environment, held: threading.Event, go: threading.Event) -> None:
+        self._env, self._held, self._go = env, held, go
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._env, name)
+
+    @contextmanager
+    def begin(self, **kwargs: object) -> Iterator[lmdb.Transaction[bytes]]:
+        with self._env.begin(**kwargs) as txn:  # type: ignore[call-overload]
+            yield txn
+            if kwargs.get("write"):
+                self._held.set()
+                assert self._go.wait(30)
+
+
+def hold_a_sync(index: Index) -> tuple[threading.Thread, threading.Event]:
+    """Start a sync in a thread and hold it once it has written the deferred
+    commits it froze, before its transaction commits: (the thread, set to let
+    it commit)."""
+    held, go = threading.Event(), threading.Event()
+    env = index.env
+    index.env = _HeldEnv(env, held, go)  # type: ignore[assignment]
+    thread = threading.Thread(target=index.sync_deferred)
+    thread.start()
+    assert held.wait(30)
+    index.env = env
+    return thread, go
+
+
+def test_commits_go_on_during_a_sync(deferred: Index, tmp_path: Path) -> None:
+    deferred.apply([small_add(0)], 1_000_000, durable=False)
+    thread, go = hold_a_sync(deferred)
+    try:
+        # Neither waits for the sync: they are staged, logged and visible now.
+        deferred.apply([small_add(1)], 2_000_000, durable=False)
+        deferred.apply([IndexOp(SHAS[0], delete=True)], 3_000_000, durable=False)
+        assert [deferred.has(sha) for sha in SHAS[:2]] == [False, True]
+        assert deferred.deferred() == 3
+        # Killed here, with the sync's transaction not committed: both logs replay.
+        during = snapshot(deferred, tmp_path)
+    finally:
+        go.set()
+        thread.join()
+    assert deferred.syncs == 1 and deferred.deferred() == 2
+    assert [deferred.has(sha) for sha in SHAS[:2]] == [False, True]
+    assert deferred.metrics() == {"size:bytes": 100, "file:count": 1}
+    expected = everything(deferred)
+    kill(deferred, tmp_path)  # after the sync: the newer log replays alone
+    reopened = Index(tmp_path / "index.lmdb", log_path=tmp_path / LOG_NAME)
+    assert everything(reopened) == expected
+    reopened.close()
+    restore(during, tmp_path)
+    reopened = Index(tmp_path / "index.lmdb", log_path=tmp_path / LOG_NAME)
+    assert everything(reopened) == expected
+    reopened.close()
+
+
+def test_a_sync_that_fails_leaves_everything_for_the_next(deferred: Index, tmp_path: Path) -> None:
+    deferred.apply([small_add(0)], 1_000_000, durable=False)
+
+    def fail(txn: object) -> None:
+        raise OSError(errno.EIO, "the disk failed")
+
+    with pytest.raises(OSError):
+        deferred._write(fail)  # froze the first commit, moved the log on, and failed
+    assert deferred.syncs == 0 and deferred.deferred() == 1
+    deferred.apply([small_add(1)], 2_000_000, durable=False)
+    deferred.apply([small_add(2)], 3_000_000, durable=False)
+    expected = everything(deferred)
+    failed = snapshot(deferred, tmp_path)
+    deferred.sync_deferred()
+    assert deferred.deferred() == 0 and everything(deferred) == expected
+    deferred.apply([small_add(3)], 4_000_000, durable=False)
+    expected = everything(deferred)
+    kill(deferred, tmp_path)
+    reopened = Index(tmp_path / "index.lmdb", log_path=tmp_path / LOG_NAME)
+    assert everything(reopened) == expected
+    reopened.close()
+    restore(failed, tmp_path)  # killed right after the failed sync
+    reopened = Index(tmp_path / "index.lmdb", log_path=tmp_path / LOG_NAME)
+    assert [reopened.has(sha) for sha in SHAS[:4]] == [True, True, True, False]
+    reopened.close()
+
+
+def test_a_torn_frozen_log_stops_the_replay_before_the_next(
+    deferred: Index, tmp_path: Path
+) -> None:
+    """Killed during a sync and then a power cut that tore the frozen log: the
+    newer log's commits came after the lost one, so none of them comes back."""
+    deferred.apply([small_add(0)], 1_000_000, durable=False)
+    deferred.apply([small_add(1)], 2_000_000, durable=False)
+    thread, go = hold_a_sync(deferred)
+    try:
+        deferred.apply([small_add(2)], 3_000_000, durable=False)
+        during = snapshot(deferred, tmp_path)
+    finally:
+        go.set()
+        thread.join()
+    deferred.close()
+    restore(during, tmp_path)
+    frozen = max((tmp_path / LOG_NAME, tmp_path / ODD_LOG_NAME), key=lambda p: p.stat().st_size)
+    frozen.write_bytes(frozen.read_bytes()[:-3])
+    reopened = Index(tmp_path / "index.lmdb", log_path=tmp_path / LOG_NAME)
+    assert [reopened.has(sha) for sha in SHAS[:3]] == [True, False, False]
+    reopened.close()
 
 
 async def test_the_axon_syncs_within_its_interval(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import os
 import random
 import subprocess
 import textwrap
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from helpers.hashes import sha_digest
 
 from axonfs import axon as axon_module
 from axonfs.axon import Axon
+from axonfs.hashing import Sha256
 from axonfs.store import store as store_module
+from axonfs.store.index import BlobRow
 from axonfs.store.store import JOURNAL_MAX, Store
 
 from .storetools import PYTHON, REPO, blob_file, read_all
@@ -188,3 +191,62 @@ def test_lost_file_is_restored_from_the_journal(store_dir: Path) -> None:
     trio.run(check)
     fsck = run_axonfs("fsck", "--store", store_dir)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+
+def test_a_delete_racing_an_add_in_memory_leaves_the_bytes(
+    store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An add committed in memory does not take the commit lock: a delete of
+    the same blob may land between its look at the index and its index
+    commit. The add then stores the bytes it has at hand; it never leaves a
+    row without them."""
+    data = b"raced" * 100
+    sha = Sha256(sha_digest(data))
+    store = Store(store_dir, deferred=True)
+    try:
+        store.commit([store_module.AddBlob(sha, len(data), data=data)])
+        store.spill_journal()  # its file is written: the delete removes it
+        looked = store_module._Plan.is_present
+        looks = 0
+
+        def delete_after_looking(plan: store_module._Plan, sha256: Sha256) -> bool:
+            nonlocal looks
+            present = looked(plan, sha256)
+            looks += 1
+            if looks == 2:  # the commit's last look, the one that decides
+                monkeypatch.setattr(store_module._Plan, "is_present", looked)
+                deleter = threading.Thread(
+                    target=store.commit, args=([store_module.DeleteBlob(sha)],)
+                )
+                deleter.start()
+                deleter.join()
+            return present
+
+        monkeypatch.setattr(store_module._Plan, "is_present", delete_after_looking)
+        results = store.commit_in_memory([store_module.AddBlob(sha, len(data), data=data)])
+        assert results is not None and isinstance(results[0], BlobRow)
+        assert store.index.has(sha) and not store.backend.exists(sha)
+        assert store.index.journal_get(sha) == data  # the bytes came along
+        with store.open_blob(sha) as reader:
+            assert reader.read(0, len(data)) == data
+    finally:
+        store.close()
+    # And after a restart, from its file.
+    with Store(store_dir) as reopened, reopened.open_blob(sha) as reader:
+        assert reader.read(0, len(data)) == data
+
+
+async def test_a_spill_step_does_not_spill_what_it_dropped_already(store_dir: Path) -> None:
+    """With a sync interval a spill step drops the journal rows it wrote files
+    for as a deferred commit: the next step must not take those rows again
+    before the interval's sync makes the drop durable."""
+    async with Axon.open(store_dir, sync_interval=600) as axon:
+        for _ in range(50):
+            await axon.put(os.urandom(1000))
+        store = axon.store
+        assert store.sync() == 50  # the puts are durable: their files may be written
+        assert store.spill_step(sync_first=False) == 50
+        assert store.journaled() == 0
+        assert store.index.deferred() == 1  # the drop
+        assert store.spill_step(sync_first=False) == 0
+        assert store.sync() == 1 and store.journaled() == 0
