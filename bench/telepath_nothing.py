@@ -15,16 +15,22 @@ whose ``save`` answers that count), ``get`` (that many bytes of one ready
 16 MiB piece: the piece size of axonfs and the reference alike),
 ``hashes``/``history`` (``rows`` ready-made rows, one ``t2:yield`` each, sent
 in one write), anything else None.
+
+With ``event_loop=True`` the same answers come from one trio event loop (in a
+thread of its own) instead: the most a server built on trio, as axonfs is, can
+reach with that client, whatever it does per call.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgpack
+import trio
 
 from axonfs.telepath.server import TELEVERS
 from axonfs.telepath.service import AxonApi
@@ -44,9 +50,10 @@ def _share_info(meths: dict[str, dict[str, bool]]) -> dict[str, Any]:
 
 
 class NothingServer:
-    """Serve on the unix socket *path* from daemon threads; :attr:`url` to reach it."""
+    """Serve on the unix socket *path* from daemon threads (*event_loop*: from
+    a trio event loop in one); :attr:`url` to reach it."""
 
-    def __init__(self, path: Path, rows: int = 30_000) -> None:
+    def __init__(self, path: Path, rows: int = 30_000, event_loop: bool = False) -> None:
         self.path = path
         self.url = f"unix://{path}"
         self.uploaded = 0
@@ -83,7 +90,14 @@ class NothingServer:
         self._listener = socket.socket(socket.AF_UNIX)
         self._listener.bind(str(path))
         self._listener.listen(128)
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._stop: trio.CancelScope | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        if event_loop:
+            started = threading.Event()
+            threading.Thread(target=trio.run, args=(self._loop, started), daemon=True).start()
+            started.wait()
+        else:
+            threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
         while True:
@@ -91,50 +105,76 @@ class NothingServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        unpacker = msgpack.Unpacker(
-            raw=False, use_list=False, strict_map_key=False, max_buffer_size=64 << 20
-        )
+        unpacker = _unpacker()
         with conn:
             while data := conn.recv(1 << 20):
                 unpacker.feed(data)
                 for name, info in unpacker:
-                    if name == "tele:syn":
-                        conn.sendall(self._syn)
-                    elif name == "t2:init":
-                        self._answer(conn, info)
-                    # share:fini and anything else: nothing to say
+                    for reply in self._replies(name, info):
+                        conn.sendall(reply)
 
-    def _answer(self, conn: socket.socket, info: dict[str, Any]) -> None:
+    async def _loop(self, started: threading.Event) -> None:
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(self._listener))
+        with trio.CancelScope() as self._stop:
+            self._token = trio.lowlevel.current_trio_token()
+            started.set()
+            await trio.serve_listeners(self._serve_stream, [listener])
+
+    async def _serve_stream(self, stream: trio.SocketStream) -> None:
+        unpacker = _unpacker()
+        async with stream:
+            while data := await stream.receive_some(1 << 20):
+                unpacker.feed(data)
+                for name, info in unpacker:
+                    for reply in self._replies(name, info):
+                        await stream.send_all(reply)
+
+    def _replies(self, name: str, info: dict[str, Any]) -> Iterator[bytes]:
+        if name == "tele:syn":
+            yield self._syn
+        elif name == "t2:init":
+            yield from self._answer(info)
+        # share:fini and anything else: nothing to say
+
+    def _answer(self, info: dict[str, Any]) -> Iterator[bytes]:
         method, args, _kwargs = info["todo"]
         if info.get("name") == "upload":  # the share
             if method == "write":
                 self.uploaded += len(args[0])
-                conn.sendall(self._none)
+                yield self._none
             else:
                 self.saved, self.uploaded = self.uploaded, 0
-                conn.sendall(encode("t2:fini", {"retn": (True, (self.saved, DIGEST))}))
+                yield encode("t2:fini", {"retn": (True, (self.saved, DIGEST))})
             return
         if method == "has":
-            conn.sendall(self._false)
+            yield self._false
         elif method == "put":
-            conn.sendall(self._stored)
+            yield self._stored
         elif method == "puts":
-            conn.sendall(encode("t2:fini", {"retn": (True, [(4096, DIGEST)] * len(args[0]))}))
+            yield encode("t2:fini", {"retn": (True, [(4096, DIGEST)] * len(args[0]))})
         elif method == "upload":
-            conn.sendall(self._share)
+            yield self._share
         elif method == "get":
-            conn.sendall(encode("t2:genr", {}))
+            yield encode("t2:genr", {})
             left = self.saved
             while left >= len(PIECE):
-                conn.sendall(self._piece)
+                yield self._piece
                 left -= len(PIECE)
             if left:
-                conn.sendall(encode("t2:yield", {"retn": (True, PIECE[:left])}))
-            conn.sendall(self._end)
+                yield encode("t2:yield", {"retn": (True, PIECE[:left])})
+            yield self._end
         elif method in ("hashes", "history"):
-            conn.sendall(encode("t2:genr", {}) + self._rows + self._end)
+            yield encode("t2:genr", {}) + self._rows + self._end
         else:
-            conn.sendall(self._none)
+            yield self._none
 
     def close(self) -> None:
+        if self._stop is not None and self._token is not None:
+            trio.from_thread.run_sync(self._stop.cancel, trio_token=self._token)
         self._listener.close()
+
+
+def _unpacker() -> msgpack.Unpacker:
+    return msgpack.Unpacker(
+        raw=False, use_list=False, strict_map_key=False, max_buffer_size=64 << 20
+    )

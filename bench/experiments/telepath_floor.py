@@ -17,6 +17,10 @@ do-nothing server sends ``--rows`` ready-made rows, one ``t2:yield`` each, as
 one write; a real server streams the rows its store has (measure those with
 ``bench_telepath.py``, which fills the stores alike).
 
+A second do-nothing server gives the same answers from one trio event loop:
+the most a server built on trio (as axonfs is) can reach, whatever it does
+per call.
+
 Usage (from the repository, with ``.venv-synapse`` built)::
 
     python bench/experiments/telepath_floor.py --calls 10000 --get-mib 256 --runs 3 \
@@ -103,12 +107,18 @@ def main() -> None:
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         nothing = NothingServer(Path(tmp) / "nothing.sock", opts.rows)
-        urls = {"do-nothing server": nothing.url, **{url: url for url in opts.url}}
+        on_trio = NothingServer(Path(tmp) / "trio.sock", opts.rows, event_loop=True)
+        urls = {
+            "do-nothing server": nothing.url,
+            "do-nothing trio server": on_trio.url,
+            **{url: url for url in opts.url},
+        }
         rates: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in urls}
         for _ in range(opts.runs):
             for name, url in urls.items():
                 rates[name].append(client_rates(url, opts.calls, opts.get_mib))
         nothing.close()
+        on_trio.close()
     for name, values in rates.items():
         has = sorted(value[0] for value in values)[len(values) // 2]
         get = sorted(value[1] for value in values)[len(values) // 2]
