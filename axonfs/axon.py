@@ -1011,12 +1011,16 @@ class Upload:
     ``write()`` appends and hashes; ``save()`` commits what was written as one
     blob and starts afresh. Leaving the ``async with`` block discards unsaved
     bytes. Memory stays flat: bytes go to a direct-mode spool file (see
-    :mod:`axonfs.store.spool`), which holds at most one stage in memory.
+    :mod:`axonfs.store.spool`), which holds at most one stage in memory (and,
+    with ``write(behind=True)``, the one write still being written).
     """
 
     def __init__(self, axon: Axon) -> None:
         self._axon = axon
         self._spool: Spool | None = None
+        self._behind: trio.Event | None = None
+        """Set once the write left behind (``write(behind=True)``) is done."""
+        self._behind_error: BaseException | None = None
 
     async def __aenter__(self) -> Upload:
         return self
@@ -1024,7 +1028,16 @@ class Upload:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def write(self, byts: bytes) -> None:
+    async def write(self, byts: bytes, behind: bool = False) -> None:
+        """Append *byts*.
+
+        *behind*: a large write returns once it has begun, and is hashed and
+        written while the caller sends the next one (a client that waits for
+        each write's answer then waits for none of the disk's work). Its
+        error, if any, is raised by this upload's next ``write`` or ``save``,
+        which first drop the unsaved bytes.
+        """
+        await self._caught_up()
         spool = await self._current()
         if len(byts) <= INLINE_IO_MAX:
             if spool.fills_stage(len(byts)):  # this one writes a whole stage to disk
@@ -1034,6 +1047,40 @@ class Upload:
             else:
                 spool.append(byts)  # a copy into the spool's stage, and a small hash
             return
+        background = self._axon._background
+        if behind and background is not None:
+            done = self._behind = trio.Event()
+            background.start_soon(self._write_behind, spool, byts, done)
+            return
+        await self._write_large(spool, byts)
+
+    async def _write_behind(self, spool: Spool, byts: bytes, done: trio.Event) -> None:
+        try:
+            await self._write_large(spool, byts)
+        except BaseException as exc:
+            # Cancelled too (the Axon is closing): the spool misses these bytes.
+            self._behind_error = exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            done.set()
+
+    async def _caught_up(self) -> None:
+        """Wait for the write left behind. If it failed, drop the unsaved
+        bytes (they are not what the caller wrote) and raise its error."""
+        if self._behind is None:
+            return
+        await self._behind.wait()
+        self._behind = None
+        error, self._behind_error = self._behind_error, None
+        if error is None:
+            return
+        await self.close()
+        if isinstance(error, Exception):
+            raise error
+        raise AxonError("a write of this upload was interrupted: the daemon is stopping")
+
+    async def _write_large(self, spool: Spool, byts: bytes) -> None:
         # Write and hash in two threads at once: hashing is the bottleneck,
         # and the O_DIRECT write of the stage then costs nothing extra.
         offset = spool.size
@@ -1059,6 +1106,7 @@ class Upload:
 
     async def save(self) -> tuple[int, bytes]:
         """Commit the bytes written since the last save; return ``(size, sha256)``."""
+        await self._caught_up()
         spool = await self._current()
         self._spool = None
         try:
@@ -1069,6 +1117,10 @@ class Upload:
         return row.size, bytes(row.sha256)
 
     async def close(self) -> None:
+        if self._behind is not None:
+            with trio.CancelScope(shield=True):  # bounded: one write
+                await self._behind.wait()
+            self._behind, self._behind_error = None, None
         if self._spool is not None:
             spool, self._spool = self._spool, None
             with trio.CancelScope(shield=True):  # a cancelled upload must not leak its spool

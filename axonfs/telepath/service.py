@@ -275,7 +275,9 @@ class UploadShare:
         if not isinstance(byts, bytes):
             raise BadArg("write() takes bytes")
         async with self._lock:
-            await self._upload.write(byts)
+            # Behind: Synapse's client waits for each write's answer before
+            # it sends the next, so the disk's work overlaps the next send.
+            await self._upload.write(byts, behind=True)
 
     async def save(self) -> tuple[int, bytes]:
         async with self._lock:

@@ -26,6 +26,7 @@ from helpers.fuse import wait_until
 from helpers.hashes import file_sha
 
 from axonfs import client
+from axonfs.axon import Axon
 from axonfs.errors import AxonError
 
 from .conftest import Figures, MakeDaemon
@@ -216,3 +217,30 @@ def _run(daemon: MountDaemon, disk: Path, seed: int, figures: Figures) -> None:
         "spool_files_left": 0,
         "lost": 0,
     }
+
+
+async def test_a_write_left_behind_fails_at_the_next_call(tmp_path: Path) -> None:
+    """``write(behind=True)`` answers before its bytes are on disk: when the
+    disk fills meanwhile, the next write or save raises the error and drops
+    the upload's unsaved bytes, so nothing saved later includes the hole."""
+    with tmpfs(tmp_path / "disk", "16m") as disk:
+        async with Axon.open(disk / "store") as axon, await axon.upload() as upload:
+            with pytest.raises(OSError) as full:
+                for _ in range(64):  # far past the disk
+                    await upload.write(os.urandom(1 << 20), behind=True)
+                await upload.save()
+            assert full.value.errno == errno.ENOSPC
+            await upload.write(b"after the error")
+            size, sha = await upload.save()
+            assert (size, sha) == (15, hashlib.sha256(b"after the error").digest())
+
+
+async def test_writes_left_behind_store_what_was_written(tmp_path: Path) -> None:
+    pieces = [os.urandom(size) for size in (3 << 20, 100, 5 << 20, 70_000, 1)]
+    async with Axon.open(tmp_path / "store") as axon, await axon.upload() as upload:
+        for piece in pieces:
+            await upload.write(piece, behind=True)
+        size, sha = await upload.save()
+        assert (size, sha) == (sum(map(len, pieces)), hashlib.sha256(b"".join(pieces)).digest())
+        got = b"".join([chunk async for chunk in axon.get(sha)])
+        assert got == b"".join(pieces)
