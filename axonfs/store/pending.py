@@ -124,7 +124,8 @@ class Pending:
                 self.changes.setdefault(db, {}).update(changes)
                 self._sorted.pop(db, None)
             self.bytes += size
-            _count(self._counts, staged.counts)
+            for db, (entries, size) in staged.counts.items():
+                _count(self._counts, db, entries, size)
             self.commits += 1
 
     def freeze(self) -> Frozen:
@@ -154,7 +155,8 @@ class Pending:
                 if not mine:
                     self.changes.pop(db, None)
                 self._sorted.pop(db, None)
-            _count(self._counts, frozen.counts, -1)
+            for db, (entries, size) in frozen.counts.items():
+                _count(self._counts, db, -entries, -size)
             self.commits -= frozen.commits
             self.bytes -= frozen.bytes
 
@@ -237,7 +239,7 @@ class StagingTxn(ReadView):
         db = self.db if db is None else db
         if db in self.pending.counted:
             old = self.get(key, db=db)
-            _count(self.counts, {db: (int(old is None), len(value) - len(old or b""))})
+            _count(self.counts, db, int(old is None), len(value) - len(old or b""))
         self.changes.setdefault(db, {})[key] = value
         return True
 
@@ -249,7 +251,7 @@ class StagingTxn(ReadView):
             old = self.get(key, db=db)
             if old is None:
                 return False
-            _count(self.counts, {db: (-1, -len(old))})
+            _count(self.counts, db, -1, -len(old))
         self.changes.setdefault(db, {})[key] = None
         return True
 
@@ -305,8 +307,7 @@ class MergedCursor:
                 base_key = bytes(base.key()) if base.next() else None
 
 
-def _count(counts: Counts, more: Counts, sign: int = 1) -> None:
-    """Add *more* (times *sign*) to *counts*."""
-    for db, (entries, size) in more.items():
-        had_entries, had_size = counts.get(db, (0, 0))
-        counts[db] = (had_entries + sign * entries, had_size + sign * size)
+def _count(counts: Counts, db: Database, entries: int, size: int) -> None:
+    """Add *entries* and *size* bytes to the counts of *db*."""
+    had_entries, had_size = counts.get(db, (0, 0))
+    counts[db] = (had_entries + entries, had_size + size)
