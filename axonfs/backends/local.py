@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import mmap
 import os
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -45,6 +47,51 @@ _Result = TypeVar("_Result")
 
 _PREFETCH_WINDOW = 2 << 20
 
+_O_DIRECT = getattr(os, "O_DIRECT", 0)  # 0: not Linux, reads always go through the cache
+DIRECT_READ_MIN = 4 << 20
+"""Reads of at least this many bytes whose pages are not cached go round the
+page cache (see :meth:`LocalReader.read`)."""
+DIRECT_BUFFER = 16 << 20
+_DIRECT_ALIGN = 4096  # O_DIRECT wants offsets, lengths and memory aligned to the block size
+_DIRECT_BUFFERS = 4
+
+
+class _DirectBuffers:
+    """Page-aligned buffers for ``O_DIRECT`` reads, kept for reuse.
+
+    A fresh mapping per read would defeat the point: on the VMs measured,
+    first touching new pages costs more than the read itself (16 MiB reads
+    into a new mapping each time ran at ~750 MB/s, into a reused one ~2.3 GB/s).
+    At most :data:`_DIRECT_BUFFERS` exist; a read that finds none free goes
+    through the page cache instead of waiting.
+    """
+
+    def __init__(self, count: int, size: int) -> None:
+        self._lock = threading.Lock()
+        self._free: list[mmap.mmap] = []
+        self._left = count
+        self.size = size
+
+    def take(self) -> mmap.mmap | None:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            if not self._left:
+                return None
+            self._left -= 1
+        return mmap.mmap(-1, self.size)
+
+    def give(self, buffer: mmap.mmap) -> None:
+        with self._lock:
+            self._free.append(buffer)
+
+
+_direct_buffers = _DirectBuffers(_DIRECT_BUFFERS, DIRECT_BUFFER)
+
+
+def _aligned_up(size: int) -> int:
+    return -(-size // _DIRECT_ALIGN) * _DIRECT_ALIGN
+
 
 class LocalReader(BlobReader):
     """An open blob file read with ``pread``."""
@@ -52,9 +99,77 @@ class LocalReader(BlobReader):
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self.size = size
+        self._direct_fd = -1  # opened at the first direct read
+        self._direct_refused = not _O_DIRECT
+        self._direct_lock = threading.Lock()
 
     def read(self, offset: int, size: int) -> bytes:
+        """Read through the page cache, or round it for a large read of a
+        blob that is not cached.
+
+        Reading cold pages through the cache costs more than the disk here:
+        every page must be allocated first, and on a VM fresh pages are
+        slow to fault in (a 1 GiB blob just written ``O_DIRECT`` read back at
+        ~500 MB/s buffered against ~2.3 GB/s ``O_DIRECT``). Large gets stream a
+        blob once, so they skip the cache rather than fill it; pages that are
+        cached already (a blob read a moment ago, or brought in by
+        :meth:`prefetch`) are read from memory, which is faster still.
+        """
+        if (
+            size >= DIRECT_READ_MIN
+            and not self._direct_refused
+            and not self.is_cached(offset, size)
+            and (data := self._read_direct(offset, size))
+        ):
+            return data
         return os.pread(self.fd, size, offset)
+
+    def _read_direct(self, offset: int, size: int) -> bytes | None:
+        """Up to *size* bytes at *offset* read ``O_DIRECT``, or None if that is
+        not possible now (no buffer free, or the filesystem refuses it)."""
+        fd = self._open_direct()
+        if fd < 0:
+            return None
+        buffer = _direct_buffers.take()
+        if buffer is None:
+            return None
+        pieces = []
+        end = min(offset + size, self.size)
+        try:
+            with memoryview(buffer) as view:
+                while offset < end:
+                    start = offset - offset % _DIRECT_ALIGN
+                    span = min(len(buffer), _aligned_up(end - start))
+                    stop = min(start + os.preadv(fd, [view[:span]], start), end)
+                    if stop <= offset:
+                        break  # the file ended early: the caller sees a short read
+                    pieces.append(buffer[offset - start : stop - start])
+                    offset = stop
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            log.debug("blob reads go through the page cache: O_DIRECT read refused")
+            self._direct_refused = True
+            return None
+        finally:
+            _direct_buffers.give(buffer)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def _open_direct(self) -> int:
+        """A second descriptor onto the blob, ``O_DIRECT``; -1 if refused.
+
+        Opened through ``/proc/self/fd``, so it is the very file this reader
+        holds even if the blob was deleted since."""
+        with self._direct_lock:
+            if self._direct_fd < 0 and not self._direct_refused:
+                try:
+                    self._direct_fd = os.open(
+                        f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC | _O_DIRECT
+                    )
+                except OSError as exc:  # tmpfs before Linux 6.6 refuses it; /proc may be absent
+                    log.debug("blob reads go through the page cache: %s", exc)
+                    self._direct_refused = True
+            return self._direct_fd
 
     def prefetch(self) -> None:
         # Each call submits reads and returns: the disk fills the cache at full
@@ -102,6 +217,9 @@ class LocalReader(BlobReader):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self._direct_fd >= 0:
+            os.close(self._direct_fd)
+            self._direct_fd = -1
 
 
 class LocalBackend(BlobBackend):

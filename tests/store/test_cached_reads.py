@@ -16,7 +16,13 @@ import trio
 from helpers.hashes import sha_digest
 
 from axonfs.axon import Axon
-from axonfs.backends.local import LocalBackend, LocalReader
+from axonfs.backends.local import (
+    DIRECT_BUFFER,
+    DIRECT_READ_MIN,
+    LocalBackend,
+    LocalReader,
+    _direct_buffers,
+)
 from axonfs.hashing import Sha256
 from axonfs.store.spool import STAGE
 
@@ -109,3 +115,55 @@ async def test_a_direct_upload_is_read_back_into_the_cache(store_dir: Path) -> N
         with trio.fail_after(10):
             while resident_bytes(path) < len(data):  # noqa: ASYNC110
                 await trio.sleep(0.02)
+
+
+def stored_file(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    return path
+
+
+def test_a_large_cold_read_goes_round_the_page_cache(tmp_path: Path) -> None:
+    """A large read of pages not in memory is read ``O_DIRECT``: right bytes,
+    wherever the range starts and ends, and nothing left in the page cache."""
+    data = os.urandom(DIRECT_BUFFER + 3 * DIRECT_READ_MIN + 777)  # the end is not aligned
+    path = stored_file(tmp_path, data)
+    fd = os.open(path, os.O_RDONLY)
+    with LocalReader(fd, len(data)) as reader:
+        ranges = [
+            (0, DIRECT_READ_MIN),
+            (12345, DIRECT_BUFFER),  # unaligned, and wider than one buffer once aligned
+            (len(data) - DIRECT_READ_MIN - 10, DIRECT_READ_MIN + 100),  # past the end
+        ]
+        for offset, size in ranges:
+            evict(path)
+            assert reader.read(offset, size) == data[offset : offset + size]
+            # The probes of the cache may bring in a page or two, never the range.
+            assert resident_bytes(path) < 1 << 20
+
+
+def test_a_large_read_of_cached_pages_comes_from_memory(tmp_path: Path) -> None:
+    data = os.urandom(2 * DIRECT_READ_MIN)
+    path = stored_file(tmp_path, data)
+    fd = os.open(path, os.O_RDONLY)
+    with LocalReader(fd, len(data)) as reader:
+        assert resident_bytes(path) == len(data)  # written through the cache
+        assert reader.read(0, len(data)) == data
+        assert reader._direct_fd < 0  # never needed a direct descriptor
+
+
+def test_reads_go_through_the_cache_when_no_direct_buffer_is_free(tmp_path: Path) -> None:
+    data = os.urandom(DIRECT_READ_MIN + 4096)
+    path = stored_file(tmp_path, data)
+    taken = []
+    while (buffer := _direct_buffers.take()) is not None:
+        taken.append(buffer)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        with LocalReader(fd, len(data)) as reader:
+            evict(path)
+            assert reader.read(0, len(data)) == data
+            assert resident_bytes(path) == len(data)  # read through the cache
+    finally:
+        for buffer in taken:
+            _direct_buffers.give(buffer)
