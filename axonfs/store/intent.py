@@ -29,15 +29,29 @@ gone) must find it: without it a deleted blob's file could outlive its row
 the delete), and an added blob's file could sit unindexed. Emptying it needs
 no sync: a stale record that comes back after a crash is harmless, since
 settling is idempotent (a blob the index has is left alone; a delete the
-index already shows is finished again).
+index already shows is finished again). A deferred commit (a sync interval,
+adds to a backend that keeps the bytes off this machine) does not sync it:
+it then guards only against a crash of the process.
+
+Layout: a header (``AXI2``, the length of the text, its CRC-32) and the
+``add``/``del`` lines, written in place at offset 0; emptying it overwrites
+the magic with zeros. The file is never truncated: overwriting blocks it has
+keeps its size, so the fdatasync writes no metadata, and ext4 starts no
+writeback of its own (it does for a file truncated to zero and written
+again). A record and its emptying took ~350 us synced and ~230 us unsynced
+with truncation, ~150 and ~10 us in place. Bytes past the header's length
+are an older record's tail, and a record whose CRC does not match was torn
+before any bytes moved under it: both are ignored. A file of the older
+layout (text lines only, emptied by truncation) is still read.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
+import struct
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -50,22 +64,29 @@ log = logging.getLogger(__name__)
 
 INTENT_NAME = "commit.intent"
 _READ = 4 << 20
+_MAGIC = b"AXI2"
+_EMPTIED = bytes(len(_MAGIC))
+_HEADER = struct.Struct("<4sII")  # magic, length of the text, its CRC-32
 
 
-def write(path: Path, ops: Iterable[tuple[Sha256, bool]]) -> None:
-    """Record a batch's ``(sha256, is_add)`` ops at *path*, durably, replacing any old record."""
-    data = "".join(f"{'add' if add else 'del'} {sha.hex()}\n" for sha, add in ops).encode()
+def write(path: Path, ops: Iterable[tuple[Sha256, bool]], sync: bool = True) -> None:
+    """Record a batch's ``(sha256, is_add)`` ops at *path*, replacing any old
+    record; durably unless *sync* is false."""
+    text = "".join(f"{'add' if add else 'del'} {sha.hex()}\n" for sha, add in ops).encode()
+    data = _HEADER.pack(_MAGIC, len(text), zlib.crc32(text)) + text
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         created = True
     except FileExistsError:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         created = False
     try:
         view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fdatasync(fd)
+        offset = 0
+        while offset < len(data):
+            offset += os.pwrite(fd, view[offset:], offset)
+        if sync or created:  # created once: later synced records rely on its name
+            os.fdatasync(fd)
     finally:
         os.close(fd)
     if created:
@@ -74,15 +95,23 @@ def write(path: Path, ops: Iterable[tuple[Sha256, bool]]) -> None:
 
 def read(path: Path) -> dict[Sha256, bool] | None:
     """The last word on each blob in the record at *path* (True: add), or None
-    if there is no record (no file, or an emptied one)."""
+    if there is no record (no file, an emptied one, or a torn one)."""
     try:
-        text = path.read_text(errors="replace")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    if not text:
+    if not data or data.startswith(_EMPTIED):
         return None
+    if data.startswith(_MAGIC):
+        length, crc = _HEADER.unpack_from(data)[1:] if len(data) >= _HEADER.size else (0, None)
+        text = data[_HEADER.size : _HEADER.size + length]
+        if len(text) != length or zlib.crc32(text) != crc:
+            log.warning("%s: ignoring a torn commit intent (written before any bytes moved)", path)
+            return None
+    else:
+        text = data  # the older layout: the lines alone, emptied by truncation
     final: dict[Sha256, bool] = {}
-    for line in text.splitlines():
+    for line in text.decode(errors="replace").splitlines():
         kind, _, hexd = line.partition(" ")
         if kind in ("add", "del") and is_sha256_hex(hexd):  # a torn last line is skipped
             final[Sha256(bytes.fromhex(hexd))] = kind == "add"
@@ -90,9 +119,16 @@ def read(path: Path) -> dict[Sha256, bool] | None:
 
 
 def clear(path: Path) -> None:
-    """Empty the record (kept, so the next :func:`write` need not sync its directory)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.truncate(path, 0)
+    """Empty the record: its magic overwritten in place (the file is kept, so
+    the next :func:`write` need not sync its directory)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.pwrite(fd, _EMPTIED, 0)
+    finally:
+        os.close(fd)
 
 
 def verified_size(backend: BlobBackend, sha256: Sha256) -> int | None:

@@ -178,3 +178,30 @@ def test_a_torn_intent_line_is_ignored(store_dir: Path, make_backend: MakeBacken
         store.intent_path.write_text(f"add {sha.hex()}\nadd {sha.hex()[:20]}")
     with Store(store_dir, make_backend()) as store:
         assert store.index.has(sha)
+
+
+def test_an_intent_record_is_rewritten_in_place(tmp_path: Path) -> None:
+    """A shorter record over a longer one ends at its own length, and emptying
+    keeps the file's size (no truncation: no metadata for the sync to write)."""
+    path = tmp_path / intent.INTENT_NAME
+    shas = [Sha256(sha_digest(bytes([i]))) for i in range(3)]
+    intent.write(path, [(shas[0], True), (shas[1], False)])
+    intent.write(path, [(shas[2], True)])
+    assert intent.read(path) == {shas[2]: True}
+    size = path.stat().st_size
+    intent.clear(path)
+    assert intent.read(path) is None
+    assert path.stat().st_size == size
+
+
+def test_a_torn_intent_record_is_ignored(store_dir: Path, make_backend: MakeBackend) -> None:
+    """A record whose bytes do not match its checksum never covered a move."""
+    with Store(store_dir, make_backend()) as store:
+        sha = stage_bytes(store, b"staged under a torn record")
+        intent.write(store.intent_path, [(sha, True)])
+        data = bytearray(store.intent_path.read_bytes())
+        data[-5] ^= 0xFF
+        store.intent_path.write_bytes(bytes(data))
+        assert intent.read(store.intent_path) is None
+    with Store(store_dir, make_backend()) as store:
+        assert not store.index.has(sha)
