@@ -159,7 +159,8 @@ class AxonStatistics:
 class BlobWatcher(Protocol):
     """Told of every blob added to or deleted from the store, by any front end.
 
-    Called on the trio thread once the commit is durable; it must not block.
+    Called on the trio thread once the commit is visible (durable, or with a
+    sync interval perhaps deferred: see :meth:`wait_synced`); it must not block.
     """
 
     def blobs_added(self, rows: Sequence[BlobRow]) -> None: ...

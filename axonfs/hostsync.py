@@ -146,6 +146,8 @@ class HostSync:
         """Publish after commits (and retry every interval); pull every interval."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._publish_loop)
+            if self.axon.sync_interval:
+                nursery.start_soon(self._wake_after_syncs)
             if self.config.interval:
                 nursery.start_soon(self._pull_loop, self.config.interval)
 
@@ -164,6 +166,12 @@ class HostSync:
                     await self.maintain()
             except (AxonError, OSError) as exc:  # S3 away: the queue waits in the index
                 log.warning("cannot publish this host's changes yet (%s); will retry", exc)
+
+    async def _wake_after_syncs(self) -> None:
+        """Deferred commits' changes can go out once a sync made them durable."""
+        while True:
+            await self.axon.wait_synced()
+            self._wake.set()
 
     async def _pull_loop(self, interval: float) -> None:
         while True:
@@ -193,7 +201,17 @@ class HostSync:
         """Write every queued change as records; return how many changes went out."""
         sent = 0
         async with self._publishing:
-            while batch := self.index.outbox_batch(self.config.record_max):
+            # Only durable changes go out. A change that a power cut here could
+            # still undo would have its seq given again to another change, and
+            # hosts that applied the first record would skip the second. With
+            # a sync interval, the others go out after the sync that makes
+            # them durable (see _wake_after_syncs).
+            upto = self.index.next_out(durable=True) - 1
+            while batch := [
+                change
+                for change in self.index.outbox_batch(self.config.record_max)
+                if change[0] <= upto
+            ]:
                 record = Record(
                     self.host,
                     tuple(Change(seq, kind == b"a", sha, size) for seq, kind, sha, size in batch),

@@ -247,8 +247,10 @@ class Settings:
         "such puts durable within MS milliseconds, all in one sync: the speed of bulk "
         "loads of small files against losing the last MS of them to a power cut (a "
         "killed daemon still loses nothing; 'axonfs ctl sync' or fsync of any file in the "
-        "mount makes everything durable at once). 0, the default: every call is durable "
-        "when it returns",
+        "mount makes everything durable at once). On S3, every add returns once its bytes "
+        "are in the bucket, and only its index row waits for the sync: a power cut loses "
+        "rows, which 'axonfs recover' rebuilds, never bytes. 0, the default: every call is "
+        "durable when it returns",
     )
     metrics_listen: str | None = option(
         "--metrics-listen",

@@ -122,6 +122,12 @@ class BlobBackend(abc.ABC):
     :meth:`sync_blobs` make such blobs durable later, in a batch. The store
     then keeps small blobs' bytes in the index until that happens."""
 
+    durable_off_machine: bool = False
+    """True if a blob is durable off this machine once :meth:`put_file`
+    returns (an object store). A power cut of this machine can then lose
+    index rows but never bytes, and ``recover`` finds the bytes again; with
+    a sync interval the store defers the index commits of such adds too."""
+
     @abc.abstractmethod
     def put_file(self, sha256: Sha256, path: Path, sync: bool = True) -> None:
         """Take the spool file at *path* (whose sha256 is *sha256*) as the blob.

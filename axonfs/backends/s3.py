@@ -199,6 +199,7 @@ class S3Backend(BlobBackend):
 
     name = "s3"
     reads_are_local = False
+    durable_off_machine = True
 
     def __init__(self, config: S3Config, cache_dir: Path) -> None:
         """Build the client; no request is sent until the first call."""

@@ -655,9 +655,10 @@ class Index:
                 found.append((_U64.unpack(key[len(_SYNC_OUT) :])[0], kind, Sha256(sha), size))
         return found
 
-    def next_out(self) -> int:
-        """The seq the next queued change will get (1 if none was ever queued)."""
-        with self._read(db=self.sync) as txn:
+    def next_out(self, durable: bool = False) -> int:
+        """The seq the next queued change will get (1 if none was ever queued);
+        *durable*: as of the last durable commit, deferred commits left out."""
+        with self.env.begin(db=self.sync) if durable else self._read(db=self.sync) as txn:
             raw = txn.get(_SYNC_NEXT)
         return 1 if raw is None else int(_U64.unpack(raw)[0])
 

@@ -247,15 +247,14 @@ class Store:
             self.tmp.mkdir(exist_ok=True)
             spool.sweep(self.tmp)
             self.backend = backend if backend is not None else LocalBackend(root / "blobs")
-            if deferred and not self.backend.deferred_sync:
+            defers = self.backend.deferred_sync or self.backend.durable_off_machine
+            if deferred and not defers:
                 log.info(
                     "the sync interval does not apply to this backend: every call is "
                     "durable when it returns"
                 )
             self.index = Index(
-                root / "index.lmdb",
-                log_path=root / LOG_NAME,
-                deferred=deferred and self.backend.deferred_sync,
+                root / "index.lmdb", log_path=root / LOG_NAME, deferred=deferred and defers
             )
             _sync_layout(root)
             # A store that has published changes before queues the blobs the
@@ -308,11 +307,12 @@ class Store:
         in that op's slot; an index failure raises for the whole batch.
 
         On a store opened *deferred*, a batch of nothing but small blobs
-        (journaled: their bytes ride in the index) is a deferred index
-        commit: visible when this returns, and durable at the next
-        :meth:`sync`. Every other batch is durable when this returns, and
-        makes every deferred commit before it durable too, so a power cut
-        leaves the store as a prefix of the calls.
+        (journaled: their bytes ride in the index), or of adds to a backend
+        that keeps their bytes off this machine, is a deferred index commit:
+        visible when this returns, and durable at the next :meth:`sync`.
+        Every other batch is durable when this returns, and makes every
+        deferred commit before it durable too, so a power cut leaves the index
+        as a prefix of the calls.
         """
         if self.readonly:
             raise StoreUnavailable(f"the store {self.root} was opened read-only", errno=errno.EROFS)
@@ -389,7 +389,11 @@ class Store:
             return self._commit(ops)
         if self._unsettled:  # an intent is left over: settle it before replacing it
             self._settle_intent()
-        intent.write(self.intent_path, moves)
+        # A deferred commit's intent need not be synced: it guards the bytes
+        # against a crash of this process, which leaves the page cache; a
+        # power cut may lose the intent together with the deferred index rows,
+        # and the bytes (off this machine) are then for ``recover`` to find.
+        intent.write(self.intent_path, moves, sync=not self._deferrable(ops))
         try:
             results = self._commit(ops)
         except BaseException:
@@ -481,11 +485,19 @@ class Store:
         return count
 
     def _deferrable(self, ops: Sequence[CommitOp]) -> bool:
-        """True if *ops* touch nothing but the index (small blobs' adds) and are
-        few: a batch of many shares its sync already, and staging it in
-        Python costs more than the sync it would save."""
-        return len(ops) <= DEFER_MAX_OPS and all(
-            isinstance(op, AddBlob) and self._journals(op) for op in ops
+        """True if the index commit of *ops* may wait for the next sync: the
+        store defers, and *ops* are a few adds whose bytes a power cut here
+        cannot take (small blobs' bytes ride in the index itself; an object
+        store's are off this machine). A batch of many shares its sync
+        already, and staging it in Python costs more than the sync it would
+        save."""
+        return (
+            self.index.defers
+            and len(ops) <= DEFER_MAX_OPS
+            and all(
+                isinstance(op, AddBlob) and (self._journals(op) or self.backend.durable_off_machine)
+                for op in ops
+            )
         )
 
     def _commit(self, ops: Sequence[CommitOp]) -> list[CommitResult]:

@@ -72,13 +72,15 @@ class Host:
 
 @pytest.fixture
 def host(make_s3: MakeS3, tmp_path: Path) -> Callable[..., Any]:
-    """``async with host(name, endpoint=None, **SyncConfig fields) as h``: a host
-    on the test's bucket, with its own store and read cache."""
+    """``async with host(name, endpoint=None, sync_interval=0.0, **SyncConfig
+    fields) as h``: a host on the test's bucket, with its own store and read cache."""
 
     @asynccontextmanager
-    async def one(name: str, endpoint: str | None = None, **settings: Any) -> AsyncIterator[Host]:
+    async def one(
+        name: str, endpoint: str | None = None, sync_interval: float = 0.0, **settings: Any
+    ) -> AsyncIterator[Host]:
         backend = make_s3(endpoint=endpoint, cache_dir=tmp_path / name / "cache")
-        async with Axon.open(tmp_path / name, backend=backend) as axon:
+        async with Axon.open(tmp_path / name, backend=backend, sync_interval=sync_interval) as axon:
             opened = Host(axon, HostSync(axon, backend, SyncConfig(**settings)), backend)
             axon.watch(opened)
             yield opened
@@ -365,6 +367,35 @@ async def test_an_s3_outage_during_record_writes(
             assert await b.read(sha) == b"committed before the outage"
         finally:
             proxy.stop()
+
+
+async def test_a_record_names_only_changes_that_are_durable(
+    host: Any, raw_s3: Any, bucket: str
+) -> None:
+    """With a sync interval an add's index commit waits for the next sync; a
+    record must not name it before then, or a power cut could give its seq
+    to another change, which hosts that applied the record would skip."""
+    async with host("a", sync_interval=600.0) as a:
+        _, sha = await a.axon.put(b"deferred")
+        assert a.axon.index.deferred() == 1  # visible, not durable yet
+        assert await a.sync.publish() == 0
+        assert not keys_under(raw_s3, bucket, RECORDS_DIR)
+        assert await a.axon.sync() == 1
+        assert await a.sync.publish() == 1
+        assert keys_under(raw_s3, bucket, RECORDS_DIR)
+
+
+async def test_the_interval_sync_sends_deferred_changes_out(
+    host: Any, raw_s3: Any, bucket: str
+) -> None:
+    async with host("a", sync_interval=0.1) as a, trio.open_nursery() as nursery:
+        nursery.start_soon(a.sync.run)
+        await a.axon.put(b"deferred, then synced by the interval")
+        with trio.fail_after(10):
+            while not keys_under(raw_s3, bucket, RECORDS_DIR):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        assert a.axon.index.deferred() == 0
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_malformed_record_stops_that_host_and_nothing_else(
