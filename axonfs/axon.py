@@ -190,7 +190,7 @@ class Axon:
         self._recovering = trio.Lock()
         self._spill_wanted = trio.Event()
         self._last_commit = -float("inf")
-        self._background: trio.Nursery | None = None  # set by open(): hints like prefetch
+        self._background: trio.Nursery | None = None  # set by open(): uploads' writes behind
         self.dedup_hits = 0
         """Adds of a blob the store already held."""
         self.fetch_options = FetchOptions()
@@ -320,23 +320,10 @@ class Axon:
         elif spool.staged > INLINE_IO_MAX:  # detach() would write it on the trio thread
             await trio.to_thread.run_sync(spool.flush, limiter=self.limiters.disk_io)
         path = spool.detach()
-        row = (await self._commit_adds([AddBlob(sha, spool.size, path)]))[0]
-        if spool.direct_bytes and self._background is not None:
-            # Written O_DIRECT, the blob is not in the page cache. Blobs are
-            # often read soon after an upload (a parser, a wput): read it back
-            # into the cache in the background, off the uploader's time.
-            self._background.start_soon(self._prefetch, row.sha256)
-        return row
-
-    async def _prefetch(self, sha256: Sha256) -> None:
-        def prefetch() -> None:
-            with self.store.open_blob(sha256) as reader:
-                reader.prefetch()
-
-        try:
-            await trio.to_thread.run_sync(prefetch, limiter=self.limiters.disk_io)
-        except (AxonError, OSError) as exc:  # only a hint: the blob may be gone already
-            log.debug("cannot prefetch %s: %s", sha256.hex(), exc)
+        # Written O_DIRECT, the blob is not in the page cache, and is not read
+        # back into it: a get reads cold pages round the cache (LocalReader),
+        # faster than a read-back could fill it.
+        return (await self._commit_adds([AddBlob(sha, spool.size, path)]))[0]
 
     async def _commit_adds(self, ops: list[CommitOp]) -> list[BlobRow]:
         """Commit adds whose bytes are spooled; skip the commit for known blobs."""

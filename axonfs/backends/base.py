@@ -48,10 +48,6 @@ class BlobReader(abc.ABC):
         memory already, else None (then :meth:`read` them from a thread)."""
         return None
 
-    def prefetch(self) -> None:  # noqa: B027 - optional hook
-        """Start bringing the whole blob into memory without waiting for it
-        (a hint; readers of remote blobs ignore it)."""
-
     def __enter__(self) -> BlobReader:
         return self
 

@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 _Args = TypeVar("_Args")
 _Result = TypeVar("_Result")
 
-_PREFETCH_WINDOW = 2 << 20
-
 _O_DIRECT = getattr(os, "O_DIRECT", 0)  # 0: not Linux, reads always go through the cache
 DIRECT_READ_MIN = 4 << 20
 """Reads of at least this many bytes whose pages are not cached go round the
@@ -112,8 +110,8 @@ class LocalReader(BlobReader):
         slow to fault in (a 1 GiB blob just written ``O_DIRECT`` read back at
         ~500 MB/s buffered against ~2.3 GB/s ``O_DIRECT``). Large gets stream a
         blob once, so they skip the cache rather than fill it; pages that are
-        cached already (a blob read a moment ago, or brought in by
-        :meth:`prefetch`) are read from memory, which is faster still.
+        cached already (a blob read through the mount a moment ago) are read
+        from memory, which is faster still.
         """
         if (
             size >= DIRECT_READ_MIN
@@ -170,17 +168,6 @@ class LocalReader(BlobReader):
                     log.debug("blob reads go through the page cache: %s", exc)
                     self._direct_refused = True
             return self._direct_fd
-
-    def prefetch(self) -> None:
-        # Each call submits reads and returns: the disk fills the cache at full
-        # speed while the caller goes on. Reading the blob instead leaves pages
-        # that copy out faster later (Axon.get from the cache: 0.6-0.84x of a
-        # plain read against 0.34-0.46x), but it competes with a get that starts
-        # right after the upload (a socket get fell from ~2x to 0.64x the
-        # reference). One call covers at most the device's read-ahead size,
-        # hence the windows.
-        for offset in range(0, self.size, _PREFETCH_WINDOW):
-            os.posix_fadvise(self.fd, offset, _PREFETCH_WINDOW, os.POSIX_FADV_WILLNEED)
 
     def read_cached(self, offset: int, size: int) -> bytes | None:
         """``preadv2(RWF_NOWAIT)``: the page cache's bytes, or None if the
