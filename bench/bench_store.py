@@ -171,6 +171,36 @@ def native_read(path: Path, chunk: int = MiB) -> tuple[float, int]:
     return time.perf_counter() - t0, got
 
 
+async def best_get_rates(
+    axon: Axon,
+    sha: bytes,
+    plain: Path,
+    total: int,
+    reps: int,
+    evicting: tuple[Path, Path] | None = None,
+) -> tuple[float, float]:
+    """The best MiB/s of *reps* plain reads of *plain* and whole gets of *sha*,
+    interleaved; with *evicting* (the plain file, the blob's), each is read
+    after its file's pages were dropped from the page cache."""
+    best_native = best_axon = 0.0
+    for _ in range(reps):
+        if evicting:
+            evict(evicting[0])
+        secs, got = native_read(plain)
+        assert got == total
+        best_native = max(best_native, mibps(total, secs))
+        if evicting:
+            evict(evicting[1])
+        got = 0
+        t0 = time.perf_counter()
+        async for piece in axon.get(sha):
+            got += len(piece)
+        secs = time.perf_counter() - t0
+        assert got == total
+        best_axon = max(best_axon, mibps(total, secs))
+    return best_native, best_axon
+
+
 def native_pread(path: Path, offsets: list[int], size: int) -> float:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -249,43 +279,21 @@ async def run_once(
             assert isinstance(axon.backend, LocalBackend)
             blob_file = axon.backend.path_of(Sha256(big_sha))
             log(f"[run {run_no}] get whole, cold")
-            best_native = best_axon = 0.0
-            for _ in range(args.get_reps):
-                evict(plain)
-                secs, got = native_read(plain)
-                assert got == total
-                best_native = max(best_native, mibps(total, secs))
-                evict(blob_file)
-                got = 0
-                t0 = time.perf_counter()
-                async for piece in axon.get(big_sha):
-                    got += len(piece)
-                secs = time.perf_counter() - t0
-                assert got == total
-                best_axon = max(best_axon, mibps(total, secs))
-            res["native_read_cold_MiBps"] = best_native
-            res["get_cold_MiBps"] = best_axon
-            res["get_cold_ratio_plain_read"] = best_axon / best_native
+            native, ours = await best_get_rates(
+                axon, big_sha, plain, total, args.get_reps, evicting=(plain, blob_file)
+            )
+            res["native_read_cold_MiBps"] = native
+            res["get_cold_MiBps"] = ours
+            res["get_cold_ratio_plain_read"] = ours / native
             log(f"[run {run_no}] get whole, cached")
             # Both files in the page cache. A get reads a cold blob round the
             # cache, so the blob's file is read into it directly.
             native_read(plain)
             native_read(blob_file)
-            best_native = best_axon = 0.0
-            for _ in range(args.get_reps):
-                secs, got = native_read(plain)
-                assert got == total
-                best_native = max(best_native, mibps(total, secs))
-                got = 0
-                t0 = time.perf_counter()
-                async for piece in axon.get(big_sha):
-                    got += len(piece)
-                secs = time.perf_counter() - t0
-                assert got == total
-                best_axon = max(best_axon, mibps(total, secs))
-            res["native_read_1MiB_MiBps"] = best_native
-            res["get_MiBps"] = best_axon
-            res["get_ratio_plain_read"] = best_axon / best_native
+            native, ours = await best_get_rates(axon, big_sha, plain, total, args.get_reps)
+            res["native_read_1MiB_MiBps"] = native
+            res["get_MiBps"] = ours
+            res["get_ratio_plain_read"] = ours / native
 
         # ---------------------------------------------------------------- ranged gets
         if big_sha is not None and "range" in parts:
