@@ -26,10 +26,11 @@ rather than removed, so later commits pay one fdatasync and no directory
 fsync). A crash between the index commit and the bytes becoming durable (or
 gone) must find it: without it a deleted blob's file could outlive its row
 (an orphan that ``fsck --repair`` or ``recover`` would index again, undoing
-the delete), and an added blob's file could sit unindexed. Emptying it needs
-no sync: a stale record that comes back after a crash is harmless, since
-settling is idempotent (a blob the index has is left alone; a delete the
-index already shows is finished again). A deferred commit (a sync interval,
+the delete), and an added blob's file could sit unindexed. Emptying a
+record of adds needs no sync: one that comes back after a crash is harmless,
+since settling is idempotent (a blob the index has is left alone). A record
+with deletes is emptied durably: settled again, a stale ``del`` would remove
+bytes that another host sharing the bucket may have added since. A deferred commit (a sync interval,
 adds to a backend that keeps the bytes off this machine) does not sync it:
 it then guards only against a crash of the process.
 
@@ -118,15 +119,17 @@ def read(path: Path) -> dict[Sha256, bool] | None:
     return final
 
 
-def clear(path: Path) -> None:
+def clear(path: Path, sync: bool = False) -> None:
     """Empty the record: its magic overwritten in place (the file is kept, so
-    the next :func:`write` need not sync its directory)."""
+    the next :func:`write` need not sync its directory); durably if *sync*."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return
     try:
         os.pwrite(fd, _EMPTIED, 0)
+        if sync:
+            os.fdatasync(fd)
     finally:
         os.close(fd)
 

@@ -404,7 +404,8 @@ class Store:
             # was lost): keep the intent, so the next commit (or open) settles those bytes.
             self._unsettled = True
         else:
-            intent.clear(self.intent_path)
+            # Emptied durably if it held deletes: see axonfs.store.intent.
+            intent.clear(self.intent_path, sync=not all(add for _, add in moves))
         return results
 
     def _settle_intent(self) -> None:
@@ -428,7 +429,7 @@ class Store:
             self.index.apply(adopt, time.time_ns())
         if removed:
             self.backend.flush()  # durable before the intent naming them goes
-        intent.clear(self.intent_path)
+        intent.clear(self.intent_path, sync=not all(final.values()))
         self._unsettled = False
         if adopt or removed:
             log.info(

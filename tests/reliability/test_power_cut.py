@@ -44,12 +44,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import trio
 from helpers.cli import AXONFS, run_axonfs
 from helpers.hashes import sha_hex
 from helpers.powercut import PowerCutDisk
 
+from axonfs.axon import Axon
 from axonfs.fsck import fsck
 from axonfs.hashing import Sha256
+from axonfs.store import intent
 from axonfs.store.store import JOURNAL_MAX, Store
 
 from .conftest import Figures, MakeDaemon
@@ -487,3 +490,21 @@ def test_power_cut_while_recover_rebuilds_a_lost_index(
         "syncs of the recover": recover_syncs,
         "crash points": len(points),
     }
+
+
+async def _put_and_delete(store: Path) -> None:
+    async with Axon.open(store) as axon:
+        _, sha = await axon.put(os.urandom(300_000))  # a blob file: its add writes an intent
+        assert await axon.del_(sha)
+
+
+def test_a_delete_leaves_no_intent_for_a_power_cut_to_bring_back(disk: PowerCutDisk) -> None:
+    """Settled again after a cut, a stale ``del`` would remove bytes that another
+    host sharing the bucket may have added since: a delete's record is emptied
+    durably (a record of adds may come back: settling it is harmless)."""
+    mnt = disk.start()
+    trio.run(_put_and_delete, mnt / "store")
+    disk.power_cut()
+    mnt = disk.start()
+    assert intent.read(mnt / "store" / intent.INTENT_NAME) is None
+    disk.stop()
