@@ -82,7 +82,15 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # as pytest sees it
 
-from bench_store import big_chunks, log, machine_info, machine_load, print_columns, small_blobs  # noqa: E402
+from bench_store import (  # noqa: E402
+    big_chunks,
+    log,
+    machine_info,
+    machine_load,
+    print_columns,
+    small_blobs,
+    timed_get,
+)
 from helpers.rgw import RgwCluster  # noqa: E402
 from helpers.s3server import TEST_ENV, MotoServer, RgwServer  # noqa: E402
 
@@ -165,12 +173,7 @@ async def run_backend(
         for label in ("first", "second"):
             log(f"[run {run_no} {kind}] {label} read")
             r0 = requests_of(be)
-            got = 0
-            t0 = time.perf_counter()
-            async for piece in axon.get(sha):
-                got += len(piece)
-            secs = time.perf_counter() - t0
-            assert got == total
+            secs = await timed_get(axon, sha, total)
             res[f"read_{label}_MiBps"] = total / MiB / secs
             res[f"read_{label}_requests"] = delta(requests_of(be), r0)
         if isinstance(be, S3Backend):

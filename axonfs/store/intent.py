@@ -30,9 +30,10 @@ the delete), and an added blob's file could sit unindexed. Emptying a
 record of adds needs no sync: one that comes back after a crash is harmless,
 since settling is idempotent (a blob the index has is left alone). A record
 with deletes is emptied durably: settled again, a stale ``del`` would remove
-bytes that another host sharing the bucket may have added since. A deferred commit (a sync interval,
-adds to a backend that keeps the bytes off this machine) does not sync it:
-it then guards only against a crash of the process.
+bytes that another host sharing the bucket may have added since. A deferred
+commit (a sync interval, adds to a backend that keeps the bytes off this
+machine) does not sync its record: it then guards only against a crash of
+the process.
 
 Layout: a header (``AXI2``, the length of the text, its CRC-32) and the
 ``add``/``del`` lines, written in place at offset 0; emptying it overwrites
@@ -104,9 +105,9 @@ def read(path: Path) -> dict[Sha256, bool] | None:
     if not data or data.startswith(_EMPTIED):
         return None
     if data.startswith(_MAGIC):
-        length, crc = _HEADER.unpack_from(data)[1:] if len(data) >= _HEADER.size else (0, None)
+        _, length, crc = _HEADER.unpack_from(data.ljust(_HEADER.size, b"\0"))
         text = data[_HEADER.size : _HEADER.size + length]
-        if len(text) != length or zlib.crc32(text) != crc:
+        if len(data) < _HEADER.size or len(text) != length or zlib.crc32(text) != crc:
             log.warning("%s: ignoring a torn commit intent (written before any bytes moved)", path)
             return None
     else:
