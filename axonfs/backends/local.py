@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import mmap
 import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -35,6 +34,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from axonfs.backends.base import BlobBackend, BlobReader, Listing, StagedBlobs
+from axonfs.backends.direct import (
+    O_DIRECT,
+    DirectBuffers,
+    pages_cached,
+    read_direct,
+    refused,
+)
 from axonfs.backends.fileworker import FILE_MODE, STORED, FileWorker, FileWorkerError
 from axonfs.errors import BackendError, BlobMissing
 from axonfs.fsutil import fsync_path, start_writeback, syncfs, syncfs_is_durable
@@ -45,50 +51,15 @@ log = logging.getLogger(__name__)
 _Args = TypeVar("_Args")
 _Result = TypeVar("_Result")
 
-_O_DIRECT = getattr(os, "O_DIRECT", 0)  # 0: not Linux, reads always go through the cache
 DIRECT_READ_MIN = 4 << 20
 """Reads of at least this many bytes whose pages are not cached go round the
 page cache (see :meth:`LocalReader.read`)."""
 DIRECT_BUFFER = 16 << 20
-_DIRECT_ALIGN = 4096  # O_DIRECT wants offsets, lengths and memory aligned to the block size
 _DIRECT_BUFFERS = 4
 
-
-class _DirectBuffers:
-    """Page-aligned buffers for ``O_DIRECT`` reads, kept for reuse.
-
-    A fresh mapping per read would defeat the point: on the VMs measured,
-    first touching new pages costs more than the read itself (16 MiB reads
-    into a new mapping each time ran at ~750 MB/s, into a reused one ~2.3 GB/s).
-    At most :data:`_DIRECT_BUFFERS` exist; a read that finds none free goes
-    through the page cache instead of waiting.
-    """
-
-    def __init__(self, count: int, size: int) -> None:
-        self._lock = threading.Lock()
-        self._free: list[mmap.mmap] = []
-        self._left = count
-        self.size = size
-
-    def take(self) -> mmap.mmap | None:
-        with self._lock:
-            if self._free:
-                return self._free.pop()
-            if not self._left:
-                return None
-            self._left -= 1
-        return mmap.mmap(-1, self.size)
-
-    def give(self, buffer: mmap.mmap) -> None:
-        with self._lock:
-            self._free.append(buffer)
-
-
-_direct_buffers = _DirectBuffers(_DIRECT_BUFFERS, DIRECT_BUFFER)
-
-
-def _aligned_up(size: int) -> int:
-    return -(-size // _DIRECT_ALIGN) * _DIRECT_ALIGN
+# Shared by every local reader. A read that finds none free goes through the
+# page cache instead of waiting.
+_direct_buffers = DirectBuffers(_DIRECT_BUFFERS, DIRECT_BUFFER)
 
 
 class LocalReader(BlobReader):
@@ -98,7 +69,7 @@ class LocalReader(BlobReader):
         self.fd = fd
         self.size = size
         self._direct_fd = -1  # opened at the first direct read
-        self._direct_refused = not _O_DIRECT
+        self._direct_refused = not O_DIRECT
         self._direct_lock = threading.Lock()
 
     def read(self, offset: int, size: int) -> bytes:
@@ -131,27 +102,16 @@ class LocalReader(BlobReader):
         buffer = _direct_buffers.take()
         if buffer is None:
             return None
-        pieces = []
-        end = min(offset + size, self.size)
         try:
-            with memoryview(buffer) as view:
-                while offset < end:
-                    start = offset - offset % _DIRECT_ALIGN
-                    span = min(len(buffer), _aligned_up(end - start))
-                    stop = min(start + os.preadv(fd, [view[:span]], start), end)
-                    if stop <= offset:
-                        break  # the file ended early: the caller sees a short read
-                    pieces.append(buffer[offset - start : stop - start])
-                    offset = stop
+            return read_direct(fd, buffer, offset, size, self.size)
         except OSError as exc:
-            if exc.errno != errno.EINVAL:
+            if not refused(exc):
                 raise
             log.debug("blob reads go through the page cache: O_DIRECT read refused")
             self._direct_refused = True
             return None
         finally:
             _direct_buffers.give(buffer)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _open_direct(self) -> int:
         """A second descriptor onto the blob, ``O_DIRECT``; -1 if refused.
@@ -162,7 +122,7 @@ class LocalReader(BlobReader):
             if self._direct_fd < 0 and not self._direct_refused:
                 try:
                     self._direct_fd = os.open(
-                        f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC | _O_DIRECT
+                        f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_CLOEXEC | O_DIRECT
                     )
                 except OSError as exc:  # tmpfs before Linux 6.6 refuses it; /proc may be absent
                     log.debug("blob reads go through the page cache: %s", exc)
@@ -187,18 +147,7 @@ class LocalReader(BlobReader):
     def is_cached(self, offset: int, size: int) -> bool:
         """True if the first and last page of the range are in the page cache
         (the kernel's readahead fills what lies between)."""
-        probe = bytearray(1)
-        try:
-            for at in {offset, max(offset, offset + size - 1)}:
-                if at < self.size and os.preadv(self.fd, [probe], at, os.RWF_NOWAIT) != 1:
-                    return False
-        except BlockingIOError:
-            return False
-        except OSError as exc:
-            if exc.errno == errno.EOPNOTSUPP:
-                return False
-            raise
-        return True
+        return pages_cached(self.fd, offset, size, self.size)
 
     def close(self) -> None:
         if self.fd >= 0:
