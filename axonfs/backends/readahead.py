@@ -38,6 +38,11 @@ from axonfs.errors import BackendError
 
 log = logging.getLogger(__name__)
 
+BULK_READ_MIN = 4 << 20
+"""Reads of at least this many bytes read cached blocks that are not in the
+page cache round it (:meth:`BlockCache.get`); smaller reads, such as the
+mount's, are likely to come back to the same block and keep it in memory."""
+
 Deliver = Callable[[int, bytes], None]
 """``deliver(offset, data)``: one block of a span, as it arrives."""
 GetBlocks = Callable[[str, int, int, int, Deliver], None]
@@ -65,9 +70,12 @@ class BlockFetcher:
         self._lock = threading.Lock()
         self._inflight: dict[tuple[str, int], Future[bytes]] = {}
 
-    def block(self, sha_hex: str, index: int, blob_size: int) -> bytes:
-        """Return block *index*: from the cache, a fetch in flight, or a new fetch."""
-        data = self.cache.get(sha_hex, index, blob_size)
+    def block(self, sha_hex: str, index: int, blob_size: int, bulk: bool = False) -> bytes:
+        """Return block *index*: from the cache, a fetch in flight, or a new fetch.
+
+        *bulk*: the block is part of a large read (see :meth:`BlockCache.get`).
+        """
+        data = self.cache.get(sha_hex, index, blob_size, bulk)
         if data is not None:
             return data
         claimed = self._claim(sha_hex, index, 1)
@@ -78,7 +86,7 @@ class BlockFetcher:
             future = self._inflight.get((sha_hex, index))
         if future is not None:
             return future.result()
-        return self.block(sha_hex, index, blob_size)  # it just landed in the cache
+        return self.block(sha_hex, index, blob_size, bulk)  # it just landed in the cache
 
     def prefetch(
         self, sha_hex: str, first: int, count: int, blob_size: int
@@ -170,7 +178,8 @@ class BlockReader(BlobReader):
             return b""
         first, last = offset // self._block_size, (end - 1) // self._block_size
         self._read_ahead(offset, end, first, last)
-        pieces = [self._block(index) for index in range(first, last + 1)]
+        bulk = end - offset >= BULK_READ_MIN
+        pieces = [self._block(index, bulk) for index in range(first, last + 1)]
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         skip = offset - first * self._block_size
         if skip == 0 and len(data) == end - offset:
@@ -205,7 +214,7 @@ class BlockReader(BlobReader):
     def _is_coming(self, index: int) -> bool:
         return index in self._ahead or self._fetcher.cache.contains(self._sha_hex, index)
 
-    def _block(self, index: int) -> bytes:
+    def _block(self, index: int, bulk: bool) -> bytes:
         with self._lock:
             future = self._ahead.pop(index, None)
         if future is not None:
@@ -215,7 +224,7 @@ class BlockReader(BlobReader):
                 log.debug(
                     "readahead of block %d of %s failed; fetching it again", index, self._sha_hex
                 )
-        return self._fetcher.block(self._sha_hex, index, self.size)
+        return self._fetcher.block(self._sha_hex, index, self.size, bulk)
 
     def close(self) -> None:
         with self._lock:

@@ -9,8 +9,10 @@ arrive, through a queue of at most :data:`AHEAD` blocks (when the reader
 falls behind, the request waits: the server's socket holds the rest), and to
 a writer thread that puts them in the read cache behind the reader, at most
 :data:`CACHE_BEHIND` blocks behind (past that the request waits for the
-disk). A stream read to its end is closed once its blocks are cached, so a
-read that follows finds them.
+disk). The writer puts all the blocks waiting for it at once, so the cache
+writes them with few large writes rather than one per block. A stream read
+to its end is closed once its blocks are cached, so a read that follows
+finds them.
 
 Errors of the request (after the backend's retries, which resume from the
 first block not yet delivered) reach the reader at the point of the stream
@@ -152,6 +154,24 @@ class RangeStream(BlobStream):
                 continue
 
     def _write_cache(self) -> None:
-        while (block := self._to_cache.get()) is not None:
-            index, data = block
-            self._cache.put(self._sha_hex, index, self._blob_size, data)
+        """Put the blocks in the cache, all those waiting at once (they are
+        consecutive: one write per segment file for them)."""
+        while True:
+            block = self._to_cache.get()
+            if block is None:
+                return
+            first, data = block
+            blocks = [data]
+            end = False
+            while len(blocks) < CACHE_BEHIND:
+                try:
+                    block = self._to_cache.get_nowait()
+                except queue.Empty:
+                    break
+                if block is None:
+                    end = True
+                    break
+                blocks.append(block[1])
+            self._cache.put_blocks(self._sha_hex, first, self._blob_size, blocks)
+            if end:
+                return
