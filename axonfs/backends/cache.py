@@ -47,16 +47,17 @@ file created after the eviction.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import logging
+import mmap
 import os
 import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from axonfs.backends.direct import (
     ALIGN,
@@ -65,10 +66,13 @@ from axonfs.backends.direct import (
     pages_cached,
     read_direct,
     refused,
+    set_direct,
     write_direct,
 )
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 SEGMENT_MAX = 64 << 20
 """A segment file covers at most this many bytes of a blob."""
@@ -286,18 +290,8 @@ class BlockCache:
         """Write consecutive *blocks* at *offset* of the segment file *fd*:
         ``O_DIRECT`` if a buffer is free and the filesystem allows it, else
         through the page cache."""
-        if not self._direct_refused and (buffer := self._buffers.take()) is not None:
-            try:
-                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | O_DIRECT)
-                write_direct(fd, buffer, blocks, offset)
-                return
-            except OSError as exc:
-                if not refused(exc):
-                    raise
-                self._refuse_direct()
-                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~O_DIRECT)
-            finally:
-                self._buffers.give(buffer)
+        if self._try_direct(fd, lambda buffer: write_direct(fd, buffer, blocks, offset)):
+            return
         for data in blocks:
             with memoryview(data) as view:
                 done = 0
@@ -344,23 +338,34 @@ class BlockCache:
             bulk
             and not self._direct_refused
             and not pages_cached(fd, offset, size, offset + size)
-            and (buffer := self._buffers.take()) is not None
+            and (
+                data := self._try_direct(
+                    fd, lambda buffer: read_direct(fd, buffer, offset, size, offset + size)
+                )
+            )
+            is not None
         ):
-            try:
-                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | O_DIRECT)
-                return read_direct(fd, buffer, offset, size, os.fstat(fd).st_size)
-            except OSError as exc:
-                if not refused(exc):
-                    raise
-                self._refuse_direct()
-                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~O_DIRECT)
-            finally:
-                self._buffers.give(buffer)
+            return data
         return os.pread(fd, size, offset)
 
-    def _refuse_direct(self) -> None:
-        log.debug("read cache: O_DIRECT refused, blocks go through the page cache")
-        self._direct_refused = True
+    def _try_direct(self, fd: int, io: Callable[[mmap.mmap], _T]) -> _T | None:
+        """``io(buffer)`` with *fd* switched to ``O_DIRECT`` and a free aligned
+        buffer; None if no buffer is free or the filesystem refuses
+        ``O_DIRECT`` (the caller then goes through the page cache)."""
+        if self._direct_refused or (buffer := self._buffers.take()) is None:
+            return None
+        try:
+            set_direct(fd, True)
+            return io(buffer)
+        except OSError as exc:
+            if not refused(exc):
+                raise
+            log.debug("read cache: O_DIRECT refused, blocks go through the page cache")
+            self._direct_refused = True
+            set_direct(fd, False)
+            return None
+        finally:
+            self._buffers.give(buffer)
 
     # -- bookkeeping ---------------------------------------------------------------
 

@@ -20,6 +20,7 @@ back to plain I/O.
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import threading
@@ -32,6 +33,13 @@ ALIGN = 4096
 
 def aligned_up(size: int) -> int:
     return -(-size // ALIGN) * ALIGN
+
+
+def set_direct(fd: int, on: bool) -> None:
+    """Turn ``O_DIRECT`` on or off for the open file *fd*. Raises OSError
+    (EINVAL if the filesystem does not do it: see :func:`refused`)."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | O_DIRECT if on else flags & ~O_DIRECT)
 
 
 def refused(exc: OSError) -> bool:
@@ -102,12 +110,12 @@ def read_direct(fd: int, buffer: mmap.mmap, offset: int, size: int, file_size: i
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
-def write_direct(fd: int, buffer: mmap.mmap, pieces: Sequence[bytes], offset: int) -> None:
+def write_direct(fd: int, buffer: mmap.mmap, pieces: Sequence[bytes], offset: int) -> int:
     """Write *pieces*, one after the other, at *offset* (aligned) of a file
     opened ``O_DIRECT``, with one write through *buffer* (big enough for
     them all, aligned up). A tail short of the alignment is padded with
-    zeros, which land past the data's end. Raises OSError (EINVAL: see
-    :func:`refused`)."""
+    zeros, which land past the data's end. Returns the bytes of *pieces*
+    written. Raises OSError (EINVAL: see :func:`refused`)."""
     size = sum(len(piece) for piece in pieces)
     padded = aligned_up(size)
     if padded > len(buffer):
@@ -122,3 +130,4 @@ def write_direct(fd: int, buffer: mmap.mmap, pieces: Sequence[bytes], offset: in
             # A short write to a regular file means the disk is full, and the
             # rest could not be written O_DIRECT from an unaligned offset.
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return size

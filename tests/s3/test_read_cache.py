@@ -192,3 +192,19 @@ def test_blocks_of_an_older_layout_are_removed(tmp_path: Path) -> None:
     assert cache.stats().blocks == 0
     assert not (tmp_path / str(BLOCK)).exists()
     assert kept.exists()  # not the cache's: left alone
+
+
+def test_blocks_o_direct_cannot_align_go_through_the_page_cache(tmp_path: Path) -> None:
+    odd = 5000  # offsets in a segment file are multiples of the block size
+    cache = BlockCache(tmp_path, capacity=128 * odd, block_size=odd)
+    sha, size = blob_name(6), 3 * odd - 7
+    blocks = [os.urandom(min(odd, size - i * odd)) for i in range(3)]
+    cache.put_blocks(sha, 0, size, blocks)
+    (segment,) = segment_files(cache)
+    fd = os.open(segment, os.O_RDONLY)
+    try:
+        assert pages_cached(fd, 0, size, size)  # written through the page cache
+    finally:
+        os.close(fd)
+    again = BlockCache(tmp_path, capacity=128 * odd, block_size=odd)
+    assert [again.get(sha, i, size, bulk=True) for i in range(3)] == blocks
