@@ -21,7 +21,9 @@ The cache holds at most ``capacity`` bytes of blocks. The unit of recency and
 eviction is the segment: using a block refreshes its segment, and putting a
 block evicts the least recently used segments (their files are unlinked) until
 the blocks fit. Segments are small beside the capacity (at most an eighth of
-it), so a small cache still holds several. Recency lives in memory; on
+it), so a small cache still holds several; their number of blocks is a power
+of two, so that changing the capacity of a cache of 512 MiB or more keeps
+its files (the segment size is in the directory's name). Recency lives in memory; on
 start-up the directory is scanned, each file's written ranges are found with
 ``SEEK_DATA``/``SEEK_HOLE`` (a block counts only if it is wholly written),
 and segments are ordered by modification time (the best guess left after a
@@ -112,7 +114,8 @@ class BlockCache:
     def __init__(self, directory: Path, capacity: int, block_size: int) -> None:
         self.capacity = max(0, capacity)
         self.block_size = block_size
-        self.blocks_per_segment = max(1, min(SEGMENT_MAX, self.capacity // 8) // block_size)
+        fit = max(1, min(SEGMENT_MAX, self.capacity // 8) // block_size)
+        self.blocks_per_segment = 1 << (fit.bit_length() - 1)
         self.directory = directory
         self.root = directory / f"segments-{block_size}x{self.blocks_per_segment}"
         self._lock = threading.Lock()

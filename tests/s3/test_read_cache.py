@@ -111,12 +111,12 @@ def test_blocks_are_written_round_the_page_cache(tmp_path: Path) -> None:
 
 
 def test_reads_racing_evictions_get_the_block_or_a_miss(tmp_path: Path) -> None:
-    # Three segments fit: putting blocks of many blobs evicts all the time,
+    # Twelve segments fit: putting blocks of three blobs evicts all the time,
     # and segments of the same blob come back in new files while readers
     # still read the old ones. A reader must never see another block's
     # bytes, nor the zeros of a hole.
     cache = BlockCache(tmp_path, capacity=24 * BLOCK, block_size=BLOCK)
-    assert cache.blocks_per_segment == 3
+    assert cache.blocks_per_segment == 2
     size = 9 * BLOCK
     blobs = [blob_name(100 + i) for i in range(3)]
     wrong: list[str] = []
@@ -180,6 +180,18 @@ def test_a_read_whose_segment_was_evicted_meanwhile_is_a_miss(tmp_path: Path) ->
     # The new file has a hole where block 1 was: zeros, had the read been used.
     assert cache.get(sha, 1, size) is None
     assert cache.contains(sha, 2) and not cache.contains(sha, 1)
+
+
+def test_a_new_capacity_keeps_the_cached_blocks(tmp_path: Path) -> None:
+    sha, size = blob_name(8), 4 * BLOCK
+    cache = BlockCache(tmp_path, capacity=1 << 30, block_size=BLOCK)
+    cache.put_blocks(sha, 0, size, [block_of(sha, index, size) for index in range(4)])
+    bigger = BlockCache(tmp_path, capacity=20 << 30, block_size=BLOCK)
+    assert bigger.blocks_per_segment == cache.blocks_per_segment == 1024
+    assert bigger.get(sha, 3, size) == block_of(sha, 3, size)
+    # A capacity below what the cache holds keeps the newest blocks that fit.
+    smaller = BlockCache(tmp_path, capacity=600 << 20, block_size=BLOCK)
+    assert smaller.root == cache.root and smaller.stats().blocks == 4
 
 
 def test_blocks_of_an_older_layout_are_removed(tmp_path: Path) -> None:
