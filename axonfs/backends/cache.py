@@ -23,11 +23,11 @@ block evicts the least recently used segments (their files are unlinked) until
 the blocks fit. Segments are small beside the capacity (at most an eighth of
 it), so a small cache still holds several; their number of blocks is a power
 of two, so that changing the capacity of a cache of 512 MiB or more keeps
-its files (the segment size is in the directory's name). Recency lives in memory; on
-start-up the directory is scanned, each file's written ranges are found with
-``SEEK_DATA``/``SEEK_HOLE`` (a block counts only if it is wholly written),
-and segments are ordered by modification time (the best guess left after a
-restart). Blocks are written round the page cache (``O_DIRECT``, see
+its files (the segment size is in the directory's name). Recency lives in
+memory; on start-up the directory is scanned, each file's written ranges are
+found with ``SEEK_DATA``/``SEEK_HOLE`` (a block counts only if it is wholly
+written), and segments are ordered by modification time (the best guess left
+after a restart). Blocks are written round the page cache (``O_DIRECT``, see
 :mod:`axonfs.backends.direct`): a cold read then fills the cache as fast as
 the network brings blocks, which buffered writes could not match once the
 page cache had to grow. A block is read through the page cache, unless it is
@@ -337,18 +337,12 @@ class BlockCache:
     def _read_file(self, fd: int, offset: int, size: int, bulk: bool) -> bytes:
         """*size* bytes at *offset* of *fd*: ``O_DIRECT`` for a bulk read of
         pages not in memory (if a buffer is free), else through the page cache."""
-        if (
-            bulk
-            and not self._direct_refused
-            and not pages_cached(fd, offset, size, offset + size)
-            and (
-                data := self._try_direct(
-                    fd, lambda buffer: read_direct(fd, buffer, offset, size, offset + size)
-                )
+        if bulk and not self._direct_refused and not pages_cached(fd, offset, size, offset + size):
+            data = self._try_direct(
+                fd, lambda buffer: read_direct(fd, buffer, offset, size, offset + size)
             )
-            is not None
-        ):
-            return data
+            if data is not None:
+                return data
         return os.pread(fd, size, offset)
 
     def _try_direct(self, fd: int, io: Callable[[mmap.mmap], _T]) -> _T | None:

@@ -12,9 +12,9 @@ the page cache is read from it (:func:`pages_cached`), which is faster still.
 filesystem's block size (:data:`ALIGN` covers the common ones); the buffers
 are page-aligned anonymous mappings, kept for reuse: a fresh mapping per call
 pays the same first-touch cost the page cache does (16 MiB reads into a new
-mapping each time ran at ~750 MB/s, into a reused one at ~2.3 GB/s). A filesystem that
-refuses ``O_DIRECT`` (tmpfs before Linux 6.6) raises ``EINVAL``: callers fall
-back to plain I/O.
+mapping each time ran at ~750 MB/s, into a reused one at ~2.3 GB/s). A
+filesystem that refuses ``O_DIRECT`` (tmpfs before Linux 6.6) raises
+``EINVAL``: callers fall back to plain I/O.
 """
 
 from __future__ import annotations
@@ -74,22 +74,30 @@ class DirectBuffers:
             self._free.append(buffer)
 
 
+def pread_nowait(fd: int, buffer: bytearray, offset: int) -> int | None:
+    """``preadv2(RWF_NOWAIT)`` into *buffer*: the bytes the page cache had,
+    or None if the read would wait for the disk (or the filesystem cannot
+    tell: no ``RWF_NOWAIT``)."""
+    try:
+        return os.preadv(fd, [buffer], offset, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.EOPNOTSUPP:
+            return None
+        raise
+
+
 def pages_cached(fd: int, offset: int, size: int, file_size: int) -> bool:
     """True if the first and last page of ``[offset, offset+size)`` are in the
     page cache (the kernel's readahead fills what lies between): one-byte
-    ``preadv2(RWF_NOWAIT)`` probes, which never wait for the disk."""
+    probes that never wait for the disk."""
     probe = bytearray(1)
-    try:
-        for at in {offset, max(offset, offset + size - 1)}:
-            if at < file_size and os.preadv(fd, [probe], at, os.RWF_NOWAIT) != 1:
-                return False
-    except BlockingIOError:
-        return False
-    except OSError as exc:
-        if exc.errno == errno.EOPNOTSUPP:  # a filesystem without RWF_NOWAIT
-            return False
-        raise
-    return True
+    return all(
+        pread_nowait(fd, probe, at) == 1
+        for at in {offset, max(offset, offset + size - 1)}
+        if at < file_size
+    )
 
 
 def read_direct(fd: int, buffer: mmap.mmap, offset: int, size: int, file_size: int) -> bytes:

@@ -38,6 +38,7 @@ from axonfs.backends.direct import (
     O_DIRECT,
     DirectBuffers,
     pages_cached,
+    pread_nowait,
     read_direct,
     refused,
 )
@@ -134,14 +135,7 @@ class LocalReader(BlobReader):
         read would have to wait for the disk."""
         size = max(0, min(size, self.size - offset))
         buffer = bytearray(size)
-        try:
-            done = os.preadv(self.fd, [buffer], offset, os.RWF_NOWAIT) if size else 0
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            if exc.errno == errno.EOPNOTSUPP:  # a filesystem without RWF_NOWAIT
-                return None
-            raise
+        done = pread_nowait(self.fd, buffer, offset) if size else 0
         return bytes(buffer) if done == size else None
 
     def is_cached(self, offset: int, size: int) -> bool:

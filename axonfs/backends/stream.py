@@ -156,22 +156,16 @@ class RangeStream(BlobStream):
     def _write_cache(self) -> None:
         """Put the blocks in the cache, all those waiting at once (they are
         consecutive: one write per segment file for them)."""
-        while True:
-            block = self._to_cache.get()
-            if block is None:
-                return
+        while (block := self._to_cache.get()) is not None:
             first, data = block
             blocks = [data]
-            end = False
             while len(blocks) < CACHE_BEHIND:
                 try:
                     block = self._to_cache.get_nowait()
                 except queue.Empty:
                     break
-                if block is None:
-                    end = True
+                if block is None:  # the end: seen again by the loop, after this put
+                    self._to_cache.put_nowait(None)
                     break
                 blocks.append(block[1])
             self._cache.put_blocks(self._sha_hex, first, self._blob_size, blocks)
-            if end:
-                return
